@@ -1,0 +1,1 @@
+//! Artifact store: pinned manifest with sha256, download (reqwest), mirror, offline bundle.

@@ -1,0 +1,88 @@
+//! Command-line interface: one file per subcommand, each with its clap `Args` and a `run`.
+//!
+//! Library modules return typed errors; here they become `CliError` (a boxed error whose
+//! Display already names file/line/host and the fix), reported once by `main`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::home::Home;
+
+pub mod check;
+pub mod list;
+pub mod new;
+pub mod render;
+pub mod setup;
+
+/// Any error that reaches `main`. Module errors carry their own context in `Display`.
+pub type CliError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Exit code on success is returned (0, or non-zero for "ran but something failed").
+pub type CliResult = Result<i32, CliError>;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ezk",
+    version,
+    about = "Provision Kubernetes clusters from release binaries over SSH, kubeasz-compatible",
+    long_about = "ezk provisions Kubernetes clusters from release binaries over SSH.\n\
+It reads kubeasz's clusters/<name>/hosts (Ansible INI) and config.yml unchanged, validates \
+them before connecting anywhere, renders every file a host will receive, and applies only \
+what differs — on every host in parallel."
+)]
+pub struct Cli {
+    /// ezk home: holds clusters/<name>/, the artifact store down/, and optional roles/ and
+    /// playbooks/ overrides. Default: the current directory.
+    #[arg(long, global = true, env = "EZK_HOME", value_name = "DIR")]
+    pub home: Option<PathBuf>,
+
+    /// More output (-v shows remote commands).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create clusters/<name>/hosts and config.yml from the inventory example.
+    New(new::Args),
+    /// List the clusters in the home, marking the current one.
+    List(list::Args),
+    /// Validate a cluster's inventory and config (no host is contacted).
+    Check(check::Args),
+    /// Write, per host, every file a step would install (no host is contacted).
+    Render(render::Args),
+    /// Run a step (01..07, 10, 11, 90/all) on the cluster's hosts.
+    Setup(setup::Args),
+}
+
+/// Run the parsed command line.
+pub fn run(cli: Cli) -> CliResult {
+    let home = Home::resolve(cli.home.clone())?;
+    let ctx = Context { home, verbose: cli.verbose };
+    match cli.command {
+        Command::New(a) => new::run(&ctx, a),
+        Command::List(a) => list::run(&ctx, a),
+        Command::Check(a) => check::run(&ctx, a),
+        Command::Render(a) => render::run(&ctx, a),
+        Command::Setup(a) => setup::run(&ctx, a),
+    }
+}
+
+/// What every subcommand gets besides its own arguments.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub home: Home,
+    pub verbose: u8,
+}
+
+/// Parse `-e key=value` pairs.
+pub fn parse_extra_var(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("expected key=value, got {s:?}")),
+    }
+}

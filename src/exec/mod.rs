@@ -1,0 +1,1 @@
+//! SSH executor: `Transport` trait, SSH implementation (openssh), runner (gather → diff → apply).

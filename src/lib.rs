@@ -1,0 +1,16 @@
+//! ezk: provision Kubernetes clusters from release binaries over SSH, kubeasz-compatible.
+//!
+//! The pipeline follows the folders: `inventory` (hosts + config.yml → resolved vars) →
+//! `plan` (playbooks + roles → per-host typed actions) → `exec` (SSH, all hosts in parallel) →
+//! `ui` (progress, recap, json). `pki`, `artifacts` and `lab` feed and host that pipeline.
+
+pub mod artifacts;
+pub mod cli;
+pub mod exec;
+pub mod home;
+pub mod inventory;
+pub mod lab;
+pub mod pki;
+pub mod plan;
+pub mod template;
+pub mod ui;

@@ -1,0 +1,14 @@
+//! The `ezk` binary: parse the command line, run it, turn any error into one report and an exit code.
+
+use clap::Parser;
+
+fn main() {
+    let cli = ezk::cli::Cli::parse();
+    match ezk::cli::run(cli) {
+        Ok(code) => std::process::exit(code),
+        Err(err) => {
+            ezk::ui::report_error(err.as_ref());
+            std::process::exit(1);
+        }
+    }
+}

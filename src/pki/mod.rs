@@ -1,0 +1,1 @@
+//! In-process PKI (rcgen): CAs, component certificates, kubeconfigs under clusters/<name>/ssl/.

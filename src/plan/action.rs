@@ -1,0 +1,102 @@
+//! The typed actions a plan hands to the executor: the closed set of things ezk changes on a
+//! host. Every role task renders to one `Task`; the executor gathers the current state of all of
+//! a role's tasks in one round trip, diffs locally, and applies only what differs.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+/// Content of a file to install.
+#[derive(Debug, Clone, Serialize)]
+pub enum Content {
+    /// Rendered in memory (templates, copies, certificates, kubeconfigs).
+    Inline(#[serde(skip)] Vec<u8>),
+    /// A file on the deploy machine (artifact store), with its known sha256 (hex).
+    Local { path: PathBuf, sha256: String },
+}
+
+/// A file the host must have, byte for byte.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileSpec {
+    pub path: String,
+    pub content: Content,
+    /// Octal permission bits, e.g. 0o644; keys are 0o600.
+    pub mode: u32,
+    pub owner: String,
+    pub group: String,
+    /// Secret material (private keys, tokens, kubeconfigs with keys): never printed, diffs masked.
+    pub secret: bool,
+}
+
+/// Desired state of a systemd unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum UnitState {
+    Started,
+    Stopped,
+    /// Restart every run (rare; prefer `notify`).
+    Restarted,
+}
+
+/// What `wait_for` waits for.
+#[derive(Debug, Clone, Serialize)]
+pub enum WaitTarget {
+    Tcp { host: String, port: u16 },
+    Command { cmd: String },
+}
+
+/// One concrete, typed action on one host.
+#[derive(Debug, Clone, Serialize)]
+pub enum Action {
+    File(FileSpec),
+    Directory { path: String, mode: u32, owner: String, group: String },
+    Link { path: String, target: String },
+    Absent { path: String },
+    /// Keys written to a sysctl.d file and applied; keys the kernel refuses are warnings.
+    Sysctl { file: String, entries: Vec<(String, String)> },
+    /// Modules loaded now and listed in a modules-load.d file; refused modules are warnings.
+    Modprobe { file: String, modules: Vec<String> },
+    /// OS packages present (apt/yum), or only verified when `offline`.
+    Package { names: Vec<String>, offline: bool },
+    /// A systemd unit enabled/started; restarted when a task that notifies it changed.
+    Service { unit: String, enabled: bool, state: UnitState },
+    /// `systemctl daemon-reload` when a unit file of this role changed.
+    DaemonReload,
+    /// Shell command, skipped when `creates` exists or `unless` exits 0.
+    Command { cmd: String, creates: Option<String>, unless: Option<String> },
+    /// Block until the target answers or the timeout passes (then fail with `diagnose` output).
+    WaitFor { target: WaitTarget, timeout_secs: u64, diagnose: Option<String> },
+}
+
+/// A task: an action with its origin and handler links.
+#[derive(Debug, Clone, Serialize)]
+pub struct Task {
+    /// Human name (from the role's task list).
+    pub name: String,
+    /// `roles/<role>/tasks.yml:LINE`, for messages.
+    pub origin: String,
+    pub action: Action,
+    /// Units to restart when this task changes something.
+    pub notify: Vec<String>,
+}
+
+/// One role applied to one host.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostRolePlan {
+    pub host: String,
+    pub role: String,
+    pub tasks: Vec<Task>,
+}
+
+/// Roles that may run at the same time (no DAG edge between them), each on its hosts.
+#[derive(Debug, Clone, Serialize)]
+pub struct Wave {
+    pub roles: Vec<String>,
+    pub hosts: Vec<HostRolePlan>,
+}
+
+/// A whole step (`02 etcd`) as ordered waves.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepPlan {
+    pub step: String,
+    pub waves: Vec<Wave>,
+}

@@ -1,0 +1,1 @@
+//! The minijinja environment with the Ansible filters kubeasz templates use.
