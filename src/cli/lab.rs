@@ -42,8 +42,15 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
     let mut progress = |line: &str| eprintln!("{} {line}", style("lab:").cyan());
     match args.command {
         LabCommand::Up { name, hosts, timeout } => {
+            on_interrupt_stop(name.clone());
             let opts = UpOptions { cluster_dir: ctx.home.cluster_dir(&name), name, hosts, timeout: Duration::from_secs(timeout) };
-            let (state, states) = lab::up(&paths, &opts, &mut progress)?;
+            let (state, states) = match lab::up(&paths, &opts, &mut progress) {
+                Err(lab::LabError::Interrupted) => {
+                    eprintln!("{} interrupted; everything this `up` made was removed", style("lab:").cyan());
+                    return Ok(130);
+                }
+                other => other?,
+            };
             println!("{:<24} {:<16} {}", "HOST", "ADDRESS", "STATE");
             for (h, s) in state.hosts.iter().zip(&states) {
                 println!("{:<24} {:<16} {}", h.name, h.ip, s);
@@ -86,4 +93,22 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
             Ok(0)
         }
     }
+}
+
+/// Ctrl-C or SIGTERM during `up`: ask `up` to stop at its next step; it then removes what it
+/// made (nothing half-made stays behind) and we exit 130. A cancelled image build leaves only
+/// its temp dir, which the next build deletes.
+fn on_interrupt_stop(name: String) {
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        rt.block_on(async {
+            let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else { return };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        });
+        eprintln!("{} interrupted: stopping and removing lab {name}", style("lab:").cyan());
+        lab::interrupt();
+    });
 }

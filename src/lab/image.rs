@@ -142,6 +142,11 @@ fn debootstrap(target: &Path, progress: &mut dyn FnMut(&str)) -> Result<(), LabE
     });
     let mut last = Vec::new();
     for line in BufReader::new(child.stdout.take().expect("piped")).lines().map_while(Result::ok) {
+        if super::check_interrupted().is_err() {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(LabError::Interrupted);
+        }
         if line.starts_with("I: ") {
             progress(line.trim_start_matches("I: "));
         }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::inventory::{self, InventoryInput};
 use super::state::{HostState, LabState};
-use super::{LabError, LabPaths, host, image, net, sys, validate_name, wait};
+use super::{LabError, LabPaths, check_interrupted, host, image, net, sys, validate_name, wait};
 
 /// What `ezk lab up` was asked for.
 #[derive(Debug, Clone)]
@@ -58,6 +58,7 @@ pub fn up(paths: &LabPaths, opts: &UpOptions, progress: &mut dyn FnMut(&str)) ->
         return Err(LabError::ClusterExists { path: hosts_file });
     }
     let image = image::ensure(paths, progress)?;
+    check_interrupted()?;
     std::fs::create_dir_all(&opts.cluster_dir).map_err(LabError::io(&opts.cluster_dir))?;
     let cluster_dir = std::fs::canonicalize(&opts.cluster_dir).map_err(LabError::io(&opts.cluster_dir))?;
 
@@ -122,6 +123,7 @@ fn make(paths: &LabPaths, state: &mut LabState, children: &mut Vec<Child>, timeo
     let all: Vec<(String, Ipv4Addr)> = state.hosts.iter().map(|h| (h.name.clone(), h.ip)).collect();
     let mut known = String::new();
     for h in &state.hosts {
+        check_interrupted()?;
         let hostkey = host::prepare(h, &state.image, &all, &authorized)?;
         known.push_str(&format!("{} {hostkey}\n", h.ip));
     }
@@ -130,6 +132,7 @@ fn make(paths: &LabPaths, state: &mut LabState, children: &mut Vec<Child>, timeo
 
     progress("booting hosts");
     for i in 0..state.hosts.len() {
+        check_interrupted()?;
         let child = host::boot(&state.hosts[i], &state.bridge)?;
         state.hosts[i].pid = Some(child.id());
         children.push(child);

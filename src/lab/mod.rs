@@ -14,6 +14,7 @@
 //! (up/down/status).
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub mod host;
 pub mod image;
@@ -60,6 +61,22 @@ pub enum LabError {
     StillMounted { path: PathBuf },
     #[error("base image: {0}")]
     Image(String),
+    #[error("interrupted")]
+    Interrupted,
+}
+
+/// Set by a signal handler (Ctrl-C, SIGTERM); `up` checks it between steps and then removes
+/// what it made, so an interrupted `up` leaves nothing half-made.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Ask a running `up` to stop at its next step and clean up.
+pub fn interrupt() {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// `Err(Interrupted)` once `interrupt()` was called.
+pub fn check_interrupted() -> Result<(), LabError> {
+    if INTERRUPTED.load(Ordering::SeqCst) { Err(LabError::Interrupted) } else { Ok(()) }
 }
 
 impl LabError {

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::state::HostState;
-use super::{LabError, sys};
+use super::{LabError, check_interrupted, sys};
 
 /// ssh options every lab connection uses: the lab key and known_hosts only, strict.
 pub fn ssh_command(key: &Path, known_hosts: &Path, ip: &str) -> Command {
@@ -44,6 +44,7 @@ pub fn wait_all(hosts: &[HostState], children: &mut [Child], key: &Path, known_h
     let mut states: Vec<Option<String>> = vec![None; hosts.len()];
     let mut last: Vec<String> = vec!["not started".to_string(); hosts.len()];
     loop {
+        check_interrupted()?;
         for (i, h) in hosts.iter().enumerate() {
             if states[i].is_none() {
                 if let Ok(Some(_)) = children[i].try_wait() {

@@ -21,6 +21,7 @@ pub const TESTS: &[Test] = &[
     Test { name: "lab::not_root_is_refused", run: not_root_is_refused },
     Test { name: "lab::five_hosts_demo_inventory", run: five_hosts_demo_inventory },
     Test { name: "lab::down_tolerates_missing_pieces", run: down_tolerates_missing_pieces },
+    Test { name: "lab::interrupted_up_leaves_nothing", run: interrupted_up_leaves_nothing },
 ];
 
 fn ssh_strict_hostname_address_systemd(lab: &Lab) {
@@ -243,6 +244,48 @@ fn down_tolerates_missing_pieces(_shared: &Lab) {
     let out = lab.ezk(&["lab", "down", &lab.name]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("nothing to do"));
+}
+
+fn interrupted_up_leaves_nothing(_shared: &Lab) {
+    let home = tempfile::tempdir().unwrap();
+    let name = format!("i{}", std::process::id());
+    let state_file = crate::support::lab_root().join("labs").join(&name).join("state.json");
+    let mut child = Command::new(crate::support::ezk_bin())
+        .arg("--home").arg(home.path())
+        .args(["lab", "up", &name, "--hosts", "2"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Interrupt once a host process has been started (the state records its pid).
+    let start = std::time::Instant::now();
+    let mut index = None;
+    while start.elapsed() < std::time::Duration::from_secs(60) && index.is_none() {
+        let state: serde_json::Value = std::fs::read(&state_file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+        if state["hosts"].as_array().is_some_and(|hs| hs.iter().any(|h| h["pid"].is_u64())) {
+            index = state["index"].as_u64();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let index = index.expect("no host started within 60s");
+    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    // Either the interrupt landed (130) or up had just finished; then the lab must go via down.
+    if status.code() != Some(130) {
+        let out = Command::new(crate::support::ezk_bin()).arg("--home").arg(home.path()).args(["lab", "down", &name]).output().unwrap();
+        panic!("up was not interrupted ({status}): {err}; down: {}", String::from_utf8_lossy(&out.stdout));
+    }
+    let lab_dir = crate::support::lab_root().join("labs").join(&name);
+    assert!(nspawn_pids_under(&lab_dir).is_empty(), "host processes left");
+    assert!(!lab_dir.exists(), "state dir left: {err}");
+    // (Another lab may have reused the subnet number since; its state file would say so.)
+    let reused = crate::support::lab_root().join("labs").read_dir().unwrap().flatten().any(|e| {
+        std::fs::read_to_string(e.path().join("state.json")).unwrap_or_default().contains(&format!("\"bridge\": \"ezkbr{index}\""))
+    });
+    assert!(reused || !std::path::Path::new(&format!("/sys/class/net/ezkbr{index}")).exists(), "bridge left");
+    assert!(!home.path().join("clusters").join(&name).join("hosts").exists(), "inventory left");
 }
 
 /// (network, prefix length) of an IPv4 CIDR.
