@@ -119,6 +119,16 @@ fn mirror_in(text: &str) -> Option<String> {
         .find(|w| w.ends_with("/debian"))
 }
 
+/// debootstrap's per-package progress verbs, grouped into the phases shown to the user.
+fn package_phase(verb: &str) -> Option<&'static str> {
+    match verb {
+        "Retrieving" | "Validating" => Some("downloading"),
+        "Extracting" => Some("extracting"),
+        "Unpacking" | "Configuring" | "Installing" => Some("installing"),
+        _ => None,
+    }
+}
+
 fn debootstrap(target: &Path, progress: &mut dyn FnMut(&str)) -> Result<(), LabError> {
     let mut cmd = Command::new("debootstrap");
     cmd.arg("--variant=minbase")
@@ -141,20 +151,35 @@ fn debootstrap(target: &Path, progress: &mut dyn FnMut(&str)) -> Result<(), LabE
         lines
     });
     let mut last = Vec::new();
+    let mut phase = "";
+    // Drawn only when stderr is a terminal (indicatif hides itself otherwise).
+    let spinner = indicatif::ProgressBar::new_spinner();
     for line in BufReader::new(child.stdout.take().expect("piped")).lines().map_while(Result::ok) {
         if super::check_interrupted().is_err() {
             let _ = child.kill();
             let _ = child.wait();
             return Err(LabError::Interrupted);
         }
-        if line.starts_with("I: ") {
-            progress(line.trim_start_matches("I: "));
+        if let Some(msg) = line.strip_prefix("I: ") {
+            // Per-package lines (hundreds) go to the spinner; a phase change is printed once.
+            match msg.split_once(' ').and_then(|(verb, _)| package_phase(verb)) {
+                Some(group) => {
+                    if phase != group {
+                        phase = group;
+                        progress(&format!("{group} packages..."));
+                    }
+                    spinner.set_message(msg.to_string());
+                    spinner.tick();
+                }
+                _ => progress(msg),
+            }
         }
         last.push(line);
         if last.len() > 20 {
             last.remove(0);
         }
     }
+    spinner.finish_and_clear();
     let status = child.wait().map_err(|e| LabError::Image(format!("{shown}: {e}")))?;
     let err_lines = err_thread.join().unwrap_or_default();
     if !status.success() {
