@@ -94,15 +94,38 @@ pub fn up(paths: &LabPaths, opts: &UpOptions, progress: &mut dyn FnMut(&str)) ->
         state
     };
     let mut children = Vec::new();
-    match make(paths, &mut state, &mut children, opts.timeout, progress) {
-        Ok(states) => Ok((state, states)),
-        Err(e) => {
-            progress(&format!("up failed; removing lab {} again", state.name));
-            drop(children);
-            if let Err(down_err) = teardown(paths, &state) {
-                progress(&format!("cleanup incomplete ({down_err}); run `ezk lab down {}`", state.name));
+    // Armed until `make` succeeds: an error *or a panic* in between removes the lab again.
+    let mut guard = Cleanup { paths, name: state.name.clone(), armed: true };
+    let result = make(paths, &mut state, &mut children, opts.timeout, progress);
+    if result.is_err() {
+        progress(&format!("up failed; removing lab {} again", state.name));
+    }
+    guard.armed = result.is_err();
+    drop(guard);
+    result.map(|states| (state, states))
+}
+
+/// Tears a half-made lab down when dropped while armed (also during a panic's unwinding).
+struct Cleanup<'a> {
+    paths: &'a LabPaths,
+    name: String,
+    armed: bool,
+}
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        // Reload: the state on disk has every pid recorded so far.
+        match LabState::load(self.paths, &self.name) {
+            Ok(Some(state)) => {
+                if let Err(e) = teardown(self.paths, &state) {
+                    eprintln!("lab: cleanup incomplete ({e}); run `ezk lab down {}`", self.name);
+                }
             }
-            Err(e)
+            Ok(None) => {}
+            Err(e) => eprintln!("lab: cleanup incomplete ({e}); run `ezk lab down {}`", self.name),
         }
     }
 }

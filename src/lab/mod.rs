@@ -53,9 +53,9 @@ pub enum LabError {
     Io { path: PathBuf, #[source] source: std::io::Error },
     #[error("{path}: bad lab state file: {source}")]
     State { path: PathBuf, #[source] source: serde_json::Error },
-    #[error("host {host} ({ip}) exited during boot; last lines of {log}:\n{tail}")]
+    #[error("host {host} ({ip}) exited during boot; its console log ended with:\n{tail}")]
     BootFailed { host: String, ip: String, log: PathBuf, tail: String },
-    #[error("host {host} ({ip}) not ready after {secs}s (last: {last}); last lines of {log}:\n{tail}")]
+    #[error("host {host} ({ip}) not ready after {secs}s (last: {last}); its console log ended with:\n{tail}\n(raise --timeout if the machine is just slow)")]
     Timeout { host: String, ip: String, secs: u64, last: String, log: PathBuf, tail: String },
     #[error("{path} is still mounted (or has mounts below it); not deleting it. Check `findmnt -R {path}`, unmount, then rerun `ezk lab down`")]
     StillMounted { path: PathBuf },

@@ -54,12 +54,7 @@ pub fn preflight(op: &'static str) -> Result<(), LabError> {
     } else {
         TOOLS.iter().copied().filter(|(t, _)| DOWN_TOOLS.contains(t)).collect()
     };
-    let missing: Vec<(&str, &str)> = wanted.into_iter().filter(|(t, _)| !has_tool(t)).collect();
-    if !missing.is_empty() {
-        let mut packages: Vec<String> = missing.iter().map(|(_, p)| p.to_string()).collect();
-        packages.dedup();
-        return Err(LabError::MissingTools { tools: missing.iter().map(|(t, _)| t.to_string()).collect(), packages });
-    }
+    missing_tools(&wanted, has_tool)?;
     if op == "up" {
         let fs = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
         if !fs.lines().any(|l| l.split_whitespace().last() == Some("overlay")) {
@@ -67,6 +62,21 @@ pub fn preflight(op: &'static str) -> Result<(), LabError> {
         }
     }
     Ok(())
+}
+
+/// The MissingTools error for the `wanted` (tool, package) pairs that `has` does not find.
+fn missing_tools(wanted: &[(&str, &str)], has: impl Fn(&str) -> bool) -> Result<(), LabError> {
+    let missing: Vec<&(&str, &str)> = wanted.iter().filter(|(t, _)| !has(t)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let mut packages: Vec<String> = Vec::new();
+    for (_, p) in &missing {
+        if !packages.iter().any(|q| q == p) {
+            packages.push(p.to_string());
+        }
+    }
+    Err(LabError::MissingTools { tools: missing.iter().map(|(t, _)| t.to_string()).collect(), packages })
 }
 
 /// Render a command for messages.
@@ -223,6 +233,16 @@ mod tests {
     fn mountinfo_unescape() {
         assert_eq!(unescape_mount(r"/a\040b"), "/a b");
         assert_eq!(unescape_mount("/plain"), "/plain");
+    }
+
+    #[test]
+    fn missing_tools_name_the_apt_line() {
+        let err = missing_tools(TOOLS, |t| !matches!(t, "systemd-nspawn" | "ssh" | "ssh-keygen")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "missing tools: systemd-nspawn, ssh, ssh-keygen. Install them with:\n  apt-get install -y systemd-container openssh-client"
+        );
+        assert!(missing_tools(TOOLS, |_| true).is_ok());
     }
 
     #[test]

@@ -42,7 +42,7 @@ pub fn probe(key: &Path, known_hosts: &Path, ip: &str) -> Result<String, String>
 pub fn wait_all(hosts: &[HostState], children: &mut [Child], key: &Path, known_hosts: &Path, timeout: Duration) -> Result<Vec<String>, LabError> {
     let start = Instant::now();
     let mut states: Vec<Option<String>> = vec![None; hosts.len()];
-    let mut last: Vec<String> = vec!["not started".to_string(); hosts.len()];
+    let mut last: Vec<String> = vec!["no answer yet".to_string(); hosts.len()];
     loop {
         check_interrupted()?;
         for (i, h) in hosts.iter().enumerate() {
@@ -55,6 +55,18 @@ pub fn wait_all(hosts: &[HostState], children: &mut [Child], key: &Path, known_h
         let pending: Vec<usize> = (0..hosts.len()).filter(|&i| states[i].is_none()).collect();
         if pending.is_empty() {
             return Ok(states.into_iter().map(|s| s.unwrap_or_default()).collect());
+        }
+        // No new round after the deadline (so `--timeout 0` never waits).
+        if start.elapsed() >= timeout {
+            let h = &hosts[pending[0]];
+            return Err(LabError::Timeout {
+                host: h.name.clone(),
+                ip: h.ip.to_string(),
+                secs: timeout.as_secs(),
+                last: last[pending[0]].clone(),
+                log: h.log(),
+                tail: sys::log_tail(&h.log(), 30),
+            });
         }
         let results: Vec<(usize, Result<String, String>)> = std::thread::scope(|s| {
             let handles: Vec<_> = pending
@@ -72,18 +84,6 @@ pub fn wait_all(hosts: &[HostState], children: &mut [Child], key: &Path, known_h
                 Ok(s) => last[i] = format!("system {s}"),
                 Err(e) => last[i] = e,
             }
-        }
-        if start.elapsed() > timeout {
-            let i = (0..hosts.len()).find(|&i| states[i].is_none()).expect("pending");
-            let h = &hosts[i];
-            return Err(LabError::Timeout {
-                host: h.name.clone(),
-                ip: h.ip.to_string(),
-                secs: timeout.as_secs(),
-                last: last[i].clone(),
-                log: h.log(),
-                tail: sys::log_tail(&h.log(), 30),
-            });
         }
         std::thread::sleep(Duration::from_millis(700));
     }

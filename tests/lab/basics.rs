@@ -22,6 +22,7 @@ pub const TESTS: &[Test] = &[
     Test { name: "lab::five_hosts_demo_inventory", run: five_hosts_demo_inventory },
     Test { name: "lab::down_tolerates_missing_pieces", run: down_tolerates_missing_pieces },
     Test { name: "lab::interrupted_up_leaves_nothing", run: interrupted_up_leaves_nothing },
+    Test { name: "lab::boot_timeout_shows_log_and_cleans_up", run: boot_timeout_shows_log_and_cleans_up },
 ];
 
 fn ssh_strict_hostname_address_systemd(lab: &Lab) {
@@ -286,6 +287,25 @@ fn interrupted_up_leaves_nothing(_shared: &Lab) {
     });
     assert!(reused || !std::path::Path::new(&format!("/sys/class/net/ezkbr{index}")).exists(), "bridge left");
     assert!(!home.path().join("clusters").join(&name).join("hosts").exists(), "inventory left");
+}
+
+fn boot_timeout_shows_log_and_cleans_up(_shared: &Lab) {
+    // --timeout 0: the first readiness round cannot succeed (sshd needs seconds), so up fails.
+    let home = tempfile::tempdir().unwrap();
+    let name = format!("o{}", std::process::id());
+    let out = Command::new(crate::support::ezk_bin())
+        .arg("--home").arg(home.path())
+        .args(["lab", "up", &name, "--hosts", "2", "--timeout", "0"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("not ready after 0s") && err.contains("console log"), "{err}");
+    assert!(err.contains("removing lab"), "{err}");
+    let lab_dir = crate::support::lab_root().join("labs").join(&name);
+    assert!(nspawn_pids_under(&lab_dir).is_empty(), "host processes left");
+    assert!(!lab_dir.exists(), "state left");
+    assert!(!home.path().join("clusters").join(&name).exists(), "cluster files left");
 }
 
 /// (network, prefix length) of an IPv4 CIDR.
