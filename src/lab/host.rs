@@ -35,7 +35,7 @@ pub fn prepare(h: &HostState, image: &Path, all: &[(String, Ipv4Addr)], authoriz
         hosts.push_str(&format!("{ip}\t{name}\n"));
     }
     write("etc/hosts", &hosts, 0o644)?;
-    write("etc/machine-id", &format!("{}\n", random_hex(16)?), 0o444)?;
+    write("etc/machine-id", &format!("{}\n", h.machine_id), 0o444)?;
     // 10- sorts before the image's 80-container-host0.network (DHCP), and the first match wins.
     write(
         "etc/systemd/network/10-host0.network",
@@ -66,6 +66,11 @@ pub fn prepare(h: &HostState, image: &Path, all: &[(String, Ipv4Addr)], authoriz
 fn set_mode(p: &Path, mode: u32) -> Result<(), LabError> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).map_err(LabError::io(p))
+}
+
+/// A fresh random machine-id (32 hex digits), recorded in the state before the host exists.
+pub fn new_machine_id() -> Result<String, LabError> {
+    random_hex(16)
 }
 
 /// `n` random bytes as hex, from the kernel.
@@ -104,7 +109,10 @@ pub fn boot(h: &HostState, bridge: &str) -> Result<Child, LabError> {
 }
 
 /// Stop hosts: SIGTERM every recorded nspawn pid that is still ours (nspawn then shuts the
-/// container's systemd down cleanly), wait up to `grace`, then SIGKILL the stragglers.
+/// container's systemd down cleanly) and wait up to `grace`; then SIGKILL every process still
+/// belonging to a host — nspawn's forked helpers (same command line) and anything running
+/// inside the container (found by its machine-id) — so a host killed early in its boot, or
+/// whose nspawn died, leaves nothing behind.
 pub fn stop_all(hosts: &[HostState], grace: Duration) {
     fn live(h: &HostState) -> bool {
         h.pid.is_some_and(|p| sys::is_our_nspawn(p, &h.machine))
@@ -114,14 +122,24 @@ pub fn stop_all(hosts: &[HostState], grace: Duration) {
         sys::signal(h.pid.expect("filtered"), "TERM");
     }
     let start = Instant::now();
+    let mut resent = Instant::now();
     while running.iter().any(|h| live(h)) && start.elapsed() < grace {
+        // A container still early in its boot may miss the first request; ask again.
+        if resent.elapsed() > Duration::from_secs(2) {
+            running.iter().filter(|h| live(h)).for_each(|h| sys::signal(h.pid.expect("filtered"), "TERM"));
+            resent = Instant::now();
+        }
         std::thread::sleep(Duration::from_millis(200));
     }
-    for h in running.iter().filter(|h| live(h)) {
-        sys::signal(h.pid.expect("filtered"), "KILL");
-    }
     let start = Instant::now();
-    while running.iter().any(|h| live(h)) && start.elapsed() < Duration::from_secs(5) {
-        std::thread::sleep(Duration::from_millis(100));
+    loop {
+        let left = sys::host_pids(hosts.iter().map(|h| (h.machine.as_str(), h.machine_id.as_str())));
+        if left.is_empty() || start.elapsed() > Duration::from_secs(10) {
+            break;
+        }
+        for pid in left {
+            sys::signal(pid, "KILL");
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
 }

@@ -78,6 +78,7 @@ pub fn up(paths: &LabPaths, opts: &UpOptions, progress: &mut dyn FnMut(&str)) ->
                     machine,
                     ip: net::host_ip(index, i),
                     pid: None,
+                    machine_id: String::new(),
                 }
             })
             .collect();
@@ -145,8 +146,11 @@ fn make(paths: &LabPaths, state: &mut LabState, children: &mut Vec<Child>, timeo
     net::create_bridge(state.index)?;
     let all: Vec<(String, Ipv4Addr)> = state.hosts.iter().map(|h| (h.name.clone(), h.ip)).collect();
     let mut known = String::new();
-    for h in &state.hosts {
+    for i in 0..state.hosts.len() {
         check_interrupted()?;
+        state.hosts[i].machine_id = host::new_machine_id()?;
+        state.save(paths)?;
+        let h = &state.hosts[i];
         let hostkey = host::prepare(h, &state.image, &all, &authorized)?;
         known.push_str(&format!("{} {hostkey}\n", h.ip));
     }

@@ -39,6 +39,9 @@ pub struct HostState {
     pub veth: String,
     /// The systemd-nspawn pid, once started.
     pub pid: Option<u32>,
+    /// The host's /etc/machine-id: finds its processes even when nspawn itself is gone.
+    #[serde(default)]
+    pub machine_id: String,
 }
 
 impl HostState {

@@ -176,6 +176,33 @@ pub fn is_our_nspawn(pid: u32, machine: &str) -> bool {
     is_nspawn && ours && !is_zombie(pid)
 }
 
+/// Live processes of lab hosts given as (machine, machine-id): systemd-nspawn processes started
+/// with `--machine=<machine>` (the main one and its forked helpers), and processes whose root
+/// filesystem carries that machine-id (the container's own processes). Never this process.
+pub fn host_pids<'a>(hosts: impl Iterator<Item = (&'a str, &'a str)>) -> Vec<u32> {
+    let hosts: Vec<(String, &str)> = hosts.map(|(m, id)| (format!("--machine={m}"), id)).collect();
+    let me = std::process::id();
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        if pid == me || is_zombie(pid) {
+            continue;
+        }
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let nspawn = args.first().is_some_and(|a| a.ends_with(b"systemd-nspawn"));
+        let id = std::fs::read_to_string(format!("/proc/{pid}/root/etc/machine-id")).unwrap_or_default();
+        let id = id.trim();
+        let ours = hosts.iter().any(|(m, mid)| {
+            (nspawn && args.iter().any(|a| *a == m.as_bytes())) || (!mid.is_empty() && id == *mid)
+        });
+        if ours {
+            found.push(pid);
+        }
+    }
+    found
+}
+
 /// A zombie has exited; only its parent's wait() is missing.
 fn is_zombie(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))

@@ -164,6 +164,10 @@ impl Lab {
         for pid in nspawn_pids_under(&lab_dir) {
             left.push(format!("systemd-nspawn pid {pid}"));
         }
+        let names: Vec<&str> = self.hosts.iter().map(|h| h.name.as_str()).collect();
+        for (pid, host) in container_pids(&names) {
+            left.push(format!("pid {pid} inside host {host}"));
+        }
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         for m in mounts.lines().filter_map(|l| l.split(' ').nth(4)).filter(|m| Path::new(m).starts_with(&lab_dir)) {
             left.push(format!("mount {m}"));
@@ -223,6 +227,27 @@ pub fn nspawn_pids_under(dir: &Path) -> Vec<u32> {
         }
     }
     pids
+}
+
+/// Live processes running inside a lab host (their root has the image marker and one of these
+/// host names), whoever started them.
+pub fn container_pids(names: &[&str]) -> Vec<(u32, String)> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let root = PathBuf::from(format!("/proc/{pid}/root"));
+        if !root.join("etc/ezk-image").exists() {
+            continue;
+        }
+        let host = std::fs::read_to_string(root.join("etc/hostname")).unwrap_or_default().trim().to_string();
+        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')))
+            .unwrap_or(true);
+        if names.contains(&host.as_str()) && !zombie {
+            found.push((pid, host));
+        }
+    }
+    found
 }
 
 fn down(home: &Path, name: &str) {
