@@ -28,12 +28,24 @@ const SHARED_HOSTS: usize = 3;
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let list_only = args.iter().any(|a| a == "--list");
-    // Positional args are name filters; libtest-style flags (--nocapture, ...) are ignored.
-    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    let exact = args.iter().any(|a| a == "--exact");
+    // Positional args are name filters; libtest-style flags (--nocapture, --format terse, ...)
+    // are accepted and ignored, with their values, so cargo test and nextest can drive this.
+    const TAKES_VALUE: &[&str] = &["--format", "--test-threads", "--skip", "--color", "--logfile", "-Z", "--shuffle-seed"];
+    let mut filters: Vec<&String> = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if TAKES_VALUE.contains(&a.as_str()) {
+            it.next();
+        } else if !a.starts_with('-') {
+            filters.push(a);
+        }
+    }
+    let matches = |name: &str, f: &str| if exact { name == f } else { name.contains(f) };
     let selected: Vec<&Test> = SUITES
         .iter()
         .flat_map(|s| s.iter())
-        .filter(|t| filters.is_empty() || filters.iter().any(|f| t.name.contains(f.as_str())))
+        .filter(|t| filters.is_empty() || filters.iter().any(|f| matches(t.name, f)))
         .collect();
     if list_only {
         for t in &selected {
@@ -52,7 +64,6 @@ fn main() {
         return;
     }
     support::install_interrupt_handler();
-    // Tests print their own panics; keep the default hook's message but only once per test.
     let name = format!("t{}", std::process::id());
     println!("booting shared lab {name} ({SHARED_HOSTS} hosts)");
     let lab = match Lab::up(&name, SHARED_HOSTS) {
