@@ -66,8 +66,9 @@ impl CaKind {
     }
 }
 
-/// A subject alternative name. Ordered (IPs first) so SAN lists are canonical.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+/// A subject alternative name. Ordered (IPs first) so SAN lists are canonical. Serialized as
+/// its display form ("IP:10.0.0.1", "DNS:kubernetes").
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum San {
     Ip(IpAddr),
     Dns(String),
@@ -77,6 +78,12 @@ impl San {
     /// An IP if it parses as one, else a DNS name.
     pub fn parse(s: &str) -> San {
         s.parse().map(San::Ip).unwrap_or_else(|_| San::Dns(s.to_string()))
+    }
+}
+
+impl Serialize for San {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 

@@ -11,7 +11,7 @@ use time::Duration;
 use super::error::PkiError;
 
 /// One host of a group, as the certificates see it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 pub struct Member {
     /// Inventory hostname (what `cert_files`/`kubeconfig` are asked about).
     pub host: String,
@@ -36,8 +36,9 @@ impl Member {
     }
 }
 
-/// Inputs of the cluster PKI. Built from the inventory (kubeasz variable names in the docs).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Inputs of the cluster PKI. Built from the inventory (kubeasz variable names in the docs);
+/// also readable from YAML (test fixtures use field names as below).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 pub struct PkiSpec {
     /// `CLUSTER_NAME` (kubeconfig cluster entry; kubeasz default "cluster1").
     pub cluster_name: String,
