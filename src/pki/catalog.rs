@@ -216,7 +216,8 @@ pub fn leaves(spec: &PkiSpec) -> Result<Vec<LeafDef>, PkiError> {
         leaf("admin", CaKind::Cluster, "admin", &["system:masters"], vec![], false, true),
         leaf("kube-controller-manager", CaKind::Cluster, "system:kube-controller-manager", &["system:kube-controller-manager"], vec![], false, true),
         leaf("kube-scheduler", CaKind::Cluster, "system:kube-scheduler", &["system:kube-scheduler"], vec![], false, true),
-        leaf("kube-proxy", CaKind::Cluster, "system:kube-proxy", &["system:node-proxier"], vec![], false, true),
+        // Kubernetes' default binding `system:node-proxier` names the user system:kube-proxy.
+        leaf("kube-proxy", CaKind::Cluster, "system:kube-proxy", &[], vec![], false, true),
         leaf("etcd-client", CaKind::Etcd, "etcd-client", &[], vec![], false, true),
     ];
     for n in &spec.nodes {

@@ -95,7 +95,12 @@ impl Pki {
     /// (rotating it would invalidate every token in the cluster).
     pub fn renew(cluster_dir: &Path, spec: &PkiSpec, new_ca: bool) -> Result<(Pki, PathBuf), PkiError> {
         let ssl = cluster_dir.join("ssl");
-        let backup = cluster_dir.join(format!("ssl.bak-{}", time::OffsetDateTime::now_utc().unix_timestamp()));
+        let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
+        // Two renewals within one second must not share (and overwrite) one backup.
+        let backup = (0..)
+            .map(|n| cluster_dir.join(if n == 0 { format!("ssl.bak-{stamp}") } else { format!("ssl.bak-{stamp}-{n}") }))
+            .find(|p| !p.exists())
+            .expect("some backup name is free");
         if ssl.is_dir() {
             ensure_private_dir(&backup)?;
             for e in std::fs::read_dir(&ssl).map_err(PkiError::io(&ssl))? {
