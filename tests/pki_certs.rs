@@ -91,6 +91,19 @@ fn subjects_sans_and_usages_as_openssl_reads_them() {
     assert!(kubelet.contains("Subject: O = system:nodes, CN = system:node:worker-2"), "{kubelet}");
     assert!(kubelet.contains("IP Address:198.18.9.22") && kubelet.contains("DNS:worker-2"));
 
+    // Name checks the way TLS clients do them (openssl's own SAN matching).
+    let name_ok = |file: &str, flag: &str, name: &str| {
+        let (ok, out) = run(Command::new("openssl").args(["verify", "-CAfile"]).arg(ssl.join("ca.pem")).args([flag, name]).arg(ssl.join(file)));
+        ok && out.contains(": OK")
+    };
+    for ip in ["10.68.0.1", "198.18.9.250", "198.18.9.13", "127.0.0.1"] {
+        assert!(name_ok("kubernetes.pem", "-verify_ip", ip), "{ip}");
+    }
+    assert!(name_ok("kubernetes.pem", "-verify_hostname", "kubernetes.default.svc.cluster.local"));
+    assert!(!name_ok("kubernetes.pem", "-verify_ip", "198.18.9.21"), "a worker IP must not be in the apiserver cert");
+    assert!(name_ok("kubelet-worker-1.pem", "-verify_hostname", "worker-1"));
+    assert!(!name_ok("kubelet-worker-1.pem", "-verify_hostname", "worker-2"));
+
     let ca = x509_text(&ssl.join("ca.pem"));
     assert!(ca.contains("CA:TRUE") && ca.contains("Certificate Sign"));
     assert!(!x509_text(&ssl.join("admin.pem")).contains("CA:TRUE"));
@@ -110,6 +123,17 @@ fn validity_follows_cert_expiry_and_ca_expiry() {
     assert!(checkend("admin.pem", 47) && !checkend("admin.pem", 49));
     assert!(checkend("ca.pem", 239) && !checkend("ca.pem", 241));
     assert!(checkend("etcd-ca.pem", 239) && !checkend("etcd-ca.pem", 241));
+}
+
+#[test]
+fn an_expired_certificate_is_reissued_on_the_next_run() {
+    let d = tempfile::tempdir().unwrap();
+    let mut s = spec();
+    s.cert_expiry = "1s".into();
+    Pki::ensure(d.path(), &s).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let p = Pki::ensure(d.path(), &s).unwrap();
+    assert_eq!(p.outcome().issued.len(), leaves().len(), "expired certs were reused: {:?}", p.outcome());
 }
 
 #[test]
