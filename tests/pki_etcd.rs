@@ -102,7 +102,9 @@ fn etcd_cluster_over_tls_accepts_its_certs_and_rejects_others() {
     let data = tempfile::tempdir().unwrap();
     let (_members, urls) = start_etcd(&ssl, data.path(), 3);
     let etcd_ca = ssl.join("etcd-ca.pem");
-    let (cc, ck) = pair(&ssl, "etcd-client");
+    // The deploy machine's etcdctl files, as the PKI API names them.
+    let (cc, ck, ca) = pki.local_paths("etcd-client", None).unwrap();
+    assert_eq!(ca, etcd_ca);
     // Three members can only form a cluster through mutually authenticated peer TLS.
     wait_healthy(&urls, &etcd_ca, (&cc, &ck), data.path());
 
