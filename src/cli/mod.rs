@@ -9,7 +9,9 @@ use clap::{Parser, Subcommand};
 
 use crate::home::Home;
 
+pub mod certs;
 pub mod check;
+pub mod kca_renew;
 pub mod list;
 pub mod new;
 pub mod render;

@@ -1,0 +1,36 @@
+//! Entry points for `ezk certs` and `ezk kca-renew`. They take a `PkiSpec`, which the
+//! inventory layer builds; the subcommands in src/cli/ call these once that builder exists.
+
+use std::io::Write;
+use std::path::Path;
+
+use super::report::{local_report, render_table};
+use super::{Pki, PkiError, PkiSpec};
+
+/// `ezk certs <cluster>` (local part): print the table of every certificate under ssl/.
+/// Exit code 1 when a certificate is missing, unreadable or expired, else 0. Writes nothing.
+pub fn cli_certs(cluster_dir: &Path, spec: &PkiSpec, out: &mut dyn Write) -> Result<i32, PkiError> {
+    let pki = Pki::open(cluster_dir, spec)?;
+    let rows = local_report(&pki);
+    let _ = out.write_all(render_table(&rows).as_bytes());
+    let bad = rows.iter().filter(|r| r.info.as_ref().is_none_or(|i| i.days_left < 0)).count();
+    if bad > 0 {
+        let _ = writeln!(out, "{bad} certificate(s) missing, unreadable or expired; `ezk kca-renew` reissues them");
+        return Ok(1);
+    }
+    Ok(0)
+}
+
+/// `ezk kca-renew <cluster> [--new-ca]`: back up ssl/, reissue every certificate (and the CAs
+/// with `new_ca`), print what was done. Hosts get the new files on the next setup run.
+pub fn cli_kca_renew(cluster_dir: &Path, spec: &PkiSpec, new_ca: bool, out: &mut dyn Write) -> Result<i32, PkiError> {
+    let (pki, backup) = Pki::renew(cluster_dir, spec, new_ca)?;
+    let o = pki.outcome();
+    let _ = writeln!(out, "backup of the previous ssl/: {}", backup.display());
+    if !o.created_cas.is_empty() {
+        let _ = writeln!(out, "new CAs: {}", o.created_cas.join(", "));
+    }
+    let _ = writeln!(out, "reissued {} certificates: {}", o.issued.len(), o.issued.join(", "));
+    let _ = writeln!(out, "install them on the hosts with `ezk setup <cluster> all` (services restart where a file changed)");
+    Ok(0)
+}
