@@ -157,6 +157,8 @@ impl Resolver {
     }
 
     fn render_str(self: &Arc<Self>, host: &str, var: &str, at: &Location, s: &str) -> Result<J, ResolveError> {
+        let normalized = crate::template::normalize(s);
+        let s: &str = &normalized;
         let ctx = self.context(host);
         INNER.with(|i| i.borrow_mut().take());
         let result = match single_expression(s) {
