@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use crate::home::Home;
 
 pub mod check;
+pub mod checkout;
 pub mod list;
 pub mod new;
 pub mod render;
@@ -51,6 +52,8 @@ pub enum Command {
     New(new::Args),
     /// List the clusters in the home, marking the current one.
     List(list::Args),
+    /// Make a cluster the current one (used when a command is given no cluster).
+    Checkout(checkout::Args),
     /// Validate a cluster's inventory and config (no host is contacted).
     Check(check::Args),
     /// Write, per host, every file a step would install (no host is contacted).
@@ -66,6 +69,7 @@ pub fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::New(a) => new::run(&ctx, a),
         Command::List(a) => list::run(&ctx, a),
+        Command::Checkout(a) => checkout::run(&ctx, a),
         Command::Check(a) => check::run(&ctx, a),
         Command::Render(a) => render::run(&ctx, a),
         Command::Setup(a) => setup::run(&ctx, a),

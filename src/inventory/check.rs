@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use super::error::{InventoryError, Location};
 use super::net::{self, Cidr};
-use super::Inventory;
+use super::{Inventory, ResolveErrorKind};
 
 /// Network plugins kubeasz supports (`none`: bring your own).
 pub const NETWORKS: &[&str] = &["calico", "flannel", "kube-router", "cilium", "kube-ovn", "none"];
@@ -87,10 +87,25 @@ impl Checker<'_> {
     }
 
     /// Render every variable of every host: undefined names, syntax errors, cycles.
+    ///
+    /// Ansible evaluates lazily, so a cluster-wide value that needs a host variable (kubeasz's
+    /// K8S_NODENAME needs `k8s_nodename`) is only an error where it can be used. ezk reports
+    /// undefined names for Kubernetes hosts (kube_master, kube_node) on every variable; for
+    /// other hosts (etcd-only, ex_lb, chrony, harbor) only on the variables of the host and its
+    /// own groups. Syntax errors and cycles are reported everywhere.
     fn templates(&mut self) {
+        let k8s: HashSet<&String> = self.inv.hosts_in("kube_master").iter().chain(self.inv.hosts_in("kube_node")).collect();
         for h in &self.inv.hosts {
+            let own = |var: &str| {
+                let src = self.inv.source();
+                src.hosts.get(h).is_some_and(|d| d.vars.contains_key(var))
+                    || self.inv.groups_of(h).iter().any(|g| src.groups.get(g).is_some_and(|d| d.vars.contains_key(var)))
+            };
             for var in self.inv.var_names(h) {
                 if let Err(e) = self.inv.resolve(h, &var) {
+                    if e.kind == ResolveErrorKind::Undefined && !k8s.contains(h) && !own(&var) {
+                        continue;
+                    }
                     self.push(e.into());
                 }
             }

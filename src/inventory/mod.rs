@@ -35,7 +35,7 @@ mod vars;
 mod yaml;
 
 pub use error::{InventoryError, InventoryErrors, Location};
-pub use resolve::ResolveError;
+pub use resolve::{ResolveError, ResolveErrorKind};
 
 /// A variable value (YAML data model: strings, numbers, bools, lists, maps).
 pub type Value = serde_yaml::Value;

@@ -25,6 +25,20 @@ pub struct ResolveError {
     pub at: Location,
     pub msg: String,
     pub fix: String,
+    pub kind: ResolveErrorKind,
+}
+
+/// What kind of failure a `ResolveError` is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResolveErrorKind {
+    /// A Jinja syntax error.
+    Syntax,
+    /// The template uses a variable that is not defined for the host.
+    Undefined,
+    /// Variables refer to each other in a cycle.
+    Cycle,
+    /// Anything else (bad index, failing filter...).
+    Render,
 }
 
 impl From<ResolveError> for InventoryError {
@@ -111,6 +125,7 @@ impl Resolver {
                 at: Location::new("inventory", 0),
                 msg: format!("{var} is not defined"),
                 fix: format!("define {var} in config.yml or the hosts file"),
+                kind: ResolveErrorKind::Undefined,
             });
         };
         let key = (self.id(), host.to_string(), var.to_string());
@@ -129,6 +144,7 @@ impl Resolver {
                 at: def.at.clone(),
                 msg: format!("variables refer to each other in a cycle: {}", chain.join(" -> ")),
                 fix: "give one of these variables a plain value".into(),
+                kind: ResolveErrorKind::Cycle,
             });
         }
         STACK.with(|s| s.borrow_mut().push(key));
@@ -186,9 +202,9 @@ impl Resolver {
     }
 
     fn describe(&self, host: &str, var: &str, at: &Location, s: &str, e: &minijinja::Error) -> ResolveError {
-        let mk = |msg: String, fix: String| ResolveError { host: host.into(), var: var.into(), at: at.clone(), msg, fix };
+        let mk = |msg: String, fix: String, kind| ResolveError { host: host.into(), var: var.into(), at: at.clone(), msg, fix, kind };
         if e.kind() == ErrorKind::SyntaxError {
-            return mk(format!("Jinja syntax error in {s:?}: {}", detail(e)), "fix the template syntax".into());
+            return mk(format!("Jinja syntax error in {s:?}: {}", detail(e)), "fix the template syntax".into(), ResolveErrorKind::Syntax);
         }
         let env: &Environment<'_> = &self.env;
         let missing: Vec<String> = match env.template_from_str(s) {
@@ -205,9 +221,11 @@ impl Resolver {
             return mk(
                 format!("template {s:?} uses undefined variable {names}"),
                 format!("define {} in config.yml or [all:vars], or correct the name", missing.join(", ")),
+                ResolveErrorKind::Undefined,
             );
         }
-        mk(format!("cannot render {s:?}: {}", detail(e)), "check the names and indexes the template uses".into())
+        let kind = if e.kind() == ErrorKind::UndefinedError { ResolveErrorKind::Undefined } else { ResolveErrorKind::Render };
+        mk(format!("cannot render {s:?}: {}", detail(e)), "check the names and indexes the template uses".into(), kind)
     }
 }
 
