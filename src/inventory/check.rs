@@ -160,7 +160,7 @@ impl Checker<'_> {
                 .unwrap_or_else(|| h.clone());
             match used.get(&name) {
                 Some(first) if *first != h => {
-                    let (first_at, at) = (self.host_at(first), self.var_at(&h, "k8s_nodename"));
+                    let (first_at, at) = (self.var_at(first, "k8s_nodename"), self.var_at(&h, "k8s_nodename"));
                     self.invalid(
                         at,
                         format!("node name {name:?} of host {h} is already used by host {first} ({first_at})"),

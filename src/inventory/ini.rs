@@ -40,17 +40,17 @@ pub fn parse(text: &str, file: &Path) -> (Source, Vec<InventoryError>) {
                     section = match kind {
                         None => {
                             declared.insert(name.clone());
-                            src.group_mut(&name, &at);
+                            src.declare(&name, &at);
                             Section::Hosts(name)
                         }
                         Some("vars") => {
                             vars_only.push((name.clone(), at.clone()));
-                            src.group_mut(&name, &at);
+                            src.declare(&name, &at);
                             Section::Vars(name)
                         }
                         Some("children") => {
                             declared.insert(name.clone());
-                            src.group_mut(&name, &at);
+                            src.declare(&name, &at);
                             Section::Children(name)
                         }
                         Some(other) => {

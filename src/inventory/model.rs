@@ -59,6 +59,15 @@ impl Source {
         self.groups.entry(name.to_string()).or_insert_with(|| GroupDef::new(at.clone()))
     }
 
+    /// The group, its position set to `at` if it had none yet (`all`, created implicitly).
+    pub fn declare(&mut self, name: &str, at: &Location) -> &mut GroupDef {
+        let g = self.group_mut(name, at);
+        if g.at.line == 0 {
+            g.at = at.clone();
+        }
+        g
+    }
+
     /// Record that `host` is listed at `at`, in `group`, with these vars (later lines win,
     /// as in Ansible).
     pub fn add_host(&mut self, group: &str, host: &str, at: &Location, vars: VarDefs) {

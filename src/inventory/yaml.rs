@@ -123,7 +123,7 @@ impl Reader<'_> {
 
     fn group(&mut self, name: &str, body: &Value, line: usize) {
         let at = self.at(line);
-        self.src.group_mut(name, &at);
+        self.src.declare(name, &at);
         let body = match body {
             Value::Null => return,
             Value::Mapping(m) => m,
