@@ -122,17 +122,15 @@ impl Checker<'_> {
         for h in self.inv.hosts.clone() {
             let at = self.host_at(&h);
             let target = self.get(&h, "ansible_host");
-            if let Some(msg) = bad_address(&h) {
-                if target.is_none() || net::looks_like_ipv4(&h) {
+            if let Some(msg) = bad_address(&h)
+                && (target.is_none() || net::looks_like_ipv4(&h)) {
                     self.invalid(at.clone(), format!("host {h:?}: {msg}"), "write a valid IPv4/IPv6 address or host name");
                 }
-            }
-            if let Some(t) = target {
-                if let Some(msg) = bad_address(&t) {
+            if let Some(t) = target
+                && let Some(msg) = bad_address(&t) {
                     let at = self.var_at(&h, "ansible_host");
                     self.invalid(at, format!("ansible_host {t:?} of host {h}: {msg}"), "write a valid IP address or host name");
                 }
-            }
         }
     }
 
@@ -141,8 +139,8 @@ impl Checker<'_> {
         let k8s: Vec<String> =
             self.inv.hosts_in("kube_master").iter().chain(self.inv.hosts_in("kube_node")).cloned().collect();
         for h in self.inv.hosts.clone() {
-            if let Some(n) = self.get(&h, "k8s_nodename").filter(|n| !n.is_empty()) {
-                if !net::is_dns1123_subdomain(&n) {
+            if let Some(n) = self.get(&h, "k8s_nodename").filter(|n| !n.is_empty())
+                && !net::is_dns1123_subdomain(&n) {
                     let at = self.var_at(&h, "k8s_nodename");
                     self.invalid(
                         at,
@@ -150,7 +148,6 @@ impl Checker<'_> {
                         "use lower-case letters, digits, '-' and '.', starting and ending with a letter or digit (e.g. k8s-worker-1)",
                     );
                 }
-            }
             if !k8s.contains(&h) {
                 continue;
             }
@@ -179,7 +176,7 @@ impl Checker<'_> {
         let at = self.group_at("etcd");
         if etcd == 0 {
             self.invalid(at, "the etcd group is empty".into(), "list 1, 3 or 5 hosts under [etcd]");
-        } else if etcd % 2 == 0 {
+        } else if etcd.is_multiple_of(2) {
             self.invalid(
                 at,
                 format!("the etcd group has {etcd} members; etcd needs an odd number for quorum"),
@@ -209,8 +206,8 @@ impl Checker<'_> {
         choice(self, "CONTAINER_RUNTIME", RUNTIMES);
         let service = self.cidr(&h, "SERVICE_CIDR", "10.68.0.0/16");
         let cluster = self.cidr(&h, "CLUSTER_CIDR", "172.20.0.0/16");
-        if let (Some(s), Some(c)) = (service, cluster) {
-            if s.overlaps(&c) {
+        if let (Some(s), Some(c)) = (service, cluster)
+            && s.overlaps(&c) {
                 let (sat, cat) = (self.var_at(&h, "SERVICE_CIDR"), self.var_at(&h, "CLUSTER_CIDR"));
                 self.invalid(
                     cat,
@@ -218,13 +215,12 @@ impl Checker<'_> {
                     "choose non-overlapping ranges (e.g. SERVICE_CIDR=10.68.0.0/16, CLUSTER_CIDR=172.20.0.0/16)",
                 );
             }
-        }
         for (name, cidr) in [("SERVICE_CIDR", service), ("CLUSTER_CIDR", cluster)] {
             let Some(cidr) = cidr else { continue };
             for host in self.inv.hosts.clone() {
                 let addr = self.get(&host, "ansible_host").unwrap_or_else(|| host.clone());
-                if let Ok(ip) = addr.parse::<IpAddr>() {
-                    if cidr.contains(ip) {
+                if let Ok(ip) = addr.parse::<IpAddr>()
+                    && cidr.contains(ip) {
                         let at = self.host_at(&host);
                         let var_at = self.var_at(&h, name);
                         self.invalid(
@@ -233,7 +229,6 @@ impl Checker<'_> {
                             format!("pick a {name} that does not contain any host address"),
                         );
                     }
-                }
             }
         }
         if let Some(r) = self.get(&h, "NODE_PORT_RANGE") {

@@ -23,11 +23,10 @@ pub fn parse(raw: &str) -> Value {
     if (t.starts_with('[') && t.ends_with(']')) || (t.starts_with('{') && t.ends_with('}')) {
         // Python list/dict literals are (for the simple cases inventories use) YAML flow.
         let yamlish = t.replace("True", "true").replace("False", "false").replace("None", "null");
-        if let Ok(v) = serde_yaml::from_str::<Value>(&yamlish) {
-            if v.is_sequence() || v.is_mapping() {
+        if let Ok(v) = serde_yaml::from_str::<Value>(&yamlish)
+            && (v.is_sequence() || v.is_mapping()) {
                 return v;
             }
-        }
     }
     Value::String(raw.trim().to_string())
 }

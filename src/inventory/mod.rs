@@ -16,6 +16,10 @@
 //! Files: `ini.rs`/`yaml.rs` read, `literal.rs` types INI values, `vars.rs` merges,
 //! `resolve.rs` renders, `check.rs` validates, `net.rs` has address helpers.
 
+// Errors carry file, line, host and fix text; they are collected for a report, not raised in
+// a hot path, so their size does not matter.
+#![allow(clippy::result_large_err)]
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
