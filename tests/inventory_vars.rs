@@ -171,3 +171,21 @@ fn shipped_examples_resolve() {
         assert_eq!(s(&v, "HARBOR_REGISTRY"), "harbor.example.test:8443");
     }
 }
+
+/// The plan and executor share one inventory across threads.
+#[test]
+fn inventory_is_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Inventory>();
+}
+
+#[test]
+fn examples_substitute_placeholders() {
+    use ezk::inventory::examples::{self, Layout};
+    let home = Path::new("/srv/ezk");
+    let cfg = examples::config_yml("lab1", home);
+    assert!(cfg.contains("CLUSTER_NAME: \"lab1\""));
+    let hosts = examples::hosts(Layout::Allinone, "lab1", home);
+    assert!(hosts.contains("base_dir=\"/srv/ezk\"") && hosts.contains("/clusters/lab1\""));
+    assert!(!cfg.contains('_') || !cfg.contains("_cluster_name_"));
+}

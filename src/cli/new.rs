@@ -1,25 +1,12 @@
 //! `ezk new`: create `clusters/<name>/hosts` and `config.yml` from the inventory examples
-//! (embedded in the binary, so it works from any directory), as kubeasz's `ezctl new` does:
-//! `_cluster_name_` becomes the cluster name and `_ezk_home_` the absolute ezk home. The new
+//! (embedded in the binary, see `inventory::examples`), as kubeasz's `ezctl new` does. The new
 //! cluster becomes the current one (see `ezk checkout`).
 
 use std::path::Path;
 
 use super::checkout::set_current;
+use crate::inventory::examples::{self, Layout};
 use super::{CliResult, Context};
-
-const HOSTS_MULTI_NODE: &str = include_str!("../../inventory-examples/hosts.multi-node");
-const HOSTS_ALLINONE: &str = include_str!("../../inventory-examples/hosts.allinone");
-const CONFIG: &str = include_str!("../../inventory-examples/config.yml");
-
-/// Which example inventory to start from.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum Layout {
-    /// 3 etcd members, 3 masters, 2 workers, 2 external load balancers, chrony.
-    MultiNode,
-    /// One machine running etcd, the control plane and workloads.
-    Allinone,
-}
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -54,22 +41,14 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
         )
         .into());
     }
-    let hosts = match args.layout {
-        Layout::MultiNode => HOSTS_MULTI_NODE,
-        Layout::Allinone => HOSTS_ALLINONE,
-    };
     let home = std::path::absolute(ctx.home.root())?;
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    write(&dir.join("hosts"), &substitute(hosts, name, &home))?;
-    write(&dir.join("config.yml"), &substitute(CONFIG, name, &home))?;
+    write(&dir.join("hosts"), &examples::hosts(args.layout, name, &home))?;
+    write(&dir.join("config.yml"), &examples::config_yml(name, &home))?;
     set_current(&ctx.home, name)?;
     println!("cluster {name}: created {}", dir.display());
     println!("next: edit {}/hosts and {}/config.yml, then run `ezk check {name}`", dir.display(), dir.display());
     Ok(0)
-}
-
-fn substitute(text: &str, cluster: &str, home: &Path) -> String {
-    text.replace("_cluster_name_", cluster).replace("_ezk_home_", &home.display().to_string())
 }
 
 fn write(path: &Path, text: &str) -> Result<(), super::CliError> {

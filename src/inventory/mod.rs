@@ -30,6 +30,7 @@ use crate::home::Home;
 
 pub mod check;
 mod error;
+pub mod examples;
 mod ini;
 mod literal;
 pub mod model;
