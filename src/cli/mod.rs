@@ -50,7 +50,8 @@ pub struct Cli {
 pub enum Command {
     /// Create clusters/<name>/hosts and config.yml from the inventory example.
     New(new::Args),
-    /// List the clusters in the home, marking the current one.
+    /// List the clusters in the home, marking the current one (chosen by `new`/`checkout`,
+    /// stored in clusters/.current).
     List(list::Args),
     /// Make a cluster the current one (used when a command is given no cluster).
     Checkout(checkout::Args),

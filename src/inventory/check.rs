@@ -41,6 +41,7 @@ pub fn validate(inv: &Inventory) -> Vec<InventoryError> {
     c.host_names();
     c.node_names();
     c.groups();
+    c.ex_lb();
     c.cluster_vars();
     let mut errors = c.errors;
     // Stable order: by file and line, keeping discovery order otherwise.
@@ -186,6 +187,28 @@ impl Checker<'_> {
         if self.inv.hosts_in("kube_master").is_empty() {
             let at = self.group_at("kube_master");
             self.invalid(at, "the kube_master group is empty".into(), "list at least one host under [kube_master]");
+        }
+    }
+
+    /// ex_lb hosts need a VIP address and a keepalived role.
+    fn ex_lb(&mut self) {
+        for h in self.inv.hosts_in("ex_lb").to_vec() {
+            match self.get(&h, "EX_APISERVER_VIP") {
+                Some(vip) if vip.parse::<IpAddr>().is_err() => {
+                    let at = self.var_at(&h, "EX_APISERVER_VIP");
+                    self.invalid(at, format!("EX_APISERVER_VIP {vip:?} of host {h} is not an IP address"), "set it to the virtual IP the load balancers share, e.g. EX_APISERVER_VIP=198.51.100.250");
+                }
+                Some(_) => {}
+                None if self.inv.var_location(&h, "EX_APISERVER_VIP").is_none() => {
+                    let at = self.host_at(&h);
+                    self.invalid(at, format!("ex_lb host {h} has no EX_APISERVER_VIP"), "add EX_APISERVER_VIP=<virtual IP> EX_APISERVER_PORT=8443 to the host line");
+                }
+                None => {}
+            }
+            if let Some(role) = self.get(&h, "LB_ROLE").filter(|r| r != "master" && r != "backup") {
+                let at = self.var_at(&h, "LB_ROLE");
+                self.invalid(at, format!("LB_ROLE {role:?} of host {h} is neither master nor backup"), "use LB_ROLE=master on one ex_lb host and LB_ROLE=backup on the others");
+            }
         }
     }
 

@@ -296,6 +296,7 @@ PORT=8443
 [all:vars]
 SERVICE_CIDR=\"10.68.0.0/16\"
 EMPTY=
+  SPACED  =  'a b'  
 ";
         let (src, errs) = p(text);
         assert!(errs.is_empty(), "{errs:?}");
@@ -312,6 +313,7 @@ EMPTY=
         let sc = &src.groups["all"].vars["SERVICE_CIDR"];
         assert_eq!((sc.value.as_str(), sc.at.line), (Some("10.68.0.0/16"), 16));
         assert_eq!(src.groups["all"].vars["EMPTY"].value, Value::String(String::new()));
+        assert_eq!(src.groups["all"].vars["SPACED"].value, Value::String("a b".into()), "spaces around = and quotes");
     }
 
     #[test]
