@@ -119,10 +119,19 @@ fn evaluation_is_lazy_and_errors_name_the_cause() {
     let ctx = inv.context("198.51.100.21", &Vars::new());
     let out = ezk::template::environment().render_str("{{ K8S_NODENAME }}/{{ CONTEXT_NAME }}", ctx.clone()).unwrap();
     assert_eq!(out, "k8s-198-51-100-21/context-demo");
-    // Using it fails, and vars_for (which renders everything) says which variable and why.
-    let err = inv.vars_for("198.51.100.21", &Vars::new()).unwrap_err().to_string();
-    assert!(err.contains("config.yml:") && err.contains("variable BROKEN"), "{err}");
-    assert!(err.contains("undefined variable 'not_defined_anywhere'"), "{err}");
+    // Using it fails, naming the variable and the cause.
+    let err = inv.resolve("198.51.100.21", "BROKEN").unwrap_err();
+    assert_eq!((err.var.as_str(), err.at.line), ("BROKEN", 17));
+    assert!(err.msg.contains("undefined variable 'not_defined_anywhere'"), "{err:?}");
+    let render = ezk::template::environment().render_str("{{ BROKEN }}", ctx);
+    assert!(render.is_err());
+    // vars_for is lazy like Ansible: the unusable value is left out, the rest is there.
+    let v = inv.vars_for("198.51.100.21", &Vars::new()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!v.contains_key("BROKEN") && v.contains_key("CONTEXT_NAME"));
+    // A syntax error, though, is an error of vars_for.
+    let (_d, bad) = inventory(HOSTS, "X: \"{{ oops \"\n", &[]);
+    let err = bad.vars_for("198.51.100.21", &Vars::new()).unwrap_err().to_string();
+    assert!(err.contains("config.yml:1: variable X") && err.contains("syntax error"), "{err}");
 
     // A variable failing deep inside a chain is reported at its own line.
     let cfg = "A: \"{{ B }}\"\nB: \"{{ C | nosuchfilter }}\"\nC: 1\n";

@@ -215,15 +215,25 @@ impl Inventory {
         if v.is_none() || v.is_undefined() { None } else { Some(v.to_string()) }
     }
 
-    /// Every variable of `host` rendered, with role defaults as the lowest layer, plus
+    /// Every variable of `host` rendered, with role defaults as the lowest layer (variables
+    /// that use a name undefined for this host are left out, as Ansible's laziness would never
+    /// evaluate them unless used; syntax errors and cycles are errors), plus
     /// `inventory_hostname`, `groups`, `group_names` and `hostvars` (every host's inventory
     /// variables, without role defaults — as in Ansible).
     pub fn vars_for(&self, host: &str, role_defaults: &Vars) -> Result<Vars, InventoryError> {
         let r = self.resolver(role_defaults);
         let mut out = Vars::new();
         for name in r.names(host) {
-            let v = r.resolve(host, &name)?;
-            out.insert(name, to_yaml(&v));
+            match r.resolve(host, &name) {
+                Ok(v) => {
+                    out.insert(name, to_yaml(&v));
+                }
+                // Ansible is lazy: a value that needs a name this host lacks (K8S_NODENAME on an
+                // etcd-only host without k8s_nodename) is an error only where it is used, so it
+                // is left out here and a template using it fails with "undefined".
+                Err(e) if e.kind == ResolveErrorKind::Undefined => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         out.insert("inventory_hostname".into(), Value::String(host.to_string()));
         out.insert("groups".into(), serde_yaml::to_value(&self.groups).unwrap_or(Value::Null));
