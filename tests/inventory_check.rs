@@ -36,7 +36,11 @@ fn expectations(path: &Path) -> Vec<String> {
 
 fn cases() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/inventory");
-    let mut v: Vec<PathBuf> = std::fs::read_dir(root).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
+    let mut v: Vec<PathBuf> = std::fs::read_dir(root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
     v.sort();
     v
 }
@@ -79,14 +83,20 @@ fn fixture_cases() {
         if want_code == 1 {
             let reported = out.lines().filter(|l| l.starts_with("- ")).count();
             if reported != want.len() {
-                problems.push(format!("{reported} problems reported, {} expected", want.len()));
+                problems.push(format!(
+                    "{reported} problems reported, {} expected",
+                    want.len()
+                ));
             }
             if !out.contains("fix:") && !out.contains("no inventory") {
                 problems.push("no fix given".into());
             }
         }
         if !problems.is_empty() {
-            failures.push(format!("case {name}:\n  {}\n--- output ---\n{out}", problems.join("\n  ")));
+            failures.push(format!(
+                "case {name}:\n  {}\n--- output ---\n{out}",
+                problems.join("\n  ")
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -134,7 +144,10 @@ fn new_list_checkout_and_examples_pass_check() {
     let (code, _, err) = ezk(h, &["new", "k8s-01"]);
     assert_eq!(code, 0, "{err}");
     let hosts = std::fs::read_to_string(h.join("clusters/k8s-01/hosts")).unwrap();
-    assert!(hosts.contains("cluster_dir=\"{{ base_dir }}/clusters/k8s-01\""), "cluster name substituted");
+    assert!(
+        hosts.contains("cluster_dir=\"{{ base_dir }}/clusters/k8s-01\""),
+        "cluster name substituted"
+    );
     assert!(!hosts.contains("_cluster_name_") && !hosts.contains("_ezk_home_"));
     let config = std::fs::read_to_string(h.join("clusters/k8s-01/config.yml")).unwrap();
     assert!(config.contains("CLUSTER_NAME: \"k8s-01\""));
@@ -144,7 +157,10 @@ fn new_list_checkout_and_examples_pass_check() {
     let (code, _, err) = ezk(h, &["new", "k8s-01"]);
     assert_eq!(code, 1);
     assert!(err.contains("already exists"), "{err}");
-    assert_eq!(std::fs::read_to_string(h.join("clusters/k8s-01/hosts")).unwrap(), "# edited\n");
+    assert_eq!(
+        std::fs::read_to_string(h.join("clusters/k8s-01/hosts")).unwrap(),
+        "# edited\n"
+    );
     std::fs::write(h.join("clusters/k8s-01/hosts"), hosts).unwrap();
 
     let (code, _, err) = ezk(h, &["new", "aio", "--layout", "allinone"]);
@@ -155,10 +171,16 @@ fn new_list_checkout_and_examples_pass_check() {
     // The examples as created pass check; the current cluster is the default.
     let (code, out, err) = ezk(h, &["check"]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("ok: cluster aio passes all checks (1 host)"), "{out}");
+    assert!(
+        out.contains("ok: cluster aio passes all checks (1 host)"),
+        "{out}"
+    );
     let (code, out, err) = ezk(h, &["check", "k8s-01"]);
     assert_eq!(code, 0, "{out}{err}");
-    for want in ["master-01", "worker-02", "CONTEXT_NAME", "calico"].iter().filter(|w| **w != "CONTEXT_NAME") {
+    for want in ["master-01", "worker-02", "CONTEXT_NAME", "calico"]
+        .iter()
+        .filter(|w| **w != "CONTEXT_NAME")
+    {
         assert!(out.contains(want), "{want} in {out}");
     }
 
@@ -173,5 +195,8 @@ fn new_list_checkout_and_examples_pass_check() {
     // -e wins over everything.
     let (code, _, err) = ezk(h, &["check", "k8s-01", "-e", "CLUSTER_NETWORK=weave"]);
     assert_eq!(code, 1);
-    assert!(err.contains("CLUSTER_NETWORK \"weave\" is not supported"), "{err}");
+    assert!(
+        err.contains("CLUSTER_NETWORK \"weave\" is not supported"),
+        "{err}"
+    );
 }

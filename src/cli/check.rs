@@ -27,7 +27,11 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
     let report = check::report(&inv);
     if report.errors.is_empty() {
         print!("{}", report.summary);
-        println!("\nok: cluster {cluster} passes all checks ({} host{})", inv.hosts.len(), if inv.hosts.len() == 1 { "" } else { "s" });
+        println!(
+            "\nok: cluster {cluster} passes all checks ({} host{})",
+            inv.hosts.len(),
+            if inv.hosts.len() == 1 { "" } else { "s" }
+        );
         Ok(0)
     } else {
         eprint!("{}", crate::inventory::InventoryErrors(report.errors));

@@ -22,7 +22,8 @@ pub fn current(home: &Home) -> Option<String> {
 /// Record `name` as the current cluster.
 pub fn set_current(home: &Home, name: &str) -> Result<(), CliError> {
     let path = home.clusters_dir().join(".current");
-    std::fs::write(&path, format!("{name}\n")).map_err(|e| format!("cannot write {}: {e}", path.display()).into())
+    std::fs::write(&path, format!("{name}\n"))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()).into())
 }
 
 /// The cluster a command should act on: the one given, else the current one.
@@ -35,7 +36,12 @@ pub fn cluster_or_current(home: &Home, given: Option<String>) -> Result<String, 
 pub fn run(ctx: &Context, args: Args) -> CliResult {
     let dir = ctx.home.cluster_dir(&args.cluster);
     if !dir.is_dir() {
-        return Err(format!("no cluster {} under {} (see `ezk list`)", args.cluster, ctx.home.clusters_dir().display()).into());
+        return Err(format!(
+            "no cluster {} under {} (see `ezk list`)",
+            args.cluster,
+            ctx.home.clusters_dir().display()
+        )
+        .into());
     }
     set_current(&ctx.home, &args.cluster)?;
     println!("current cluster: {}", args.cluster);

@@ -20,7 +20,10 @@ pub fn run(ctx: &Context, _args: Args) -> CliResult {
     };
     names.sort();
     if names.is_empty() {
-        println!("no clusters under {}; create one with `ezk new <name>`", dir.display());
+        println!(
+            "no clusters under {}; create one with `ezk new <name>`",
+            dir.display()
+        );
         return Ok(0);
     }
     let cur = current(&ctx.home);

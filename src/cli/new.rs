@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use super::checkout::set_current;
-use crate::inventory::examples::{self, Layout};
 use super::{CliResult, Context};
+use crate::inventory::examples::{self, Layout};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -21,7 +21,9 @@ pub struct Args {
 pub fn valid_cluster_name(name: &str) -> bool {
     !name.is_empty()
         && !name.starts_with('.')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 pub fn run(ctx: &Context, args: Args) -> CliResult {
@@ -43,11 +45,18 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
     }
     let home = std::path::absolute(ctx.home.root())?;
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    write(&dir.join("hosts"), &examples::hosts(args.layout, name, &home))?;
+    write(
+        &dir.join("hosts"),
+        &examples::hosts(args.layout, name, &home),
+    )?;
     write(&dir.join("config.yml"), &examples::config_yml(name, &home))?;
     set_current(&ctx.home, name)?;
     println!("cluster {name}: created {}", dir.display());
-    println!("next: edit {}/hosts and {}/config.yml, then run `ezk check {name}`", dir.display(), dir.display());
+    println!(
+        "next: edit {}/hosts and {}/config.yml, then run `ezk check {name}`",
+        dir.display(),
+        dir.display()
+    );
     Ok(0)
 }
 

@@ -13,13 +13,29 @@ use super::net::{self, Cidr};
 use super::{Inventory, ResolveErrorKind};
 
 /// Network plugins kubeasz supports (`none`: bring your own).
-pub const NETWORKS: &[&str] = &["calico", "flannel", "kube-router", "cilium", "kube-ovn", "none"];
+pub const NETWORKS: &[&str] = &[
+    "calico",
+    "flannel",
+    "kube-router",
+    "cilium",
+    "kube-ovn",
+    "none",
+];
 /// Container runtimes kubeasz supports.
 pub const RUNTIMES: &[&str] = &["containerd", "docker"];
 /// Cluster-wide variables `ezk check` shows.
 pub const SHOWN_VARS: &[&str] = &[
-    "CLUSTER_NAME", "K8S_VER", "CONTAINER_RUNTIME", "CLUSTER_NETWORK", "SERVICE_CIDR", "CLUSTER_CIDR",
-    "NODE_PORT_RANGE", "CLUSTER_DNS_DOMAIN", "bin_dir", "ca_dir", "base_dir",
+    "CLUSTER_NAME",
+    "K8S_VER",
+    "CONTAINER_RUNTIME",
+    "CLUSTER_NETWORK",
+    "SERVICE_CIDR",
+    "CLUSTER_CIDR",
+    "NODE_PORT_RANGE",
+    "CLUSTER_DNS_DOMAIN",
+    "bin_dir",
+    "ca_dir",
+    "base_dir",
 ];
 
 /// The outcome of `ezk check`: problems (empty = fine) and a summary of what was resolved.
@@ -31,12 +47,19 @@ pub struct Report {
 
 /// Validate and summarise.
 pub fn report(inv: &Inventory) -> Report {
-    Report { errors: validate(inv), summary: summary(inv) }
+    Report {
+        errors: validate(inv),
+        summary: summary(inv),
+    }
 }
 
 /// Every problem in the inventory, in file order where there is one.
 pub fn validate(inv: &Inventory) -> Vec<InventoryError> {
-    let mut c = Checker { inv, errors: Vec::new(), seen: HashSet::new() };
+    let mut c = Checker {
+        inv,
+        errors: Vec::new(),
+        seen: HashSet::new(),
+    };
     c.templates();
     c.host_names();
     c.node_names();
@@ -72,11 +95,19 @@ impl Checker<'_> {
     }
 
     fn host_at(&self, host: &str) -> Location {
-        self.inv.source().hosts.get(host).map(|h| h.at.clone()).unwrap_or_else(|| self.file_at())
+        self.inv
+            .source()
+            .hosts
+            .get(host)
+            .map(|h| h.at.clone())
+            .unwrap_or_else(|| self.file_at())
     }
 
     fn var_at(&self, host: &str, var: &str) -> Location {
-        self.inv.var_location(host, var).cloned().unwrap_or_else(|| self.host_at(host))
+        self.inv
+            .var_location(host, var)
+            .cloned()
+            .unwrap_or_else(|| self.host_at(host))
     }
 
     fn file_at(&self) -> Location {
@@ -84,7 +115,12 @@ impl Checker<'_> {
     }
 
     fn group_at(&self, g: &str) -> Location {
-        self.inv.source().groups.get(g).map(|d| d.at.clone()).unwrap_or_else(|| self.file_at())
+        self.inv
+            .source()
+            .groups
+            .get(g)
+            .map(|d| d.at.clone())
+            .unwrap_or_else(|| self.file_at())
     }
 
     /// Render every variable of every host: undefined names, syntax errors, cycles.
@@ -95,12 +131,21 @@ impl Checker<'_> {
     /// other hosts (etcd-only, ex_lb, chrony, harbor) only on the variables of the host and its
     /// own groups. Syntax errors and cycles are reported everywhere.
     fn templates(&mut self) {
-        let k8s: HashSet<&String> = self.inv.hosts_in("kube_master").iter().chain(self.inv.hosts_in("kube_node")).collect();
+        let k8s: HashSet<&String> = self
+            .inv
+            .hosts_in("kube_master")
+            .iter()
+            .chain(self.inv.hosts_in("kube_node"))
+            .collect();
         for h in &self.inv.hosts {
             let own = |var: &str| {
                 let src = self.inv.source();
                 src.hosts.get(h).is_some_and(|d| d.vars.contains_key(var))
-                    || self.inv.groups_of(h).iter().any(|g| src.groups.get(g).is_some_and(|d| d.vars.contains_key(var)))
+                    || self
+                        .inv
+                        .groups_of(h)
+                        .iter()
+                        .any(|g| src.groups.get(g).is_some_and(|d| d.vars.contains_key(var)))
             };
             for var in self.inv.var_names(h) {
                 if let Err(e) = self.inv.resolve(h, &var) {
@@ -124,31 +169,47 @@ impl Checker<'_> {
             let at = self.host_at(&h);
             let target = self.get(&h, "ansible_host");
             if let Some(msg) = bad_address(&h)
-                && (target.is_none() || net::looks_like_ipv4(&h)) {
-                    self.invalid(at.clone(), format!("host {h:?}: {msg}"), "write a valid IPv4/IPv6 address or host name");
-                }
+                && (target.is_none() || net::looks_like_ipv4(&h))
+            {
+                self.invalid(
+                    at.clone(),
+                    format!("host {h:?}: {msg}"),
+                    "write a valid IPv4/IPv6 address or host name",
+                );
+            }
             if let Some(t) = target
-                && let Some(msg) = bad_address(&t) {
-                    let at = self.var_at(&h, "ansible_host");
-                    self.invalid(at, format!("ansible_host {t:?} of host {h}: {msg}"), "write a valid IP address or host name");
-                }
+                && let Some(msg) = bad_address(&t)
+            {
+                let at = self.var_at(&h, "ansible_host");
+                self.invalid(
+                    at,
+                    format!("ansible_host {t:?} of host {h}: {msg}"),
+                    "write a valid IP address or host name",
+                );
+            }
         }
     }
 
     fn node_names(&mut self) {
         let mut used: HashMap<String, String> = HashMap::new();
-        let k8s: Vec<String> =
-            self.inv.hosts_in("kube_master").iter().chain(self.inv.hosts_in("kube_node")).cloned().collect();
+        let k8s: Vec<String> = self
+            .inv
+            .hosts_in("kube_master")
+            .iter()
+            .chain(self.inv.hosts_in("kube_node"))
+            .cloned()
+            .collect();
         for h in self.inv.hosts.clone() {
             if let Some(n) = self.get(&h, "k8s_nodename").filter(|n| !n.is_empty())
-                && !net::is_dns1123_subdomain(&n) {
-                    let at = self.var_at(&h, "k8s_nodename");
-                    self.invalid(
+                && !net::is_dns1123_subdomain(&n)
+            {
+                let at = self.var_at(&h, "k8s_nodename");
+                self.invalid(
                         at,
                         format!("k8s_nodename {n:?} of host {h} is not a valid DNS-1123 node name"),
                         "use lower-case letters, digits, '-' and '.', starting and ending with a letter or digit (e.g. k8s-worker-1)",
                     );
-                }
+            }
             if !k8s.contains(&h) {
                 continue;
             }
@@ -158,7 +219,10 @@ impl Checker<'_> {
                 .unwrap_or_else(|| h.clone());
             match used.get(&name) {
                 Some(first) if *first != h => {
-                    let (first_at, at) = (self.var_at(first, "k8s_nodename"), self.var_at(&h, "k8s_nodename"));
+                    let (first_at, at) = (
+                        self.var_at(first, "k8s_nodename"),
+                        self.var_at(&h, "k8s_nodename"),
+                    );
                     self.invalid(
                         at,
                         format!("node name {name:?} of host {h} is already used by host {first} ({first_at})"),
@@ -176,7 +240,11 @@ impl Checker<'_> {
         let etcd = self.inv.hosts_in("etcd").len();
         let at = self.group_at("etcd");
         if etcd == 0 {
-            self.invalid(at, "the etcd group is empty".into(), "list 1, 3 or 5 hosts under [etcd]");
+            self.invalid(
+                at,
+                "the etcd group is empty".into(),
+                "list 1, 3 or 5 hosts under [etcd]",
+            );
         } else if etcd.is_multiple_of(2) {
             self.invalid(
                 at,
@@ -186,7 +254,11 @@ impl Checker<'_> {
         }
         if self.inv.hosts_in("kube_master").is_empty() {
             let at = self.group_at("kube_master");
-            self.invalid(at, "the kube_master group is empty".into(), "list at least one host under [kube_master]");
+            self.invalid(
+                at,
+                "the kube_master group is empty".into(),
+                "list at least one host under [kube_master]",
+            );
         }
     }
 
@@ -201,20 +273,33 @@ impl Checker<'_> {
                 Some(_) => {}
                 None if self.inv.var_location(&h, "EX_APISERVER_VIP").is_none() => {
                     let at = self.host_at(&h);
-                    self.invalid(at, format!("ex_lb host {h} has no EX_APISERVER_VIP"), "add EX_APISERVER_VIP=<virtual IP> EX_APISERVER_PORT=8443 to the host line");
+                    self.invalid(
+                        at,
+                        format!("ex_lb host {h} has no EX_APISERVER_VIP"),
+                        "add EX_APISERVER_VIP=<virtual IP> EX_APISERVER_PORT=8443 to the host line",
+                    );
                 }
                 None => {}
             }
-            if let Some(role) = self.get(&h, "LB_ROLE").filter(|r| r != "master" && r != "backup") {
+            if let Some(role) = self
+                .get(&h, "LB_ROLE")
+                .filter(|r| r != "master" && r != "backup")
+            {
                 let at = self.var_at(&h, "LB_ROLE");
-                self.invalid(at, format!("LB_ROLE {role:?} of host {h} is neither master nor backup"), "use LB_ROLE=master on one ex_lb host and LB_ROLE=backup on the others");
+                self.invalid(
+                    at,
+                    format!("LB_ROLE {role:?} of host {h} is neither master nor backup"),
+                    "use LB_ROLE=master on one ex_lb host and LB_ROLE=backup on the others",
+                );
             }
         }
     }
 
     /// The first host decides cluster-wide values (they normally come from config.yml or [all:vars]).
     fn cluster_vars(&mut self) {
-        let Some(h) = self.inv.hosts.first().cloned() else { return };
+        let Some(h) = self.inv.hosts.first().cloned() else {
+            return;
+        };
         let choice = |me: &mut Self, var: &str, allowed: &[&str]| {
             let Some(v) = me.get(&h, var) else {
                 me.missing(&h, var, allowed[0]);
@@ -222,7 +307,11 @@ impl Checker<'_> {
             };
             if !allowed.contains(&v.as_str()) {
                 let at = me.var_at(&h, var);
-                me.invalid(at, format!("{var} {v:?} is not supported"), format!("use one of: {}", allowed.join(", ")));
+                me.invalid(
+                    at,
+                    format!("{var} {v:?} is not supported"),
+                    format!("use one of: {}", allowed.join(", ")),
+                );
             }
         };
         choice(self, "CLUSTER_NETWORK", NETWORKS);
@@ -230,35 +319,48 @@ impl Checker<'_> {
         let service = self.cidr(&h, "SERVICE_CIDR", "10.68.0.0/16");
         let cluster = self.cidr(&h, "CLUSTER_CIDR", "172.20.0.0/16");
         if let (Some(s), Some(c)) = (service, cluster)
-            && s.overlaps(&c) {
-                let (sat, cat) = (self.var_at(&h, "SERVICE_CIDR"), self.var_at(&h, "CLUSTER_CIDR"));
-                self.invalid(
+            && s.overlaps(&c)
+        {
+            let (sat, cat) = (
+                self.var_at(&h, "SERVICE_CIDR"),
+                self.var_at(&h, "CLUSTER_CIDR"),
+            );
+            self.invalid(
                     cat,
                     format!("CLUSTER_CIDR {c} overlaps SERVICE_CIDR {s} ({sat})"),
                     "choose non-overlapping ranges (e.g. SERVICE_CIDR=10.68.0.0/16, CLUSTER_CIDR=172.20.0.0/16)",
                 );
-            }
+        }
         for (name, cidr) in [("SERVICE_CIDR", service), ("CLUSTER_CIDR", cluster)] {
             let Some(cidr) = cidr else { continue };
             for host in self.inv.hosts.clone() {
-                let addr = self.get(&host, "ansible_host").unwrap_or_else(|| host.clone());
+                let addr = self
+                    .get(&host, "ansible_host")
+                    .unwrap_or_else(|| host.clone());
                 if let Ok(ip) = addr.parse::<IpAddr>()
-                    && cidr.contains(ip) {
-                        let at = self.host_at(&host);
-                        let var_at = self.var_at(&h, name);
-                        self.invalid(
-                            at,
-                            format!("host {host} ({ip}) is inside {name} {cidr} ({var_at})"),
-                            format!("pick a {name} that does not contain any host address"),
-                        );
-                    }
+                    && cidr.contains(ip)
+                {
+                    let at = self.host_at(&host);
+                    let var_at = self.var_at(&h, name);
+                    self.invalid(
+                        at,
+                        format!("host {host} ({ip}) is inside {name} {cidr} ({var_at})"),
+                        format!("pick a {name} that does not contain any host address"),
+                    );
+                }
             }
         }
         if let Some(r) = self.get(&h, "NODE_PORT_RANGE") {
-            let ok = r.split_once('-').and_then(|(a, b)| Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?)));
+            let ok = r.split_once('-').and_then(|(a, b)| {
+                Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?))
+            });
             if !matches!(ok, Some((a, b)) if a > 0 && a < b) {
                 let at = self.var_at(&h, "NODE_PORT_RANGE");
-                self.invalid(at, format!("NODE_PORT_RANGE {r:?} is not a port range"), "write it as LOW-HIGH, e.g. 30000-32767");
+                self.invalid(
+                    at,
+                    format!("NODE_PORT_RANGE {r:?} is not a port range"),
+                    "write it as LOW-HIGH, e.g. 30000-32767",
+                );
             }
         }
     }
@@ -272,7 +374,11 @@ impl Checker<'_> {
             Ok(c) => Some(c),
             Err(msg) => {
                 let at = self.var_at(h, var);
-                self.invalid(at, format!("{var}: {msg}"), format!("write it as address/prefix, e.g. {example}"));
+                self.invalid(
+                    at,
+                    format!("{var}: {msg}"),
+                    format!("write it as address/prefix, e.g. {example}"),
+                );
                 None
             }
         }
@@ -284,7 +390,11 @@ impl Checker<'_> {
         }
         let at = self.group_at("all");
         let at = if at.line == 0 { self.file_at() } else { at };
-        self.invalid(at, format!("{var} is not set"), format!("add {var}=\"{example}\" under [all:vars] (or to config.yml)"));
+        self.invalid(
+            at,
+            format!("{var} is not set"),
+            format!("add {var}=\"{example}\" under [all:vars] (or to config.yml)"),
+        );
     }
 }
 
@@ -302,10 +412,20 @@ fn bad_address(s: &str) -> Option<String> {
 
 fn summary(inv: &Inventory) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "cluster {} ({}, {})", inv.cluster, inv.hosts_path().display(), inv.config_path().display());
+    let _ = writeln!(
+        s,
+        "cluster {} ({}, {})",
+        inv.cluster,
+        inv.hosts_path().display(),
+        inv.config_path().display()
+    );
     let _ = writeln!(s, "\ngroups:");
     for (g, members) in &inv.groups {
-        let list = if members.is_empty() { "(empty)".to_string() } else { members.join(", ") };
+        let list = if members.is_empty() {
+            "(empty)".to_string()
+        } else {
+            members.join(", ")
+        };
         let _ = writeln!(s, "  {g:<12} {list}");
     }
     if let Some(h) = inv.hosts.first() {
@@ -316,7 +436,11 @@ fn summary(inv: &Inventory) -> String {
         }
     }
     let _ = writeln!(s, "\nhosts:");
-    let _ = writeln!(s, "  {:<20} {:<24} {:<32} groups", "host", "K8S_NODENAME", "connection");
+    let _ = writeln!(
+        s,
+        "  {:<20} {:<24} {:<32} groups",
+        "host", "K8S_NODENAME", "connection"
+    );
     for h in &inv.hosts {
         let c = inv.connection(h);
         let node = inv.var_str(h, "K8S_NODENAME").unwrap_or_else(|| "-".into());
@@ -324,7 +448,11 @@ fn summary(inv: &Inventory) -> String {
         if c.become_root {
             conn.push_str(" (sudo)");
         }
-        let _ = writeln!(s, "  {h:<20} {node:<24} {conn:<32} {}", inv.groups_of(h).join(","));
+        let _ = writeln!(
+            s,
+            "  {h:<20} {node:<24} {conn:<32} {}",
+            inv.groups_of(h).join(",")
+        );
         if let Some(k) = &c.key_file {
             let _ = writeln!(s, "  {:<20} key {}", "", k.display());
         }

@@ -13,7 +13,10 @@ pub struct Location {
 
 impl Location {
     pub fn new(file: impl Into<PathBuf>, line: usize) -> Location {
-        Location { file: file.into(), line }
+        Location {
+            file: file.into(),
+            line,
+        }
     }
 }
 
@@ -34,18 +37,34 @@ pub enum InventoryError {
     #[error("{path}: cannot read: {reason}")]
     Io { path: PathBuf, reason: String },
     /// The cluster directory has no inventory at all.
-    #[error("{dir}: no inventory (hosts or hosts.yml)\n  fix: create one with `ezk new <cluster>`, or check --home / EZK_HOME")]
+    #[error(
+        "{dir}: no inventory (hosts or hosts.yml)\n  fix: create one with `ezk new <cluster>`, or check --home / EZK_HOME"
+    )]
     NoInventory { dir: PathBuf },
     /// The text of an inventory or config file is malformed.
     #[error("{at}: {msg}\n  fix: {fix}")]
-    Syntax { at: Location, msg: String, fix: String },
+    Syntax {
+        at: Location,
+        msg: String,
+        fix: String,
+    },
     /// A variable's Jinja template cannot be evaluated for a host (syntax error, undefined
     /// variable, or a reference cycle).
     #[error("{at}: variable {var} (for host {host}): {msg}\n  fix: {fix}")]
-    Template { at: Location, var: String, host: String, msg: String, fix: String },
+    Template {
+        at: Location,
+        var: String,
+        host: String,
+        msg: String,
+        fix: String,
+    },
     /// The inventory is well-formed but describes a cluster kubeasz/ezk cannot build.
     #[error("{at}: {msg}\n  fix: {fix}")]
-    Invalid { at: Location, msg: String, fix: String },
+    Invalid {
+        at: Location,
+        msg: String,
+        fix: String,
+    },
 }
 
 impl InventoryError {
@@ -60,11 +79,19 @@ impl InventoryError {
     }
 
     pub(crate) fn syntax(at: Location, msg: impl Into<String>, fix: impl Into<String>) -> Self {
-        InventoryError::Syntax { at, msg: msg.into(), fix: fix.into() }
+        InventoryError::Syntax {
+            at,
+            msg: msg.into(),
+            fix: fix.into(),
+        }
     }
 
     pub(crate) fn invalid(at: Location, msg: impl Into<String>, fix: impl Into<String>) -> Self {
-        InventoryError::Invalid { at, msg: msg.into(), fix: fix.into() }
+        InventoryError::Invalid {
+            at,
+            msg: msg.into(),
+            fix: fix.into(),
+        }
     }
 }
 
@@ -75,7 +102,11 @@ pub struct InventoryErrors(pub Vec<InventoryError>);
 impl fmt::Display for InventoryErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.0.len();
-        writeln!(f, "{n} problem{} in the inventory:", if n == 1 { "" } else { "s" })?;
+        writeln!(
+            f,
+            "{n} problem{} in the inventory:",
+            if n == 1 { "" } else { "s" }
+        )?;
         for e in &self.0 {
             writeln!(f, "- {e}")?;
         }

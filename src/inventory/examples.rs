@@ -33,5 +33,6 @@ pub fn config_yml(cluster: &str, home: &Path) -> String {
 }
 
 fn substitute(text: &str, cluster: &str, home: &Path) -> String {
-    text.replace("_cluster_name_", cluster).replace("_ezk_home_", &home.display().to_string())
+    text.replace("_cluster_name_", cluster)
+        .replace("_ezk_home_", &home.display().to_string())
 }

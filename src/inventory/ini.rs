@@ -117,7 +117,9 @@ pub fn parse(text: &str, file: &Path) -> (Source, Vec<InventoryError>) {
 
 /// `[name]`, `[name:kind]`, optionally followed by a comment.
 fn header(line: &str) -> Result<(String, Option<&str>), String> {
-    let close = line.find(']').ok_or_else(|| format!("section header {line:?} has no closing ]"))?;
+    let close = line
+        .find(']')
+        .ok_or_else(|| format!("section header {line:?} has no closing ]"))?;
     let rest = line[close + 1..].trim();
     if !(rest.is_empty() || rest.starts_with('#') || rest.starts_with(';')) {
         return Err(format!("unexpected text after section header: {rest:?}"));
@@ -156,15 +158,27 @@ fn var_line(line: &str, at: &Location) -> Result<(String, VarDef), InventoryErro
             "variable names use letters, digits and _ and do not start with a digit",
         ));
     }
-    Ok((k.to_string(), VarDef { value: literal::parse(v), at: at.clone() }))
+    Ok((
+        k.to_string(),
+        VarDef {
+            value: literal::parse(v),
+            at: at.clone(),
+        },
+    ))
 }
 
 /// `host [key=value ...]`; `host:port` sets ansible_port as Ansible does.
 fn host_line(line: &str, at: &Location) -> Result<Option<(String, VarDefs)>, InventoryError> {
     let tokens = split_words(line).map_err(|msg| {
-        InventoryError::syntax(at.clone(), msg, "close the quote; quote values that contain spaces")
+        InventoryError::syntax(
+            at.clone(),
+            msg,
+            "close the quote; quote values that contain spaces",
+        )
     })?;
-    let Some((first, rest)) = tokens.split_first() else { return Ok(None) };
+    let Some((first, rest)) = tokens.split_first() else {
+        return Ok(None);
+    };
     let mut vars = VarDefs::new();
     let mut host = first.clone();
     if host.contains('[') {
@@ -177,7 +191,13 @@ fn host_line(line: &str, at: &Location) -> Result<Option<(String, VarDefs)>, Inv
     if host.matches(':').count() == 1 {
         let (h, p) = host.split_once(':').unwrap_or_default();
         if let Ok(port) = p.parse::<u16>() {
-            vars.insert("ansible_port".into(), VarDef { value: port.into(), at: at.clone() });
+            vars.insert(
+                "ansible_port".into(),
+                VarDef {
+                    value: port.into(),
+                    at: at.clone(),
+                },
+            );
             host = h.to_string();
         }
     }
@@ -196,7 +216,13 @@ fn host_line(line: &str, at: &Location) -> Result<Option<(String, VarDefs)>, Inv
                 "variable names use letters, digits and _ and do not start with a digit",
             ));
         }
-        vars.insert(k.to_string(), VarDef { value: literal::parse(v), at: at.clone() });
+        vars.insert(
+            k.to_string(),
+            VarDef {
+                value: literal::parse(v),
+                at: at.clone(),
+            },
+        );
     }
     Ok(Some((host, vars)))
 }
@@ -301,19 +327,35 @@ EMPTY=
         let (src, errs) = p(text);
         assert!(errs.is_empty(), "{errs:?}");
         assert_eq!(src.groups["etcd"].hosts, vec!["198.51.100.1"]);
-        assert!(src.groups["kube_node"].hosts.is_empty(), "empty groups exist");
+        assert!(
+            src.groups["kube_node"].hosts.is_empty(),
+            "empty groups exist"
+        );
         assert!(src.groups.contains_key("harbor"));
         assert_eq!(src.groups["k8s"].children, vec!["kube_master", "kube_node"]);
-        assert_eq!(src.groups["k8s"].vars["PORT"].value, Value::Number(8443.into()));
+        assert_eq!(
+            src.groups["k8s"].vars["PORT"].value,
+            Value::Number(8443.into())
+        );
         let h = &src.hosts["198.51.100.1"];
         assert_eq!(h.at.line, 4, "first appearance");
         assert_eq!(h.vars["NODE_NAME"].value, Value::String("etcd1".into()));
         assert_eq!(h.vars["k8s_nodename"].at.line, 7);
-        assert_eq!(h.vars["k8s_nodename"].value, Value::String("master-01".into()));
+        assert_eq!(
+            h.vars["k8s_nodename"].value,
+            Value::String("master-01".into())
+        );
         let sc = &src.groups["all"].vars["SERVICE_CIDR"];
         assert_eq!((sc.value.as_str(), sc.at.line), (Some("10.68.0.0/16"), 16));
-        assert_eq!(src.groups["all"].vars["EMPTY"].value, Value::String(String::new()));
-        assert_eq!(src.groups["all"].vars["SPACED"].value, Value::String("a b".into()), "spaces around = and quotes");
+        assert_eq!(
+            src.groups["all"].vars["EMPTY"].value,
+            Value::String(String::new())
+        );
+        assert_eq!(
+            src.groups["all"].vars["SPACED"].value,
+            Value::String("a b".into()),
+            "spaces around = and quotes"
+        );
     }
 
     #[test]
@@ -321,18 +363,42 @@ EMPTY=
         let (src, errs) = p("198.51.100.9:2222\n[etcd]\nnode-a ansible_host=198.51.100.3\n");
         assert!(errs.is_empty());
         assert_eq!(src.groups["ungrouped"].hosts, vec!["198.51.100.9"]);
-        assert_eq!(src.hosts["198.51.100.9"].vars["ansible_port"].value, Value::Number(2222.into()));
+        assert_eq!(
+            src.hosts["198.51.100.9"].vars["ansible_port"].value,
+            Value::Number(2222.into())
+        );
     }
 
     #[test]
     fn errors_name_the_line() {
-        let (_, errs) = p("[etcd]\nh1 novalue\n[x:vars]\nA=1\n[bad\n[g:weird]\n[k:vars]\nnot a var\n[k]\n");
+        let (_, errs) =
+            p("[etcd]\nh1 novalue\n[x:vars]\nA=1\n[bad\n[g:weird]\n[k:vars]\nnot a var\n[k]\n");
         let msgs: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
-        assert!(msgs.iter().any(|m| m.starts_with("hosts:2: expected key=value host variable")), "{msgs:?}");
-        assert!(msgs.iter().any(|m| m.starts_with("hosts:3: [x:vars] is for a group that is never defined")), "{msgs:?}");
-        assert!(msgs.iter().any(|m| m.starts_with("hosts:5: section header")), "{msgs:?}");
-        assert!(msgs.iter().any(|m| m.starts_with("hosts:6: unknown section type")), "{msgs:?}");
-        assert!(msgs.iter().any(|m| m.starts_with("hosts:8: expected key=value")), "{msgs:?}");
+        assert!(
+            msgs.iter()
+                .any(|m| m.starts_with("hosts:2: expected key=value host variable")),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.iter()
+                .any(|m| m.starts_with("hosts:3: [x:vars] is for a group that is never defined")),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.iter()
+                .any(|m| m.starts_with("hosts:5: section header")),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.iter()
+                .any(|m| m.starts_with("hosts:6: unknown section type")),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.iter()
+                .any(|m| m.starts_with("hosts:8: expected key=value")),
+            "{msgs:?}"
+        );
         assert_eq!(errs.len(), 5);
     }
 }

@@ -22,11 +22,15 @@ pub fn parse(raw: &str) -> Value {
     }
     if (t.starts_with('[') && t.ends_with(']')) || (t.starts_with('{') && t.ends_with('}')) {
         // Python list/dict literals are (for the simple cases inventories use) YAML flow.
-        let yamlish = t.replace("True", "true").replace("False", "false").replace("None", "null");
+        let yamlish = t
+            .replace("True", "true")
+            .replace("False", "false")
+            .replace("None", "null");
         if let Ok(v) = serde_yaml::from_str::<Value>(&yamlish)
-            && (v.is_sequence() || v.is_mapping()) {
-                return v;
-            }
+            && (v.is_sequence() || v.is_mapping())
+        {
+            return v;
+        }
     }
     Value::String(raw.trim().to_string())
 }
@@ -70,7 +74,11 @@ fn number(t: &str) -> Option<Value> {
         if digits.len() > 1 && digits.starts_with('0') {
             return None;
         }
-        return t.replace('_', "").parse::<i64>().ok().map(|n| Value::Number(n.into()));
+        return t
+            .replace('_', "")
+            .parse::<i64>()
+            .ok()
+            .map(|n| Value::Number(n.into()));
     }
     if digits.chars().all(|c| c.is_ascii_digit() || c == '.') && digits.matches('.').count() == 1 {
         return t.parse::<f64>().ok().map(|f| Value::Number(f.into()));
@@ -94,7 +102,11 @@ mod tests {
         assert_eq!(parse("8443"), Value::Number(8443.into()));
         assert_eq!(parse("\"6443\""), s("6443"), "quoted numbers stay strings");
         assert_eq!(parse("True"), Value::Bool(true));
-        assert_eq!(parse("true"), s("true"), "lowercase true is not a Python literal");
+        assert_eq!(
+            parse("true"),
+            s("true"),
+            "lowercase true is not a Python literal"
+        );
         assert_eq!(parse("yes"), s("yes"));
         assert_eq!(parse("10.68.0.0/16"), s("10.68.0.0/16"));
         assert_eq!(parse("192.0.2.1"), s("192.0.2.1"), "an IP is not a float");
@@ -102,7 +114,10 @@ mod tests {
         assert_eq!(parse("1.5"), Value::Number(1.5.into()));
         assert_eq!(parse("\"x\" # note"), s("x"));
         assert_eq!(parse("\"a\\\"b\""), s("a\"b"));
-        assert_eq!(parse("['a', 'b']"), serde_yaml::from_str::<Value>("[a, b]").unwrap());
+        assert_eq!(
+            parse("['a', 'b']"),
+            serde_yaml::from_str::<Value>("[a, b]").unwrap()
+        );
         assert_eq!(parse("\"unterminated"), s("\"unterminated"));
     }
 }

@@ -48,7 +48,14 @@ pub type Value = serde_yaml::Value;
 pub type Vars = IndexMap<String, Value>;
 
 /// The kubeasz groups; they always exist in `Inventory::groups`, possibly empty.
-pub const KUBEASZ_GROUPS: &[&str] = &["etcd", "kube_master", "kube_node", "ex_lb", "chrony", "harbor"];
+pub const KUBEASZ_GROUPS: &[&str] = &[
+    "etcd",
+    "kube_master",
+    "kube_node",
+    "ex_lb",
+    "chrony",
+    "harbor",
+];
 
 /// How to reach one host, from `ansible_host`, `ansible_ssh_port`/`ansible_port`, `ansible_user`,
 /// `ansible_ssh_private_key_file`, `ansible_become`.
@@ -90,33 +97,65 @@ pub struct Inventory {
 
 impl Inventory {
     /// Read and validate `clusters/<cluster>/` under `home`; every problem is returned at once.
-    pub fn load(home: &Home, cluster: &str, extra_vars: &[(String, String)]) -> Result<Inventory, InventoryErrors> {
+    pub fn load(
+        home: &Home,
+        cluster: &str,
+        extra_vars: &[(String, String)],
+    ) -> Result<Inventory, InventoryErrors> {
         let inv = Inventory::parse(home, cluster, extra_vars)?;
         let errors = check::validate(&inv);
-        if errors.is_empty() { Ok(inv) } else { Err(InventoryErrors(errors)) }
+        if errors.is_empty() {
+            Ok(inv)
+        } else {
+            Err(InventoryErrors(errors))
+        }
     }
 
     /// Read without semantic validation (syntax errors are still errors).
-    pub fn parse(home: &Home, cluster: &str, extra_vars: &[(String, String)]) -> Result<Inventory, InventoryErrors> {
+    pub fn parse(
+        home: &Home,
+        cluster: &str,
+        extra_vars: &[(String, String)],
+    ) -> Result<Inventory, InventoryErrors> {
         Inventory::from_dir(&home.cluster_dir(cluster), cluster, extra_vars)
     }
 
     /// Read a cluster directory directly (`hosts` or `hosts.yml`, and `config.yml` if present).
-    pub fn from_dir(dir: &Path, cluster: &str, extra_vars: &[(String, String)]) -> Result<Inventory, InventoryErrors> {
+    pub fn from_dir(
+        dir: &Path,
+        cluster: &str,
+        extra_vars: &[(String, String)],
+    ) -> Result<Inventory, InventoryErrors> {
         let ini_path = dir.join("hosts");
         let yaml_path = dir.join("hosts.yml");
         let config_file = dir.join("config.yml");
         let read = |p: &Path| {
-            std::fs::read_to_string(p)
-                .map_err(|e| InventoryError::Io { path: p.to_path_buf(), reason: e.to_string() })
+            std::fs::read_to_string(p).map_err(|e| InventoryError::Io {
+                path: p.to_path_buf(),
+                reason: e.to_string(),
+            })
         };
         let mut errors = Vec::new();
         let (hosts_file, (source, errs)) = if ini_path.is_file() {
-            (ini_path.clone(), ini::parse(&read(&ini_path).map_err(|e| InventoryErrors(vec![e]))?, &ini_path))
+            (
+                ini_path.clone(),
+                ini::parse(
+                    &read(&ini_path).map_err(|e| InventoryErrors(vec![e]))?,
+                    &ini_path,
+                ),
+            )
         } else if yaml_path.is_file() {
-            (yaml_path.clone(), yaml::parse_inventory(&read(&yaml_path).map_err(|e| InventoryErrors(vec![e]))?, &yaml_path))
+            (
+                yaml_path.clone(),
+                yaml::parse_inventory(
+                    &read(&yaml_path).map_err(|e| InventoryErrors(vec![e]))?,
+                    &yaml_path,
+                ),
+            )
         } else {
-            return Err(InventoryErrors(vec![InventoryError::NoInventory { dir: dir.to_path_buf() }]));
+            return Err(InventoryErrors(vec![InventoryError::NoInventory {
+                dir: dir.to_path_buf(),
+            }]));
         };
         errors.extend(errs);
         let config = if config_file.is_file() {
@@ -148,7 +187,14 @@ impl Inventory {
             groups.entry(g.clone()).or_insert_with(|| m.clone());
         }
         let hosts: Vec<String> = source.hosts.keys().cloned().collect();
-        let base = build_resolver(&source, &tree, &groups, &model::VarDefs::new(), &config, &extra);
+        let base = build_resolver(
+            &source,
+            &tree,
+            &groups,
+            &model::VarDefs::new(),
+            &config,
+            &extra,
+        );
         Ok(Inventory {
             cluster: cluster.to_string(),
             dir: dir.to_path_buf(),
@@ -212,7 +258,11 @@ impl Inventory {
             return None;
         }
         let v = self.base.resolve(host, name).ok()?;
-        if v.is_none() || v.is_undefined() { None } else { Some(v.to_string()) }
+        if v.is_none() || v.is_undefined() {
+            None
+        } else {
+            Some(v.to_string())
+        }
     }
 
     /// Every variable of `host` rendered, with role defaults as the lowest layer (variables
@@ -236,8 +286,14 @@ impl Inventory {
             }
         }
         out.insert("inventory_hostname".into(), Value::String(host.to_string()));
-        out.insert("groups".into(), serde_yaml::to_value(&self.groups).unwrap_or(Value::Null));
-        out.insert("group_names".into(), serde_yaml::to_value(self.groups_of(host)).unwrap_or(Value::Null));
+        out.insert(
+            "groups".into(),
+            serde_yaml::to_value(&self.groups).unwrap_or(Value::Null),
+        );
+        out.insert(
+            "group_names".into(),
+            serde_yaml::to_value(self.groups_of(host)).unwrap_or(Value::Null),
+        );
         out.insert("hostvars".into(), self.hostvars().clone());
         Ok(out)
     }
@@ -252,7 +308,14 @@ impl Inventory {
             return self.base.clone();
         }
         let defaults = vars::default_defs(role_defaults);
-        build_resolver(&self.source, &self.tree, &self.groups, &defaults, &self.config, &self.extra)
+        build_resolver(
+            &self.source,
+            &self.tree,
+            &self.groups,
+            &defaults,
+            &self.config,
+            &self.extra,
+        )
     }
 
     fn hostvars(&self) -> &Value {
@@ -274,11 +337,19 @@ impl Inventory {
 
     /// SSH parameters of `host` from its Ansible connection variables.
     pub fn connection(&self, host: &str) -> Connection {
-        let get = |names: &[&str]| names.iter().find_map(|n| self.var_str(host, n)).filter(|s| !s.is_empty());
-        let key_file = get(&["ansible_ssh_private_key_file", "ansible_private_key_file"]).map(|k| expand_home(&k));
+        let get = |names: &[&str]| {
+            names
+                .iter()
+                .find_map(|n| self.var_str(host, n))
+                .filter(|s| !s.is_empty())
+        };
+        let key_file = get(&["ansible_ssh_private_key_file", "ansible_private_key_file"])
+            .map(|k| expand_home(&k));
         Connection {
             address: get(&["ansible_host", "ansible_ssh_host"]).unwrap_or_else(|| host.to_string()),
-            port: get(&["ansible_port", "ansible_ssh_port"]).and_then(|p| p.parse().ok()).unwrap_or(22),
+            port: get(&["ansible_port", "ansible_ssh_port"])
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(22),
             user: get(&["ansible_user", "ansible_ssh_user"]).unwrap_or_else(|| "root".into()),
             key_file,
             become_root: get(&["ansible_become"]).is_some_and(|b| truthy(&b)),
@@ -288,7 +359,10 @@ impl Inventory {
 
 /// Ansible's notion of a true string (`bool` filter).
 pub fn truthy(s: &str) -> bool {
-    matches!(s.trim().to_ascii_lowercase().as_str(), "yes" | "true" | "on" | "1" | "y")
+    matches!(
+        s.trim().to_ascii_lowercase().as_str(),
+        "yes" | "true" | "on" | "1" | "y"
+    )
 }
 
 fn expand_home(p: &str) -> PathBuf {
@@ -313,7 +387,10 @@ fn build_resolver(
     let mut per_host = IndexMap::new();
     let mut names = HashMap::new();
     for h in source.hosts.keys() {
-        per_host.insert(h.clone(), vars::merge_for_host(source, tree, defaults, config, extra, h));
+        per_host.insert(
+            h.clone(),
+            vars::merge_for_host(source, tree, defaults, config, extra, h),
+        );
         names.insert(h.clone(), tree.groups_of(h));
     }
     resolve::Resolver::new(per_host, groups, names)

@@ -33,7 +33,13 @@ pub struct GroupDef {
 
 impl GroupDef {
     pub fn new(at: Location) -> GroupDef {
-        GroupDef { at, hosts: Vec::new(), children: Vec::new(), children_at: Vec::new(), vars: VarDefs::new() }
+        GroupDef {
+            at,
+            hosts: Vec::new(),
+            children: Vec::new(),
+            children_at: Vec::new(),
+            vars: VarDefs::new(),
+        }
     }
 }
 
@@ -56,7 +62,9 @@ pub struct Source {
 impl Source {
     /// The group, created at `at` when first seen.
     pub fn group_mut(&mut self, name: &str, at: &Location) -> &mut GroupDef {
-        self.groups.entry(name.to_string()).or_insert_with(|| GroupDef::new(at.clone()))
+        self.groups
+            .entry(name.to_string())
+            .or_insert_with(|| GroupDef::new(at.clone()))
     }
 
     /// The group, its position set to `at` if it had none yet (`all`, created implicitly).
@@ -71,7 +79,13 @@ impl Source {
     /// Record that `host` is listed at `at`, in `group`, with these vars (later lines win,
     /// as in Ansible).
     pub fn add_host(&mut self, group: &str, host: &str, at: &Location, vars: VarDefs) {
-        let h = self.hosts.entry(host.to_string()).or_insert_with(|| HostDef { at: at.clone(), vars: VarDefs::new() });
+        let h = self
+            .hosts
+            .entry(host.to_string())
+            .or_insert_with(|| HostDef {
+                at: at.clone(),
+                vars: VarDefs::new(),
+            });
         h.vars.extend(vars);
         let g = self.group_mut(group, at);
         if !g.hosts.iter().any(|x| x == host) {

@@ -12,11 +12,23 @@ pub struct Cidr {
 impl Cidr {
     /// Parse `a.b.c.d/n` or an IPv6 `x::/n`.
     pub fn parse(s: &str) -> Result<Cidr, String> {
-        let (a, p) = s.trim().split_once('/').ok_or_else(|| format!("{s:?} is not a CIDR (want address/prefix)"))?;
-        let addr: IpAddr = a.parse().map_err(|_| format!("{a:?} is not an IP address"))?;
+        let (a, p) = s
+            .trim()
+            .split_once('/')
+            .ok_or_else(|| format!("{s:?} is not a CIDR (want address/prefix)"))?;
+        let addr: IpAddr = a
+            .parse()
+            .map_err(|_| format!("{a:?} is not an IP address"))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix: u8 = p.parse().ok().filter(|n| *n <= max).ok_or_else(|| format!("{p:?} is not a prefix length 0..{max}"))?;
-        Ok(Cidr { addr: mask(addr, prefix), prefix })
+        let prefix: u8 = p
+            .parse()
+            .ok()
+            .filter(|n| *n <= max)
+            .ok_or_else(|| format!("{p:?} is not a prefix length 0..{max}"))?;
+        Ok(Cidr {
+            addr: mask(addr, prefix),
+            prefix,
+        })
     }
 
     /// Whether `ip` is inside this network.
@@ -32,7 +44,9 @@ impl Cidr {
     /// The n-th address of the network (the first service IP is `nth(1)`).
     pub fn nth(&self, n: u128) -> Option<IpAddr> {
         match self.addr {
-            IpAddr::V4(a) => u32::try_from(u128::from(u32::from(a)) + n).ok().map(|x| IpAddr::V4(x.into())),
+            IpAddr::V4(a) => u32::try_from(u128::from(u32::from(a)) + n)
+                .ok()
+                .map(|x| IpAddr::V4(x.into())),
             IpAddr::V6(a) => u128::from(a).checked_add(n).map(|x| IpAddr::V6(x.into())),
         }
     }
@@ -47,11 +61,19 @@ impl std::fmt::Display for Cidr {
 fn mask(ip: IpAddr, prefix: u8) -> IpAddr {
     match ip {
         IpAddr::V4(a) => {
-            let m = if prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix)) };
+            let m = if prefix == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(prefix))
+            };
             IpAddr::V4((u32::from(a) & m).into())
         }
         IpAddr::V6(a) => {
-            let m = if prefix == 0 { 0 } else { u128::MAX << (128 - u32::from(prefix)) };
+            let m = if prefix == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(prefix))
+            };
             IpAddr::V6((u128::from(a) & m).into())
         }
     }
@@ -83,7 +105,8 @@ pub fn is_dns1123_subdomain(s: &str) -> bool {
         && s.len() <= 253
         && s.split('.').all(|l| {
             !l.is_empty()
-                && l.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && l.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
                 && !l.starts_with('-')
                 && !l.ends_with('-')
         })
@@ -101,17 +124,27 @@ mod tests {
         assert!(a.overlaps(&b) && b.overlaps(&a));
         assert!(!a.overlaps(&c));
         assert!(a.contains("10.68.3.4".parse().unwrap()));
-        assert_eq!(Cidr::parse("10.68.1.1/16").unwrap().to_string(), "10.68.0.0/16");
+        assert_eq!(
+            Cidr::parse("10.68.1.1/16").unwrap().to_string(),
+            "10.68.0.0/16"
+        );
         assert_eq!(a.nth(1).unwrap().to_string(), "10.68.0.1");
         assert!(Cidr::parse("10.68.0.0").is_err());
         assert!(Cidr::parse("10.68.0.0/33").is_err());
-        assert!(Cidr::parse("fd00::/8").unwrap().contains("fd12::1".parse().unwrap()));
+        assert!(
+            Cidr::parse("fd00::/8")
+                .unwrap()
+                .contains("fd12::1".parse().unwrap())
+        );
     }
 
     #[test]
     fn names() {
         assert!(is_hostname("node-1.example.com"));
-        assert!(!is_hostname("198.51.100.300"), "a broken IP is not a host name");
+        assert!(
+            !is_hostname("198.51.100.300"),
+            "a broken IP is not a host name"
+        );
         assert!(!is_hostname("bad_host"));
         assert!(is_dns1123_subdomain("k8s-198-51-100-1"));
         assert!(!is_dns1123_subdomain("Master_1"));

@@ -13,9 +13,9 @@ use indexmap::IndexMap;
 use minijinja::value::{Enumerator, Object, Value as J};
 use minijinja::{Environment, ErrorKind};
 
+use super::Value;
 use super::error::{InventoryError, Location};
 use super::model::VarDefs;
-use super::Value;
 
 /// Why one variable could not be evaluated for one host.
 #[derive(Debug, Clone)]
@@ -43,7 +43,13 @@ pub enum ResolveErrorKind {
 
 impl From<ResolveError> for InventoryError {
     fn from(e: ResolveError) -> Self {
-        InventoryError::Template { at: e.at, var: e.var, host: e.host, msg: e.msg, fix: e.fix }
+        InventoryError::Template {
+            at: e.at,
+            var: e.var,
+            host: e.host,
+            msg: e.msg,
+            fix: e.fix,
+        }
     }
 }
 
@@ -56,7 +62,13 @@ thread_local! {
 }
 
 /// Names Jinja provides besides the host's variables.
-pub const MAGIC: &[&str] = &["inventory_hostname", "inventory_hostname_short", "groups", "group_names", "hostvars"];
+pub const MAGIC: &[&str] = &[
+    "inventory_hostname",
+    "inventory_hostname_short",
+    "groups",
+    "group_names",
+    "hostvars",
+];
 
 /// Every host's merged (unrendered) variables and the group map, rendered on demand.
 pub struct Resolver {
@@ -69,7 +81,9 @@ pub struct Resolver {
 
 impl fmt::Debug for Resolver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Resolver").field("hosts", &self.hosts.keys().collect::<Vec<_>>()).finish()
+        f.debug_struct("Resolver")
+            .field("hosts", &self.hosts.keys().collect::<Vec<_>>())
+            .finish()
     }
 }
 
@@ -100,7 +114,10 @@ impl Resolver {
 
     /// The host's variable names, in precedence-merge order.
     pub fn names(&self, host: &str) -> Vec<String> {
-        self.hosts.get(host).map(|v| v.keys().cloned().collect()).unwrap_or_default()
+        self.hosts
+            .get(host)
+            .map(|v| v.keys().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Where the winning definition of `var` for `host` was written.
@@ -110,12 +127,20 @@ impl Resolver {
 
     /// The Jinja context of one host: its variables (lazy) plus the magic names.
     pub fn context(self: &Arc<Self>, host: &str) -> J {
-        J::from_object(HostCtx { r: self.clone(), host: host.to_string() })
+        J::from_object(HostCtx {
+            r: self.clone(),
+            host: host.to_string(),
+        })
     }
 
     /// Render one variable for one host.
     pub fn resolve(self: &Arc<Self>, host: &str, var: &str) -> Result<J, ResolveError> {
-        if let Some(v) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(&(host.to_string(), var.to_string())) {
+        if let Some(v) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(host.to_string(), var.to_string()))
+        {
             return Ok(v.clone());
         }
         let Some(def) = self.hosts.get(host).and_then(|h| h.get(var)) else {
@@ -142,7 +167,10 @@ impl Resolver {
                 host: host.into(),
                 var: var.into(),
                 at: def.at.clone(),
-                msg: format!("variables refer to each other in a cycle: {}", chain.join(" -> ")),
+                msg: format!(
+                    "variables refer to each other in a cycle: {}",
+                    chain.join(" -> ")
+                ),
                 fix: "give one of these variables a plain value".into(),
                 kind: ResolveErrorKind::Cycle,
             });
@@ -151,16 +179,29 @@ impl Resolver {
         let out = self.render_value(host, var, &def.at, &def.value);
         STACK.with(|s| s.borrow_mut().pop());
         let v = out?;
-        self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert((host.to_string(), var.to_string()), v.clone());
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((host.to_string(), var.to_string()), v.clone());
         Ok(v)
     }
 
-    fn render_value(self: &Arc<Self>, host: &str, var: &str, at: &Location, v: &Value) -> Result<J, ResolveError> {
+    fn render_value(
+        self: &Arc<Self>,
+        host: &str,
+        var: &str,
+        at: &Location,
+        v: &Value,
+    ) -> Result<J, ResolveError> {
         match v {
-            Value::String(s) if crate::template::is_template(s) => self.render_str(host, var, at, s),
-            Value::Sequence(items) => {
-                items.iter().map(|i| self.render_value(host, var, at, i)).collect::<Result<Vec<J>, _>>().map(J::from)
+            Value::String(s) if crate::template::is_template(s) => {
+                self.render_str(host, var, at, s)
             }
+            Value::Sequence(items) => items
+                .iter()
+                .map(|i| self.render_value(host, var, at, i))
+                .collect::<Result<Vec<J>, _>>()
+                .map(J::from),
             Value::Mapping(m) => {
                 let mut out = Vec::with_capacity(m.len());
                 for (k, val) in m {
@@ -172,19 +213,32 @@ impl Resolver {
         }
     }
 
-    fn render_str(self: &Arc<Self>, host: &str, var: &str, at: &Location, s: &str) -> Result<J, ResolveError> {
+    fn render_str(
+        self: &Arc<Self>,
+        host: &str,
+        var: &str,
+        at: &Location,
+        s: &str,
+    ) -> Result<J, ResolveError> {
         let normalized = crate::template::normalize(s);
         let s: &str = &normalized;
         let ctx = self.context(host);
         INNER.with(|i| i.borrow_mut().take());
         let result = match single_expression(s) {
-            Some(expr) => self.env.compile_expression(expr).and_then(|e| e.eval(&ctx)).and_then(|v| {
-                if v.is_undefined() {
-                    Err(minijinja::Error::new(ErrorKind::UndefinedError, "undefined value"))
-                } else {
-                    Ok(v)
-                }
-            }),
+            Some(expr) => self
+                .env
+                .compile_expression(expr)
+                .and_then(|e| e.eval(&ctx))
+                .and_then(|v| {
+                    if v.is_undefined() {
+                        Err(minijinja::Error::new(
+                            ErrorKind::UndefinedError,
+                            "undefined value",
+                        ))
+                    } else {
+                        Ok(v)
+                    }
+                }),
             None => self.env.render_str(s, &ctx).map(J::from),
         };
         match result {
@@ -201,31 +255,67 @@ impl Resolver {
         }
     }
 
-    fn describe(&self, host: &str, var: &str, at: &Location, s: &str, e: &minijinja::Error) -> ResolveError {
-        let mk = |msg: String, fix: String, kind| ResolveError { host: host.into(), var: var.into(), at: at.clone(), msg, fix, kind };
+    fn describe(
+        &self,
+        host: &str,
+        var: &str,
+        at: &Location,
+        s: &str,
+        e: &minijinja::Error,
+    ) -> ResolveError {
+        let mk = |msg: String, fix: String, kind| ResolveError {
+            host: host.into(),
+            var: var.into(),
+            at: at.clone(),
+            msg,
+            fix,
+            kind,
+        };
         if e.kind() == ErrorKind::SyntaxError {
-            return mk(format!("Jinja syntax error in {s:?}: {}", detail(e)), "fix the template syntax".into(), ResolveErrorKind::Syntax);
+            return mk(
+                format!("Jinja syntax error in {s:?}: {}", detail(e)),
+                "fix the template syntax".into(),
+                ResolveErrorKind::Syntax,
+            );
         }
         let env: &Environment<'_> = &self.env;
         let missing: Vec<String> = match env.template_from_str(s) {
             Ok(t) => {
-                let mut m: Vec<String> =
-                    t.undeclared_variables(false).into_iter().filter(|n| !self.has(host, n)).collect();
+                let mut m: Vec<String> = t
+                    .undeclared_variables(false)
+                    .into_iter()
+                    .filter(|n| !self.has(host, n))
+                    .collect();
                 m.sort();
                 m
             }
             Err(_) => Vec::new(),
         };
         if !missing.is_empty() {
-            let names = missing.iter().map(|m| format!("'{m}'")).collect::<Vec<_>>().join(", ");
+            let names = missing
+                .iter()
+                .map(|m| format!("'{m}'"))
+                .collect::<Vec<_>>()
+                .join(", ");
             return mk(
                 format!("template {s:?} uses undefined variable {names}"),
-                format!("define {} in config.yml or [all:vars], or correct the name", missing.join(", ")),
+                format!(
+                    "define {} in config.yml or [all:vars], or correct the name",
+                    missing.join(", ")
+                ),
                 ResolveErrorKind::Undefined,
             );
         }
-        let kind = if e.kind() == ErrorKind::UndefinedError { ResolveErrorKind::Undefined } else { ResolveErrorKind::Render };
-        mk(format!("cannot render {s:?}: {}", detail(e)), "check the names and indexes the template uses".into(), kind)
+        let kind = if e.kind() == ErrorKind::UndefinedError {
+            ResolveErrorKind::Undefined
+        } else {
+            ResolveErrorKind::Render
+        };
+        mk(
+            format!("cannot render {s:?}: {}", detail(e)),
+            "check the names and indexes the template uses".into(),
+            kind,
+        )
     }
 }
 
@@ -240,7 +330,8 @@ fn detail(e: &minijinja::Error) -> String {
 fn single_expression(s: &str) -> Option<&str> {
     let t = s.trim();
     let inner = t.strip_prefix("{{")?.strip_suffix("}}")?;
-    if inner.contains("{{") || inner.contains("}}") || inner.contains("{%") || inner.contains("{#") {
+    if inner.contains("{{") || inner.contains("}}") || inner.contains("{%") || inner.contains("{#")
+    {
         return None;
     }
     let inner = inner.strip_prefix('-').unwrap_or(inner);
@@ -258,9 +349,17 @@ impl Object for HostCtx {
         let k = key.as_str()?;
         match k {
             "inventory_hostname" => Some(J::from(self.host.clone())),
-            "inventory_hostname_short" => Some(J::from(self.host.split('.').next().unwrap_or("").to_string())),
+            "inventory_hostname_short" => Some(J::from(
+                self.host.split('.').next().unwrap_or("").to_string(),
+            )),
             "groups" => Some(self.r.groups.clone()),
-            "group_names" => Some(J::from_serialize(self.r.group_names.get(&self.host).cloned().unwrap_or_default())),
+            "group_names" => Some(J::from_serialize(
+                self.r
+                    .group_names
+                    .get(&self.host)
+                    .cloned()
+                    .unwrap_or_default(),
+            )),
             "hostvars" => Some(J::from_object(HostVars { r: self.r.clone() })),
             _ if self.r.has(&self.host, k) => match self.r.resolve(&self.host, k) {
                 Ok(v) => Some(v),

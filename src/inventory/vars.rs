@@ -34,11 +34,20 @@ impl GroupTree {
             tree.members.insert(name.clone(), out);
         }
         // `all` holds every host, in first-appearance order.
-        tree.members.insert("all".into(), src.hosts.keys().cloned().collect());
-        let child_of: HashSet<&String> =
-            src.groups.iter().filter(|(n, _)| *n != "all").flat_map(|(_, g)| g.children.iter()).collect();
+        tree.members
+            .insert("all".into(), src.hosts.keys().cloned().collect());
+        let child_of: HashSet<&String> = src
+            .groups
+            .iter()
+            .filter(|(n, _)| *n != "all")
+            .flat_map(|(_, g)| g.children.iter())
+            .collect();
         tree.depth.insert("all".into(), 0);
-        for name in src.groups.keys().filter(|n| *n != "all" && !child_of.contains(n)) {
+        for name in src
+            .groups
+            .keys()
+            .filter(|n| *n != "all" && !child_of.contains(n))
+        {
             set_depth(src, name, 1, &mut tree.depth, &mut Vec::new());
         }
         errors.dedup();
@@ -47,14 +56,24 @@ impl GroupTree {
 
     /// Groups containing `host`, lowest precedence first, without `all`.
     pub fn groups_of(&self, host: &str) -> Vec<String> {
-        let mut gs: Vec<&String> =
-            self.members.iter().filter(|(g, m)| *g != "all" && m.iter().any(|h| h == host)).map(|(g, _)| g).collect();
+        let mut gs: Vec<&String> = self
+            .members
+            .iter()
+            .filter(|(g, m)| *g != "all" && m.iter().any(|h| h == host))
+            .map(|(g, _)| g)
+            .collect();
         gs.sort_by_key(|g| (self.depth.get(*g).copied().unwrap_or(1), (*g).clone()));
         gs.into_iter().cloned().collect()
     }
 }
 
-fn collect(src: &Source, g: &str, stack: &mut Vec<String>, out: &mut Vec<String>, errors: &mut Vec<InventoryError>) {
+fn collect(
+    src: &Source,
+    g: &str,
+    stack: &mut Vec<String>,
+    out: &mut Vec<String>,
+    errors: &mut Vec<InventoryError>,
+) {
     let Some(def) = src.groups.get(g) else { return };
     if let Some(pos) = stack.iter().position(|x| x == g) {
         let mut chain = stack[pos..].to_vec();
@@ -79,7 +98,13 @@ fn collect(src: &Source, g: &str, stack: &mut Vec<String>, out: &mut Vec<String>
     stack.pop();
 }
 
-fn set_depth(src: &Source, g: &str, d: usize, depth: &mut HashMap<String, usize>, stack: &mut Vec<String>) {
+fn set_depth(
+    src: &Source,
+    g: &str,
+    d: usize,
+    depth: &mut HashMap<String, usize>,
+    stack: &mut Vec<String>,
+) {
     if stack.iter().any(|x| x == g) {
         return;
     }
@@ -130,7 +155,13 @@ pub fn extra_defs(extra: &[(String, String)]) -> VarDefs {
     extra
         .iter()
         .map(|(k, v)| {
-            (k.clone(), VarDef { value: super::Value::String(v.clone()), at: Location::new("-e (command line)", 0) })
+            (
+                k.clone(),
+                VarDef {
+                    value: super::Value::String(v.clone()),
+                    at: Location::new("-e (command line)", 0),
+                },
+            )
         })
         .collect()
 }
@@ -139,7 +170,15 @@ pub fn extra_defs(extra: &[(String, String)]) -> VarDefs {
 pub fn default_defs(defaults: &super::Vars) -> VarDefs {
     defaults
         .iter()
-        .map(|(k, v)| (k.clone(), VarDef { value: v.clone(), at: Location::new("role defaults", 0) }))
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                VarDef {
+                    value: v.clone(),
+                    at: Location::new("role defaults", 0),
+                },
+            )
+        })
         .collect()
 }
 
@@ -174,7 +213,18 @@ G=all
         assert_eq!(tree.groups_of("h1"), vec!["etcd", "k8s", "kube_node"]);
         let loc = Location::new("x", 1);
         let d = |pairs: &[(&str, &str)]| -> VarDefs {
-            pairs.iter().map(|(k, v)| (k.to_string(), VarDef { value: (*v).into(), at: loc.clone() })).collect()
+            pairs
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.to_string(),
+                        VarDef {
+                            value: (*v).into(),
+                            at: loc.clone(),
+                        },
+                    )
+                })
+                .collect()
         };
         let defaults = d(&[("D", "default"), ("C", "default"), ("A", "default")]);
         let config = d(&[("C", "config"), ("A", "config"), ("CFG", "config")]);
@@ -188,13 +238,21 @@ G=all
         assert_eq!(s("HOSTV"), "host", "host vars over group vars");
         assert_eq!(m["HOSTV"].at.line, 2);
         let m = merge_for_host(&src, &tree, &defaults, &config, &extra, "h1");
-        assert_eq!(m["HOSTV"].value.as_str(), Some("extra"), "-e over everything");
+        assert_eq!(
+            m["HOSTV"].value.as_str(),
+            Some("extra"),
+            "-e over everything"
+        );
     }
 
     #[test]
     fn children_cycle_is_an_error() {
-        let (src, _) = super::super::ini::parse("[a:children]\nb\n[b:children]\na\n", Path::new("hosts"));
+        let (src, _) =
+            super::super::ini::parse("[a:children]\nb\n[b:children]\na\n", Path::new("hosts"));
         let (_, errs) = GroupTree::build(&src);
-        assert!(errs.iter().any(|e| e.to_string().contains("cycle")), "{errs:?}");
+        assert!(
+            errs.iter().any(|e| e.to_string().contains("cycle")),
+            "{errs:?}"
+        );
     }
 }

@@ -14,18 +14,26 @@
 
 use std::path::Path;
 
+use super::Value;
 use super::error::{InventoryError, Location};
 use super::model::{Source, VarDef, VarDefs};
-use super::Value;
 
 /// Line (1-based) of the first `key:` at or after line `from`; 0 when not found.
 fn key_line(text: &str, key: &str, from: usize) -> usize {
-    let forms = [format!("{key}:"), format!("\"{key}\":"), format!("'{key}':")];
+    let forms = [
+        format!("{key}:"),
+        format!("\"{key}\":"),
+        format!("'{key}':"),
+    ];
     let hit = |(i, l): &(usize, &str)| {
         let t = l.trim_start().trim_start_matches("- ");
         forms.iter().any(|f| t.starts_with(f.as_str())) && i + 1 >= from
     };
-    text.lines().enumerate().find(hit).map(|(i, _)| i + 1).unwrap_or(0)
+    text.lines()
+        .enumerate()
+        .find(hit)
+        .map(|(i, _)| i + 1)
+        .unwrap_or(0)
 }
 
 fn yaml_error(file: &Path, e: &serde_yaml::Error) -> InventoryError {
@@ -55,7 +63,7 @@ pub fn parse_config(text: &str, file: &Path) -> Result<VarDefs, InventoryError> 
                 Location::new(file, 1),
                 "config.yml must be a map of NAME: value",
                 "write one `NAME: value` per line at the top level",
-            ))
+            ));
         }
     }
     Ok(out)
@@ -90,7 +98,12 @@ pub fn parse_inventory(text: &str, file: &Path) -> (Source, Vec<InventoryError>)
         ));
         return (src, errors);
     };
-    let mut r = Reader { text, file, src: &mut src, errors: &mut errors };
+    let mut r = Reader {
+        text,
+        file,
+        src: &mut src,
+        errors: &mut errors,
+    };
     for (k, body) in top {
         match key_string(&k, file) {
             Ok(name) => {
@@ -146,7 +159,10 @@ impl Reader<'_> {
                     self.src.group_mut(name, &at).vars.extend(vars);
                 }
                 "children" => {
-                    let Some(children) = v.as_mapping().or(if v.is_null() { Some(&*EMPTY) } else { None }) else {
+                    let Some(children) =
+                        v.as_mapping()
+                            .or(if v.is_null() { Some(&*EMPTY) } else { None })
+                    else {
                         self.errors.push(InventoryError::syntax(
                             self.at(kline),
                             format!("children of {name} must be a map of group names"),
@@ -155,7 +171,9 @@ impl Reader<'_> {
                         continue;
                     };
                     for (ck, cv) in children {
-                        let Ok(child) = key_string(ck, self.file) else { continue };
+                        let Ok(child) = key_string(ck, self.file) else {
+                            continue;
+                        };
                         let cline = key_line(self.text, &child, kline);
                         let cat = self.at(cline);
                         let g = self.src.group_mut(name, &at);
@@ -174,7 +192,10 @@ impl Reader<'_> {
     }
 
     fn hosts(&mut self, group: &str, v: &Value, line: usize) {
-        let Some(hosts) = v.as_mapping().or(if v.is_null() { Some(&*EMPTY) } else { None }) else {
+        let Some(hosts) = v
+            .as_mapping()
+            .or(if v.is_null() { Some(&*EMPTY) } else { None })
+        else {
             self.errors.push(InventoryError::syntax(
                 self.at(line),
                 format!("hosts of {group} must be a map of host names"),
@@ -183,7 +204,9 @@ impl Reader<'_> {
             return;
         };
         for (hk, hv) in hosts {
-            let Ok(host) = key_string(hk, self.file) else { continue };
+            let Ok(host) = key_string(hk, self.file) else {
+                continue;
+            };
             let hline = key_line(self.text, &host, line);
             let vars = self.vars(hv, hline);
             let at = self.at(hline);
@@ -197,9 +220,17 @@ impl Reader<'_> {
             Value::Null => {}
             Value::Mapping(m) => {
                 for (k, value) in m {
-                    let Ok(key) = key_string(k, self.file) else { continue };
+                    let Ok(key) = key_string(k, self.file) else {
+                        continue;
+                    };
                     let at = self.at(key_line(self.text, &key, line));
-                    out.insert(key, VarDef { value: value.clone(), at });
+                    out.insert(
+                        key,
+                        VarDef {
+                            value: value.clone(),
+                            at,
+                        },
+                    );
                 }
             }
             _ => self.errors.push(InventoryError::syntax(
@@ -212,7 +243,8 @@ impl Reader<'_> {
     }
 }
 
-static EMPTY: std::sync::LazyLock<serde_yaml::Mapping> = std::sync::LazyLock::new(serde_yaml::Mapping::new);
+static EMPTY: std::sync::LazyLock<serde_yaml::Mapping> =
+    std::sync::LazyLock::new(serde_yaml::Mapping::new);
 
 #[cfg(test)]
 mod tests {

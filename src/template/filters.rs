@@ -20,13 +20,17 @@ pub(super) fn register(env: &mut Environment<'static>) {
     env.add_filter("difference", difference);
     env.add_filter("intersect", intersect);
     env.add_filter("ternary", ternary);
-    env.add_filter("basename", |s: String| s.rsplit('/').next().unwrap_or("").to_string());
+    env.add_filter("basename", |s: String| {
+        s.rsplit('/').next().unwrap_or("").to_string()
+    });
     env.add_filter("dirname", |s: String| match s.rfind('/') {
         Some(0) => "/".to_string(),
         Some(i) => s[..i].to_string(),
         None => String::new(),
     });
-    env.add_filter("to_json", |v: Value| serde_json::to_string(&v).unwrap_or_default());
+    env.add_filter("to_json", |v: Value| {
+        serde_json::to_string(&v).unwrap_or_default()
+    });
     env.add_test("version", version_test);
 }
 
@@ -40,7 +44,9 @@ fn to_bool(v: Value) -> Result<bool, Error> {
         return match s.trim().to_ascii_lowercase().as_str() {
             "yes" | "true" | "on" | "1" | "y" => Ok(true),
             "no" | "false" | "off" | "0" | "n" | "" => Ok(false),
-            other => Err(bad(format!("cannot interpret {other:?} as a boolean (use yes/no or true/false)"))),
+            other => Err(bad(format!(
+                "cannot interpret {other:?} as a boolean (use yes/no or true/false)"
+            ))),
         };
     }
     Ok(v.is_true())
@@ -57,13 +63,22 @@ fn ipaddr(v: Value, query: Option<Value>) -> Result<Value, Error> {
         Some((a, p)) => (a, p.parse::<u8>().ok()),
         None => (s, None),
     };
-    let Ok(addr) = addr_s.parse::<IpAddr>() else { return Ok(Value::from(false)) };
+    let Ok(addr) = addr_s.parse::<IpAddr>() else {
+        return Ok(Value::from(false));
+    };
     let full = prefix.unwrap_or(if addr.is_ipv4() { 32 } else { 128 });
-    let Some(q) = query else { return Ok(Value::from(s)) };
+    let Some(q) = query else {
+        return Ok(Value::from(s));
+    };
     if let Some(n) = q.as_i64() {
         let net = Cidr::parse(&format!("{addr}/{full}")).map_err(bad)?;
-        let ip = u128::try_from(n).ok().and_then(|n| net.nth(n)).filter(|ip| net.contains(*ip));
-        return Ok(ip.map(|ip| Value::from(format!("{ip}/{full}"))).unwrap_or(Value::from(false)));
+        let ip = u128::try_from(n)
+            .ok()
+            .and_then(|n| net.nth(n))
+            .filter(|ip| net.contains(*ip));
+        return Ok(ip
+            .map(|ip| Value::from(format!("{ip}/{full}")))
+            .unwrap_or(Value::from(false)));
     }
     match q.as_str().unwrap_or("") {
         "address" => Ok(Value::from(addr.to_string())),
@@ -71,12 +86,27 @@ fn ipaddr(v: Value, query: Option<Value>) -> Result<Value, Error> {
             Some(_) => Ok(Value::from(Cidr::parse(s).map_err(bad)?.to_string())),
             None => Ok(Value::from(false)),
         },
-        "network" => Ok(Value::from(Cidr::parse(&format!("{addr}/{full}")).map_err(bad)?.addr.to_string())),
+        "network" => Ok(Value::from(
+            Cidr::parse(&format!("{addr}/{full}"))
+                .map_err(bad)?
+                .addr
+                .to_string(),
+        )),
         "prefix" => Ok(Value::from(full)),
         "host" => Ok(Value::from(format!("{addr}/{full}"))),
-        "ipv4" => Ok(if addr.is_ipv4() { Value::from(s) } else { Value::from(false) }),
-        "ipv6" => Ok(if addr.is_ipv6() { Value::from(s) } else { Value::from(false) }),
-        other => Err(bad(format!("ipaddr query {other:?} is not supported by ezk"))),
+        "ipv4" => Ok(if addr.is_ipv4() {
+            Value::from(s)
+        } else {
+            Value::from(false)
+        }),
+        "ipv6" => Ok(if addr.is_ipv6() {
+            Value::from(s)
+        } else {
+            Value::from(false)
+        }),
+        other => Err(bad(format!(
+            "ipaddr query {other:?} is not supported by ezk"
+        ))),
     }
 }
 
@@ -103,7 +133,11 @@ fn python_replacement(r: &str) -> String {
             }
             '\\' if chars.peek() == Some(&'g') => {
                 chars.next();
-                let name: String = chars.by_ref().skip_while(|c| *c == '<').take_while(|c| *c != '>').collect();
+                let name: String = chars
+                    .by_ref()
+                    .skip_while(|c| *c == '<')
+                    .take_while(|c| *c != '>')
+                    .collect();
                 out.push_str(&format!("${{{name}}}"));
             }
             '$' => out.push_str("$$"),
@@ -113,16 +147,29 @@ fn python_replacement(r: &str) -> String {
     out
 }
 
-fn regex_replace(s: String, pattern: String, replacement: Option<String>, kwargs: minijinja::value::Kwargs) -> Result<String, Error> {
+fn regex_replace(
+    s: String,
+    pattern: String,
+    replacement: Option<String>,
+    kwargs: minijinja::value::Kwargs,
+) -> Result<String, Error> {
     let ic: Option<bool> = kwargs.get("ignorecase")?;
     kwargs.assert_all_used()?;
     let re = regex(&pattern, ic.unwrap_or(false))?;
-    Ok(re.replace_all(&s, python_replacement(&replacement.unwrap_or_default()).as_str()).into_owned())
+    Ok(re
+        .replace_all(
+            &s,
+            python_replacement(&replacement.unwrap_or_default()).as_str(),
+        )
+        .into_owned())
 }
 
 fn regex_search(s: String, pattern: String) -> Result<Value, Error> {
     let re = regex(&pattern, false)?;
-    Ok(re.find(&s).map(|m| Value::from(m.as_str())).unwrap_or(Value::from(())))
+    Ok(re
+        .find(&s)
+        .map(|m| Value::from(m.as_str()))
+        .unwrap_or(Value::from(())))
 }
 
 fn items(v: &Value) -> Result<Vec<Value>, Error> {
@@ -162,13 +209,21 @@ fn intersect(a: Value, b: Value) -> Result<Value, Error> {
 }
 
 fn ternary(cond: Value, yes: Value, no: Rest<Value>) -> Value {
-    if cond.is_true() { yes } else { no.first().cloned().unwrap_or(Value::from(())) }
+    if cond.is_true() {
+        yes
+    } else {
+        no.first().cloned().unwrap_or(Value::from(()))
+    }
 }
 
 /// `x is version('1.24', '>=')`: dotted numeric comparison (a `v` prefix is ignored).
 fn version_test(v: String, other: String, op: Option<String>) -> Result<bool, Error> {
     let parse = |s: &str| -> Vec<u64> {
-        s.trim().trim_start_matches('v').split(['.', '-', '+']).map_while(|p| p.parse().ok()).collect()
+        s.trim()
+            .trim_start_matches('v')
+            .split(['.', '-', '+'])
+            .map_while(|p| p.parse().ok())
+            .collect()
     };
     let (a, b) = (parse(&v), parse(&other));
     let ord = a.cmp(&b);

@@ -5,7 +5,12 @@
 use minijinja::value::{ValueKind, from_args};
 use minijinja::{Error, ErrorKind, State, Value};
 
-pub(super) fn call(_state: &State, value: &Value, method: &str, args: &[Value]) -> Result<Value, Error> {
+pub(super) fn call(
+    _state: &State,
+    value: &Value,
+    method: &str,
+    args: &[Value],
+) -> Result<Value, Error> {
     if let Some(s) = value.as_str() {
         return string_method(s, method, args);
     }
@@ -31,7 +36,11 @@ pub(super) fn call(_state: &State, value: &Value, method: &str, args: &[Value]) 
             "get" => {
                 let (key, default): (Value, Option<Value>) = from_args(args)?;
                 let v = value.get_item(&key)?;
-                return Ok(if v.is_undefined() { default.unwrap_or(Value::from(())) } else { v });
+                return Ok(if v.is_undefined() {
+                    default.unwrap_or(Value::from(()))
+                } else {
+                    v
+                });
             }
             _ => {}
         }
@@ -44,7 +53,10 @@ fn string_method(s: &str, method: &str, args: &[Value]) -> Result<Value, Error> 
         "split" => {
             let (sep, max): (Option<String>, Option<i64>) = from_args(args)?;
             let parts: Vec<Value> = match (sep, max) {
-                (Some(sep), Some(n)) if n >= 0 => s.splitn(n as usize + 1, sep.as_str()).map(Value::from).collect(),
+                (Some(sep), Some(n)) if n >= 0 => s
+                    .splitn(n as usize + 1, sep.as_str())
+                    .map(Value::from)
+                    .collect(),
                 (Some(sep), _) => s.split(sep.as_str()).map(Value::from).collect(),
                 (None, _) => s.split_whitespace().map(Value::from).collect(),
             };

@@ -48,7 +48,9 @@ mod tests {
     #[test]
     fn undefined_is_an_error() {
         let env = environment();
-        let err = env.render_str("{{ nope }}", minijinja::context! {}).unwrap_err();
+        let err = env
+            .render_str("{{ nope }}", minijinja::context! {})
+            .unwrap_err();
         assert_eq!(err.kind(), minijinja::ErrorKind::UndefinedError);
     }
 
@@ -61,7 +63,10 @@ mod tests {
                 minijinja::context! { a => "yes", b => "false", c => true, d => "1" },
             )
             .unwrap();
-        assert_eq!(out, "True False True True", "rendered like Python Jinja, as Ansible does");
+        assert_eq!(
+            out, "True False True True",
+            "rendered like Python Jinja, as Ansible does"
+        );
     }
 
     fn r(src: &str) -> String {
@@ -72,8 +77,14 @@ mod tests {
 
     #[test]
     fn ipaddr_like_kubeasz() {
-        assert_eq!(r("{{ svc | ansible.utils.ipaddr('net') | ipaddr(1) | ipaddr('address') }}"), "10.68.0.1");
-        assert_eq!(r("{{ svc | ipaddr('net') | ipaddr(2) | ipaddr('address') }}"), "10.68.0.2");
+        assert_eq!(
+            r("{{ svc | ansible.utils.ipaddr('net') | ipaddr(1) | ipaddr('address') }}"),
+            "10.68.0.1"
+        );
+        assert_eq!(
+            r("{{ svc | ipaddr('net') | ipaddr(2) | ipaddr('address') }}"),
+            "10.68.0.2"
+        );
         assert_eq!(r("{{ 'nope' | ipaddr }}"), "False");
         assert_eq!(r("{{ '198.51.100.7' | ipaddr }}"), "198.51.100.7");
     }
@@ -88,9 +99,21 @@ mod tests {
         assert_eq!(r("{{ ['x','x','y'] | unique | join(',') }}"), "x,y");
         assert_eq!(r("{{ '8443' | int + 1 }}"), "8444");
         assert_eq!(r("{{ 1 | string }}"), "1");
-        assert_eq!(r("{{ 'k8s_node-01' | regex_replace('_', '-') }}"), "k8s-node-01");
-        assert_eq!(r(r#"{{ 'v1.30.2' | regex_replace('^v(\\d+)\\.(\\d+).*$', '\\1-\\2') }}"#), "1-30");
-        assert_eq!(r("{{ (ver is version('3.19', '>=')) | ternary('new', 'old') }}"), "new");
-        assert_eq!(r("{{ '/opt/kube/bin/etcd' | basename }} {{ '/opt/kube/bin/etcd' | dirname }}"), "etcd /opt/kube/bin");
+        assert_eq!(
+            r("{{ 'k8s_node-01' | regex_replace('_', '-') }}"),
+            "k8s-node-01"
+        );
+        assert_eq!(
+            r(r#"{{ 'v1.30.2' | regex_replace('^v(\\d+)\\.(\\d+).*$', '\\1-\\2') }}"#),
+            "1-30"
+        );
+        assert_eq!(
+            r("{{ (ver is version('3.19', '>=')) | ternary('new', 'old') }}"),
+            "new"
+        );
+        assert_eq!(
+            r("{{ '/opt/kube/bin/etcd' | basename }} {{ '/opt/kube/bin/etcd' | dirname }}"),
+            "etcd /opt/kube/bin"
+        );
     }
 }
