@@ -36,6 +36,7 @@ mod literal;
 pub mod model;
 pub mod net;
 mod resolve;
+mod summary;
 mod vars;
 mod yaml;
 
