@@ -11,6 +11,7 @@ use crate::home::Home;
 
 pub mod certs;
 pub mod check;
+pub mod checkout;
 pub mod kca_renew;
 pub mod list;
 pub mod new;
@@ -51,8 +52,11 @@ pub struct Cli {
 pub enum Command {
     /// Create clusters/<name>/hosts and config.yml from the inventory example.
     New(new::Args),
-    /// List the clusters in the home, marking the current one.
+    /// List the clusters in the home, marking the current one (chosen by `new`/`checkout`,
+    /// stored in clusters/.current).
     List(list::Args),
+    /// Make a cluster the current one (used when a command is given no cluster).
+    Checkout(checkout::Args),
     /// Validate a cluster's inventory and config (no host is contacted).
     Check(check::Args),
     /// Write, per host, every file a step would install (no host is contacted).
@@ -68,6 +72,7 @@ pub fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::New(a) => new::run(&ctx, a),
         Command::List(a) => list::run(&ctx, a),
+        Command::Checkout(a) => checkout::run(&ctx, a),
         Command::Check(a) => check::run(&ctx, a),
         Command::Render(a) => render::run(&ctx, a),
         Command::Setup(a) => setup::run(&ctx, a),
