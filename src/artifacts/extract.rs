@@ -63,6 +63,8 @@ pub fn extract(a: &Artifact, src: &Path, dest_dir: &Path) -> Result<Extracted, A
 fn from_tar(a: &Artifact, src: &Path, r: impl Read, dest_dir: &Path) -> Result<Extracted, ArtifactError> {
     let bad = |msg: String| ArtifactError::Archive { archive: src.to_path_buf(), msg };
     let mut out = Extracted::new();
+    // Upstream writes `./bridge` in one release and `bridge` in the next: compare normalized.
+    let wanted: BTreeMap<&str, &String> = a.members.iter().map(|(p, b)| (normalize(p), b)).collect();
     let mut ar = tar::Archive::new(r);
     for entry in ar.entries().map_err(|e| bad(e.to_string()))? {
         let entry = entry.map_err(|e| bad(e.to_string()))?;
@@ -71,9 +73,9 @@ fn from_tar(a: &Artifact, src: &Path, r: impl Read, dest_dir: &Path) -> Result<E
         }
         let path = entry.path().map_err(|e| bad(e.to_string()))?.to_string_lossy().into_owned();
         let path = normalize(&path);
-        if let Some(bin) = a.members.get(path) {
+        if let Some(bin) = wanted.get(path) {
             let sum = write_binary(entry, &dest_dir.join(bin))?;
-            out.insert(bin.clone(), sum);
+            out.insert((*bin).clone(), sum);
         }
     }
     for (path, bin) in &a.members {
