@@ -199,12 +199,12 @@ impl Store {
         let sums = match sums {
             Ok(s) => s,
             Err(e) => {
-                let _ = fs::remove_dir_all(&tmp);
+                remove_staging(&tmp);
                 return Err(e);
             }
         };
         if a.kind == Kind::Deb {
-            check_member_sums(a, &sums, &tmp)?;
+            check_member_sums(a, &sums, &tmp, |_| file.to_path_buf())?;
         }
         self.commit_bin(a, &tmp, &sums)
     }
@@ -233,12 +233,16 @@ impl Store {
                     sums.insert(bin.clone(), sum);
                 }
                 Err(e) => {
-                    let _ = fs::remove_dir_all(&tmp);
+                    remove_staging(&tmp);
                     return Err(e);
                 }
             }
         }
-        check_member_sums(a, &sums, &tmp)?;
+        let origin = |bin: &str| {
+            let member = a.members.iter().find(|(_, b)| *b == bin).map(|(p, _)| p.as_str()).unwrap_or(bin);
+            locate(member, bin)
+        };
+        check_member_sums(a, &sums, &tmp, origin)?;
         self.commit_bin(a, &tmp, &sums)
     }
 
@@ -274,14 +278,20 @@ impl Store {
     }
 }
 
-fn check_member_sums(a: &Artifact, sums: &Extracted, tmp: &Path) -> Result<(), ArtifactError> {
+/// Every binary of a deb artifact must match its pin; on a mismatch the staging dir goes away.
+fn check_member_sums(
+    a: &Artifact,
+    sums: &Extracted,
+    tmp: &Path,
+    origin: impl Fn(&str) -> PathBuf,
+) -> Result<(), ArtifactError> {
     for (bin, got) in sums {
         let want = a.member_sha256.get(bin).map(|s| s.to_ascii_lowercase()).unwrap_or_default();
         if *got != want {
-            let _ = fs::remove_dir_all(tmp);
+            remove_staging(tmp);
             return Err(ArtifactError::BinaryMismatch {
-                path: PathBuf::from(bin),
-                binary: format!("{bin} of {} {}", a.name, a.version),
+                path: origin(bin),
+                binary: format!("{bin} (pinned for {} {})", a.name, a.version),
                 expected: want,
                 got: got.clone(),
             });
@@ -296,6 +306,14 @@ pub fn fetch_command(set: &str, artifacts: &[&str]) -> String {
         format!("ezk download --k8s-ver {set}")
     } else {
         format!("ezk download --k8s-ver {set} --only {}", artifacts.join(","))
+    }
+}
+
+/// Remove a staging dir and its parent if that is now empty (so a refused artifact leaves no trace).
+fn remove_staging(tmp: &Path) {
+    let _ = fs::remove_dir_all(tmp);
+    if let Some(parent) = tmp.parent() {
+        let _ = fs::remove_dir(parent);
     }
 }
 
