@@ -48,7 +48,7 @@ pub fn fill_from_local(
         } else {
             Err(ArtifactError::Io {
                 path: root.join(a.filename()),
-                source: std::io::Error::new(
+                err: std::io::Error::new(
                     std::io::ErrorKind::NotFound,
                     format!("{} not found (also looked in {})", a.filename(), root.join(Store::rel(a)).display()),
                 ),

@@ -131,7 +131,7 @@ impl Manifest {
     /// Load a manifest from a YAML file (tests, or an operator's own pinned set).
     pub fn load(path: &Path) -> Result<Manifest, ArtifactError> {
         let text = std::fs::read_to_string(path)
-            .map_err(|source| ArtifactError::Io { path: path.to_path_buf(), source })?;
+            .map_err(|err| ArtifactError::Io { path: path.to_path_buf(), err })?;
         Manifest::parse(&text, &path.display().to_string())
     }
 

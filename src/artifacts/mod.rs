@@ -31,8 +31,9 @@ pub enum ArtifactError {
     NotProvided { name: String, set: String },
     #[error("binary {name} (artifact set {set}) is not in the store {dir}; fetch it with: {cmd}")]
     Missing { name: String, set: String, dir: PathBuf, cmd: String },
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    /// The io error is part of the message (not a `source`), so reports do not repeat it.
+    #[error("{path}: {err}")]
+    Io { path: PathBuf, err: std::io::Error },
     #[error(
         "checksum mismatch for {url}: expected {expected}, got {got}; the file was quarantined at {quarantined} and not used"
     )]
@@ -49,7 +50,7 @@ pub enum ArtifactError {
 
 impl ArtifactError {
     pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ArtifactError + '_ {
-        move |source| ArtifactError::Io { path: path.to_path_buf(), source }
+        move |err| ArtifactError::Io { path: path.to_path_buf(), err }
     }
 }
 

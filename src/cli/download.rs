@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::{CliResult, Context};
 use crate::artifacts::download::{self, Options, Outcome, Status};
-use crate::artifacts::{bundle, local, progress, Store};
+use crate::artifacts::{bundle, local, progress, Manifest, Store};
 
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = "\
@@ -25,7 +25,15 @@ EXAMPLES
   ezk download --mirror https://mirror.internal/ezk
   ezk download --bundle ezk-artifacts.tar        then, on the offline machine:
   ezk download --import ezk-artifacts.tar        (every checksum re-verified)
-  ezk download --k8s-ver lab-debian --from-local /   Debian's installed etcd/containerd/runc/CNI
+
+LAB (no upstream access): the lab-debian set pins Debian bookworm's packages (the .deb sha256 from
+Debian's signed Packages index, and the sha256 of each binary as shipped in it):
+  mkdir debs && (cd debs && apt-get download etcd-server=3.4.23-4+b4 etcd-client=3.4.23-4+b4 \
+      containerd=1.6.20~ds1-1+deb12u3 runc=1.1.5+ds1-1+deb12u1 \
+      containernetworking-plugins=1.1.1+ds1-3+b5 kubernetes-client=1.20.5+really1.20.2-1.1+deb12u1)
+  ezk download --k8s-ver lab-debian --from-local debs
+or, where those exact packages are installed (not kubectl on machines with another kubectl):
+  ezk download --k8s-ver lab-debian --from-local /
 ")]
 pub struct Args {
     /// Version set to fetch (K8S_VER of config.yml, e.g. v1.35.4, or lab-debian). Default: the
@@ -61,10 +69,18 @@ pub struct Args {
     /// List the version sets and their artifacts, with what is already in the store.
     #[arg(long, conflicts_with_all = ["mirror", "bundle", "import", "from_local"])]
     pub list: bool,
+
+    /// Use this versions manifest instead of the shipped one (tests; `ezk setup` always uses
+    /// the shipped manifest).
+    #[arg(long, value_name = "FILE", hide = true)]
+    pub manifest: Option<PathBuf>,
 }
 
 pub fn run(ctx: &Context, args: Args) -> CliResult {
-    let store = Store::open(&ctx.home)?;
+    let store = match &args.manifest {
+        Some(m) => Store::at(ctx.home.store_dir(), Manifest::load(m)?),
+        None => Store::open(&ctx.home)?,
+    };
     let k8s_ver = match &args.k8s_ver {
         Some(v) => v.clone(),
         None => store.manifest().sets.keys().next().cloned().ok_or("the versions manifest has no sets")?,
