@@ -5,7 +5,9 @@
 use ezk::artifacts::{ArtifactError, Kind, Manifest};
 
 fn is_hex(s: &str, n: usize) -> bool {
-    s.len() == n && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == n
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 #[test]
@@ -16,19 +18,28 @@ fn every_shipped_entry_has_an_https_url_and_a_pinned_digest() {
         for a in &vs.artifacts {
             let what = format!("{set}/{} {}", a.name, a.version);
             assert!(a.url.starts_with("https://"), "{what}: {}", a.url);
-            assert!(a.url.contains(&a.version) || a.url.contains(&a.version.replace('~', "%7E")), "{what}: URL lacks version");
+            assert!(
+                a.url.contains(&a.version) || a.url.contains(&a.version.replace('~', "%7E")),
+                "{what}: URL lacks version"
+            );
             match (&a.sha256, &a.sha512) {
                 (Some(h), None) => assert!(is_hex(h, 64), "{what}: sha256 {h}"),
                 // Kubernetes publishes only sha512 for its server tarball (CHANGELOG); nothing else may use it.
                 (None, Some(h)) => {
                     assert!(is_hex(h, 128), "{what}: sha512 {h}");
-                    assert_eq!(a.name, "kubernetes-server", "{what}: sha512 only for the k8s server tarball");
+                    assert_eq!(
+                        a.name, "kubernetes-server",
+                        "{what}: sha512 only for the k8s server tarball"
+                    );
                     assert!(a.url.starts_with("https://dl.k8s.io/"), "{what}");
                 }
                 _ => panic!("{what}: needs exactly one digest"),
             }
             if a.kind == Kind::Deb {
-                assert!(a.url.starts_with("https://deb.debian.org/debian/pool/"), "{what}");
+                assert!(
+                    a.url.starts_with("https://deb.debian.org/debian/pool/"),
+                    "{what}"
+                );
                 for (_, b) in a.binaries() {
                     assert!(is_hex(&a.member_sha256[b], 64), "{what}: member {b}");
                 }
@@ -39,9 +50,27 @@ fn every_shipped_entry_has_an_https_url_and_a_pinned_digest() {
 
 /// Every binary the roles install for a Kubernetes cluster (kubeasz's bin list).
 const K8S_BINARIES: &[&str] = &[
-    "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl",
-    "etcd", "etcdctl", "containerd", "containerd-shim-runc-v2", "ctr", "runc", "crictl", "helm",
-    "calicoctl", "bridge", "host-local", "loopback", "portmap", "bandwidth", "tuning",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubelet",
+    "kube-proxy",
+    "kubectl",
+    "etcd",
+    "etcdctl",
+    "containerd",
+    "containerd-shim-runc-v2",
+    "ctr",
+    "runc",
+    "crictl",
+    "helm",
+    "calicoctl",
+    "bridge",
+    "host-local",
+    "loopback",
+    "portmap",
+    "bandwidth",
+    "tuning",
 ];
 
 #[test]
@@ -55,7 +84,15 @@ fn each_kubernetes_set_provides_every_role_binary() {
     }
     // The lab set holds what Debian ships: enough for prepare, etcd, runtime.
     let (_, lab) = m.set("lab-debian").unwrap();
-    for b in ["etcd", "etcdctl", "kubectl", "containerd", "runc", "bridge", "loopback"] {
+    for b in [
+        "etcd",
+        "etcdctl",
+        "kubectl",
+        "containerd",
+        "runc",
+        "bridge",
+        "loopback",
+    ] {
         assert!(lab.provides(b), "lab-debian lacks {b}");
     }
 }
@@ -64,7 +101,14 @@ fn each_kubernetes_set_provides_every_role_binary() {
 #[test]
 fn provides_answers_for_role_binary_names() {
     let m = Manifest::shipped().unwrap();
-    for b in ["etcd", "etcdctl", "kubectl", "kube-apiserver", "runc", "host-local"] {
+    for b in [
+        "etcd",
+        "etcdctl",
+        "kubectl",
+        "kube-apiserver",
+        "runc",
+        "host-local",
+    ] {
         assert!(m.provides(b), "{b}");
     }
     for b in ["kube-ovn", "etcd.tar.gz", "kubernetes-server", ""] {
@@ -81,21 +125,41 @@ fn k8s_ver_selects_a_set_with_or_without_v_and_by_minor() {
     let err = m.set("v1.20.1").unwrap_err();
     assert!(matches!(err, ArtifactError::UnknownVersion { .. }));
     let msg = err.to_string();
-    assert!(msg.contains("v1.20.1") && msg.contains("1.35.4") && msg.contains("lab-debian"), "{msg}");
+    assert!(
+        msg.contains("v1.20.1") && msg.contains("1.35.4") && msg.contains("lab-debian"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn broken_manifests_are_refused_with_the_entry_named() {
     let base = "sets:\n  t:\n    artifacts:\n      - name: etcd\n        version: \"1\"\n        url: https://x/etcd.tgz\n";
     let cases = [
-        ("        sha256: abc\n        kind: tar.gz\n        members: {etcd: etcd}\n", "sha256 (64 hex)"),
+        (
+            "        sha256: abc\n        kind: tar.gz\n        members: {etcd: etcd}\n",
+            "sha256 (64 hex)",
+        ),
         ("        kind: binary\n", "exactly one of"),
-        (&*format!("        sha256: {}\n        kind: tar.gz\n", "a".repeat(64)), "needs members"),
-        (&*format!("        sha256: {}\n        kind: deb\n        members: {{usr/bin/etcd: etcd}}\n", "a".repeat(64)), "member_sha256 for etcd"),
-        (&*format!("        sha256: {}\n        kind: zip\n", "a".repeat(64)), "unknown variant"),
+        (
+            &*format!("        sha256: {}\n        kind: tar.gz\n", "a".repeat(64)),
+            "needs members",
+        ),
+        (
+            &*format!(
+                "        sha256: {}\n        kind: deb\n        members: {{usr/bin/etcd: etcd}}\n",
+                "a".repeat(64)
+            ),
+            "member_sha256 for etcd",
+        ),
+        (
+            &*format!("        sha256: {}\n        kind: zip\n", "a".repeat(64)),
+            "unknown variant",
+        ),
     ];
     for (tail, want) in cases {
-        let err = Manifest::parse(&format!("{base}{tail}"), "my.yml").unwrap_err().to_string();
+        let err = Manifest::parse(&format!("{base}{tail}"), "my.yml")
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("my.yml:"), "{err}");
         assert!(err.contains(want), "expected {want:?} in {err}");
     }
@@ -104,5 +168,8 @@ fn broken_manifests_are_refused_with_the_entry_named() {
         h = "b".repeat(64)
     );
     let err = Manifest::parse(&dup, "dup.yml").unwrap_err().to_string();
-    assert!(err.contains("binary etcd is also provided by etcd"), "{err}");
+    assert!(
+        err.contains("binary etcd is also provided by etcd"),
+        "{err}"
+    );
 }

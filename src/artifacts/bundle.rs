@@ -20,7 +20,10 @@ pub type Contents = Vec<(String, String)>;
 
 /// Write every complete artifact of the store into a tar at `out`.
 pub fn write_bundle(store: &Store, out: &Path) -> Result<Contents, ArtifactError> {
-    let bad = |msg: String| ArtifactError::Bundle { path: out.to_path_buf(), msg };
+    let bad = |msg: String| ArtifactError::Bundle {
+        path: out.to_path_buf(),
+        msg,
+    };
     let tmp = out.with_extension("tar.part");
     let f = fs::File::create(&tmp).map_err(ArtifactError::io(&tmp))?;
     let mut b = tar::Builder::new(f);
@@ -30,7 +33,8 @@ pub fn write_bundle(store: &Store, out: &Path) -> Result<Contents, ArtifactError
     h.set_size(text.len() as u64);
     h.set_mode(0o644);
     h.set_cksum();
-    b.append_data(&mut h, "manifest.yml", &mut text).map_err(|e| bad(e.to_string()))?;
+    b.append_data(&mut h, "manifest.yml", &mut text)
+        .map_err(|e| bad(e.to_string()))?;
     let mut contents = Contents::new();
     for a in store.manifest().all_artifacts() {
         if !store.is_complete(a) {
@@ -40,25 +44,32 @@ pub fn write_bundle(store: &Store, out: &Path) -> Result<Contents, ArtifactError
         let rel = Store::rel(a);
         if file.is_file() {
             let name = Path::new("files").join(&rel).join(a.filename());
-            b.append_path_with_name(&file, name).map_err(|e| bad(e.to_string()))?;
+            b.append_path_with_name(&file, name)
+                .map_err(|e| bad(e.to_string()))?;
         } else if a.kind == Kind::Deb {
             for (_, bin) in a.binaries() {
                 let name = Path::new("bin").join(&rel).join(bin);
-                b.append_path_with_name(store.bin_dir(a).join(bin), name).map_err(|e| bad(e.to_string()))?;
+                b.append_path_with_name(store.bin_dir(a).join(bin), name)
+                    .map_err(|e| bad(e.to_string()))?;
             }
         } else {
             continue;
         }
         contents.push((a.name.clone(), a.version.clone()));
     }
-    b.into_inner().and_then(|f| f.sync_all()).map_err(|e| bad(e.to_string()))?;
+    b.into_inner()
+        .and_then(|f| f.sync_all())
+        .map_err(|e| bad(e.to_string()))?;
     fs::rename(&tmp, out).map_err(ArtifactError::io(out))?;
     Ok(contents)
 }
 
 /// Import a bundle into `store`, re-verifying everything first; all or nothing.
 pub fn import_bundle(store: &Store, bundle: &Path) -> Result<Contents, ArtifactError> {
-    let bad = |msg: String| ArtifactError::Bundle { path: bundle.to_path_buf(), msg };
+    let bad = |msg: String| ArtifactError::Bundle {
+        path: bundle.to_path_buf(),
+        msg,
+    };
     let staging = store.dir().join(format!(".import-{}", std::process::id()));
     let _ = fs::remove_dir_all(&staging);
     fs::create_dir_all(&staging).map_err(ArtifactError::io(&staging))?;
@@ -91,7 +102,10 @@ fn stage_and_verify<'m>(
     bundle: &Path,
     staging: &Path,
 ) -> Result<Vec<(&'m Artifact, Staged)>, ArtifactError> {
-    let bad = |msg: String| ArtifactError::Bundle { path: bundle.to_path_buf(), msg: format!("rejected, store unchanged: {msg}") };
+    let bad = |msg: String| ArtifactError::Bundle {
+        path: bundle.to_path_buf(),
+        msg: format!("rejected, store unchanged: {msg}"),
+    };
     let f = fs::File::open(bundle).map_err(ArtifactError::io(bundle))?;
     let mut ar = tar::Archive::new(f);
     let mut plan: Vec<(&Artifact, Staged)> = Vec::new();
@@ -99,23 +113,46 @@ fn stage_and_verify<'m>(
     for entry in ar.entries().map_err(|e| bad(e.to_string()))? {
         let mut entry = entry.map_err(|e| bad(e.to_string()))?;
         let path = entry.path().map_err(|e| bad(e.to_string()))?.into_owned();
+        match entry.header().entry_type() {
+            t if t.is_dir() => continue,
+            t if t.is_file() => {}
+            // A link could point a verified name at anything on the importing machine.
+            t => {
+                return Err(bad(format!(
+                    "entry {} is a {t:?}, only regular files are accepted",
+                    path.display()
+                )));
+            }
+        }
         let parts: Vec<String> = path
             .components()
             .map(|c| match c {
                 Component::Normal(s) => Ok(s.to_string_lossy().into_owned()),
-                _ => Err(bad(format!("entry {} is not a plain relative path", path.display()))),
+                _ => Err(bad(format!(
+                    "entry {} is not a plain relative path",
+                    path.display()
+                ))),
             })
             .collect::<Result<_, _>>()?;
         let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
         match parts.as_slice() {
             ["manifest.yml"] => continue,
             ["files", name, version, filename] => {
-                let a = store.manifest().find_file(name, version, filename).ok_or_else(|| {
-                    bad(format!("{} is not an artifact of this ezk's manifest", path.display()))
-                })?;
+                let a = store
+                    .manifest()
+                    .find_file(name, version, filename)
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "{} is not an artifact of this ezk's manifest",
+                            path.display()
+                        ))
+                    })?;
                 let dest = staging.join(&path);
-                fs::create_dir_all(dest.parent().expect("has parent")).map_err(ArtifactError::io(staging))?;
-                entry.unpack(&dest).map_err(|e| bad(format!("{}: {e}", path.display())))?;
+                fs::create_dir_all(dest.parent().expect("has parent"))
+                    .map_err(ArtifactError::io(staging))?;
+                entry
+                    .unpack(&dest)
+                    .map_err(|e| bad(format!("{}: {e}", path.display())))?;
                 let got = digest_file(&dest, &a.digest())?;
                 if got != a.digest() {
                     return Err(bad(format!(
@@ -131,16 +168,31 @@ fn stage_and_verify<'m>(
                     .manifest()
                     .all_artifacts()
                     .into_iter()
-                    .find(|a| a.name == *name && a.version == *version && a.kind == Kind::Deb && a.provides(bin))
-                    .ok_or_else(|| bad(format!("{} is not a pinned binary of this ezk's manifest", path.display())))?;
+                    .find(|a| {
+                        a.name == *name
+                            && a.version == *version
+                            && a.kind == Kind::Deb
+                            && a.provides(bin)
+                    })
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "{} is not a pinned binary of this ezk's manifest",
+                            path.display()
+                        ))
+                    })?;
                 let dir = staging.join("bin").join(name).join(version);
                 fs::create_dir_all(&dir).map_err(ArtifactError::io(&dir))?;
                 let dest = dir.join(bin);
-                entry.unpack(&dest).map_err(|e| bad(format!("{}: {e}", path.display())))?;
+                entry
+                    .unpack(&dest)
+                    .map_err(|e| bad(format!("{}: {e}", path.display())))?;
                 let got = super::sha256_file(&dest)?;
                 let want = a.member_sha256.get(*bin).cloned().unwrap_or_default();
                 if got != want {
-                    return Err(bad(format!("{}: checksum mismatch, expected sha256:{want}, got sha256:{got}", path.display())));
+                    return Err(bad(format!(
+                        "{}: checksum mismatch, expected sha256:{want}, got sha256:{got}",
+                        path.display()
+                    )));
                 }
                 if !bin_dirs.iter().any(|(o, _)| std::ptr::eq(*o, a)) {
                     bin_dirs.push((a, dir));

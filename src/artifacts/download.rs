@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 
+use super::ArtifactError;
 use super::manifest::{Artifact, VersionSet};
 use super::progress::Progress;
 use super::store::{Store, mkdir_parent};
-use super::ArtifactError;
 
 /// What `ezk download` was asked for.
 #[derive(Debug, Clone)]
@@ -32,7 +32,12 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { mirror: None, only: Vec::new(), jobs: 4, attempts: 5 }
+        Options {
+            mirror: None,
+            only: Vec::new(),
+            jobs: 4,
+            attempts: 5,
+        }
     }
 }
 
@@ -42,7 +47,11 @@ pub enum Status {
     /// Already verified and extracted; nothing was requested.
     AlreadyVerified,
     /// Fetched (`resumed_from` > 0 when an earlier `.part` was continued) and verified.
-    Downloaded { bytes: u64, resumed_from: u64, attempts: u32 },
+    Downloaded {
+        bytes: u64,
+        resumed_from: u64,
+        attempts: u32,
+    },
 }
 
 /// Per-artifact result, in manifest order.
@@ -54,7 +63,11 @@ pub struct Outcome {
 }
 
 /// The artifacts of `set` selected by `only` (artifact or binary names; unknown names are an error).
-pub fn select<'a>(set_name: &str, set: &'a VersionSet, only: &[String]) -> Result<Vec<&'a Artifact>, ArtifactError> {
+pub fn select<'a>(
+    set_name: &str,
+    set: &'a VersionSet,
+    only: &[String],
+) -> Result<Vec<&'a Artifact>, ArtifactError> {
     if only.is_empty() {
         return Ok(set.artifacts.iter().collect());
     }
@@ -64,7 +77,10 @@ pub fn select<'a>(set_name: &str, set: &'a VersionSet, only: &[String]) -> Resul
             .artifacts
             .iter()
             .find(|a| &a.name == n || a.provides(n))
-            .ok_or_else(|| ArtifactError::NotProvided { name: n.clone(), set: set_name.to_string() })?;
+            .ok_or_else(|| ArtifactError::NotProvided {
+                name: n.clone(),
+                set: set_name.to_string(),
+            })?;
         if !out.iter().any(|o| std::ptr::eq(*o, a)) {
             out.push(a);
         }
@@ -75,7 +91,13 @@ pub fn select<'a>(set_name: &str, set: &'a VersionSet, only: &[String]) -> Resul
 /// The URL to fetch `a` from: upstream, or the mirror's `<name>/<version>/<filename>`.
 pub fn url_for(a: &Artifact, mirror: Option<&str>) -> String {
     match mirror {
-        Some(m) => format!("{}/{}/{}/{}", m.trim_end_matches('/'), a.name, a.version, a.filename()),
+        Some(m) => format!(
+            "{}/{}/{}/{}",
+            m.trim_end_matches('/'),
+            a.name,
+            a.version,
+            a.filename()
+        ),
         None => a.url.clone(),
     }
 }
@@ -88,18 +110,25 @@ pub async fn download_all(
     progress: Arc<dyn Progress>,
 ) -> Result<Vec<Outcome>, ArtifactError> {
     let (set_name, set) = store.manifest().set(k8s_ver)?;
-    let arts: Vec<Artifact> = select(set_name, set, &opts.only)?.into_iter().cloned().collect();
+    let arts: Vec<Artifact> = select(set_name, set, &opts.only)?
+        .into_iter()
+        .cloned()
+        .collect();
     let client = reqwest::Client::builder()
         .user_agent(concat!("ezk/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(20))
         .read_timeout(Duration::from_secs(60))
         .build()
-        .map_err(|e| ArtifactError::Http { url: String::new(), msg: e.to_string() })?;
+        .map_err(|e| ArtifactError::Http {
+            url: String::new(),
+            msg: e.to_string(),
+        })?;
     let sem = Arc::new(tokio::sync::Semaphore::new(opts.jobs.max(1)));
     let mut tasks = Vec::new();
     for a in arts {
         let url = url_for(&a, opts.mirror.as_deref());
-        let (store, client, sem, progress) = (store.clone(), client.clone(), sem.clone(), progress.clone());
+        let (store, client, sem, progress) =
+            (store.clone(), client.clone(), sem.clone(), progress.clone());
         let attempts = opts.attempts.max(1);
         tasks.push(tokio::spawn(async move {
             let _permit = sem.acquire_owned().await.expect("semaphore never closed");
@@ -109,12 +138,19 @@ pub async fn download_all(
                 Ok(Status::Downloaded { .. }) => progress.finish(&a.name, true, "verified"),
                 Err(e) => progress.finish(&a.name, false, &e.to_string()),
             }
-            Outcome { artifact: a.name.clone(), url, result }
+            Outcome {
+                artifact: a.name.clone(),
+                url,
+                result,
+            }
         }));
     }
     let mut out = Vec::new();
     for t in tasks {
-        out.push(t.await.map_err(|e| ArtifactError::Http { url: String::new(), msg: e.to_string() })?);
+        out.push(t.await.map_err(|e| ArtifactError::Http {
+            url: String::new(),
+            msg: e.to_string(),
+        })?);
     }
     Ok(out)
 }
@@ -134,11 +170,18 @@ async fn fetch_one(
     if done.exists() {
         // Verified earlier but extraction did not finish: re-verify and extract, no network.
         ingest(store, a, done.clone(), url).await?;
-        return Ok(Status::Downloaded { bytes: 0, resumed_from: 0, attempts: 0 });
+        return Ok(Status::Downloaded {
+            bytes: 0,
+            resumed_from: 0,
+            attempts: 0,
+        });
     }
     let part = store.part_path(a);
     mkdir_parent(&part)?;
-    let resumed_from = tokio::fs::metadata(&part).await.map(|m| m.len()).unwrap_or(0);
+    let resumed_from = tokio::fs::metadata(&part)
+        .await
+        .map(|m| m.len())
+        .unwrap_or(0);
     let mut started = false;
     let mut tries = 0;
     let mut last_err = String::new();
@@ -146,7 +189,10 @@ async fn fetch_one(
         if tries == attempts {
             return Err(ArtifactError::Http {
                 url: url.to_string(),
-                msg: format!("gave up after {tries} attempts ({last_err}); rerun to resume from {}", part.display()),
+                msg: format!(
+                    "gave up after {tries} attempts ({last_err}); rerun to resume from {}",
+                    part.display()
+                ),
             });
         }
         tries += 1;
@@ -155,24 +201,47 @@ async fn fetch_one(
         }
         match transfer(client, url, &part, a, progress, &mut started).await {
             Ok(()) => break,
-            Err(Transfer::Fatal(msg)) => return Err(ArtifactError::Http { url: url.to_string(), msg }),
+            Err(Transfer::Fatal(msg)) => {
+                return Err(ArtifactError::Http {
+                    url: url.to_string(),
+                    msg,
+                });
+            }
             Err(Transfer::Retry(msg)) => {
-                let have = tokio::fs::metadata(&part).await.map(|m| m.len()).unwrap_or(0);
+                let have = tokio::fs::metadata(&part)
+                    .await
+                    .map(|m| m.len())
+                    .unwrap_or(0);
                 progress.note(&a.name, &format!("{msg}; resuming at byte {have}"));
                 last_err = msg;
             }
         }
     }
-    let bytes = tokio::fs::metadata(&part).await.map(|m| m.len()).unwrap_or(0);
+    let bytes = tokio::fs::metadata(&part)
+        .await
+        .map(|m| m.len())
+        .unwrap_or(0);
     ingest(store, a, part, url).await?;
-    Ok(Status::Downloaded { bytes, resumed_from, attempts: tries })
+    Ok(Status::Downloaded {
+        bytes,
+        resumed_from,
+        attempts: tries,
+    })
 }
 
-async fn ingest(store: &Arc<Store>, a: &Artifact, src: std::path::PathBuf, url: &str) -> Result<(), ArtifactError> {
+async fn ingest(
+    store: &Arc<Store>,
+    a: &Artifact,
+    src: std::path::PathBuf,
+    url: &str,
+) -> Result<(), ArtifactError> {
     let (store, a, url) = (store.clone(), a.clone(), url.to_string());
     tokio::task::spawn_blocking(move || store.ingest(&a, &src, &url))
         .await
-        .map_err(|e| ArtifactError::Http { url: String::new(), msg: e.to_string() })?
+        .map_err(|e| ArtifactError::Http {
+            url: String::new(),
+            msg: e.to_string(),
+        })?
 }
 
 enum Transfer {
@@ -189,25 +258,40 @@ async fn transfer(
     progress: &dyn Progress,
     started: &mut bool,
 ) -> Result<(), Transfer> {
-    let have = tokio::fs::metadata(part).await.map(|m| m.len()).unwrap_or(0);
+    let have = tokio::fs::metadata(part)
+        .await
+        .map(|m| m.len())
+        .unwrap_or(0);
     let mut req = client.get(url);
     if have > 0 {
         req = req.header(reqwest::header::RANGE, format!("bytes={have}-"));
     }
-    let mut resp = req.send().await.map_err(|e| Transfer::Retry(format!("request failed: {e}")))?;
+    let mut resp = req
+        .send()
+        .await
+        .map_err(|e| Transfer::Retry(format!("request failed: {e}")))?;
     let status = resp.status();
     let append = match status.as_u16() {
         206 => {
-            let cr = resp.headers().get(reqwest::header::CONTENT_RANGE).and_then(|v| v.to_str().ok());
+            let cr = resp
+                .headers()
+                .get(reqwest::header::CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok());
             match cr {
                 Some(cr) if cr.starts_with(&format!("bytes {have}-")) => true,
-                other => return Err(Transfer::Fatal(format!("server answered Range bytes={have}- with Content-Range {other:?}"))),
+                other => {
+                    return Err(Transfer::Fatal(format!(
+                        "server answered Range bytes={have}- with Content-Range {other:?}"
+                    )));
+                }
             }
         }
         // The .part already holds the whole file (e.g. cut right after the last byte).
         416 if have > 0 => return Ok(()),
         200 => false,
-        s if (500..600).contains(&s) || s == 429 => return Err(Transfer::Retry(format!("HTTP {status}"))),
+        s if (500..600).contains(&s) || s == 429 => {
+            return Err(Transfer::Retry(format!("HTTP {status}")));
+        }
         _ => return Err(Transfer::Fatal(format!("HTTP {status}"))),
     };
     let offset = if append { have } else { 0 };
@@ -235,12 +319,20 @@ async fn transfer(
                 progress.advance(&a.name, chunk.len() as u64);
             }
             Ok(None) => break Ok(()),
-            Err(e) => break Err(Transfer::Retry(format!("connection lost after {got} bytes: {e}"))),
+            Err(e) => {
+                break Err(Transfer::Retry(format!(
+                    "connection lost after {got} bytes: {e}"
+                )));
+            }
         }
     };
     // Keep what arrived even when the connection dropped: the next request resumes after it.
-    f.flush().await.map_err(|e| Transfer::Fatal(format!("{}: {e}", part.display())))?;
-    f.sync_all().await.map_err(|e| Transfer::Fatal(format!("{}: {e}", part.display())))?;
+    f.flush()
+        .await
+        .map_err(|e| Transfer::Fatal(format!("{}: {e}", part.display())))?;
+    f.sync_all()
+        .await
+        .map_err(|e| Transfer::Fatal(format!("{}: {e}", part.display())))?;
     res?;
     match total {
         Some(t) if got < t => Err(Transfer::Retry(format!("body ended at {got} of {t} bytes"))),

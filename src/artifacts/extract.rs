@@ -13,8 +13,8 @@ use std::process::{Command, Stdio};
 
 use sha2::Digest as _;
 
-use super::manifest::{Artifact, Kind};
 use super::ArtifactError;
+use super::manifest::{Artifact, Kind};
 
 /// Binary name → sha256 hex of what was written.
 pub type Extracted = BTreeMap<String, String>;
@@ -60,18 +60,31 @@ pub fn extract(a: &Artifact, src: &Path, dest_dir: &Path) -> Result<Extracted, A
     }
 }
 
-fn from_tar(a: &Artifact, src: &Path, r: impl Read, dest_dir: &Path) -> Result<Extracted, ArtifactError> {
-    let bad = |msg: String| ArtifactError::Archive { archive: src.to_path_buf(), msg };
+fn from_tar(
+    a: &Artifact,
+    src: &Path,
+    r: impl Read,
+    dest_dir: &Path,
+) -> Result<Extracted, ArtifactError> {
+    let bad = |msg: String| ArtifactError::Archive {
+        archive: src.to_path_buf(),
+        msg,
+    };
     let mut out = Extracted::new();
     // Upstream writes `./bridge` in one release and `bridge` in the next: compare normalized.
-    let wanted: BTreeMap<&str, &String> = a.members.iter().map(|(p, b)| (normalize(p), b)).collect();
+    let wanted: BTreeMap<&str, &String> =
+        a.members.iter().map(|(p, b)| (normalize(p), b)).collect();
     let mut ar = tar::Archive::new(r);
     for entry in ar.entries().map_err(|e| bad(e.to_string()))? {
         let entry = entry.map_err(|e| bad(e.to_string()))?;
         if !entry.header().entry_type().is_file() {
             continue;
         }
-        let path = entry.path().map_err(|e| bad(e.to_string()))?.to_string_lossy().into_owned();
+        let path = entry
+            .path()
+            .map_err(|e| bad(e.to_string()))?
+            .to_string_lossy()
+            .into_owned();
         let path = normalize(&path);
         if let Some(bin) = wanted.get(path) {
             let sum = write_binary(entry, &dest_dir.join(bin))?;
@@ -80,7 +93,9 @@ fn from_tar(a: &Artifact, src: &Path, r: impl Read, dest_dir: &Path) -> Result<E
     }
     for (path, bin) in &a.members {
         if !out.contains_key(bin) {
-            return Err(bad(format!("member {path} (binary {bin}) not found in the archive")));
+            return Err(bad(format!(
+                "member {path} (binary {bin}) not found in the archive"
+            )));
         }
     }
     Ok(out)
@@ -114,6 +129,7 @@ pub fn write_binary(mut r: impl Read, dest: &Path) -> Result<String, ArtifactErr
         f.write_all(&buf[..n]).map_err(ArtifactError::io(dest))?;
     }
     f.sync_all().map_err(ArtifactError::io(dest))?;
-    fs::set_permissions(dest, fs::Permissions::from_mode(0o755)).map_err(ArtifactError::io(dest))?;
+    fs::set_permissions(dest, fs::Permissions::from_mode(0o755))
+        .map_err(ArtifactError::io(dest))?;
     Ok(hex::encode(h.finalize()))
 }

@@ -11,10 +11,10 @@
 
 use std::path::Path;
 
+use super::ArtifactError;
 use super::download::{Outcome, Status, select};
 use super::manifest::Kind;
 use super::store::{Store, mkdir_parent};
-use super::ArtifactError;
 
 /// Fill `store` with the artifacts of `k8s_ver` (filtered by `only`) found under `root`.
 pub fn fill_from_local(
@@ -37,24 +37,38 @@ pub fn fill_from_local(
                 .and_then(|_| std::fs::copy(src, &part).map_err(ArtifactError::io(&part)))
                 .and_then(|bytes| {
                     store.ingest(a, &part, &src.display().to_string())?;
-                    Ok(Status::Downloaded { bytes, resumed_from: 0, attempts: 0 })
+                    Ok(Status::Downloaded {
+                        bytes,
+                        resumed_from: 0,
+                        attempts: 0,
+                    })
                 })
         } else if a.kind == Kind::Deb {
-            store.install_deb_members(a, root).map(|_| Status::Downloaded {
-                bytes: 0,
-                resumed_from: 0,
-                attempts: 0,
-            })
+            store
+                .install_deb_members(a, root)
+                .map(|_| Status::Downloaded {
+                    bytes: 0,
+                    resumed_from: 0,
+                    attempts: 0,
+                })
         } else {
             Err(ArtifactError::Io {
                 path: root.join(a.filename()),
                 err: std::io::Error::new(
                     std::io::ErrorKind::NotFound,
-                    format!("{} not found (also looked in {})", a.filename(), root.join(Store::rel(a)).display()),
+                    format!(
+                        "{} not found (also looked in {})",
+                        a.filename(),
+                        root.join(Store::rel(a)).display()
+                    ),
                 ),
             })
         };
-        out.push(Outcome { artifact: a.name.clone(), url: root.display().to_string(), result });
+        out.push(Outcome {
+            artifact: a.name.clone(),
+            url: root.display().to_string(),
+            result,
+        });
     }
     Ok(out)
 }

@@ -106,9 +106,11 @@ impl Artifact {
     pub fn binaries(&self) -> Vec<(Option<&str>, &str)> {
         match self.kind {
             Kind::Binary => vec![(None, self.binary.as_deref().unwrap_or(&self.name))],
-            Kind::TarGz | Kind::Deb => {
-                self.members.iter().map(|(p, b)| (Some(p.as_str()), b.as_str())).collect()
-            }
+            Kind::TarGz | Kind::Deb => self
+                .members
+                .iter()
+                .map(|(p, b)| (Some(p.as_str()), b.as_str()))
+                .collect(),
         }
     }
 
@@ -130,8 +132,10 @@ impl Manifest {
 
     /// Load a manifest from a YAML file (tests, or an operator's own pinned set).
     pub fn load(path: &Path) -> Result<Manifest, ArtifactError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|err| ArtifactError::Io { path: path.to_path_buf(), err })?;
+        let text = std::fs::read_to_string(path).map_err(|err| ArtifactError::Io {
+            path: path.to_path_buf(),
+            err,
+        })?;
         Manifest::parse(&text, &path.display().to_string())
     }
 
@@ -159,7 +163,13 @@ impl Manifest {
                 match (&a.sha256, &a.sha512) {
                     (Some(h), None) if is_hex(h, 64) => {}
                     (None, Some(h)) if is_hex(h, 128) => {}
-                    _ => return Err(bad(set, a, "needs exactly one of sha256 (64 hex) or sha512 (128 hex)".into())),
+                    _ => {
+                        return Err(bad(
+                            set,
+                            a,
+                            "needs exactly one of sha256 (64 hex) or sha512 (128 hex)".into(),
+                        ));
+                    }
                 }
                 if !(a.url.starts_with("https://") || a.url.starts_with("http://")) {
                     return Err(bad(set, a, format!("url {:?} is not http(s)", a.url)));
@@ -168,22 +178,40 @@ impl Manifest {
                     return Err(bad(set, a, "kind binary takes no members".into()));
                 }
                 if a.kind != Kind::Binary && a.members.is_empty() {
-                    return Err(bad(set, a, "an archive needs members (path -> binary name)".into()));
+                    return Err(bad(
+                        set,
+                        a,
+                        "an archive needs members (path -> binary name)".into(),
+                    ));
                 }
                 if a.kind == Kind::Deb {
                     for (_, b) in &a.members {
                         match a.member_sha256.get(b) {
                             Some(h) if is_hex(h, 64) => {}
-                            _ => return Err(bad(set, a, format!("member_sha256 for {b} missing or not 64 hex"))),
+                            _ => {
+                                return Err(bad(
+                                    set,
+                                    a,
+                                    format!("member_sha256 for {b} missing or not 64 hex"),
+                                ));
+                            }
                         }
                     }
                 }
                 for (_, b) in a.binaries() {
                     if b.contains('/') || b.is_empty() {
-                        return Err(bad(set, a, format!("binary name {b:?} is not a plain file name")));
+                        return Err(bad(
+                            set,
+                            a,
+                            format!("binary name {b:?} is not a plain file name"),
+                        ));
                     }
                     if let Some(other) = seen.insert(b, &a.name) {
-                        return Err(bad(set, a, format!("binary {b} is also provided by {other}")));
+                        return Err(bad(
+                            set,
+                            a,
+                            format!("binary {b} is also provided by {other}"),
+                        ));
                     }
                 }
             }
@@ -199,7 +227,11 @@ impl Manifest {
             return Ok((k.as_str(), v));
         }
         let prefix = format!("{want}.");
-        let hits: Vec<_> = self.sets.iter().filter(|(k, _)| k.starts_with(&prefix)).collect();
+        let hits: Vec<_> = self
+            .sets
+            .iter()
+            .filter(|(k, _)| k.starts_with(&prefix))
+            .collect();
         if let [(k, v)] = hits.as_slice() {
             return Ok((k.as_str(), v));
         }
@@ -221,7 +253,10 @@ impl Manifest {
     pub fn all_artifacts(&self) -> Vec<&Artifact> {
         let mut out: Vec<&Artifact> = Vec::new();
         for a in self.sets.values().flat_map(|s| s.artifacts.iter()) {
-            if !out.iter().any(|o| o.name == a.name && o.version == a.version) {
+            if !out
+                .iter()
+                .any(|o| o.name == a.name && o.version == a.version)
+            {
                 out.push(a);
             }
         }
@@ -231,7 +266,9 @@ impl Manifest {
     /// Whether some set provides an installable binary called `name` (used to check that every
     /// binary a role's `binary` task references is pinned here).
     pub fn provides(&self, name: &str) -> bool {
-        self.sets.values().any(|s| s.artifacts.iter().any(|a| a.provides(name)))
+        self.sets
+            .values()
+            .any(|s| s.artifacts.iter().any(|a| a.provides(name)))
     }
 }
 

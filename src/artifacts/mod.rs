@@ -30,16 +30,31 @@ pub enum ArtifactError {
     #[error("binary {name:?} is not in artifact set {set} of the versions manifest")]
     NotProvided { name: String, set: String },
     #[error("binary {name} (artifact set {set}) is not in the store {dir}; fetch it with: {cmd}")]
-    Missing { name: String, set: String, dir: PathBuf, cmd: String },
+    Missing {
+        name: String,
+        set: String,
+        dir: PathBuf,
+        cmd: String,
+    },
     /// The io error is part of the message (not a `source`), so reports do not repeat it.
     #[error("{path}: {err}")]
     Io { path: PathBuf, err: std::io::Error },
     #[error(
         "checksum mismatch for {url}: expected {expected}, got {got}; the file was quarantined at {quarantined} and not used"
     )]
-    Mismatch { url: String, expected: String, got: String, quarantined: PathBuf },
+    Mismatch {
+        url: String,
+        expected: String,
+        got: String,
+        quarantined: PathBuf,
+    },
     #[error("{path}: {binary} has sha256 {got}, expected {expected}; not used")]
-    BinaryMismatch { path: PathBuf, binary: String, expected: String, got: String },
+    BinaryMismatch {
+        path: PathBuf,
+        binary: String,
+        expected: String,
+        got: String,
+    },
     #[error("download {url}: {msg}")]
     Http { url: String, msg: String },
     #[error("{archive}: {msg}")]
@@ -50,7 +65,10 @@ pub enum ArtifactError {
 
 impl ArtifactError {
     pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ArtifactError + '_ {
-        move |err| ArtifactError::Io { path: path.to_path_buf(), err }
+        move |err| ArtifactError::Io {
+            path: path.to_path_buf(),
+            err,
+        }
     }
 }
 

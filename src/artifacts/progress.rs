@@ -58,12 +58,18 @@ impl Bars {
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
         let total = multi.add(ProgressBar::new(0));
         total.set_style(
-            ProgressStyle::with_template("{msg:>24} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
-                .expect("static template")
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{msg:>24} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+            )
+            .expect("static template")
+            .progress_chars("=> "),
         );
         total.set_message(format!("total ({files} files)"));
-        Bars { multi, total, bars: Mutex::new(Vec::new()) }
+        Bars {
+            multi,
+            total,
+            bars: Mutex::new(Vec::new()),
+        }
     }
 
     fn bar(&self, name: &str) -> Option<ProgressBar> {
@@ -74,7 +80,9 @@ impl Bars {
 
 impl Progress for Bars {
     fn start(&self, name: &str, total: Option<u64>, already: u64) {
-        let b = self.multi.insert_before(&self.total, ProgressBar::new(total.unwrap_or(0)));
+        let b = self
+            .multi
+            .insert_before(&self.total, ProgressBar::new(total.unwrap_or(0)));
         b.set_style(
             ProgressStyle::with_template("{msg:>24} [{bar:30}] {bytes}/{total_bytes}")
                 .expect("static template")
@@ -86,7 +94,10 @@ impl Progress for Bars {
             self.total.inc_length(t);
             self.total.inc(already);
         }
-        self.bars.lock().expect("progress lock").push((name.to_string(), b));
+        self.bars
+            .lock()
+            .expect("progress lock")
+            .push((name.to_string(), b));
     }
     fn advance(&self, name: &str, n: u64) {
         if let Some(b) = self.bar(name) {
@@ -98,12 +109,14 @@ impl Progress for Bars {
         let _ = self.multi.println(format!("{name}: {msg}"));
     }
     fn finish(&self, name: &str, ok: bool, msg: &str) {
-        match self.bar(name) {
-            Some(b) => b.finish_with_message(format!("{name} {}", if ok { "ok" } else { "FAILED" })),
-            None => {}
+        if let Some(b) = self.bar(name) {
+            b.finish_with_message(format!("{name} {}", if ok { "ok" } else { "FAILED" }));
         }
         if !msg.is_empty() {
-            let _ = self.multi.println(format!("{name}: {} {msg}", if ok { "ok" } else { "FAILED" }));
+            let _ = self.multi.println(format!(
+                "{name}: {} {msg}",
+                if ok { "ok" } else { "FAILED" }
+            ));
         }
     }
 }

@@ -47,7 +47,10 @@ impl Store {
 
     /// A store in `dir` governed by `manifest` (tests use their own manifest).
     pub fn at(dir: impl Into<PathBuf>, manifest: Manifest) -> Store {
-        Store { dir: dir.into(), manifest }
+        Store {
+            dir: dir.into(),
+            manifest,
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -65,7 +68,10 @@ impl Store {
 
     /// Where the verified file lives.
     pub fn file_path(&self, a: &Artifact) -> PathBuf {
-        self.dir.join("files").join(Store::rel(a)).join(a.filename())
+        self.dir
+            .join("files")
+            .join(Store::rel(a))
+            .join(a.filename())
     }
 
     /// Where a download in progress lives.
@@ -107,10 +113,12 @@ impl Store {
     /// record, so a binary changed on disk after extraction is refused.
     pub fn binary(&self, name: &str, k8s_ver: &str) -> Result<LocalBinary, ArtifactError> {
         let (set_name, set) = self.manifest.set(k8s_ver)?;
-        let a = set.artifact_for(name).ok_or_else(|| ArtifactError::NotProvided {
-            name: name.to_string(),
-            set: set_name.to_string(),
-        })?;
+        let a = set
+            .artifact_for(name)
+            .ok_or_else(|| ArtifactError::NotProvided {
+                name: name.to_string(),
+                set: set_name.to_string(),
+            })?;
         let missing = || ArtifactError::Missing {
             name: name.to_string(),
             set: set_name.to_string(),
@@ -146,9 +154,10 @@ impl Store {
         for n in names {
             match set.artifact_for(n) {
                 None => out.push(format!("{n}: not in artifact set {set_name}")),
-                Some(a) if !self.is_complete(a) => {
-                    out.push(format!("{n}: artifact {} {} not downloaded", a.name, a.version))
-                }
+                Some(a) if !self.is_complete(a) => out.push(format!(
+                    "{n}: artifact {} {} not downloaded",
+                    a.name, a.version
+                )),
                 Some(_) => {}
             }
         }
@@ -239,7 +248,12 @@ impl Store {
             }
         }
         let origin = |bin: &str| {
-            let member = a.members.iter().find(|(_, b)| *b == bin).map(|(p, _)| p.as_str()).unwrap_or(bin);
+            let member = a
+                .members
+                .iter()
+                .find(|(_, b)| *b == bin)
+                .map(|(p, _)| p.as_str())
+                .unwrap_or(bin);
             locate(member, bin)
         };
         check_member_sums(a, &sums, &tmp, origin)?;
@@ -286,7 +300,11 @@ fn check_member_sums(
     origin: impl Fn(&str) -> PathBuf,
 ) -> Result<(), ArtifactError> {
     for (bin, got) in sums {
-        let want = a.member_sha256.get(bin).map(|s| s.to_ascii_lowercase()).unwrap_or_default();
+        let want = a
+            .member_sha256
+            .get(bin)
+            .map(|s| s.to_ascii_lowercase())
+            .unwrap_or_default();
         if *got != want {
             remove_staging(tmp);
             return Err(ArtifactError::BinaryMismatch {
@@ -305,7 +323,10 @@ pub fn fetch_command(set: &str, artifacts: &[&str]) -> String {
     if artifacts.is_empty() {
         format!("ezk download --k8s-ver {set}")
     } else {
-        format!("ezk download --k8s-ver {set} --only {}", artifacts.join(","))
+        format!(
+            "ezk download --k8s-ver {set} --only {}",
+            artifacts.join(",")
+        )
     }
 }
 

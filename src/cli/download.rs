@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::{CliResult, Context};
 use crate::artifacts::download::{self, Options, Outcome, Status};
-use crate::artifacts::{bundle, local, progress, Manifest, Store};
+use crate::artifacts::{Manifest, Store, bundle, local, progress};
 
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = "\
@@ -83,28 +83,50 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
     };
     let k8s_ver = match &args.k8s_ver {
         Some(v) => v.clone(),
-        None => store.manifest().sets.keys().next().cloned().ok_or("the versions manifest has no sets")?,
+        None => store
+            .manifest()
+            .sets
+            .keys()
+            .next()
+            .cloned()
+            .ok_or("the versions manifest has no sets")?,
     };
     if args.list {
         return list(&store);
     }
     if let Some(b) = &args.import {
         let got = bundle::import_bundle(&store, b)?;
-        println!("imported {} artifacts from {} (all checksums verified)", got.len(), b.display());
+        println!(
+            "imported {} artifacts from {} (all checksums verified)",
+            got.len(),
+            b.display()
+        );
         return Ok(0);
     }
     if let Some(out) = &args.bundle {
         let got = bundle::write_bundle(&store, out)?;
-        println!("wrote {} with {} verified artifacts", out.display(), got.len());
+        println!(
+            "wrote {} with {} verified artifacts",
+            out.display(),
+            got.len()
+        );
         return Ok(0);
     }
     let outcomes = if let Some(dir) = &args.from_local {
         local::fill_from_local(&store, &k8s_ver, &args.only, dir)?
     } else {
-        let opts = Options { mirror: args.mirror.clone(), only: args.only.clone(), jobs: args.jobs, ..Options::default() };
+        let opts = Options {
+            mirror: args.mirror.clone(),
+            only: args.only.clone(),
+            jobs: args.jobs,
+            ..Options::default()
+        };
         let (_, set) = store.manifest().set(&k8s_ver)?;
         let n = download::select(&k8s_ver, set, &opts.only)?.len();
-        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(2).build()?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .worker_threads(2)
+            .build()?;
         let store = Arc::new(store.clone());
         let progress: Arc<dyn progress::Progress> = Arc::from(progress::auto(n));
         rt.block_on(download::download_all(store, &k8s_ver, &opts, progress))?
@@ -118,8 +140,15 @@ fn report(outcomes: &[Outcome]) -> i32 {
     for o in outcomes {
         match &o.result {
             Ok(Status::AlreadyVerified) => println!("{:<28} already verified", o.artifact),
-            Ok(Status::Downloaded { bytes, resumed_from, .. }) if *resumed_from > 0 => {
-                println!("{:<28} verified ({bytes} bytes, resumed at {resumed_from})", o.artifact)
+            Ok(Status::Downloaded {
+                bytes,
+                resumed_from,
+                ..
+            }) if *resumed_from > 0 => {
+                println!(
+                    "{:<28} verified ({bytes} bytes, resumed at {resumed_from})",
+                    o.artifact
+                )
             }
             Ok(Status::Downloaded { .. }) => println!("{:<28} verified", o.artifact),
             Err(e) => {
@@ -129,7 +158,10 @@ fn report(outcomes: &[Outcome]) -> i32 {
         }
     }
     if failed > 0 {
-        println!("{failed} of {} artifacts failed; nothing unverified entered the store", outcomes.len());
+        println!(
+            "{failed} of {} artifacts failed; nothing unverified entered the store",
+            outcomes.len()
+        );
         1
     } else {
         0
@@ -141,8 +173,18 @@ fn list(store: &Store) -> CliResult {
         println!("{set}:");
         for a in &vs.artifacts {
             let bins: Vec<&str> = a.binaries().into_iter().map(|(_, b)| b).collect();
-            let state = if store.is_complete(a) { "in store" } else { "missing" };
-            println!("  {:<28} {:<22} {:<9} {}", a.name, a.version, state, bins.join(" "));
+            let state = if store.is_complete(a) {
+                "in store"
+            } else {
+                "missing"
+            };
+            println!(
+                "  {:<28} {:<22} {:<9} {}",
+                a.name,
+                a.version,
+                state,
+                bins.join(" ")
+            );
         }
     }
     Ok(0)

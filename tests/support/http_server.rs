@@ -37,7 +37,9 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start() -> TestServer {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
         let addr = listener.local_addr().expect("local addr");
         let state = Arc::new(Mutex::new(State::default()));
         let st = state.clone();
@@ -62,12 +64,20 @@ impl TestServer {
     }
 
     pub fn serve(&self, path: &str, body: Vec<u8>) {
-        self.state.lock().unwrap().files.insert(path.to_string(), body);
+        self.state
+            .lock()
+            .unwrap()
+            .files
+            .insert(path.to_string(), body);
     }
 
     /// The next response for `path` closes the connection after `after` body bytes.
     pub fn cut_next(&self, path: &str, after: usize) {
-        self.state.lock().unwrap().cut_next.insert(path.to_string(), after);
+        self.state
+            .lock()
+            .unwrap()
+            .cut_next
+            .insert(path.to_string(), after);
     }
 
     pub fn log(&self) -> Vec<Logged> {
@@ -104,8 +114,14 @@ async fn handle(mut sock: TcpStream, st: Arc<Mutex<State>>) -> std::io::Result<(
         (s.files.get(&path).cloned(), cut)
     };
     let Some(body) = body else {
-        sock.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await?;
-        st.lock().unwrap().log.push(Logged { path, range, status: 404, body_bytes_sent: 0 });
+        sock.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            .await?;
+        st.lock().unwrap().log.push(Logged {
+            path,
+            range,
+            status: 404,
+            body_bytes_sent: 0,
+        });
         return Ok(());
     };
     let len = body.len();
@@ -117,7 +133,9 @@ async fn handle(mut sock: TcpStream, st: Arc<Mutex<State>>) -> std::io::Result<(
     let (status, header, slice) = match start {
         Some(s) if s >= len => (
             416,
-            format!("HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{len}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+            format!(
+                "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{len}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            ),
             &body[0..0],
         ),
         Some(s) => (
@@ -129,13 +147,22 @@ async fn handle(mut sock: TcpStream, st: Arc<Mutex<State>>) -> std::io::Result<(
             ),
             &body[s..],
         ),
-        None => (200, format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"), &body[..]),
+        None => (
+            200,
+            format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"),
+            &body[..],
+        ),
     };
     sock.write_all(header.as_bytes()).await?;
     let send = cut.map(|c| c.min(slice.len())).unwrap_or(slice.len());
     sock.write_all(&slice[..send]).await?;
     sock.flush().await?;
-    st.lock().unwrap().log.push(Logged { path, range, status, body_bytes_sent: send });
+    st.lock().unwrap().log.push(Logged {
+        path,
+        range,
+        status,
+        body_bytes_sent: send,
+    });
     // Dropping the socket closes it; with a cut that is mid-body, as a dropped link would be.
     Ok(())
 }

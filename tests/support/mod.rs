@@ -42,7 +42,11 @@ pub fn sha256_path(p: &Path) -> String {
 }
 
 fn runc_path() -> PathBuf {
-    ["/usr/sbin/runc", "/usr/bin/runc"].iter().map(PathBuf::from).find(|p| p.exists()).expect("runc installed")
+    ["/usr/sbin/runc", "/usr/bin/runc"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .expect("runc installed")
 }
 
 fn targz(entries: &[(String, PathBuf)]) -> Vec<u8> {
@@ -85,15 +89,42 @@ pub fn releases() -> &'static [Release] {
             kind,
             members: entries
                 .iter()
-                .map(|(m, p)| (m.clone(), p.file_name().unwrap().to_string_lossy().into_owned()))
+                .map(|(m, p)| {
+                    (
+                        m.clone(),
+                        p.file_name().unwrap().to_string_lossy().into_owned(),
+                    )
+                })
                 .collect(),
-            sources: entries.iter().map(|(_, p)| (p.file_name().unwrap().to_string_lossy().into_owned(), p.clone())).collect(),
+            sources: entries
+                .iter()
+                .map(|(_, p)| {
+                    (
+                        p.file_name().unwrap().to_string_lossy().into_owned(),
+                        p.clone(),
+                    )
+                })
+                .collect(),
             bytes,
         };
         let runc = runc_path();
         vec![
-            mk("etcd", "3.4.23", "etcd-v3.4.23-linux-amd64.tar.gz", "tar.gz", etcd.clone(), targz(&etcd)),
-            mk("containerd", "1.6.20", "containerd-1.6.20-linux-amd64.tar.gz", "tar.gz", ctrd.clone(), targz(&ctrd)),
+            mk(
+                "etcd",
+                "3.4.23",
+                "etcd-v3.4.23-linux-amd64.tar.gz",
+                "tar.gz",
+                etcd.clone(),
+                targz(&etcd),
+            ),
+            mk(
+                "containerd",
+                "1.6.20",
+                "containerd-1.6.20-linux-amd64.tar.gz",
+                "tar.gz",
+                ctrd.clone(),
+                targz(&ctrd),
+            ),
             Release {
                 name: "runc",
                 version: "1.1.5",
@@ -103,7 +134,14 @@ pub fn releases() -> &'static [Release] {
                 sources: vec![("runc".into(), runc.clone())],
                 bytes: std::fs::read(&runc).unwrap(),
             },
-            mk("cni-plugins", "1.1.1", "cni-plugins-linux-amd64-v1.1.1.tgz", "tar.gz", cni.clone(), targz(&cni)),
+            mk(
+                "cni-plugins",
+                "1.1.1",
+                "cni-plugins-linux-amd64-v1.1.1.tgz",
+                "tar.gz",
+                cni.clone(),
+                targz(&cni),
+            ),
         ]
     })
 }
@@ -148,14 +186,19 @@ pub fn snapshot(store_dir: &Path) -> BTreeMap<String, (String, u32)> {
 }
 
 fn walk(dir: &Path, root: &Path, out: &mut BTreeMap<String, (String, u32)>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in rd {
         let p = e.unwrap().path();
         if p.is_dir() {
             walk(&p, root, out);
         } else if !p.to_string_lossy().ends_with(".part") {
             let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o7777;
-            out.insert(p.strip_prefix(root).unwrap().display().to_string(), (sha256_path(&p), mode));
+            out.insert(
+                p.strip_prefix(root).unwrap().display().to_string(),
+                (sha256_path(&p), mode),
+            );
         }
     }
 }
