@@ -83,6 +83,22 @@ async fn full_download_then_rerun_fetches_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn downloads_run_in_parallel_up_to_the_jobs_limit() {
+    let (srv, _dir, store) = setup().await;
+    srv.delay_responses(std::time::Duration::from_millis(300));
+    let out = run(
+        &store,
+        &Options {
+            jobs: 2,
+            ..Options::default()
+        },
+    )
+    .await;
+    assert!(out.iter().all(|o| o.result.is_ok()), "{out:?}");
+    assert_eq!(srv.max_concurrent(), 2, "4 files with --jobs 2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_cut_halfway_is_resumed_not_restarted() {
     let (srv, _dir, store) = setup().await;
     let etcd = &releases()[0];

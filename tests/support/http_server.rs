@@ -26,6 +26,9 @@ struct State {
     files: HashMap<String, Vec<u8>>,
     cut_next: HashMap<String, usize>,
     log: Vec<Logged>,
+    delay: Option<std::time::Duration>,
+    active: usize,
+    max_active: usize,
 }
 
 /// The running server; it stops when the test's runtime ends.
@@ -47,7 +50,13 @@ impl TestServer {
             while let Ok((sock, _)) = listener.accept().await {
                 let st = st.clone();
                 tokio::spawn(async move {
-                    let _ = handle(sock, st).await;
+                    {
+                        let mut s = st.lock().unwrap();
+                        s.active += 1;
+                        s.max_active = s.max_active.max(s.active);
+                    }
+                    let _ = handle(sock, st.clone()).await;
+                    st.lock().unwrap().active -= 1;
                 });
             }
         });
@@ -80,6 +89,16 @@ impl TestServer {
             .insert(path.to_string(), after);
     }
 
+    /// Hold every response this long before its body (makes concurrent downloads overlap).
+    pub fn delay_responses(&self, d: std::time::Duration) {
+        self.state.lock().unwrap().delay = Some(d);
+    }
+
+    /// The most requests that were being answered at the same time.
+    pub fn max_concurrent(&self) -> usize {
+        self.state.lock().unwrap().max_active
+    }
+
     pub fn log(&self) -> Vec<Logged> {
         self.state.lock().unwrap().log.clone()
     }
@@ -108,11 +127,14 @@ async fn handle(mut sock: TcpStream, st: Arc<Mutex<State>>) -> std::io::Result<(
         .find(|(k, _)| k.trim().eq_ignore_ascii_case("range"))
         .map(|(_, v)| v.trim().to_string());
 
-    let (body, cut) = {
+    let (body, cut, delay) = {
         let mut s = st.lock().unwrap();
         let cut = s.cut_next.remove(&path);
-        (s.files.get(&path).cloned(), cut)
+        (s.files.get(&path).cloned(), cut, s.delay)
     };
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
+    }
     let Some(body) = body else {
         sock.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
             .await?;
