@@ -3,6 +3,7 @@
 //! after an interrupted run (asserted from the server's Range log), tampered file rejected and
 //! quarantined, mirror layout, bundle → import round trip, import of a tampered bundle.
 
+#[path = "artifacts_support/mod.rs"]
 mod support;
 
 use std::path::Path;

@@ -3,6 +3,7 @@
 //! HTTP, and what `ezk setup` relies on: `missing()` and `binary()` refusing what is absent,
 //! unpinned or changed on disk.
 
+#[path = "artifacts_support/mod.rs"]
 mod support;
 
 use std::path::Path;

@@ -2,6 +2,7 @@
 //! lines, a summary, exit codes, a checksum failure reported with URL/expected/got, and
 //! `--bundle` / `--import` between two homes.
 
+#[path = "artifacts_support/mod.rs"]
 mod support;
 
 use std::path::Path;
