@@ -12,6 +12,7 @@ use crate::home::Home;
 pub mod certs;
 pub mod check;
 pub mod checkout;
+pub mod download;
 pub mod kca_renew;
 pub mod list;
 pub mod new;
@@ -63,6 +64,8 @@ pub enum Command {
     Render(render::Args),
     /// Run a step (01..07, 10, 11, 90/all) on the cluster's hosts.
     Setup(setup::Args),
+    /// Fill the artifact store: pinned, checksummed, resumable; mirror, local dir, offline bundle.
+    Download(download::Args),
 }
 
 /// Run the parsed command line.
@@ -76,6 +79,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Check(a) => check::run(&ctx, a),
         Command::Render(a) => render::run(&ctx, a),
         Command::Setup(a) => setup::run(&ctx, a),
+        Command::Download(a) => download::run(&ctx, a),
     }
 }
 
