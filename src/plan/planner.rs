@@ -1,0 +1,177 @@
+//! A step's plan: which hosts each role runs on (play groups ∩ inventory, the role's `when`
+//! per host, plus the hosts of roles that depend on it), in DAG waves, each host's tasks
+//! rendered. Pure: no host is contacted.
+
+use std::collections::{BTreeMap, HashMap};
+
+use indexmap::IndexMap;
+
+use super::action::{HostRolePlan, StepPlan, Wave};
+use super::catalog::Catalog;
+use super::dag;
+use super::error::PlanError;
+use super::playbook::{Body, Playbook};
+use super::render::{HostRender, RenderFailure};
+use super::sources::{Sources, VarSource};
+use crate::inventory::{Value, Vars};
+
+/// Plans steps of one cluster.
+pub struct Planner<'a> {
+    pub catalog: &'a Catalog,
+    pub vars: &'a dyn VarSource,
+    pub sources: &'a dyn Sources,
+}
+
+impl Planner<'_> {
+    /// Plans for a step name (`02`, `etcd`, `02.etcd`, or `all`/`90` which expands to its
+    /// imported steps), in run order.
+    pub fn plan_steps(&self, query: &str) -> Result<Vec<StepPlan>, PlanError> {
+        let books = self.catalog.resolve_steps(query)?;
+        let mut plans = Vec::new();
+        let mut errors = Vec::new();
+        for b in books {
+            match self.plan_playbook(b) {
+                Ok(p) => plans.push(p),
+                Err(e) => errors.extend(e.into_list()),
+            }
+        }
+        PlanError::collect(errors)?;
+        Ok(plans)
+    }
+
+    /// The plan of one step that holds plays (not an `import` list).
+    pub fn plan_step(&self, query: &str) -> Result<StepPlan, PlanError> {
+        let b = self.catalog.playbook(query)?;
+        if let Body::Import(_) = b.body {
+            return Err(PlanError::load(&b.file, None, format!("step {} only imports other steps; plan them one by one", b.step)));
+        }
+        self.plan_playbook(b)
+    }
+
+    fn plan_playbook(&self, book: &Playbook) -> Result<StepPlan, PlanError> {
+        let Body::Plays(plays) = &book.body else {
+            return Err(PlanError::load(&book.file, None, "nested import"));
+        };
+        let roles = &self.catalog.roles;
+        let start: Vec<(String, String)> = plays.iter().flat_map(|p| &p.roles).map(|r| (r.role.clone(), r.origin.clone())).collect();
+        let order = dag::order(roles, &start)?;
+        let all_hosts = self.vars.hosts();
+        let groups = self.vars.groups();
+        let mut cache: HashMap<(String, String), Result<Vars, String>> = HashMap::new();
+        let mut errors: Failures = Failures::default();
+
+        // Hosts of each role named by a play.
+        let mut hosts: HashMap<String, Vec<String>> = HashMap::new();
+        for play in plays {
+            let play_hosts: Vec<&String> = all_hosts
+                .iter()
+                .filter(|h| play.hosts.iter().any(|g| g == "all" || groups.get(g).is_some_and(|m| m.contains(h))))
+                .collect();
+            for r in &play.roles {
+                let role = &roles[&r.role];
+                for h in &play_hosts {
+                    if let Some(w) = &r.when {
+                        let Some(vars) = self.host_vars(&mut cache, h, role, &mut errors) else { continue };
+                        let base = minijinja::Value::from_serialize(&vars);
+                        let hr = HostRender { env: self.catalog.env(), role, host: h, vars: &vars, sources: self.sources };
+                        match hr.when(w, &base) {
+                            Ok(true) => {}
+                            Ok(false) => continue,
+                            Err(msg) => {
+                                errors.add(RenderFailure { origin: r.origin.clone(), msg }, h);
+                                continue;
+                            }
+                        }
+                    }
+                    let v = hosts.entry(r.role.clone()).or_default();
+                    if !v.contains(h) {
+                        v.push((*h).clone());
+                    }
+                }
+            }
+        }
+        // A dependency runs wherever a role depending on it runs (dependents come later in
+        // topological order, so walking backwards carries hosts down transitively).
+        for name in order.order.iter().rev() {
+            let mine = hosts.get(name).cloned().unwrap_or_default();
+            for d in &roles[name].depends {
+                let v = hosts.entry(d.clone()).or_default();
+                for h in &mine {
+                    if !v.contains(h) {
+                        v.push(h.clone());
+                    }
+                }
+            }
+        }
+
+        let mut waves = Vec::new();
+        for wave_roles in &order.waves {
+            let mut wave = Wave { roles: wave_roles.clone(), hosts: Vec::new() };
+            for name in wave_roles {
+                let role = &roles[name];
+                let on = hosts.get(name).cloned().unwrap_or_default();
+                for h in all_hosts.iter().filter(|h| on.contains(h)) {
+                    let Some(vars) = self.host_vars(&mut cache, h, role, &mut errors) else { continue };
+                    let hr = HostRender { env: self.catalog.env(), role, host: h, vars: &vars, sources: self.sources };
+                    match hr.tasks() {
+                        Ok(tasks) => wave.hosts.push(HostRolePlan { host: h.clone(), role: name.clone(), tasks }),
+                        Err(fails) => fails.into_iter().for_each(|f| errors.add(f, h)),
+                    }
+                }
+            }
+            waves.push(wave);
+        }
+        errors.into_result()?;
+        Ok(StepPlan { step: book.step.clone(), waves })
+    }
+
+    /// Variables of `host` for `role`, with `inventory_hostname` and `groups` ensured; cached.
+    fn host_vars(&self, cache: &mut HashMap<(String, String), Result<Vars, String>>, host: &str, role: &super::role::Role, errors: &mut Failures) -> Option<Vars> {
+        let key = (host.to_string(), role.name.clone());
+        let r = cache.entry(key).or_insert_with(|| {
+            self.vars.vars_for(host, &role.defaults).map(|mut v| {
+                v.entry("inventory_hostname".into()).or_insert_with(|| Value::String(host.into()));
+                if !v.contains_key("groups") {
+                    v.insert("groups".into(), groups_value(self.vars.groups()));
+                }
+                v
+            })
+        });
+        match r {
+            Ok(v) => Some(v.clone()),
+            Err(msg) => {
+                errors.add(RenderFailure { origin: role.dir.clone(), msg: format!("variables: {msg}") }, host);
+                None
+            }
+        }
+    }
+}
+
+fn groups_value(g: &IndexMap<String, Vec<String>>) -> Value {
+    serde_yaml::to_value(g).unwrap_or(Value::Null)
+}
+
+/// Failures keyed by (origin, message), each with the hosts it happened on, in first-seen order:
+/// an undefined variable in a template is reported once with every host, not once per host.
+#[derive(Default)]
+struct Failures {
+    seen: BTreeMap<(String, String), usize>,
+    list: Vec<(RenderFailure, Vec<String>)>,
+}
+
+impl Failures {
+    fn add(&mut self, f: RenderFailure, host: &str) {
+        let key = (f.origin.clone(), f.msg.clone());
+        let i = *self.seen.entry(key).or_insert_with(|| {
+            self.list.push((f, Vec::new()));
+            self.list.len() - 1
+        });
+        if !self.list[i].1.iter().any(|h| h == host) {
+            self.list[i].1.push(host.to_string());
+        }
+    }
+
+    fn into_result(self) -> Result<(), PlanError> {
+        PlanError::collect(self.list.into_iter().map(|(f, hosts)| PlanError::Render { origin: f.origin, hosts, msg: f.msg }).collect())
+    }
+}

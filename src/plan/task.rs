@@ -1,0 +1,327 @@
+//! The task syntax of `roles/<role>/tasks.yml`: exactly one module key per task plus the common
+//! keys `name`, `when`, `loop`, `notify`. Unknown keys and unknown module arguments are refused
+//! by serde (`deny_unknown_fields`), so the error carries the file's line and column.
+//!
+//! Argument values stay YAML values here: they are Jinja-rendered per host before being typed
+//! (see `render.rs`); what can be checked without a host (literal modes, states, names, that a
+//! template or file exists, Jinja syntax) is checked at load time.
+
+use std::collections::BTreeSet;
+
+use minijinja::Environment;
+use serde::Deserialize;
+
+use super::error::PlanError;
+
+/// An argument value before per-host rendering.
+pub type Arg = serde_yaml::Value;
+
+macro_rules! args {
+    ($(#[$m:meta])* $name:ident { $($req:ident),* ; $($opt:ident),* }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            $(pub $req: Arg,)*
+            $(#[serde(default)] pub $opt: Option<Arg>,)*
+        }
+    };
+}
+
+args!(/// `template: {src, dest, mode, owner, group, secret}`
+    TemplateArgs { src, dest; mode, owner, group, secret });
+args!(/// `copy: {content | src, dest, mode, owner, group, secret}`
+    CopyArgs { dest; content, src, mode, owner, group, secret });
+args!(/// `file: {path, state: directory|link|absent, mode, src}`
+    FileArgs { path, state; mode, src });
+args!(/// `binary: {name, dest, mode}` — installed from the artifact store.
+    BinaryArgs { name, dest; mode });
+args!(/// `cert: {name, dest, key, ca}` — issued by the PKI on the deploy host.
+    CertArgs { name, dest; key, ca });
+args!(/// `kubeconfig: {name, dest}`
+    KubeconfigArgs { name, dest; });
+args!(/// `sysctl: {file, entries: {key: value}}`
+    SysctlArgs { file, entries; });
+args!(/// `modprobe: {file, modules: [...]}`
+    ModprobeArgs { file, modules; });
+args!(/// `package: {names: [...]}`
+    PackageArgs { names; });
+args!(/// `systemd: {unit, enabled, state}`
+    SystemdArgs { unit; enabled, state });
+args!(/// `command: {cmd, creates, unless}`
+    CommandArgs { cmd; creates, unless });
+args!(/// `wait_for: {tcp | command, timeout, diagnose}`
+    WaitForArgs { ; tcp, command, timeout, diagnose });
+
+/// The module of a task, with its (unrendered) arguments.
+#[derive(Debug, Clone)]
+pub enum Module {
+    Template(TemplateArgs),
+    Copy(CopyArgs),
+    File(FileArgs),
+    Binary(BinaryArgs),
+    Cert(CertArgs),
+    Kubeconfig(KubeconfigArgs),
+    Sysctl(SysctlArgs),
+    Modprobe(ModprobeArgs),
+    Package(PackageArgs),
+    Systemd(SystemdArgs),
+    Command(CommandArgs),
+    WaitFor(WaitForArgs),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTask {
+    name: String,
+    #[serde(default)]
+    when: Option<Arg>,
+    #[serde(default, rename = "loop")]
+    loop_: Option<Arg>,
+    #[serde(default)]
+    notify: Option<Arg>,
+    #[serde(default)]
+    template: Option<TemplateArgs>,
+    #[serde(default)]
+    copy: Option<CopyArgs>,
+    #[serde(default)]
+    file: Option<FileArgs>,
+    #[serde(default)]
+    binary: Option<BinaryArgs>,
+    #[serde(default)]
+    cert: Option<CertArgs>,
+    #[serde(default)]
+    kubeconfig: Option<KubeconfigArgs>,
+    #[serde(default)]
+    sysctl: Option<SysctlArgs>,
+    #[serde(default)]
+    modprobe: Option<ModprobeArgs>,
+    #[serde(default)]
+    package: Option<PackageArgs>,
+    #[serde(default)]
+    systemd: Option<SystemdArgs>,
+    #[serde(default)]
+    command: Option<CommandArgs>,
+    #[serde(default)]
+    wait_for: Option<WaitForArgs>,
+}
+
+/// One task of a role, as loaded.
+#[derive(Debug, Clone)]
+pub struct TaskDef {
+    pub name: String,
+    /// `tasks.yml` path and line, for messages (`roles/etcd/tasks.yml:12`).
+    pub origin: String,
+    pub when: Option<Arg>,
+    pub loop_: Option<Arg>,
+    /// Unit names (may hold Jinja).
+    pub notify: Vec<Arg>,
+    pub module: Module,
+}
+
+/// Parse a `tasks.yml`. `file` is the name shown in messages.
+pub fn parse_tasks(file: &str, text: &str) -> Result<Vec<TaskDef>, PlanError> {
+    let raws: Option<Vec<RawTask>> = serde_yaml::from_str(text).map_err(|e| {
+        let mut err = PlanError::yaml(file, &e);
+        if let PlanError::Load { msg, .. } = &mut err
+            && msg.contains("unknown field")
+        {
+            msg.push_str(" (a task takes one module of: template, copy, file, binary, cert, kubeconfig, sysctl, modprobe, package, systemd, command, wait_for, plus name/when/loop/notify)");
+        }
+        err
+    })?;
+    let raws = raws.unwrap_or_default();
+    let lines = item_lines(text);
+    let lines = (lines.len() == raws.len()).then_some(lines);
+    let mut out = Vec::with_capacity(raws.len());
+    for (i, r) in raws.into_iter().enumerate() {
+        let line = lines.as_ref().map(|l| l[i]);
+        let origin = match line {
+            Some(l) => format!("{file}:{l}"),
+            None => format!("{file} (task {})", i + 1),
+        };
+        let mut mods = Vec::new();
+        macro_rules! take { ($($f:ident => $v:ident),*) => { $( if let Some(a) = r.$f { mods.push(Module::$v(a)); } )* } }
+        take!(template => Template, copy => Copy, file => File, binary => Binary, cert => Cert,
+              kubeconfig => Kubeconfig, sysctl => Sysctl, modprobe => Modprobe, package => Package,
+              systemd => Systemd, command => Command, wait_for => WaitFor);
+        if mods.len() != 1 {
+            return Err(PlanError::load(file, line, format!(
+                "task `{}` must have exactly one module key, found {}", r.name, mods.len()
+            )));
+        }
+        let notify = match r.notify {
+            None => Vec::new(),
+            Some(Arg::Sequence(v)) => v,
+            Some(v @ Arg::String(_)) => vec![v],
+            Some(_) => return Err(PlanError::load(file, line, "notify must be a unit name or a list of unit names")),
+        };
+        out.push(TaskDef { name: r.name, origin, when: r.when, loop_: r.loop_, notify, module: mods.pop().unwrap() });
+    }
+    Ok(out)
+}
+
+/// 1-based lines where the top-level sequence items of a YAML document start.
+fn item_lines(text: &str) -> Vec<usize> {
+    let mut indent = None;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with("---") {
+            continue;
+        }
+        let ind = line.len() - trimmed.len();
+        let is_item = trimmed == "-" || trimmed.starts_with("- ");
+        match indent {
+            None if is_item => {
+                indent = Some(ind);
+                out.push(i + 1);
+            }
+            None => return out,
+            Some(n) if n == ind && is_item => out.push(i + 1),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// What a role offers a task to refer to, for load-time checks.
+pub struct RoleFiles<'a> {
+    pub templates: &'a BTreeSet<String>,
+    pub files: &'a BTreeSet<String>,
+}
+
+/// Load-time checks of one task: Jinja syntax of every string, and every literal value that
+/// can be checked without a host.
+pub fn validate(t: &TaskDef, env: &Environment<'static>, role: &RoleFiles) -> Result<(), String> {
+    if let Some(w) = &t.when {
+        check_when(env, w)?;
+    }
+    let mut strings = Vec::new();
+    collect_strings(t.loop_.as_ref(), &mut strings);
+    for n in &t.notify {
+        collect_strings(Some(n), &mut strings);
+    }
+    let lit = |a: &Arg| a.as_str().filter(|s| !crate::template::is_template(s)).map(str::to_string);
+    match &t.module {
+        Module::Template(a) => {
+            for v in [Some(&a.src), Some(&a.dest), a.mode.as_ref(), a.owner.as_ref(), a.group.as_ref(), a.secret.as_ref()] {
+                collect_strings(v, &mut strings);
+            }
+            if let Some(src) = lit(&a.src)
+                && !role.templates.contains(&src)
+            {
+                return Err(format!("template `{src}` not found in the role's templates/ (have: {})", list(role.templates)));
+            }
+        }
+        Module::Copy(a) => {
+            for v in [Some(&a.dest), a.content.as_ref(), a.src.as_ref(), a.mode.as_ref(), a.owner.as_ref(), a.group.as_ref(), a.secret.as_ref()] {
+                collect_strings(v, &mut strings);
+            }
+            if a.content.is_some() == a.src.is_some() {
+                return Err("copy needs exactly one of `content` or `src`".into());
+            }
+            if let Some(src) = a.src.as_ref().and_then(lit)
+                && !role.files.contains(&src)
+            {
+                return Err(format!("file `{src}` not found in the role's files/ (have: {})", list(role.files)));
+            }
+        }
+        Module::File(a) => {
+            for v in [Some(&a.path), Some(&a.state), a.mode.as_ref(), a.src.as_ref()] {
+                collect_strings(v, &mut strings);
+            }
+            if let Some(s) = lit(&a.state) {
+                match s.as_str() {
+                    "directory" | "absent" => {}
+                    "link" if a.src.is_some() => {}
+                    "link" => return Err("file state `link` needs `src` (the link target)".into()),
+                    other => return Err(format!("file state `{other}` is not one of directory, link, absent")),
+                }
+            }
+        }
+        Module::Binary(a) => collect_all(&[&a.name, &a.dest], &[&a.mode], &mut strings),
+        Module::Cert(a) => collect_all(&[&a.name, &a.dest], &[&a.key, &a.ca], &mut strings),
+        Module::Kubeconfig(a) => {
+            collect_all(&[&a.name, &a.dest], &[], &mut strings);
+            if let Some(n) = lit(&a.name)
+                && !super::render::KUBECONFIGS.contains(&n.as_str())
+            {
+                return Err(format!("kubeconfig `{n}` is not one of {}", super::render::KUBECONFIGS.join(", ")));
+            }
+        }
+        Module::Sysctl(a) => collect_all(&[&a.file, &a.entries], &[], &mut strings),
+        Module::Modprobe(a) => collect_all(&[&a.file, &a.modules], &[], &mut strings),
+        Module::Package(a) => collect_all(&[&a.names], &[], &mut strings),
+        Module::Systemd(a) => {
+            collect_all(&[&a.unit], &[&a.enabled, &a.state], &mut strings);
+            if let Some(s) = a.state.as_ref().and_then(lit) {
+                super::render::unit_state(&s)?;
+            }
+        }
+        Module::Command(a) => collect_all(&[&a.cmd], &[&a.creates, &a.unless], &mut strings),
+        Module::WaitFor(a) => {
+            collect_all(&[], &[&a.tcp, &a.command, &a.timeout, &a.diagnose], &mut strings);
+            if a.tcp.is_some() == a.command.is_some() {
+                return Err("wait_for needs exactly one of `tcp` or `command`".into());
+            }
+        }
+    }
+    if let Module::Template(TemplateArgs { mode: Some(m), .. })
+    | Module::Copy(CopyArgs { mode: Some(m), .. })
+    | Module::File(FileArgs { mode: Some(m), .. })
+    | Module::Binary(BinaryArgs { mode: Some(m), .. }) = &t.module
+        && !m.as_str().is_some_and(crate::template::is_template)
+    {
+        super::render::parse_mode(m)?;
+    }
+    for s in strings {
+        if crate::template::is_template(&s) {
+            env.template_from_str(&s).map_err(|e| format!("Jinja syntax error in {s:?}: {}", detail(&e)))?;
+        }
+    }
+    Ok(())
+}
+
+/// Check a `when` value compiles (a string expression, a list of them, or a bool).
+pub fn check_when(env: &Environment<'static>, w: &Arg) -> Result<(), String> {
+    match w {
+        Arg::Bool(_) => Ok(()),
+        Arg::String(s) => env
+            .compile_expression(super::render::strip_braces(s))
+            .map(|_| ())
+            .map_err(|e| format!("Jinja syntax error in `when: {s}`: {}", detail(&e))),
+        Arg::Sequence(v) => v.iter().try_for_each(|x| check_when(env, x)),
+        _ => Err("`when` must be an expression, a list of expressions, or a boolean".into()),
+    }
+}
+
+/// A minijinja error's message without the location suffix.
+pub fn detail(e: &minijinja::Error) -> String {
+    e.detail().map(str::to_string).unwrap_or_else(|| e.kind().to_string())
+}
+
+fn list(s: &BTreeSet<String>) -> String {
+    if s.is_empty() { "none".into() } else { s.iter().cloned().collect::<Vec<_>>().join(", ") }
+}
+
+fn collect_all(req: &[&Arg], opt: &[&Option<Arg>], out: &mut Vec<String>) {
+    for a in req {
+        collect_strings(Some(a), out);
+    }
+    for a in opt {
+        collect_strings(a.as_ref(), out);
+    }
+}
+
+fn collect_strings(v: Option<&Arg>, out: &mut Vec<String>) {
+    match v {
+        Some(Arg::String(s)) => out.push(s.clone()),
+        Some(Arg::Sequence(v)) => v.iter().for_each(|x| collect_strings(Some(x), out)),
+        Some(Arg::Mapping(m)) => m.iter().for_each(|(k, x)| {
+            collect_strings(Some(k), out);
+            collect_strings(Some(x), out)
+        }),
+        _ => {}
+    }
+}
