@@ -150,6 +150,11 @@ fn run_case(dir: &Path) -> Result<(), String> {
         (Err(actual), None) => Err(format!("unexpected error:\n{actual}")),
         (Ok(_), Some(want)) => Err(format!("expected an error containing:\n{want}")),
         (Ok(plans), None) => {
+            // A case that renders must also pass `ezk check`'s full render of every step.
+            let problems = check_all(&Library::from_dir(dir).unwrap(), &FixtureVars::new(case.clone()));
+            if !problems.is_empty() {
+                return Err(format!("check_all found: {}", problems.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")));
+            }
             let out = tempfile::tempdir().unwrap();
             write_render(&plans, out.path()).map_err(|e| e.to_string())?;
             // PLAN.txt names role files by absolute path; make expected/ independent of checkout.
@@ -184,7 +189,7 @@ fn run_case(dir: &Path) -> Result<(), String> {
 fn every_fixture_case() {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(fixtures()).unwrap().map(|e| e.unwrap().path()).filter(|p| p.join("case.yml").exists()).collect();
     dirs.sort();
-    assert!(!dirs.is_empty(), "fixture cases present");
+    assert!(dirs.len() >= 8, "fixture cases present");
     let failures: Vec<String> = dirs
         .iter()
         .filter_map(|d| run_case(d).err().map(|e| format!("case {}: {e}", d.file_name().unwrap().to_string_lossy())))
@@ -283,4 +288,20 @@ fn step_names_by_number_name_or_both_and_unknown_lists_available() {
     assert_eq!(all, ["01.prepare", "02.etcd", "04.kube-master"]);
     let e = catalog.playbook("05").unwrap_err().to_string();
     assert_eq!(e, "unknown step `05`; available steps: 01.prepare, 02.etcd, 04.kube-master, 90.all");
+}
+
+#[test]
+fn render_command_glue_writes_files_per_host_from_the_home_overrides() {
+    let (dir, case) = cluster();
+    let out = tempfile::tempdir().unwrap();
+    let ctx = ezk::cli::Context { home: ezk::home::Home::at(&dir), verbose: 0 };
+    let args = ezk::cli::render::Args { cluster: "c1".into(), step: "etcd".into(), out: out.path().join("r") };
+    let code = ezk::cli::render::render_with(&ctx, &args, &FixtureVars::new(case), &DoubleSources).unwrap();
+    assert_eq!(code, 0);
+    let unit = std::fs::read_to_string(out.path().join("r/198.18.0.23/etc/systemd/system/etcd.service")).unwrap();
+    assert!(unit.contains("--name=etcd-etcd3"), "{unit}");
+    let plan = std::fs::read_to_string(out.path().join("r/198.18.0.23/PLAN.txt")).unwrap();
+    assert!(plan.contains("service etcd started, enabled"), "{plan}");
+    assert!(!plan.contains("KEY etcd"), "secret content never in PLAN.txt");
+    assert!(!out.path().join("r/198.18.0.11").exists(), "step etcd touches only etcd hosts");
 }

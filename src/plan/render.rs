@@ -103,6 +103,7 @@ impl HostRender<'_> {
                 if v.is_undefined() {
                     return Err(format!("when `{s}`: undefined {}", missing(e.undeclared_variables(false), ctx, self.env)));
                 }
+                unguarded(s, e.undeclared_variables(false), ctx, self.env).map_err(|m| format!("when `{s}`: {m}"))?;
                 Ok(v.is_true())
             }
             _ => Err("`when` must be an expression, a list of expressions, or a boolean".into()),
@@ -120,11 +121,13 @@ impl HostRender<'_> {
                     if val.is_undefined() {
                         return Err(format!("{s:?}: undefined {}", missing(e.undeclared_variables(false), ctx, self.env)));
                     }
+                    unguarded(s, e.undeclared_variables(false), ctx, self.env).map_err(|m| format!("{s:?}: {m}"))?;
                     serde_yaml::to_value(&val).map_err(|e| format!("{s:?}: {e}"))?
                 }
                 None => {
                     let t = self.env.template_from_str(s).map_err(|e| format!("{s:?}: {}", task::detail(&e)))?;
                     let r = t.render(ctx).map_err(|err| format!("{s:?}: {}", self.explain(&err, t.undeclared_variables(false), ctx)))?;
+                    unguarded(s, t.undeclared_variables(false), ctx, self.env).map_err(|m| format!("{s:?}: {m}"))?;
                     Arg::String(r)
                 }
             },
@@ -214,6 +217,8 @@ impl HostRender<'_> {
                     },
                     msg: format!("{} (template task {})", self.explain(&err, tmpl.undeclared_variables(false), ctx), t.origin),
                 })?;
+                unguarded(tmpl.source(), tmpl.undeclared_variables(false), ctx, self.env)
+                    .map_err(|m| RenderFailure { origin: name.clone(), msg: format!("{m} (template task {})", t.origin) })?;
                 let (dest, mode) = (self.path(&a.dest, ctx, "dest").map_err(fail)?, self.mode(&a.mode, ctx, 0o644).map_err(fail)?);
                 let secret = self.bool(&a.secret, ctx, "secret", false).map_err(fail)?;
                 vec![self.file(dest, content.into_bytes(), mode, owner(&a.owner, "owner").map_err(fail)?, owner(&a.group, "group").map_err(fail)?, secret)]
@@ -363,6 +368,21 @@ fn missing(used: std::collections::HashSet<String>, ctx: &Value, env: &Environme
         1 => format!("variable `{}`", m[0]),
         _ => format!("variables {}", m.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")),
     }
+}
+
+/// Strict mode still lets an undefined variable flow through a filter (`X | bool` renders
+/// False); Ansible calls that an error, and so do we: a name the text uses that the host lacks
+/// is an error unless the text tests definedness or supplies a default (then it is deliberate).
+fn unguarded(src: &str, used: std::collections::HashSet<String>, ctx: &Value, env: &Environment<'static>) -> Result<(), String> {
+    if src.contains("defined") || src.contains("default") || src.contains("d(") {
+        return Ok(());
+    }
+    let globals: Vec<String> = env.globals().map(|(k, _)| k.to_string()).collect();
+    let lacking: Vec<String> = used.into_iter().filter(|n| !globals.contains(n) && ctx.get_attr(n).map_or(true, |v| v.is_undefined())).collect();
+    if lacking.is_empty() {
+        return Ok(());
+    }
+    Err(format!("undefined {}", missing(lacking.into_iter().collect(), ctx, env)))
 }
 
 /// `systemd` state names.

@@ -76,8 +76,10 @@ impl Role {
                 errors.push(PlanError::load(&format!("{dir}/tasks.yml"), None, "missing: every role needs a tasks.yml"));
                 Vec::new()
             }
-            Some(e) => match e.text().and_then(|t| task::parse_tasks(&e.display, t)) {
-                Ok(tasks) => {
+            Some(e) => match e.text() {
+                Ok(text) => {
+                    let (tasks, errs) = task::parse_tasks(&e.display, text);
+                    errors.extend(errs);
                     let rf = RoleFiles { templates: &templates, files: &files.keys().cloned().collect() };
                     for t in &tasks {
                         if let Err(msg) = task::validate(t, env, &rf) {

@@ -119,21 +119,20 @@ pub struct TaskDef {
     pub module: Module,
 }
 
-/// Parse a `tasks.yml`. `file` is the name shown in messages.
-pub fn parse_tasks(file: &str, text: &str) -> Result<Vec<TaskDef>, PlanError> {
-    let raws: Option<Vec<RawTask>> = serde_yaml::from_str(text).map_err(|e| {
-        let mut err = PlanError::yaml(file, &e);
-        if let PlanError::Load { msg, .. } = &mut err
-            && msg.contains("unknown field")
-        {
-            msg.push_str(" (a task takes one module of: template, copy, file, binary, cert, kubeconfig, sysctl, modprobe, package, systemd, command, wait_for, plus name/when/loop/notify)");
-        }
-        err
-    })?;
+const MODULES: &str = "template, copy, file, binary, cert, kubeconfig, sysctl, modprobe, package, systemd, command, wait_for";
+
+/// Parse a `tasks.yml`. `file` is the name shown in messages. Returns the tasks that parsed and
+/// every problem found (a YAML/shape error stops at that point; per-task problems do not).
+pub fn parse_tasks(file: &str, text: &str) -> (Vec<TaskDef>, Vec<PlanError>) {
+    let raws: Option<Vec<RawTask>> = match serde_yaml::from_str(text) {
+        Ok(r) => r,
+        Err(e) => return (Vec::new(), vec![reword(PlanError::yaml(file, &e))]),
+    };
     let raws = raws.unwrap_or_default();
     let lines = item_lines(text);
     let lines = (lines.len() == raws.len()).then_some(lines);
     let mut out = Vec::with_capacity(raws.len());
+    let mut errors = Vec::new();
     for (i, r) in raws.into_iter().enumerate() {
         let line = lines.as_ref().map(|l| l[i]);
         let origin = match line {
@@ -146,19 +145,48 @@ pub fn parse_tasks(file: &str, text: &str) -> Result<Vec<TaskDef>, PlanError> {
               kubeconfig => Kubeconfig, sysctl => Sysctl, modprobe => Modprobe, package => Package,
               systemd => Systemd, command => Command, wait_for => WaitFor);
         if mods.len() != 1 {
-            return Err(PlanError::load(file, line, format!(
-                "task `{}` must have exactly one module key, found {}", r.name, mods.len()
+            errors.push(PlanError::load(file, line, format!(
+                "task `{}` must have exactly one module key ({MODULES}), found {}", r.name, mods.len()
             )));
+            continue;
         }
         let notify = match r.notify {
             None => Vec::new(),
             Some(Arg::Sequence(v)) => v,
             Some(v @ Arg::String(_)) => vec![v],
-            Some(_) => return Err(PlanError::load(file, line, "notify must be a unit name or a list of unit names")),
+            Some(_) => {
+                errors.push(PlanError::load(file, line, "notify must be a unit name or a list of unit names"));
+                continue;
+            }
         };
         out.push(TaskDef { name: r.name, origin, when: r.when, loop_: r.loop_, notify, module: mods.pop().unwrap() });
     }
-    Ok(out)
+    (out, errors)
+}
+
+/// serde's "`.[1].template: unknown field `force`, expected one of ...`" in task terms.
+fn reword(mut e: PlanError) -> PlanError {
+    if let PlanError::Load { msg, .. } = &mut e {
+        let (path, rest) = match msg.split_once(": ") {
+            Some((p, r)) if p.starts_with(".[") => (p.to_string(), r.to_string()),
+            _ => return e,
+        };
+        let (idx, module) = match path[2..].split_once(']') {
+            Some((i, m)) => (i.parse::<usize>().map(|i| i + 1).ok(), m.trim_start_matches('.').to_string()),
+            None => (None, String::new()),
+        };
+        let task = idx.map(|i| format!("task {i}")).unwrap_or_else(|| "task".into());
+        *msg = match rest.strip_prefix("unknown field ") {
+            Some(r) if module.is_empty() => {
+                let name = r.split(',').next().unwrap_or(r);
+                format!("{task}: unknown module or key {name}; modules: {MODULES}; other keys: name, when, loop, notify")
+            }
+            Some(r) => format!("{task}: `{module}` has no argument {r}"),
+            None if module.is_empty() => format!("{task}: {rest}"),
+            None => format!("{task}, `{module}`: {rest}"),
+        };
+    }
+    e
 }
 
 /// 1-based lines where the top-level sequence items of a YAML document start.
