@@ -127,3 +127,16 @@ fn cross_check(roles: &BTreeMap<String, Role>, playbooks: &[Playbook], env: &Env
     }
     errors
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Guards the shipped roles/ and playbooks/: they must load and validate as embedded.
+    #[test]
+    fn embedded_roles_and_playbooks_load() {
+        if let Err(e) = Catalog::load(&Library::embedded()) {
+            panic!("embedded roles/playbooks do not load:\n{e}");
+        }
+    }
+}

@@ -353,3 +353,25 @@ fn collect_strings(v: Option<&Arg>, out: &mut Vec<String>) {
         _ => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_lines_skip_comments_headers_and_nested_lists() {
+        let text = "---\n# header\n\n- name: one\n  command: {cmd: x}\n  notify:\n  - a\n  - b\n- name: two\n  copy:\n    dest: /x\n    content: |\n      - not a task\n# trailing\n-   name: three\n    command: {cmd: y}\n";
+        assert_eq!(item_lines(text), vec![4, 9, 15]);
+        let (tasks, errors) = parse_tasks("t.yml", text);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(tasks.iter().map(|t| t.origin.as_str()).collect::<Vec<_>>(), ["t.yml:4", "t.yml:9", "t.yml:15"]);
+        assert_eq!(tasks[0].notify.len(), 2);
+    }
+
+    #[test]
+    fn missing_argument_is_named_with_task_number_and_line() {
+        let (_, errors) = parse_tasks("t.yml", "- name: a\n  command: {cmd: x}\n- name: b\n  template: {src: x.j2}\n");
+        let e = errors[0].to_string();
+        assert!(e.starts_with("t.yml:4: task 2, `template`: missing field `dest`"), "{e}");
+    }
+}
