@@ -10,6 +10,7 @@
 pub mod action;
 mod catalog;
 mod check;
+mod convert;
 pub mod dag;
 mod error;
 mod library;

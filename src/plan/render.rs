@@ -4,6 +4,7 @@
 use minijinja::{Environment, ErrorKind, Value, context};
 
 use super::action::{Action, Content, FileSpec, Task, UnitState, WaitTarget};
+use super::convert::{missing, parse_mode, parse_tcp, scalar, short, strip_braces, unguarded, unit_state, whole_expr};
 use super::role::Role;
 use super::sources::Sources;
 use super::task::{self, Arg, Module, TaskDef};
@@ -342,87 +343,4 @@ fn add_daemon_reload(tasks: &mut Vec<Task>) {
     let reload = Task { name: "systemd daemon-reload".into(), origin: tasks[first_unit].origin.clone(), action: Action::DaemonReload, notify: Vec::new() };
     let at = tasks[first_unit..].iter().position(|t| matches!(t.action, Action::Service { .. })).map_or(tasks.len(), |i| first_unit + i);
     tasks.insert(at, reload);
-}
-
-/// `{{ expr }}` → `expr`; anything else unchanged (for `when`, which is an expression).
-pub fn strip_braces(s: &str) -> &str {
-    whole_expr(s).unwrap_or(s)
-}
-
-/// The expression when `s` is exactly one `{{ expr }}`.
-fn whole_expr(s: &str) -> Option<&str> {
-    let inner = s.trim().strip_prefix("{{")?.strip_suffix("}}")?;
-    (!inner.contains("{{") && !inner.contains("}}") && !inner.contains("{%")).then(|| inner.trim())
-}
-
-/// Names used by a failing text that the host's variables lack.
-fn missing(used: std::collections::HashSet<String>, ctx: &Value, env: &Environment<'static>) -> String {
-    let globals: Vec<String> = env.globals().map(|(k, _)| k.to_string()).collect();
-    let mut m: Vec<String> = used
-        .into_iter()
-        .filter(|n| !globals.contains(n) && ctx.get_attr(n).map_or(true, |v| v.is_undefined()))
-        .collect();
-    m.sort();
-    match m.len() {
-        0 => "value (an attribute or key that does not exist)".into(),
-        1 => format!("variable `{}`", m[0]),
-        _ => format!("variables {}", m.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")),
-    }
-}
-
-/// Strict mode still lets an undefined variable flow through a filter (`X | bool` renders
-/// False); Ansible calls that an error, and so do we: a name the text uses that the host lacks
-/// is an error unless the text tests definedness or supplies a default (then it is deliberate).
-fn unguarded(src: &str, used: std::collections::HashSet<String>, ctx: &Value, env: &Environment<'static>) -> Result<(), String> {
-    if src.contains("defined") || src.contains("default") || src.contains("d(") {
-        return Ok(());
-    }
-    let globals: Vec<String> = env.globals().map(|(k, _)| k.to_string()).collect();
-    let lacking: Vec<String> = used.into_iter().filter(|n| !globals.contains(n) && ctx.get_attr(n).map_or(true, |v| v.is_undefined())).collect();
-    if lacking.is_empty() {
-        return Ok(());
-    }
-    Err(format!("undefined {}", missing(lacking.into_iter().collect(), ctx, env)))
-}
-
-/// `systemd` state names.
-pub fn unit_state(s: &str) -> Result<UnitState, String> {
-    match s {
-        "started" => Ok(UnitState::Started),
-        "stopped" => Ok(UnitState::Stopped),
-        "restarted" => Ok(UnitState::Restarted),
-        o => Err(format!("systemd state `{o}` is not one of started, stopped, restarted")),
-    }
-}
-
-/// An octal mode string (`"0644"`, `"644"`, `"0o644"`); a bare YAML number is read as its
-/// octal digits (`0644` unquoted is the integer 644 in YAML 1.2).
-pub fn parse_mode(v: &Arg) -> Result<u32, String> {
-    let s = scalar(v).ok_or("`mode` must be an octal string like \"0644\"")?;
-    let digits = s.trim().trim_start_matches("0o");
-    let m = u32::from_str_radix(digits, 8).map_err(|_| format!("`mode` {s:?} is not an octal mode like \"0644\""))?;
-    if m > 0o7777 {
-        return Err(format!("`mode` {s:?} is out of range"));
-    }
-    Ok(m)
-}
-
-fn parse_tcp(s: &str) -> Result<WaitTarget, String> {
-    let (h, p) = s.rsplit_once(':').ok_or_else(|| format!("`tcp` {s:?} must be host:port"))?;
-    let port = p.parse().map_err(|_| format!("`tcp` {s:?}: bad port"))?;
-    Ok(WaitTarget::Tcp { host: h.trim_start_matches('[').trim_end_matches(']').to_string(), port })
-}
-
-fn scalar(v: &Arg) -> Option<String> {
-    match v {
-        Arg::String(s) => Some(s.clone()),
-        Arg::Number(n) => Some(n.to_string()),
-        Arg::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }
-}
-
-fn short(v: &Arg) -> String {
-    let s = scalar(v).unwrap_or_else(|| serde_json::to_string(v).unwrap_or_default());
-    if s.chars().count() > 40 { format!("{}…", s.chars().take(40).collect::<String>()) } else { s }
 }

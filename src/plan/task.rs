@@ -284,7 +284,7 @@ pub fn validate(t: &TaskDef, env: &Environment<'static>, role: &RoleFiles) -> Re
         Module::Systemd(a) => {
             collect_all(&[&a.unit], &[&a.enabled, &a.state], &mut strings);
             if let Some(s) = a.state.as_ref().and_then(lit) {
-                super::render::unit_state(&s)?;
+                super::convert::unit_state(&s)?;
             }
         }
         Module::Command(a) => collect_all(&[&a.cmd], &[&a.creates, &a.unless], &mut strings),
@@ -301,7 +301,7 @@ pub fn validate(t: &TaskDef, env: &Environment<'static>, role: &RoleFiles) -> Re
     | Module::Binary(BinaryArgs { mode: Some(m), .. }) = &t.module
         && !m.as_str().is_some_and(crate::template::is_template)
     {
-        super::render::parse_mode(m)?;
+        super::convert::parse_mode(m)?;
     }
     for s in strings {
         if crate::template::is_template(&s) {
@@ -316,7 +316,7 @@ pub fn check_when(env: &Environment<'static>, w: &Arg) -> Result<(), String> {
     match w {
         Arg::Bool(_) => Ok(()),
         Arg::String(s) => env
-            .compile_expression(super::render::strip_braces(s))
+            .compile_expression(super::convert::strip_braces(s))
             .map(|_| ())
             .map_err(|e| format!("Jinja syntax error in `when: {s}`: {}", detail(&e))),
         Arg::Sequence(v) => v.iter().try_for_each(|x| check_when(env, x)),
