@@ -32,11 +32,14 @@ pub fn missing(used: std::collections::HashSet<String>, ctx: &Value, env: &Envir
     }
 }
 
-/// Strict mode still lets an undefined variable flow through a filter (`X | bool` renders
-/// False); Ansible calls that an error, and so do we: a name the text uses that the host lacks
-/// is an error unless the text tests definedness or supplies a default (then it is deliberate).
+/// Strict mode still lets an undefined variable flow through a filter that takes any value
+/// (`X | bool` renders False); Ansible calls that an error, and so do we for `when` and task
+/// arguments: a name the text uses that the host lacks is an error, unless the text tests
+/// definedness, supplies a default, or branches (`if`: the name may be on a branch not taken).
+/// Template files are not checked this way: their branches are the norm.
 pub fn unguarded(src: &str, used: std::collections::HashSet<String>, ctx: &Value, env: &Environment<'static>) -> Result<(), String> {
-    if src.contains("defined") || src.contains("default") || src.contains("d(") {
+    let guarded = ["defined", "default", "d(", "{%", " if "];
+    if guarded.iter().any(|g| src.contains(g)) {
         return Ok(());
     }
     let globals: Vec<String> = env.globals().map(|(k, _)| k.to_string()).collect();
@@ -82,6 +85,11 @@ pub fn scalar(v: &Arg) -> Option<String> {
         Arg::Bool(b) => Some(b.to_string()),
         _ => None,
     }
+}
+
+/// A Jinja source string quoted for a message, clipped when long.
+pub fn clip(s: &str) -> String {
+    if s.chars().count() > 60 { format!("{:?}…", s.chars().take(60).collect::<String>()) } else { format!("{s:?}") }
 }
 
 pub fn short(v: &Arg) -> String {

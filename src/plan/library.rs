@@ -69,9 +69,13 @@ impl Library {
                 }
                 let name = file_name(&dir);
                 let prefix = format!("roles/{name}/");
-                files.retain(|k, _| !k.starts_with(&prefix));
                 let mut found = Vec::new();
                 walk(&dir, &mut found)?;
+                // An empty folder is not a role: it must not hide the embedded one.
+                if found.is_empty() {
+                    continue;
+                }
+                files.retain(|k, _| !k.starts_with(&prefix));
                 for p in found {
                     let rel = p.strip_prefix(&dir).unwrap().to_string_lossy().replace('\\', "/");
                     insert_disk(&mut files, format!("{prefix}{rel}"), &p)?;
@@ -171,12 +175,13 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(d.path().join("roles/etcd/templates")).unwrap();
         std::fs::write(d.path().join("roles/etcd/tasks.yml"), "- x").unwrap();
+        std::fs::create_dir_all(d.path().join("roles/chrony")).unwrap();
         std::fs::create_dir_all(d.path().join("playbooks")).unwrap();
         std::fs::write(d.path().join("playbooks/02.etcd.yml"), "disk").unwrap();
         let lib = Library::build(EMB, Some(d.path())).unwrap();
         assert!(lib.get("roles/etcd/templates/old.j2").is_none(), "no mix of embedded and disk role files");
         assert_eq!(&*lib.get("roles/etcd/tasks.yml").unwrap().bytes, b"- x");
-        assert!(lib.get("roles/chrony/tasks.yml").is_some());
+        assert!(lib.get("roles/chrony/tasks.yml").is_some(), "an empty folder hides nothing");
         assert_eq!(&*lib.get("playbooks/02.etcd.yml").unwrap().bytes, b"disk");
         assert_eq!(&*lib.get("playbooks/01.prepare.yml").unwrap().bytes, b"embedded");
         assert_eq!(lib.role_names(), vec!["chrony", "etcd"]);

@@ -4,7 +4,7 @@
 use minijinja::{Environment, ErrorKind, Value, context};
 
 use super::action::{Action, Content, FileSpec, Task, UnitState, WaitTarget};
-use super::convert::{missing, parse_mode, parse_tcp, scalar, short, strip_braces, unguarded, unit_state, whole_expr};
+use super::convert::{clip, missing, parse_mode, parse_tcp, scalar, short, strip_braces, unguarded, unit_state, whole_expr};
 use super::role::Role;
 use super::sources::Sources;
 use super::task::{self, Arg, Module, TaskDef};
@@ -117,18 +117,18 @@ impl HostRender<'_> {
         Ok(match v {
             Arg::String(s) if is_template(s) => match whole_expr(s) {
                 Some(expr) => {
-                    let e = self.env.compile_expression(expr).map_err(|e| format!("{s:?}: {}", task::detail(&e)))?;
-                    let val = e.eval(ctx).map_err(|err| format!("{s:?}: {}", self.explain(&err, e.undeclared_variables(false), ctx)))?;
+                    let e = self.env.compile_expression(expr).map_err(|e| format!("{}: {}", clip(s), task::detail(&e)))?;
+                    let val = e.eval(ctx).map_err(|err| format!("{}: {}", clip(s), self.explain(&err, e.undeclared_variables(false), ctx)))?;
                     if val.is_undefined() {
-                        return Err(format!("{s:?}: undefined {}", missing(e.undeclared_variables(false), ctx, self.env)));
+                        return Err(format!("{}: undefined {}", clip(s), missing(e.undeclared_variables(false), ctx, self.env)));
                     }
-                    unguarded(s, e.undeclared_variables(false), ctx, self.env).map_err(|m| format!("{s:?}: {m}"))?;
-                    serde_yaml::to_value(&val).map_err(|e| format!("{s:?}: {e}"))?
+                    unguarded(s, e.undeclared_variables(false), ctx, self.env).map_err(|m| format!("{}: {m}", clip(s)))?;
+                    serde_yaml::to_value(&val).map_err(|e| format!("{}: {e}", clip(s)))?
                 }
                 None => {
-                    let t = self.env.template_from_str(s).map_err(|e| format!("{s:?}: {}", task::detail(&e)))?;
-                    let r = t.render(ctx).map_err(|err| format!("{s:?}: {}", self.explain(&err, t.undeclared_variables(false), ctx)))?;
-                    unguarded(s, t.undeclared_variables(false), ctx, self.env).map_err(|m| format!("{s:?}: {m}"))?;
+                    let t = self.env.template_from_str(s).map_err(|e| format!("{}: {}", clip(s), task::detail(&e)))?;
+                    let r = t.render(ctx).map_err(|err| format!("{}: {}", clip(s), self.explain(&err, t.undeclared_variables(false), ctx)))?;
+                    unguarded(s, t.undeclared_variables(false), ctx, self.env).map_err(|m| format!("{}: {m}", clip(s)))?;
                     Arg::String(r)
                 }
             },
@@ -218,8 +218,6 @@ impl HostRender<'_> {
                     },
                     msg: format!("{} (template task {})", self.explain(&err, tmpl.undeclared_variables(false), ctx), t.origin),
                 })?;
-                unguarded(tmpl.source(), tmpl.undeclared_variables(false), ctx, self.env)
-                    .map_err(|m| RenderFailure { origin: name.clone(), msg: format!("{m} (template task {})", t.origin) })?;
                 let (dest, mode) = (self.path(&a.dest, ctx, "dest").map_err(fail)?, self.mode(&a.mode, ctx, 0o644).map_err(fail)?);
                 let secret = self.bool(&a.secret, ctx, "secret", false).map_err(fail)?;
                 vec![self.file(dest, content.into_bytes(), mode, owner(&a.owner, "owner").map_err(fail)?, owner(&a.group, "group").map_err(fail)?, secret)]
