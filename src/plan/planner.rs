@@ -3,6 +3,7 @@
 //! rendered. Pure: no host is contacted.
 
 use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
 
 use indexmap::IndexMap;
 
@@ -57,7 +58,7 @@ impl Planner<'_> {
         let order = dag::order(roles, &start)?;
         let all_hosts = self.vars.hosts();
         let groups = self.vars.groups();
-        let mut cache: HashMap<(String, String), Result<Vars, String>> = HashMap::new();
+        let mut cache: HashMap<(String, String), Result<Rc<Vars>, String>> = HashMap::new();
         let mut errors: Failures = Failures::default();
 
         // Hosts of each role named by a play.
@@ -72,7 +73,7 @@ impl Planner<'_> {
                 for h in &play_hosts {
                     if let Some(w) = &r.when {
                         let Some(vars) = self.host_vars(&mut cache, h, role, &mut errors) else { continue };
-                        let base = minijinja::Value::from_serialize(&vars);
+                        let base = minijinja::Value::from_serialize(&*vars);
                         let hr = HostRender { env: self.catalog.env(), role, host: h, vars: &vars, sources: self.sources };
                         match hr.when(w, &base) {
                             Ok(true) => {}
@@ -126,7 +127,7 @@ impl Planner<'_> {
     }
 
     /// Variables of `host` for `role`, with `inventory_hostname` and `groups` ensured; cached.
-    fn host_vars(&self, cache: &mut HashMap<(String, String), Result<Vars, String>>, host: &str, role: &super::role::Role, errors: &mut Failures) -> Option<Vars> {
+    fn host_vars(&self, cache: &mut HashMap<(String, String), Result<Rc<Vars>, String>>, host: &str, role: &super::role::Role, errors: &mut Failures) -> Option<Rc<Vars>> {
         let key = (host.to_string(), role.name.clone());
         let r = cache.entry(key).or_insert_with(|| {
             self.vars.vars_for(host, &role.defaults).map(|mut v| {
@@ -134,11 +135,12 @@ impl Planner<'_> {
                 if !v.contains_key("groups") {
                     v.insert("groups".into(), groups_value(self.vars.groups()));
                 }
-                v
+                Rc::new(v)
             })
         });
         match r {
-            Ok(v) => Some(v.clone()),
+            // Shared, not copied: with `hostvars` a host's variables hold the whole cluster's.
+            Ok(v) => Some(Rc::clone(v)),
             Err(msg) => {
                 errors.add(RenderFailure { origin: role.dir.clone(), msg: format!("variables: {msg}") }, host);
                 None
