@@ -115,7 +115,10 @@ impl Playbook {
                     })
                     .collect::<Result<_, _>>()?,
             ),
-            RawBody::Plays(plays) => Body::Plays(
+            RawBody::Plays(plays) => {
+                // Role references appear in file order: each is searched after the previous.
+                let mut cursor = 0;
+                Body::Plays(
                 plays
                     .into_iter()
                     .map(|p| Play {
@@ -131,8 +134,11 @@ impl Playbook {
                                     RawRole::Name(n) => (n, None),
                                     RawRole::Full(f) => (f.role, f.when),
                                 };
-                                let origin = match line_of(text, &role) {
-                                    Some(l) => format!("{file}:{l}"),
+                                let origin = match role_line(text, &role, cursor) {
+                                    Some(l) => {
+                                        cursor = l;
+                                        format!("{file}:{l}")
+                                    }
                                     None => file.to_string(),
                                 };
                                 RoleRef { role, when, origin }
@@ -140,7 +146,8 @@ impl Playbook {
                             .collect(),
                     })
                     .collect(),
-            ),
+                )
+            }
         };
         Ok(Playbook { step: stem.to_string(), number, name, file: file.to_string(), body })
     }
@@ -161,15 +168,57 @@ fn split_stem(stem: &str) -> Option<(u32, String)> {
     (!name.is_empty()).then(|| (n, name.to_string()))
 }
 
-/// First 1-based line where `word` appears as a whole word.
-pub fn line_of(text: &str, word: &str) -> Option<usize> {
+/// The 1-based line naming role `role` at or after line `from` (1-based, 0 = start): a list
+/// item `- role`, or `role`/`roles` keys mentioning it; comments and `hosts:` lines are skipped
+/// (a group may share a role's name).
+pub fn role_line(text: &str, role: &str, from: usize) -> Option<usize> {
     let is_word = |c: char| c.is_alphanumeric() || c == '_' || c == '-';
-    text.lines().position(|l| {
-        l.match_indices(word).any(|(i, _)| {
-            let before = l[..i].chars().next_back();
-            let after = l[i + word.len()..].chars().next();
-            !before.is_some_and(is_word) && !after.is_some_and(is_word)
+    let has_word = |l: &str| {
+        l.match_indices(role).any(|(i, _)| {
+            !l[..i].chars().next_back().is_some_and(is_word) && !l[i + role.len()..].chars().next().is_some_and(is_word)
         })
-    })
-    .map(|i| i + 1)
+    };
+    text.lines()
+        .enumerate()
+        .skip(from.saturating_sub(1))
+        .find(|(_, line)| {
+            let code = line.split(" #").next().unwrap_or("");
+            let t = code.trim();
+            if t.starts_with('#') || t.contains("hosts:") {
+                return false;
+            }
+            let item = t.strip_prefix("- ").map(|r| r.trim().trim_matches(['"', '\'']));
+            item == Some(role)
+                || t.split_once("role:").is_some_and(|(_, r)| has_word(r))
+                || t.split_once("roles:").is_some_and(|(_, r)| has_word(r))
+        })
+        .map(|(i, _)| i + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_lines_skip_comments_and_group_names() {
+        let text = "# chrony first\n- hosts: [etcd, chrony]\n  roles:\n    - { role: chrony, when: x }\n    - prepare\n- hosts: etcd\n  roles: [chrony]\n";
+        let p = Playbook::parse("01.prepare", "p.yml", text).unwrap();
+        let Body::Plays(plays) = &p.body else { panic!() };
+        let origins: Vec<&str> = plays.iter().flat_map(|p| &p.roles).map(|r| r.origin.as_str()).collect();
+        assert_eq!(origins, ["p.yml:4", "p.yml:5", "p.yml:7"]);
+        assert_eq!(plays[0].hosts, ["etcd", "chrony"]);
+    }
+
+    #[test]
+    fn import_lists_numbers_as_steps() {
+        let p = Playbook::parse("90.all", "a.yml", "import: [01, 02, 10, etcd]\n").unwrap();
+        let Body::Import(steps) = &p.body else { panic!() };
+        assert_eq!(steps, &["01", "02", "10", "etcd"]);
+    }
+
+    #[test]
+    fn unknown_play_key_is_refused_with_its_line() {
+        let e = Playbook::parse("02.etcd", "p.yml", "- hosts: etcd\n  become: true\n  roles: [etcd]\n").unwrap_err().to_string();
+        assert!(e.starts_with("p.yml:2:") && e.contains("unknown field `become`"), "{e}");
+    }
 }
