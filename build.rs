@@ -12,7 +12,10 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
     let mut entries: Vec<_> = rd.filter_map(Result::ok).map(|e| e.path()).collect();
     entries.sort();
     for p in entries {
-        let hidden = p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'));
+        let hidden = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with('.'));
         if hidden {
             continue;
         }
@@ -39,11 +42,24 @@ fn main() {
     }
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("embedded.rs");
     let mut f = fs::File::create(out).unwrap();
-    writeln!(f, "/// Files under roles/ and playbooks/ at build time: (relative path, bytes).").unwrap();
+    writeln!(
+        f,
+        "/// Files under roles/ and playbooks/ at build time: (relative path, bytes)."
+    )
+    .unwrap();
     writeln!(f, "pub static FILES: &[(&str, &[u8])] = &[").unwrap();
     for p in &files {
-        let rel = p.strip_prefix(&root).unwrap().to_string_lossy().replace('\\', "/");
-        writeln!(f, "    ({rel:?}, include_bytes!({:?})),", p.to_string_lossy()).unwrap();
+        let rel = p
+            .strip_prefix(&root)
+            .unwrap()
+            .to_string_lossy()
+            .replace('\\', "/");
+        writeln!(
+            f,
+            "    ({rel:?}, include_bytes!({:?})),",
+            p.to_string_lossy()
+        )
+        .unwrap();
     }
     writeln!(f, "];").unwrap();
 }

@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 
 use ezk::inventory::Vars;
 use ezk::plan::action::{Action, StepPlan};
-use ezk::plan::{check_all, write_render, Catalog, CertPem, Library, PlanError, Planner, Sources, StoredBinary, VarSource};
+use ezk::plan::{
+    Catalog, CertPem, Library, PlanError, Planner, Sources, StoredBinary, VarSource, check_all,
+    write_render,
+};
 use indexmap::IndexMap;
 use serde::Deserialize;
 
@@ -60,7 +63,10 @@ impl VarSource for FixtureVars {
     fn vars_for(&self, host: &str, defaults: &Vars) -> Result<Vars, String> {
         let mut v = defaults.clone();
         v.extend(self.plain(host));
-        let hostvars: IndexMap<String, Vars> = self.groups["all"].iter().map(|h| (h.clone(), self.plain(h))).collect();
+        let hostvars: IndexMap<String, Vars> = self.groups["all"]
+            .iter()
+            .map(|h| (h.clone(), self.plain(h)))
+            .collect();
         v.insert("hostvars".into(), serde_yaml::to_value(hostvars).unwrap());
         Ok(v)
     }
@@ -81,7 +87,10 @@ impl Sources for DoubleSources {
         Ok(format!("KUBECONFIG {name} for {host}\n"))
     }
     fn binary(&self, name: &str) -> Result<StoredBinary, String> {
-        Ok(StoredBinary { path: PathBuf::from(format!("/store/{name}")), sha256: format!("sha256-of-{name}") })
+        Ok(StoredBinary {
+            path: PathBuf::from(format!("/store/{name}")),
+            sha256: format!("sha256-of-{name}"),
+        })
     }
 }
 
@@ -97,7 +106,12 @@ fn plan(dir: &Path, case: &Case) -> Result<Vec<StepPlan>, PlanError> {
     let lib = Library::from_dir(dir)?;
     let catalog = Catalog::load(&lib)?;
     let vars = FixtureVars::new(case.clone());
-    Planner { catalog: &catalog, vars: &vars, sources: &DoubleSources }.plan_steps(case.step.as_deref().unwrap_or("all"))
+    Planner {
+        catalog: &catalog,
+        vars: &vars,
+        sources: &DoubleSources,
+    }
+    .plan_steps(case.step.as_deref().unwrap_or("all"))
 }
 
 #[derive(Debug, PartialEq)]
@@ -133,8 +147,21 @@ fn run_case(dir: &Path) -> Result<(), String> {
     let shown = |e: String| e.replace(&dir.display().to_string(), "$CASE");
     let expected_error = std::fs::read_to_string(dir.join("expected_error.txt")).ok();
     let outcome: Result<Vec<StepPlan>, String> = if case.check {
-        let errors = check_all(&Library::from_dir(dir).unwrap(), &FixtureVars::new(case.clone()));
-        if errors.is_empty() { Ok(Vec::new()) } else { Err(shown(errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))) }
+        let errors = check_all(
+            &Library::from_dir(dir).unwrap(),
+            &FixtureVars::new(case.clone()),
+        );
+        if errors.is_empty() {
+            Ok(Vec::new())
+        } else {
+            Err(shown(
+                errors
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            ))
+        }
     } else {
         plan(dir, &case).map_err(|e| shown(e.to_string()))
     };
@@ -151,9 +178,19 @@ fn run_case(dir: &Path) -> Result<(), String> {
         (Ok(_), Some(want)) => Err(format!("expected an error containing:\n{want}")),
         (Ok(plans), None) => {
             // A case that renders must also pass `ezk check`'s full render of every step.
-            let problems = check_all(&Library::from_dir(dir).unwrap(), &FixtureVars::new(case.clone()));
+            let problems = check_all(
+                &Library::from_dir(dir).unwrap(),
+                &FixtureVars::new(case.clone()),
+            );
             if !problems.is_empty() {
-                return Err(format!("check_all found: {}", problems.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")));
+                return Err(format!(
+                    "check_all found: {}",
+                    problems
+                        .iter()
+                        .map(|e| e.to_string())
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                ));
             }
             let out = tempfile::tempdir().unwrap();
             write_render(&plans, out.path()).map_err(|e| e.to_string())?;
@@ -167,7 +204,12 @@ fn run_case(dir: &Path) -> Result<(), String> {
             let expected = dir.join("expected");
             if std::env::var_os("EZK_UPDATE_FIXTURES").is_some() {
                 let _ = std::fs::remove_dir_all(&expected);
-                std::process::Command::new("cp").arg("-a").arg(out.path()).arg(&expected).status().unwrap();
+                std::process::Command::new("cp")
+                    .arg("-a")
+                    .arg(out.path())
+                    .arg(&expected)
+                    .status()
+                    .unwrap();
                 let _ = std::fs::remove_file(expected.join(".ezk-render"));
             }
             let (got, want) = (tree(out.path()), tree(&expected));
@@ -178,7 +220,10 @@ fn run_case(dir: &Path) -> Result<(), String> {
                     .filter(|k| got.get(*k) != want.get(*k))
                     .map(|k| format!("{k}:\n  got:  {:?}\n  want: {:?}", got.get(k), want.get(k)))
                     .collect();
-                return Err(format!("rendered tree differs from expected/:\n{}", diff.join("\n")));
+                return Err(format!(
+                    "rendered tree differs from expected/:\n{}",
+                    diff.join("\n")
+                ));
             }
             Ok(())
         }
@@ -187,12 +232,20 @@ fn run_case(dir: &Path) -> Result<(), String> {
 
 #[test]
 fn every_fixture_case() {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(fixtures()).unwrap().map(|e| e.unwrap().path()).filter(|p| p.join("case.yml").exists()).collect();
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(fixtures())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("case.yml").exists())
+        .collect();
     dirs.sort();
     assert!(dirs.len() >= 8, "fixture cases present");
     let failures: Vec<String> = dirs
         .iter()
-        .filter_map(|d| run_case(d).err().map(|e| format!("case {}: {e}", d.file_name().unwrap().to_string_lossy())))
+        .filter_map(|d| {
+            run_case(d)
+                .err()
+                .map(|e| format!("case {}: {e}", d.file_name().unwrap().to_string_lossy()))
+        })
         .collect();
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
@@ -209,7 +262,13 @@ fn secrets_are_written_0600_and_other_files_keep_their_mode() {
     let (dir, case) = cluster();
     let out = tempfile::tempdir().unwrap();
     write_render(&plan(&dir, &case).unwrap(), out.path()).unwrap();
-    let mode = |p: &str| std::fs::metadata(out.path().join(p)).unwrap().permissions().mode() & 0o777;
+    let mode = |p: &str| {
+        std::fs::metadata(out.path().join(p))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
     assert_eq!(mode("198.18.0.21/etc/etcd/ssl/etcd-key.pem"), 0o600);
     assert_eq!(mode("198.18.0.11/root/.kube/config"), 0o600);
     assert_eq!(mode("198.18.0.21/etc/systemd/system/etcd.service"), 0o644);
@@ -217,7 +276,9 @@ fn secrets_are_written_0600_and_other_files_keep_their_mode() {
     write_render(&plan(&dir, &case).unwrap(), out.path()).unwrap();
     let foreign = tempfile::tempdir().unwrap();
     std::fs::write(foreign.path().join("keep.txt"), "mine").unwrap();
-    let err = write_render(&plan(&dir, &case).unwrap(), foreign.path()).unwrap_err().to_string();
+    let err = write_render(&plan(&dir, &case).unwrap(), foreign.path())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("was not written by `ezk render`"), "{err}");
     assert!(foreign.path().join("keep.txt").exists());
 }
@@ -227,7 +288,11 @@ fn daemon_reload_comes_right_before_the_first_service_after_a_unit_file() {
     let (dir, case) = cluster();
     let plans = plan(&dir, &case).unwrap();
     let etcd = plans.iter().find(|p| p.step == "02.etcd").unwrap();
-    let host = etcd.waves[0].hosts.iter().find(|h| h.host == "198.18.0.21").unwrap();
+    let host = etcd.waves[0]
+        .hosts
+        .iter()
+        .find(|h| h.host == "198.18.0.21")
+        .unwrap();
     let kinds: Vec<&str> = host
         .tasks
         .iter()
@@ -243,7 +308,13 @@ fn daemon_reload_comes_right_before_the_first_service_after_a_unit_file() {
     assert_eq!(kinds.iter().filter(|k| **k == "reload").count(), 1);
     // chrony writes no unit file: no reload there.
     let prep = plans.iter().find(|p| p.step == "01.prepare").unwrap();
-    assert!(prep.waves.iter().flat_map(|w| &w.hosts).flat_map(|h| &h.tasks).all(|t| !matches!(t.action, Action::DaemonReload)));
+    assert!(
+        prep.waves
+            .iter()
+            .flat_map(|w| &w.hosts)
+            .flat_map(|h| &h.tasks)
+            .all(|t| !matches!(t.action, Action::DaemonReload))
+    );
 }
 
 #[test]
@@ -251,20 +322,51 @@ fn dependency_runs_first_on_the_dependents_hosts() {
     let (dir, mut case) = cluster();
     case.step = Some("kube-master".into());
     let plans = plan(&dir, &case).unwrap();
-    let waves: Vec<(Vec<String>, Vec<String>)> =
-        plans[0].waves.iter().map(|w| (w.roles.clone(), w.hosts.iter().map(|h| h.host.clone()).collect())).collect();
+    let waves: Vec<(Vec<String>, Vec<String>)> = plans[0]
+        .waves
+        .iter()
+        .map(|w| {
+            (
+                w.roles.clone(),
+                w.hosts.iter().map(|h| h.host.clone()).collect(),
+            )
+        })
+        .collect();
     let masters: Vec<String> = case.groups["kube_master"].clone();
-    assert_eq!(waves, vec![(vec!["kube-lb".to_string()], masters.clone()), (vec!["kube-master".to_string()], masters)]);
+    assert_eq!(
+        waves,
+        vec![
+            (vec!["kube-lb".to_string()], masters.clone()),
+            (vec!["kube-master".to_string()], masters)
+        ]
+    );
 }
 
 #[test]
 fn role_when_is_evaluated_per_cluster_and_per_task_when_per_host() {
     let (dir, mut case) = cluster();
     case.step = Some("01".into());
-    let roles_on = |plans: &[StepPlan]| -> Vec<String> { plans[0].waves.iter().flat_map(|w| w.roles.clone()).collect() };
-    let hosts_of = |plans: &[StepPlan], role: &str| plans[0].waves.iter().flat_map(|w| &w.hosts).filter(|h| h.role == role).count();
+    let roles_on = |plans: &[StepPlan]| -> Vec<String> {
+        plans[0]
+            .waves
+            .iter()
+            .flat_map(|w| w.roles.clone())
+            .collect()
+    };
+    let hosts_of = |plans: &[StepPlan], role: &str| {
+        plans[0]
+            .waves
+            .iter()
+            .flat_map(|w| &w.hosts)
+            .filter(|h| h.role == role)
+            .count()
+    };
     let plans = plan(&dir, &case).unwrap();
-    assert_eq!(hosts_of(&plans, "chrony"), 8, "every k8s host gets chrony when the chrony group is set");
+    assert_eq!(
+        hosts_of(&plans, "chrony"),
+        8,
+        "every k8s host gets chrony when the chrony group is set"
+    );
     case.groups.insert("chrony".into(), vec![]);
     let plans = plan(&dir, &case).unwrap();
     assert_eq!(hosts_of(&plans, "chrony"), 0, "{:?}", roles_on(&plans));
@@ -284,24 +386,50 @@ fn step_names_by_number_name_or_both_and_unknown_lists_available() {
     for q in ["02", "2", "etcd", "02.etcd", "02.etcd.yml"] {
         assert_eq!(catalog.playbook(q).unwrap().step, "02.etcd", "{q}");
     }
-    let all: Vec<&str> = catalog.resolve_steps("all").unwrap().iter().map(|p| p.step.as_str()).collect();
+    let all: Vec<&str> = catalog
+        .resolve_steps("all")
+        .unwrap()
+        .iter()
+        .map(|p| p.step.as_str())
+        .collect();
     assert_eq!(all, ["01.prepare", "02.etcd", "04.kube-master"]);
     let e = catalog.playbook("05").unwrap_err().to_string();
-    assert_eq!(e, "unknown step `05`; available steps: 01.prepare, 02.etcd, 04.kube-master, 90.all");
+    assert_eq!(
+        e,
+        "unknown step `05`; available steps: 01.prepare, 02.etcd, 04.kube-master, 90.all"
+    );
 }
 
 #[test]
 fn render_command_glue_writes_files_per_host_from_the_home_overrides() {
     let (dir, case) = cluster();
     let out = tempfile::tempdir().unwrap();
-    let ctx = ezk::cli::Context { home: ezk::home::Home::at(&dir), verbose: 0 };
-    let args = ezk::cli::render::Args { cluster: "c1".into(), step: "etcd".into(), out: out.path().join("r") };
-    let code = ezk::cli::render::render_with(&ctx, &args, &FixtureVars::new(case), &DoubleSources).unwrap();
+    let ctx = ezk::cli::Context {
+        home: ezk::home::Home::at(&dir),
+        verbose: 0,
+    };
+    let args = ezk::cli::render::Args {
+        cluster: "c1".into(),
+        step: "etcd".into(),
+        out: out.path().join("r"),
+    };
+    let code = ezk::cli::render::render_with(&ctx, &args, &FixtureVars::new(case), &DoubleSources)
+        .unwrap();
     assert_eq!(code, 0);
-    let unit = std::fs::read_to_string(out.path().join("r/198.18.0.23/etc/systemd/system/etcd.service")).unwrap();
+    let unit = std::fs::read_to_string(
+        out.path()
+            .join("r/198.18.0.23/etc/systemd/system/etcd.service"),
+    )
+    .unwrap();
     assert!(unit.contains("--name=etcd-etcd3"), "{unit}");
     let plan = std::fs::read_to_string(out.path().join("r/198.18.0.23/PLAN.txt")).unwrap();
     assert!(plan.contains("service etcd started, enabled"), "{plan}");
-    assert!(!plan.contains("KEY etcd"), "secret content never in PLAN.txt");
-    assert!(!out.path().join("r/198.18.0.11").exists(), "step etcd touches only etcd hosts");
+    assert!(
+        !plan.contains("KEY etcd"),
+        "secret content never in PLAN.txt"
+    );
+    assert!(
+        !out.path().join("r/198.18.0.11").exists(),
+        "step etcd touches only etcd hosts"
+    );
 }

@@ -20,14 +20,28 @@ pub struct Args {
 pub fn run(_ctx: &Context, args: Args) -> CliResult {
     // The inventory (VarSource), PKI and artifact store (Sources) are wired in by the lead:
     // load them for `args.cluster` and call `render_with`.
-    Err(format!("ezk render {}: the inventory loader is not wired into this build yet", args.cluster).into())
+    Err(format!(
+        "ezk render {}: the inventory loader is not wired into this build yet",
+        args.cluster
+    )
+    .into())
 }
 
 /// Render `args.step` with the given variables and sources into `args.out`.
-pub fn render_with(ctx: &Context, args: &Args, vars: &dyn VarSource, sources: &dyn Sources) -> CliResult {
+pub fn render_with(
+    ctx: &Context,
+    args: &Args,
+    vars: &dyn VarSource,
+    sources: &dyn Sources,
+) -> CliResult {
     let lib = Library::with_overrides(ctx.home.root())?;
     let catalog = Catalog::load(&lib)?;
-    let plans = Planner { catalog: &catalog, vars, sources }.plan_steps(&args.step)?;
+    let plans = Planner {
+        catalog: &catalog,
+        vars,
+        sources,
+    }
+    .plan_steps(&args.step)?;
     let summary = crate::plan::write_render(&plans, &args.out)?;
     let steps: Vec<&str> = plans.iter().map(|p| p.step.as_str()).collect();
     println!(

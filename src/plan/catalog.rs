@@ -9,8 +9,8 @@ use super::dag;
 use super::error::PlanError;
 use super::library::Library;
 use super::playbook::{Body, Playbook};
-use super::role::{origin_error, Role};
-use super::task;
+use super::role::{Role, origin_error};
+use super::validate;
 
 /// Loaded roles and playbooks.
 pub struct Catalog {
@@ -22,7 +22,10 @@ pub struct Catalog {
 
 impl std::fmt::Debug for Catalog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Catalog").field("roles", &self.roles.keys()).field("steps", &self.steps()).finish()
+        f.debug_struct("Catalog")
+            .field("roles", &self.roles.keys())
+            .field("steps", &self.steps())
+            .finish()
     }
 }
 
@@ -42,8 +45,13 @@ impl Catalog {
         }
         let mut playbooks = Vec::new();
         for (path, entry) in lib.under("playbooks/") {
-            let Some(stem) = path["playbooks/".len()..].strip_suffix(".yml") else { continue };
-            match entry.text().and_then(|t| Playbook::parse(stem, &entry.display, t)) {
+            let Some(stem) = path["playbooks/".len()..].strip_suffix(".yml") else {
+                continue;
+            };
+            match entry
+                .text()
+                .and_then(|t| Playbook::parse(stem, &entry.display, t))
+            {
                 Ok(p) => playbooks.push(p),
                 Err(e) => errors.push(e),
             }
@@ -53,7 +61,11 @@ impl Catalog {
             errors.extend(cross_check(&roles, &playbooks, &env));
         }
         PlanError::collect(errors)?;
-        Ok(Catalog { roles, playbooks, env })
+        Ok(Catalog {
+            roles,
+            playbooks,
+            env,
+        })
     }
 
     /// The environment with every role template registered.
@@ -68,10 +80,13 @@ impl Catalog {
 
     /// The playbook a step name (`02`, `etcd`, `02.etcd`, `all`) refers to.
     pub fn playbook(&self, query: &str) -> Result<&Playbook, PlanError> {
-        self.playbooks.iter().find(|p| p.matches(query)).ok_or_else(|| PlanError::UnknownStep {
-            step: query.to_string(),
-            available: self.steps().join(", "),
-        })
+        self.playbooks
+            .iter()
+            .find(|p| p.matches(query))
+            .ok_or_else(|| PlanError::UnknownStep {
+                step: query.to_string(),
+                available: self.steps().join(", "),
+            })
     }
 
     /// The playbooks to run for `query`, in order: the step itself, or what it imports.
@@ -85,7 +100,11 @@ impl Catalog {
                     let q = self.playbook(s)?;
                     match q.body {
                         Body::Plays(_) => Ok(q),
-                        Body::Import(_) => Err(PlanError::load(&p.file, None, format!("imports `{s}`, which itself only imports"))),
+                        Body::Import(_) => Err(PlanError::load(
+                            &p.file,
+                            None,
+                            format!("imports `{s}`, which itself only imports"),
+                        )),
                     }
                 })
                 .collect(),
@@ -95,7 +114,11 @@ impl Catalog {
 
 /// Checks across files: roles named by playbooks exist, `when` expressions compile, imports
 /// resolve, and the whole role graph has no cycle.
-fn cross_check(roles: &BTreeMap<String, Role>, playbooks: &[Playbook], env: &Environment<'static>) -> Vec<PlanError> {
+fn cross_check(
+    roles: &BTreeMap<String, Role>,
+    playbooks: &[Playbook],
+    env: &Environment<'static>,
+) -> Vec<PlanError> {
     let mut errors = Vec::new();
     let available = || roles.keys().cloned().collect::<Vec<_>>().join(", ");
     for p in playbooks {
@@ -103,10 +126,14 @@ fn cross_check(roles: &BTreeMap<String, Role>, playbooks: &[Playbook], env: &Env
             Body::Plays(plays) => {
                 for r in plays.iter().flat_map(|pl| &pl.roles) {
                     if !roles.contains_key(&r.role) {
-                        errors.push(PlanError::MissingRole { role: r.role.clone(), by: r.origin.clone(), available: available() });
+                        errors.push(PlanError::MissingRole {
+                            role: r.role.clone(),
+                            by: r.origin.clone(),
+                            available: available(),
+                        });
                     }
                     if let Some(w) = &r.when
-                        && let Err(msg) = task::check_when(env, w)
+                        && let Err(msg) = validate::check_when(env, w)
                     {
                         errors.push(origin_error(&r.origin, msg));
                     }
@@ -115,13 +142,20 @@ fn cross_check(roles: &BTreeMap<String, Role>, playbooks: &[Playbook], env: &Env
             Body::Import(steps) => {
                 for s in steps {
                     if !playbooks.iter().any(|q| q.matches(s)) {
-                        errors.push(PlanError::load(&p.file, None, format!("imports unknown step `{s}`")));
+                        errors.push(PlanError::load(
+                            &p.file,
+                            None,
+                            format!("imports unknown step `{s}`"),
+                        ));
                     }
                 }
             }
         }
     }
-    let all: Vec<(String, String)> = roles.keys().map(|r| (r.clone(), roles[r].meta_file())).collect();
+    let all: Vec<(String, String)> = roles
+        .keys()
+        .map(|r| (r.clone(), roles[r].meta_file()))
+        .collect();
     if let Err(e) = dag::order(roles, &all) {
         errors.extend(e.into_list());
     }

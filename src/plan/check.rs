@@ -24,10 +24,18 @@ pub fn check_all(lib: &Library, vars: &dyn VarSource) -> Vec<PlanError> {
 
 /// Render every step of an already loaded catalog; see [`check_all`].
 pub fn check_catalog(catalog: &Catalog, vars: &dyn VarSource) -> Vec<PlanError> {
-    let planner = Planner { catalog, vars, sources: &CheckOnly };
+    let planner = Planner {
+        catalog,
+        vars,
+        sources: &CheckOnly,
+    };
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::new();
-    for book in catalog.playbooks.iter().filter(|b| matches!(b.body, Body::Plays(_))) {
+    for book in catalog
+        .playbooks
+        .iter()
+        .filter(|b| matches!(b.body, Body::Plays(_)))
+    {
         if let Err(e) = planner.plan_step(&book.step) {
             // A role used by several steps fails the same way in each: report it once.
             for e in e.into_list() {

@@ -4,9 +4,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use petgraph::Direction;
 use petgraph::algo::{tarjan_scc, toposort};
 use petgraph::graph::{DiGraph, NodeIndex};
-use petgraph::Direction;
 
 use super::error::PlanError;
 use super::role::Role;
@@ -22,7 +22,10 @@ pub struct RoleOrder {
 
 /// Build the DAG over `start` (roles in playbook order, each with the place that named it) and
 /// their `depends` closure.
-pub fn order(roles: &BTreeMap<String, Role>, start: &[(String, String)]) -> Result<RoleOrder, PlanError> {
+pub fn order(
+    roles: &BTreeMap<String, Role>,
+    start: &[(String, String)],
+) -> Result<RoleOrder, PlanError> {
     let mut graph: DiGraph<String, ()> = DiGraph::new();
     let mut index: HashMap<String, NodeIndex> = HashMap::new();
     let mut queue: Vec<(String, String)> = start.to_vec();
@@ -35,7 +38,11 @@ pub fn order(roles: &BTreeMap<String, Role>, start: &[(String, String)]) -> Resu
             continue;
         }
         let Some(role) = roles.get(&name) else {
-            errors.push(PlanError::MissingRole { role: name, by, available: roles.keys().cloned().collect::<Vec<_>>().join(", ") });
+            errors.push(PlanError::MissingRole {
+                role: name,
+                by,
+                available: roles.keys().cloned().collect::<Vec<_>>().join(", "),
+            });
             continue;
         };
         index.insert(name.clone(), graph.add_node(name.clone()));
@@ -51,10 +58,19 @@ pub fn order(roles: &BTreeMap<String, Role>, start: &[(String, String)]) -> Resu
     }
     let topo = toposort(&graph, None).map_err(|_| cycle_error(&graph, roles))?;
     // First-named position breaks ties so the order is stable and follows the playbook.
-    let pos: HashMap<&str, usize> = queue.iter().enumerate().rev().map(|(i, (n, _))| (n.as_str(), i)).collect();
+    let pos: HashMap<&str, usize> = queue
+        .iter()
+        .enumerate()
+        .rev()
+        .map(|(i, (n, _))| (n.as_str(), i))
+        .collect();
     let mut level: HashMap<NodeIndex, usize> = HashMap::new();
     for &n in &topo {
-        let l = graph.neighbors_directed(n, Direction::Incoming).map(|p| level[&p] + 1).max().unwrap_or(0);
+        let l = graph
+            .neighbors_directed(n, Direction::Incoming)
+            .map(|p| level[&p] + 1)
+            .max()
+            .unwrap_or(0);
         level.insert(n, l);
     }
     let mut nodes: Vec<NodeIndex> = graph.node_indices().collect();
@@ -67,7 +83,10 @@ pub fn order(roles: &BTreeMap<String, Role>, start: &[(String, String)]) -> Resu
         }
         waves[l].push(graph[*n].clone());
     }
-    Ok(RoleOrder { order: nodes.iter().map(|n| graph[*n].clone()).collect(), waves })
+    Ok(RoleOrder {
+        order: nodes.iter().map(|n| graph[*n].clone()).collect(),
+        waves,
+    })
 }
 
 /// Name one cycle, walking "depends on" edges, and the meta.yml files to edit.
@@ -80,12 +99,18 @@ fn cycle_error(graph: &DiGraph<String, ()>, roles: &BTreeMap<String, Role>) -> P
     loop {
         let cur = *path.last().unwrap();
         // Incoming edges come from the roles `cur` depends on.
-        let next = graph.neighbors_directed(cur, Direction::Incoming).find(|p| scc.contains(p)).unwrap();
+        let next = graph
+            .neighbors_directed(cur, Direction::Incoming)
+            .find(|p| scc.contains(p))
+            .unwrap();
         if let Some(i) = path.iter().position(|&p| p == next) {
             let mut names: Vec<String> = path[i..].iter().map(|&p| graph[p].clone()).collect();
             let files = names.iter().map(|n| roles[n].meta_file()).collect();
             names.push(graph[next].clone());
-            return PlanError::Cycle { roles: names, files };
+            return PlanError::Cycle {
+                roles: names,
+                files,
+            };
         }
         path.push(next);
     }
@@ -113,12 +138,21 @@ mod tests {
     }
 
     fn start(names: &[&str]) -> Vec<(String, String)> {
-        names.iter().map(|n| (n.to_string(), "playbooks/01.x.yml:3".to_string())).collect()
+        names
+            .iter()
+            .map(|n| (n.to_string(), "playbooks/01.x.yml:3".to_string()))
+            .collect()
     }
 
     #[test]
     fn diamond_gives_dependency_order_and_waves_without_paths_inside_a_wave() {
-        let r = roles(&[("a", &[]), ("b", &["a"]), ("c", &["a"]), ("d", &["c", "b"]), ("e", &[])]);
+        let r = roles(&[
+            ("a", &[]),
+            ("b", &["a"]),
+            ("c", &["a"]),
+            ("d", &["c", "b"]),
+            ("e", &[]),
+        ]);
         let o = order(&r, &start(&["d", "e"])).unwrap();
         // Ties follow the order roles were first named: e by the playbook, c before b by d's meta.
         assert_eq!(o.waves, vec![vec!["e", "a"], vec!["c", "b"], vec!["d"]]);
@@ -127,7 +161,12 @@ mod tests {
 
     #[test]
     fn only_the_roles_a_step_uses_and_their_dependencies_are_ordered() {
-        let r = roles(&[("prepare", &[]), ("etcd", &["prepare"]), ("kube-master", &["etcd"]), ("harbor", &[])]);
+        let r = roles(&[
+            ("prepare", &[]),
+            ("etcd", &["prepare"]),
+            ("kube-master", &["etcd"]),
+            ("harbor", &[]),
+        ]);
         let o = order(&r, &start(&["etcd"])).unwrap();
         assert_eq!(o.order, vec!["prepare", "etcd"]);
         assert_eq!(o.waves.len(), 2);
@@ -137,26 +176,42 @@ mod tests {
     fn cycle_is_named_with_the_meta_files_to_edit() {
         let r = roles(&[("a", &["b"]), ("b", &["c"]), ("c", &["a"]), ("ok", &[])]);
         let e = order(&r, &start(&["ok", "a"])).unwrap_err();
-        let PlanError::Cycle { roles, files } = &e else { panic!("{e}") };
+        let PlanError::Cycle { roles, files } = &e else {
+            panic!("{e}")
+        };
         assert_eq!(roles.first(), roles.last(), "a closed cycle");
         assert_eq!(roles.len(), 4);
         let mut files = files.clone();
         files.sort();
-        assert_eq!(files, vec!["roles/a/meta.yml", "roles/b/meta.yml", "roles/c/meta.yml"]);
+        assert_eq!(
+            files,
+            vec!["roles/a/meta.yml", "roles/b/meta.yml", "roles/c/meta.yml"]
+        );
         let msg = e.to_string();
-        assert!(msg.contains("a -> b -> c -> a") || msg.contains("b -> c -> a -> b") || msg.contains("c -> a -> b -> c"), "{msg}");
+        assert!(
+            msg.contains("a -> b -> c -> a")
+                || msg.contains("b -> c -> a -> b")
+                || msg.contains("c -> a -> b -> c"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn self_dependency_is_a_cycle() {
         let r = roles(&[("a", &["a"])]);
-        assert!(matches!(order(&r, &start(&["a"])), Err(PlanError::Cycle { .. })));
+        assert!(matches!(
+            order(&r, &start(&["a"])),
+            Err(PlanError::Cycle { .. })
+        ));
     }
 
     #[test]
     fn missing_dependency_names_the_role_and_the_meta_file() {
         let r = roles(&[("etcd", &["prepare"])]);
         let e = order(&r, &start(&["etcd"])).unwrap_err().to_string();
-        assert!(e.contains("roles/etcd/meta.yml: role `prepare` does not exist"), "{e}");
+        assert!(
+            e.contains("roles/etcd/meta.yml: role `prepare` does not exist"),
+            "{e}"
+        );
     }
 }

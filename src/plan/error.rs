@@ -8,22 +8,40 @@ use std::fmt;
 pub enum PlanError {
     /// A role/playbook file is malformed: bad YAML, unknown module or argument, bad value.
     #[error("{}: {msg}", at(file, *line))]
-    Load { file: String, line: Option<usize>, msg: String },
+    Load {
+        file: String,
+        line: Option<usize>,
+        msg: String,
+    },
     /// A playbook or a `meta.yml` names a role that exists neither embedded nor on disk.
     #[error("{by}: role `{role}` does not exist (roles available: {available})")]
-    MissingRole { role: String, by: String, available: String },
+    MissingRole {
+        role: String,
+        by: String,
+        available: String,
+    },
     /// `meta.yml` dependencies form a cycle.
     #[error("roles depend on each other in a cycle: {} (`->` = depends on); break it in {}", roles.join(" -> "), files.join(", "))]
-    Cycle { roles: Vec<String>, files: Vec<String> },
+    Cycle {
+        roles: Vec<String>,
+        files: Vec<String>,
+    },
     /// The step asked for has no playbook.
     #[error("unknown step `{step}`; available steps: {available}")]
     UnknownStep { step: String, available: String },
     /// Rendering a task for some hosts failed (undefined variable, bad value, missing source).
     #[error("{origin}: {msg} (host{} {})", if hosts.len() > 1 { "s" } else { "" }, hosts.join(", "))]
-    Render { origin: String, hosts: Vec<String>, msg: String },
+    Render {
+        origin: String,
+        hosts: Vec<String>,
+        msg: String,
+    },
     /// Writing rendered output failed.
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     /// Several independent errors, all reported at once.
     #[error("{}", Many(.0))]
     Many(Vec<PlanError>),
@@ -67,7 +85,11 @@ impl PlanError {
     }
 
     pub(crate) fn load(file: &str, line: Option<usize>, msg: impl Into<String>) -> PlanError {
-        PlanError::Load { file: file.to_string(), line, msg: msg.into() }
+        PlanError::Load {
+            file: file.to_string(),
+            line,
+            msg: msg.into(),
+        }
     }
 
     /// From a serde_yaml error, keeping its line.
@@ -78,6 +100,10 @@ impl PlanError {
         if let Some(i) = msg.find(" at line ") {
             msg.truncate(i);
         }
-        PlanError::Load { file: file.to_string(), line, msg }
+        PlanError::Load {
+            file: file.to_string(),
+            line,
+            msg,
+        }
     }
 }

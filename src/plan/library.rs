@@ -28,8 +28,11 @@ pub struct Entry {
 impl Entry {
     /// The file as UTF-8 text.
     pub fn text(&self) -> Result<&str, PlanError> {
-        std::str::from_utf8(&self.bytes)
-            .map_err(|_| PlanError::Load { file: self.display.clone(), line: None, msg: "not UTF-8 text".into() })
+        std::str::from_utf8(&self.bytes).map_err(|_| PlanError::Load {
+            file: self.display.clone(),
+            line: None,
+            msg: "not UTF-8 text".into(),
+        })
     }
 }
 
@@ -55,12 +58,23 @@ impl Library {
         Library::build(embedded::FILES, None).expect("embedded files need no I/O")
     }
 
-    fn build(embedded: &'static [(&str, &[u8])], root: Option<&Path>) -> Result<Library, PlanError> {
+    fn build(
+        embedded: &'static [(&str, &[u8])],
+        root: Option<&Path>,
+    ) -> Result<Library, PlanError> {
         let mut files = BTreeMap::new();
         for (path, bytes) in embedded {
-            files.insert(path.to_string(), Entry { display: path.to_string(), bytes: Cow::Borrowed(*bytes) });
+            files.insert(
+                path.to_string(),
+                Entry {
+                    display: path.to_string(),
+                    bytes: Cow::Borrowed(*bytes),
+                },
+            );
         }
-        let Some(root) = root else { return Ok(Library { files }) };
+        let Some(root) = root else {
+            return Ok(Library { files });
+        };
         let roles = root.join("roles");
         if roles.is_dir() {
             for dir in sorted_dir(&roles)? {
@@ -77,7 +91,11 @@ impl Library {
                 }
                 files.retain(|k, _| !k.starts_with(&prefix));
                 for p in found {
-                    let rel = p.strip_prefix(&dir).unwrap().to_string_lossy().replace('\\', "/");
+                    let rel = p
+                        .strip_prefix(&dir)
+                        .unwrap()
+                        .to_string_lossy()
+                        .replace('\\', "/");
                     insert_disk(&mut files, format!("{prefix}{rel}"), &p)?;
                 }
             }
@@ -100,14 +118,21 @@ impl Library {
 
     /// Files whose logical path starts with `prefix`, in path order.
     pub fn under<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a str, &'a Entry)> + 'a {
-        self.files.range(prefix.to_string()..).take_while(move |(k, _)| k.starts_with(prefix)).map(|(k, v)| (k.as_str(), v))
+        self.files
+            .range(prefix.to_string()..)
+            .take_while(move |(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.as_str(), v))
     }
 
     /// Names of every role (folders under `roles/` holding at least one file).
     pub fn role_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self
             .under("roles/")
-            .filter_map(|(k, _)| k["roles/".len()..].split_once('/').map(|(r, _)| r.to_string()))
+            .filter_map(|(k, _)| {
+                k["roles/".len()..]
+                    .split_once('/')
+                    .map(|(r, _)| r.to_string())
+            })
             .collect();
         names.dedup();
         names
@@ -117,18 +142,26 @@ impl Library {
     pub fn role_display(&self, role: &str) -> String {
         let prefix = format!("roles/{role}/");
         match self.under(&prefix).next() {
-            Some((k, e)) => e.display[..e.display.len() - (k.len() - prefix.len())].trim_end_matches('/').to_string(),
+            Some((k, e)) => e.display[..e.display.len() - (k.len() - prefix.len())]
+                .trim_end_matches('/')
+                .to_string(),
             None => format!("roles/{role}"),
         }
     }
 }
 
 fn file_name(p: &Path) -> String {
-    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn io_err(path: &Path, e: std::io::Error) -> PlanError {
-    PlanError::Load { file: path.display().to_string(), line: None, msg: e.to_string() }
+    PlanError::Load {
+        file: path.display().to_string(),
+        line: None,
+        msg: e.to_string(),
+    }
 }
 
 fn sorted_dir(dir: &Path) -> Result<Vec<PathBuf>, PlanError> {
@@ -153,9 +186,19 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), PlanError> {
     Ok(())
 }
 
-fn insert_disk(files: &mut BTreeMap<String, Entry>, key: String, p: &Path) -> Result<(), PlanError> {
+fn insert_disk(
+    files: &mut BTreeMap<String, Entry>,
+    key: String,
+    p: &Path,
+) -> Result<(), PlanError> {
     let bytes = std::fs::read(p).map_err(|e| io_err(p, e))?;
-    files.insert(key, Entry { display: p.display().to_string(), bytes: Cow::Owned(bytes) });
+    files.insert(
+        key,
+        Entry {
+            display: p.display().to_string(),
+            bytes: Cow::Owned(bytes),
+        },
+    );
     Ok(())
 }
 
@@ -179,13 +222,25 @@ mod tests {
         std::fs::create_dir_all(d.path().join("playbooks")).unwrap();
         std::fs::write(d.path().join("playbooks/02.etcd.yml"), "disk").unwrap();
         let lib = Library::build(EMB, Some(d.path())).unwrap();
-        assert!(lib.get("roles/etcd/templates/old.j2").is_none(), "no mix of embedded and disk role files");
+        assert!(
+            lib.get("roles/etcd/templates/old.j2").is_none(),
+            "no mix of embedded and disk role files"
+        );
         assert_eq!(&*lib.get("roles/etcd/tasks.yml").unwrap().bytes, b"- x");
-        assert!(lib.get("roles/chrony/tasks.yml").is_some(), "an empty folder hides nothing");
+        assert!(
+            lib.get("roles/chrony/tasks.yml").is_some(),
+            "an empty folder hides nothing"
+        );
         assert_eq!(&*lib.get("playbooks/02.etcd.yml").unwrap().bytes, b"disk");
-        assert_eq!(&*lib.get("playbooks/01.prepare.yml").unwrap().bytes, b"embedded");
+        assert_eq!(
+            &*lib.get("playbooks/01.prepare.yml").unwrap().bytes,
+            b"embedded"
+        );
         assert_eq!(lib.role_names(), vec!["chrony", "etcd"]);
-        assert_eq!(lib.role_display("etcd"), d.path().join("roles/etcd").display().to_string());
+        assert_eq!(
+            lib.role_display("etcd"),
+            d.path().join("roles/etcd").display().to_string()
+        );
         assert_eq!(lib.role_display("chrony"), "roles/chrony");
     }
 }

@@ -14,6 +14,7 @@ mod convert;
 pub mod dag;
 mod error;
 mod library;
+mod modules;
 mod output;
 mod planner;
 mod playbook;
@@ -21,6 +22,7 @@ mod render;
 mod role;
 mod sources;
 mod task;
+mod validate;
 
 pub use catalog::Catalog;
 pub use check::{check_all, check_catalog};

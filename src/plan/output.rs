@@ -27,14 +27,19 @@ pub struct RenderSummary {
 pub fn write_render(plans: &[StepPlan], out: &Path) -> Result<RenderSummary, PlanError> {
     let io = |p: &Path| {
         let p = p.display().to_string();
-        move |source| PlanError::Io { path: p.clone(), source }
+        move |source| PlanError::Io {
+            path: p.clone(),
+            source,
+        }
     };
     if out.exists() {
         let non_empty = fs::read_dir(out).map_err(io(out))?.next().is_some();
         if non_empty && !out.join(MARKER).exists() {
             return Err(PlanError::Io {
                 path: out.display().to_string(),
-                source: std::io::Error::other("exists and was not written by `ezk render`; choose an empty or new directory"),
+                source: std::io::Error::other(
+                    "exists and was not written by `ezk render`; choose an empty or new directory",
+                ),
             });
         }
     }
@@ -47,7 +52,11 @@ pub fn write_render(plans: &[StepPlan], out: &Path) -> Result<RenderSummary, Pla
         for w in &p.waves {
             for hr in &w.hosts {
                 let v = per_host.entry(hr.host.as_str()).or_default();
-                v.extend(hr.tasks.iter().map(|t| (p.step.as_str(), hr.role.as_str(), t)));
+                v.extend(
+                    hr.tasks
+                        .iter()
+                        .map(|t| (p.step.as_str(), hr.role.as_str(), t)),
+                );
             }
         }
     }
@@ -58,10 +67,17 @@ pub fn write_render(plans: &[StepPlan], out: &Path) -> Result<RenderSummary, Pla
             fs::remove_dir_all(&dir).map_err(io(&dir))?;
         }
         fs::create_dir_all(&dir).map_err(io(&dir))?;
-        let mut plan = format!("# ezk render: every action for host {host}, in order (no host was contacted)\n");
+        let mut plan = format!(
+            "# ezk render: every action for host {host}, in order (no host was contacted)\n"
+        );
         let mut written = BTreeSet::new();
         for (step, role, t) in tasks {
-            plan.push_str(&format!("[{step}] {role}: {}    # {} ({})\n", describe(&t.action), t.name, t.origin));
+            plan.push_str(&format!(
+                "[{step}] {role}: {}    # {} ({})\n",
+                describe(&t.action),
+                t.name,
+                t.origin
+            ));
             if !t.notify.is_empty() {
                 plan.push_str(&format!("    notify: {}\n", t.notify.join(", ")));
             }
@@ -83,10 +99,13 @@ pub fn write_render(plans: &[StepPlan], out: &Path) -> Result<RenderSummary, Pla
                         file.write_all(bytes).map_err(io(&target))?;
                         // Secrets stay private on the operator's machine too.
                         let mode = if f.secret { 0o600 } else { f.mode & 0o777 };
-                        fs::set_permissions(&target, fs::Permissions::from_mode(mode)).map_err(io(&target))?;
+                        fs::set_permissions(&target, fs::Permissions::from_mode(mode))
+                            .map_err(io(&target))?;
                     }
                     // A binary is not for review: link to the verified copy in the store.
-                    Content::Local { path, .. } => std::os::unix::fs::symlink(path, &target).map_err(io(&target))?,
+                    Content::Local { path, .. } => {
+                        std::os::unix::fs::symlink(path, &target).map_err(io(&target))?
+                    }
                 }
                 if written.insert(f.path.clone()) {
                     files += 1;
@@ -95,13 +114,18 @@ pub fn write_render(plans: &[StepPlan], out: &Path) -> Result<RenderSummary, Pla
         }
         fs::write(dir.join("PLAN.txt"), plan).map_err(io(&dir))?;
     }
-    Ok(RenderSummary { hosts: per_host.len(), files })
+    Ok(RenderSummary {
+        hosts: per_host.len(),
+        files,
+    })
 }
 
 /// `dir` + an absolute host path, refusing `..` so nothing lands outside `dir`.
 fn host_path(dir: &Path, p: &str) -> Option<PathBuf> {
     let rel = Path::new(p).strip_prefix("/").ok()?;
-    rel.components().all(|c| matches!(c, Component::Normal(_))).then(|| dir.join(rel))
+    rel.components()
+        .all(|c| matches!(c, Component::Normal(_)))
+        .then(|| dir.join(rel))
 }
 
 /// One line describing an action; secret content is never shown (only its path).
@@ -110,28 +134,72 @@ pub fn describe(a: &Action) -> String {
         Action::File(f) => {
             let src = match &f.content {
                 Content::Inline(b) => format!("{} bytes", b.len()),
-                Content::Local { path, sha256 } => format!("from {} sha256 {sha256}", path.display()),
+                Content::Local { path, sha256 } => {
+                    format!("from {} sha256 {sha256}", path.display())
+                }
             };
-            format!("file {} {:04o} {}:{} ({src}){}", f.path, f.mode, f.owner, f.group, if f.secret { " secret" } else { "" })
+            format!(
+                "file {} {:04o} {}:{} ({src}){}",
+                f.path,
+                f.mode,
+                f.owner,
+                f.group,
+                if f.secret { " secret" } else { "" }
+            )
         }
-        Action::Directory { path, mode, owner, group } => format!("directory {path} {mode:04o} {owner}:{group}"),
+        Action::Directory {
+            path,
+            mode,
+            owner,
+            group,
+        } => format!("directory {path} {mode:04o} {owner}:{group}"),
         Action::Link { path, target } => format!("link {path} -> {target}"),
         Action::Absent { path } => format!("absent {path}"),
         Action::Sysctl { file, entries } => {
-            format!("sysctl {file}: {}", entries.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "))
+            format!(
+                "sysctl {file}: {}",
+                entries
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            )
         }
         Action::Modprobe { file, modules } => format!("modprobe {file}: {}", modules.join(" ")),
-        Action::Package { names, offline } => format!("package{} {}", if *offline { " (offline: verify only)" } else { "" }, names.join(" ")),
-        Action::Service { unit, enabled, state } => {
+        Action::Package { names, offline } => format!(
+            "package{} {}",
+            if *offline {
+                " (offline: verify only)"
+            } else {
+                ""
+            },
+            names.join(" ")
+        ),
+        Action::Service {
+            unit,
+            enabled,
+            state,
+        } => {
             let st = match state {
                 UnitState::Started => "started",
                 UnitState::Stopped => "stopped",
                 UnitState::Restarted => "restarted",
             };
-            format!("service {unit} {st}{}", if *enabled { ", enabled" } else { ", not enabled" })
+            format!(
+                "service {unit} {st}{}",
+                if *enabled {
+                    ", enabled"
+                } else {
+                    ", not enabled"
+                }
+            )
         }
         Action::DaemonReload => "systemctl daemon-reload (if a unit file changed)".into(),
-        Action::Command { cmd, creates, unless } => {
+        Action::Command {
+            cmd,
+            creates,
+            unless,
+        } => {
             let mut s = format!("command {cmd:?}");
             if let Some(c) = creates {
                 s.push_str(&format!(" creates {c}"));
@@ -141,9 +209,17 @@ pub fn describe(a: &Action) -> String {
             }
             s
         }
-        Action::WaitFor { target, timeout_secs, .. } => match target {
-            WaitTarget::Tcp { host, port } => format!("wait_for tcp {host}:{port} within {timeout_secs}s"),
-            WaitTarget::Command { cmd } => format!("wait_for command {cmd:?} within {timeout_secs}s"),
+        Action::WaitFor {
+            target,
+            timeout_secs,
+            ..
+        } => match target {
+            WaitTarget::Tcp { host, port } => {
+                format!("wait_for tcp {host}:{port} within {timeout_secs}s")
+            }
+            WaitTarget::Command { cmd } => {
+                format!("wait_for command {cmd:?} within {timeout_secs}s")
+            }
         },
     }
 }

@@ -44,7 +44,14 @@ impl Planner<'_> {
     pub fn plan_step(&self, query: &str) -> Result<StepPlan, PlanError> {
         let b = self.catalog.playbook(query)?;
         if let Body::Import(_) = b.body {
-            return Err(PlanError::load(&b.file, None, format!("step {} only imports other steps; plan them one by one", b.step)));
+            return Err(PlanError::load(
+                &b.file,
+                None,
+                format!(
+                    "step {} only imports other steps; plan them one by one",
+                    b.step
+                ),
+            ));
         }
         self.plan_playbook(b)
     }
@@ -54,7 +61,11 @@ impl Planner<'_> {
             return Err(PlanError::load(&book.file, None, "nested import"));
         };
         let roles = &self.catalog.roles;
-        let start: Vec<(String, String)> = plays.iter().flat_map(|p| &p.roles).map(|r| (r.role.clone(), r.origin.clone())).collect();
+        let start: Vec<(String, String)> = plays
+            .iter()
+            .flat_map(|p| &p.roles)
+            .map(|r| (r.role.clone(), r.origin.clone()))
+            .collect();
         let order = dag::order(roles, &start)?;
         let all_hosts = self.vars.hosts();
         let groups = self.vars.groups();
@@ -66,20 +77,38 @@ impl Planner<'_> {
         for play in plays {
             let play_hosts: Vec<&String> = all_hosts
                 .iter()
-                .filter(|h| play.hosts.iter().any(|g| g == "all" || groups.get(g).is_some_and(|m| m.contains(h))))
+                .filter(|h| {
+                    play.hosts
+                        .iter()
+                        .any(|g| g == "all" || groups.get(g).is_some_and(|m| m.contains(h)))
+                })
                 .collect();
             for r in &play.roles {
                 let role = &roles[&r.role];
                 for h in &play_hosts {
                     if let Some(w) = &r.when {
-                        let Some(vars) = self.host_vars(&mut cache, h, role, &mut errors) else { continue };
+                        let Some(vars) = self.host_vars(&mut cache, h, role, &mut errors) else {
+                            continue;
+                        };
                         let base = minijinja::Value::from_serialize(&*vars);
-                        let hr = HostRender { env: self.catalog.env(), role, host: h, vars: &vars, sources: self.sources };
+                        let hr = HostRender {
+                            env: self.catalog.env(),
+                            role,
+                            host: h,
+                            vars: &vars,
+                            sources: self.sources,
+                        };
                         match hr.when(w, &base) {
                             Ok(true) => {}
                             Ok(false) => continue,
                             Err(msg) => {
-                                errors.add(RenderFailure { origin: r.origin.clone(), msg }, h);
+                                errors.add(
+                                    RenderFailure {
+                                        origin: r.origin.clone(),
+                                        msg,
+                                    },
+                                    h,
+                                );
                                 continue;
                             }
                         }
@@ -107,15 +136,30 @@ impl Planner<'_> {
 
         let mut waves = Vec::new();
         for wave_roles in &order.waves {
-            let mut wave = Wave { roles: wave_roles.clone(), hosts: Vec::new() };
+            let mut wave = Wave {
+                roles: wave_roles.clone(),
+                hosts: Vec::new(),
+            };
             for name in wave_roles {
                 let role = &roles[name];
                 let on = hosts.get(name).cloned().unwrap_or_default();
                 for h in all_hosts.iter().filter(|h| on.contains(h)) {
-                    let Some(vars) = self.host_vars(&mut cache, h, role, &mut errors) else { continue };
-                    let hr = HostRender { env: self.catalog.env(), role, host: h, vars: &vars, sources: self.sources };
+                    let Some(vars) = self.host_vars(&mut cache, h, role, &mut errors) else {
+                        continue;
+                    };
+                    let hr = HostRender {
+                        env: self.catalog.env(),
+                        role,
+                        host: h,
+                        vars: &vars,
+                        sources: self.sources,
+                    };
                     match hr.tasks() {
-                        Ok(tasks) => wave.hosts.push(HostRolePlan { host: h.clone(), role: name.clone(), tasks }),
+                        Ok(tasks) => wave.hosts.push(HostRolePlan {
+                            host: h.clone(),
+                            role: name.clone(),
+                            tasks,
+                        }),
                         Err(fails) => fails.into_iter().for_each(|f| errors.add(f, h)),
                     }
                 }
@@ -123,15 +167,25 @@ impl Planner<'_> {
             waves.push(wave);
         }
         errors.into_result()?;
-        Ok(StepPlan { step: book.step.clone(), waves })
+        Ok(StepPlan {
+            step: book.step.clone(),
+            waves,
+        })
     }
 
     /// Variables of `host` for `role`, with `inventory_hostname` and `groups` ensured; cached.
-    fn host_vars(&self, cache: &mut HashMap<(String, String), Result<Rc<Vars>, String>>, host: &str, role: &super::role::Role, errors: &mut Failures) -> Option<Rc<Vars>> {
+    fn host_vars(
+        &self,
+        cache: &mut HashMap<(String, String), Result<Rc<Vars>, String>>,
+        host: &str,
+        role: &super::role::Role,
+        errors: &mut Failures,
+    ) -> Option<Rc<Vars>> {
         let key = (host.to_string(), role.name.clone());
         let r = cache.entry(key).or_insert_with(|| {
             self.vars.vars_for(host, &role.defaults).map(|mut v| {
-                v.entry("inventory_hostname".into()).or_insert_with(|| Value::String(host.into()));
+                v.entry("inventory_hostname".into())
+                    .or_insert_with(|| Value::String(host.into()));
                 if !v.contains_key("groups") {
                     v.insert("groups".into(), groups_value(self.vars.groups()));
                 }
@@ -142,7 +196,13 @@ impl Planner<'_> {
             // Shared, not copied: with `hostvars` a host's variables hold the whole cluster's.
             Ok(v) => Some(Rc::clone(v)),
             Err(msg) => {
-                errors.add(RenderFailure { origin: role.dir.clone(), msg: format!("variables: {msg}") }, host);
+                errors.add(
+                    RenderFailure {
+                        origin: role.dir.clone(),
+                        msg: format!("variables: {msg}"),
+                    },
+                    host,
+                );
                 None
             }
         }
@@ -174,6 +234,15 @@ impl Failures {
     }
 
     fn into_result(self) -> Result<(), PlanError> {
-        PlanError::collect(self.list.into_iter().map(|(f, hosts)| PlanError::Render { origin: f.origin, hosts, msg: f.msg }).collect())
+        PlanError::collect(
+            self.list
+                .into_iter()
+                .map(|(f, hosts)| PlanError::Render {
+                    origin: f.origin,
+                    hosts,
+                    msg: f.msg,
+                })
+                .collect(),
+        )
     }
 }

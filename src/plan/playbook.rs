@@ -88,8 +88,13 @@ enum RawBody {
 impl Playbook {
     /// Parse `playbooks/<stem>.yml`; `stem` must look like `NN.name`.
     pub fn parse(stem: &str, file: &str, text: &str) -> Result<Playbook, PlanError> {
-        let (number, name) = split_stem(stem)
-            .ok_or_else(|| PlanError::load(file, None, "playbook file names must look like NN.<step>.yml (e.g. 02.etcd.yml)"))?;
+        let (number, name) = split_stem(stem).ok_or_else(|| {
+            PlanError::load(
+                file,
+                None,
+                "playbook file names must look like NN.<step>.yml (e.g. 02.etcd.yml)",
+            )
+        })?;
         // Pick the shape from the top-level node, then parse strictly for precise messages.
         let is_map = matches!(serde_yaml::from_str::<Arg>(text), Ok(Arg::Mapping(_)));
         let raw = if is_map {
@@ -111,7 +116,11 @@ impl Playbook {
                     .map(|v| match v {
                         Arg::Number(n) => Ok(format!("{:02}", n.as_u64().unwrap_or(0))),
                         Arg::String(s) => Ok(s.clone()),
-                        _ => Err(PlanError::load(file, None, "import entries are step numbers or names")),
+                        _ => Err(PlanError::load(
+                            file,
+                            None,
+                            "import entries are step numbers or names",
+                        )),
                     })
                     .collect::<Result<_, _>>()?,
             ),
@@ -119,37 +128,47 @@ impl Playbook {
                 // Role references appear in file order: each is searched after the previous.
                 let mut cursor = 0;
                 Body::Plays(
-                plays
-                    .into_iter()
-                    .map(|p| Play {
-                        hosts: match p.hosts {
-                            OneOrMany::One(s) => s.split([',', ':']).map(|g| g.trim().to_string()).filter(|g| !g.is_empty()).collect(),
-                            OneOrMany::Many(v) => v,
-                        },
-                        roles: p
-                            .roles
-                            .into_iter()
-                            .map(|r| {
-                                let (role, when) = match r {
-                                    RawRole::Name(n) => (n, None),
-                                    RawRole::Full(f) => (f.role, f.when),
-                                };
-                                let origin = match role_line(text, &role, cursor) {
-                                    Some(l) => {
-                                        cursor = l;
-                                        format!("{file}:{l}")
-                                    }
-                                    None => file.to_string(),
-                                };
-                                RoleRef { role, when, origin }
-                            })
-                            .collect(),
-                    })
-                    .collect(),
+                    plays
+                        .into_iter()
+                        .map(|p| Play {
+                            hosts: match p.hosts {
+                                OneOrMany::One(s) => s
+                                    .split([',', ':'])
+                                    .map(|g| g.trim().to_string())
+                                    .filter(|g| !g.is_empty())
+                                    .collect(),
+                                OneOrMany::Many(v) => v,
+                            },
+                            roles: p
+                                .roles
+                                .into_iter()
+                                .map(|r| {
+                                    let (role, when) = match r {
+                                        RawRole::Name(n) => (n, None),
+                                        RawRole::Full(f) => (f.role, f.when),
+                                    };
+                                    let origin = match role_line(text, &role, cursor) {
+                                        Some(l) => {
+                                            cursor = l;
+                                            format!("{file}:{l}")
+                                        }
+                                        None => file.to_string(),
+                                    };
+                                    RoleRef { role, when, origin }
+                                })
+                                .collect(),
+                        })
+                        .collect(),
                 )
             }
         };
-        Ok(Playbook { step: stem.to_string(), number, name, file: file.to_string(), body })
+        Ok(Playbook {
+            step: stem.to_string(),
+            number,
+            name,
+            file: file.to_string(),
+            body,
+        })
     }
 
     /// Does `query` (`02`, `2`, `etcd`, `02.etcd`) name this playbook?
@@ -164,7 +183,10 @@ impl Playbook {
 
 fn split_stem(stem: &str) -> Option<(u32, String)> {
     let (num, name) = stem.split_once('.')?;
-    let n = num.parse().ok().filter(|_| num.chars().all(|c| c.is_ascii_digit()))?;
+    let n = num
+        .parse()
+        .ok()
+        .filter(|_| num.chars().all(|c| c.is_ascii_digit()))?;
     (!name.is_empty()).then(|| (n, name.to_string()))
 }
 
@@ -175,7 +197,8 @@ pub fn role_line(text: &str, role: &str, from: usize) -> Option<usize> {
     let is_word = |c: char| c.is_alphanumeric() || c == '_' || c == '-';
     let has_word = |l: &str| {
         l.match_indices(role).any(|(i, _)| {
-            !l[..i].chars().next_back().is_some_and(is_word) && !l[i + role.len()..].chars().next().is_some_and(is_word)
+            !l[..i].chars().next_back().is_some_and(is_word)
+                && !l[i + role.len()..].chars().next().is_some_and(is_word)
         })
     };
     text.lines()
@@ -187,7 +210,9 @@ pub fn role_line(text: &str, role: &str, from: usize) -> Option<usize> {
             if t.starts_with('#') || t.contains("hosts:") {
                 return false;
             }
-            let item = t.strip_prefix("- ").map(|r| r.trim().trim_matches(['"', '\'']));
+            let item = t
+                .strip_prefix("- ")
+                .map(|r| r.trim().trim_matches(['"', '\'']));
             item == Some(role)
                 || t.split_once("role:").is_some_and(|(_, r)| has_word(r))
                 || t.split_once("roles:").is_some_and(|(_, r)| has_word(r))
@@ -203,8 +228,14 @@ mod tests {
     fn role_lines_skip_comments_and_group_names() {
         let text = "# chrony first\n- hosts: [etcd, chrony]\n  roles:\n    - { role: chrony, when: x }\n    - prepare\n- hosts: etcd\n  roles: [chrony]\n";
         let p = Playbook::parse("01.prepare", "p.yml", text).unwrap();
-        let Body::Plays(plays) = &p.body else { panic!() };
-        let origins: Vec<&str> = plays.iter().flat_map(|p| &p.roles).map(|r| r.origin.as_str()).collect();
+        let Body::Plays(plays) = &p.body else {
+            panic!()
+        };
+        let origins: Vec<&str> = plays
+            .iter()
+            .flat_map(|p| &p.roles)
+            .map(|r| r.origin.as_str())
+            .collect();
         assert_eq!(origins, ["p.yml:4", "p.yml:5", "p.yml:7"]);
         assert_eq!(plays[0].hosts, ["etcd", "chrony"]);
     }
@@ -212,13 +243,24 @@ mod tests {
     #[test]
     fn import_lists_numbers_as_steps() {
         let p = Playbook::parse("90.all", "a.yml", "import: [01, 02, 10, etcd]\n").unwrap();
-        let Body::Import(steps) = &p.body else { panic!() };
+        let Body::Import(steps) = &p.body else {
+            panic!()
+        };
         assert_eq!(steps, &["01", "02", "10", "etcd"]);
     }
 
     #[test]
     fn unknown_play_key_is_refused_with_its_line() {
-        let e = Playbook::parse("02.etcd", "p.yml", "- hosts: etcd\n  become: true\n  roles: [etcd]\n").unwrap_err().to_string();
-        assert!(e.starts_with("p.yml:2:") && e.contains("unknown field `become`"), "{e}");
+        let e = Playbook::parse(
+            "02.etcd",
+            "p.yml",
+            "- hosts: etcd\n  become: true\n  roles: [etcd]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("p.yml:2:") && e.contains("unknown field `become`"),
+            "{e}"
+        );
     }
 }

@@ -3,19 +3,31 @@
 
 use minijinja::{Environment, ErrorKind, Value, context};
 
-use super::action::{Action, Content, FileSpec, Task, UnitState, WaitTarget};
-use super::convert::{clip, missing, parse_mode, parse_tcp, scalar, short, strip_braces, unguarded, unit_state, whole_expr};
+use super::action::{Action, Task};
+use super::convert::{
+    clip, missing, parse_mode, scalar, short, strip_braces, unguarded, whole_expr,
+};
 use super::role::Role;
 use super::sources::Sources;
-use super::task::{self, Arg, Module, TaskDef};
+use super::task::{self, Arg, TaskDef};
 use crate::inventory::Vars;
 use crate::template::is_template;
 
 /// Kubeconfig names the `kubeconfig` module accepts.
-pub const KUBECONFIGS: &[&str] = &["admin", "kube-controller-manager", "kube-scheduler", "kube-proxy", "kubelet"];
+pub const KUBECONFIGS: &[&str] = &[
+    "admin",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kube-proxy",
+    "kubelet",
+];
 
 /// Where systemd reads unit files from; a file landing here calls for a daemon-reload.
-const UNIT_DIRS: &[&str] = &["/etc/systemd/system/", "/lib/systemd/system/", "/usr/lib/systemd/system/"];
+const UNIT_DIRS: &[&str] = &[
+    "/etc/systemd/system/",
+    "/lib/systemd/system/",
+    "/usr/lib/systemd/system/",
+];
 
 /// A rendering failure: where (task or template `file:line`) and what.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,13 +65,21 @@ impl HostRender<'_> {
     }
 
     fn task(&self, t: &TaskDef, base: &Value) -> Result<Vec<Task>, RenderFailure> {
-        let fail = |msg: String| RenderFailure { origin: t.origin.clone(), msg };
+        let fail = |msg: String| RenderFailure {
+            origin: t.origin.clone(),
+            msg,
+        };
         let items: Vec<Option<Value>> = match &t.loop_ {
             None => vec![None],
             Some(l) => match self.value(l, base).map_err(fail)? {
                 Arg::Sequence(v) => v.iter().map(|x| Some(Value::from_serialize(x))).collect(),
                 Arg::Null => Vec::new(),
-                other => return Err(fail(format!("`loop` must give a list, got {}", short(&other)))),
+                other => {
+                    return Err(fail(format!(
+                        "`loop` must give a list, got {}",
+                        short(&other)
+                    )));
+                }
             },
         };
         let mut out = Vec::new();
@@ -73,13 +93,27 @@ impl HostRender<'_> {
             {
                 continue;
             }
-            let notify = t.notify.iter().map(|n| self.string(n, &ctx, "notify")).collect::<Result<Vec<_>, _>>().map_err(fail)?;
+            let notify = t
+                .notify
+                .iter()
+                .map(|n| self.string(n, &ctx, "notify"))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(fail)?;
             let name = match &item {
-                Some(i) => format!("{} ({})", t.name, short(&serde_yaml::to_value(i).unwrap_or(Arg::Null))),
+                Some(i) => format!(
+                    "{} ({})",
+                    t.name,
+                    short(&serde_yaml::to_value(i).unwrap_or(Arg::Null))
+                ),
                 None => t.name.clone(),
             };
             for action in self.actions(t, &ctx)? {
-                out.push(Task { name: name.clone(), origin: t.origin.clone(), action, notify: notify.clone() });
+                out.push(Task {
+                    name: name.clone(),
+                    origin: t.origin.clone(),
+                    action,
+                    notify: notify.clone(),
+                });
             }
         }
         Ok(out)
@@ -99,12 +133,24 @@ impl HostRender<'_> {
             }
             Arg::String(s) => {
                 let expr = strip_braces(s);
-                let e = self.env.compile_expression(expr).map_err(|e| format!("when `{s}`: {}", task::detail(&e)))?;
-                let v = e.eval(ctx).map_err(|err| format!("when `{s}`: {}", self.explain(&err, e.undeclared_variables(false), ctx)))?;
+                let e = self
+                    .env
+                    .compile_expression(expr)
+                    .map_err(|e| format!("when `{s}`: {}", task::detail(&e)))?;
+                let v = e.eval(ctx).map_err(|err| {
+                    format!(
+                        "when `{s}`: {}",
+                        self.explain(&err, e.undeclared_variables(false), ctx)
+                    )
+                })?;
                 if v.is_undefined() {
-                    return Err(format!("when `{s}`: undefined {}", missing(e.undeclared_variables(false), ctx, self.env)));
+                    return Err(format!(
+                        "when `{s}`: undefined {}",
+                        missing(e.undeclared_variables(false), ctx, self.env)
+                    ));
                 }
-                unguarded(s, e.undeclared_variables(false), ctx, self.env).map_err(|m| format!("when `{s}`: {m}"))?;
+                unguarded(s, e.undeclared_variables(false), ctx, self.env)
+                    .map_err(|m| format!("when `{s}`: {m}"))?;
                 Ok(v.is_true())
             }
             _ => Err("`when` must be an expression, a list of expressions, or a boolean".into()),
@@ -113,26 +159,54 @@ impl HostRender<'_> {
 
     /// Render an argument value: strings through Jinja; a string that is exactly `{{ expr }}`
     /// keeps the expression's native type (a list stays a list), as in Ansible.
-    fn value(&self, v: &Arg, ctx: &Value) -> Result<Arg, String> {
+    pub(super) fn value(&self, v: &Arg, ctx: &Value) -> Result<Arg, String> {
         Ok(match v {
             Arg::String(s) if is_template(s) => match whole_expr(s) {
                 Some(expr) => {
-                    let e = self.env.compile_expression(expr).map_err(|e| format!("{}: {}", clip(s), task::detail(&e)))?;
-                    let val = e.eval(ctx).map_err(|err| format!("{}: {}", clip(s), self.explain(&err, e.undeclared_variables(false), ctx)))?;
+                    let e = self
+                        .env
+                        .compile_expression(expr)
+                        .map_err(|e| format!("{}: {}", clip(s), task::detail(&e)))?;
+                    let val = e.eval(ctx).map_err(|err| {
+                        format!(
+                            "{}: {}",
+                            clip(s),
+                            self.explain(&err, e.undeclared_variables(false), ctx)
+                        )
+                    })?;
                     if val.is_undefined() {
-                        return Err(format!("{}: undefined {}", clip(s), missing(e.undeclared_variables(false), ctx, self.env)));
+                        return Err(format!(
+                            "{}: undefined {}",
+                            clip(s),
+                            missing(e.undeclared_variables(false), ctx, self.env)
+                        ));
                     }
-                    unguarded(s, e.undeclared_variables(false), ctx, self.env).map_err(|m| format!("{}: {m}", clip(s)))?;
+                    unguarded(s, e.undeclared_variables(false), ctx, self.env)
+                        .map_err(|m| format!("{}: {m}", clip(s)))?;
                     serde_yaml::to_value(&val).map_err(|e| format!("{}: {e}", clip(s)))?
                 }
                 None => {
-                    let t = self.env.template_from_str(s).map_err(|e| format!("{}: {}", clip(s), task::detail(&e)))?;
-                    let r = t.render(ctx).map_err(|err| format!("{}: {}", clip(s), self.explain(&err, t.undeclared_variables(false), ctx)))?;
-                    unguarded(s, t.undeclared_variables(false), ctx, self.env).map_err(|m| format!("{}: {m}", clip(s)))?;
+                    let t = self
+                        .env
+                        .template_from_str(s)
+                        .map_err(|e| format!("{}: {}", clip(s), task::detail(&e)))?;
+                    let r = t.render(ctx).map_err(|err| {
+                        format!(
+                            "{}: {}",
+                            clip(s),
+                            self.explain(&err, t.undeclared_variables(false), ctx)
+                        )
+                    })?;
+                    unguarded(s, t.undeclared_variables(false), ctx, self.env)
+                        .map_err(|m| format!("{}: {m}", clip(s)))?;
                     Arg::String(r)
                 }
             },
-            Arg::Sequence(v) => Arg::Sequence(v.iter().map(|x| self.value(x, ctx)).collect::<Result<_, _>>()?),
+            Arg::Sequence(v) => Arg::Sequence(
+                v.iter()
+                    .map(|x| self.value(x, ctx))
+                    .collect::<Result<_, _>>()?,
+            ),
             Arg::Mapping(m) => {
                 let mut out = serde_yaml::Mapping::new();
                 for (k, x) in m {
@@ -144,15 +218,20 @@ impl HostRender<'_> {
         })
     }
 
-    fn string(&self, v: &Arg, ctx: &Value, field: &str) -> Result<String, String> {
+    pub(super) fn string(&self, v: &Arg, ctx: &Value, field: &str) -> Result<String, String> {
         scalar(&self.value(v, ctx)?).ok_or_else(|| format!("`{field}` must be a string"))
     }
 
-    fn opt_string(&self, v: &Option<Arg>, ctx: &Value, field: &str) -> Result<Option<String>, String> {
+    pub(super) fn opt_string(
+        &self,
+        v: &Option<Arg>,
+        ctx: &Value,
+        field: &str,
+    ) -> Result<Option<String>, String> {
         v.as_ref().map(|v| self.string(v, ctx, field)).transpose()
     }
 
-    fn path(&self, v: &Arg, ctx: &Value, field: &str) -> Result<String, String> {
+    pub(super) fn path(&self, v: &Arg, ctx: &Value, field: &str) -> Result<String, String> {
         let p = self.string(v, ctx, field)?;
         if !p.starts_with('/') {
             return Err(format!("`{field}` must be an absolute path, got {p:?}"));
@@ -160,7 +239,13 @@ impl HostRender<'_> {
         Ok(p)
     }
 
-    fn bool(&self, v: &Option<Arg>, ctx: &Value, field: &str, default: bool) -> Result<bool, String> {
+    pub(super) fn bool(
+        &self,
+        v: &Option<Arg>,
+        ctx: &Value,
+        field: &str,
+        default: bool,
+    ) -> Result<bool, String> {
         let Some(v) = v else { return Ok(default) };
         match self.value(v, ctx)? {
             Arg::Bool(b) => Ok(b),
@@ -174,171 +259,54 @@ impl HostRender<'_> {
         }
     }
 
-    fn mode(&self, v: &Option<Arg>, ctx: &Value, default: u32) -> Result<u32, String> {
-        v.as_ref().map_or(Ok(default), |v| parse_mode(&self.value(v, ctx)?))
+    pub(super) fn mode(&self, v: &Option<Arg>, ctx: &Value, default: u32) -> Result<u32, String> {
+        v.as_ref()
+            .map_or(Ok(default), |v| parse_mode(&self.value(v, ctx)?))
     }
 
-    fn list(&self, v: &Arg, ctx: &Value, field: &str) -> Result<Vec<String>, String> {
+    pub(super) fn list(&self, v: &Arg, ctx: &Value, field: &str) -> Result<Vec<String>, String> {
         match self.value(v, ctx)? {
-            Arg::Sequence(v) => v.iter().map(|x| scalar(x).ok_or_else(|| format!("`{field}` entries must be strings"))).collect(),
+            Arg::Sequence(v) => v
+                .iter()
+                .map(|x| scalar(x).ok_or_else(|| format!("`{field}` entries must be strings")))
+                .collect(),
             Arg::String(s) => Ok(vec![s]),
             _ => Err(format!("`{field}` must be a list")),
         }
     }
 
     /// A minijinja error with the variables the failing text uses but the host lacks.
-    fn explain(&self, err: &minijinja::Error, used: std::collections::HashSet<String>, ctx: &Value) -> String {
+    pub(super) fn explain(
+        &self,
+        err: &minijinja::Error,
+        used: std::collections::HashSet<String>,
+        ctx: &Value,
+    ) -> String {
         if err.kind() == ErrorKind::UndefinedError {
             let m = missing(used, ctx, self.env);
             return format!("undefined {m}");
         }
         task::detail(err)
     }
-
-    fn file(&self, path: String, content: Vec<u8>, mode: u32, owner: String, group: String, secret: bool) -> Action {
-        Action::File(FileSpec { path, content: Content::Inline(content), mode, owner, group, secret })
-    }
-
-    fn actions(&self, t: &TaskDef, ctx: &Value) -> Result<Vec<Action>, RenderFailure> {
-        let fail = |msg: String| RenderFailure { origin: t.origin.clone(), msg };
-        let root = || "root".to_string();
-        let owner = |o: &Option<Arg>, f| self.opt_string(o, ctx, f).map(|o| o.unwrap_or_else(root));
-        Ok(match &t.module {
-            Module::Template(a) => {
-                let src = self.string(&a.src, ctx, "src").map_err(fail)?;
-                if !self.role.templates.contains(&src) {
-                    return Err(fail(format!("template `{src}` not found in {}/templates/", self.role.dir)));
-                }
-                let name = self.role.template_name(&src);
-                let tmpl = self.env.get_template(&name).map_err(|e| fail(task::detail(&e)))?;
-                let content = tmpl.render(ctx).map_err(|err| RenderFailure {
-                    origin: match err.line() {
-                        Some(l) => format!("{name}:{l}"),
-                        None => name.clone(),
-                    },
-                    msg: format!("{} (template task {})", self.explain(&err, tmpl.undeclared_variables(false), ctx), t.origin),
-                })?;
-                let (dest, mode) = (self.path(&a.dest, ctx, "dest").map_err(fail)?, self.mode(&a.mode, ctx, 0o644).map_err(fail)?);
-                let secret = self.bool(&a.secret, ctx, "secret", false).map_err(fail)?;
-                vec![self.file(dest, content.into_bytes(), mode, owner(&a.owner, "owner").map_err(fail)?, owner(&a.group, "group").map_err(fail)?, secret)]
-            }
-            Module::Copy(a) => {
-                let content = match (&a.content, &a.src) {
-                    (Some(c), _) => self.string(c, ctx, "content").map_err(fail)?.into_bytes(),
-                    (None, Some(s)) => {
-                        let src = self.string(s, ctx, "src").map_err(fail)?;
-                        self.role.files.get(&src).cloned().ok_or_else(|| fail(format!("file `{src}` not found in {}/files/", self.role.dir)))?
-                    }
-                    (None, None) => return Err(fail("copy needs `content` or `src`".into())),
-                };
-                let (dest, mode) = (self.path(&a.dest, ctx, "dest").map_err(fail)?, self.mode(&a.mode, ctx, 0o644).map_err(fail)?);
-                let secret = self.bool(&a.secret, ctx, "secret", false).map_err(fail)?;
-                vec![self.file(dest, content, mode, owner(&a.owner, "owner").map_err(fail)?, owner(&a.group, "group").map_err(fail)?, secret)]
-            }
-            Module::File(a) => {
-                let path = self.path(&a.path, ctx, "path").map_err(fail)?;
-                match self.string(&a.state, ctx, "state").map_err(fail)?.as_str() {
-                    "directory" => vec![Action::Directory { path, mode: self.mode(&a.mode, ctx, 0o755).map_err(fail)?, owner: root(), group: root() }],
-                    "absent" => vec![Action::Absent { path }],
-                    "link" => {
-                        let src = a.src.as_ref().ok_or_else(|| fail("file state `link` needs `src`".into()))?;
-                        vec![Action::Link { path, target: self.string(src, ctx, "src").map_err(fail)? }]
-                    }
-                    other => return Err(fail(format!("file state `{other}` is not one of directory, link, absent"))),
-                }
-            }
-            Module::Binary(a) => {
-                let name = self.string(&a.name, ctx, "name").map_err(fail)?;
-                let b = self.sources.binary(&name).map_err(|e| fail(format!("binary `{name}`: {e}")))?;
-                let content = Content::Local { path: b.path, sha256: b.sha256 };
-                vec![Action::File(FileSpec {
-                    path: self.path(&a.dest, ctx, "dest").map_err(fail)?,
-                    content,
-                    mode: self.mode(&a.mode, ctx, 0o755).map_err(fail)?,
-                    owner: root(),
-                    group: root(),
-                    secret: false,
-                })]
-            }
-            Module::Cert(a) => {
-                let id = self.string(&a.name, ctx, "name").map_err(fail)?;
-                let c = self.sources.cert(self.host, &id).map_err(|e| fail(format!("cert `{id}`: {e}")))?;
-                let mut v = vec![self.file(self.path(&a.dest, ctx, "dest").map_err(fail)?, c.cert_pem.into_bytes(), 0o644, root(), root(), false)];
-                if let Some(k) = &a.key {
-                    v.push(self.file(self.path(k, ctx, "key").map_err(fail)?, c.key_pem.into_bytes(), 0o600, root(), root(), true));
-                }
-                if let Some(ca) = &a.ca {
-                    v.push(self.file(self.path(ca, ctx, "ca").map_err(fail)?, c.ca_pem.into_bytes(), 0o644, root(), root(), false));
-                }
-                v
-            }
-            Module::Kubeconfig(a) => {
-                let name = self.string(&a.name, ctx, "name").map_err(fail)?;
-                if !KUBECONFIGS.contains(&name.as_str()) {
-                    return Err(fail(format!("kubeconfig `{name}` is not one of {}", KUBECONFIGS.join(", "))));
-                }
-                let k = self.sources.kubeconfig(self.host, &name).map_err(|e| fail(format!("kubeconfig `{name}`: {e}")))?;
-                vec![self.file(self.path(&a.dest, ctx, "dest").map_err(fail)?, k.into_bytes(), 0o600, root(), root(), true)]
-            }
-            Module::Sysctl(a) => {
-                let entries = match self.value(&a.entries, ctx).map_err(fail)? {
-                    Arg::Mapping(m) => m
-                        .iter()
-                        .map(|(k, v)| Some((scalar(k)?, scalar(v)?)))
-                        .collect::<Option<Vec<_>>>()
-                        .ok_or_else(|| fail("sysctl `entries` keys and values must be scalars".into()))?,
-                    _ => return Err(fail("sysctl `entries` must be a map of key: value".into())),
-                };
-                vec![Action::Sysctl { file: self.path(&a.file, ctx, "file").map_err(fail)?, entries }]
-            }
-            Module::Modprobe(a) => vec![Action::Modprobe {
-                file: self.path(&a.file, ctx, "file").map_err(fail)?,
-                modules: self.list(&a.modules, ctx, "modules").map_err(fail)?,
-            }],
-            Module::Package(a) => {
-                let offline = ctx.get_attr("INSTALL_SOURCE").ok().and_then(|v| v.as_str().map(|s| s == "offline")).unwrap_or(false);
-                vec![Action::Package { names: self.list(&a.names, ctx, "names").map_err(fail)?, offline }]
-            }
-            Module::Systemd(a) => {
-                let state = match &a.state {
-                    Some(s) => unit_state(&self.string(s, ctx, "state").map_err(fail)?).map_err(fail)?,
-                    None => UnitState::Started,
-                };
-                vec![Action::Service {
-                    unit: self.string(&a.unit, ctx, "unit").map_err(fail)?,
-                    enabled: self.bool(&a.enabled, ctx, "enabled", true).map_err(fail)?,
-                    state,
-                }]
-            }
-            Module::Command(a) => vec![Action::Command {
-                cmd: self.string(&a.cmd, ctx, "cmd").map_err(fail)?,
-                creates: self.opt_string(&a.creates, ctx, "creates").map_err(fail)?,
-                unless: self.opt_string(&a.unless, ctx, "unless").map_err(fail)?,
-            }],
-            Module::WaitFor(a) => {
-                let target = match (&a.tcp, &a.command) {
-                    (Some(t), None) => parse_tcp(&self.string(t, ctx, "tcp").map_err(fail)?).map_err(fail)?,
-                    (None, Some(c)) => WaitTarget::Command { cmd: self.string(c, ctx, "command").map_err(fail)? },
-                    _ => return Err(fail("wait_for needs exactly one of `tcp` or `command`".into())),
-                };
-                let timeout_secs = match &a.timeout {
-                    None => 60,
-                    Some(v) => self.string(v, ctx, "timeout").map_err(fail)?.trim().parse().map_err(|_| fail("`timeout` must be whole seconds".into()))?,
-                };
-                vec![Action::WaitFor { target, timeout_secs, diagnose: self.opt_string(&a.diagnose, ctx, "diagnose").map_err(fail)? }]
-            }
-        })
-    }
 }
 
 /// Insert `DaemonReload` before the first `Service` task that follows a unit-file task (or at
 /// the end when no service task follows), so systemd sees the new unit before it is started.
 fn add_daemon_reload(tasks: &mut Vec<Task>) {
-    let Some(first_unit) = tasks.iter().position(|t| matches!(&t.action, Action::File(f) if UNIT_DIRS.iter().any(|d| f.path.starts_with(d))))
-    else {
+    let Some(first_unit) = tasks.iter().position(
+        |t| matches!(&t.action, Action::File(f) if UNIT_DIRS.iter().any(|d| f.path.starts_with(d))),
+    ) else {
         return;
     };
-    let reload = Task { name: "systemd daemon-reload".into(), origin: tasks[first_unit].origin.clone(), action: Action::DaemonReload, notify: Vec::new() };
-    let at = tasks[first_unit..].iter().position(|t| matches!(t.action, Action::Service { .. })).map_or(tasks.len(), |i| first_unit + i);
+    let reload = Task {
+        name: "systemd daemon-reload".into(),
+        origin: tasks[first_unit].origin.clone(),
+        action: Action::DaemonReload,
+        notify: Vec::new(),
+    };
+    let at = tasks[first_unit..]
+        .iter()
+        .position(|t| matches!(t.action, Action::Service { .. }))
+        .map_or(tasks.len(), |i| first_unit + i);
     tasks.insert(at, reload);
 }

@@ -9,7 +9,8 @@ use serde::Deserialize;
 
 use super::error::PlanError;
 use super::library::Library;
-use super::task::{self, RoleFiles, TaskDef};
+use super::task::{self, TaskDef};
+use super::validate::{self, RoleFiles};
 use crate::inventory::Vars;
 
 /// A loaded, validated role.
@@ -48,7 +49,11 @@ impl Role {
     }
 
     /// Load role `name` from `lib`, adding its templates to `env`. Returns every problem found.
-    pub fn load(lib: &Library, name: &str, env: &mut Environment<'static>) -> Result<Role, Vec<PlanError>> {
+    pub fn load(
+        lib: &Library,
+        name: &str,
+        env: &mut Environment<'static>,
+    ) -> Result<Role, Vec<PlanError>> {
         let dir = lib.role_display(name);
         let mut errors = Vec::new();
         let prefix = format!("roles/{name}/");
@@ -59,8 +64,14 @@ impl Role {
             if let Some(t) = rel.strip_prefix("templates/") {
                 match entry.text() {
                     Ok(text) => {
-                        if let Err(e) = env.add_template_owned(format!("{dir}/templates/{t}"), text.to_string()) {
-                            errors.push(PlanError::load(&entry.display, e.line(), format!("Jinja syntax error: {}", task::detail(&e))));
+                        if let Err(e) =
+                            env.add_template_owned(format!("{dir}/templates/{t}"), text.to_string())
+                        {
+                            errors.push(PlanError::load(
+                                &entry.display,
+                                e.line(),
+                                format!("Jinja syntax error: {}", task::detail(&e)),
+                            ));
                         }
                     }
                     Err(e) => errors.push(e),
@@ -73,16 +84,23 @@ impl Role {
         let yaml = |file: &str| lib.get(&format!("{prefix}{file}"));
         let tasks = match yaml("tasks.yml") {
             None => {
-                errors.push(PlanError::load(&format!("{dir}/tasks.yml"), None, "missing: every role needs a tasks.yml"));
+                errors.push(PlanError::load(
+                    &format!("{dir}/tasks.yml"),
+                    None,
+                    "missing: every role needs a tasks.yml",
+                ));
                 Vec::new()
             }
             Some(e) => match e.text() {
                 Ok(text) => {
                     let (tasks, errs) = task::parse_tasks(&e.display, text);
                     errors.extend(errs);
-                    let rf = RoleFiles { templates: &templates, files: &files.keys().cloned().collect() };
+                    let rf = RoleFiles {
+                        templates: &templates,
+                        files: &files.keys().cloned().collect(),
+                    };
                     for t in &tasks {
-                        if let Err(msg) = task::validate(t, env, &rf) {
+                        if let Err(msg) = validate::validate(t, env, &rf) {
                             errors.push(origin_error(&t.origin, msg));
                         }
                     }
@@ -99,19 +117,33 @@ impl Role {
         if !errors.is_empty() {
             return Err(errors);
         }
-        Ok(Role { name: name.to_string(), dir, tasks, defaults, depends: meta.depends, templates, files })
+        Ok(Role {
+            name: name.to_string(),
+            dir,
+            tasks,
+            defaults,
+            depends: meta.depends,
+            templates,
+            files,
+        })
     }
 }
 
 /// A load error at a task origin (`file:line`).
 pub(crate) fn origin_error(origin: &str, msg: String) -> PlanError {
-    match origin.rsplit_once(':').and_then(|(f, l)| l.parse().ok().map(|l| (f, l))) {
+    match origin
+        .rsplit_once(':')
+        .and_then(|(f, l)| l.parse().ok().map(|l| (f, l)))
+    {
         Some((file, line)) => PlanError::load(file, Some(line), msg),
         None => PlanError::load(origin, None, msg),
     }
 }
 
-fn parse_opt<T: for<'de> Deserialize<'de>>(entry: Option<&super::library::Entry>, errors: &mut Vec<PlanError>) -> Option<T> {
+fn parse_opt<T: for<'de> Deserialize<'de>>(
+    entry: Option<&super::library::Entry>,
+    errors: &mut Vec<PlanError>,
+) -> Option<T> {
     let e = entry?;
     let text = match e.text() {
         Ok(t) => t,

@@ -71,12 +71,19 @@ pub(crate) struct CheckOnly;
 
 impl Sources for CheckOnly {
     fn cert(&self, _: &str, _: &str) -> Result<CertPem, String> {
-        Ok(CertPem { cert_pem: String::new(), key_pem: String::new(), ca_pem: String::new() })
+        Ok(CertPem {
+            cert_pem: String::new(),
+            key_pem: String::new(),
+            ca_pem: String::new(),
+        })
     }
     fn kubeconfig(&self, _: &str, _: &str) -> Result<String, String> {
         Ok(String::new())
     }
     fn binary(&self, name: &str) -> Result<StoredBinary, String> {
-        Ok(StoredBinary { path: PathBuf::from(name), sha256: String::new() })
+        Ok(StoredBinary {
+            path: PathBuf::from(name),
+            sha256: String::new(),
+        })
     }
 }
