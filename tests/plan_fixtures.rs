@@ -63,12 +63,13 @@ impl VarSource for FixtureVars {
     fn vars_for(&self, host: &str, defaults: &Vars) -> Result<Vars, String> {
         let mut v = defaults.clone();
         v.extend(self.plain(host));
-        let hostvars: IndexMap<String, Vars> = self.groups["all"]
-            .iter()
-            .map(|h| (h.clone(), self.plain(h)))
-            .collect();
-        v.insert("hostvars".into(), serde_yaml::to_value(hostvars).unwrap());
         Ok(v)
+    }
+    fn hostvars(&self) -> Option<Vars> {
+        let hv = self.groups["all"]
+            .iter()
+            .map(|h| (h.clone(), serde_yaml::to_value(self.plain(h)).unwrap()));
+        Some(hv.collect())
     }
 }
 

@@ -3,9 +3,6 @@
 //! rendered. Pure: no host is contacted.
 
 use std::collections::{BTreeMap, HashMap};
-use std::rc::Rc;
-
-use indexmap::IndexMap;
 
 use super::action::{HostRolePlan, StepPlan, Wave};
 use super::catalog::Catalog;
@@ -14,7 +11,8 @@ use super::error::PlanError;
 use super::playbook::{Body, Playbook};
 use super::render::{HostRender, RenderFailure};
 use super::sources::{Sources, VarSource};
-use crate::inventory::{Value, Vars};
+use minijinja::Value;
+use minijinja::value::merge_maps;
 
 /// Plans steps of one cluster.
 pub struct Planner<'a> {
@@ -69,7 +67,11 @@ impl Planner<'_> {
         let order = dag::order(roles, &start)?;
         let all_hosts = self.vars.hosts();
         let groups = self.vars.groups();
-        let mut cache: HashMap<(String, String), Result<Rc<Vars>, String>> = HashMap::new();
+        let shared = Shared {
+            groups: Value::from_serialize(groups),
+            hostvars: self.vars.hostvars().map(|h| Value::from_serialize(&h)),
+        };
+        let mut cache: HashMap<(String, String), Result<Value, String>> = HashMap::new();
         let mut errors: Failures = Failures::default();
 
         // Hosts of each role named by a play.
@@ -87,15 +89,15 @@ impl Planner<'_> {
                 let role = &roles[&r.role];
                 for h in &play_hosts {
                     if let Some(w) = &r.when {
-                        let Some(vars) = self.host_vars(&mut cache, h, role, &mut errors) else {
+                        let Some(base) = self.host_vars(&mut cache, &shared, h, role, &mut errors)
+                        else {
                             continue;
                         };
-                        let base = minijinja::Value::from_serialize(&*vars);
                         let hr = HostRender {
                             env: self.catalog.env(),
                             role,
                             host: h,
-                            vars: &vars,
+                            base: &base,
                             sources: self.sources,
                         };
                         match hr.when(w, &base) {
@@ -144,14 +146,15 @@ impl Planner<'_> {
                 let role = &roles[name];
                 let on = hosts.get(name).cloned().unwrap_or_default();
                 for h in all_hosts.iter().filter(|h| on.contains(h)) {
-                    let Some(vars) = self.host_vars(&mut cache, h, role, &mut errors) else {
+                    let Some(base) = self.host_vars(&mut cache, &shared, h, role, &mut errors)
+                    else {
                         continue;
                     };
                     let hr = HostRender {
                         env: self.catalog.env(),
                         role,
                         host: h,
-                        vars: &vars,
+                        base: &base,
                         sources: self.sources,
                     };
                     match hr.tasks() {
@@ -174,27 +177,42 @@ impl Planner<'_> {
     }
 
     /// Variables of `host` for `role`, with `inventory_hostname` and `groups` ensured; cached.
+    /// The template context of `host` for `role`: its variables, with `inventory_hostname`,
+    /// `groups` and `hostvars` added when the source leaves them out. Cached per (host, role).
     fn host_vars(
         &self,
-        cache: &mut HashMap<(String, String), Result<Rc<Vars>, String>>,
+        cache: &mut HashMap<(String, String), Result<Value, String>>,
+        shared: &Shared,
         host: &str,
         role: &super::role::Role,
         errors: &mut Failures,
-    ) -> Option<Rc<Vars>> {
+    ) -> Option<Value> {
         let key = (host.to_string(), role.name.clone());
         let r = cache.entry(key).or_insert_with(|| {
-            self.vars.vars_for(host, &role.defaults).map(|mut v| {
-                v.entry("inventory_hostname".into())
-                    .or_insert_with(|| Value::String(host.into()));
-                if !v.contains_key("groups") {
-                    v.insert("groups".into(), groups_value(self.vars.groups()));
+            self.vars.vars_for(host, &role.defaults).map(|v| {
+                let mut extra: Vec<(&str, Value)> = Vec::new();
+                if !v.contains_key("inventory_hostname") {
+                    extra.push(("inventory_hostname", Value::from(host)));
                 }
-                Rc::new(v)
+                if !v.contains_key("groups") {
+                    extra.push(("groups", shared.groups.clone()));
+                }
+                if let Some(hv) = &shared.hostvars
+                    && !v.contains_key("hostvars")
+                {
+                    extra.push(("hostvars", hv.clone()));
+                }
+                let own = Value::from_serialize(&v);
+                if extra.is_empty() {
+                    own
+                } else {
+                    // Layered, not copied: the shared values are converted once per step.
+                    merge_maps([own, Value::from_iter(extra)])
+                }
             })
         });
         match r {
-            // Shared, not copied: with `hostvars` a host's variables hold the whole cluster's.
-            Ok(v) => Some(Rc::clone(v)),
+            Ok(v) => Some(v.clone()),
             Err(msg) => {
                 errors.add(
                     RenderFailure {
@@ -209,8 +227,10 @@ impl Planner<'_> {
     }
 }
 
-fn groups_value(g: &IndexMap<String, Vec<String>>) -> Value {
-    serde_yaml::to_value(g).unwrap_or(Value::Null)
+/// Values every host's context shares, converted to template values once per step.
+struct Shared {
+    groups: Value,
+    hostvars: Option<Value>,
 }
 
 /// Failures keyed by (origin, message), each with the hosts it happened on, in first-seen order:

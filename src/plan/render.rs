@@ -10,7 +10,6 @@ use super::convert::{
 use super::role::Role;
 use super::sources::Sources;
 use super::task::{self, Arg, TaskDef};
-use crate::inventory::Vars;
 use crate::template::is_template;
 
 /// Kubeconfig names the `kubeconfig` module accepts.
@@ -41,14 +40,15 @@ pub struct HostRender<'a> {
     pub env: &'a Environment<'static>,
     pub role: &'a Role,
     pub host: &'a str,
-    pub vars: &'a Vars,
+    /// The host's variables as a template context (see `Planner`).
+    pub base: &'a Value,
     pub sources: &'a dyn Sources,
 }
 
 impl HostRender<'_> {
     /// Render every task of the role; all failures are returned, not just the first.
     pub fn tasks(&self) -> Result<Vec<Task>, Vec<RenderFailure>> {
-        let base = Value::from_serialize(self.vars);
+        let base = self.base.clone();
         let mut out = Vec::new();
         let mut errors = Vec::new();
         for t in &self.role.tasks {

@@ -15,9 +15,16 @@ pub trait VarSource {
     fn groups(&self) -> &IndexMap<String, Vec<String>>;
 
     /// Every variable of `host` for a role whose defaults are `role_defaults` (lowest
-    /// precedence), fully rendered. The engine adds `inventory_hostname` and `groups` when
-    /// missing; `hostvars`, when templates use it, must come from here.
+    /// precedence), fully rendered. The engine adds `inventory_hostname`, `groups` and
+    /// `hostvars` (from [`VarSource::hostvars`]) when they are missing.
     fn vars_for(&self, host: &str, role_defaults: &Vars) -> Result<Vars, String>;
+
+    /// `hostvars` (host → that host's variables) for templates. Given here, it is converted
+    /// once per step and shared by every host's context; included in every `vars_for` answer
+    /// instead, it is converted per host and role — quadratic in the number of hosts.
+    fn hostvars(&self) -> Option<Vars> {
+        None
+    }
 
     /// Every host, in inventory order.
     fn hosts(&self) -> Vec<String> {
