@@ -2,7 +2,7 @@
 //! per host, plus the hosts of roles that depend on it), in DAG waves, each host's tasks
 //! rendered. Pure: no host is contacted.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::action::{HostRolePlan, StepPlan, Wave};
 use super::catalog::Catalog;
@@ -75,14 +75,22 @@ impl Planner<'_> {
         let mut errors: Failures = Failures::default();
 
         // Hosts of each role named by a play.
-        let mut hosts: HashMap<String, Vec<String>> = HashMap::new();
+        // Sets, so that a thousand-host inventory stays linear.
+        let mut hosts: HashMap<String, HashSet<String>> = HashMap::new();
+        let members: HashMap<&str, HashSet<&str>> = groups
+            .iter()
+            .map(|(g, m)| (g.as_str(), m.iter().map(String::as_str).collect()))
+            .collect();
         for play in plays {
             let play_hosts: Vec<&String> = all_hosts
                 .iter()
                 .filter(|h| {
-                    play.hosts
-                        .iter()
-                        .any(|g| g == "all" || groups.get(g).is_some_and(|m| m.contains(h)))
+                    play.hosts.iter().any(|g| {
+                        g == "all"
+                            || members
+                                .get(g.as_str())
+                                .is_some_and(|m| m.contains(h.as_str()))
+                    })
                 })
                 .collect();
             for r in &play.roles {
@@ -115,10 +123,10 @@ impl Planner<'_> {
                             }
                         }
                     }
-                    let v = hosts.entry(r.role.clone()).or_default();
-                    if !v.contains(h) {
-                        v.push((*h).clone());
-                    }
+                    hosts
+                        .entry(r.role.clone())
+                        .or_default()
+                        .insert((*h).clone());
                 }
             }
         }
@@ -127,12 +135,10 @@ impl Planner<'_> {
         for name in order.order.iter().rev() {
             let mine = hosts.get(name).cloned().unwrap_or_default();
             for d in &roles[name].depends {
-                let v = hosts.entry(d.clone()).or_default();
-                for h in &mine {
-                    if !v.contains(h) {
-                        v.push(h.clone());
-                    }
-                }
+                hosts
+                    .entry(d.clone())
+                    .or_default()
+                    .extend(mine.iter().cloned());
             }
         }
 
@@ -145,7 +151,7 @@ impl Planner<'_> {
             for name in wave_roles {
                 let role = &roles[name];
                 let on = hosts.get(name).cloned().unwrap_or_default();
-                for h in all_hosts.iter().filter(|h| on.contains(h)) {
+                for h in all_hosts.iter().filter(|h| on.contains(h.as_str())) {
                     let Some(base) = self.host_vars(&mut cache, &shared, h, role, &mut errors)
                     else {
                         continue;
