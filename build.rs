@@ -34,7 +34,8 @@ fn main() {
     for top in ["roles", "playbooks"] {
         let dir = root.join(top);
         // Watching a missing path would make cargo rerun this script (and rebuild the crate)
-        // on every build; a newly created folder is picked up once build.rs is touched.
+        // on every build, and a folder created later is not seen until build.rs changes: the
+        // repository keeps both folders (with a hidden .keep, which is not embedded).
         if dir.is_dir() {
             println!("cargo:rerun-if-changed={top}");
             walk(&dir, &mut files);
