@@ -29,13 +29,13 @@ struct Case {
 }
 
 /// Test double of the inventory: role defaults < all_vars < host_vars, no templated values.
-struct FixtureVars {
+struct InventoryDouble {
     groups: IndexMap<String, Vec<String>>,
     case: Case,
 }
 
-impl FixtureVars {
-    fn new(case: Case) -> FixtureVars {
+impl InventoryDouble {
+    fn new(case: Case) -> InventoryDouble {
         let mut groups = case.groups.clone();
         let mut all: Vec<String> = Vec::new();
         for h in groups.values().flatten() {
@@ -44,7 +44,7 @@ impl FixtureVars {
             }
         }
         groups.insert("all".into(), all);
-        FixtureVars { groups, case }
+        InventoryDouble { groups, case }
     }
 
     fn plain(&self, host: &str) -> Vars {
@@ -56,7 +56,7 @@ impl FixtureVars {
     }
 }
 
-impl VarSource for FixtureVars {
+impl VarSource for InventoryDouble {
     fn groups(&self) -> &IndexMap<String, Vec<String>> {
         &self.groups
     }
@@ -74,9 +74,9 @@ impl VarSource for FixtureVars {
 }
 
 /// Test double of the PKI and artifact store: recognisable placeholder PEMs per host.
-struct DoubleSources;
+struct SourcesDouble;
 
-impl Sources for DoubleSources {
+impl Sources for SourcesDouble {
     fn cert(&self, host: &str, id: &str) -> Result<CertPem, String> {
         Ok(CertPem {
             cert_pem: format!("CERT {id} for {host}\n"),
@@ -106,11 +106,11 @@ fn load_case(dir: &Path) -> Case {
 fn plan(dir: &Path, case: &Case) -> Result<Vec<StepPlan>, PlanError> {
     let lib = Library::from_dir(dir)?;
     let catalog = Catalog::load(&lib)?;
-    let vars = FixtureVars::new(case.clone());
+    let vars = InventoryDouble::new(case.clone());
     Planner {
         catalog: &catalog,
         vars: &vars,
-        sources: &DoubleSources,
+        sources: &SourcesDouble,
     }
     .plan_steps(case.step.as_deref().unwrap_or("all"))
 }
@@ -150,7 +150,7 @@ fn run_case(dir: &Path) -> Result<(), String> {
     let outcome: Result<Vec<StepPlan>, String> = if case.check {
         let errors = check_all(
             &Library::from_dir(dir).unwrap(),
-            &FixtureVars::new(case.clone()),
+            &InventoryDouble::new(case.clone()),
         );
         if errors.is_empty() {
             Ok(Vec::new())
@@ -181,7 +181,7 @@ fn run_case(dir: &Path) -> Result<(), String> {
             // A case that renders must also pass `ezk check`'s full render of every step.
             let problems = check_all(
                 &Library::from_dir(dir).unwrap(),
-                &FixtureVars::new(case.clone()),
+                &InventoryDouble::new(case.clone()),
             );
             if !problems.is_empty() {
                 return Err(format!(
@@ -414,7 +414,7 @@ fn render_command_glue_writes_files_per_host_from_the_home_overrides() {
         step: "etcd".into(),
         out: out.path().join("r"),
     };
-    let code = ezk::cli::render::render_with(&ctx, &args, &FixtureVars::new(case), &DoubleSources)
+    let code = ezk::cli::render::render_with(&ctx, &args, &InventoryDouble::new(case), &SourcesDouble)
         .unwrap();
     assert_eq!(code, 0);
     let unit = std::fs::read_to_string(
