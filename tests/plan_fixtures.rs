@@ -80,8 +80,8 @@ impl Sources for SourcesDouble {
     fn cert(&self, host: &str, id: &str) -> Result<CertPem, String> {
         Ok(CertPem {
             cert_pem: format!("CERT {id} for {host}\n"),
-            key_pem: format!("KEY {id} for {host}\n"),
-            ca_pem: format!("CA of {id}\n"),
+            key_pem: Some(format!("KEY {id} for {host}\n")),
+            ca_pem: Some(format!("CA of {id}\n")),
         })
     }
     fn kubeconfig(&self, host: &str, name: &str) -> Result<String, String> {

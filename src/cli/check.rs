@@ -25,7 +25,16 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
         }
     };
     let report = check::report(&inv);
-    if report.errors.is_empty() {
+    // Role templates and tasks are rendered for every host in memory: an undefined variable or
+    // a Jinja error in a role is found here, before any host is contacted.
+    let plan_errors = match crate::plan::Library::with_overrides(ctx.home.root()) {
+        Ok(lib) => crate::plan::check_all(&lib, &inv),
+        Err(e) => vec![e],
+    };
+    for e in &plan_errors {
+        eprintln!("{e}");
+    }
+    if report.errors.is_empty() && plan_errors.is_empty() {
         print!("{}", report.summary);
         println!(
             "\nok: cluster {cluster} passes all checks ({} host{})",
@@ -34,7 +43,9 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
         );
         Ok(0)
     } else {
-        eprint!("{}", crate::inventory::InventoryErrors(report.errors));
+        if !report.errors.is_empty() {
+            eprint!("{}", crate::inventory::InventoryErrors(report.errors));
+        }
         Ok(1)
     }
 }

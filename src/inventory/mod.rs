@@ -319,7 +319,8 @@ impl Inventory {
         )
     }
 
-    fn hostvars(&self) -> &Value {
+    /// Every host's inventory variables (no role defaults), computed once: Ansible's `hostvars`.
+    pub fn hostvars(&self) -> &Value {
         self.hostvars.get_or_init(|| {
             let mut all = serde_yaml::Mapping::new();
             for h in &self.hosts {

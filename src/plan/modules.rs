@@ -163,9 +163,12 @@ impl HostRender<'_> {
                     false,
                 )];
                 if let Some(k) = &a.key {
+                    let key = c.key_pem.ok_or_else(|| {
+                        fail(format!("cert `{id}` has no private key; remove `key:`"))
+                    })?;
                     v.push(self.file(
                         self.path(k, ctx, "key").map_err(fail)?,
-                        c.key_pem.into_bytes(),
+                        key.into_bytes(),
                         0o600,
                         root(),
                         root(),
@@ -173,9 +176,12 @@ impl HostRender<'_> {
                     ));
                 }
                 if let Some(ca) = &a.ca {
+                    let ca_pem = c.ca_pem.ok_or_else(|| {
+                        fail(format!("cert `{id}` has no issuing CA; remove `ca:`"))
+                    })?;
                     v.push(self.file(
                         self.path(ca, ctx, "ca").map_err(fail)?,
-                        c.ca_pem.into_bytes(),
+                        ca_pem.into_bytes(),
                         0o644,
                         root(),
                         root(),

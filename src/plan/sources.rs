@@ -46,10 +46,10 @@ pub trait VarSource {
 #[derive(Debug, Clone)]
 pub struct CertPem {
     pub cert_pem: String,
-    /// Private key PEM; installed 0600 and marked secret.
-    pub key_pem: String,
-    /// The issuing CA's certificate PEM.
-    pub ca_pem: String,
+    /// Private key PEM, when the id carries one; installed 0600 and marked secret.
+    pub key_pem: Option<String>,
+    /// The issuing CA's certificate PEM, when the id has one.
+    pub ca_pem: Option<String>,
 }
 
 /// A verified binary in the artifact store.
@@ -80,8 +80,8 @@ impl Sources for CheckOnly {
     fn cert(&self, _: &str, _: &str) -> Result<CertPem, String> {
         Ok(CertPem {
             cert_pem: String::new(),
-            key_pem: String::new(),
-            ca_pem: String::new(),
+            key_pem: Some(String::new()),
+            ca_pem: Some(String::new()),
         })
     }
     fn kubeconfig(&self, _: &str, _: &str) -> Result<String, String> {
