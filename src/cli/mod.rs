@@ -63,6 +63,11 @@ pub enum Command {
     Render(render::Args),
     /// Run a step (01..07, 10, 11, 90/all) on the cluster's hosts.
     Setup(setup::Args),
+    /// Table of the cluster's certificates under clusters/<name>/ssl/ (subject, issuer, days
+    /// to expiry, SANs); --issue first issues missing or stale ones.
+    Certs(certs::Args),
+    /// Back up ssl/ and reissue every certificate, keeping the CAs unless --new-ca.
+    KcaRenew(kca_renew::Args),
 }
 
 /// Run the parsed command line.
@@ -76,6 +81,8 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Check(a) => check::run(&ctx, a),
         Command::Render(a) => render::run(&ctx, a),
         Command::Setup(a) => setup::run(&ctx, a),
+        Command::Certs(a) => certs::run(&ctx, a),
+        Command::KcaRenew(a) => kca_renew::run(&ctx, a),
     }
 }
 

@@ -11,6 +11,7 @@ mod ca;
 pub mod catalog;
 mod cli;
 mod error;
+mod from_inventory;
 mod issue;
 mod keys;
 pub mod kubeconfig;
@@ -21,8 +22,9 @@ pub mod store;
 use std::path::{Path, PathBuf};
 
 pub use catalog::{CERT_IDS, CaKind, Role};
-pub use cli::{cli_certs, cli_kca_renew};
+pub use cli::{cli_certs, cli_issue, cli_kca_renew};
 pub use error::PkiError;
+pub use from_inventory::from_inventory;
 pub use kubeconfig::KUBECONFIG_NAMES;
 pub use spec::{Member, PkiSpec};
 
@@ -94,6 +96,8 @@ impl Pki {
     /// certificate; with `new_ca`, the three CAs too. The service-account key pair is kept
     /// (rotating it would invalidate every token in the cluster).
     pub fn renew(cluster_dir: &Path, spec: &PkiSpec, new_ca: bool) -> Result<(Pki, PathBuf), PkiError> {
+        // A bad spec must fail before the backup is made: nothing written on bad input.
+        spec.validate()?;
         let ssl = cluster_dir.join("ssl");
         let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
         // Two renewals within one second must not share (and overwrite) one backup.
@@ -268,7 +272,7 @@ impl Pki {
 
     fn read(&self, file: &str) -> Result<String, PkiError> {
         let p = self.ssl.join(file);
-        read_opt(&p)?.ok_or_else(|| PkiError::BadFile { path: p, msg: "missing; run ensure again".into() })
+        read_opt(&p)?.ok_or_else(|| PkiError::BadFile { path: p, msg: "missing (not issued yet)".into() })
     }
 
     fn files_for(&self, id: &str, stem: &str) -> Result<CertFiles, PkiError> {

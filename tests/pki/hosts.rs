@@ -1,13 +1,11 @@
 //! What hosts receive: the access policy per role, kubeconfigs as kubectl reads them, the
 //! comparison of installed copies, kubeasz users' own CA, and the `ezk certs` table.
 
-mod pki_support;
-
 use std::process::Command;
 
 use ezk::pki::report::{RemoteCopy, RemoteStatus, compare_remote, render_mismatches};
 use ezk::pki::{KUBECONFIG_NAMES, Pki, PkiError, cli_certs};
-use pki_support::{run, spec, verify, x509_text};
+use crate::support::{run, spec, verify, x509_text};
 
 const MASTER: &str = "198.18.9.11";
 const WORKER: &str = "198.18.9.21";

@@ -1,14 +1,12 @@
 //! PKI certificates judged by the real openssl: chains, subjects, SANs, usages, validity,
 //! file modes, reuse and selective reissue.
 
-mod pki_support;
-
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 use std::time::Instant;
 
 use ezk::pki::{Member, Pki};
-use pki_support::{fingerprints, run, spec, verify, x509_text};
+use crate::support::{fingerprints, run, spec, verify, x509_text};
 
 /// (file stem, CA stem, server, client) for every leaf of the test spec.
 fn leaves() -> Vec<(String, &'static str, bool, bool)> {

@@ -1,6 +1,5 @@
 //! Shared helpers of the PKI integration tests: a 3-master/3-etcd/2-worker spec and thin
 //! wrappers around the real openssl binary (the independent judge of what rcgen wrote).
-#![allow(dead_code)]
 
 use std::path::Path;
 use std::process::Command;

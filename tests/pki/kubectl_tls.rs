@@ -4,14 +4,12 @@
 //! demands a client certificate and verifies it against the cluster CA, and kubectl verifies
 //! the serving certificate's chain and its 127.0.0.1 SAN.
 
-mod pki_support;
-
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ezk::pki::Pki;
-use pki_support::{run, spec};
+use crate::support::{run, spec};
 
 struct Server(Child);
 

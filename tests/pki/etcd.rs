@@ -2,15 +2,13 @@
 //! kube-apiserver) started on loopback with client-cert auth, peer TLS and no plaintext
 //! listener, then etcdctl with good and wrong certificates.
 
-mod pki_support;
-
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ezk::pki::Pki;
-use pki_support::{run, spec};
+use crate::support::{run, spec};
 
 /// etcd members started by this test; killed by their own pids when dropped (also on panic).
 struct Members(Vec<Child>);
