@@ -42,7 +42,7 @@ pub fn cluster_spec(
 ) -> Result<(PathBuf, PkiSpec), CliError> {
     let cluster = cluster_or_current(&ctx.home, cluster)?;
     let inv = Inventory::load(&ctx.home, &cluster, extra)?;
-    let spec = pki::from_inventory(&inv)
-        .map_err(|e| format!("{}: {e}", inv.hosts_path().display()))?;
+    let spec =
+        pki::from_inventory(&inv).map_err(|e| format!("{}: {e}", inv.hosts_path().display()))?;
     Ok((inv.dir.clone(), spec))
 }

@@ -20,5 +20,10 @@ pub struct Args {
 
 pub fn run(ctx: &Context, args: Args) -> CliResult {
     let (dir, spec) = cluster_spec(ctx, args.cluster, &args.extra)?;
-    Ok(pki::cli_kca_renew(&dir, &spec, args.new_ca, &mut std::io::stdout().lock())?)
+    Ok(pki::cli_kca_renew(
+        &dir,
+        &spec,
+        args.new_ca,
+        &mut std::io::stdout().lock(),
+    )?)
 }

@@ -13,7 +13,10 @@ pub fn cli_certs(cluster_dir: &Path, spec: &PkiSpec, out: &mut dyn Write) -> Res
     let pki = Pki::open(cluster_dir, spec)?;
     let rows = local_report(&pki);
     let _ = out.write_all(render_table(&rows).as_bytes());
-    let bad = rows.iter().filter(|r| r.info.as_ref().is_none_or(|i| i.days_left < 0)).count();
+    let bad = rows
+        .iter()
+        .filter(|r| r.info.as_ref().is_none_or(|i| i.days_left < 0))
+        .count();
     if bad > 0 {
         let _ = writeln!(
             out,
@@ -34,9 +37,19 @@ pub fn cli_issue(cluster_dir: &Path, spec: &PkiSpec, out: &mut dyn Write) -> Res
         let _ = writeln!(out, "created CAs: {}", o.created_cas.join(", "));
     }
     if o.issued.is_empty() {
-        let _ = writeln!(out, "issued nothing: all {} certificates are current", o.reused.len());
+        let _ = writeln!(
+            out,
+            "issued nothing: all {} certificates are current",
+            o.reused.len()
+        );
     } else {
-        let _ = writeln!(out, "issued {}: {} (kept {})", o.issued.len(), o.issued.join(", "), o.reused.len());
+        let _ = writeln!(
+            out,
+            "issued {}: {} (kept {})",
+            o.issued.len(),
+            o.issued.join(", "),
+            o.reused.len()
+        );
     }
     let _ = writeln!(out);
     Ok(())
@@ -44,14 +57,24 @@ pub fn cli_issue(cluster_dir: &Path, spec: &PkiSpec, out: &mut dyn Write) -> Res
 
 /// `ezk kca-renew <cluster> [--new-ca]`: back up ssl/, reissue every certificate (and the CAs
 /// with `new_ca`), print what was done. Hosts get the new files on the next setup run.
-pub fn cli_kca_renew(cluster_dir: &Path, spec: &PkiSpec, new_ca: bool, out: &mut dyn Write) -> Result<i32, PkiError> {
+pub fn cli_kca_renew(
+    cluster_dir: &Path,
+    spec: &PkiSpec,
+    new_ca: bool,
+    out: &mut dyn Write,
+) -> Result<i32, PkiError> {
     let (pki, backup) = Pki::renew(cluster_dir, spec, new_ca)?;
     let o = pki.outcome();
     let _ = writeln!(out, "backup of the previous ssl/: {}", backup.display());
     if !o.created_cas.is_empty() {
         let _ = writeln!(out, "new CAs: {}", o.created_cas.join(", "));
     }
-    let _ = writeln!(out, "reissued {} certificates: {}", o.issued.len(), o.issued.join(", "));
+    let _ = writeln!(
+        out,
+        "reissued {} certificates: {}",
+        o.issued.len(),
+        o.issued.join(", ")
+    );
     let _ = writeln!(
         out,
         "install them on the hosts with `ezk setup {} all` (services restart where a file changed)",
@@ -62,5 +85,8 @@ pub fn cli_kca_renew(cluster_dir: &Path, spec: &PkiSpec, new_ca: bool, out: &mut
 
 /// The cluster's name, for commands quoted in messages (clusters/<name>/).
 fn cluster_name(cluster_dir: &Path) -> String {
-    cluster_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "<cluster>".into())
+    cluster_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "<cluster>".into())
 }

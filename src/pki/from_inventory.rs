@@ -11,7 +11,7 @@ use minijinja::value::ValueKind;
 
 use super::error::PkiError;
 use super::spec::{Member, PkiSpec};
-use crate::inventory::{InventoryError, Inventory};
+use crate::inventory::{Inventory, InventoryError};
 
 /// kubeasz's defaults for the values the PKI reads (roles/*/defaults and example config.yml).
 const DEFAULTS: &[(&str, &str)] = &[
@@ -35,7 +35,10 @@ pub fn from_inventory(inv: &Inventory) -> Result<PkiSpec, PkiError> {
     let masters_hosts = inv.hosts_in("kube_master");
     let first = masters_hosts.first().ok_or_else(|| PkiError::Spec {
         var: "kube_master".into(),
-        msg: format!("the group is empty in {}; list at least one host under [kube_master]", inv.hosts_path().display()),
+        msg: format!(
+            "the group is empty in {}; list at least one host under [kube_master]",
+            inv.hosts_path().display()
+        ),
     })?;
     let cluster = |var: &str| string_var(inv, first, var);
 
@@ -48,12 +51,25 @@ pub fn from_inventory(inv: &Inventory) -> Result<PkiSpec, PkiError> {
     let etcd = inv
         .hosts_in("etcd")
         .iter()
-        .map(|h| Ok(Member { host: h.clone(), name: format!("etcd-{h}"), ip: address(inv, h)? }))
+        .map(|h| {
+            Ok(Member {
+                host: h.clone(),
+                name: format!("etcd-{h}"),
+                ip: address(inv, h)?,
+            })
+        })
         .collect::<Result<Vec<_>, PkiError>>()?;
     let node = |h: &String| -> Result<Member, PkiError> {
-        Ok(Member { host: h.clone(), name: node_name(inv, h)?, ip: address(inv, h)? })
+        Ok(Member {
+            host: h.clone(),
+            name: node_name(inv, h)?,
+            ip: address(inv, h)?,
+        })
     };
-    let masters = masters_hosts.iter().map(node).collect::<Result<Vec<_>, _>>()?;
+    let masters = masters_hosts
+        .iter()
+        .map(node)
+        .collect::<Result<Vec<_>, _>>()?;
     let mut nodes = masters.clone();
     for h in inv.hosts_in("kube_node") {
         if !nodes.iter().any(|m| &m.host == h) {
@@ -65,9 +81,21 @@ pub fn from_inventory(inv: &Inventory) -> Result<PkiSpec, PkiError> {
     let mut vips = Vec::new();
     for h in lb_hosts {
         let Some(v) = opt_string(inv, h, "EX_APISERVER_VIP")? else {
-            return Err(spec_err(inv, h, "EX_APISERVER_VIP", "is not set; add EX_APISERVER_VIP=<virtual IP> to the ex_lb host line".into()));
+            return Err(spec_err(
+                inv,
+                h,
+                "EX_APISERVER_VIP",
+                "is not set; add EX_APISERVER_VIP=<virtual IP> to the ex_lb host line".into(),
+            ));
         };
-        let ip: IpAddr = v.parse().map_err(|_| spec_err(inv, h, "EX_APISERVER_VIP", format!("{v:?} is not an IP address")))?;
+        let ip: IpAddr = v.parse().map_err(|_| {
+            spec_err(
+                inv,
+                h,
+                "EX_APISERVER_VIP",
+                format!("{v:?} is not an IP address"),
+            )
+        })?;
         if !vips.contains(&ip) {
             vips.push(ip);
         }
@@ -114,7 +142,9 @@ fn node_name(inv: &Inventory, host: &str) -> Result<String, PkiError> {
     if let Some(n) = opt_string(inv, host, "K8S_NODENAME")?.filter(|n| !n.is_empty()) {
         return Ok(n);
     }
-    Ok(opt_string(inv, host, "k8s_nodename")?.filter(|n| !n.is_empty()).unwrap_or_else(|| host.to_string()))
+    Ok(opt_string(inv, host, "k8s_nodename")?
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| host.to_string()))
 }
 
 fn port(inv: &Inventory, host: &str, var: &str) -> Result<u16, PkiError> {
@@ -123,14 +153,25 @@ fn port(inv: &Inventory, host: &str, var: &str) -> Result<u16, PkiError> {
         .parse::<u16>()
         .ok()
         .filter(|p| *p > 0)
-        .ok_or_else(|| spec_err(inv, host, var, format!("{v:?} is not a port number (1-65535)")))
+        .ok_or_else(|| {
+            spec_err(
+                inv,
+                host,
+                var,
+                format!("{v:?} is not a port number (1-65535)"),
+            )
+        })
 }
 
 /// A string variable, or kubeasz's default from `DEFAULTS` when absent.
 fn string_var(inv: &Inventory, host: &str, var: &str) -> Result<String, PkiError> {
     match opt_string(inv, host, var)? {
         Some(v) => Ok(v),
-        None => Ok(DEFAULTS.iter().find(|(k, _)| *k == var).map(|(_, d)| d.to_string()).unwrap_or_default()),
+        None => Ok(DEFAULTS
+            .iter()
+            .find(|(k, _)| *k == var)
+            .map(|(_, d)| d.to_string())
+            .unwrap_or_default()),
     }
 }
 
@@ -140,7 +181,9 @@ fn opt_string(inv: &Inventory, host: &str, var: &str) -> Result<Option<String>, 
 
 /// A list variable (a YAML list, or one string; comma-separated strings are split).
 fn string_list(inv: &Inventory, host: &str, var: &str) -> Result<Vec<String>, PkiError> {
-    let Some(v) = get(inv, host, var)? else { return Ok(Vec::new()) };
+    let Some(v) = get(inv, host, var)? else {
+        return Ok(Vec::new());
+    };
     let items: Vec<String> = match v.kind() {
         ValueKind::Seq => v
             .try_iter()
@@ -149,7 +192,11 @@ fn string_list(inv: &Inventory, host: &str, var: &str) -> Result<Vec<String>, Pk
             .collect(),
         _ => v.to_string().split(',').map(str::to_string).collect(),
     };
-    Ok(items.into_iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+    Ok(items
+        .into_iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect())
 }
 
 /// The rendered value, `None` when the variable is not defined for the host (or is null).
@@ -157,13 +204,20 @@ fn get(inv: &Inventory, host: &str, var: &str) -> Result<Option<minijinja::Value
     if inv.var_location(host, var).is_none() {
         return Ok(None);
     }
-    let v = inv
-        .resolve(host, var)
-        .map_err(|e| PkiError::Spec { var: var.into(), msg: format!("for host {host}: {}", InventoryError::from(e)) })?;
+    let v = inv.resolve(host, var).map_err(|e| PkiError::Spec {
+        var: var.into(),
+        msg: format!("for host {host}: {}", InventoryError::from(e)),
+    })?;
     Ok((!v.is_none() && !v.is_undefined()).then_some(v))
 }
 
 fn spec_err(inv: &Inventory, host: &str, var: &str, msg: String) -> PkiError {
-    let at = inv.var_location(host, var).map(|l| format!(" ({l})")).unwrap_or_default();
-    PkiError::Spec { var: var.into(), msg: format!("{msg} (host {host}){at}") }
+    let at = inv
+        .var_location(host, var)
+        .map(|l| format!(" ({l})"))
+        .unwrap_or_default();
+    PkiError::Spec {
+        var: var.into(),
+        msg: format!("{msg} (host {host}){at}"),
+    }
 }
