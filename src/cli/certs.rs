@@ -1,25 +1,48 @@
-//! `ezk certs <cluster>`: every certificate under clusters/<name>/ssl/ with subject, SANs,
-//! issuer and days to expiry (exit 1 when one is missing, unreadable or expired).
-//!
-//! Not yet a variant of `Command`: it needs the `PkiSpec` that the inventory layer builds. At
-//! merge, add `Certs(certs::Args)` and dispatch `certs::run(&ctx, a, &spec_from_inventory(..)?)`.
-//! The per-host comparison (`pki::report::compare_remote`) joins once the executor can fetch
-//! the installed files.
+//! `ezk certs [<cluster>] [--issue]`: every certificate under clusters/<name>/ssl/ with subject,
+//! SANs, issuer and days to expiry (exit 1 when one is missing, unreadable or expired).
+//! Reporting writes nothing; `--issue` first issues what is missing or stale (a changed
+//! inventory reissues only the certificates it affects) and reuses the rest.
 
-use super::{CliResult, Context};
+use std::path::PathBuf;
+
+use super::checkout::cluster_or_current;
+use super::{CliError, CliResult, Context, parse_extra_var};
+use crate::inventory::Inventory;
 use crate::pki::{self, PkiSpec};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Cluster name (clusters/<name>/ under the ezk home).
-    pub cluster: String,
+    /// Cluster (default: the current one, see `ezk checkout`).
+    pub cluster: Option<String>,
+    /// First issue missing or stale certificates (CAs, keys, kubeconfig) under ssl/; without
+    /// it nothing is written.
+    #[arg(long)]
+    pub issue: bool,
+    /// Extra variable, highest precedence (repeatable), like ansible-playbook -e.
+    #[arg(short = 'e', long = "extra-vars", value_name = "KEY=VALUE", value_parser = parse_extra_var)]
+    pub extra: Vec<(String, String)>,
 }
 
-/// Print the table for `args.cluster`, given the spec built from its inventory.
-pub fn run(ctx: &Context, args: Args, spec: &PkiSpec) -> CliResult {
-    let dir = ctx.home.cluster_dir(&args.cluster);
-    if !dir.is_dir() {
-        return Err(format!("{}: no such cluster (`ezk list` shows the clusters)", dir.display()).into());
+pub fn run(ctx: &Context, args: Args) -> CliResult {
+    let (dir, spec) = cluster_spec(ctx, args.cluster, &args.extra)?;
+    let mut out = std::io::stdout().lock();
+    if args.issue {
+        pki::cli_issue(&dir, &spec, &mut out)?;
     }
-    Ok(pki::cli_certs(&dir, spec, &mut std::io::stdout().lock())?)
+    Ok(pki::cli_certs(&dir, &spec, &mut out)?)
+}
+
+/// The directory and PKI inputs of a cluster (given, or the current one), from its validated
+/// inventory. Inventory problems come back as one error listing each with file:line and fix;
+/// nothing is written. Shared by `certs` and `kca-renew`.
+pub fn cluster_spec(
+    ctx: &Context,
+    cluster: Option<String>,
+    extra: &[(String, String)],
+) -> Result<(PathBuf, PkiSpec), CliError> {
+    let cluster = cluster_or_current(&ctx.home, cluster)?;
+    let inv = Inventory::load(&ctx.home, &cluster, extra)?;
+    let spec =
+        pki::from_inventory(&inv).map_err(|e| format!("{}: {e}", inv.hosts_path().display()))?;
+    Ok((inv.dir.clone(), spec))
 }

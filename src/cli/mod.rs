@@ -66,6 +66,11 @@ pub enum Command {
     Setup(setup::Args),
     /// Fill the artifact store: pinned, checksummed, resumable; mirror, local dir, offline bundle.
     Download(download::Args),
+    /// Table of the cluster's certificates under clusters/<name>/ssl/ (subject, issuer, days
+    /// to expiry, SANs); --issue first issues missing or stale ones.
+    Certs(certs::Args),
+    /// Back up ssl/ and reissue every certificate, keeping the CAs unless --new-ca.
+    KcaRenew(kca_renew::Args),
 }
 
 /// Run the parsed command line.
@@ -80,6 +85,8 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Render(a) => render::run(&ctx, a),
         Command::Setup(a) => setup::run(&ctx, a),
         Command::Download(a) => download::run(&ctx, a),
+        Command::Certs(a) => certs::run(&ctx, a),
+        Command::KcaRenew(a) => kca_renew::run(&ctx, a),
     }
 }
 

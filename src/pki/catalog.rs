@@ -77,7 +77,9 @@ pub enum San {
 impl San {
     /// An IP if it parses as one, else a DNS name.
     pub fn parse(s: &str) -> San {
-        s.parse().map(San::Ip).unwrap_or_else(|_| San::Dns(s.to_string()))
+        s.parse()
+            .map(San::Ip)
+            .unwrap_or_else(|_| San::Dns(s.to_string()))
     }
 }
 
@@ -128,8 +130,15 @@ pub fn allowed_roles(id: &str) -> Option<&'static [Role]> {
     Some(match id {
         "ca" => &[Etcd, Master, Node],
         "etcd-ca" => &[Etcd, Master],
-        "ca-key" | "front-proxy-ca" | "sa" | "kubernetes" | "apiserver-etcd-client"
-        | "apiserver-kubelet-client" | "aggregator-proxy" | "admin" | "kube-controller-manager"
+        "ca-key"
+        | "front-proxy-ca"
+        | "sa"
+        | "kubernetes"
+        | "apiserver-etcd-client"
+        | "apiserver-kubelet-client"
+        | "aggregator-proxy"
+        | "admin"
+        | "kube-controller-manager"
         | "kube-scheduler" => &[Master],
         "etcd" => &[Etcd],
         "kube-proxy" | "kubelet" => &[Node],
@@ -140,9 +149,22 @@ pub fn allowed_roles(id: &str) -> Option<&'static [Role]> {
 
 /// Every id `cert_files` knows, for error messages and docs.
 pub const CERT_IDS: &[&str] = &[
-    "ca", "ca-key", "etcd-ca", "front-proxy-ca", "sa", "etcd", "kubernetes",
-    "apiserver-etcd-client", "apiserver-kubelet-client", "aggregator-proxy", "admin",
-    "kube-controller-manager", "kube-scheduler", "kube-proxy", "kubelet", "etcd-client",
+    "ca",
+    "ca-key",
+    "etcd-ca",
+    "front-proxy-ca",
+    "sa",
+    "etcd",
+    "kubernetes",
+    "apiserver-etcd-client",
+    "apiserver-kubelet-client",
+    "aggregator-proxy",
+    "admin",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kube-proxy",
+    "kubelet",
+    "etcd-client",
 ];
 
 /// Roles of an inventory host in this spec.
@@ -173,7 +195,15 @@ fn name_san(name: &str) -> Option<San> {
     }
 }
 
-fn leaf(id: &'static str, ca: CaKind, cn: &str, orgs: &[&str], sans: Vec<San>, server: bool, client: bool) -> LeafDef {
+fn leaf(
+    id: &'static str,
+    ca: CaKind,
+    cn: &str,
+    orgs: &[&str],
+    sans: Vec<San>,
+    server: bool,
+    client: bool,
+) -> LeafDef {
     LeafDef {
         id,
         stem: id.to_string(),
@@ -209,21 +239,101 @@ pub fn leaves(spec: &PkiSpec) -> Result<Vec<LeafDef>, PkiError> {
 
     let mut out = vec![
         leaf("etcd", CaKind::Etcd, "etcd", &[], etcd_sans, true, true),
-        leaf("kubernetes", CaKind::Cluster, "kubernetes", &[], api_sans, true, false),
-        leaf("apiserver-etcd-client", CaKind::Etcd, "kube-apiserver-etcd-client", &[], vec![], false, true),
-        leaf("apiserver-kubelet-client", CaKind::Cluster, "kube-apiserver-kubelet-client", &["system:masters"], vec![], false, true),
-        leaf("aggregator-proxy", CaKind::FrontProxy, "aggregator", &[], vec![], false, true),
-        leaf("admin", CaKind::Cluster, "admin", &["system:masters"], vec![], false, true),
-        leaf("kube-controller-manager", CaKind::Cluster, "system:kube-controller-manager", &["system:kube-controller-manager"], vec![], false, true),
-        leaf("kube-scheduler", CaKind::Cluster, "system:kube-scheduler", &["system:kube-scheduler"], vec![], false, true),
+        leaf(
+            "kubernetes",
+            CaKind::Cluster,
+            "kubernetes",
+            &[],
+            api_sans,
+            true,
+            false,
+        ),
+        leaf(
+            "apiserver-etcd-client",
+            CaKind::Etcd,
+            "kube-apiserver-etcd-client",
+            &[],
+            vec![],
+            false,
+            true,
+        ),
+        leaf(
+            "apiserver-kubelet-client",
+            CaKind::Cluster,
+            "kube-apiserver-kubelet-client",
+            &["system:masters"],
+            vec![],
+            false,
+            true,
+        ),
+        leaf(
+            "aggregator-proxy",
+            CaKind::FrontProxy,
+            "aggregator",
+            &[],
+            vec![],
+            false,
+            true,
+        ),
+        leaf(
+            "admin",
+            CaKind::Cluster,
+            "admin",
+            &["system:masters"],
+            vec![],
+            false,
+            true,
+        ),
+        leaf(
+            "kube-controller-manager",
+            CaKind::Cluster,
+            "system:kube-controller-manager",
+            &["system:kube-controller-manager"],
+            vec![],
+            false,
+            true,
+        ),
+        leaf(
+            "kube-scheduler",
+            CaKind::Cluster,
+            "system:kube-scheduler",
+            &["system:kube-scheduler"],
+            vec![],
+            false,
+            true,
+        ),
         // Kubernetes' default binding `system:node-proxier` names the user system:kube-proxy.
-        leaf("kube-proxy", CaKind::Cluster, "system:kube-proxy", &[], vec![], false, true),
-        leaf("etcd-client", CaKind::Etcd, "etcd-client", &[], vec![], false, true),
+        leaf(
+            "kube-proxy",
+            CaKind::Cluster,
+            "system:kube-proxy",
+            &[],
+            vec![],
+            false,
+            true,
+        ),
+        leaf(
+            "etcd-client",
+            CaKind::Etcd,
+            "etcd-client",
+            &[],
+            vec![],
+            false,
+            true,
+        ),
     ];
     for n in &spec.nodes {
         let mut sans = vec![San::Ip(n.ip)];
         sans.extend(name_san(&n.name));
-        let mut l = leaf("kubelet", CaKind::Cluster, &format!("system:node:{}", n.name), &["system:nodes"], sans, true, true);
+        let mut l = leaf(
+            "kubelet",
+            CaKind::Cluster,
+            &format!("system:node:{}", n.name),
+            &["system:nodes"],
+            sans,
+            true,
+            true,
+        );
         l.stem = format!("kubelet-{}", n.name);
         l.host = Some(n.host.clone());
         out.push(l);

@@ -11,7 +11,10 @@ pub enum PkiError {
 
     /// Reading or writing a file under ssl/ failed.
     #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
     /// A certificate or key file exists but cannot be used.
     #[error("{}: {msg}", path.display())]
@@ -31,7 +34,11 @@ pub enum PkiError {
 
     /// The host is not in any group that may receive this file.
     #[error("{host} may not receive {id}: {why}")]
-    NotAllowed { id: String, host: String, why: String },
+    NotAllowed {
+        id: String,
+        host: String,
+        why: String,
+    },
 
     /// ssl/manifest.json is not valid JSON of the expected shape.
     #[error("{}: {msg}; delete it to re-check every certificate (certificates whose inputs changed are reissued)", path.display())]

@@ -2,9 +2,12 @@
 
 use std::path::Path;
 
-use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair, KeyUsagePurpose, SanType, SerialNumber};
-use sha2::{Digest, Sha256};
 use ::time::{Duration, OffsetDateTime};
+use rcgen::{
+    CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair, KeyUsagePurpose, SanType,
+    SerialNumber,
+};
+use sha2::{Digest, Sha256};
 use x509_parser::prelude::*;
 
 use super::ca::{Ca, sha256_hex};
@@ -20,7 +23,11 @@ const RECIPE: u32 = 1;
 pub fn serial(key: &KeyPair) -> SerialNumber {
     let mut h = Sha256::new();
     h.update(key.public_key_raw());
-    h.update(OffsetDateTime::now_utc().unix_timestamp_nanos().to_be_bytes());
+    h.update(
+        OffsetDateTime::now_utc()
+            .unix_timestamp_nanos()
+            .to_be_bytes(),
+    );
     let mut b = h.finalize()[..16].to_vec();
     b[0] &= 0x7f;
     SerialNumber::from_slice(&b)
@@ -39,13 +46,23 @@ pub fn inputs_hash(def: &LeafDef, ca: &Ca, cert_expiry: &str) -> String {
 
 /// Paths of a leaf's cert and key under `ssl`.
 pub fn leaf_paths(ssl: &Path, stem: &str) -> (std::path::PathBuf, std::path::PathBuf) {
-    (ssl.join(format!("{stem}.pem")), ssl.join(format!("{stem}-key.pem")))
+    (
+        ssl.join(format!("{stem}.pem")),
+        ssl.join(format!("{stem}-key.pem")),
+    )
 }
 
 /// Whether the files on disk are exactly what the manifest recorded for these inputs, still
 /// valid, and the key matches the certificate. Any doubt → reissue.
-pub fn reusable(ssl: &Path, def: &LeafDef, recorded: Option<&Entry>, inputs: &str) -> Result<bool, PkiError> {
-    let Some(entry) = recorded else { return Ok(false) };
+pub fn reusable(
+    ssl: &Path,
+    def: &LeafDef,
+    recorded: Option<&Entry>,
+    inputs: &str,
+) -> Result<bool, PkiError> {
+    let Some(entry) = recorded else {
+        return Ok(false);
+    };
     if entry.inputs != inputs {
         return Ok(false);
     }
@@ -53,29 +70,48 @@ pub fn reusable(ssl: &Path, def: &LeafDef, recorded: Option<&Entry>, inputs: &st
     let (Some(cert_pem), Some(key_pem)) = (read_opt(&cert_path)?, read_opt(&key_path)?) else {
         return Ok(false);
     };
-    let Ok((_, pem)) = parse_x509_pem(cert_pem.as_bytes()) else { return Ok(false) };
+    let Ok((_, pem)) = parse_x509_pem(cert_pem.as_bytes()) else {
+        return Ok(false);
+    };
     if sha256_hex(&pem.contents) != entry.sha256 {
         return Ok(false);
     }
-    let Ok((_, x509)) = parse_x509_certificate(&pem.contents) else { return Ok(false) };
+    let Ok((_, x509)) = parse_x509_certificate(&pem.contents) else {
+        return Ok(false);
+    };
     if x509.validity().not_after.timestamp() <= OffsetDateTime::now_utc().unix_timestamp() {
         return Ok(false);
     }
-    let Ok(key) = key_from_pem(&key_pem) else { return Ok(false) };
+    let Ok(key) = key_from_pem(&key_pem) else {
+        return Ok(false);
+    };
     Ok(x509.public_key().subject_public_key.data.as_ref() == key.public_key_raw())
 }
 
 /// Issue `def` signed by `ca`, write key + cert atomically, return the manifest entry.
-pub fn issue(ssl: &Path, def: &LeafDef, ca: &Ca, validity: Duration, inputs: String) -> Result<Entry, PkiError> {
-    let sign_err = |source| PkiError::Sign { id: def.stem.clone(), source };
+pub fn issue(
+    ssl: &Path,
+    def: &LeafDef,
+    ca: &Ca,
+    validity: Duration,
+    inputs: String,
+) -> Result<Entry, PkiError> {
+    let sign_err = |source| PkiError::Sign {
+        id: def.stem.clone(),
+        source,
+    };
     let key = KeyPair::generate().map_err(sign_err)?;
     let mut params = CertificateParams::default();
     params.distinguished_name = rcgen::DistinguishedName::new();
     // O before CN, as in the usual "O=system:nodes, CN=system:node:x" subject order.
     for o in &def.orgs {
-        params.distinguished_name.push(DnType::OrganizationName, o.as_str());
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, o.as_str());
     }
-    params.distinguished_name.push(DnType::CommonName, def.cn.as_str());
+    params
+        .distinguished_name
+        .push(DnType::CommonName, def.cn.as_str());
     for san in &def.sans {
         params.subject_alt_names.push(match san {
             San::Ip(ip) => SanType::IpAddress(*ip),
@@ -85,10 +121,14 @@ pub fn issue(ssl: &Path, def: &LeafDef, ca: &Ca, validity: Duration, inputs: Str
     // ECDSA keys sign; they never encipher, so digitalSignature is the one usage that fits.
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     if def.server_auth {
-        params.extended_key_usages.push(ExtendedKeyUsagePurpose::ServerAuth);
+        params
+            .extended_key_usages
+            .push(ExtendedKeyUsagePurpose::ServerAuth);
     }
     if def.client_auth {
-        params.extended_key_usages.push(ExtendedKeyUsagePurpose::ClientAuth);
+        params
+            .extended_key_usages
+            .push(ExtendedKeyUsagePurpose::ClientAuth);
     }
     params.use_authority_key_identifier_extension = true;
     let now = OffsetDateTime::now_utc();
@@ -101,7 +141,10 @@ pub fn issue(ssl: &Path, def: &LeafDef, ca: &Ca, validity: Duration, inputs: Str
     let (cert_path, key_path) = leaf_paths(ssl, &def.stem);
     write_atomic(&key_path, key.serialize_pem().as_bytes(), KEY_MODE)?;
     write_atomic(&cert_path, cert.pem().as_bytes(), CERT_MODE)?;
-    Ok(Entry { inputs, sha256: sha256_hex(cert.der()) })
+    Ok(Entry {
+        inputs,
+        sha256: sha256_hex(cert.der()),
+    })
 }
 
 /// Go's verifier (etcd, kubernetes) matches a certificate's issuer to its CA's subject by raw
@@ -119,7 +162,10 @@ fn check_chains(def: &LeafDef, ca: &Ca, leaf_der: &[u8]) -> Result<(), PkiError>
     if leaf.issuer().as_raw() != ca_x.subject().as_raw() {
         return Err(PkiError::BadFile {
             path: format!("{}.pem", ca.kind.stem()).into(),
-            msg: format!("the CA subject \"{}\" cannot be reproduced exactly in issued certificates; use a CA whose subject has one attribute per RDN", ca_x.subject()),
+            msg: format!(
+                "the CA subject \"{}\" cannot be reproduced exactly in issued certificates; use a CA whose subject has one attribute per RDN",
+                ca_x.subject()
+            ),
         });
     }
     Ok(())

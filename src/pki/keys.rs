@@ -9,7 +9,9 @@ use rcgen::KeyPair;
 use x509_parser::pem::Pem;
 
 /// rsaEncryption 1.2.840.113549.1.1.1, DER-encoded OID.
-const OID_RSA: &[u8] = &[0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+const OID_RSA: &[u8] = &[
+    0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01,
+];
 /// id-ecPublicKey 1.2.840.10045.2.1.
 const OID_EC: &[u8] = &[0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
 
@@ -27,12 +29,15 @@ pub fn key_from_pem(pem: &str) -> Result<KeyPair, String> {
                 .ok_or("EC PRIVATE KEY without curve parameters is not supported")?;
             wrap_pkcs8(&seq(&[OID_EC, &curve].concat()), &block.contents)
         }
-        "ENCRYPTED PRIVATE KEY" => return Err("the key is encrypted; decrypt it first (openssl pkey -in KEY -out KEY)".into()),
+        "ENCRYPTED PRIVATE KEY" => {
+            return Err(
+                "the key is encrypted; decrypt it first (openssl pkey -in KEY -out KEY)".into(),
+            );
+        }
         other => return Err(format!("unsupported key type {other:?}")),
     };
-    KeyPair::try_from(pkcs8).map_err(|e| {
-        format!("{e} (supported: RSA 2048-4096 bits, ECDSA P-256/P-384, Ed25519)")
-    })
+    KeyPair::try_from(pkcs8)
+        .map_err(|e| format!("{e} (supported: RSA 2048-4096 bits, ECDSA P-256/P-384, Ed25519)"))
 }
 
 /// PrivateKeyInfo ::= SEQUENCE { version 0, AlgorithmIdentifier, OCTET STRING key }.
@@ -89,7 +94,11 @@ fn tlv(tag: u8, val: &[u8]) -> Vec<u8> {
     if n < 0x80 {
         out.push(n as u8);
     } else {
-        let bytes: Vec<u8> = n.to_be_bytes().into_iter().skip_while(|b| *b == 0).collect();
+        let bytes: Vec<u8> = n
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|b| *b == 0)
+            .collect();
         out.push(0x80 | bytes.len() as u8);
         out.extend(bytes);
     }
@@ -124,8 +133,14 @@ mod tests {
 
     #[test]
     fn encrypted_and_garbage_keys_are_named() {
-        let e = key_from_pem("-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n");
+        let e = key_from_pem(
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n",
+        );
         assert!(e.unwrap_err().contains("encrypted"));
-        assert!(key_from_pem("hello").unwrap_err().contains("no PEM private key"));
+        assert!(
+            key_from_pem("hello")
+                .unwrap_err()
+                .contains("no PEM private key")
+        );
     }
 }

@@ -4,7 +4,13 @@
 use serde::Serialize;
 
 /// The five kubeconfig names `Pki::kubeconfig` knows.
-pub const KUBECONFIG_NAMES: &[&str] = &["admin", "kube-controller-manager", "kube-scheduler", "kube-proxy", "kubelet"];
+pub const KUBECONFIG_NAMES: &[&str] = &[
+    "admin",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kube-proxy",
+    "kubelet",
+];
 
 #[derive(Serialize)]
 struct Kubeconfig<'a> {
@@ -80,15 +86,31 @@ pub fn render(i: &KubeconfigInput<'_>) -> String {
         kind: "Config",
         clusters: vec![Named {
             name: i.cluster,
-            body: ClusterBody { cluster: ClusterInner { ca_data: base64(i.ca_pem.as_bytes()), server: i.server.to_string() } },
+            body: ClusterBody {
+                cluster: ClusterInner {
+                    ca_data: base64(i.ca_pem.as_bytes()),
+                    server: i.server.to_string(),
+                },
+            },
         }],
-        contexts: vec![Named { name: i.context, body: ContextBody { context: ContextInner { cluster: i.cluster, user: i.user } } }],
+        contexts: vec![Named {
+            name: i.context,
+            body: ContextBody {
+                context: ContextInner {
+                    cluster: i.cluster,
+                    user: i.user,
+                },
+            },
+        }],
         current_context: i.context,
         preferences: serde_yaml::Mapping::new(),
         users: vec![Named {
             name: i.user,
             body: UserBody {
-                user: UserInner { cert_data: base64(i.cert_pem.as_bytes()), key_data: base64(i.key_pem.as_bytes()) },
+                user: UserInner {
+                    cert_data: base64(i.cert_pem.as_bytes()),
+                    key_data: base64(i.key_pem.as_bytes()),
+                },
             },
         }],
     };
@@ -108,7 +130,11 @@ pub fn base64(data: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
         for i in 0..4 {
             if i <= chunk.len() {
@@ -127,13 +153,24 @@ mod tests {
 
     #[test]
     fn base64_matches_rfc4648_vectors() {
-        for (i, o) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("fooba", "Zm9vYmE="), ("foobar", "Zm9vYmFy")] {
+        for (i, o) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
             assert_eq!(base64(i.as_bytes()), o);
         }
     }
 
     #[test]
     fn ipv6_server_is_bracketed() {
-        assert_eq!(server_url("fd00::1".parse().unwrap(), 6443), "https://[fd00::1]:6443");
+        assert_eq!(
+            server_url("fd00::1".parse().unwrap(), 6443),
+            "https://[fd00::1]:6443"
+        );
     }
 }

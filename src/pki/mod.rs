@@ -11,6 +11,7 @@ mod ca;
 pub mod catalog;
 mod cli;
 mod error;
+mod from_inventory;
 mod issue;
 mod keys;
 pub mod kubeconfig;
@@ -21,8 +22,9 @@ pub mod store;
 use std::path::{Path, PathBuf};
 
 pub use catalog::{CERT_IDS, CaKind, Role};
-pub use cli::{cli_certs, cli_kca_renew};
+pub use cli::{cli_certs, cli_issue, cli_kca_renew};
 pub use error::PkiError;
+pub use from_inventory::from_inventory;
 pub use kubeconfig::KUBECONFIG_NAMES;
 pub use spec::{Member, PkiSpec};
 
@@ -87,18 +89,35 @@ impl Pki {
     /// Open without issuing or writing anything (for reports such as `ezk certs`).
     pub fn open(cluster_dir: &Path, spec: &PkiSpec) -> Result<Pki, PkiError> {
         spec.validate()?;
-        Ok(Pki { ssl: cluster_dir.join("ssl"), spec: spec.clone(), leaves: leaves(spec)?, outcome: Outcome::default() })
+        Ok(Pki {
+            ssl: cluster_dir.join("ssl"),
+            spec: spec.clone(),
+            leaves: leaves(spec)?,
+            outcome: Outcome::default(),
+        })
     }
 
     /// `kca-renew`: back up ssl/ to `ssl.bak-<unix time>/`, then reissue every leaf
     /// certificate; with `new_ca`, the three CAs too. The service-account key pair is kept
     /// (rotating it would invalidate every token in the cluster).
-    pub fn renew(cluster_dir: &Path, spec: &PkiSpec, new_ca: bool) -> Result<(Pki, PathBuf), PkiError> {
+    pub fn renew(
+        cluster_dir: &Path,
+        spec: &PkiSpec,
+        new_ca: bool,
+    ) -> Result<(Pki, PathBuf), PkiError> {
+        // A bad spec must fail before the backup is made: nothing written on bad input.
+        spec.validate()?;
         let ssl = cluster_dir.join("ssl");
         let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
         // Two renewals within one second must not share (and overwrite) one backup.
         let backup = (0..)
-            .map(|n| cluster_dir.join(if n == 0 { format!("ssl.bak-{stamp}") } else { format!("ssl.bak-{stamp}-{n}") }))
+            .map(|n| {
+                cluster_dir.join(if n == 0 {
+                    format!("ssl.bak-{stamp}")
+                } else {
+                    format!("ssl.bak-{stamp}-{n}")
+                })
+            })
             .find(|p| !p.exists())
             .expect("some backup name is free");
         if ssl.is_dir() {
@@ -135,7 +154,10 @@ impl Pki {
         let before = manifest.certs.clone();
         let leaves = leaves(spec)?;
         for def in &leaves {
-            let ca = cas.iter().find(|c| c.kind == def.ca).expect("all CAs loaded");
+            let ca = cas
+                .iter()
+                .find(|c| c.kind == def.ca)
+                .expect("all CAs loaded");
             let inputs = issue::inputs_hash(def, ca, &spec.cert_expiry);
             if !force && issue::reusable(&ssl, def, manifest.certs.get(&def.stem), &inputs)? {
                 outcome.reused.push(def.stem.clone());
@@ -146,12 +168,19 @@ impl Pki {
             outcome.issued.push(def.stem.clone());
         }
         // Forget certificates the spec no longer asks for (a removed node); files stay for audit.
-        manifest.certs.retain(|stem, _| leaves.iter().any(|l| &l.stem == stem));
+        manifest
+            .certs
+            .retain(|stem, _| leaves.iter().any(|l| &l.stem == stem));
         if manifest.certs != before || !Manifest::path(&ssl).exists() {
             manifest.version = 1;
             manifest.save(&ssl)?;
         }
-        let pki = Pki { ssl, spec: spec.clone(), leaves, outcome };
+        let pki = Pki {
+            ssl,
+            spec: spec.clone(),
+            leaves,
+            outcome,
+        };
         let local = cluster_dir.join("kubectl.kubeconfig");
         let text = pki.local_admin_kubeconfig()?;
         if read_opt(&local)?.as_deref() != Some(text.as_str()) {
@@ -188,10 +217,18 @@ impl Pki {
 
     /// Paths on the deploy machine of certificate `id` (cert, key, CA), for local tools such as
     /// etcdctl with `etcd-client`. For `kubelet`, `node` names the inventory host.
-    pub fn local_paths(&self, id: &str, node: Option<&str>) -> Result<(PathBuf, PathBuf, PathBuf), PkiError> {
+    pub fn local_paths(
+        &self,
+        id: &str,
+        node: Option<&str>,
+    ) -> Result<(PathBuf, PathBuf, PathBuf), PkiError> {
         let def = match (id, node) {
             ("kubelet", Some(h)) => self.kubelet_def(h)?,
-            _ => self.leaves.iter().find(|l| l.id == id && l.host.is_none()).ok_or_else(|| unknown(id))?,
+            _ => self
+                .leaves
+                .iter()
+                .find(|l| l.id == id && l.host.is_none())
+                .ok_or_else(|| unknown(id))?,
         };
         let (c, k) = issue::leaf_paths(&self.ssl, &def.stem);
         Ok((c, k, self.ssl.join(format!("{}.pem", def.ca.stem()))))
@@ -202,13 +239,18 @@ impl Pki {
     /// and scheduler → 127.0.0.1:SECURE_PORT; kube-proxy and kubelet → the node-local LB.
     pub fn kubeconfig(&self, name: &str, host: &str) -> Result<String, PkiError> {
         if !KUBECONFIG_NAMES.contains(&name) {
-            return Err(PkiError::Unknown { id: name.into(), known: KUBECONFIG_NAMES.join(", ") });
+            return Err(PkiError::Unknown {
+                id: name.into(),
+                known: KUBECONFIG_NAMES.join(", "),
+            });
         }
         let files = self.cert_files(name, host)?;
         let loopback = std::net::IpAddr::from([127, 0, 0, 1]);
         let server = match name {
             "admin" => self.admin_server(),
-            "kube-controller-manager" | "kube-scheduler" => kubeconfig::server_url(loopback, self.spec.secure_port),
+            "kube-controller-manager" | "kube-scheduler" => {
+                kubeconfig::server_url(loopback, self.spec.secure_port)
+            }
             _ => kubeconfig::server_url(loopback, self.spec.node_lb_port),
         };
         let user = match name {
@@ -247,34 +289,56 @@ impl Pki {
         let allowed = allowed_roles(id).ok_or_else(|| unknown(id))?;
         let roles = roles_of(&self.spec, host);
         if roles.is_empty() {
-            return Err(PkiError::NotAllowed { id: id.into(), host: host.into(), why: "the host is in no etcd, kube_master or kube_node group".into() });
+            return Err(PkiError::NotAllowed {
+                id: id.into(),
+                host: host.into(),
+                why: "the host is in no etcd, kube_master or kube_node group".into(),
+            });
         }
         if allowed.is_empty() {
-            return Err(PkiError::NotAllowed { id: id.into(), host: host.into(), why: "it is for the deploy machine only (use Pki::local_paths)".into() });
+            return Err(PkiError::NotAllowed {
+                id: id.into(),
+                host: host.into(),
+                why: "it is for the deploy machine only (use Pki::local_paths)".into(),
+            });
         }
         if !roles.iter().any(|r| allowed.contains(r)) {
-            return Err(PkiError::NotAllowed { id: id.into(), host: host.into(), why: format!("only {allowed:?} hosts may; this host is {roles:?}") });
+            return Err(PkiError::NotAllowed {
+                id: id.into(),
+                host: host.into(),
+                why: format!("only {allowed:?} hosts may; this host is {roles:?}"),
+            });
         }
         Ok(())
     }
 
     fn kubelet_def(&self, host: &str) -> Result<&LeafDef, PkiError> {
-        self.leaves.iter().find(|l| l.id == "kubelet" && l.host.as_deref() == Some(host)).ok_or_else(|| PkiError::NotAllowed {
-            id: "kubelet".into(),
-            host: host.into(),
-            why: "the host is not a node".into(),
-        })
+        self.leaves
+            .iter()
+            .find(|l| l.id == "kubelet" && l.host.as_deref() == Some(host))
+            .ok_or_else(|| PkiError::NotAllowed {
+                id: "kubelet".into(),
+                host: host.into(),
+                why: "the host is not a node".into(),
+            })
     }
 
     fn read(&self, file: &str) -> Result<String, PkiError> {
         let p = self.ssl.join(file);
-        read_opt(&p)?.ok_or_else(|| PkiError::BadFile { path: p, msg: "missing; run ensure again".into() })
+        read_opt(&p)?.ok_or_else(|| PkiError::BadFile {
+            path: p,
+            msg: "missing (not issued yet)".into(),
+        })
     }
 
     fn files_for(&self, id: &str, stem: &str) -> Result<CertFiles, PkiError> {
         let ca_only = |kind: CaKind| -> Result<CertFiles, PkiError> {
             let pem = self.read(&format!("{}.pem", kind.stem()))?;
-            Ok(CertFiles { cert_pem: pem.clone(), key_pem: None, ca_pem: Some(pem) })
+            Ok(CertFiles {
+                cert_pem: pem.clone(),
+                key_pem: None,
+                ca_pem: Some(pem),
+            })
         };
         match id {
             "ca" => ca_only(CaKind::Cluster),
@@ -285,9 +349,17 @@ impl Pki {
                 f.key_pem = Some(SecretPem(self.read("ca-key.pem")?));
                 Ok(f)
             }
-            "sa" => Ok(CertFiles { cert_pem: self.read("sa.pub")?, key_pem: Some(SecretPem(self.read("sa.key")?)), ca_pem: None }),
+            "sa" => Ok(CertFiles {
+                cert_pem: self.read("sa.pub")?,
+                key_pem: Some(SecretPem(self.read("sa.key")?)),
+                ca_pem: None,
+            }),
             _ => {
-                let def = self.leaves.iter().find(|l| l.stem == stem).ok_or_else(|| unknown(id))?;
+                let def = self
+                    .leaves
+                    .iter()
+                    .find(|l| l.stem == stem)
+                    .ok_or_else(|| unknown(id))?;
                 Ok(CertFiles {
                     cert_pem: self.read(&format!("{stem}.pem"))?,
                     key_pem: Some(SecretPem(self.read(&format!("{stem}-key.pem"))?)),
@@ -299,7 +371,10 @@ impl Pki {
 }
 
 fn unknown(id: &str) -> PkiError {
-    PkiError::Unknown { id: id.into(), known: CERT_IDS.join(", ") }
+    PkiError::Unknown {
+        id: id.into(),
+        known: CERT_IDS.join(", "),
+    }
 }
 
 /// The service-account key pair: created once, kept across runs and renewals.
@@ -307,19 +382,34 @@ fn ensure_sa(ssl: &Path) -> Result<(), PkiError> {
     let (key_path, pub_path) = (ssl.join("sa.key"), ssl.join("sa.pub"));
     match (read_opt(&key_path)?, read_opt(&pub_path)?) {
         (Some(k), Some(p)) => {
-            let key = keys::key_from_pem(&k).map_err(|msg| PkiError::BadFile { path: key_path.clone(), msg })?;
+            let key = keys::key_from_pem(&k).map_err(|msg| PkiError::BadFile {
+                path: key_path.clone(),
+                msg,
+            })?;
             if key.public_key_pem().trim() != p.trim() {
-                return Err(PkiError::BadFile { path: pub_path, msg: "is not the public half of sa.key; delete sa.pub to re-derive it".into() });
+                return Err(PkiError::BadFile {
+                    path: pub_path,
+                    msg: "is not the public half of sa.key; delete sa.pub to re-derive it".into(),
+                });
             }
             Ok(())
         }
         (Some(k), None) => {
-            let key = keys::key_from_pem(&k).map_err(|msg| PkiError::BadFile { path: key_path, msg })?;
+            let key = keys::key_from_pem(&k).map_err(|msg| PkiError::BadFile {
+                path: key_path,
+                msg,
+            })?;
             write_atomic(&pub_path, key.public_key_pem().as_bytes(), CERT_MODE)
         }
-        (None, Some(_)) => Err(PkiError::HalfCa { present: pub_path, missing: key_path }),
+        (None, Some(_)) => Err(PkiError::HalfCa {
+            present: pub_path,
+            missing: key_path,
+        }),
         (None, None) => {
-            let key = rcgen::KeyPair::generate().map_err(|source| PkiError::Sign { id: "sa".into(), source })?;
+            let key = rcgen::KeyPair::generate().map_err(|source| PkiError::Sign {
+                id: "sa".into(),
+                source,
+            })?;
             write_atomic(&key_path, key.serialize_pem().as_bytes(), KEY_MODE)?;
             write_atomic(&pub_path, key.public_key_pem().as_bytes(), CERT_MODE)
         }

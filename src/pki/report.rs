@@ -5,9 +5,9 @@ use ::time::OffsetDateTime;
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::*;
 
+use super::Pki;
 use super::ca::sha256_hex;
 use super::catalog::CaKind;
-use super::Pki;
 
 /// One certificate as read from its PEM.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,15 +35,22 @@ pub struct CertRow {
 /// Read the first certificate of a PEM document.
 pub fn inspect_pem(pem: &[u8]) -> Result<CertInfo, String> {
     let (_, p) = parse_x509_pem(pem).map_err(|e| format!("not a PEM certificate: {e}"))?;
-    let (_, x) = parse_x509_certificate(&p.contents).map_err(|e| format!("not an X.509 certificate: {e}"))?;
+    let (_, x) = parse_x509_certificate(&p.contents)
+        .map_err(|e| format!("not an X.509 certificate: {e}"))?;
     let mut sans = Vec::new();
     if let Ok(Some(ext)) = x.subject_alternative_name() {
         for n in &ext.value.general_names {
             match n {
                 GeneralName::DNSName(d) => sans.push(format!("DNS:{d}")),
                 GeneralName::IPAddress(b) => sans.push(match b.len() {
-                    4 => format!("IP:{}", std::net::Ipv4Addr::from(<[u8; 4]>::try_from(*b).unwrap())),
-                    16 => format!("IP:{}", std::net::Ipv6Addr::from(<[u8; 16]>::try_from(*b).unwrap())),
+                    4 => format!(
+                        "IP:{}",
+                        std::net::Ipv4Addr::from(<[u8; 4]>::try_from(*b).unwrap())
+                    ),
+                    16 => format!(
+                        "IP:{}",
+                        std::net::Ipv6Addr::from(<[u8; 16]>::try_from(*b).unwrap())
+                    ),
                     _ => "IP:?".into(),
                 }),
                 other => sans.push(format!("{other:?}")),
@@ -65,13 +72,30 @@ pub fn inspect_pem(pem: &[u8]) -> Result<CertInfo, String> {
 /// Every CA and leaf certificate under ssl/, in catalog order. A file that is missing or
 /// unreadable gets a row with `problem` set instead of failing the whole report.
 pub fn local_report(pki: &Pki) -> Vec<CertRow> {
-    let mut files: Vec<String> = CaKind::ALL.iter().map(|k| format!("{}.pem", k.stem())).collect();
+    let mut files: Vec<String> = CaKind::ALL
+        .iter()
+        .map(|k| format!("{}.pem", k.stem()))
+        .collect();
     files.extend(pki.leaves.iter().map(|l| format!("{}.pem", l.stem)));
     files
         .into_iter()
-        .map(|file| match pki.read(&file).map_err(|e| e.to_string()).and_then(|t| inspect_pem(t.as_bytes())) {
-            Ok(info) => CertRow { file, info: Some(info), problem: None },
-            Err(e) => CertRow { file, info: None, problem: Some(e) },
+        .map(|file| {
+            match pki
+                .read(&file)
+                .map_err(|e| e.to_string())
+                .and_then(|t| inspect_pem(t.as_bytes()))
+            {
+                Ok(info) => CertRow {
+                    file,
+                    info: Some(info),
+                    problem: None,
+                },
+                Err(e) => CertRow {
+                    file,
+                    info: None,
+                    problem: Some(e),
+                },
+            }
         })
         .collect()
 }
@@ -82,8 +106,20 @@ pub fn render_table(rows: &[CertRow]) -> String {
     let cells: Vec<[String; 5]> = rows
         .iter()
         .map(|r| match (&r.info, &r.problem) {
-            (Some(i), _) => [r.file.clone(), i.subject.clone(), i.issuer.clone(), i.days_left.to_string(), i.sans.join(",")],
-            (None, p) => [r.file.clone(), format!("PROBLEM: {}", p.as_deref().unwrap_or("?")), String::new(), String::new(), String::new()],
+            (Some(i), _) => [
+                r.file.clone(),
+                i.subject.clone(),
+                i.issuer.clone(),
+                i.days_left.to_string(),
+                i.sans.join(","),
+            ],
+            (None, p) => [
+                r.file.clone(),
+                format!("PROBLEM: {}", p.as_deref().unwrap_or("?")),
+                String::new(),
+                String::new(),
+                String::new(),
+            ],
         })
         .collect();
     let mut w = head.map(str::len);
@@ -93,7 +129,18 @@ pub fn render_table(rows: &[CertRow]) -> String {
         }
     }
     let line = |c: [&str; 5]| {
-        let s = format!("{:w0$}  {:w1$}  {:w2$}  {:>w3$}  {}", c[0], c[1], c[2], c[3], c[4], w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3]);
+        let s = format!(
+            "{:w0$}  {:w1$}  {:w2$}  {:>w3$}  {}",
+            c[0],
+            c[1],
+            c[2],
+            c[3],
+            c[4],
+            w0 = w[0],
+            w1 = w[1],
+            w2 = w[2],
+            w3 = w[3]
+        );
         s.trim_end().to_string() + "\n"
     };
     let mut out = line(head);
@@ -120,7 +167,10 @@ pub enum RemoteStatus {
     /// Same certificate as the local one.
     Same,
     /// A different certificate (stale, replaced by hand, other CA).
-    Differs { expected_sha256: String, got: CertInfo },
+    Differs {
+        expected_sha256: String,
+        got: CertInfo,
+    },
     /// Missing or not a certificate.
     Unreadable(String),
     /// The host should not hold this id at all (or the id is unknown).
@@ -151,15 +201,28 @@ pub fn compare_remote(pki: &Pki, copies: &[RemoteCopy]) -> Vec<RemoteCheck> {
                         RemoteStatus::Unreadable("public key differs from local sa.pub".into())
                     }
                 }
-                Ok(expected) => match (inspect_pem(expected.cert_pem.as_bytes()), inspect_pem(&c.pem)) {
-                    (_, Err(e)) if c.pem.is_empty() => RemoteStatus::Unreadable(format!("missing ({e})")),
+                Ok(expected) => match (
+                    inspect_pem(expected.cert_pem.as_bytes()),
+                    inspect_pem(&c.pem),
+                ) {
+                    (_, Err(e)) if c.pem.is_empty() => {
+                        RemoteStatus::Unreadable(format!("missing ({e})"))
+                    }
                     (_, Err(e)) => RemoteStatus::Unreadable(e),
                     (Ok(exp), Ok(got)) if exp.sha256 == got.sha256 => RemoteStatus::Same,
-                    (Ok(exp), Ok(got)) => RemoteStatus::Differs { expected_sha256: exp.sha256, got },
+                    (Ok(exp), Ok(got)) => RemoteStatus::Differs {
+                        expected_sha256: exp.sha256,
+                        got,
+                    },
                     (Err(e), Ok(_)) => RemoteStatus::Unreadable(format!("local copy: {e}")),
                 },
             };
-            RemoteCheck { host: c.host.clone(), path: c.path.clone(), cert_id: c.cert_id.clone(), status }
+            RemoteCheck {
+                host: c.host.clone(),
+                path: c.path.clone(),
+                cert_id: c.cert_id.clone(),
+                status,
+            }
         })
         .collect()
 }
@@ -170,11 +233,17 @@ pub fn render_mismatches(checks: &[RemoteCheck]) -> String {
     for c in checks {
         let msg = match &c.status {
             RemoteStatus::Same => continue,
-            RemoteStatus::Differs { got, .. } => format!("differs from local (installed: {}, {} days left)", got.subject, got.days_left),
+            RemoteStatus::Differs { got, .. } => format!(
+                "differs from local (installed: {}, {} days left)",
+                got.subject, got.days_left
+            ),
             RemoteStatus::Unreadable(e) => e.clone(),
             RemoteStatus::Unexpected(e) => e.clone(),
         };
-        out.push_str(&format!("MISMATCH {} {} [{}]: {msg}\n", c.host, c.path, c.cert_id));
+        out.push_str(&format!(
+            "MISMATCH {} {} [{}]: {msg}\n",
+            c.host, c.path, c.cert_id
+        ));
     }
     out
 }

@@ -77,12 +77,22 @@ impl PkiSpec {
         parse_expiry("CERT_EXPIRY", &self.cert_expiry)?;
         self.service_ip()?;
         if self.masters.is_empty() {
-            return Err(spec_err("kube_master", "the group is empty; the apiserver certificate needs at least one master"));
+            return Err(spec_err(
+                "kube_master",
+                "the group is empty; the apiserver certificate needs at least one master",
+            ));
         }
         if self.etcd.is_empty() {
-            return Err(spec_err("etcd", "the group is empty; etcd certificates need at least one member"));
+            return Err(spec_err(
+                "etcd",
+                "the group is empty; etcd certificates need at least one member",
+            ));
         }
-        for (group, members) in [("etcd", &self.etcd), ("kube_master", &self.masters), ("kube_node", &self.nodes)] {
+        for (group, members) in [
+            ("etcd", &self.etcd),
+            ("kube_master", &self.masters),
+            ("kube_node", &self.nodes),
+        ] {
             let mut seen = std::collections::HashSet::new();
             let mut names = std::collections::HashSet::new();
             for m in members {
@@ -90,23 +100,43 @@ impl PkiSpec {
                     return Err(spec_err(group, &format!("host {} is listed twice", m.host)));
                 }
                 if !names.insert(&m.name) {
-                    return Err(spec_err(group, &format!("name {:?} (host {}) is used by two hosts; node names must be unique", m.name, m.host)));
+                    return Err(spec_err(
+                        group,
+                        &format!(
+                            "name {:?} (host {}) is used by two hosts; node names must be unique",
+                            m.name, m.host
+                        ),
+                    ));
                 }
                 if !is_dns_name(&m.name) && m.name.parse::<IpAddr>().is_err() {
-                    return Err(spec_err(group, &format!(
-                        "name {:?} of host {} is neither a DNS-1123 name nor an IP; fix k8s_nodename", m.name, m.host)));
+                    return Err(spec_err(
+                        group,
+                        &format!(
+                            "name {:?} of host {} is neither a DNS-1123 name nor an IP; fix k8s_nodename",
+                            m.name, m.host
+                        ),
+                    ));
                 }
             }
         }
         for h in &self.master_cert_hosts {
             if h.parse::<IpAddr>().is_err() && !is_dns_name(h) {
-                return Err(spec_err("MASTER_CERT_HOSTS", &format!("{h:?} is neither an IP nor a DNS name")));
+                return Err(spec_err(
+                    "MASTER_CERT_HOSTS",
+                    &format!("{h:?} is neither an IP nor a DNS name"),
+                ));
             }
         }
         if !is_dns_name(&self.cluster_dns_domain) {
-            return Err(spec_err("CLUSTER_DNS_DOMAIN", &format!("{:?} is not a DNS name", self.cluster_dns_domain)));
+            return Err(spec_err(
+                "CLUSTER_DNS_DOMAIN",
+                &format!("{:?} is not a DNS name", self.cluster_dns_domain),
+            ));
         }
-        for (var, v) in [("CLUSTER_NAME", &self.cluster_name), ("CONTEXT_NAME", &self.context_name)] {
+        for (var, v) in [
+            ("CLUSTER_NAME", &self.cluster_name),
+            ("CONTEXT_NAME", &self.context_name),
+        ] {
             if v.trim().is_empty() {
                 return Err(spec_err(var, "is empty"));
             }
@@ -117,7 +147,10 @@ impl PkiSpec {
     /// First address of `SERVICE_CIDR` (network address + 1): the `kubernetes` service IP.
     pub fn service_ip(&self) -> Result<IpAddr, PkiError> {
         first_ip(&self.service_cidr).ok_or_else(|| {
-            spec_err("SERVICE_CIDR", &format!("{:?} is not a CIDR like 10.68.0.0/16", self.service_cidr))
+            spec_err(
+                "SERVICE_CIDR",
+                &format!("{:?} is not a CIDR like 10.68.0.0/16", self.service_cidr),
+            )
         })
     }
 
@@ -133,12 +166,20 @@ impl PkiSpec {
 }
 
 fn spec_err(var: &str, msg: &str) -> PkiError {
-    PkiError::Spec { var: var.to_string(), msg: msg.to_string() }
+    PkiError::Spec {
+        var: var.to_string(),
+        msg: msg.to_string(),
+    }
 }
 
 /// Parse a Go-style duration as kubeasz/cfssl write it ("876000h", "8760h30m", "90s").
 pub fn parse_expiry(var: &str, s: &str) -> Result<Duration, PkiError> {
-    let bad = || spec_err(var, &format!("{s:?} is not a duration like \"876000h\" (units h, m, s)"));
+    let bad = || {
+        spec_err(
+            var,
+            &format!("{s:?} is not a duration like \"876000h\" (units h, m, s)"),
+        )
+    };
     let mut total: i64 = 0;
     let mut num = String::new();
     let t = s.trim();
@@ -158,7 +199,10 @@ pub fn parse_expiry(var: &str, s: &str) -> Result<Duration, PkiError> {
             's' => 1,
             _ => return Err(bad()),
         };
-        total = n.checked_mul(unit).and_then(|v| total.checked_add(v)).ok_or_else(bad)?;
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(bad)?;
     }
     if !num.is_empty() || total <= 0 {
         return Err(bad());
@@ -176,7 +220,11 @@ fn first_ip(cidr: &str) -> Option<IpAddr> {
             Some(IpAddr::V4(((u32::from(a) & mask) + 1).into()))
         }
         IpAddr::V6(a) if len < 128 => {
-            let mask = if len == 0 { 0 } else { u128::MAX << (128 - len) };
+            let mask = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - len)
+            };
             Some(IpAddr::V6(((u128::from(a) & mask) + 1).into()))
         }
         _ => None,
@@ -190,7 +238,8 @@ pub(crate) fn is_dns_name(s: &str) -> bool {
         && s.split('.').all(|l| {
             !l.is_empty()
                 && l.len() <= 63
-                && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
                 && !l.starts_with('-')
                 && !l.ends_with('-')
         })
@@ -202,7 +251,10 @@ mod tests {
 
     #[test]
     fn expiry_parses_kubeasz_values_and_rejects_days() {
-        assert_eq!(parse_expiry("X", "876000h").unwrap(), Duration::hours(876000));
+        assert_eq!(
+            parse_expiry("X", "876000h").unwrap(),
+            Duration::hours(876000)
+        );
         assert_eq!(parse_expiry("X", "1h30m").unwrap(), Duration::minutes(90));
         assert!(parse_expiry("X", "100y").is_err());
         assert!(parse_expiry("X", "100").is_err());
@@ -213,7 +265,10 @@ mod tests {
     fn service_ip_is_network_plus_one() {
         assert_eq!(first_ip("10.68.0.0/16").unwrap().to_string(), "10.68.0.1");
         assert_eq!(first_ip("10.68.3.7/16").unwrap().to_string(), "10.68.0.1");
-        assert_eq!(first_ip("fd00:10:96::/112").unwrap().to_string(), "fd00:10:96::1");
+        assert_eq!(
+            first_ip("fd00:10:96::/112").unwrap().to_string(),
+            "fd00:10:96::1"
+        );
         assert!(first_ip("10.68.0.0").is_none());
         assert!(first_ip("10.68.0.0/32").is_none());
     }

@@ -34,10 +34,18 @@ pub fn ensure_private_dir(dir: &Path) -> Result<(), PkiError> {
 /// rename over the target, fsync the directory. A crash leaves the old or the new file.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), PkiError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| {
-        let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
         // The umask may have narrowed `mode`; the mode must be exact before the file is visible.
         f.set_permissions(fs::Permissions::from_mode(mode))?;
         f.write_all(data)?;
@@ -56,7 +64,10 @@ pub fn read_opt(path: &Path) -> Result<Option<String>, PkiError> {
     match fs::read_to_string(path) {
         Ok(s) => Ok(Some(s)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(PkiError::Io { path: path.to_path_buf(), source: e }),
+        Err(e) => Err(PkiError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        }),
     }
 }
 
@@ -86,8 +97,14 @@ impl Manifest {
     pub fn load(ssl: &Path) -> Result<Manifest, PkiError> {
         let path = Self::path(ssl);
         match read_opt(&path)? {
-            None => Ok(Manifest { version: 1, certs: BTreeMap::new() }),
-            Some(s) => serde_json::from_str(&s).map_err(|e| PkiError::Manifest { path, msg: e.to_string() }),
+            None => Ok(Manifest {
+                version: 1,
+                certs: BTreeMap::new(),
+            }),
+            Some(s) => serde_json::from_str(&s).map_err(|e| PkiError::Manifest {
+                path,
+                msg: e.to_string(),
+            }),
         }
     }
 
@@ -109,7 +126,10 @@ mod tests {
         write_atomic(&p, b"one", 0o644).unwrap();
         write_atomic(&p, b"two", KEY_MODE).unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         // no temp file left behind
         assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
     }
@@ -121,6 +141,9 @@ mod tests {
         fs::create_dir(&s).unwrap();
         fs::set_permissions(&s, fs::Permissions::from_mode(0o755)).unwrap();
         ensure_private_dir(&s).unwrap();
-        assert_eq!(fs::metadata(&s).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(
+            fs::metadata(&s).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
     }
 }
