@@ -99,3 +99,12 @@ pub fn load_inventory(ctx: &Context, cluster: &str, extra: &[(String, String)]) 
         }
     }
 }
+
+/// Issue or reuse the cluster's certificates and open the artifact store: everything a plan
+/// takes from the deploy machine.
+pub fn sources(ctx: &Context, inv: &Inventory) -> Result<ClusterSources, crate::cli::CliError> {
+    let spec = crate::pki::from_inventory(inv)?;
+    let pki = Pki::ensure(&inv.dir, &spec)?;
+    let store = Store::open(&ctx.home)?;
+    Ok(ClusterSources::new(pki, store, k8s_ver(inv)))
+}

@@ -15,16 +15,18 @@ pub struct Args {
     /// Output directory; must be new, empty, or an earlier `ezk render` output.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    /// Extra variable, highest precedence (repeatable), like ansible-playbook -e.
+    #[arg(short = 'e', long = "extra-vars", value_name = "KEY=VALUE", value_parser = super::parse_extra_var)]
+    pub extra: Vec<(String, String)>,
 }
 
-pub fn run(_ctx: &Context, args: Args) -> CliResult {
-    // The inventory (VarSource), PKI and artifact store (Sources) are wired in by the lead:
-    // load them for `args.cluster` and call `render_with`.
-    Err(format!(
-        "ezk render {}: the inventory loader is not wired into this build yet",
-        args.cluster
-    )
-    .into())
+pub fn run(ctx: &Context, args: Args) -> CliResult {
+    let inv = match crate::cluster::load_inventory(ctx, &args.cluster, &args.extra) {
+        Ok(inv) => inv,
+        Err(code) => return Ok(code),
+    };
+    let sources = crate::cluster::sources(ctx, &inv)?;
+    render_with(ctx, &args, &inv, &sources)
 }
 
 /// Render `args.step` with the given variables and sources into `args.out`.
