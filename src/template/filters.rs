@@ -40,6 +40,14 @@ fn bad(msg: String) -> Error {
 
 /// Ansible's `bool`: yes/no, true/false, on/off, 1/0 (any case) and real booleans.
 fn to_bool(v: Value) -> Result<bool, Error> {
+    // Strict mode lets an undefined value reach a filter; `x|bool` on a missing variable is a
+    // typo far more often than an intended False, so it is an error like any other use.
+    if v.is_undefined() {
+        return Err(Error::new(
+            ErrorKind::UndefinedError,
+            "the value passed to `bool` is undefined (use `x|default(false)|bool`)",
+        ));
+    }
     if let Some(s) = v.as_str() {
         return match s.trim().to_ascii_lowercase().as_str() {
             "yes" | "true" | "on" | "1" | "y" => Ok(true),
