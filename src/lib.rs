@@ -6,6 +6,7 @@
 
 pub mod artifacts;
 pub mod cli;
+pub mod cluster;
 pub mod exec;
 pub mod home;
 pub mod inventory;

@@ -1,1 +1,116 @@
-//! Artifact store: pinned manifest with sha256, download (reqwest), mirror, offline bundle.
+//! Artifact store: pinned manifest with digests, download (reqwest), mirror, offline bundle.
+//!
+//! `manifest` says what every release file must hash to; `store` keeps only verified files
+//! (and the binaries extracted from them, with their sha256) under the home's `down/`;
+//! `download` fills it over HTTP (parallel, resumable), `local` from a directory or the
+//! installed Debian packages, `bundle` moves a verified store to an offline machine.
+//! Nothing enters the store before its digest matches the manifest.
+
+pub mod bundle;
+pub mod download;
+pub mod extract;
+pub mod local;
+pub mod manifest;
+pub mod progress;
+pub mod store;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+pub use manifest::{Artifact, Digest, Kind, Manifest};
+pub use store::{LocalBinary, Store};
+
+/// Everything that can go wrong with artifacts; each message names the file or URL and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactError {
+    #[error("{path}: invalid versions manifest: {msg}")]
+    Manifest { path: String, msg: String },
+    #[error("no artifact set for K8S_VER {ver:?}; known sets: {known}")]
+    UnknownVersion { ver: String, known: String },
+    #[error("binary {name:?} is not in artifact set {set} of the versions manifest")]
+    NotProvided { name: String, set: String },
+    #[error("binary {name} (artifact set {set}) is not in the store {dir}; fetch it with: {cmd}")]
+    Missing {
+        name: String,
+        set: String,
+        dir: PathBuf,
+        cmd: String,
+    },
+    /// The io error is part of the message (not a `source`), so reports do not repeat it.
+    #[error("{path}: {err}")]
+    Io { path: PathBuf, err: std::io::Error },
+    #[error(
+        "checksum mismatch for {url}: expected {expected}, got {got}; the file was quarantined at {quarantined} and not used"
+    )]
+    Mismatch {
+        url: String,
+        expected: String,
+        got: String,
+        quarantined: PathBuf,
+    },
+    #[error("{path}: {binary} has sha256 {got}, expected {expected}; not used")]
+    BinaryMismatch {
+        path: PathBuf,
+        binary: String,
+        expected: String,
+        got: String,
+    },
+    #[error("download {url}: {msg}")]
+    Http { url: String, msg: String },
+    #[error("{archive}: {msg}")]
+    Archive { archive: PathBuf, msg: String },
+    #[error("bundle {path}: {msg}")]
+    Bundle { path: PathBuf, msg: String },
+}
+
+impl ArtifactError {
+    pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ArtifactError + '_ {
+        move |err| ArtifactError::Io {
+            path: path.to_path_buf(),
+            err,
+        }
+    }
+}
+
+/// Hex digest of everything `r` yields, with the same algorithm as `like`.
+pub fn digest_reader(mut r: impl Read, like: &Digest) -> std::io::Result<Digest> {
+    use sha2::Digest as _;
+    let mut buf = vec![0u8; 1 << 16];
+    match like {
+        Digest::Sha256(_) => {
+            let mut h = sha2::Sha256::new();
+            loop {
+                let n = r.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                h.update(&buf[..n]);
+            }
+            Ok(Digest::Sha256(hex::encode(h.finalize())))
+        }
+        Digest::Sha512(_) => {
+            let mut h = sha2::Sha512::new();
+            loop {
+                let n = r.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                h.update(&buf[..n]);
+            }
+            Ok(Digest::Sha512(hex::encode(h.finalize())))
+        }
+    }
+}
+
+/// Digest of a file, with the same algorithm as `like`.
+pub fn digest_file(path: &Path, like: &Digest) -> Result<Digest, ArtifactError> {
+    let f = std::fs::File::open(path).map_err(ArtifactError::io(path))?;
+    digest_reader(std::io::BufReader::new(f), like).map_err(ArtifactError::io(path))
+}
+
+/// sha256 hex of a file.
+pub fn sha256_file(path: &Path) -> Result<String, ArtifactError> {
+    match digest_file(path, &Digest::Sha256(String::new()))? {
+        Digest::Sha256(h) | Digest::Sha512(h) => Ok(h),
+    }
+}

@@ -9,7 +9,11 @@ use clap::{Parser, Subcommand};
 
 use crate::home::Home;
 
+pub mod certs;
 pub mod check;
+pub mod checkout;
+pub mod download;
+pub mod kca_renew;
 pub mod lab;
 pub mod list;
 pub mod new;
@@ -50,14 +54,24 @@ pub struct Cli {
 pub enum Command {
     /// Create clusters/<name>/hosts and config.yml from the inventory example.
     New(new::Args),
-    /// List the clusters in the home, marking the current one.
+    /// List the clusters in the home, marking the current one (chosen by `new`/`checkout`,
+    /// stored in clusters/.current).
     List(list::Args),
+    /// Make a cluster the current one (used when a command is given no cluster).
+    Checkout(checkout::Args),
     /// Validate a cluster's inventory and config (no host is contacted).
     Check(check::Args),
     /// Write, per host, every file a step would install (no host is contacted).
     Render(render::Args),
     /// Run a step (01..07, 10, 11, 90/all) on the cluster's hosts.
     Setup(setup::Args),
+    /// Fill the artifact store: pinned, checksummed, resumable; mirror, local dir, offline bundle.
+    Download(download::Args),
+    /// Table of the cluster's certificates under clusters/<name>/ssl/ (subject, issuer, days
+    /// to expiry, SANs); --issue first issues missing or stale ones.
+    Certs(certs::Args),
+    /// Back up ssl/ and reissue every certificate, keeping the CAs unless --new-ca.
+    KcaRenew(kca_renew::Args),
     /// A local sandbox of real systemd hosts to try ezk on: up, down, status.
     Lab(lab::Args),
 }
@@ -69,9 +83,13 @@ pub fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::New(a) => new::run(&ctx, a),
         Command::List(a) => list::run(&ctx, a),
+        Command::Checkout(a) => checkout::run(&ctx, a),
         Command::Check(a) => check::run(&ctx, a),
         Command::Render(a) => render::run(&ctx, a),
         Command::Setup(a) => setup::run(&ctx, a),
+        Command::Download(a) => download::run(&ctx, a),
+        Command::Certs(a) => certs::run(&ctx, a),
+        Command::KcaRenew(a) => kca_renew::run(&ctx, a),
         Command::Lab(a) => lab::run(&ctx, a),
     }
 }

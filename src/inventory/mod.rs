@@ -1,23 +1,62 @@
-//! Inventory: kubeasz `clusters/<name>/hosts` (Ansible INI) or a YAML inventory, plus
-//! `config.yml`, resolved per host with Ansible precedence and validated before any connection.
+//! Inventory: kubeasz `clusters/<name>/hosts` (Ansible INI) or a YAML inventory
+//! (`clusters/<name>/hosts.yml`), plus `config.yml`, resolved per host with Ansible precedence
+//! and validated before any connection.
 //!
-//! CONTRACT (other modules code against this; the implementation fills it in):
+//! CONTRACT (other modules code against this):
 //! - `Inventory::load(home, cluster, extra_vars)` parses and validates, returning every error
-//!   at once (each naming file + line + fix).
+//!   at once (each naming file + line + fix). `Inventory::parse` only reads (for `ezk check`,
+//!   which then runs `check::report`).
 //! - `groups` / `hosts_in(group)` / `hosts` in inventory order.
 //! - `vars_for(host, role_defaults)` merges role defaults < config.yml < [all:vars] < group vars
 //!   < host vars < -e, and renders every templated value for that host (lazy Jinja, with
-//!   `inventory_hostname`, `groups`, `hostvars`).
+//!   `inventory_hostname`, `groups`, `hostvars`). `context(host, role_defaults)` gives the same
+//!   as a lazy minijinja value for rendering role templates.
 //! - `connection(host)` gives the SSH parameters from Ansible's host vars.
+//!
+//! Files: `ini.rs`/`yaml.rs` read, `literal.rs` types INI values, `vars.rs` merges,
+//! `resolve.rs` renders, `check.rs` validates, `net.rs` has address helpers.
 
-use std::path::PathBuf;
+// Errors carry file, line, host and fix text; they are collected for a report, not raised in
+// a hot path, so their size does not matter.
+#![allow(clippy::result_large_err)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 use indexmap::IndexMap;
+
+use crate::home::Home;
+
+pub mod check;
+mod error;
+pub mod examples;
+mod ini;
+mod literal;
+pub mod model;
+pub mod net;
+mod resolve;
+mod summary;
+mod vars;
+mod yaml;
+
+pub use error::{InventoryError, InventoryErrors, Location};
+pub use resolve::{ResolveError, ResolveErrorKind};
 
 /// A variable value (YAML data model: strings, numbers, bools, lists, maps).
 pub type Value = serde_yaml::Value;
 /// An ordered variable map.
 pub type Vars = IndexMap<String, Value>;
+
+/// The kubeasz groups; they always exist in `Inventory::groups`, possibly empty.
+pub const KUBEASZ_GROUPS: &[&str] = &[
+    "etcd",
+    "kube_master",
+    "kube_node",
+    "ex_lb",
+    "chrony",
+    "harbor",
+];
 
 /// How to reach one host, from `ansible_host`, `ansible_ssh_port`/`ansible_port`, `ansible_user`,
 /// `ansible_ssh_private_key_file`, `ansible_become`.
@@ -25,14 +64,17 @@ pub type Vars = IndexMap<String, Value>;
 pub struct Connection {
     /// Address to connect to (`ansible_host`, else the inventory hostname).
     pub address: String,
+    /// `ansible_port` / `ansible_ssh_port`, default 22.
     pub port: u16,
+    /// `ansible_user` / `ansible_ssh_user`, default root.
     pub user: String,
+    /// `ansible_ssh_private_key_file` / `ansible_private_key_file` (`~/` expanded).
     pub key_file: Option<PathBuf>,
-    /// Use sudo for a non-root user.
+    /// Use sudo for a non-root user (`ansible_become`).
     pub become_root: bool,
 }
 
-/// Parsed and validated inventory of one cluster.
+/// Parsed inventory of one cluster.
 #[derive(Debug, Clone)]
 pub struct Inventory {
     pub cluster: String,
@@ -43,4 +85,315 @@ pub struct Inventory {
     pub groups: IndexMap<String, Vec<String>>,
     /// Every host (inventory_hostname), in file order.
     pub hosts: Vec<String>,
+    hosts_file: PathBuf,
+    config_file: PathBuf,
+    source: model::Source,
+    config: model::VarDefs,
+    extra: model::VarDefs,
+    tree: vars::GroupTree,
+    /// Resolver without role defaults (what `hostvars`, `check` and `connection` use).
+    base: Arc<resolve::Resolver>,
+    hostvars: OnceLock<Value>,
+}
+
+impl Inventory {
+    /// Read and validate `clusters/<cluster>/` under `home`; every problem is returned at once.
+    pub fn load(
+        home: &Home,
+        cluster: &str,
+        extra_vars: &[(String, String)],
+    ) -> Result<Inventory, InventoryErrors> {
+        let inv = Inventory::parse(home, cluster, extra_vars)?;
+        let errors = check::validate(&inv);
+        if errors.is_empty() {
+            Ok(inv)
+        } else {
+            Err(InventoryErrors(errors))
+        }
+    }
+
+    /// Read without semantic validation (syntax errors are still errors).
+    pub fn parse(
+        home: &Home,
+        cluster: &str,
+        extra_vars: &[(String, String)],
+    ) -> Result<Inventory, InventoryErrors> {
+        Inventory::from_dir(&home.cluster_dir(cluster), cluster, extra_vars)
+    }
+
+    /// Read a cluster directory directly (`hosts` or `hosts.yml`, and `config.yml` if present).
+    pub fn from_dir(
+        dir: &Path,
+        cluster: &str,
+        extra_vars: &[(String, String)],
+    ) -> Result<Inventory, InventoryErrors> {
+        let ini_path = dir.join("hosts");
+        let yaml_path = dir.join("hosts.yml");
+        let config_file = dir.join("config.yml");
+        let read = |p: &Path| {
+            std::fs::read_to_string(p).map_err(|e| InventoryError::Io {
+                path: p.to_path_buf(),
+                reason: e.to_string(),
+            })
+        };
+        let mut errors = Vec::new();
+        let (hosts_file, (source, errs)) = if ini_path.is_file() {
+            (
+                ini_path.clone(),
+                ini::parse(
+                    &read(&ini_path).map_err(|e| InventoryErrors(vec![e]))?,
+                    &ini_path,
+                ),
+            )
+        } else if yaml_path.is_file() {
+            (
+                yaml_path.clone(),
+                yaml::parse_inventory(
+                    &read(&yaml_path).map_err(|e| InventoryErrors(vec![e]))?,
+                    &yaml_path,
+                ),
+            )
+        } else {
+            return Err(InventoryErrors(vec![InventoryError::NoInventory {
+                dir: dir.to_path_buf(),
+            }]));
+        };
+        errors.extend(errs);
+        let config = if config_file.is_file() {
+            match read(&config_file).and_then(|t| yaml::parse_config(&t, &config_file)) {
+                Ok(c) => c,
+                Err(e) => {
+                    errors.push(e);
+                    model::VarDefs::new()
+                }
+            }
+        } else {
+            model::VarDefs::new()
+        };
+        let mut source = source;
+        for g in KUBEASZ_GROUPS {
+            if !source.groups.contains_key(*g) {
+                source.group_mut(g, &Location::new(&hosts_file, 0));
+            }
+        }
+        let (tree, errs) = vars::GroupTree::build(&source);
+        errors.extend(errs);
+        if !errors.is_empty() {
+            return Err(InventoryErrors(errors));
+        }
+        let extra = vars::extra_defs(extra_vars);
+        let mut groups: IndexMap<String, Vec<String>> = IndexMap::new();
+        groups.insert("all".into(), tree.members["all"].clone());
+        for (g, m) in &tree.members {
+            groups.entry(g.clone()).or_insert_with(|| m.clone());
+        }
+        let hosts: Vec<String> = source.hosts.keys().cloned().collect();
+        let base = build_resolver(
+            &source,
+            &tree,
+            &groups,
+            &model::VarDefs::new(),
+            &config,
+            &extra,
+        );
+        Ok(Inventory {
+            cluster: cluster.to_string(),
+            dir: dir.to_path_buf(),
+            groups,
+            hosts,
+            hosts_file,
+            config_file,
+            source,
+            config,
+            extra,
+            tree,
+            base,
+            hostvars: OnceLock::new(),
+        })
+    }
+
+    /// Members of a group (through children), in file order; empty for an unknown group.
+    pub fn hosts_in(&self, group: &str) -> &[String] {
+        self.groups.get(group).map(|v| v.as_slice()).unwrap_or(&[])
+    }
+
+    /// The inventory file that was read (`hosts` or `hosts.yml`).
+    pub fn hosts_path(&self) -> &Path {
+        &self.hosts_file
+    }
+
+    /// `clusters/<name>/config.yml` (it may not exist).
+    pub fn config_path(&self) -> &Path {
+        &self.config_file
+    }
+
+    /// The raw inventory as read (groups, hosts and their definitions with lines).
+    pub fn source(&self) -> &model::Source {
+        &self.source
+    }
+
+    /// Groups containing `host`, lowest precedence first (without `all`).
+    pub fn groups_of(&self, host: &str) -> Vec<String> {
+        self.tree.groups_of(host)
+    }
+
+    /// Where the winning definition of `var` for `host` is (role defaults not considered).
+    pub fn var_location(&self, host: &str, var: &str) -> Option<&Location> {
+        self.base.def_location(host, var)
+    }
+
+    /// Variable names defined for `host` (role defaults not considered).
+    pub fn var_names(&self, host: &str) -> Vec<String> {
+        self.base.names(host)
+    }
+
+    /// One variable rendered for `host` (no role defaults), as minijinja data.
+    pub fn resolve(&self, host: &str, var: &str) -> Result<minijinja::Value, ResolveError> {
+        self.base.resolve(host, var)
+    }
+
+    /// One variable for `host` as a string (numbers and booleans converted), or None when it is
+    /// undefined or cannot be rendered.
+    pub fn var_str(&self, host: &str, name: &str) -> Option<String> {
+        if !self.base.has(host, name) {
+            return None;
+        }
+        let v = self.base.resolve(host, name).ok()?;
+        if v.is_none() || v.is_undefined() {
+            None
+        } else {
+            Some(v.to_string())
+        }
+    }
+
+    /// Every variable of `host` rendered, with role defaults as the lowest layer (variables
+    /// that use a name undefined for this host are left out, as Ansible's laziness would never
+    /// evaluate them unless used; syntax errors and cycles are errors), plus
+    /// `inventory_hostname`, `groups`, `group_names` and `hostvars` (every host's inventory
+    /// variables, without role defaults — as in Ansible).
+    pub fn vars_for(&self, host: &str, role_defaults: &Vars) -> Result<Vars, InventoryError> {
+        let r = self.resolver(role_defaults);
+        let mut out = Vars::new();
+        for name in r.names(host) {
+            match r.resolve(host, &name) {
+                Ok(v) => {
+                    out.insert(name, to_yaml(&v));
+                }
+                // Ansible is lazy: a value that needs a name this host lacks (K8S_NODENAME on an
+                // etcd-only host without k8s_nodename) is an error only where it is used, so it
+                // is left out here and a template using it fails with "undefined".
+                Err(e) if e.kind == ResolveErrorKind::Undefined => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        out.insert("inventory_hostname".into(), Value::String(host.to_string()));
+        out.insert(
+            "groups".into(),
+            serde_yaml::to_value(&self.groups).unwrap_or(Value::Null),
+        );
+        out.insert(
+            "group_names".into(),
+            serde_yaml::to_value(self.groups_of(host)).unwrap_or(Value::Null),
+        );
+        out.insert("hostvars".into(), self.hostvars().clone());
+        Ok(out)
+    }
+
+    /// The lazy Jinja context of `host` with role defaults: renders only what a template uses.
+    pub fn context(&self, host: &str, role_defaults: &Vars) -> minijinja::Value {
+        self.resolver(role_defaults).context(host)
+    }
+
+    fn resolver(&self, role_defaults: &Vars) -> Arc<resolve::Resolver> {
+        if role_defaults.is_empty() {
+            return self.base.clone();
+        }
+        let defaults = vars::default_defs(role_defaults);
+        build_resolver(
+            &self.source,
+            &self.tree,
+            &self.groups,
+            &defaults,
+            &self.config,
+            &self.extra,
+        )
+    }
+
+    /// Every host's inventory variables (no role defaults), computed once: Ansible's `hostvars`.
+    pub fn hostvars(&self) -> &Value {
+        self.hostvars.get_or_init(|| {
+            let mut all = serde_yaml::Mapping::new();
+            for h in &self.hosts {
+                let mut m = serde_yaml::Mapping::new();
+                m.insert("inventory_hostname".into(), h.clone().into());
+                for name in self.base.names(h) {
+                    if let Ok(v) = self.base.resolve(h, &name) {
+                        m.insert(name.into(), to_yaml(&v));
+                    }
+                }
+                all.insert(h.clone().into(), Value::Mapping(m));
+            }
+            Value::Mapping(all)
+        })
+    }
+
+    /// SSH parameters of `host` from its Ansible connection variables.
+    pub fn connection(&self, host: &str) -> Connection {
+        let get = |names: &[&str]| {
+            names
+                .iter()
+                .find_map(|n| self.var_str(host, n))
+                .filter(|s| !s.is_empty())
+        };
+        let key_file = get(&["ansible_ssh_private_key_file", "ansible_private_key_file"])
+            .map(|k| expand_home(&k));
+        Connection {
+            address: get(&["ansible_host", "ansible_ssh_host"]).unwrap_or_else(|| host.to_string()),
+            port: get(&["ansible_port", "ansible_ssh_port"])
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(22),
+            user: get(&["ansible_user", "ansible_ssh_user"]).unwrap_or_else(|| "root".into()),
+            key_file,
+            become_root: get(&["ansible_become"]).is_some_and(|b| truthy(&b)),
+        }
+    }
+}
+
+/// Ansible's notion of a true string (`bool` filter).
+pub fn truthy(s: &str) -> bool {
+    matches!(
+        s.trim().to_ascii_lowercase().as_str(),
+        "yes" | "true" | "on" | "1" | "y"
+    )
+}
+
+fn expand_home(p: &str) -> PathBuf {
+    match (p.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => PathBuf::from(p),
+    }
+}
+
+fn to_yaml(v: &minijinja::Value) -> Value {
+    serde_yaml::to_value(v).unwrap_or_else(|_| Value::String(v.to_string()))
+}
+
+fn build_resolver(
+    source: &model::Source,
+    tree: &vars::GroupTree,
+    groups: &IndexMap<String, Vec<String>>,
+    defaults: &model::VarDefs,
+    config: &model::VarDefs,
+    extra: &model::VarDefs,
+) -> Arc<resolve::Resolver> {
+    let mut per_host = IndexMap::new();
+    let mut names = HashMap::new();
+    for h in source.hosts.keys() {
+        per_host.insert(
+            h.clone(),
+            vars::merge_for_host(source, tree, defaults, config, extra, h),
+        );
+        names.insert(h.clone(), tree.groups_of(h));
+    }
+    resolve::Resolver::new(per_host, groups, names)
 }

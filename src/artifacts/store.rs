@@ -1,0 +1,353 @@
+//! The local artifact store under the home's `down/`.
+//!
+//! Layout (a mirror uses the same `files/` layout, so a store can be served as a mirror):
+//!
+//! ```text
+//! down/files/<name>/<version>/<filename>        verified release file
+//! down/files/<name>/<version>/<filename>.part   download in progress (resumed with Range)
+//! down/bin/<name>/<version>/<binary>            extracted binary, mode 0755
+//! down/bin/<name>/<version>/SHA256SUMS          "<sha256>  <binary>" — written last: present = complete
+//! down/quarantine/<filename>.<unix time>        a file whose digest did not match; never used
+//! ```
+//!
+//! A file reaches `files/` only by rename after its digest matched; binaries are extracted
+//! into a temporary directory that is renamed into `bin/` once every member is there.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::extract::{self, Extracted};
+use super::manifest::{Artifact, Kind, Manifest};
+use super::{ArtifactError, digest_file, sha256_file};
+use crate::home::Home;
+
+/// A verified binary on the deploy machine, ready to be pushed to hosts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalBinary {
+    pub path: PathBuf,
+    /// sha256 hex; the `binary` task compares it with the host's copy and skips equal ones.
+    pub sha256: String,
+}
+
+/// The store: a directory plus the manifest that says what its files must hash to.
+#[derive(Debug, Clone)]
+pub struct Store {
+    dir: PathBuf,
+    manifest: Manifest,
+}
+
+const SUMS: &str = "SHA256SUMS";
+
+impl Store {
+    /// The home's store with the shipped manifest.
+    pub fn open(home: &Home) -> Result<Store, ArtifactError> {
+        Ok(Store::at(home.store_dir(), Manifest::shipped()?))
+    }
+
+    /// A store in `dir` governed by `manifest` (tests use their own manifest).
+    pub fn at(dir: impl Into<PathBuf>, manifest: Manifest) -> Store {
+        Store {
+            dir: dir.into(),
+            manifest,
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Relative `<name>/<version>` of an artifact, shared by `files/`, `bin/` and mirrors.
+    pub fn rel(a: &Artifact) -> PathBuf {
+        Path::new(&a.name).join(&a.version)
+    }
+
+    /// Where the verified file lives.
+    pub fn file_path(&self, a: &Artifact) -> PathBuf {
+        self.dir
+            .join("files")
+            .join(Store::rel(a))
+            .join(a.filename())
+    }
+
+    /// Where a download in progress lives.
+    pub fn part_path(&self, a: &Artifact) -> PathBuf {
+        let mut p = self.file_path(a).into_os_string();
+        p.push(".part");
+        PathBuf::from(p)
+    }
+
+    /// Directory of the binaries extracted from `a`.
+    pub fn bin_dir(&self, a: &Artifact) -> PathBuf {
+        self.dir.join("bin").join(Store::rel(a))
+    }
+
+    pub fn quarantine_dir(&self) -> PathBuf {
+        self.dir.join("quarantine")
+    }
+
+    /// The recorded sha256 of each binary extracted from `a`, if extraction completed.
+    pub fn recorded(&self, a: &Artifact) -> Option<BTreeMap<String, String>> {
+        let text = fs::read_to_string(self.bin_dir(a).join(SUMS)).ok()?;
+        let mut m = BTreeMap::new();
+        for line in text.lines() {
+            let (sum, name) = line.split_once("  ")?;
+            m.insert(name.to_string(), sum.to_string());
+        }
+        Some(m)
+    }
+
+    /// Whether every binary of `a` is in the store (nothing to fetch).
+    pub fn is_complete(&self, a: &Artifact) -> bool {
+        match self.recorded(a) {
+            Some(m) => a.binaries().iter().all(|(_, b)| m.contains_key(*b)),
+            None => false,
+        }
+    }
+
+    /// A verified, extracted binary of the set `k8s_ver`. The file is re-hashed against the
+    /// record, so a binary changed on disk after extraction is refused.
+    pub fn binary(&self, name: &str, k8s_ver: &str) -> Result<LocalBinary, ArtifactError> {
+        let (set_name, set) = self.manifest.set(k8s_ver)?;
+        let a = set
+            .artifact_for(name)
+            .ok_or_else(|| ArtifactError::NotProvided {
+                name: name.to_string(),
+                set: set_name.to_string(),
+            })?;
+        let missing = || ArtifactError::Missing {
+            name: name.to_string(),
+            set: set_name.to_string(),
+            dir: self.dir.clone(),
+            cmd: fetch_command(set_name, &[a.name.as_str()]),
+        };
+        let recorded = self.recorded(a).ok_or_else(missing)?;
+        let want = recorded.get(name).ok_or_else(missing)?;
+        let path = self.bin_dir(a).join(name);
+        if !path.exists() {
+            return Err(missing());
+        }
+        let got = sha256_file(&path)?;
+        if &got != want {
+            return Err(ArtifactError::BinaryMismatch {
+                path,
+                binary: name.to_string(),
+                expected: want.clone(),
+                got,
+            });
+        }
+        Ok(LocalBinary { path, sha256: got })
+    }
+
+    /// Which of `names` are unknown to the set or absent from the store, each with a reason.
+    /// `ezk setup` refuses a step when this is non-empty and prints [`Store::fetch_hint`].
+    pub fn missing(&self, names: &[&str], k8s_ver: &str) -> Vec<String> {
+        let (set_name, set) = match self.manifest.set(k8s_ver) {
+            Ok(s) => s,
+            Err(e) => return names.iter().map(|n| format!("{n}: {e}")).collect(),
+        };
+        let mut out = Vec::new();
+        for n in names {
+            match set.artifact_for(n) {
+                None => out.push(format!("{n}: not in artifact set {set_name}")),
+                Some(a) if !self.is_complete(a) => out.push(format!(
+                    "{n}: artifact {} {} not downloaded",
+                    a.name, a.version
+                )),
+                Some(_) => {}
+            }
+        }
+        out
+    }
+
+    /// The command that fetches what `names` need (for messages).
+    pub fn fetch_hint(&self, names: &[&str], k8s_ver: &str) -> String {
+        match self.manifest.set(k8s_ver) {
+            Ok((set_name, set)) => {
+                let mut arts: Vec<&str> = names
+                    .iter()
+                    .filter_map(|n| set.artifact_for(n).map(|a| a.name.as_str()))
+                    .collect();
+                arts.dedup();
+                fetch_command(set_name, &arts)
+            }
+            Err(_) => format!("ezk download --k8s-ver {k8s_ver}"),
+        }
+    }
+
+    /// Verify `src` against `a`'s digest; on a match move it to `files/` and extract its
+    /// binaries; on a mismatch move it to quarantine and report URL, expected and got.
+    pub fn ingest(&self, a: &Artifact, src: &Path, url: &str) -> Result<(), ArtifactError> {
+        let expected = a.digest();
+        let got = digest_file(src, &expected)?;
+        if got != expected {
+            let q = self.quarantine(a, src)?;
+            return Err(ArtifactError::Mismatch {
+                url: url.to_string(),
+                expected: expected.to_string(),
+                got: got.to_string(),
+                quarantined: q,
+            });
+        }
+        let dest = self.file_path(a);
+        mkdir_parent(&dest)?;
+        if src != dest {
+            move_file(src, &dest)?;
+        }
+        self.extract_from(a, &dest)
+    }
+
+    /// (Re-)extract the binaries of a verified file into `bin/`, atomically per artifact.
+    pub fn extract_from(&self, a: &Artifact, file: &Path) -> Result<(), ArtifactError> {
+        let tmp = self.tmp_bin_dir(a)?;
+        let sums = extract::extract(a, file, &tmp);
+        let sums = match sums {
+            Ok(s) => s,
+            Err(e) => {
+                remove_staging(&tmp);
+                return Err(e);
+            }
+        };
+        if a.kind == Kind::Deb {
+            check_member_sums(a, &sums, &tmp, |_| file.to_path_buf())?;
+        }
+        self.commit_bin(a, &tmp, &sums)
+    }
+
+    /// Install the binaries of a `deb` artifact from an installed tree (`root`, usually `/`):
+    /// each file must match its pinned `member_sha256`.
+    pub fn install_deb_members(&self, a: &Artifact, root: &Path) -> Result<(), ArtifactError> {
+        self.install_pinned(a, |path, _| root.join(extract::normalize(path)))
+    }
+
+    /// Install the binaries of a `deb` artifact from files located by `locate(member path,
+    /// binary name)`; each must match its pinned `member_sha256`.
+    pub fn install_pinned(
+        &self,
+        a: &Artifact,
+        locate: impl Fn(&str, &str) -> PathBuf,
+    ) -> Result<(), ArtifactError> {
+        let tmp = self.tmp_bin_dir(a)?;
+        let mut sums = Extracted::new();
+        for (path, bin) in &a.members {
+            let src = locate(path, bin);
+            let f = fs::File::open(&src).map_err(ArtifactError::io(&src));
+            let r = f.and_then(|f| extract::write_binary(f, &tmp.join(bin)));
+            match r {
+                Ok(sum) => {
+                    sums.insert(bin.clone(), sum);
+                }
+                Err(e) => {
+                    remove_staging(&tmp);
+                    return Err(e);
+                }
+            }
+        }
+        let origin = |bin: &str| {
+            let member = a
+                .members
+                .iter()
+                .find(|(_, b)| *b == bin)
+                .map(|(p, _)| p.as_str())
+                .unwrap_or(bin);
+            locate(member, bin)
+        };
+        check_member_sums(a, &sums, &tmp, origin)?;
+        self.commit_bin(a, &tmp, &sums)
+    }
+
+    fn tmp_bin_dir(&self, a: &Artifact) -> Result<PathBuf, ArtifactError> {
+        let final_dir = self.bin_dir(a);
+        let tmp = final_dir.with_file_name(format!(".{}.tmp-{}", a.version, std::process::id()));
+        let _ = fs::remove_dir_all(&tmp);
+        fs::create_dir_all(&tmp).map_err(ArtifactError::io(&tmp))?;
+        Ok(tmp)
+    }
+
+    fn commit_bin(&self, a: &Artifact, tmp: &Path, sums: &Extracted) -> Result<(), ArtifactError> {
+        let text: String = sums.iter().map(|(b, s)| format!("{s}  {b}\n")).collect();
+        let sums_path = tmp.join(SUMS);
+        fs::write(&sums_path, text).map_err(ArtifactError::io(&sums_path))?;
+        let final_dir = self.bin_dir(a);
+        if final_dir.exists() {
+            fs::remove_dir_all(&final_dir).map_err(ArtifactError::io(&final_dir))?;
+        }
+        fs::rename(tmp, &final_dir).map_err(ArtifactError::io(&final_dir))
+    }
+
+    fn quarantine(&self, a: &Artifact, src: &Path) -> Result<PathBuf, ArtifactError> {
+        let qd = self.quarantine_dir();
+        fs::create_dir_all(&qd).map_err(ArtifactError::io(&qd))?;
+        let ts = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let q = qd.join(format!("{}.{ts}", a.filename()));
+        move_file(src, &q)?;
+        Ok(q)
+    }
+}
+
+/// Every binary of a deb artifact must match its pin; on a mismatch the staging dir goes away.
+fn check_member_sums(
+    a: &Artifact,
+    sums: &Extracted,
+    tmp: &Path,
+    origin: impl Fn(&str) -> PathBuf,
+) -> Result<(), ArtifactError> {
+    for (bin, got) in sums {
+        let want = a
+            .member_sha256
+            .get(bin)
+            .map(|s| s.to_ascii_lowercase())
+            .unwrap_or_default();
+        if *got != want {
+            remove_staging(tmp);
+            return Err(ArtifactError::BinaryMismatch {
+                path: origin(bin),
+                binary: format!("{bin} (pinned for {} {})", a.name, a.version),
+                expected: want,
+                got: got.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `ezk download --k8s-ver SET --only a,b`.
+pub fn fetch_command(set: &str, artifacts: &[&str]) -> String {
+    if artifacts.is_empty() {
+        format!("ezk download --k8s-ver {set}")
+    } else {
+        format!(
+            "ezk download --k8s-ver {set} --only {}",
+            artifacts.join(",")
+        )
+    }
+}
+
+/// Remove a staging dir and its parent if that is now empty (so a refused artifact leaves no trace).
+fn remove_staging(tmp: &Path) {
+    let _ = fs::remove_dir_all(tmp);
+    if let Some(parent) = tmp.parent() {
+        let _ = fs::remove_dir(parent);
+    }
+}
+
+pub(crate) fn mkdir_parent(p: &Path) -> Result<(), ArtifactError> {
+    let parent = p.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(parent).map_err(ArtifactError::io(parent))
+}
+
+/// Rename, or copy + remove across file systems.
+pub(crate) fn move_file(src: &Path, dest: &Path) -> Result<(), ArtifactError> {
+    if fs::rename(src, dest).is_ok() {
+        return Ok(());
+    }
+    fs::copy(src, dest).map_err(ArtifactError::io(dest))?;
+    fs::remove_file(src).map_err(ArtifactError::io(src))
+}

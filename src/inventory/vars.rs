@@ -1,0 +1,258 @@
+//! Group membership and Ansible variable precedence.
+//!
+//! Precedence, lowest first (as the ezk contract fixes it): role defaults < config.yml <
+//! `[all:vars]` < group vars < host vars < `-e key=value`. Group vars apply in Ansible's
+//! order: by depth in the group tree (a child group overrides its parents), then by name.
+//! Note: kubeasz passes config.yml to Ansible as `-e @config.yml`, which would put it on top;
+//! ezk deliberately ranks it under the inventory so `hosts` can override cluster-wide settings.
+
+use std::collections::{HashMap, HashSet};
+
+use indexmap::IndexMap;
+
+use super::error::{InventoryError, Location};
+use super::model::{Source, VarDef, VarDefs};
+
+/// Groups resolved from the raw source: members (through children) and depth.
+#[derive(Debug, Clone, Default)]
+pub struct GroupTree {
+    /// group → member hosts (direct, then through children), in file order.
+    pub members: IndexMap<String, Vec<String>>,
+    /// group → depth (`all` = 0, top-level groups = 1, a child = parent + 1).
+    pub depth: HashMap<String, usize>,
+}
+
+impl GroupTree {
+    /// Resolve membership; a `children` cycle is reported with the line that closes it.
+    pub fn build(src: &Source) -> (GroupTree, Vec<InventoryError>) {
+        let mut tree = GroupTree::default();
+        let mut errors = Vec::new();
+        for name in src.groups.keys() {
+            let mut stack = Vec::new();
+            let mut out = Vec::new();
+            collect(src, name, &mut stack, &mut out, &mut errors);
+            tree.members.insert(name.clone(), out);
+        }
+        // `all` holds every host, in first-appearance order.
+        tree.members
+            .insert("all".into(), src.hosts.keys().cloned().collect());
+        let child_of: HashSet<&String> = src
+            .groups
+            .iter()
+            .filter(|(n, _)| *n != "all")
+            .flat_map(|(_, g)| g.children.iter())
+            .collect();
+        tree.depth.insert("all".into(), 0);
+        for name in src
+            .groups
+            .keys()
+            .filter(|n| *n != "all" && !child_of.contains(n))
+        {
+            set_depth(src, name, 1, &mut tree.depth, &mut Vec::new());
+        }
+        errors.dedup();
+        (tree, errors)
+    }
+
+    /// Groups containing `host`, lowest precedence first, without `all`.
+    pub fn groups_of(&self, host: &str) -> Vec<String> {
+        let mut gs: Vec<&String> = self
+            .members
+            .iter()
+            .filter(|(g, m)| *g != "all" && m.iter().any(|h| h == host))
+            .map(|(g, _)| g)
+            .collect();
+        gs.sort_by_key(|g| (self.depth.get(*g).copied().unwrap_or(1), (*g).clone()));
+        gs.into_iter().cloned().collect()
+    }
+}
+
+fn collect(
+    src: &Source,
+    g: &str,
+    stack: &mut Vec<String>,
+    out: &mut Vec<String>,
+    errors: &mut Vec<InventoryError>,
+) {
+    let Some(def) = src.groups.get(g) else { return };
+    if let Some(pos) = stack.iter().position(|x| x == g) {
+        let mut chain = stack[pos..].to_vec();
+        chain.push(g.to_string());
+        let at = def.at.clone();
+        errors.push(InventoryError::syntax(
+            at,
+            format!("group children form a cycle: {}", chain.join(" -> ")),
+            "remove one of the [group:children] entries so no group contains itself",
+        ));
+        return;
+    }
+    for h in &def.hosts {
+        if !out.contains(h) {
+            out.push(h.clone());
+        }
+    }
+    stack.push(g.to_string());
+    for c in &def.children {
+        collect(src, c, stack, out, errors);
+    }
+    stack.pop();
+}
+
+fn set_depth(
+    src: &Source,
+    g: &str,
+    d: usize,
+    depth: &mut HashMap<String, usize>,
+    stack: &mut Vec<String>,
+) {
+    if stack.iter().any(|x| x == g) {
+        return;
+    }
+    let e = depth.entry(g.to_string()).or_insert(d);
+    *e = (*e).max(d);
+    stack.push(g.to_string());
+    if let Some(def) = src.groups.get(g) {
+        for c in &def.children {
+            set_depth(src, c, d + 1, depth, stack);
+        }
+    }
+    stack.pop();
+}
+
+/// The layers that apply to one host, merged lowest first: later definitions replace earlier.
+pub fn merge_for_host(
+    src: &Source,
+    tree: &GroupTree,
+    defaults: &VarDefs,
+    config: &VarDefs,
+    extra: &VarDefs,
+    host: &str,
+) -> VarDefs {
+    let mut out: VarDefs = defaults.clone();
+    let mut put = |defs: &VarDefs| {
+        for (k, v) in defs {
+            out.insert(k.clone(), v.clone());
+        }
+    };
+    put(config);
+    if let Some(all) = src.groups.get("all") {
+        put(&all.vars);
+    }
+    for g in tree.groups_of(host) {
+        if let Some(def) = src.groups.get(&g) {
+            put(&def.vars);
+        }
+    }
+    if let Some(h) = src.hosts.get(host) {
+        put(&h.vars);
+    }
+    put(extra);
+    out
+}
+
+/// `-e key=value` pairs as definitions (values are strings, as Ansible's key=value form gives).
+pub fn extra_defs(extra: &[(String, String)]) -> VarDefs {
+    extra
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                VarDef {
+                    value: super::Value::String(v.clone()),
+                    at: Location::new("-e (command line)", 0),
+                },
+            )
+        })
+        .collect()
+}
+
+/// Role defaults as definitions.
+pub fn default_defs(defaults: &super::Vars) -> VarDefs {
+    defaults
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                VarDef {
+                    value: v.clone(),
+                    at: Location::new("role defaults", 0),
+                },
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn precedence_chain_and_child_over_parent() {
+        let hosts = "\
+[etcd]
+h1 HOSTV=host
+[kube_node]
+h1
+[k8s:children]
+kube_node
+[k8s:vars]
+G=parent
+HOSTV=group
+[kube_node:vars]
+G=child
+[all:vars]
+A=all
+C=allvars
+G=all
+";
+        let (src, errs) = super::super::ini::parse(hosts, Path::new("hosts"));
+        assert!(errs.is_empty());
+        let (tree, errs) = GroupTree::build(&src);
+        assert!(errs.is_empty());
+        assert_eq!(tree.groups_of("h1"), vec!["etcd", "k8s", "kube_node"]);
+        let loc = Location::new("x", 1);
+        let d = |pairs: &[(&str, &str)]| -> VarDefs {
+            pairs
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.to_string(),
+                        VarDef {
+                            value: (*v).into(),
+                            at: loc.clone(),
+                        },
+                    )
+                })
+                .collect()
+        };
+        let defaults = d(&[("D", "default"), ("C", "default"), ("A", "default")]);
+        let config = d(&[("C", "config"), ("A", "config"), ("CFG", "config")]);
+        let extra = d(&[("HOSTV", "extra")]);
+        let m = merge_for_host(&src, &tree, &defaults, &config, &VarDefs::new(), "h1");
+        let s = |k: &str| m[k].value.as_str().unwrap().to_string();
+        assert_eq!(s("D"), "default");
+        assert_eq!(s("CFG"), "config", "config.yml over role defaults");
+        assert_eq!(s("C"), "allvars", "[all:vars] over config.yml");
+        assert_eq!(s("G"), "child", "child group over parent group over all");
+        assert_eq!(s("HOSTV"), "host", "host vars over group vars");
+        assert_eq!(m["HOSTV"].at.line, 2);
+        let m = merge_for_host(&src, &tree, &defaults, &config, &extra, "h1");
+        assert_eq!(
+            m["HOSTV"].value.as_str(),
+            Some("extra"),
+            "-e over everything"
+        );
+    }
+
+    #[test]
+    fn children_cycle_is_an_error() {
+        let (src, _) =
+            super::super::ini::parse("[a:children]\nb\n[b:children]\na\n", Path::new("hosts"));
+        let (_, errs) = GroupTree::build(&src);
+        assert!(
+            errs.iter().any(|e| e.to_string().contains("cycle")),
+            "{errs:?}"
+        );
+    }
+}

@@ -1,0 +1,172 @@
+//! Issue one leaf certificate, or decide that the one on disk can be kept.
+
+use std::path::Path;
+
+use ::time::{Duration, OffsetDateTime};
+use rcgen::{
+    CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair, KeyUsagePurpose, SanType,
+    SerialNumber,
+};
+use sha2::{Digest, Sha256};
+use x509_parser::prelude::*;
+
+use super::ca::{Ca, sha256_hex};
+use super::catalog::{LeafDef, San};
+use super::error::PkiError;
+use super::keys::key_from_pem;
+use super::store::{CERT_MODE, Entry, KEY_MODE, read_opt, write_atomic};
+
+/// Bump when the way certificates are built changes, so every cert is reissued once.
+const RECIPE: u32 = 1;
+
+/// A random-looking, positive 16-byte serial (sha256 of the public key and the clock).
+pub fn serial(key: &KeyPair) -> SerialNumber {
+    let mut h = Sha256::new();
+    h.update(key.public_key_raw());
+    h.update(
+        OffsetDateTime::now_utc()
+            .unix_timestamp_nanos()
+            .to_be_bytes(),
+    );
+    let mut b = h.finalize()[..16].to_vec();
+    b[0] &= 0x7f;
+    SerialNumber::from_slice(&b)
+}
+
+/// Hash of everything a certificate is made of: definition, issuer, validity policy.
+pub fn inputs_hash(def: &LeafDef, ca: &Ca, cert_expiry: &str) -> String {
+    let desc = serde_json::json!({
+        "recipe": RECIPE,
+        "def": def,
+        "issuer": ca.fingerprint,
+        "expiry": cert_expiry,
+    });
+    sha256_hex(desc.to_string().as_bytes())
+}
+
+/// Paths of a leaf's cert and key under `ssl`.
+pub fn leaf_paths(ssl: &Path, stem: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    (
+        ssl.join(format!("{stem}.pem")),
+        ssl.join(format!("{stem}-key.pem")),
+    )
+}
+
+/// Whether the files on disk are exactly what the manifest recorded for these inputs, still
+/// valid, and the key matches the certificate. Any doubt → reissue.
+pub fn reusable(
+    ssl: &Path,
+    def: &LeafDef,
+    recorded: Option<&Entry>,
+    inputs: &str,
+) -> Result<bool, PkiError> {
+    let Some(entry) = recorded else {
+        return Ok(false);
+    };
+    if entry.inputs != inputs {
+        return Ok(false);
+    }
+    let (cert_path, key_path) = leaf_paths(ssl, &def.stem);
+    let (Some(cert_pem), Some(key_pem)) = (read_opt(&cert_path)?, read_opt(&key_path)?) else {
+        return Ok(false);
+    };
+    let Ok((_, pem)) = parse_x509_pem(cert_pem.as_bytes()) else {
+        return Ok(false);
+    };
+    if sha256_hex(&pem.contents) != entry.sha256 {
+        return Ok(false);
+    }
+    let Ok((_, x509)) = parse_x509_certificate(&pem.contents) else {
+        return Ok(false);
+    };
+    if x509.validity().not_after.timestamp() <= OffsetDateTime::now_utc().unix_timestamp() {
+        return Ok(false);
+    }
+    let Ok(key) = key_from_pem(&key_pem) else {
+        return Ok(false);
+    };
+    Ok(x509.public_key().subject_public_key.data.as_ref() == key.public_key_raw())
+}
+
+/// Issue `def` signed by `ca`, write key + cert atomically, return the manifest entry.
+pub fn issue(
+    ssl: &Path,
+    def: &LeafDef,
+    ca: &Ca,
+    validity: Duration,
+    inputs: String,
+) -> Result<Entry, PkiError> {
+    let sign_err = |source| PkiError::Sign {
+        id: def.stem.clone(),
+        source,
+    };
+    let key = KeyPair::generate().map_err(sign_err)?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    // O before CN, as in the usual "O=system:nodes, CN=system:node:x" subject order.
+    for o in &def.orgs {
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, o.as_str());
+    }
+    params
+        .distinguished_name
+        .push(DnType::CommonName, def.cn.as_str());
+    for san in &def.sans {
+        params.subject_alt_names.push(match san {
+            San::Ip(ip) => SanType::IpAddress(*ip),
+            San::Dns(d) => SanType::DnsName(d.as_str().try_into().map_err(sign_err)?),
+        });
+    }
+    // ECDSA keys sign; they never encipher, so digitalSignature is the one usage that fits.
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    if def.server_auth {
+        params
+            .extended_key_usages
+            .push(ExtendedKeyUsagePurpose::ServerAuth);
+    }
+    if def.client_auth {
+        params
+            .extended_key_usages
+            .push(ExtendedKeyUsagePurpose::ClientAuth);
+    }
+    params.use_authority_key_identifier_extension = true;
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now - Duration::hours(1);
+    params.not_after = now + validity;
+    params.serial_number = Some(serial(&key));
+    let cert = params.signed_by(&key, &ca.issuer()?).map_err(sign_err)?;
+    check_chains(def, ca, cert.der())?;
+
+    let (cert_path, key_path) = leaf_paths(ssl, &def.stem);
+    write_atomic(&key_path, key.serialize_pem().as_bytes(), KEY_MODE)?;
+    write_atomic(&cert_path, cert.pem().as_bytes(), CERT_MODE)?;
+    Ok(Entry {
+        inputs,
+        sha256: sha256_hex(cert.der()),
+    })
+}
+
+/// Go's verifier (etcd, kubernetes) matches a certificate's issuer to its CA's subject by raw
+/// bytes. rcgen re-encodes the CA subject; a user CA with an unusual subject (say, two OUs)
+/// could come out different. Refuse such a certificate instead of shipping one that fails later.
+fn check_chains(def: &LeafDef, ca: &Ca, leaf_der: &[u8]) -> Result<(), PkiError> {
+    let (_, leaf) = parse_x509_certificate(leaf_der).map_err(|e| PkiError::BadFile {
+        path: def.stem.clone().into(),
+        msg: format!("issued certificate does not parse: {e}"),
+    })?;
+    let (_, ca_x) = parse_x509_certificate(&ca.cert_der).map_err(|e| PkiError::BadFile {
+        path: ca.kind.stem().into(),
+        msg: e.to_string(),
+    })?;
+    if leaf.issuer().as_raw() != ca_x.subject().as_raw() {
+        return Err(PkiError::BadFile {
+            path: format!("{}.pem", ca.kind.stem()).into(),
+            msg: format!(
+                "the CA subject \"{}\" cannot be reproduced exactly in issued certificates; use a CA whose subject has one attribute per RDN",
+                ca_x.subject()
+            ),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,176 @@
+//! Every role and playbook loaded and validated at once (so `ezk check` reports all problems in
+//! one go), with the shared template environment holding every role template.
+
+use std::collections::BTreeMap;
+
+use minijinja::Environment;
+
+use super::dag;
+use super::error::PlanError;
+use super::library::Library;
+use super::playbook::{Body, Playbook};
+use super::role::{Role, origin_error};
+use super::validate;
+
+/// Loaded roles and playbooks.
+pub struct Catalog {
+    pub roles: BTreeMap<String, Role>,
+    /// Sorted by step number, then name.
+    pub playbooks: Vec<Playbook>,
+    env: Environment<'static>,
+}
+
+impl std::fmt::Debug for Catalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Catalog")
+            .field("roles", &self.roles.keys())
+            .field("steps", &self.steps())
+            .finish()
+    }
+}
+
+impl Catalog {
+    /// Load and validate everything in `lib`; every error found is returned (as `Many`).
+    pub fn load(lib: &Library) -> Result<Catalog, PlanError> {
+        let mut env = crate::template::environment();
+        let mut errors = Vec::new();
+        let mut roles = BTreeMap::new();
+        for name in lib.role_names() {
+            match Role::load(lib, &name, &mut env) {
+                Ok(r) => {
+                    roles.insert(name, r);
+                }
+                Err(e) => errors.extend(e),
+            }
+        }
+        let mut playbooks = Vec::new();
+        for (path, entry) in lib.under("playbooks/") {
+            let Some(stem) = path["playbooks/".len()..].strip_suffix(".yml") else {
+                continue;
+            };
+            match entry
+                .text()
+                .and_then(|t| Playbook::parse(stem, &entry.display, t))
+            {
+                Ok(p) => playbooks.push(p),
+                Err(e) => errors.push(e),
+            }
+        }
+        playbooks.sort_by(|a, b| (a.number, &a.name).cmp(&(b.number, &b.name)));
+        if errors.is_empty() {
+            errors.extend(cross_check(&roles, &playbooks, &env));
+        }
+        PlanError::collect(errors)?;
+        Ok(Catalog {
+            roles,
+            playbooks,
+            env,
+        })
+    }
+
+    /// The environment with every role template registered.
+    pub fn env(&self) -> &Environment<'static> {
+        &self.env
+    }
+
+    /// Available steps (`01.prepare`, `02.etcd`, ...), in order.
+    pub fn steps(&self) -> Vec<&str> {
+        self.playbooks.iter().map(|p| p.step.as_str()).collect()
+    }
+
+    /// The playbook a step name (`02`, `etcd`, `02.etcd`, `all`) refers to.
+    pub fn playbook(&self, query: &str) -> Result<&Playbook, PlanError> {
+        self.playbooks
+            .iter()
+            .find(|p| p.matches(query))
+            .ok_or_else(|| PlanError::UnknownStep {
+                step: query.to_string(),
+                available: self.steps().join(", "),
+            })
+    }
+
+    /// The playbooks to run for `query`, in order: the step itself, or what it imports.
+    pub fn resolve_steps(&self, query: &str) -> Result<Vec<&Playbook>, PlanError> {
+        let p = self.playbook(query)?;
+        match &p.body {
+            Body::Plays(_) => Ok(vec![p]),
+            Body::Import(steps) => steps
+                .iter()
+                .map(|s| {
+                    let q = self.playbook(s)?;
+                    match q.body {
+                        Body::Plays(_) => Ok(q),
+                        Body::Import(_) => Err(PlanError::load(
+                            &p.file,
+                            None,
+                            format!("imports `{s}`, which itself only imports"),
+                        )),
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Checks across files: roles named by playbooks exist, `when` expressions compile, imports
+/// resolve, and the whole role graph has no cycle.
+fn cross_check(
+    roles: &BTreeMap<String, Role>,
+    playbooks: &[Playbook],
+    env: &Environment<'static>,
+) -> Vec<PlanError> {
+    let mut errors = Vec::new();
+    let available = || roles.keys().cloned().collect::<Vec<_>>().join(", ");
+    for p in playbooks {
+        match &p.body {
+            Body::Plays(plays) => {
+                for r in plays.iter().flat_map(|pl| &pl.roles) {
+                    if !roles.contains_key(&r.role) {
+                        errors.push(PlanError::MissingRole {
+                            role: r.role.clone(),
+                            by: r.origin.clone(),
+                            available: available(),
+                        });
+                    }
+                    if let Some(w) = &r.when
+                        && let Err(msg) = validate::check_when(env, w)
+                    {
+                        errors.push(origin_error(&r.origin, msg));
+                    }
+                }
+            }
+            Body::Import(steps) => {
+                for s in steps {
+                    if !playbooks.iter().any(|q| q.matches(s)) {
+                        errors.push(PlanError::load(
+                            &p.file,
+                            None,
+                            format!("imports unknown step `{s}`"),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    let all: Vec<(String, String)> = roles
+        .keys()
+        .map(|r| (r.clone(), roles[r].meta_file()))
+        .collect();
+    if let Err(e) = dag::order(roles, &all) {
+        errors.extend(e.into_list());
+    }
+    errors
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Guards the shipped roles/ and playbooks/: they must load and validate as embedded.
+    #[test]
+    fn embedded_roles_and_playbooks_load() {
+        if let Err(e) = Catalog::load(&Library::embedded()) {
+            panic!("embedded roles/playbooks do not load:\n{e}");
+        }
+    }
+}

@@ -1,0 +1,296 @@
+//! Each module's arguments, rendered for one host, typed into `Action`s. Certificates,
+//! kubeconfigs and binaries come from `Sources`; keys and kubeconfigs are secret and 0600.
+
+use minijinja::Value;
+
+use super::action::{Action, Content, FileSpec, UnitState, WaitTarget};
+use super::convert::{parse_tcp, scalar, unit_state};
+use super::render::{HostRender, KUBECONFIGS, RenderFailure};
+use super::task::{self, Arg, Module, TaskDef};
+
+impl HostRender<'_> {
+    fn file(
+        &self,
+        path: String,
+        content: Vec<u8>,
+        mode: u32,
+        owner: String,
+        group: String,
+        secret: bool,
+    ) -> Action {
+        Action::File(FileSpec {
+            path,
+            content: Content::Inline(content),
+            mode,
+            owner,
+            group,
+            secret,
+        })
+    }
+
+    pub(super) fn actions(&self, t: &TaskDef, ctx: &Value) -> Result<Vec<Action>, RenderFailure> {
+        let fail = |msg: String| RenderFailure {
+            origin: t.origin.clone(),
+            msg,
+        };
+        let root = || "root".to_string();
+        let owner = |o: &Option<Arg>, f| self.opt_string(o, ctx, f).map(|o| o.unwrap_or_else(root));
+        Ok(match &t.module {
+            Module::Template(a) => {
+                let src = self.string(&a.src, ctx, "src").map_err(fail)?;
+                if !self.role.templates.contains(&src) {
+                    return Err(fail(format!(
+                        "template `{src}` not found in {}/templates/",
+                        self.role.dir
+                    )));
+                }
+                let name = self.role.template_name(&src);
+                let tmpl = self
+                    .env
+                    .get_template(&name)
+                    .map_err(|e| fail(task::detail(&e)))?;
+                let content = tmpl.render(ctx).map_err(|err| RenderFailure {
+                    origin: match err.line() {
+                        Some(l) => format!("{name}:{l}"),
+                        None => name.clone(),
+                    },
+                    msg: format!(
+                        "{} (template task {})",
+                        self.explain(&err, tmpl.undeclared_variables(false), ctx),
+                        t.origin
+                    ),
+                })?;
+                let (dest, mode) = (
+                    self.path(&a.dest, ctx, "dest").map_err(fail)?,
+                    self.mode(&a.mode, ctx, 0o644).map_err(fail)?,
+                );
+                let secret = self.bool(&a.secret, ctx, "secret", false).map_err(fail)?;
+                vec![self.file(
+                    dest,
+                    content.into_bytes(),
+                    mode,
+                    owner(&a.owner, "owner").map_err(fail)?,
+                    owner(&a.group, "group").map_err(fail)?,
+                    secret,
+                )]
+            }
+            Module::Copy(a) => {
+                let content = match (&a.content, &a.src) {
+                    (Some(c), _) => self.string(c, ctx, "content").map_err(fail)?.into_bytes(),
+                    (None, Some(s)) => {
+                        let src = self.string(s, ctx, "src").map_err(fail)?;
+                        self.role.files.get(&src).cloned().ok_or_else(|| {
+                            fail(format!(
+                                "file `{src}` not found in {}/files/",
+                                self.role.dir
+                            ))
+                        })?
+                    }
+                    (None, None) => return Err(fail("copy needs `content` or `src`".into())),
+                };
+                let (dest, mode) = (
+                    self.path(&a.dest, ctx, "dest").map_err(fail)?,
+                    self.mode(&a.mode, ctx, 0o644).map_err(fail)?,
+                );
+                let secret = self.bool(&a.secret, ctx, "secret", false).map_err(fail)?;
+                vec![self.file(
+                    dest,
+                    content,
+                    mode,
+                    owner(&a.owner, "owner").map_err(fail)?,
+                    owner(&a.group, "group").map_err(fail)?,
+                    secret,
+                )]
+            }
+            Module::File(a) => {
+                let path = self.path(&a.path, ctx, "path").map_err(fail)?;
+                match self.string(&a.state, ctx, "state").map_err(fail)?.as_str() {
+                    "directory" => vec![Action::Directory {
+                        path,
+                        mode: self.mode(&a.mode, ctx, 0o755).map_err(fail)?,
+                        owner: root(),
+                        group: root(),
+                    }],
+                    "absent" => vec![Action::Absent { path }],
+                    "link" => {
+                        let src = a
+                            .src
+                            .as_ref()
+                            .ok_or_else(|| fail("file state `link` needs `src`".into()))?;
+                        vec![Action::Link {
+                            path,
+                            target: self.string(src, ctx, "src").map_err(fail)?,
+                        }]
+                    }
+                    other => {
+                        return Err(fail(format!(
+                            "file state `{other}` is not one of directory, link, absent"
+                        )));
+                    }
+                }
+            }
+            Module::Binary(a) => {
+                let name = self.string(&a.name, ctx, "name").map_err(fail)?;
+                let b = self
+                    .sources
+                    .binary(&name)
+                    .map_err(|e| fail(format!("binary `{name}`: {e}")))?;
+                let content = Content::Local {
+                    path: b.path,
+                    sha256: b.sha256,
+                };
+                vec![Action::File(FileSpec {
+                    path: self.path(&a.dest, ctx, "dest").map_err(fail)?,
+                    content,
+                    mode: self.mode(&a.mode, ctx, 0o755).map_err(fail)?,
+                    owner: root(),
+                    group: root(),
+                    secret: false,
+                })]
+            }
+            Module::Cert(a) => {
+                let id = self.string(&a.name, ctx, "name").map_err(fail)?;
+                let c = self
+                    .sources
+                    .cert(self.host, &id)
+                    .map_err(|e| fail(format!("cert `{id}`: {e}")))?;
+                let mut v = vec![self.file(
+                    self.path(&a.dest, ctx, "dest").map_err(fail)?,
+                    c.cert_pem.into_bytes(),
+                    0o644,
+                    root(),
+                    root(),
+                    false,
+                )];
+                if let Some(k) = &a.key {
+                    let key = c.key_pem.ok_or_else(|| {
+                        fail(format!("cert `{id}` has no private key; remove `key:`"))
+                    })?;
+                    v.push(self.file(
+                        self.path(k, ctx, "key").map_err(fail)?,
+                        key.into_bytes(),
+                        0o600,
+                        root(),
+                        root(),
+                        true,
+                    ));
+                }
+                if let Some(ca) = &a.ca {
+                    let ca_pem = c.ca_pem.ok_or_else(|| {
+                        fail(format!("cert `{id}` has no issuing CA; remove `ca:`"))
+                    })?;
+                    v.push(self.file(
+                        self.path(ca, ctx, "ca").map_err(fail)?,
+                        ca_pem.into_bytes(),
+                        0o644,
+                        root(),
+                        root(),
+                        false,
+                    ));
+                }
+                v
+            }
+            Module::Kubeconfig(a) => {
+                let name = self.string(&a.name, ctx, "name").map_err(fail)?;
+                if !KUBECONFIGS.contains(&name.as_str()) {
+                    return Err(fail(format!(
+                        "kubeconfig `{name}` is not one of {}",
+                        KUBECONFIGS.join(", ")
+                    )));
+                }
+                let k = self
+                    .sources
+                    .kubeconfig(self.host, &name)
+                    .map_err(|e| fail(format!("kubeconfig `{name}`: {e}")))?;
+                vec![self.file(
+                    self.path(&a.dest, ctx, "dest").map_err(fail)?,
+                    k.into_bytes(),
+                    0o600,
+                    root(),
+                    root(),
+                    true,
+                )]
+            }
+            Module::Sysctl(a) => {
+                let entries = match self.value(&a.entries, ctx).map_err(fail)? {
+                    Arg::Mapping(m) => m
+                        .iter()
+                        .map(|(k, v)| Some((scalar(k)?, scalar(v)?)))
+                        .collect::<Option<Vec<_>>>()
+                        .ok_or_else(|| {
+                            fail("sysctl `entries` keys and values must be scalars".into())
+                        })?,
+                    _ => return Err(fail("sysctl `entries` must be a map of key: value".into())),
+                };
+                vec![Action::Sysctl {
+                    file: self.path(&a.file, ctx, "file").map_err(fail)?,
+                    entries,
+                }]
+            }
+            Module::Modprobe(a) => vec![Action::Modprobe {
+                file: self.path(&a.file, ctx, "file").map_err(fail)?,
+                modules: self.list(&a.modules, ctx, "modules").map_err(fail)?,
+            }],
+            Module::Package(a) => {
+                let offline = ctx
+                    .get_attr("INSTALL_SOURCE")
+                    .ok()
+                    .and_then(|v| v.as_str().map(|s| s == "offline"))
+                    .unwrap_or(false);
+                vec![Action::Package {
+                    names: self.list(&a.names, ctx, "names").map_err(fail)?,
+                    offline,
+                }]
+            }
+            Module::Systemd(a) => {
+                let state = match &a.state {
+                    Some(s) => {
+                        unit_state(&self.string(s, ctx, "state").map_err(fail)?).map_err(fail)?
+                    }
+                    None => UnitState::Started,
+                };
+                vec![Action::Service {
+                    unit: self.string(&a.unit, ctx, "unit").map_err(fail)?,
+                    enabled: self.bool(&a.enabled, ctx, "enabled", true).map_err(fail)?,
+                    state,
+                }]
+            }
+            Module::Command(a) => vec![Action::Command {
+                cmd: self.string(&a.cmd, ctx, "cmd").map_err(fail)?,
+                creates: self.opt_string(&a.creates, ctx, "creates").map_err(fail)?,
+                unless: self.opt_string(&a.unless, ctx, "unless").map_err(fail)?,
+            }],
+            Module::WaitFor(a) => {
+                let target = match (&a.tcp, &a.command) {
+                    (Some(t), None) => {
+                        parse_tcp(&self.string(t, ctx, "tcp").map_err(fail)?).map_err(fail)?
+                    }
+                    (None, Some(c)) => WaitTarget::Command {
+                        cmd: self.string(c, ctx, "command").map_err(fail)?,
+                    },
+                    _ => {
+                        return Err(fail(
+                            "wait_for needs exactly one of `tcp` or `command`".into(),
+                        ));
+                    }
+                };
+                let timeout_secs = match &a.timeout {
+                    None => 60,
+                    Some(v) => self
+                        .string(v, ctx, "timeout")
+                        .map_err(fail)?
+                        .trim()
+                        .parse()
+                        .map_err(|_| fail("`timeout` must be whole seconds".into()))?,
+                };
+                vec![Action::WaitFor {
+                    target,
+                    timeout_secs,
+                    diagnose: self
+                        .opt_string(&a.diagnose, ctx, "diagnose")
+                        .map_err(fail)?,
+                }]
+            }
+        })
+    }
+}

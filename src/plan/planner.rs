@@ -1,0 +1,274 @@
+//! A step's plan: which hosts each role runs on (play groups ∩ inventory, the role's `when`
+//! per host, plus the hosts of roles that depend on it), in DAG waves, each host's tasks
+//! rendered. Pure: no host is contacted.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use super::action::{HostRolePlan, StepPlan, Wave};
+use super::catalog::Catalog;
+use super::dag;
+use super::error::PlanError;
+use super::playbook::{Body, Playbook};
+use super::render::{HostRender, RenderFailure};
+use super::sources::{Sources, VarSource};
+use minijinja::Value;
+use minijinja::value::merge_maps;
+
+/// Plans steps of one cluster.
+pub struct Planner<'a> {
+    pub catalog: &'a Catalog,
+    pub vars: &'a dyn VarSource,
+    pub sources: &'a dyn Sources,
+}
+
+impl Planner<'_> {
+    /// Plans for a step name (`02`, `etcd`, `02.etcd`, or `all`/`90` which expands to its
+    /// imported steps), in run order.
+    pub fn plan_steps(&self, query: &str) -> Result<Vec<StepPlan>, PlanError> {
+        let books = self.catalog.resolve_steps(query)?;
+        let mut plans = Vec::new();
+        let mut errors = Vec::new();
+        for b in books {
+            match self.plan_playbook(b) {
+                Ok(p) => plans.push(p),
+                Err(e) => errors.extend(e.into_list()),
+            }
+        }
+        PlanError::collect(errors)?;
+        Ok(plans)
+    }
+
+    /// The plan of one step that holds plays (not an `import` list).
+    pub fn plan_step(&self, query: &str) -> Result<StepPlan, PlanError> {
+        let b = self.catalog.playbook(query)?;
+        if let Body::Import(_) = b.body {
+            return Err(PlanError::load(
+                &b.file,
+                None,
+                format!(
+                    "step {} only imports other steps; plan them one by one",
+                    b.step
+                ),
+            ));
+        }
+        self.plan_playbook(b)
+    }
+
+    fn plan_playbook(&self, book: &Playbook) -> Result<StepPlan, PlanError> {
+        let Body::Plays(plays) = &book.body else {
+            return Err(PlanError::load(&book.file, None, "nested import"));
+        };
+        let roles = &self.catalog.roles;
+        let start: Vec<(String, String)> = plays
+            .iter()
+            .flat_map(|p| &p.roles)
+            .map(|r| (r.role.clone(), r.origin.clone()))
+            .collect();
+        let order = dag::order(roles, &start)?;
+        let all_hosts = self.vars.hosts();
+        let groups = self.vars.groups();
+        let shared = Shared {
+            groups: Value::from_serialize(groups),
+            hostvars: self.vars.hostvars().map(|h| Value::from_serialize(&h)),
+        };
+        let mut cache: HashMap<(String, String), Result<Value, String>> = HashMap::new();
+        let mut errors: Failures = Failures::default();
+
+        // Hosts of each role named by a play.
+        // Sets, so that a thousand-host inventory stays linear.
+        let mut hosts: HashMap<String, HashSet<String>> = HashMap::new();
+        let members: HashMap<&str, HashSet<&str>> = groups
+            .iter()
+            .map(|(g, m)| (g.as_str(), m.iter().map(String::as_str).collect()))
+            .collect();
+        for play in plays {
+            let play_hosts: Vec<&String> = all_hosts
+                .iter()
+                .filter(|h| {
+                    play.hosts.iter().any(|g| {
+                        g == "all"
+                            || members
+                                .get(g.as_str())
+                                .is_some_and(|m| m.contains(h.as_str()))
+                    })
+                })
+                .collect();
+            for r in &play.roles {
+                let role = &roles[&r.role];
+                for h in &play_hosts {
+                    if let Some(w) = &r.when {
+                        let Some(base) = self.host_vars(&mut cache, &shared, h, role, &mut errors)
+                        else {
+                            continue;
+                        };
+                        let hr = HostRender {
+                            env: self.catalog.env(),
+                            role,
+                            host: h,
+                            base: &base,
+                            sources: self.sources,
+                        };
+                        match hr.when(w, &base) {
+                            Ok(true) => {}
+                            Ok(false) => continue,
+                            Err(msg) => {
+                                errors.add(
+                                    RenderFailure {
+                                        origin: r.origin.clone(),
+                                        msg,
+                                    },
+                                    h,
+                                );
+                                continue;
+                            }
+                        }
+                    }
+                    hosts
+                        .entry(r.role.clone())
+                        .or_default()
+                        .insert((*h).clone());
+                }
+            }
+        }
+        // A dependency runs wherever a role depending on it runs (dependents come later in
+        // topological order, so walking backwards carries hosts down transitively).
+        for name in order.order.iter().rev() {
+            let mine = hosts.get(name).cloned().unwrap_or_default();
+            for d in &roles[name].depends {
+                hosts
+                    .entry(d.clone())
+                    .or_default()
+                    .extend(mine.iter().cloned());
+            }
+        }
+
+        let mut waves = Vec::new();
+        for wave_roles in &order.waves {
+            let mut wave = Wave {
+                roles: wave_roles.clone(),
+                hosts: Vec::new(),
+            };
+            for name in wave_roles {
+                let role = &roles[name];
+                let on = hosts.get(name).cloned().unwrap_or_default();
+                for h in all_hosts.iter().filter(|h| on.contains(h.as_str())) {
+                    let Some(base) = self.host_vars(&mut cache, &shared, h, role, &mut errors)
+                    else {
+                        continue;
+                    };
+                    let hr = HostRender {
+                        env: self.catalog.env(),
+                        role,
+                        host: h,
+                        base: &base,
+                        sources: self.sources,
+                    };
+                    match hr.tasks() {
+                        Ok(tasks) => wave.hosts.push(HostRolePlan {
+                            host: h.clone(),
+                            role: name.clone(),
+                            tasks,
+                        }),
+                        Err(fails) => fails.into_iter().for_each(|f| errors.add(f, h)),
+                    }
+                }
+            }
+            waves.push(wave);
+        }
+        errors.into_result()?;
+        Ok(StepPlan {
+            step: book.step.clone(),
+            waves,
+        })
+    }
+
+    /// Variables of `host` for `role`, with `inventory_hostname` and `groups` ensured; cached.
+    /// The template context of `host` for `role`: its variables, with `inventory_hostname`,
+    /// `groups` and `hostvars` added when the source leaves them out. Cached per (host, role).
+    fn host_vars(
+        &self,
+        cache: &mut HashMap<(String, String), Result<Value, String>>,
+        shared: &Shared,
+        host: &str,
+        role: &super::role::Role,
+        errors: &mut Failures,
+    ) -> Option<Value> {
+        let key = (host.to_string(), role.name.clone());
+        let r = cache.entry(key).or_insert_with(|| {
+            self.vars.vars_for(host, &role.defaults).map(|v| {
+                let mut extra: Vec<(&str, Value)> = Vec::new();
+                if !v.contains_key("inventory_hostname") {
+                    extra.push(("inventory_hostname", Value::from(host)));
+                }
+                if !v.contains_key("groups") {
+                    extra.push(("groups", shared.groups.clone()));
+                }
+                if let Some(hv) = &shared.hostvars
+                    && !v.contains_key("hostvars")
+                {
+                    extra.push(("hostvars", hv.clone()));
+                }
+                let own = Value::from_serialize(&v);
+                if extra.is_empty() {
+                    own
+                } else {
+                    // Layered, not copied: the shared values are converted once per step.
+                    merge_maps([own, Value::from_iter(extra)])
+                }
+            })
+        });
+        match r {
+            Ok(v) => Some(v.clone()),
+            Err(msg) => {
+                errors.add(
+                    RenderFailure {
+                        origin: role.dir.clone(),
+                        msg: format!("variables: {msg}"),
+                    },
+                    host,
+                );
+                None
+            }
+        }
+    }
+}
+
+/// Values every host's context shares, converted to template values once per step.
+struct Shared {
+    groups: Value,
+    hostvars: Option<Value>,
+}
+
+/// Failures keyed by (origin, message), each with the hosts it happened on, in first-seen order:
+/// an undefined variable in a template is reported once with every host, not once per host.
+#[derive(Default)]
+struct Failures {
+    seen: BTreeMap<(String, String), usize>,
+    list: Vec<(RenderFailure, Vec<String>)>,
+}
+
+impl Failures {
+    fn add(&mut self, f: RenderFailure, host: &str) {
+        let key = (f.origin.clone(), f.msg.clone());
+        let i = *self.seen.entry(key).or_insert_with(|| {
+            self.list.push((f, Vec::new()));
+            self.list.len() - 1
+        });
+        if !self.list[i].1.iter().any(|h| h == host) {
+            self.list[i].1.push(host.to_string());
+        }
+    }
+
+    fn into_result(self) -> Result<(), PlanError> {
+        PlanError::collect(
+            self.list
+                .into_iter()
+                .map(|(f, hosts)| PlanError::Render {
+                    origin: f.origin,
+                    hosts,
+                    msg: f.msg,
+                })
+                .collect(),
+        )
+    }
+}

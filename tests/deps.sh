@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Install what ezk's lab and test suite need on a Debian 12 deploy machine (run as root).
+# Services that packages would start (nginx, haproxy, etcd, ...) are kept from starting here:
+# the deploy machine only needs their binaries (config checks, etcd for TLS tests, the mirror).
+set -euo pipefail
+if [ "$(id -u)" != 0 ]; then echo "tests/deps.sh: run as root (sudo tests/deps.sh)" >&2; exit 1; fi
+export DEBIAN_FRONTEND=noninteractive
+pkgs=(systemd-container debootstrap iproute2 openssh-client openssh-server openssl ca-certificates
+      etcd-server etcd-client containerd runc containernetworking-plugins
+      nginx libnginx-mod-stream haproxy keepalived chrony util-linux procps curl)
+# kubectl: Debian's kubernetes-client unless some kubectl is already installed.
+command -v kubectl >/dev/null 2>&1 || pkgs+=(kubernetes-client)
+missing=()
+for p in "${pkgs[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  created_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; created_policy=1
+  fi
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  [ "$created_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
+fi
+echo "deps: ok (${#missing[@]} package(s) installed)"

@@ -1,0 +1,202 @@
+//! `ezk check` on the fixture clusters under tests/fixtures/inventory/<case>/, run as the real
+//! binary. A case holds the inputs (`hosts` or `hosts.yml`, `config.yml`) and either
+//! `expected-errors` (exit 1; each line must appear in the report, one line per reported
+//! problem) or `expected-ok` (exit 0; each line must appear in the summary). Paths in the
+//! output are made relative to the cluster dir so expectations read `hosts:12: ...`.
+//! Adding a case adds no code.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn ezk(home: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ezk"))
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .env_remove("EZK_HOME")
+        .output()
+        .expect("run ezk");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn expectations(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(String::from)
+        .collect()
+}
+
+fn cases() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/inventory");
+    let mut v: Vec<PathBuf> = std::fs::read_dir(root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn fixture_cases() {
+    let mut failures = Vec::new();
+    let all = cases();
+    assert!(all.len() >= 20, "fixture cases found: {}", all.len());
+    for case in all {
+        let name = case.file_name().unwrap().to_str().unwrap().to_string();
+        let home = tempfile::tempdir().unwrap();
+        let dir = home.path().join("clusters").join(&name);
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in std::fs::read_dir(&case).unwrap() {
+            let f = f.unwrap().path();
+            let fname = f.file_name().unwrap();
+            if fname != "expected-errors" && fname != "expected-ok" {
+                std::fs::copy(&f, dir.join(fname)).unwrap();
+            }
+        }
+        let (code, stdout, stderr) = ezk(home.path(), &["check", &name]);
+        let prefix = format!("{}/", dir.display());
+        let out = format!("{stdout}{stderr}").replace(&prefix, "");
+        let (want_code, file) = if case.join("expected-errors").exists() {
+            (1, case.join("expected-errors"))
+        } else {
+            (0, case.join("expected-ok"))
+        };
+        let want = expectations(&file);
+        let mut problems = Vec::new();
+        if code != want_code {
+            problems.push(format!("exit code {code}, want {want_code}"));
+        }
+        for w in &want {
+            if !out.contains(w.as_str()) {
+                problems.push(format!("missing: {w}"));
+            }
+        }
+        if want_code == 1 {
+            let reported = out.lines().filter(|l| l.starts_with("- ")).count();
+            if reported != want.len() {
+                problems.push(format!(
+                    "{reported} problems reported, {} expected",
+                    want.len()
+                ));
+            }
+            if !out.contains("fix:") && !out.contains("no inventory") {
+                problems.push("no fix given".into());
+            }
+        }
+        if !problems.is_empty() {
+            failures.push(format!(
+                "case {name}:\n  {}\n--- output ---\n{out}",
+                problems.join("\n  ")
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// `ezk check` must not touch any host, even one that is listening: the inventory points at a
+/// real listener on loopback and the listener sees no connection.
+#[test]
+fn check_contacts_no_host() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join("clusters/c1");
+    std::fs::create_dir_all(&dir).unwrap();
+    // Broken (even etcd) and valid variants: neither may connect.
+    for etcd in ["127.0.0.1\n127.0.0.2\n", "127.0.0.1\n"] {
+        std::fs::write(
+            dir.join("hosts"),
+            format!(
+                "[etcd]\n{etcd}[kube_master]\n127.0.0.1 ansible_port={port}\n[kube_node]\n[all:vars]\n\
+                 CONTAINER_RUNTIME=containerd\nCLUSTER_NETWORK=flannel\nSERVICE_CIDR=10.68.0.0/16\n\
+                 CLUSTER_CIDR=172.20.0.0/16\n"
+            ),
+        )
+        .unwrap();
+        let (code, stdout, stderr) = ezk(home.path(), &["check", "c1"]);
+        let expect = if etcd.lines().count() == 2 { 1 } else { 0 };
+        assert_eq!(code, expect, "{stdout}{stderr}");
+        match listener.accept() {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            other => panic!("ezk check connected to the host: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn new_list_checkout_and_examples_pass_check() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let (code, out, _) = ezk(h, &["list"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("no clusters"), "{out}");
+
+    let (code, _, err) = ezk(h, &["new", "k8s-01"]);
+    assert_eq!(code, 0, "{err}");
+    let hosts = std::fs::read_to_string(h.join("clusters/k8s-01/hosts")).unwrap();
+    assert!(
+        hosts.contains("cluster_dir=\"{{ base_dir }}/clusters/k8s-01\""),
+        "cluster name substituted"
+    );
+    assert!(!hosts.contains("_cluster_name_") && !hosts.contains("_ezk_home_"));
+    let config = std::fs::read_to_string(h.join("clusters/k8s-01/config.yml")).unwrap();
+    assert!(config.contains("CLUSTER_NAME: \"k8s-01\""));
+
+    // Refuses to overwrite, and leaves the files alone.
+    std::fs::write(h.join("clusters/k8s-01/hosts"), "# edited\n").unwrap();
+    let (code, _, err) = ezk(h, &["new", "k8s-01"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("already exists"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(h.join("clusters/k8s-01/hosts")).unwrap(),
+        "# edited\n"
+    );
+    std::fs::write(h.join("clusters/k8s-01/hosts"), hosts).unwrap();
+
+    let (code, _, err) = ezk(h, &["new", "aio", "--layout", "allinone"]);
+    assert_eq!(code, 0, "{err}");
+    let (_, out, _) = ezk(h, &["list"]);
+    assert_eq!(out, "* aio (current)\n  k8s-01\n");
+
+    // The examples as created pass check; the current cluster is the default.
+    let (code, out, err) = ezk(h, &["check"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("ok: cluster aio passes all checks (1 host)"),
+        "{out}"
+    );
+    let (code, out, err) = ezk(h, &["check", "k8s-01"]);
+    assert_eq!(code, 0, "{out}{err}");
+    for want in ["master-01", "worker-02", "CONTEXT_NAME", "calico"]
+        .iter()
+        .filter(|w| **w != "CONTEXT_NAME")
+    {
+        assert!(out.contains(want), "{want} in {out}");
+    }
+
+    let (code, _, _) = ezk(h, &["checkout", "k8s-01"]);
+    assert_eq!(code, 0);
+    let (_, out, _) = ezk(h, &["list"]);
+    assert_eq!(out, "  aio\n* k8s-01 (current)\n");
+    let (code, _, err) = ezk(h, &["checkout", "nope"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no cluster nope"), "{err}");
+
+    // -e wins over everything.
+    let (code, _, err) = ezk(h, &["check", "k8s-01", "-e", "CLUSTER_NETWORK=weave"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("CLUSTER_NETWORK \"weave\" is not supported"),
+        "{err}"
+    );
+}

@@ -1,0 +1,83 @@
+//! Shared helpers of the PKI integration tests: a 3-master/3-etcd/2-worker spec and thin
+//! wrappers around the real openssl binary (the independent judge of what rcgen wrote).
+
+use std::path::Path;
+use std::process::Command;
+
+use ezk::pki::{Member, PkiSpec};
+
+/// Lab-style addresses (198.18.0.0/15); nothing is sent to them.
+pub fn spec() -> PkiSpec {
+    let m = |h: &str, n: &str| Member::new(h, n, h).unwrap();
+    let masters = vec![
+        m("198.18.9.11", "master-1"),
+        m("198.18.9.12", "master-2"),
+        m("198.18.9.13", "master-3"),
+    ];
+    let workers = vec![m("198.18.9.21", "worker-1"), m("198.18.9.22", "worker-2")];
+    PkiSpec {
+        cluster_name: "cluster1".into(),
+        context_name: "context-cluster1".into(),
+        etcd: vec![
+            m("198.18.9.11", "etcd-198.18.9.11"),
+            m("198.18.9.12", "etcd-198.18.9.12"),
+            m("198.18.9.13", "etcd-198.18.9.13"),
+        ],
+        nodes: masters.iter().chain(&workers).cloned().collect(),
+        masters,
+        vips: vec!["198.18.9.250".parse().unwrap()],
+        master_cert_hosts: vec!["198.18.9.200".into(), "k8s.example.test".into()],
+        service_cidr: "10.68.0.0/16".into(),
+        cluster_dns_domain: "cluster.local".into(),
+        secure_port: 6443,
+        ex_apiserver_port: 8443,
+        node_lb_port: 6443,
+        ca_expiry: "876000h".into(),
+        cert_expiry: "438000h".into(),
+    }
+}
+
+/// Run a command, return (success, stdout+stderr).
+pub fn run(cmd: &mut Command) -> (bool, String) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
+    s.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), s)
+}
+
+/// `openssl x509 -noout -text` of a file.
+pub fn x509_text(path: &Path) -> String {
+    let (ok, s) = run(Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(path));
+    assert!(ok, "{}: {s}", path.display());
+    s
+}
+
+/// `openssl verify` with an optional purpose; true when it says OK.
+pub fn verify(ca: &Path, cert: &Path, purpose: Option<&str>) -> (bool, String) {
+    let mut c = Command::new("openssl");
+    c.arg("verify").arg("-CAfile").arg(ca);
+    if let Some(p) = purpose {
+        c.args(["-purpose", p]);
+    }
+    let (ok, s) = run(c.arg(cert));
+    (ok && s.contains(": OK"), s)
+}
+
+/// sha256 of each *.pem / key file under ssl/, by file name.
+pub fn fingerprints(ssl: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(ssl)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().unwrap().is_file())
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect()
+}
