@@ -74,6 +74,8 @@ fn inventory_describes_the_hosts(lab: &Lab) {
     let config = std::fs::read_to_string(lab.cluster_dir().join("config.yml")).unwrap();
     let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/inventory-examples/config.yml")).unwrap();
     assert_eq!(config, example, "config.yml is the shipped example");
+    let out = lab.ezk(&["check", &lab.name]);
+    assert!(out.status.success(), "ezk check {}:\n{}{}", lab.name, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
 }
 
 fn no_route_off_the_lab(lab: &Lab) {
@@ -225,6 +227,9 @@ fn five_hosts_demo_inventory(shared: &Lab) {
         assert!(contains((0xC612_0000, 15), c.0), "CIDR outside the unroutable 198.18.0.0/15");
     }
     assert_eq!(lab.sh(4, "hostname"), lab.hosts[4].name);
+    // The inventory passes ezk's own validation.
+    let out = lab.ezk(&["check", &lab.name]);
+    assert!(out.status.success(), "ezk check {}:\n{}{}", lab.name, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     let left = lab.down_and_check();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
