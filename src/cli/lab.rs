@@ -28,25 +28,33 @@ pub enum LabCommand {
         timeout: u64,
     },
     /// Stop the lab's hosts and remove everything `up` made (also after a failed `up`).
-    Down {
-        name: String,
-    },
+    Down { name: String },
     /// Show labs and their hosts (all labs without a name).
-    Status {
-        name: Option<String>,
-    },
+    Status { name: Option<String> },
 }
 
 pub fn run(ctx: &Context, args: Args) -> CliResult {
     let paths = LabPaths::from_env();
     let mut progress = |line: &str| eprintln!("{} {line}", style("lab:").cyan());
     match args.command {
-        LabCommand::Up { name, hosts, timeout } => {
+        LabCommand::Up {
+            name,
+            hosts,
+            timeout,
+        } => {
             on_interrupt_stop(name.clone());
-            let opts = UpOptions { cluster_dir: ctx.home.cluster_dir(&name), name, hosts, timeout: Duration::from_secs(timeout) };
+            let opts = UpOptions {
+                cluster_dir: ctx.home.cluster_dir(&name),
+                name,
+                hosts,
+                timeout: Duration::from_secs(timeout),
+            };
             let (state, states) = match lab::up(&paths, &opts, &mut progress) {
                 Err(lab::LabError::Interrupted) => {
-                    eprintln!("{} interrupted; everything this `up` made was removed", style("lab:").cyan());
+                    eprintln!(
+                        "{} interrupted; everything this `up` made was removed",
+                        style("lab:").cyan()
+                    );
                     return Ok(130);
                 }
                 other => other?,
@@ -56,7 +64,12 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
                 println!("{:<24} {:<16} {}", h.name, h.ip, s);
             }
             println!("\ninventory: {}", state.cluster_dir.join("hosts").display());
-            println!("ssh:       ssh -i {} -o UserKnownHostsFile={} root@{}", state.key_file().display(), state.known_hosts().display(), state.hosts[0].ip);
+            println!(
+                "ssh:       ssh -i {} -o UserKnownHostsFile={} root@{}",
+                state.key_file().display(),
+                state.known_hosts().display(),
+                state.hosts[0].ip
+            );
             println!("remove:    ezk lab down {}", state.name);
             Ok(0)
         }
@@ -71,7 +84,11 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
         LabCommand::Status { name } => {
             let labs = lab::status(&paths, name.as_deref())?;
             let image = lab::image::image_dir(&paths);
-            let built = if image.join("etc/ezk-image").is_file() { "cached" } else { "not built yet" };
+            let built = if image.join("etc/ezk-image").is_file() {
+                "cached"
+            } else {
+                "not built yet"
+            };
             println!("base image: {} ({built})", image.display());
             if labs.is_empty() {
                 match name {
@@ -83,8 +100,17 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
                 }
             }
             for l in labs {
-                println!("\nlab {} — {} on {}, inventory {}", l.name, l.subnet, l.bridge, l.cluster_dir.join("hosts").display());
-                println!("  {:<24} {:<16} {:<8} {}", "HOST", "ADDRESS", "PID", "STATE");
+                println!(
+                    "\nlab {} — {} on {}, inventory {}",
+                    l.name,
+                    l.subnet,
+                    l.bridge,
+                    l.cluster_dir.join("hosts").display()
+                );
+                println!(
+                    "  {:<24} {:<16} {:<8} {}",
+                    "HOST", "ADDRESS", "PID", "STATE"
+                );
                 for h in l.hosts {
                     let pid = h.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
                     println!("  {:<24} {:<16} {:<8} {}", h.name, h.ip, pid, h.state);
@@ -100,15 +126,27 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
 /// its temp dir, which the next build deletes.
 fn on_interrupt_stop(name: String) {
     std::thread::spawn(move || {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
         rt.block_on(async {
-            let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else { return };
+            let Ok(mut term) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            else {
+                return;
+            };
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}
             }
         });
-        eprintln!("{} interrupted: stopping and removing lab {name}", style("lab:").cyan());
+        eprintln!(
+            "{} interrupted: stopping and removing lab {name}",
+            style("lab:").cyan()
+        );
         lab::interrupt();
     });
 }

@@ -19,18 +19,37 @@ use super::{LabError, sys};
 
 /// Mount the overlay and write the host's own files. Returns the host's ssh public host key
 /// line (`ssh-ed25519 AAAA...`) for known_hosts.
-pub fn prepare(h: &HostState, image: &Path, all: &[(String, Ipv4Addr)], authorized_key: &str) -> Result<String, LabError> {
+pub fn prepare(
+    h: &HostState,
+    image: &Path,
+    all: &[(String, Ipv4Addr)],
+    authorized_key: &str,
+) -> Result<String, LabError> {
     for d in [h.upper(), h.work(), h.rootfs()] {
         std::fs::create_dir_all(&d).map_err(LabError::io(&d))?;
     }
     let root = h.rootfs();
     if sys::mounts_under(&root).is_empty() {
-        let opts = format!("lowerdir={},upperdir={},workdir={}", image.display(), h.upper().display(), h.work().display());
-        sys::run(Command::new("mount").args(["-t", "overlay", "overlay", "-o", &opts]).arg(&root))?;
+        let opts = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            image.display(),
+            h.upper().display(),
+            h.work().display()
+        );
+        sys::run(
+            Command::new("mount")
+                .args(["-t", "overlay", "overlay", "-o", &opts])
+                .arg(&root),
+        )?;
     }
-    let write = |rel: &str, text: &str, mode: u32| sys::write_atomic(&root.join(rel), text.as_bytes(), mode);
+    let write = |rel: &str, text: &str, mode: u32| {
+        sys::write_atomic(&root.join(rel), text.as_bytes(), mode)
+    };
     write("etc/hostname", &format!("{}\n", h.name), 0o644)?;
-    let mut hosts = format!("127.0.0.1\tlocalhost\n127.0.1.1\t{}\n::1\tlocalhost ip6-localhost ip6-loopback\n", h.name);
+    let mut hosts = format!(
+        "127.0.0.1\tlocalhost\n127.0.1.1\t{}\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+        h.name
+    );
     for (name, ip) in all {
         hosts.push_str(&format!("{ip}\t{name}\n"));
     }
@@ -53,13 +72,22 @@ pub fn prepare(h: &HostState, image: &Path, all: &[(String, Ipv4Addr)], authoriz
     let key = root.join("etc/ssh/ssh_host_ed25519_key");
     let _ = std::fs::remove_file(&key);
     let _ = std::fs::remove_file(key.with_extension("pub"));
-    sys::run(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C"]).arg(format!("root@{}", h.name)).arg("-f").arg(&key))?;
+    sys::run(
+        Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C"])
+            .arg(format!("root@{}", h.name))
+            .arg("-f")
+            .arg(&key),
+    )?;
     let pub_path = root.join("etc/ssh/ssh_host_ed25519_key.pub");
     let pubkey = std::fs::read_to_string(&pub_path).map_err(LabError::io(&pub_path))?;
     let mut parts = pubkey.split_whitespace();
     match (parts.next(), parts.next()) {
         (Some(t), Some(k)) => Ok(format!("{t} {k}")),
-        _ => Err(LabError::Image(format!("{}: unexpected public key format", pub_path.display()))),
+        _ => Err(LabError::Image(format!(
+            "{}: unexpected public key format",
+            pub_path.display()
+        ))),
     }
 }
 
@@ -77,7 +105,9 @@ pub fn new_machine_id() -> Result<String, LabError> {
 fn random_hex(n: usize) -> Result<String, LabError> {
     use std::io::Read;
     let mut buf = vec![0u8; n];
-    File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut buf)).map_err(LabError::io("/dev/urandom"))?;
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .map_err(LabError::io("/dev/urandom"))?;
     Ok(hex::encode(buf))
 }
 
@@ -105,7 +135,11 @@ pub fn boot(h: &HostState, bridge: &str) -> Result<Child, LabError> {
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err);
-    cmd.spawn().map_err(|e| LabError::Command { cmd: sys::show(&cmd), status: "not started".into(), stderr: e.to_string() })
+    cmd.spawn().map_err(|e| LabError::Command {
+        cmd: sys::show(&cmd),
+        status: "not started".into(),
+        stderr: e.to_string(),
+    })
 }
 
 /// Stop hosts: SIGTERM every recorded nspawn pid that is still ours (nspawn then shuts the
@@ -126,14 +160,21 @@ pub fn stop_all(hosts: &[HostState], grace: Duration) {
     while running.iter().any(|h| live(h)) && start.elapsed() < grace {
         // A container still early in its boot may miss the first request; ask again.
         if resent.elapsed() > Duration::from_secs(2) {
-            running.iter().filter(|h| live(h)).for_each(|h| sys::signal(h.pid.expect("filtered"), "TERM"));
+            running
+                .iter()
+                .filter(|h| live(h))
+                .for_each(|h| sys::signal(h.pid.expect("filtered"), "TERM"));
             resent = Instant::now();
         }
         std::thread::sleep(Duration::from_millis(200));
     }
     let start = Instant::now();
     loop {
-        let left = sys::host_pids(hosts.iter().map(|h| (h.machine.as_str(), h.machine_id.as_str())));
+        let left = sys::host_pids(
+            hosts
+                .iter()
+                .map(|h| (h.machine.as_str(), h.machine_id.as_str())),
+        );
         if left.is_empty() || start.elapsed() > Duration::from_secs(10) {
             break;
         }

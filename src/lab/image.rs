@@ -25,9 +25,29 @@ pub const SUITE: &str = "bookworm";
 
 /// Packages installed on every lab host (besides minbase): what roles expect on a host.
 pub const PACKAGES: &[&str] = &[
-    "systemd", "systemd-sysv", "openssh-server", "dbus", "iproute2", "sudo", "ca-certificates",
-    "nginx", "libnginx-mod-stream", "haproxy", "keepalived", "chrony", "conntrack", "ipvsadm",
-    "ipset", "socat", "curl", "procps", "less", "kmod", "iptables", "iputils-ping", "openssl",
+    "systemd",
+    "systemd-sysv",
+    "openssh-server",
+    "dbus",
+    "iproute2",
+    "sudo",
+    "ca-certificates",
+    "nginx",
+    "libnginx-mod-stream",
+    "haproxy",
+    "keepalived",
+    "chrony",
+    "conntrack",
+    "ipvsadm",
+    "ipset",
+    "socat",
+    "curl",
+    "procps",
+    "less",
+    "kmod",
+    "iptables",
+    "iputils-ping",
+    "openssl",
 ];
 
 /// Services disabled in the image so nothing binds ports until a role starts it.
@@ -75,7 +95,10 @@ pub fn ensure(paths: &LabPaths, progress: &mut dyn FnMut(&str)) -> Result<PathBu
     }
     let tmp = images.join(format!(".tmp-{}", key()));
     sys::remove_tree(&tmp)?;
-    progress(&format!("building base image {} (debootstrap {SUITE}, a few minutes, once)", key()));
+    progress(&format!(
+        "building base image {} (debootstrap {SUITE}, a few minutes, once)",
+        key()
+    ));
     let result = debootstrap(&tmp, progress).and_then(|()| customize(&tmp, progress));
     if let Err(e) = result {
         let _ = sys::remove_tree(&tmp);
@@ -106,7 +129,10 @@ pub fn mirror() -> String {
             }
         }
     }
-    texts.iter().find_map(|t| mirror_in(t)).unwrap_or_else(|| "http://deb.debian.org/debian".to_string())
+    texts
+        .iter()
+        .find_map(|t| mirror_in(t))
+        .unwrap_or_else(|| "http://deb.debian.org/debian".to_string())
 }
 
 /// First main-archive URI (ending in `/debian`, not security) in one sources file.
@@ -140,7 +166,9 @@ fn debootstrap(target: &Path, progress: &mut dyn FnMut(&str)) -> Result<(), LabE
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let shown = sys::show(&cmd);
-    let mut child = cmd.spawn().map_err(|e| LabError::Image(format!("{shown}: {e}")))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| LabError::Image(format!("{shown}: {e}")))?;
     // stderr on a thread so neither pipe can fill up and stall debootstrap.
     let stderr = child.stderr.take().expect("piped");
     let err_thread = std::thread::spawn(move || {
@@ -154,7 +182,10 @@ fn debootstrap(target: &Path, progress: &mut dyn FnMut(&str)) -> Result<(), LabE
     let mut phase = "";
     // Drawn only when stderr is a terminal (indicatif hides itself otherwise).
     let spinner = indicatif::ProgressBar::new_spinner();
-    for line in BufReader::new(child.stdout.take().expect("piped")).lines().map_while(Result::ok) {
+    for line in BufReader::new(child.stdout.take().expect("piped"))
+        .lines()
+        .map_while(Result::ok)
+    {
         if super::check_interrupted().is_err() {
             let _ = child.kill();
             let _ = child.wait();
@@ -162,7 +193,10 @@ fn debootstrap(target: &Path, progress: &mut dyn FnMut(&str)) -> Result<(), LabE
         }
         if let Some(msg) = line.strip_prefix("I: ") {
             // Per-package lines (hundreds) go to the spinner; a phase change is printed once.
-            match msg.split_once(' ').and_then(|(verb, _)| package_phase(verb)) {
+            match msg
+                .split_once(' ')
+                .and_then(|(verb, _)| package_phase(verb))
+            {
                 Some(group) => {
                     if phase != group {
                         phase = group;
@@ -180,7 +214,9 @@ fn debootstrap(target: &Path, progress: &mut dyn FnMut(&str)) -> Result<(), LabE
         }
     }
     spinner.finish_and_clear();
-    let status = child.wait().map_err(|e| LabError::Image(format!("{shown}: {e}")))?;
+    let status = child
+        .wait()
+        .map_err(|e| LabError::Image(format!("{shown}: {e}")))?;
     let err_lines = err_thread.join().unwrap_or_default();
     if !status.success() {
         let log = target.join("debootstrap/debootstrap.log");
@@ -206,7 +242,10 @@ pub fn customize(root: &Path, progress: &mut dyn FnMut(&str)) -> Result<(), LabE
     sys::run_args(disable[0], &disable[1..])?;
     // Host keys and machine-id are per host; none may be shared through the image.
     let ssh_dir = root.join("etc/ssh");
-    for e in std::fs::read_dir(&ssh_dir).map_err(LabError::io(&ssh_dir))?.flatten() {
+    for e in std::fs::read_dir(&ssh_dir)
+        .map_err(LabError::io(&ssh_dir))?
+        .flatten()
+    {
         if e.file_name().to_string_lossy().starts_with("ssh_host_") {
             std::fs::remove_file(e.path()).map_err(LabError::io(e.path()))?;
         }
@@ -220,7 +259,10 @@ pub fn customize(root: &Path, progress: &mut dyn FnMut(&str)) -> Result<(), LabE
     if dbus_id.is_file() && !dbus_id.is_symlink() {
         std::fs::remove_file(&dbus_id).map_err(LabError::io(&dbus_id))?;
     }
-    write("etc/ssh/sshd_config.d/10-ezk-lab.conf", "# ezk lab: key login only, no DNS lookups of clients\nPasswordAuthentication no\nUseDNS no\n")?;
+    write(
+        "etc/ssh/sshd_config.d/10-ezk-lab.conf",
+        "# ezk lab: key login only, no DNS lookups of clients\nPasswordAuthentication no\nUseDNS no\n",
+    )?;
     // The downloaded .debs are not needed on hosts.
     if let Ok(rd) = std::fs::read_dir(root.join("var/cache/apt/archives")) {
         for e in rd.flatten() {
@@ -241,10 +283,19 @@ mod tests {
     #[test]
     fn mirror_from_deb822_and_one_line() {
         let deb822 = "Types: deb\n# http://snapshot.debian.org/archive/debian/x\nURIs: http://deb.debian.org/debian\nSuites: bookworm\n\nURIs: http://deb.debian.org/debian-security\n";
-        assert_eq!(mirror_in(deb822).as_deref(), Some("http://deb.debian.org/debian"));
+        assert_eq!(
+            mirror_in(deb822).as_deref(),
+            Some("http://deb.debian.org/debian")
+        );
         let list = "deb http://ftp.example.org/debian/ bookworm main\n";
-        assert_eq!(mirror_in(list).as_deref(), Some("http://ftp.example.org/debian"));
-        assert_eq!(mirror_in("deb https://packages.cloud.google.com/apt cloud-sdk main\n"), None);
+        assert_eq!(
+            mirror_in(list).as_deref(),
+            Some("http://ftp.example.org/debian")
+        );
+        assert_eq!(
+            mirror_in("deb https://packages.cloud.google.com/apt cloud-sdk main\n"),
+            None
+        );
     }
 
     #[test]

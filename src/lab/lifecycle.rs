@@ -43,7 +43,11 @@ pub struct LabStatus {
 }
 
 /// Bring a lab up; returns its state and each host's `is-system-running` answer.
-pub fn up(paths: &LabPaths, opts: &UpOptions, progress: &mut dyn FnMut(&str)) -> Result<(LabState, Vec<String>), LabError> {
+pub fn up(
+    paths: &LabPaths,
+    opts: &UpOptions,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(LabState, Vec<String>), LabError> {
     validate_name(&opts.name)?;
     if opts.hosts == 0 || opts.hosts > net::MAX_HOSTS {
         return Err(LabError::BadHostCount(opts.hosts));
@@ -51,7 +55,10 @@ pub fn up(paths: &LabPaths, opts: &UpOptions, progress: &mut dyn FnMut(&str)) ->
     sys::preflight("up")?;
     let _lab_lock = sys::lock_file(&lock_path(paths, &opts.name))?;
     if LabState::load(paths, &opts.name)?.is_some() {
-        return Err(LabError::AlreadyUp { name: opts.name.clone(), path: paths.state_file(&opts.name) });
+        return Err(LabError::AlreadyUp {
+            name: opts.name.clone(),
+            path: paths.state_file(&opts.name),
+        });
     }
     let hosts_file = opts.cluster_dir.join("hosts");
     if hosts_file.exists() && !is_lab_written(&hosts_file) {
@@ -60,7 +67,8 @@ pub fn up(paths: &LabPaths, opts: &UpOptions, progress: &mut dyn FnMut(&str)) ->
     let image = image::ensure(paths, progress)?;
     check_interrupted()?;
     std::fs::create_dir_all(&opts.cluster_dir).map_err(LabError::io(&opts.cluster_dir))?;
-    let cluster_dir = std::fs::canonicalize(&opts.cluster_dir).map_err(LabError::io(&opts.cluster_dir))?;
+    let cluster_dir =
+        std::fs::canonicalize(&opts.cluster_dir).map_err(LabError::io(&opts.cluster_dir))?;
 
     // Allocate the subnet and record the whole plan before making anything.
     let mut state = {
@@ -96,7 +104,11 @@ pub fn up(paths: &LabPaths, opts: &UpOptions, progress: &mut dyn FnMut(&str)) ->
     };
     let mut children = Vec::new();
     // Armed until `make` succeeds: an error *or a panic* in between removes the lab again.
-    let mut guard = Cleanup { paths, name: state.name.clone(), armed: true };
+    let mut guard = Cleanup {
+        paths,
+        name: state.name.clone(),
+        armed: true,
+    };
     let result = make(paths, &mut state, &mut children, opts.timeout, progress);
     if result.is_err() {
         progress(&format!("up failed; removing lab {} again", state.name));
@@ -122,24 +134,48 @@ impl Drop for Cleanup<'_> {
         match LabState::load(self.paths, &self.name) {
             Ok(Some(state)) => {
                 if let Err(e) = teardown(self.paths, &state) {
-                    eprintln!("lab: cleanup incomplete ({e}); run `ezk lab down {}`", self.name);
+                    eprintln!(
+                        "lab: cleanup incomplete ({e}); run `ezk lab down {}`",
+                        self.name
+                    );
                 }
             }
             Ok(None) => {}
-            Err(e) => eprintln!("lab: cleanup incomplete ({e}); run `ezk lab down {}`", self.name),
+            Err(e) => eprintln!(
+                "lab: cleanup incomplete ({e}); run `ezk lab down {}`",
+                self.name
+            ),
         }
     }
 }
 
 /// The part of `up` after the state file exists: everything here is undone by `teardown`.
-fn make(paths: &LabPaths, state: &mut LabState, children: &mut Vec<Child>, timeout: Duration, progress: &mut dyn FnMut(&str)) -> Result<Vec<String>, LabError> {
+fn make(
+    paths: &LabPaths,
+    state: &mut LabState,
+    children: &mut Vec<Child>,
+    timeout: Duration,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Vec<String>, LabError> {
     let key = state.key_file();
-    progress(&format!("lab {}: subnet 198.18.{}.0/24 on bridge {}, {} hosts", state.name, state.index, state.bridge, state.hosts.len()));
+    progress(&format!(
+        "lab {}: subnet 198.18.{}.0/24 on bridge {}, {} hosts",
+        state.name,
+        state.index,
+        state.bridge,
+        state.hosts.len()
+    ));
     let ssh_dir = key.parent().expect("key in ssh/");
     std::fs::create_dir_all(ssh_dir).map_err(LabError::io(ssh_dir))?;
     let _ = std::fs::remove_file(&key);
     let _ = std::fs::remove_file(key.with_extension("pub"));
-    sys::run(std::process::Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C"]).arg(format!("ezk-lab-{}", state.name)).arg("-f").arg(&key))?;
+    sys::run(
+        std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C"])
+            .arg(format!("ezk-lab-{}", state.name))
+            .arg("-f")
+            .arg(&key),
+    )?;
     let pub_path = key.with_extension("pub");
     let authorized = std::fs::read_to_string(&pub_path).map_err(LabError::io(&pub_path))?;
 
@@ -171,11 +207,21 @@ fn make(paths: &LabPaths, state: &mut LabState, children: &mut Vec<Child>, timeo
 
 /// Write `clusters/<name>/hosts` and `config.yml`.
 fn write_inventory(state: &LabState) -> Result<(), LabError> {
-    let hosts: Vec<(String, Ipv4Addr)> = state.hosts.iter().map(|h| (h.name.clone(), h.ip)).collect();
+    let hosts: Vec<(String, Ipv4Addr)> =
+        state.hosts.iter().map(|h| (h.name.clone(), h.ip)).collect();
     let key = state.key_file();
-    let text = inventory::hosts_file(&InventoryInput { name: &state.name, hosts: &hosts, vip: state.vip, key_file: &key });
+    let text = inventory::hosts_file(&InventoryInput {
+        name: &state.name,
+        hosts: &hosts,
+        vip: state.vip,
+        key_file: &key,
+    });
     sys::write_atomic(&state.cluster_dir.join("hosts"), text.as_bytes(), 0o644)?;
-    sys::write_atomic(&state.cluster_dir.join("config.yml"), inventory::CONFIG_YML.as_bytes(), 0o644)
+    sys::write_atomic(
+        &state.cluster_dir.join("config.yml"),
+        inventory::CONFIG_YML.as_bytes(),
+        0o644,
+    )
 }
 
 /// Per-lab lock, outside the lab's own dir so removing the dir never removes a held lock.
@@ -185,11 +231,17 @@ fn lock_path(paths: &LabPaths, name: &str) -> PathBuf {
 
 /// Does this hosts file carry the lab marker on its first line?
 fn is_lab_written(hosts_file: &Path) -> bool {
-    std::fs::read_to_string(hosts_file).map(|t| t.starts_with(inventory::MARKER)).unwrap_or(false)
+    std::fs::read_to_string(hosts_file)
+        .map(|t| t.starts_with(inventory::MARKER))
+        .unwrap_or(false)
 }
 
 /// Tear lab `name` down. `Ok(false)` when there was no such lab (nothing to do).
-pub fn down(paths: &LabPaths, name: &str, progress: &mut dyn FnMut(&str)) -> Result<bool, LabError> {
+pub fn down(
+    paths: &LabPaths,
+    name: &str,
+    progress: &mut dyn FnMut(&str),
+) -> Result<bool, LabError> {
     validate_name(name)?;
     sys::preflight("down")?;
     let lock = lock_path(paths, name);
@@ -203,7 +255,10 @@ pub fn down(paths: &LabPaths, name: &str, progress: &mut dyn FnMut(&str)) -> Res
         }
         return Ok(false);
     };
-    progress(&format!("stopping {} hosts of lab {name}", state.hosts.len()));
+    progress(&format!(
+        "stopping {} hosts of lab {name}",
+        state.hosts.len()
+    ));
     teardown(paths, &state)?;
     // The lab is gone; so is its lock file (a racing `up` of the same name would simply
     // start from scratch).
@@ -261,15 +316,28 @@ pub fn status(paths: &LabPaths, name: Option<&str>) -> Result<Vec<LabStatus>, La
     };
     let mut out = Vec::new();
     for n in names {
-        let Some(state) = LabState::load(paths, &n)? else { continue };
+        let Some(state) = LabState::load(paths, &n)? else {
+            continue;
+        };
         let hosts = state
             .hosts
             .iter()
             .map(|h| {
                 let alive = h.pid.is_some_and(|p| sys::is_our_nspawn(p, &h.machine));
                 let ssh = alive && port_open(h.ip, 22);
-                let state = if ssh { "running" } else if alive { "booting" } else { "stopped" };
-                HostStatus { name: h.name.clone(), ip: h.ip, state: state.to_string(), pid: h.pid }
+                let state = if ssh {
+                    "running"
+                } else if alive {
+                    "booting"
+                } else {
+                    "stopped"
+                };
+                HostStatus {
+                    name: h.name.clone(),
+                    ip: h.ip,
+                    state: state.to_string(),
+                    pid: h.pid,
+                }
             })
             .collect();
         out.push(LabStatus {

@@ -31,11 +31,18 @@ pub use state::{HostState, LabState};
 /// Everything that can go wrong in `ezk lab`; each message names what failed and the fix.
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
-    #[error("`ezk lab {0}` needs root: it creates a bridge, overlay mounts and containers; run it with sudo")]
+    #[error(
+        "`ezk lab {0}` needs root: it creates a bridge, overlay mounts and containers; run it with sudo"
+    )]
     NotRoot(&'static str),
     #[error("missing tools: {}. Install them with:\n  apt-get install -y {}", .tools.join(", "), .packages.join(" "))]
-    MissingTools { tools: Vec<String>, packages: Vec<String> },
-    #[error("the kernel has no overlay filesystem (not in /proc/filesystems); load it with: modprobe overlay")]
+    MissingTools {
+        tools: Vec<String>,
+        packages: Vec<String>,
+    },
+    #[error(
+        "the kernel has no overlay filesystem (not in /proc/filesystems); load it with: modprobe overlay"
+    )]
     NoOverlay,
     #[error("invalid lab name {name:?}: {why}")]
     BadName { name: String, why: &'static str },
@@ -43,21 +50,54 @@ pub enum LabError {
     BadHostCount(usize),
     #[error("lab {name:?} already exists (state {path}); run `ezk lab down {name}` first")]
     AlreadyUp { name: String, path: PathBuf },
-    #[error("{path} exists and was not written by `ezk lab`; refusing to overwrite a real cluster's inventory. Pick another lab name")]
+    #[error(
+        "{path} exists and was not written by `ezk lab`; refusing to overwrite a real cluster's inventory. Pick another lab name"
+    )]
     ClusterExists { path: PathBuf },
-    #[error("no free lab subnet: 198.18.1.0/24 .. 198.18.{}.0/24 are all in use; run `ezk lab down` on a lab you no longer need", net::MAX_INDEX)]
+    #[error(
+        "no free lab subnet: 198.18.1.0/24 .. 198.18.{}.0/24 are all in use; run `ezk lab down` on a lab you no longer need",
+        net::MAX_INDEX
+    )]
     NoFreeSubnet,
     #[error("`{cmd}` failed ({status}): {stderr}")]
-    Command { cmd: String, status: String, stderr: String },
+    Command {
+        cmd: String,
+        status: String,
+        stderr: String,
+    },
     #[error("{path}: {source}")]
-    Io { path: PathBuf, #[source] source: std::io::Error },
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{path}: bad lab state file: {source}")]
-    State { path: PathBuf, #[source] source: serde_json::Error },
+    State {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("host {host} ({ip}) exited during boot; its console log ended with:\n{tail}")]
-    BootFailed { host: String, ip: String, log: PathBuf, tail: String },
-    #[error("host {host} ({ip}) not ready after {secs}s (last: {last}); its console log ended with:\n{tail}\n(raise --timeout if the machine is just slow)")]
-    Timeout { host: String, ip: String, secs: u64, last: String, log: PathBuf, tail: String },
-    #[error("{path} is still mounted (or has mounts below it); not deleting it. Check `findmnt -R {path}`, unmount, then rerun `ezk lab down`")]
+    BootFailed {
+        host: String,
+        ip: String,
+        log: PathBuf,
+        tail: String,
+    },
+    #[error(
+        "host {host} ({ip}) not ready after {secs}s (last: {last}); its console log ended with:\n{tail}\n(raise --timeout if the machine is just slow)"
+    )]
+    Timeout {
+        host: String,
+        ip: String,
+        secs: u64,
+        last: String,
+        log: PathBuf,
+        tail: String,
+    },
+    #[error(
+        "{path} is still mounted (or has mounts below it); not deleting it. Check `findmnt -R {path}`, unmount, then rerun `ezk lab down`"
+    )]
     StillMounted { path: PathBuf },
     #[error("base image: {0}")]
     Image(String),
@@ -76,7 +116,11 @@ pub fn interrupt() {
 
 /// `Err(Interrupted)` once `interrupt()` was called.
 pub fn check_interrupted() -> Result<(), LabError> {
-    if INTERRUPTED.load(Ordering::SeqCst) { Err(LabError::Interrupted) } else { Ok(()) }
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        Err(LabError::Interrupted)
+    } else {
+        Ok(())
+    }
 }
 
 impl LabError {
@@ -96,7 +140,9 @@ pub struct LabPaths {
 impl LabPaths {
     /// `$EZK_LAB_DIR` or `/var/lib/ezk`.
     pub fn from_env() -> LabPaths {
-        let root = std::env::var_os("EZK_LAB_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/var/lib/ezk"));
+        let root = std::env::var_os("EZK_LAB_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/var/lib/ezk"));
         LabPaths { root }
     }
     /// `<root>/images/`: cached base images, one directory per recipe key.
@@ -119,14 +165,23 @@ impl LabPaths {
 
 /// Lab names become host names, file names and cluster names: `[a-z][a-z0-9-]*`, ≤ 32 chars.
 pub fn validate_name(name: &str) -> Result<(), LabError> {
-    let bad = |why| Err(LabError::BadName { name: name.to_string(), why });
+    let bad = |why| {
+        Err(LabError::BadName {
+            name: name.to_string(),
+            why,
+        })
+    };
     if name.is_empty() || name.len() > 32 {
         return bad("use 1 to 32 characters");
     }
     if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
         return bad("start with a lowercase letter");
     }
-    if !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') || name.ends_with('-') {
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        || name.ends_with('-')
+    {
         return bad("use only a-z, 0-9 and '-' (not at the end)");
     }
     Ok(())

@@ -5,8 +5,8 @@
 
 use std::net::Ipv4Addr;
 
-use super::{LabError, LabPaths, sys};
 use super::state::LabState;
+use super::{LabError, LabPaths, sys};
 
 /// Highest subnet index N in 198.18.N.0/24.
 pub const MAX_INDEX: u8 = 250;
@@ -49,7 +49,9 @@ pub fn allocate(paths: &LabPaths) -> Result<u8, LabError> {
     let addrs = sys::run_args("ip", &["-4", "-o", "addr", "show"]).unwrap_or_default();
     (1..=MAX_INDEX)
         .find(|&n| {
-            !used.contains(&n) && !sys::link_exists(&bridge_name(n)) && !addrs.contains(&format!(" 198.18.{n}."))
+            !used.contains(&n)
+                && !sys::link_exists(&bridge_name(n))
+                && !addrs.contains(&format!(" 198.18.{n}."))
         })
         .ok_or(LabError::NoFreeSubnet)
 }

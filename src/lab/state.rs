@@ -64,7 +64,9 @@ impl LabState {
     pub fn load(paths: &LabPaths, name: &str) -> Result<Option<LabState>, LabError> {
         let path = paths.state_file(name);
         match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|source| LabError::State { path, source }),
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|source| LabError::State { path, source }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(LabError::Io { path, source: e }),
         }

@@ -52,12 +52,19 @@ pub fn preflight(op: &'static str) -> Result<(), LabError> {
     let wanted: Vec<(&str, &str)> = if op == "up" {
         TOOLS.to_vec()
     } else {
-        TOOLS.iter().copied().filter(|(t, _)| DOWN_TOOLS.contains(t)).collect()
+        TOOLS
+            .iter()
+            .copied()
+            .filter(|(t, _)| DOWN_TOOLS.contains(t))
+            .collect()
     };
     missing_tools(&wanted, has_tool)?;
     if op == "up" {
         let fs = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
-        if !fs.lines().any(|l| l.split_whitespace().last() == Some("overlay")) {
+        if !fs
+            .lines()
+            .any(|l| l.split_whitespace().last() == Some("overlay"))
+        {
             return Err(LabError::NoOverlay);
         }
     }
@@ -76,7 +83,10 @@ fn missing_tools(wanted: &[(&str, &str)], has: impl Fn(&str) -> bool) -> Result<
             packages.push(p.to_string());
         }
     }
-    Err(LabError::MissingTools { tools: missing.iter().map(|(t, _)| t.to_string()).collect(), packages })
+    Err(LabError::MissingTools {
+        tools: missing.iter().map(|(t, _)| t.to_string()).collect(),
+        packages,
+    })
 }
 
 /// Render a command for messages.
@@ -91,7 +101,11 @@ pub fn show(cmd: &Command) -> String {
 
 /// Run a command to completion; stdout on success, an error with its stderr otherwise.
 pub fn run(cmd: &mut Command) -> Result<String, LabError> {
-    let out = cmd.output().map_err(|e| LabError::Command { cmd: show(cmd), status: "not started".into(), stderr: e.to_string() })?;
+    let out = cmd.output().map_err(|e| LabError::Command {
+        cmd: show(cmd),
+        status: "not started".into(),
+        stderr: e.to_string(),
+    })?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
@@ -150,7 +164,9 @@ pub fn unmount_all(dir: &Path) -> Result<(), LabError> {
         }
     }
     match mounts_under(dir).first() {
-        Some(_) => Err(LabError::StillMounted { path: dir.to_path_buf() }),
+        Some(_) => Err(LabError::StillMounted {
+            path: dir.to_path_buf(),
+        }),
         None => Ok(()),
     }
 }
@@ -168,7 +184,9 @@ pub fn remove_tree(dir: &Path) -> Result<(), LabError> {
 /// Is `pid` a live (non-zombie) systemd-nspawn process started for `machine`? Checking the
 /// command line guards against signalling a recycled pid that now belongs to someone else.
 pub fn is_our_nspawn(pid: u32, machine: &str) -> bool {
-    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return false };
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
     let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
     let is_nspawn = args.first().is_some_and(|a| a.ends_with(b"systemd-nspawn"));
     let want = format!("--machine={machine}");
@@ -180,18 +198,23 @@ pub fn is_our_nspawn(pid: u32, machine: &str) -> bool {
 /// with `--machine=<machine>` (the main one and its forked helpers), and processes whose root
 /// filesystem carries that machine-id (the container's own processes). Never this process.
 pub fn host_pids<'a>(hosts: impl Iterator<Item = (&'a str, &'a str)>) -> Vec<u32> {
-    let hosts: Vec<(String, &str)> = hosts.map(|(m, id)| (format!("--machine={m}"), id)).collect();
+    let hosts: Vec<(String, &str)> = hosts
+        .map(|(m, id)| (format!("--machine={m}"), id))
+        .collect();
     let me = std::process::id();
     let mut found = Vec::new();
     for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
         if pid == me || is_zombie(pid) {
             continue;
         }
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
         let nspawn = args.first().is_some_and(|a| a.ends_with(b"systemd-nspawn"));
-        let id = std::fs::read_to_string(format!("/proc/{pid}/root/etc/machine-id")).unwrap_or_default();
+        let id =
+            std::fs::read_to_string(format!("/proc/{pid}/root/etc/machine-id")).unwrap_or_default();
         let id = id.trim();
         let ours = hosts.iter().any(|(m, mid)| {
             (nspawn && args.iter().any(|a| *a == m.as_bytes())) || (!mid.is_empty() && id == *mid)
@@ -206,13 +229,19 @@ pub fn host_pids<'a>(hosts: impl Iterator<Item = (&'a str, &'a str)>) -> Vec<u32
 /// A zombie has exited; only its parent's wait() is missing.
 fn is_zombie(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| s.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')))
+        .map(|s| {
+            s.rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('Z'))
+        })
         .unwrap_or(true)
 }
 
 /// Send `sig` (e.g. "TERM", "KILL") to one pid.
 pub fn signal(pid: u32, sig: &str) {
-    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).output();
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .output();
 }
 
 /// Does a network interface with this name exist?
@@ -222,10 +251,16 @@ pub fn link_exists(name: &str) -> bool {
 
 /// The last `n` lines of a log file (for failure reports).
 pub fn log_tail(path: &Path, n: usize) -> String {
-    let text = std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    let text = std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     let start = lines.len().saturating_sub(n);
-    lines[start..].iter().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
+    lines[start..]
+        .iter()
+        .map(|l| format!("    {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Take an exclusive lock on `path` (created if needed); held until the File is dropped.
@@ -233,7 +268,12 @@ pub fn lock_file(path: &Path) -> Result<File, LabError> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(LabError::io(parent))?;
     }
-    let f = File::options().create(true).truncate(false).write(true).open(path).map_err(LabError::io(path))?;
+    let f = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(LabError::io(path))?;
     f.lock().map_err(LabError::io(path))?;
     Ok(f)
 }
@@ -244,10 +284,21 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), LabError>
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(LabError::io(dir))?;
-    let tmp = dir.join(format!(".{}.tmp{}", path.file_name().unwrap_or_default().to_string_lossy(), std::process::id()));
-    let mut f = File::options().create(true).write(true).truncate(true).mode(mode).open(&tmp).map_err(LabError::io(&tmp))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        path.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
+    let mut f = File::options()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(LabError::io(&tmp))?;
     f.write_all(data).map_err(LabError::io(&tmp))?;
-    f.set_permissions(std::fs::Permissions::from_mode(mode)).map_err(LabError::io(&tmp))?;
+    f.set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(LabError::io(&tmp))?;
     f.sync_all().map_err(LabError::io(&tmp))?;
     std::fs::rename(&tmp, path).map_err(LabError::io(path))
 }
@@ -264,7 +315,10 @@ mod tests {
 
     #[test]
     fn missing_tools_name_the_apt_line() {
-        let err = missing_tools(TOOLS, |t| !matches!(t, "systemd-nspawn" | "ssh" | "ssh-keygen")).unwrap_err();
+        let err = missing_tools(TOOLS, |t| {
+            !matches!(t, "systemd-nspawn" | "ssh" | "ssh-keygen")
+        })
+        .unwrap_err();
         assert_eq!(
             err.to_string(),
             "missing tools: systemd-nspawn, ssh, ssh-keygen. Install them with:\n  apt-get install -y systemd-container openssh-client"

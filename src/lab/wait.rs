@@ -12,11 +12,28 @@ use super::{LabError, check_interrupted, sys};
 /// ssh options every lab connection uses: the lab key and known_hosts only, strict.
 pub fn ssh_command(key: &Path, known_hosts: &Path, ip: &str) -> Command {
     let mut c = Command::new("ssh");
-    c.arg("-i").arg(key)
-        .arg("-o").arg(format!("UserKnownHostsFile={}", known_hosts.display()))
-        .args(["-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes"])
-        .args(["-o", "GlobalKnownHostsFile=/dev/null", "-o", "ConnectTimeout=3", "-o", "LogLevel=ERROR"])
-        .arg("-F").arg("/dev/null")
+    c.arg("-i")
+        .arg(key)
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
+        .args([
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+        ])
+        .args([
+            "-o",
+            "GlobalKnownHostsFile=/dev/null",
+            "-o",
+            "ConnectTimeout=3",
+            "-o",
+            "LogLevel=ERROR",
+        ])
+        .arg("-F")
+        .arg("/dev/null")
         .arg(format!("root@{ip}"));
     c
 }
@@ -39,7 +56,13 @@ pub fn probe(key: &Path, known_hosts: &Path, ip: &str) -> Result<String, String>
 
 /// Wait for every host in parallel. `children` are the nspawn processes (same order), polled
 /// so a host that dies during boot fails fast with its log tail. Returns each host's state.
-pub fn wait_all(hosts: &[HostState], children: &mut [Child], key: &Path, known_hosts: &Path, timeout: Duration) -> Result<Vec<String>, LabError> {
+pub fn wait_all(
+    hosts: &[HostState],
+    children: &mut [Child],
+    key: &Path,
+    known_hosts: &Path,
+    timeout: Duration,
+) -> Result<Vec<String>, LabError> {
     let start = Instant::now();
     let mut states: Vec<Option<String>> = vec![None; hosts.len()];
     let mut last: Vec<String> = vec!["no answer yet".to_string(); hosts.len()];
@@ -48,7 +71,12 @@ pub fn wait_all(hosts: &[HostState], children: &mut [Child], key: &Path, known_h
         for (i, h) in hosts.iter().enumerate() {
             if states[i].is_none() {
                 if let Ok(Some(_)) = children[i].try_wait() {
-                    return Err(LabError::BootFailed { host: h.name.clone(), ip: h.ip.to_string(), log: h.log(), tail: sys::log_tail(&h.log(), 30) });
+                    return Err(LabError::BootFailed {
+                        host: h.name.clone(),
+                        ip: h.ip.to_string(),
+                        log: h.log(),
+                        tail: sys::log_tail(&h.log(), 30),
+                    });
                 }
             }
         }
@@ -76,7 +104,10 @@ pub fn wait_all(hosts: &[HostState], children: &mut [Child], key: &Path, known_h
                     (i, s.spawn(move || probe(key, known_hosts, &ip)))
                 })
                 .collect();
-            handles.into_iter().map(|(i, h)| (i, h.join().unwrap_or_else(|_| Err("probe panicked".into())))).collect()
+            handles
+                .into_iter()
+                .map(|(i, h)| (i, h.join().unwrap_or_else(|_| Err("probe panicked".into()))))
+                .collect()
         });
         for (i, r) in results {
             match r {

@@ -12,6 +12,7 @@
 //! Not root: prints why and exits 0 (skipped). Ends with the line `N passed, N failed`.
 
 mod basics;
+mod lifecycle;
 mod support;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -20,7 +21,7 @@ use std::time::Instant;
 pub use support::{Lab, Test};
 
 /// Every registered test list. Other topics add theirs here.
-const SUITES: &[&[Test]] = &[basics::TESTS];
+const SUITES: &[&[Test]] = &[basics::TESTS, lifecycle::TESTS];
 
 /// Hosts in the shared lab.
 const SHARED_HOSTS: usize = 3;
@@ -31,7 +32,15 @@ fn main() {
     let exact = args.iter().any(|a| a == "--exact");
     // Positional args are name filters; libtest-style flags (--nocapture, --format terse, ...)
     // are accepted and ignored, with their values, so cargo test and nextest can drive this.
-    const TAKES_VALUE: &[&str] = &["--format", "--test-threads", "--skip", "--color", "--logfile", "-Z", "--shuffle-seed"];
+    const TAKES_VALUE: &[&str] = &[
+        "--format",
+        "--test-threads",
+        "--skip",
+        "--color",
+        "--logfile",
+        "-Z",
+        "--shuffle-seed",
+    ];
     let mut filters: Vec<&String> = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -54,7 +63,9 @@ fn main() {
         return;
     }
     if !support::is_root() {
-        println!("lab tests skipped: they boot systemd-nspawn hosts and need root (run as root: cargo test --test lab)");
+        println!(
+            "lab tests skipped: they boot systemd-nspawn hosts and need root (run as root: cargo test --test lab)"
+        );
         println!("0 passed, 0 failed");
         return;
     }
@@ -97,7 +108,10 @@ fn main() {
         passed += 1;
         println!("test shared-lab-teardown ... ok");
     } else {
-        println!("test shared-lab-teardown ... FAILED: left behind: {}", leftovers.join("; "));
+        println!(
+            "test shared-lab-teardown ... FAILED: left behind: {}",
+            leftovers.join("; ")
+        );
         failed.push("shared-lab-teardown");
     }
     if !failed.is_empty() {

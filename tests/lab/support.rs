@@ -43,28 +43,42 @@ pub fn ezk_bin() -> PathBuf {
 
 /// Lab state root, as ezk resolves it.
 pub fn lab_root() -> PathBuf {
-    std::env::var_os("EZK_LAB_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/var/lib/ezk"))
+    std::env::var_os("EZK_LAB_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/lib/ezk"))
 }
 
 pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0")))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
+        })
         .unwrap_or(false)
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 impl Lab {
     /// `ezk lab up <name> --hosts <n>` in a fresh temporary home.
     pub fn up(name: &str, n: usize) -> Result<Lab, String> {
-        let tmp = tempfile::Builder::new().prefix("ezk-lab-test").tempdir().map_err(|e| e.to_string())?;
+        let tmp = tempfile::Builder::new()
+            .prefix("ezk-lab-test")
+            .tempdir()
+            .map_err(|e| e.to_string())?;
         let home = tmp.path().to_path_buf();
         LIVE.lock().unwrap().push((home.clone(), name.to_string()));
         let out = Command::new(ezk_bin())
-            .arg("--home").arg(&home)
+            .arg("--home")
+            .arg(&home)
             .args(["lab", "up", name, "--hosts", &n.to_string()])
             .stdin(Stdio::null())
             .output()
@@ -81,24 +95,43 @@ impl Lab {
             .take_while(|l| !l.trim().is_empty())
             .map(|l| {
                 let f: Vec<&str> = l.split_whitespace().collect();
-                Host { name: f[0].to_string(), ip: f[1].to_string() }
+                Host {
+                    name: f[0].to_string(),
+                    ip: f[1].to_string(),
+                }
             })
             .collect();
         if hosts.len() != n {
             down(&home, name);
             return Err(format!("expected {n} hosts in the table, got:\n{stdout}"));
         }
-        let index: u8 = hosts[0].ip.split('.').nth(2).and_then(|s| s.parse().ok()).ok_or("bad ip")?;
+        let index: u8 = hosts[0]
+            .ip
+            .split('.')
+            .nth(2)
+            .and_then(|s| s.parse().ok())
+            .ok_or("bad ip")?;
         let mut links = vec![format!("ezkbr{index}")];
         links.extend((1..=n).map(|i| format!("vb-ez{index}-{i}")));
         let links = links
             .into_iter()
             .map(|l| {
-                let idx = std::fs::read_to_string(format!("/sys/class/net/{l}/ifindex")).unwrap_or_default().trim().to_string();
+                let idx = std::fs::read_to_string(format!("/sys/class/net/{l}/ifindex"))
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string();
                 (l, idx)
             })
             .collect();
-        Ok(Lab { name: name.to_string(), home, hosts, index, links, _tmp: tmp, downed: Default::default() })
+        Ok(Lab {
+            name: name.to_string(),
+            home,
+            hosts,
+            index,
+            links,
+            _tmp: tmp,
+            downed: Default::default(),
+        })
     }
 
     /// `clusters/<name>/`.
@@ -129,26 +162,44 @@ impl Lab {
 
     /// Run `cmd` on host `i` (via `sh -c` remotely); the raw output.
     pub fn ssh(&self, i: usize, cmd: &str) -> Output {
-        self.ssh_cmd(i).arg(cmd).stdin(Stdio::null()).output().expect("ssh runs")
+        self.ssh_cmd(i)
+            .arg(cmd)
+            .stdin(Stdio::null())
+            .output()
+            .expect("ssh runs")
     }
 
     /// Run `cmd` on host `i`, panic (with its output) unless it succeeds; trimmed stdout.
     pub fn sh(&self, i: usize, cmd: &str) -> String {
         let out = self.ssh(i, cmd);
-        assert!(out.status.success(), "on {} `{cmd}` failed ({}): {}", self.hosts[i].name, out.status, text(&out));
+        assert!(
+            out.status.success(),
+            "on {} `{cmd}` failed ({}): {}",
+            self.hosts[i].name,
+            out.status,
+            text(&out)
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
     /// Run `ezk --home <home> <args>`.
     pub fn ezk(&self, args: &[&str]) -> Output {
-        Command::new(ezk_bin()).arg("--home").arg(&self.home).args(args).stdin(Stdio::null()).output().expect("ezk runs")
+        Command::new(ezk_bin())
+            .arg("--home")
+            .arg(&self.home)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("ezk runs")
     }
 
     /// `ezk lab down`, then list whatever of this lab is still there (empty = clean).
     pub fn down_and_check(&self) -> Vec<String> {
         let out = self.ezk(&["lab", "down", &self.name]);
         self.downed.set(true);
-        LIVE.lock().unwrap().retain(|(h, n)| !(h == &self.home && n == &self.name));
+        LIVE.lock()
+            .unwrap()
+            .retain(|(h, n)| !(h == &self.home && n == &self.name));
         let mut left = Vec::new();
         if !out.status.success() {
             left.push(format!("`ezk lab down` failed: {}", text(&out)));
@@ -169,11 +220,16 @@ impl Lab {
             left.push(format!("pid {pid} inside host {host}"));
         }
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        for m in mounts.lines().filter_map(|l| l.split(' ').nth(4)).filter(|m| Path::new(m).starts_with(&lab_dir)) {
+        for m in mounts
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|m| Path::new(m).starts_with(&lab_dir))
+        {
             left.push(format!("mount {m}"));
         }
         for (link, idx) in &self.links {
-            let now = std::fs::read_to_string(format!("/sys/class/net/{link}/ifindex")).unwrap_or_default();
+            let now = std::fs::read_to_string(format!("/sys/class/net/{link}/ifindex"))
+                .unwrap_or_default();
             if !idx.is_empty() && now.trim() == idx {
                 left.push(format!("link {link}"));
             }
@@ -202,11 +258,28 @@ impl Drop for Lab {
 /// ssh with the given key and known_hosts only, strict, no agent or user config.
 pub fn ssh_with(key: &Path, known_hosts: &Path, ip: &str) -> Command {
     let mut c = Command::new("ssh");
-    c.arg("-F").arg("/dev/null")
-        .arg("-i").arg(key)
-        .arg("-o").arg(format!("UserKnownHostsFile={}", known_hosts.display()))
-        .args(["-o", "GlobalKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=yes"])
-        .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR"])
+    c.arg("-F")
+        .arg("/dev/null")
+        .arg("-i")
+        .arg(key)
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
+        .args([
+            "-o",
+            "GlobalKnownHostsFile=/dev/null",
+            "-o",
+            "StrictHostKeyChecking=yes",
+        ])
+        .args([
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "ConnectTimeout=5",
+            "-o",
+            "LogLevel=ERROR",
+        ])
         .arg(format!("root@{ip}"));
     c
 }
@@ -216,8 +289,12 @@ pub fn nspawn_pids_under(dir: &Path) -> Vec<u32> {
     let needle = dir.to_string_lossy().into_owned();
     let mut pids = Vec::new();
     for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
         let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
         let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .map(|s| s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')))
@@ -234,12 +311,17 @@ pub fn nspawn_pids_under(dir: &Path) -> Vec<u32> {
 pub fn container_pids(names: &[&str]) -> Vec<(u32, String)> {
     let mut found = Vec::new();
     for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
         let root = PathBuf::from(format!("/proc/{pid}/root"));
         if !root.join("etc/ezk-image").exists() {
             continue;
         }
-        let host = std::fs::read_to_string(root.join("etc/hostname")).unwrap_or_default().trim().to_string();
+        let host = std::fs::read_to_string(root.join("etc/hostname"))
+            .unwrap_or_default()
+            .trim()
+            .to_string();
         let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .map(|s| s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')))
             .unwrap_or(true);
@@ -251,16 +333,28 @@ pub fn container_pids(names: &[&str]) -> Vec<(u32, String)> {
 }
 
 fn down(home: &Path, name: &str) {
-    let _ = Command::new(ezk_bin()).arg("--home").arg(home).args(["lab", "down", name]).stdin(Stdio::null()).output();
-    LIVE.lock().unwrap().retain(|(h, n)| !(h == home && n == name));
+    let _ = Command::new(ezk_bin())
+        .arg("--home")
+        .arg(home)
+        .args(["lab", "down", name])
+        .stdin(Stdio::null())
+        .output();
+    LIVE.lock()
+        .unwrap()
+        .retain(|(h, n)| !(h == home && n == name));
 }
 
 /// On Ctrl-C or SIGTERM: tear down every live lab, then exit 130.
 pub fn install_interrupt_handler() {
     std::thread::spawn(|| {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
         rt.block_on(async {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("sigterm");
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("sigterm");
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}
@@ -287,7 +381,11 @@ pub fn panic_message(payload: &Box<dyn std::any::Any + Send>) -> String {
 /// Parse an Ansible INI hosts file into (section, lines) in order, comments and blanks dropped.
 pub fn ini_sections(text: &str) -> Vec<(String, Vec<String>)> {
     let mut out: Vec<(String, Vec<String>)> = Vec::new();
-    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+    for line in text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
         if let Some(sec) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
             out.push((sec.to_string(), Vec::new()));
         } else if let Some(last) = out.last_mut() {
@@ -299,10 +397,16 @@ pub fn ini_sections(text: &str) -> Vec<(String, Vec<String>)> {
 
 /// The lines of one INI section (empty if absent).
 pub fn section<'a>(ini: &'a [(String, Vec<String>)], name: &str) -> &'a [String] {
-    ini.iter().find(|(s, _)| s == name).map(|(_, l)| l.as_slice()).unwrap_or(&[])
+    ini.iter()
+        .find(|(s, _)| s == name)
+        .map(|(_, l)| l.as_slice())
+        .unwrap_or(&[])
 }
 
 /// First whitespace-separated field of each line (the host address).
 pub fn hosts_of(lines: &[String]) -> Vec<String> {
-    lines.iter().map(|l| l.split_whitespace().next().unwrap_or("").to_string()).collect()
+    lines
+        .iter()
+        .map(|l| l.split_whitespace().next().unwrap_or("").to_string())
+        .collect()
 }
