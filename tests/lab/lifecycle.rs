@@ -21,6 +21,10 @@ pub const TESTS: &[Test] = &[
         run: five_hosts_demo_inventory,
     },
     Test {
+        name: "lab::stopped_host_is_unreachable",
+        run: stopped_host_is_unreachable,
+    },
+    Test {
         name: "lab::down_tolerates_missing_pieces",
         run: down_tolerates_missing_pieces,
     },
@@ -162,6 +166,20 @@ fn five_hosts_demo_inventory(shared: &Lab) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    let left = lab.down_and_check();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+fn stopped_host_is_unreachable(_shared: &Lab) {
+    let lab = Lab::up(&format!("s{}", std::process::id()), 2).expect("2-host lab");
+    lab.stop_host(1);
+    let out = lab.ssh(1, "true");
+    assert_eq!(out.status.code(), Some(255), "stopped host still answers");
+    assert_eq!(lab.sh(0, "hostname"), lab.hosts[0].name, "the other host is unaffected");
+    let status = lab.ezk(&["lab", "status", &lab.name]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    let line = text.lines().find(|l| l.contains(&lab.hosts[1].name)).unwrap();
+    assert!(line.trim_end().ends_with("stopped"), "{line}");
     let left = lab.down_and_check();
     assert!(left.is_empty(), "left behind: {left:?}");
 }

@@ -8,6 +8,11 @@
 //! `SUITES` below. Tests needing a lab of another size call `Lab::up(..)` themselves (it is torn
 //! down when dropped, and on interrupt).
 //!
+//! What a test gets (`support::Lab`): `hosts[i].{name,ip}`, `index` (198.18.N), `home`,
+//! `cluster_dir()`, `key()`, `known_hosts()`, `inventory()`, `vip()`; `ssh(i, cmd)` / `sh(i, cmd)`
+//! (strict host-key checking), `ssh_cmd(i)`, `ezk(&[args])` (the real binary with `--home`),
+//! `stop_host(i)`, `down_and_check()` (→ leftovers).
+//!
 //! Usage: `cargo test --test lab [-- FILTER...]` runs the tests whose name contains any FILTER.
 //! Not root: prints why and exits 0 (skipped). Ends with the line `N passed, N failed`.
 
