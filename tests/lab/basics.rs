@@ -240,6 +240,12 @@ fn role_services_installed_but_off(lab: &Lab) {
             "{unit} enabled in the image"
         );
     }
+    // They start for real when asked (chrony included, which needs the lab's drop-in).
+    lab.sh(
+        0,
+        "systemctl start chrony nginx && systemctl is-active chrony nginx && chronyc -n tracking >/dev/null \
+         && systemctl stop chrony nginx",
+    );
     // Only sshd listens until a role starts something.
     let ports = lab.sh(0, "ss -Hltn | awk '{print $4}' | sed 's/.*://' | sort -u");
     assert_eq!(ports, "22", "listening ports: {ports}");
