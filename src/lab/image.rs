@@ -88,7 +88,9 @@ pub fn ensure(paths: &LabPaths, progress: &mut dyn FnMut(&str)) -> Result<PathBu
         return Ok(dir);
     }
     let images = paths.images_dir();
-    let _lock = sys::lock_file(&images.join(format!(".lock-{}", key())))?;
+    let _lock = sys::lock_file_noting_wait(&images.join(format!(".lock-{}", key())), || {
+        progress("another ezk is building the base image; waiting for it")
+    })?;
     // Someone else may have built it while we waited for the lock.
     if dir.join("etc/ezk-image").is_file() {
         return Ok(dir);

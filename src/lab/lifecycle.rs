@@ -66,9 +66,10 @@ pub fn up(
     }
     let image = image::ensure(paths, progress)?;
     check_interrupted()?;
-    std::fs::create_dir_all(&opts.cluster_dir).map_err(LabError::io(&opts.cluster_dir))?;
+    // Absolute (the inventory names the key by absolute path); created only in `make`, after
+    // the state file records the lab, so a refused `up` leaves no empty cluster dir.
     let cluster_dir =
-        std::fs::canonicalize(&opts.cluster_dir).map_err(LabError::io(&opts.cluster_dir))?;
+        std::path::absolute(&opts.cluster_dir).map_err(LabError::io(&opts.cluster_dir))?;
 
     // Allocate the subnet and record the whole plan before making anything.
     let mut state = {
@@ -165,6 +166,7 @@ fn make(
         state.bridge,
         state.hosts.len()
     ));
+    std::fs::create_dir_all(&state.cluster_dir).map_err(LabError::io(&state.cluster_dir))?;
     let ssh_dir = key.parent().expect("key in ssh/");
     std::fs::create_dir_all(ssh_dir).map_err(LabError::io(ssh_dir))?;
     let _ = std::fs::remove_file(&key);

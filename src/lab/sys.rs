@@ -278,6 +278,31 @@ pub fn lock_file(path: &Path) -> Result<File, LabError> {
     Ok(f)
 }
 
+/// Like `lock_file`, but calls `on_wait` first when another process holds the lock.
+pub fn lock_file_noting_wait(path: &Path, on_wait: impl FnOnce()) -> Result<File, LabError> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(LabError::io(parent))?;
+    }
+    let f = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(LabError::io(path))?;
+    match f.try_lock() {
+        Ok(()) => return Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => on_wait(),
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(LabError::Io {
+                path: path.to_path_buf(),
+                source: e,
+            });
+        }
+    }
+    f.lock().map_err(LabError::io(path))?;
+    Ok(f)
+}
+
 /// Write a file atomically (temp file in the same dir, then rename) with the given mode.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), LabError> {
     use std::io::Write;
