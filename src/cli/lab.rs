@@ -59,7 +59,7 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
                 }
                 other => other?,
             };
-            println!("{:<24} {:<16} {}", "HOST", "ADDRESS", "STATE");
+            println!("{:<24} {:<16} STATE", "HOST", "ADDRESS");
             for (h, s) in state.hosts.iter().zip(&states) {
                 println!("{:<24} {:<16} {}", h.name, h.ip, s);
             }
@@ -84,7 +84,7 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
         LabCommand::Status { name } => {
             let labs = lab::status(&paths, name.as_deref())?;
             let image = lab::image::image_dir(&paths);
-            let built = if image.join("etc/ezk-image").is_file() {
+            let built = if lab::image::is_cached(&paths) {
                 "cached"
             } else {
                 "not built yet"
@@ -107,10 +107,7 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
                     l.bridge,
                     l.cluster_dir.join("hosts").display()
                 );
-                println!(
-                    "  {:<24} {:<16} {:<8} {}",
-                    "HOST", "ADDRESS", "PID", "STATE"
-                );
+                println!("  {:<24} {:<16} {:<8} STATE", "HOST", "ADDRESS", "PID");
                 for h in l.hosts {
                     let pid = h.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
                     println!("  {:<24} {:<16} {:<8} {}", h.name, h.ip, pid, h.state);

@@ -80,11 +80,16 @@ pub fn image_dir(paths: &LabPaths) -> PathBuf {
     paths.images_dir().join(key())
 }
 
+/// Is the image for the current recipe built?
+pub fn is_cached(paths: &LabPaths) -> bool {
+    image_dir(paths).join("etc/ezk-image").is_file()
+}
+
 /// Return the cached image, building it first if needed. `progress` receives one line per
 /// debootstrap/customisation step.
 pub fn ensure(paths: &LabPaths, progress: &mut dyn FnMut(&str)) -> Result<PathBuf, LabError> {
     let dir = image_dir(paths);
-    if dir.join("etc/ezk-image").is_file() {
+    if is_cached(paths) {
         return Ok(dir);
     }
     let images = paths.images_dir();

@@ -52,7 +52,7 @@ pub fn up(
     if opts.hosts == 0 || opts.hosts > net::MAX_HOSTS {
         return Err(LabError::BadHostCount(opts.hosts));
     }
-    sys::preflight("up")?;
+    sys::preflight("up", image::is_cached(paths))?;
     let _lab_lock = sys::lock_file(&lock_path(paths, &opts.name))?;
     if LabState::load(paths, &opts.name)?.is_some() {
         return Err(LabError::AlreadyUp {
@@ -245,7 +245,7 @@ pub fn down(
     progress: &mut dyn FnMut(&str),
 ) -> Result<bool, LabError> {
     validate_name(name)?;
-    sys::preflight("down")?;
+    sys::preflight("down", true)?;
     let lock = lock_path(paths, name);
     let _lab_lock = sys::lock_file(&lock)?;
     let Some(state) = LabState::load(paths, name)? else {

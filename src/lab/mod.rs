@@ -77,24 +77,13 @@ pub enum LabError {
         #[source]
         source: serde_json::Error,
     },
-    #[error("host {host} ({ip}) exited during boot; its console log ended with:\n{tail}")]
-    BootFailed {
-        host: String,
-        ip: String,
-        log: PathBuf,
-        tail: String,
-    },
+    #[error("host {} ({}) exited during boot; its console log ended with:\n{}", .0.host, .0.ip, .0.tail)]
+    BootFailed(Box<HostFailure>),
     #[error(
-        "host {host} ({ip}) not ready after {secs}s (last: {last}); its console log ended with:\n{tail}\n(raise --timeout if the machine is just slow)"
+        "host {} ({}) not ready after {}s (last: {}); its console log ended with:\n{}\n(raise --timeout if the machine is just slow)",
+        .0.host, .0.ip, .0.secs, .0.last, .0.tail
     )]
-    Timeout {
-        host: String,
-        ip: String,
-        secs: u64,
-        last: String,
-        log: PathBuf,
-        tail: String,
-    },
+    Timeout(Box<HostFailure>),
     #[error(
         "{path} is still mounted (or has mounts below it); not deleting it. Check `findmnt -R {path}`, unmount, then rerun `ezk lab down`"
     )]
@@ -121,6 +110,19 @@ pub fn check_interrupted() -> Result<(), LabError> {
     } else {
         Ok(())
     }
+}
+
+/// A host that did not come up (boxed in `LabError` to keep the error small).
+#[derive(Debug)]
+pub struct HostFailure {
+    pub host: String,
+    pub ip: String,
+    /// The timeout that passed (0 for a host that exited).
+    pub secs: u64,
+    /// The last readiness answer or ssh error.
+    pub last: String,
+    /// The last lines of the host's console log.
+    pub tail: String,
 }
 
 impl LabError {

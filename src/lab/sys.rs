@@ -21,6 +21,9 @@ const TOOLS: &[(&str, &str)] = &[
     ("kill", "procps"),
 ];
 
+/// Tools needed only while building the base image.
+const IMAGE_TOOLS: &[&str] = &["debootstrap", "chroot"];
+
 /// Tools `ezk lab down` needs (a subset: tearing down must work with less).
 const DOWN_TOOLS: &[&str] = &["ip", "umount", "kill"];
 
@@ -45,12 +48,17 @@ pub fn has_tool(tool: &str) -> bool {
 }
 
 /// Check root, tools and overlayfs before anything is made. `op` names the subcommand.
-pub fn preflight(op: &'static str) -> Result<(), LabError> {
+/// `image_cached`: debootstrap and chroot are needed only to build the base image.
+pub fn preflight(op: &'static str, image_cached: bool) -> Result<(), LabError> {
     if !is_root() {
         return Err(LabError::NotRoot(op));
     }
     let wanted: Vec<(&str, &str)> = if op == "up" {
-        TOOLS.to_vec()
+        TOOLS
+            .iter()
+            .copied()
+            .filter(|(t, _)| !(image_cached && IMAGE_TOOLS.contains(t)))
+            .collect()
     } else {
         TOOLS
             .iter()
@@ -142,12 +150,15 @@ fn unescape_mount(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8) {
-                out.push(v);
-                i += 4;
-                continue;
-            }
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && let Some(v) = std::str::from_utf8(&b[i + 1..i + 4])
+                .ok()
+                .and_then(|d| u8::from_str_radix(d, 8).ok())
+        {
+            out.push(v);
+            i += 4;
+            continue;
         }
         out.push(b[i]);
         i += 1;
@@ -190,7 +201,7 @@ pub fn is_our_nspawn(pid: u32, machine: &str) -> bool {
     let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
     let is_nspawn = args.first().is_some_and(|a| a.ends_with(b"systemd-nspawn"));
     let want = format!("--machine={machine}");
-    let ours = args.iter().any(|a| *a == want.as_bytes());
+    let ours = args.contains(&want.as_bytes());
     is_nspawn && ours && !is_zombie(pid)
 }
 
@@ -217,7 +228,7 @@ pub fn host_pids<'a>(hosts: impl Iterator<Item = (&'a str, &'a str)>) -> Vec<u32
             std::fs::read_to_string(format!("/proc/{pid}/root/etc/machine-id")).unwrap_or_default();
         let id = id.trim();
         let ours = hosts.iter().any(|(m, mid)| {
-            (nspawn && args.iter().any(|a| *a == m.as_bytes())) || (!mid.is_empty() && id == *mid)
+            (nspawn && args.contains(&m.as_bytes())) || (!mid.is_empty() && id == *mid)
         });
         if ours {
             found.push(pid);

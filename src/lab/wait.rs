@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::state::HostState;
-use super::{LabError, check_interrupted, sys};
+use super::{HostFailure, LabError, check_interrupted, sys};
 
 /// ssh options every lab connection uses: the lab key and known_hosts only, strict.
 pub fn ssh_command(key: &Path, known_hosts: &Path, ip: &str) -> Command {
@@ -69,15 +69,16 @@ pub fn wait_all(
     loop {
         check_interrupted()?;
         for (i, h) in hosts.iter().enumerate() {
-            if states[i].is_none() {
-                if let Ok(Some(_)) = children[i].try_wait() {
-                    return Err(LabError::BootFailed {
-                        host: h.name.clone(),
-                        ip: h.ip.to_string(),
-                        log: h.log(),
-                        tail: sys::log_tail(&h.log(), 30),
-                    });
-                }
+            if states[i].is_none()
+                && let Ok(Some(_)) = children[i].try_wait()
+            {
+                return Err(LabError::BootFailed(Box::new(HostFailure {
+                    host: h.name.clone(),
+                    ip: h.ip.to_string(),
+                    secs: 0,
+                    last: "exited".into(),
+                    tail: sys::log_tail(&h.log(), 30),
+                })));
             }
         }
         let pending: Vec<usize> = (0..hosts.len()).filter(|&i| states[i].is_none()).collect();
@@ -87,14 +88,13 @@ pub fn wait_all(
         // No new round after the deadline (so `--timeout 0` never waits).
         if start.elapsed() >= timeout {
             let h = &hosts[pending[0]];
-            return Err(LabError::Timeout {
+            return Err(LabError::Timeout(Box::new(HostFailure {
                 host: h.name.clone(),
                 ip: h.ip.to_string(),
                 secs: timeout.as_secs(),
                 last: last[pending[0]].clone(),
-                log: h.log(),
                 tail: sys::log_tail(&h.log(), 30),
-            });
+            })));
         }
         let results: Vec<(usize, Result<String, String>)> = std::thread::scope(|s| {
             let handles: Vec<_> = pending
