@@ -1,6 +1,6 @@
 //! Readiness: a lab host is ready when it answers SSH with the host key recorded in the lab's
 //! known_hosts (strict checking, key login) and `systemctl is-system-running` reports
-//! `running` or `degraded`.
+//! `running` or `degraded`, with /run/nologin gone (logins no longer refused or noisy).
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -41,7 +41,8 @@ pub fn ssh_command(key: &Path, known_hosts: &Path, ip: &str) -> Command {
 /// Ask the host once: its `systemctl is-system-running` output, or why we could not.
 pub fn probe(key: &Path, known_hosts: &Path, ip: &str) -> Result<String, String> {
     let out = ssh_command(key, known_hosts, ip)
-        .arg("systemctl is-system-running")
+        // Also wait for /run/nologin to go: until then logins print "System is booting up".
+        .arg("s=$(systemctl is-system-running); [ -e /run/nologin ] && s=\"$s, /run/nologin\"; echo \"$s\"")
         .stdin(Stdio::null())
         .output()
         .map_err(|e| format!("ssh: {e}"))?;
