@@ -40,6 +40,10 @@ pub const TESTS: &[Test] = &[
         run: vip_can_be_added,
     },
     Test {
+        name: "lab::keepalived_vip_moves",
+        run: keepalived_vip_moves,
+    },
+    Test {
         name: "lab::status_lists_hosts",
         run: status_lists_hosts,
     },
@@ -256,6 +260,48 @@ fn vip_can_be_added(lab: &Lab) {
     let vip = format!("198.18.{}.249/32", lab.index);
     lab.sh(0, &format!("ip addr add {vip} dev host0 && ip -4 -o addr show dev host0 | grep -q ' {vip} ' && ip addr del {vip} dev host0"));
     lab.sh(0, "sysctl -w net.ipv4.ip_nonlocal_bind=1 >/dev/null && sysctl -w net.ipv4.ip_nonlocal_bind=0 >/dev/null");
+}
+
+/// keepalived with unicast peers (as the ex-lb role configures it) holds the VIP on the master
+/// and moves it to the backup when the master's keepalived stops: VRRP works between lab hosts.
+fn keepalived_vip_moves(lab: &Lab) {
+    let vip = format!("198.18.{}.248", lab.index);
+    let conf = |state: &str, prio: u32, me: usize, peer: usize| {
+        format!(
+            "vrrp_instance EZKLAB {{\n  state {state}\n  interface host0\n  virtual_router_id 77\n  priority {prio}\n  advert_int 1\n  unicast_src_ip {}\n  unicast_peer {{\n    {}\n  }}\n  virtual_ipaddress {{\n    {vip}/24 dev host0\n  }}\n}}\n",
+            lab.hosts[me].ip, lab.hosts[peer].ip
+        )
+    };
+    for (i, state, prio, peer) in [(0, "MASTER", 120, 1), (1, "BACKUP", 100, 0)] {
+        let text = conf(state, prio, i, peer);
+        lab.sh(i, &format!("mkdir -p /etc/keepalived && printf '%s' '{text}' > /etc/keepalived/keepalived.conf && systemctl start keepalived"));
+    }
+    let holds = |i: usize| {
+        lab.sh(i, "ip -4 -o addr show dev host0")
+            .contains(&format!(" {vip}/24 "))
+    };
+    let wait_for = |i: usize| {
+        let start = std::time::Instant::now();
+        while !holds(i) {
+            assert!(
+                start.elapsed().as_secs() < 15,
+                "{} never took the VIP {vip}",
+                lab.hosts[i].name
+            );
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+    };
+    wait_for(0);
+    assert!(!holds(1), "both hosts hold the VIP");
+    lab.sh(0, "systemctl stop keepalived");
+    wait_for(1);
+    assert!(!holds(0), "the stopped master kept the VIP");
+    for i in [0, 1] {
+        lab.sh(
+            i,
+            "systemctl stop keepalived; rm -f /etc/keepalived/keepalived.conf",
+        );
+    }
 }
 
 fn status_lists_hosts(lab: &Lab) {

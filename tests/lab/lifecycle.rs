@@ -175,10 +175,17 @@ fn stopped_host_is_unreachable(_shared: &Lab) {
     lab.stop_host(1);
     let out = lab.ssh(1, "true");
     assert_eq!(out.status.code(), Some(255), "stopped host still answers");
-    assert_eq!(lab.sh(0, "hostname"), lab.hosts[0].name, "the other host is unaffected");
+    assert_eq!(
+        lab.sh(0, "hostname"),
+        lab.hosts[0].name,
+        "the other host is unaffected"
+    );
     let status = lab.ezk(&["lab", "status", &lab.name]);
     let text = String::from_utf8_lossy(&status.stdout);
-    let line = text.lines().find(|l| l.contains(&lab.hosts[1].name)).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains(&lab.hosts[1].name))
+        .unwrap();
     assert!(line.trim_end().ends_with("stopped"), "{line}");
     let left = lab.down_and_check();
     assert!(left.is_empty(), "left behind: {left:?}");

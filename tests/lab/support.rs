@@ -185,17 +185,30 @@ impl Lab {
     /// Power host `i` off (SIGTERM to its systemd-nspawn, as `down` does; SIGKILL after 20 s)
     /// and wait until it is gone: for tests of unreachable hosts. `down` still cleans it up.
     pub fn stop_host(&self, i: usize) {
-        let dir = lab_root().join("labs").join(&self.name).join("hosts").join(&self.hosts[i].name);
+        let dir = lab_root()
+            .join("labs")
+            .join(&self.name)
+            .join("hosts")
+            .join(&self.hosts[i].name);
         let pids = nspawn_pids_under(&dir);
-        assert!(!pids.is_empty(), "host {} is not running", self.hosts[i].name);
+        assert!(
+            !pids.is_empty(),
+            "host {} is not running",
+            self.hosts[i].name
+        );
         let kill = |sig: &str, pid: u32| {
-            let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+            let _ = Command::new("kill")
+                .arg(format!("-{sig}"))
+                .arg(pid.to_string())
+                .status();
         };
         pids.iter().for_each(|&p| kill("TERM", p));
         let start = std::time::Instant::now();
         while !nspawn_pids_under(&dir).is_empty() {
             if start.elapsed() > std::time::Duration::from_secs(20) {
-                nspawn_pids_under(&dir).into_iter().for_each(|p| kill("KILL", p));
+                nspawn_pids_under(&dir)
+                    .into_iter()
+                    .for_each(|p| kill("KILL", p));
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
