@@ -8,10 +8,9 @@
 //! (vm.*, kernel.*) are read-only inside and CAP_SYS_MODULE is not granted: a container must
 //! not load modules into the shared kernel — roles warn where a lab refuses those.
 //!
-//! Likewise CAP_SYS_TIME is not granted (a container must not set the machine's clock), and
-//! Debian's chrony.service has `ConditionCapability=CAP_SYS_TIME`, so it would be skipped
-//! silently. Each host therefore gets a drop-in that lifts the condition and runs chronyd with
-//! `-x` (serve and track time, never set the clock): the chrony role works as on a real host.
+//! CAP_SYS_TIME is not granted either (a container must not set the machine's clock); Debian's
+//! chrony.service requires it, so the lab inventory sets `CHRONY_SET_CLOCK=false` and the chrony
+//! role installs its `chronyd -x` drop-in, as it would on any host that may not set the clock.
 
 use std::fs::File;
 use std::net::Ipv4Addr;
@@ -67,12 +66,6 @@ pub fn prepare(
             "# ezk lab: static address, no default route, no IPv6 autoconfiguration\n[Match]\nName=host0\n\n[Network]\nAddress={}/24\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n",
             h.ip
         ),
-        0o644,
-    )?;
-    write(
-        "etc/systemd/system/chrony.service.d/10-ezk-lab.conf",
-        "# ezk lab: no CAP_SYS_TIME in a container; chronyd serves time without setting the clock\n\
-         [Unit]\nConditionCapability=\n\n[Service]\nExecStart=\nExecStart=!/usr/sbin/chronyd $DAEMON_OPTS -x\n",
         0o644,
     )?;
     let ssh_dir = root.join("root/.ssh");

@@ -8,8 +8,8 @@
 //!
 //! The image carries every OS package the roles expect, because lab hosts have no network
 //! access of their own. Services that would start on boot and bind ports (nginx, haproxy,
-//! keepalived, chrony) are disabled in the image: the roles decide what runs. ssh and
-//! systemd-networkd are enabled. The image has no ssh host keys and an empty machine-id: each
+//! keepalived, chrony, rpcbind from nfs-common) are disabled in the image: the roles decide
+//! what runs. ssh and systemd-networkd are enabled. The image has no ssh host keys and an empty machine-id: each
 //! host gets its own (see `host`).
 
 use std::io::{BufRead, BufReader};
@@ -24,34 +24,31 @@ use super::{LabError, LabPaths, sys};
 pub const SUITE: &str = "bookworm";
 
 /// Packages installed on every lab host (besides minbase): what roles expect on a host.
+#[rustfmt::skip]
 pub const PACKAGES: &[&str] = &[
-    "systemd",
-    "systemd-sysv",
-    "openssh-server",
-    "dbus",
-    "iproute2",
-    "sudo",
-    "ca-certificates",
-    "nginx",
-    "libnginx-mod-stream",
-    "haproxy",
-    "keepalived",
-    "chrony",
-    "conntrack",
-    "ipvsadm",
-    "ipset",
-    "socat",
-    "curl",
-    "procps",
-    "less",
-    "kmod",
-    "iptables",
-    "iputils-ping",
-    "openssl",
+    // a host
+    "systemd", "systemd-sysv", "openssh-server", "dbus", "iproute2", "sudo", "ca-certificates",
+    "procps", "less", "kmod", "iptables", "iputils-ping", "openssl", "curl",
+    // ex-lb and chrony roles
+    "nginx", "libnginx-mod-stream", "haproxy", "keepalived", "chrony",
+    // prepare role's PREPARE_PACKAGES (installed offline = verified present)
+    "bash-completion", "conntrack", "ipset", "ipvsadm", "jq", "libseccomp2", "lvm2", "nfs-common",
+    "psmisc", "rsync", "socat",
 ];
 
 /// Services disabled in the image so nothing binds ports until a role starts it.
-pub const DISABLED_UNITS: &[&str] = &["nginx", "haproxy", "keepalived", "chrony"];
+pub const DISABLED_UNITS: &[&str] = &[
+    "nginx",
+    "haproxy",
+    "keepalived",
+    "chrony",
+    "rpcbind.service",
+    "rpcbind.socket",
+];
+
+/// Units masked in the image: the rpc_pipefs mount (nfs-common's, for Kerberos NFS) cannot be
+/// mounted inside a container and would leave every host `degraded`.
+pub const MASKED_UNITS: &[&str] = &["run-rpc_pipefs.mount"];
 
 /// Units enabled in the image.
 pub const ENABLED_UNITS: &[&str] = &["ssh", "systemd-networkd"];
@@ -62,10 +59,11 @@ const CUSTOMIZE_VERSION: u32 = 1;
 /// The recipe text; its hash names the cached image.
 pub fn recipe() -> String {
     format!(
-        "suite={SUITE}\nvariant=minbase\ninclude={}\nenable={}\ndisable={}\ncustomize=v{CUSTOMIZE_VERSION}\n",
+        "suite={SUITE}\nvariant=minbase\ninclude={}\nenable={}\ndisable={}\nmask={}\ncustomize=v{CUSTOMIZE_VERSION}\n",
         PACKAGES.join(","),
         ENABLED_UNITS.join(","),
-        DISABLED_UNITS.join(",")
+        DISABLED_UNITS.join(","),
+        MASKED_UNITS.join(",")
     )
 }
 
@@ -247,6 +245,9 @@ pub fn customize(root: &Path, progress: &mut dyn FnMut(&str)) -> Result<(), LabE
     let mut disable = vec!["chroot", &r, "systemctl", "disable"];
     disable.extend(DISABLED_UNITS);
     sys::run_args(disable[0], &disable[1..])?;
+    let mut mask = vec!["chroot", &r, "systemctl", "mask"];
+    mask.extend(MASKED_UNITS);
+    sys::run_args(mask[0], &mask[1..])?;
     // Host keys and machine-id are per host; none may be shared through the image.
     let ssh_dir = root.join("etc/ssh");
     for e in std::fs::read_dir(&ssh_dir)

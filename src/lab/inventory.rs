@@ -147,6 +147,11 @@ pub fn hosts_file(input: &InventoryInput) -> String {
         input.name
     );
     s.push_str("ca_dir=\"/etc/kubernetes/ssl\"\nk8s_nodename=''\n");
+    s.push_str("\n# --- lab hosts are containers ---\n");
+    s.push_str(
+        "# no CAP_SYS_TIME: chronyd serves time without setting the clock (chrony role drop-in)\n",
+    );
+    s.push_str("CHRONY_SET_CLOCK=false\n");
     s
 }
 
