@@ -146,8 +146,9 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
 /// named or current cluster, else the manifest's first set. `Err(code)` when the cluster's
 /// inventory does not load (its errors are printed).
 fn pick_set(ctx: &Context, args: &Args, store: &Store) -> Result<Result<String, i32>, CliError> {
-    let (ver, why) = if let Some(v) = &args.k8s_ver {
-        (v.clone(), "--k8s-ver".to_string())
+    // `fix`: what to change when the value names no set.
+    let (ver, why, fix) = if let Some(v) = &args.k8s_ver {
+        (v.clone(), "--k8s-ver".to_string(), String::new())
     } else if let Some(cluster) = args
         .cluster
         .clone()
@@ -163,16 +164,24 @@ fn pick_set(ctx: &Context, args: &Args, store: &Store) -> Result<Result<String, 
                 inv.dir.join("config.yml").display()
             )
         })?;
-        (v, format!("K8S_VER of cluster {cluster}"))
+        let fix = format!(
+            "; set K8S_VER in {} to one of them, or pass --k8s-ver",
+            inv.dir.join("config.yml").display()
+        );
+        (v, format!("K8S_VER of cluster {cluster}"), fix)
     } else {
         let first = store.manifest().sets.keys().next().cloned();
         let first = first.ok_or("the versions manifest has no sets")?;
-        (first, "no cluster: the manifest's first set".to_string())
+        (
+            first,
+            "no cluster: the manifest's first set".to_string(),
+            String::new(),
+        )
     };
     let (set, _) = store
         .manifest()
         .set(&ver)
-        .map_err(|e| format!("{e} ({why})"))?;
+        .map_err(|e| format!("{e} ({why}){fix}"))?;
     println!("artifact set {set} ({why})");
     Ok(Ok(ver))
 }
