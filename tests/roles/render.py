@@ -221,6 +221,47 @@ def run_role(role, host, hv, ctx, out_dir):
     return actions
 
 
+def check_dag():
+    """Every `depends` names an existing role and the graph has no cycle (as the engine checks)."""
+    rroot = os.path.join(ROOT, "roles")
+    deps = {}
+    for role in sorted(os.listdir(rroot)):
+        if not os.path.isfile(os.path.join(rroot, role, "tasks.yml")):
+            continue
+        meta = os.path.join(rroot, role, "meta.yml")
+        deps[role] = (load_yaml(meta) or {}).get("depends", []) if os.path.exists(meta) else []
+    for role, ds in deps.items():
+        for d in ds:
+            if d not in deps:
+                raise Fail(f"roles/{role}/meta.yml: depends on missing role {d!r}")
+    state = {}
+
+    def visit(r, path):
+        if state.get(r) == "done":
+            return
+        if state.get(r) == "open":
+            raise Fail(f"role dependency cycle: {' -> '.join(path + [r])}")
+        state[r] = "open"
+        for d in deps[r]:
+            visit(d, path + [r])
+        state[r] = "done"
+
+    for r in deps:
+        visit(r, [])
+    return deps
+
+
+def check_import_playbooks():
+    pdir = os.path.join(ROOT, "playbooks")
+    steps = {p.split(".")[0] for p in os.listdir(pdir)}
+    for p in sorted(os.listdir(pdir)):
+        doc = load_yaml(os.path.join(pdir, p))
+        if isinstance(doc, dict):
+            for step in doc.get("import", []):
+                if (f"{step:02d}" if isinstance(step, int) else str(step)) not in steps:
+                    raise Fail(f"playbooks/{p}: imports step {step!r}, which has no playbook")
+
+
 def main(argv):
     extra, pos = {}, []
     it = iter(argv)
@@ -233,6 +274,8 @@ def main(argv):
     if len(pos) < 3:
         print(__doc__, file=sys.stderr)
         return 2
+    check_dag()
+    check_import_playbooks()
     inv = load_yaml(pos[0])
     out_root, steps = pos[1], pos[2:]
     groups = groups_of(inv)
