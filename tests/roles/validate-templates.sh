@@ -7,7 +7,13 @@
 #   - etcd from the rendered unit's ExecStart (Debian's etcd 3.4, certs made here with openssl):
 #     the role's own wait_for command reports healthy, put/get works, a client without a
 #     certificate is refused, no listener answers plaintext, the WAL dir is used;
-#   - haproxy and nginx (stream) from the rendered configs forward to three backends.
+#   - haproxy and nginx (stream) from the rendered configs forward to three backends;
+#   - VRRP failover: the rendered keepalived configs of two LB hosts run in two network
+#     namespaces joined by a veth pair (198.19.255.0/24, no link to the host's network), the
+#     role's detector finds their interface; the VIP sits on the LB_ROLE=master host, moves to
+#     the backup when the master's LB check fails and comes back when it recovers. The check
+#     command (`systemctl is-active`) is replaced by a test double testing a flag file, since
+#     the namespaces have no systemd.
 # Needs: python3 with PyYAML and minijinja (pip install minijinja==2.24.0; Jinja2 is the
 # fallback), and Debian's etcd-server etcd-client haproxy nginx libnginx-mod-stream keepalived
 # chrony openssl curl (installed, services not started).
@@ -19,8 +25,10 @@ ROOT=$(cd "$HERE/../.." && pwd)
 RENDER="python3 $HERE/render.py"
 TMP=$(mktemp -d /tmp/ezk-roles-validate.XXXXXX)
 PIDS=()
+NETNS=()
 cleanup() {
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
+    for n in "${NETNS[@]}"; do ip netns del "$n" 2>/dev/null; done
     rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -254,6 +262,57 @@ for impl in haproxy nginx; do
         || { bad "$impl forwarding reached: '$got'"; sed 's/^/      /' "$L/$impl.log"; }
     kill "$lpid"; wait "$lpid" 2>/dev/null
 done
+
+# ---------------------------------------------------------------- VRRP failover in netns
+V=$TMP/vrrp; mkdir -p "$V"; chmod 755 "$TMP" "$V"
+cat > "$V/inv.yml" <<EOF
+groups: {etcd: [198.19.255.1], kube_master: [198.19.255.1], kube_node: [],
+         ex_lb: [198.19.255.2, 198.19.255.1], chrony: []}
+config: {}
+all: {EX_APISERVER_VIP: 198.19.255.250}
+hosts: {198.19.255.1: {LB_ROLE: master}, 198.19.255.2: {LB_ROLE: backup}}
+EOF
+vip_on() { # netns -> 0 when it holds the VIP
+    [ -n "$(ip -n "$1" -o addr show to 198.19.255.250 2>/dev/null)" ]
+}
+wait_vip() { # netns_with netns_without -> 0 when only the first holds the VIP, within 15 s
+    for _ in $(seq 1 60); do
+        vip_on "$1" && ! vip_on "$2" && return 0
+        sleep 0.25
+    done
+    return 1
+}
+if $RENDER "$V/inv.yml" "$V/out" 10 >/dev/null; then
+    nsa=ezkv-a-$$ nsb=ezkv-b-$$
+    ip netns add $nsa && NETNS+=($nsa) && ip netns add $nsb && NETNS+=($nsb)
+    ip link add ezkva$$ type veth peer name ezkvb$$
+    ip link set ezkva$$ netns $nsa && ip link set ezkvb$$ netns $nsb
+    for n in a b; do
+        ns=ezkv-$n-$$; ip=198.19.255.$([ $n = a ] && echo 1 || echo 2)
+        ip -n $ns link set ezkv$n$$ name lbif0 && ip -n $ns link set lo up && ip -n $ns link set lbif0 up
+        ip -n $ns addr add $ip/24 dev lbif0
+        ip netns exec $ns "$ROOT/roles/ex-lb/files/ezk-detect-lb-if" $ip "$V/$n-if.conf"
+        printf '#!/bin/sh\n# test double of `systemctl is-active --quiet haproxy`\ntest -e %s\n' "$V/$n.up" > "$V/lb-$n"
+        chmod 755 "$V/lb-$n"; touch "$V/$n.up"
+        sed -e "s#/etc/keepalived/ezk-lb-if.conf#$V/$n-if.conf#" \
+            -e "s#/usr/bin/systemctl is-active --quiet haproxy#$V/lb-$n#" \
+            "$V/out/10/$ip/etc/keepalived/keepalived.conf" > "$V/ka-$n.conf"
+        ip netns exec $ns keepalived -n -l -P -f "$V/ka-$n.conf" -p "$V/$n.pid" -r "$V/$n-vrrp.pid" \
+            > "$V/ka-$n.log" 2>&1 &
+        PIDS+=($!)
+    done
+    [ "$(cat "$V/a-if.conf")" = '$LB_IF=lbif0' ] && ok "ezk-detect-lb-if finds the VRRP interface in a namespace" \
+        || bad "ezk-detect-lb-if in a namespace: $(cat "$V/a-if.conf")"
+    wait_vip $nsa $nsb && ok "VRRP: the VIP is on the LB_ROLE=master host" || bad "VRRP: VIP not on the master"
+    rm "$V/a.up"
+    wait_vip $nsb $nsa && ok "VRRP: the VIP moves to the backup when the master's LB is down" \
+        || bad "VRRP: VIP did not move to the backup"
+    touch "$V/a.up"
+    wait_vip $nsa $nsb && ok "VRRP: the VIP returns to the master when its LB is back" \
+        || { bad "VRRP: VIP did not return"; tail -n 20 "$V/ka-a.log" "$V/ka-b.log" | sed 's/^/      /'; }
+else
+    bad "render of the VRRP inventory"
+fi
 
 echo
 if [ $fails -eq 0 ]; then echo "all template checks passed"; else echo "$fails check(s) failed"; fi
