@@ -95,6 +95,18 @@ for f in "$R"/*/10/*/etc/keepalived/keepalived.conf; do
     sed "s#/etc/keepalived/ezk-lb-if.conf#$TMP/lb-if.conf#" "$f" > "$TMP/ka.conf"
     check "keepalived -t ${f#"$R"/}" keepalived -t -f "$TMP/ka.conf"
 done
+# A single ex_lb host has no VRRP peer: keepalived must accept its config too.
+cat > "$TMP/one-lb.yml" <<EOF
+groups: {etcd: [198.18.1.11], kube_master: [198.18.1.11], kube_node: [], ex_lb: [198.18.1.12], chrony: []}
+config: {}
+all: {}
+hosts: {198.18.1.12: {LB_ROLE: master, EX_APISERVER_VIP: 198.18.1.250}}
+EOF
+if $RENDER "$TMP/one-lb.yml" "$TMP/one-lb" 10 -e "LB_IF=$any_iface" >/dev/null; then
+    check "keepalived -t (a single ex_lb host)" keepalived -t -f "$TMP/one-lb/10/198.18.1.12/etc/keepalived/keepalived.conf"
+else
+    bad "render of a single ex_lb host"
+fi
 for f in "$R"/*/01/*/etc/chrony/chrony.conf; do
     check "chronyd -p ${f#"$R"/}" chronyd -p -f "$f"
 done
