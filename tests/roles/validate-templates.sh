@@ -51,7 +51,8 @@ for t in systemd-analyze haproxy nginx keepalived chronyd etcd etcdctl openssl c
     command -v "$t" >/dev/null || { echo "missing $t (see the header of $0)"; exit 2; }
 done
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-any_iface=$(ip -o link | awk -F': ' '$2 != "lo" { sub(/@.*/, "", $2); print $2; exit }')
+# Any real interface of this machine that can carry VRRP (keepalived -t checks it exists).
+any_iface=$(ip -o link | awk -F': ' '$2 != "lo" && /MULTICAST/ { sub(/@.*/, "", $2); print $2; exit }')
 
 # ---------------------------------------------------------------- render
 R=$TMP/render
