@@ -114,6 +114,34 @@ done
 for f in "$R"/default/01/198.18.1.11/etc/profile.d/ezk-path.sh "$ROOT"/roles/ex-lb/files/ezk-detect-lb-if; do
     check "sh -n ${f##*/}" sh -n "$f"
 done
+# systemd config drop-ins: every key is one the daemon knows (its parser table is in the binary).
+keys_known() { # file binary prefix
+    local k missing="" table
+    table=$(strings "$2")
+    for k in $(grep -E '^[A-Za-z]+=' "$1" | cut -d= -f1); do
+        grep -qx "$3$k" <<<"$table" || missing="$missing $k"
+    done
+    [ -z "$missing" ] || { echo "unknown keys:$missing"; return 1; }
+}
+check "journald drop-in keys known to systemd-journald" \
+    keys_known "$R/default/01/198.18.1.11/etc/systemd/journald.conf.d/95-k8s-journald.conf" /lib/systemd/systemd-journald "Journal."
+check "system.conf drop-in keys known to systemd" \
+    keys_known "$R/default/01/198.18.1.11/etc/systemd/system.conf.d/30-k8s-ulimits.conf" /lib/systemd/systemd ""
+# sysctl keys: each exists in this kernel (a typo would be refused on every host).
+sysctl_missing=$(python3 - "$R/default" <<'EOF'
+import json, os, sys
+missing = set()
+for step in ("01", "10"):
+    for host in os.listdir(os.path.join(sys.argv[1], step)):
+        for role in json.load(open(os.path.join(sys.argv[1], step, host, "_actions.json"))):
+            for t in role["tasks"]:
+                if t["module"] == "sysctl" and not t.get("skipped"):
+                    missing |= {k for k in t["args"]["entries"]
+                                if not os.path.exists("/proc/sys/" + k.replace(".", "/"))}
+print(" ".join(sorted(missing)))
+EOF
+)
+[ -z "$sysctl_missing" ] && ok "every sysctl key exists in this kernel" || bad "sysctl keys unknown here: $sysctl_missing"
 # The chrony server serves its own clock; clients use the first chrony host only.
 grep -qx 'local stratum 10' "$R/default/01/198.18.1.11/etc/chrony/chrony.conf" \
     && grep -qx 'server 198.18.1.11 iburst' "$R/default/01/198.18.1.15/etc/chrony/chrony.conf" \
