@@ -240,6 +240,9 @@ for r in json.load(open(sys.argv[1])):
     done
     [ $plain = 0 ] && ok "no etcd listener answers plaintext (curl, etcdctl http://)" || bad "an etcd listener answers plaintext"
     ls "$E/wal"/*.wal >/dev/null 2>&1 && ok "etcd writes its WAL to ETCD_WAL_DIR" || bad "no WAL in ETCD_WAL_DIR"
+    if grep -qi deprecat "$E/etcd.log"; then
+        bad "etcd warns about deprecated flags"; grep -i deprecat "$E/etcd.log" | head -5 | sed 's/^/      /'
+    else ok "etcd logs no deprecated-flag warning"; fi
     kill "$epid"; wait "$epid" 2>/dev/null
 else
     bad "render of the loopback etcd inventory"
