@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use crate::home::Home;
 
 pub mod check;
+pub mod lab;
 pub mod list;
 pub mod new;
 pub mod render;
@@ -57,6 +58,8 @@ pub enum Command {
     Render(render::Args),
     /// Run a step (01..07, 10, 11, 90/all) on the cluster's hosts.
     Setup(setup::Args),
+    /// A local sandbox of real systemd hosts to try ezk on: up, down, status.
+    Lab(lab::Args),
 }
 
 /// Run the parsed command line.
@@ -69,6 +72,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Check(a) => check::run(&ctx, a),
         Command::Render(a) => render::run(&ctx, a),
         Command::Setup(a) => setup::run(&ctx, a),
+        Command::Lab(a) => lab::run(&ctx, a),
     }
 }
 
