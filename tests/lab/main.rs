@@ -12,6 +12,7 @@
 //! Not root: prints why and exits 0 (skipped). Ends with the line `N passed, N failed`.
 
 mod basics;
+mod exec;
 mod support;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -20,7 +21,7 @@ use std::time::Instant;
 pub use support::{Lab, Test};
 
 /// Every registered test list. Other topics add theirs here.
-const SUITES: &[&[Test]] = &[basics::TESTS];
+const SUITES: &[&[Test]] = &[basics::TESTS, exec::TESTS];
 
 /// Hosts in the shared lab.
 const SHARED_HOSTS: usize = 3;
