@@ -281,3 +281,67 @@ fn unsafe_kill(pid: i32) {
     // `kill -9 <pid>`: the test owns this ssh process (started by this test's run).
     let _ = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status();
 }
+
+#[test]
+fn failed_host_stops_and_does_nothing_in_later_waves() {
+    let server = Sshd::start(None);
+    let s = setup(&[&server]);
+    let conns: IndexMap<String, Connection> = ["good", "bad"].iter().map(|h| (h.to_string(), server.connection())).collect();
+    let w1 = |h: &str| HostRolePlan {
+        host: h.into(),
+        role: "first".into(),
+        tasks: vec![
+            task("dir", Action::Directory { path: s.base.join(h).display().to_string(), mode: 0o755, owner: "root".into(), group: "root".into() }),
+            task("maybe fail", Action::Command { cmd: if h == "bad" { "echo broken >&2; exit 3".into() } else { "true".into() }, creates: None, unless: None }),
+            task("after", file(&s.base.join(h).join("after"), Content::Inline(b"x".to_vec()), 0o644, false)),
+        ],
+    };
+    let w2 = |h: &str| HostRolePlan {
+        host: h.into(),
+        role: "second".into(),
+        tasks: vec![task("second", file(&s.base.join(h).join("second"), Content::Inline(b"y".to_vec()), 0o644, false))],
+    };
+    let plan = StepPlan {
+        step: "two".into(),
+        waves: vec![
+            Wave { roles: vec!["first".into()], hosts: vec![w1("good"), w1("bad")] },
+            Wave { roles: vec!["second".into()], hosts: vec![w2("good"), w2("bad")] },
+        ],
+    };
+    let r = run_step(&s.cluster, &plan, &conns, &opts(false)).unwrap();
+    assert_ne!(r.exit_code(), 0);
+    let bad = &r.hosts["bad"];
+    assert_eq!(bad.failed, 1, "{}", r.to_json());
+    assert!(bad.errors[0].contains("maybe fail") && bad.errors[0].contains("broken"), "{:?}", bad.errors);
+    assert!(!s.base.join("bad/after").exists(), "failed host went on with its role");
+    assert!(!s.base.join("bad/second").exists(), "failed host ran a later wave");
+    assert!(s.base.join("good/second").exists());
+    assert_eq!(r.hosts["good"].failed, 0);
+}
+
+#[test]
+fn concurrent_commands_on_one_host_stay_below_max_sessions() {
+    use ezk::exec::ssh::{SshConnector, SshOptions};
+    use ezk::exec::transport::{Connector, Transport};
+    let server = Sshd::start(None);
+    let s = setup(&[&server]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let c = SshConnector { opts: SshOptions { known_hosts: vec![s.cluster.join("known_hosts")], ..SshOptions::default() } };
+        let t = std::sync::Arc::new(c.connect("h", &server.connection()).await.unwrap());
+        // 25 commands at once on one master: sshd allows 10 sessions; the transport queues.
+        let mut set = tokio::task::JoinSet::new();
+        for i in 0..25 {
+            let t = t.clone();
+            set.spawn(async move { t.run(&format!("sleep 0.2; echo {i}"), vec![], std::time::Duration::from_secs(30)).await });
+        }
+        let mut n = 0;
+        while let Some(r) = set.join_next().await {
+            let out = r.unwrap().expect("no session refused");
+            assert_eq!(out.code, 0);
+            n += 1;
+        }
+        assert_eq!(n, 25);
+        assert_eq!(t.round_trips(), 25);
+    });
+}

@@ -220,7 +220,8 @@ impl SshTransport {
         let text = format!("{e}: {}", error_chain(&e));
         let lower = text.to_lowercase();
         // sshd answers an over-limit channel with a refusal the crate reports vaguely; name it.
-        if lower.contains("no more sessions") || lower.contains("administratively prohibited") || lower.contains("open failed") {
+        // (Seen with native mux: "Server refused the request: Session open refused by peer.")
+        if lower.contains("session open refused") || lower.contains("no more sessions") || lower.contains("administratively prohibited") {
             TransportError::TooManySessions { host: self.host.clone() }
         } else {
             TransportError::Lost { host: self.host.clone(), reason: text }
