@@ -60,6 +60,8 @@ pub struct Options {
     pub command_timeout: Duration,
     /// Jump host(s) for every connection, besides ~/.ssh/config's ProxyJump.
     pub jump_hosts: Vec<String>,
+    /// ssh KexAlgorithms override (see `ssh::SshOptions::kex_algorithms`); None = ssh default.
+    pub kex_algorithms: Option<String>,
 }
 
 impl Default for Options {
@@ -75,6 +77,7 @@ impl Default for Options {
             connect_attempts: 3,
             command_timeout: Duration::from_secs(600),
             jump_hosts: Vec::new(),
+            kex_algorithms: None,
         }
     }
 }
@@ -110,6 +113,7 @@ pub fn run_step(
         connect_attempts: opts.connect_attempts,
         jump_hosts: opts.jump_hosts.clone(),
         control_dir: std::env::temp_dir(),
+        kex_algorithms: opts.kex_algorithms.clone(),
     };
     run_step_with(Arc::new(SshConnector { opts: ssh }), cluster_dir, plan, conns, opts)
 }

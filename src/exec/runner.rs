@@ -132,7 +132,10 @@ async fn host_wave<C: Connector>(
     }
     if slot.transport.is_none() {
         let _hs = limits.handshakes.acquire().await.expect("never closed");
-        match connector.connect(host, conn).await {
+        let tc = Instant::now();
+        let res = connector.connect(host, conn).await;
+        slot.recap.connect_seconds = tc.elapsed().as_secs_f64();
+        match res {
             Ok(t) => slot.transport = Some(Arc::new(t)),
             Err(e) => {
                 slot.dead = true;

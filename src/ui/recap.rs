@@ -15,6 +15,8 @@ pub struct HostRecap {
     pub skipped: u32,
     pub warnings: u32,
     pub seconds: f64,
+    /// Of which: opening the SSH connection (handshake + auth).
+    pub connect_seconds: f64,
     /// Remote commands run on this host (each is one round trip).
     pub round_trips: u64,
     /// Round trips per role (role → count), for the ≤3-per-role budget.

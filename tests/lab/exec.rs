@@ -23,7 +23,7 @@ pub const TESTS: &[Test] = &[
 const DIR: &str = "/opt/ezk-demo";
 const UNIT: &str = "ezk-demo.service";
 
-fn conns(lab: &Lab) -> IndexMap<String, Connection> {
+pub fn conns(lab: &Lab) -> IndexMap<String, Connection> {
     lab.hosts
         .iter()
         .map(|h| {
@@ -42,7 +42,7 @@ fn f(path: &str, content: &str, mode: u32, secret: bool) -> Action {
 }
 
 /// The demo role: 14 tasks (files, a secret, a unit, sysctl, modprobe, service, guards, waits).
-fn demo_role(host: &str, greeting: &str) -> HostRolePlan {
+pub fn demo_role(host: &str, greeting: &str) -> HostRolePlan {
     let unit = format!(
         "[Unit]\nDescription=ezk demo\n\n[Service]\nEnvironmentFile={DIR}/demo.conf\nExecStart=/bin/sh -c 'echo \"$GREETING\"; exec sleep infinity'\n\n[Install]\nWantedBy=multi-user.target\n"
     );
@@ -73,7 +73,7 @@ fn demo_role(host: &str, greeting: &str) -> HostRolePlan {
     HostRolePlan { host: host.into(), role: "demo".into(), tasks }
 }
 
-fn step(lab: &Lab, greeting: &str) -> StepPlan {
+pub fn step(lab: &Lab, greeting: &str) -> StepPlan {
     StepPlan {
         step: "demo".into(),
         waves: vec![Wave { roles: vec!["demo".into()], hosts: lab.hosts.iter().map(|h| demo_role(&h.name, greeting)).collect() }],
