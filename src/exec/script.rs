@@ -147,22 +147,29 @@ pub fn apply_script(tasks: &[Task], wants: &[Want], decisions: &[Decision], hand
                 p = sh_quote(path)
             )),
             (Action::Absent { path }, _) => body.push_str(&format!("rm -rf -- {} || ezk_fail {i} 'cannot remove'\n", sh_quote(path))),
+            // Refused keys/modules are warnings: the task is "changed" only if something took.
             (Action::Sysctl { file, .. }, _) => {
-                body.push_str(&file_steps(i, file, changes, &wants[i], 0o644, "root", "root", &mut stdin));
+                let put = file_steps(i, file, changes, &wants[i], 0o644, "root", "root", &mut stdin);
+                body.push_str(&format!("c=0\n{put}{}", if put.is_empty() { "" } else { "c=1\n" }));
                 for c in changes {
                     if let Change::SysctlValue { key, to, .. } = c {
                         let kv = sh_quote(&format!("{key}={to}"));
-                        body.push_str(&format!("sysctl -w {kv} >/dev/null 2>&1 || ezk_warn {i} {}\n", sh_quote(&format!("sysctl {key}: the kernel refused {to}"))));
+                        body.push_str(&format!("if sysctl -w {kv} >/dev/null 2>&1; then c=1; else ezk_warn {i} {}; fi\n", sh_quote(&format!("sysctl {key}: the kernel refused {to}"))));
                     }
                 }
+                body.push_str(&changed_if_c(i, task, &flags));
+                always_changed = false;
             }
             (Action::Modprobe { file, .. }, _) => {
-                body.push_str(&file_steps(i, file, changes, &wants[i], 0o644, "root", "root", &mut stdin));
+                let put = file_steps(i, file, changes, &wants[i], 0o644, "root", "root", &mut stdin);
+                body.push_str(&format!("c=0\n{put}{}", if put.is_empty() { "" } else { "c=1\n" }));
                 for c in changes {
                     if let Change::LoadModule(m) = c {
-                        body.push_str(&format!("modprobe {} >/dev/null 2>&1 || ezk_warn {i} {}\n", sh_quote(m), sh_quote(&format!("module {m}: modprobe failed"))));
+                        body.push_str(&format!("if modprobe {} >/dev/null 2>&1; then c=1; else ezk_warn {i} {}; fi\n", sh_quote(m), sh_quote(&format!("module {m}: modprobe failed"))));
                     }
                 }
+                body.push_str(&changed_if_c(i, task, &flags));
+                always_changed = false;
             }
             (Action::Package { .. }, _) => {
                 for c in changes {
@@ -193,7 +200,8 @@ pub fn apply_script(tasks: &[Task], wants: &[Want], decisions: &[Decision], hand
                     };
                     body.push_str(&format!("ezk_run {i} systemctl {cmd} {u} || ezk_fail {i} 'systemctl {cmd} {unit} failed'\n"));
                 }
-                always_changed = changes.iter().any(|c| !matches!(c, Change::Restart { .. }));
+                // Only a notified restart is decided at run time; everything else is certain.
+                always_changed = changes.iter().any(|c| !matches!(c, Change::Restart { by } if !by.starts_with("state:")));
                 body.push_str("c=0\n");
                 if let Some(n) = flags.get(unit) {
                     if !started {
@@ -259,6 +267,16 @@ pub fn apply_script(tasks: &[Task], wants: &[Want], decisions: &[Decision], hand
     }
     s.push_str("echo @@done\n");
     ApplyScript { script: s, stdin, handlers: hs }
+}
+
+/// Report changed (and raise notify flags) when the step set `c=1`, else ok.
+fn changed_if_c(i: usize, task: &Task, flags: &BTreeMap<String, usize>) -> String {
+    let mut s = format!("if [ $c = 1 ]; then echo '@@r {i} changed'; ");
+    for u in &task.notify {
+        s.push_str(&format!("N{}=1; ", flags[u]));
+    }
+    s.push_str(&format!("else echo '@@r {i} ok'; fi\n"));
+    s
 }
 
 fn mark_changed(i: usize, task: &Task, flags: &BTreeMap<String, usize>) -> String {

@@ -18,6 +18,9 @@ use crate::inventory::Connection;
 
 /// sshd's default `MaxSessions` is 10; stay below it so an 11th channel never gets refused.
 pub const MAX_CHANNELS_PER_HOST: usize = 8;
+/// Largest script sent as one remote command (below Linux's 128 KiB per-argument limit, with
+/// room for quoting).
+pub const MAX_SCRIPT: usize = 100 * 1024;
 
 /// How to open SSH connections for one run.
 #[derive(Debug, Clone)]
@@ -193,6 +196,14 @@ impl Connector for SshConnector {
 impl SshTransport {
     async fn run_inner(&self, script: &str, stdin: Vec<StdinPart>) -> Result<CmdOutput, TransportError> {
         let host = self.host.as_str();
+        // sshd hands the command to the login shell as ONE argument; Linux caps a single
+        // argument at 128 KiB (MAX_ARG_STRLEN). Say so instead of failing obscurely.
+        if script.len() > MAX_SCRIPT {
+            return Err(TransportError::Other {
+                host: host.into(),
+                reason: format!("generated script is {} bytes, over the {MAX_SCRIPT}-byte limit of one remote command; split the role", script.len()),
+            });
+        }
         let mut cmd = if self.become_root {
             let mut c = self.session.command("sudo");
             c.args(["-n", "--", "sh", "-c", script]);

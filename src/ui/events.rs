@@ -98,6 +98,8 @@ fn line_for(ev: &Event, verbose: u8) -> Option<String> {
         }
         Event::HostRoleDone { .. } => return None,
         Event::HostFailed { host, error, unreachable } => {
+            // Transport errors already start with the host name.
+            let error = error.strip_prefix(&format!("{host}: ")).unwrap_or(error);
             format!("{host}: {} {error}", if *unreachable { "UNREACHABLE" } else { "FAILED" })
         }
         Event::Note(s) => s.clone(),
