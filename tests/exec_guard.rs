@@ -18,6 +18,16 @@ fn file(path: &str, content: &str, mode: u32, secret: bool) -> Action {
     Action::File(FileSpec { path: path.into(), content: Content::Inline(content.as_bytes().to_vec()), mode, owner: "root".into(), group: "root".into(), secret })
 }
 
+/// Gather lines for a path: `find -printf` (kind, mode, owner, group, link target, path).
+fn f_line(kind: &str, mode: &str, path: &str) -> String {
+    format!("@@f\t{kind}\t{mode}\troot\troot\t\t{path}\n")
+}
+
+/// Gather line for a file hash (`sha256sum` output).
+fn h_line(content: &str, path: &str) -> String {
+    format!("@@h {}  {path}\n", sha(content))
+}
+
 fn sha(s: &str) -> String {
     hex::encode(Sha256::digest(s.as_bytes()))
 }
@@ -43,7 +53,7 @@ fn b64(s: &str) -> String {
 fn same_content_different_mode_is_a_mode_change_only() {
     let tasks = vec![task("conf", file("/etc/a.conf", "x=1\n", 0o600, false), &[])];
     let w = wants(&tasks).unwrap();
-    let facts = parse_facts(&format!("@@p 0 file 644 root root {} -\n@@end\n", sha("x=1\n")), "").unwrap();
+    let facts = parse_facts(&format!("{}{}@@end\n", f_line("f", "644", "/etc/a.conf"), h_line("x=1\n", "/etc/a.conf")), "", &tasks).unwrap();
     let d = decide_role(&tasks, &w, &facts);
     assert_eq!(d[0].verdict, Verdict::Change(vec![Change::Mode { from: 0o644, to: 0o600 }]));
     assert_eq!(describe(&tasks[0], &w[0], &d[0]), vec!["mode 0644→0600 /etc/a.conf"]);
@@ -57,7 +67,7 @@ fn same_content_different_mode_is_a_mode_change_only() {
 fn identical_file_is_ok_and_needs_no_apply() {
     let tasks = vec![task("conf", file("/etc/a.conf", "x=1\n", 0o644, false), &["svc"])];
     let w = wants(&tasks).unwrap();
-    let facts = parse_facts(&format!("@@p 0 file 644 root root {} -\n@@end\n", sha("x=1\n")), "").unwrap();
+    let facts = parse_facts(&format!("{}{}@@end\n", f_line("f", "644", "/etc/a.conf"), h_line("x=1\n", "/etc/a.conf")), "", &tasks).unwrap();
     let d = decide_role(&tasks, &w, &facts);
     assert_eq!(d[0].verdict, Verdict::Ok);
     assert!(!d[0].needs_apply());
@@ -72,12 +82,14 @@ fn text_diff_shown_secret_masked() {
     ];
     let w = wants(&tasks).unwrap();
     let out = format!(
-        "@@p 0 file 644 root root {} -\n@@c 0 {}\n@@p 1 file 600 root root {} -\n@@end\n",
-        sha("a\nport=1\n"),
+        "{}{}@@c 0 {}\n{}{}@@end\n",
+        f_line("f", "644", "/etc/a.conf"),
+        h_line("a\nport=1\n", "/etc/a.conf"),
         b64("a\nport=1\n"),
-        sha("OLDKEY\n")
+        f_line("f", "600", "/etc/a.key"),
+        h_line("OLDKEY\n", "/etc/a.key")
     );
-    let facts = parse_facts(&out, "").unwrap();
+    let facts = parse_facts(&out, "", &tasks).unwrap();
     let d = decide_role(&tasks, &w, &facts);
     assert_eq!(
         describe(&tasks[0], &w[0], &d[0]),
@@ -95,23 +107,22 @@ fn notified_restart_only_when_notifier_changed_and_reload_only_for_unit_files() 
         task("svc", Action::Service { unit: "etcd".into(), enabled: true, state: UnitState::Started }, &[]),
     ];
     let w = wants(&tasks).unwrap();
-    let unit_sha = sha("[Service]\n");
+    let unit = "/etc/systemd/system/etcd.service";
+    let files = |conf: &str| format!("{}{}{}{}", f_line("f", "644", "/etc/etcd.conf"), h_line(conf, "/etc/etcd.conf"), f_line("f", "644", unit), h_line("[Service]\n", unit));
+    let running = "@@u ActiveState=active\n@@u UnitFileState=enabled\n";
     // Config changed, unit file the same, service running and enabled.
-    let out = format!(
-        "@@p 0 file 644 root root {} -\n@@p 1 file 644 root root {unit_sha} -\n@@u 3 enabled active\n@@end\n",
-        sha("old\n")
-    );
-    let d = decide_role(&tasks, &w, &parse_facts(&out, "").unwrap());
+    let out = format!("{}{running}@@end\n", files("old\n"));
+    let d = decide_role(&tasks, &w, &parse_facts(&out, "", &tasks).unwrap());
     assert_eq!(d[2].verdict, Verdict::Ok, "daemon-reload without a unit change");
     assert_eq!(d[3].verdict, Verdict::Change(vec![Change::Restart { by: "conf".into() }]));
     assert_eq!(describe(&tasks[3], &w[3], &d[3]), vec!["restart etcd (conf)"]);
     // Nothing changed: no restart, nothing to apply.
-    let out = format!("@@p 0 file 644 root root {} -\n@@p 1 file 644 root root {unit_sha} -\n@@u 3 enabled active\n@@end\n", sha("new\n"));
-    let d = decide_role(&tasks, &w, &parse_facts(&out, "").unwrap());
+    let out = format!("{}{running}@@end\n", files("new\n"));
+    let d = decide_role(&tasks, &w, &parse_facts(&out, "", &tasks).unwrap());
     assert!(d.iter().all(|x| x.verdict == Verdict::Ok), "{d:?}");
     // Unit file changed, service stopped: reload, enable is fine, start (no extra restart).
-    let out = format!("@@p 0 file 644 root root {} -\n@@p 1 none\n@@u 3 disabled inactive\n@@end\n", sha("new\n"));
-    let d = decide_role(&tasks, &w, &parse_facts(&out, "").unwrap());
+    let out = format!("{}{}@@u ActiveState=inactive\n@@u UnitFileState=disabled\n@@end\n", f_line("f", "644", "/etc/etcd.conf"), h_line("new\n", "/etc/etcd.conf"));
+    let d = decide_role(&tasks, &w, &parse_facts(&out, "", &tasks).unwrap());
     assert_eq!(d[2].verdict, Verdict::Change(vec![Change::DaemonReload]));
     assert_eq!(d[3].verdict, Verdict::Change(vec![Change::Enable, Change::Start]));
     let a = apply_script(&tasks, &w, &d, &pending_handlers(&tasks, &d));
@@ -120,13 +131,16 @@ fn notified_restart_only_when_notifier_changed_and_reload_only_for_unit_files() 
 }
 
 #[test]
-fn sysctl_refused_or_read_only_keys_are_warnings_not_changes() {
+fn sysctl_unknown_or_read_only_keys_are_warnings_not_changes() {
     let entries = vec![("net.ipv4.ip_forward".to_string(), "1".to_string()), ("kernel.pid_max".to_string(), "4194303".to_string()), ("vm.nope".to_string(), "1".to_string())];
     let tasks = vec![task("sysctl", Action::Sysctl { file: "/etc/sysctl.d/95.conf".into(), entries: entries.clone() }, &[])];
     let w = wants(&tasks).unwrap();
     let file_sha = w[0].sha256().unwrap().to_string();
-    let out = format!("@@p 0 file 644 root root {file_sha} -\n@@s 0 w net.ipv4.ip_forward 1\n@@s 0 r kernel.pid_max 32768\n@@s 0 r vm.nope !\n@@end\n");
-    let d = decide_role(&tasks, &w, &parse_facts(&out, "").unwrap());
+    let path = "/etc/sysctl.d/95.conf";
+    let out = format!(
+        "@@f\tf\t644\troot\troot\t\t{path}\n@@h {file_sha}  {path}\n@@s net.ipv4.ip_forward = 1\n@@s kernel.pid_max = 32768\n@@sw net.ipv4.ip_forward\n@@end\n"
+    );
+    let d = decide_role(&tasks, &w, &parse_facts(&out, "", &tasks).unwrap());
     assert_eq!(d[0].verdict, Verdict::Ok);
     assert_eq!(d[0].warnings.len(), 2, "{:?}", d[0].warnings);
     assert!(!d[0].needs_apply(), "a read-only key must not force an apply every run");
@@ -140,11 +154,11 @@ fn command_guards_and_wait_probes() {
         task("wait", Action::WaitFor { target: WaitTarget::Tcp { host: "127.0.0.1".into(), port: 2379 }, timeout_secs: 30, diagnose: None }, &[]),
     ];
     let w = wants(&tasks).unwrap();
-    let d = decide_role(&tasks, &w, &parse_facts("@@g 0 1\n@@w 2 1\n@@end\n", "").unwrap());
+    let d = decide_role(&tasks, &w, &parse_facts("@@g 0 1\n@@w 2 1\n@@end\n", "", &tasks).unwrap());
     assert!(matches!(d[0].verdict, Verdict::Skip(_)));
     assert_eq!(d[1].verdict, Verdict::Change(vec![Change::Run]));
     assert_eq!(d[2].verdict, Verdict::Ok);
-    let d = decide_role(&tasks, &w, &parse_facts("@@g 0 0\n@@w 2 0\n@@end\n", "").unwrap());
+    let d = decide_role(&tasks, &w, &parse_facts("@@g 0 0\n@@w 2 0\n@@end\n", "", &tasks).unwrap());
     assert_eq!(d[0].verdict, Verdict::Change(vec![Change::Run]));
     assert_eq!(d[2].verdict, Verdict::Wait);
 }
@@ -153,7 +167,7 @@ fn command_guards_and_wait_probes() {
 fn directory_where_a_file_is_wanted_fails_before_touching_anything() {
     let tasks = vec![task("conf", file("/etc/a.conf", "x\n", 0o644, false), &[])];
     let w = wants(&tasks).unwrap();
-    let d = decide_role(&tasks, &w, &parse_facts("@@p 0 dir 755 root root - -\n@@end\n", "").unwrap());
+    let d = decide_role(&tasks, &w, &parse_facts(&format!("{}@@end\n", f_line("d", "755", "/etc/a.conf")), "", &tasks).unwrap());
     assert!(matches!(&d[0].verdict, Verdict::Fail(m) if m.contains("not a regular file")), "{d:?}");
 }
 
@@ -161,16 +175,19 @@ fn directory_where_a_file_is_wanted_fails_before_touching_anything() {
 fn offline_packages_are_verified_not_installed() {
     let tasks = vec![task("pkgs", Action::Package { names: vec!["conntrack".into(), "ipset".into()], offline: true }, &[])];
     let w = wants(&tasks).unwrap();
-    let d = decide_role(&tasks, &w, &parse_facts("@@k 0 conntrack 1\n@@k 0 ipset 0\n@@end\n", "").unwrap());
+    let d = decide_role(&tasks, &w, &parse_facts("@@k conntrack ii \n@@k ipset un \n@@end\n", "", &tasks).unwrap());
     assert!(matches!(&d[0].verdict, Verdict::Fail(m) if m.contains("ipset") && !m.contains("conntrack")), "{d:?}");
 }
 
 #[test]
 fn truncated_or_garbled_gather_output_is_an_error() {
-    assert!(matches!(parse_facts("@@p 0 none\n", "broken pipe"), Err(FactError::Truncated(e)) if e == "broken pipe"));
-    assert!(matches!(parse_facts("@@p x none\n@@end\n", ""), Err(FactError::BadLine { line: 1, .. })));
-    // Noise from login scripts is ignored.
-    assert!(parse_facts("Welcome!\n@@p 0 none\n@@end\n", "").is_ok());
+    assert!(matches!(parse_facts("@@g 0 1\n", "broken pipe", &[]), Err(FactError::Truncated(e)) if e == "broken pipe"));
+    assert!(matches!(parse_facts("@@g x 1\n@@end\n", "", &[]), Err(FactError::BadLine { line: 1, .. })));
+    assert!(matches!(parse_facts("@@f\tf\tbad\troot\troot\t\t/x\n@@end\n", "", &[]), Err(FactError::BadLine { line: 1, .. })));
+    // Noise from login scripts is ignored; a path find did not list does not exist.
+    let tasks = vec![task("gone", Action::Absent { path: "/x".into() }, &[])];
+    let f = parse_facts("Welcome!\n@@end\n", "", &tasks).unwrap();
+    assert_eq!(f[&0].path.as_ref().unwrap().kind, ezk::exec::facts::PathKind::None);
 }
 
 #[test]

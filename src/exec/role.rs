@@ -64,7 +64,7 @@ pub async fn run_role<T: Transport>(
             return o;
         }
     };
-    let facts = match parse_facts(&out.stdout_text(), &out.stderr_text()) {
+    let facts = match parse_facts(&out.stdout_text(), &out.stderr_text(), &hrp.tasks) {
         Ok(f) => f,
         Err(e) => {
             o.failed = 1;
