@@ -2,6 +2,11 @@
 //! N real sshd processes on 127.0.0.1 (one per "host", each with its own host key), a
 //! 12-task file role (directories, text files, a secret, a link, guarded commands, a tcp wait)
 //! rooted per host in a temp dir. No systemd here, so no unit tasks.
+//!
+//! Caveat, measured: these "hosts" are this machine, so every remote command runs under root's
+//! login shell here, and Debian's bash sources ~/.bashrc for commands started by sshd. On the
+//! build machine that file runs `pyenv init` (hundreds of ms per command, seconds under load),
+//! which dominates the loopback figures; lab hosts have a plain root account.
 
 use std::path::Path;
 

@@ -69,9 +69,16 @@ fn measure(label: &str, cluster: &std::path::Path, plan: &StepPlan, conns: &Inde
         let r = last.unwrap();
         let max_trips = r.hosts.values().map(|h| h.round_trips).max().unwrap_or(0);
         let connect = r.hosts.values().map(|h| h.connect_seconds).sum::<f64>() / r.hosts.len() as f64;
+        let max_host = r.hosts.values().map(|h| h.seconds).fold(0.0, f64::max);
+        // EZK_BENCH_DEBUG=1: per-host times, to find where a slow run spends them.
+        if std::env::var_os("EZK_BENCH_DEBUG").is_some() {
+            for (h, hr) in &r.hosts {
+                eprintln!("debug {h}: {:.2}s connect {:.2}s trips {}", hr.seconds, hr.connect_seconds, hr.round_trips);
+            }
+        }
         times.sort_by(|a, b| a.partial_cmp(b).unwrap());
         println!(
-            "{label:>6}  {:<18}  {:>11}  {:>8.2}  {:>8.2}  {connect:>14.3}  {max_trips:>12}  {:>7}",
+            "{label:>6}  {:<18}  {:>11}  {:>8.2}  {:>8.2}  {connect:>14.3}  {max_host:>10.2}  {max_trips:>10}  {:>7}",
             kex.unwrap_or("default (sntrup)"),
             // Only the first pass converges; the second starts converged.
             if kex.is_none() { format!("{first_s:.2}") } else { "-".to_string() },
@@ -91,8 +98,8 @@ fn main() {
     }
     support::install_interrupt_handler();
     println!(
-        "{:>6}  {:<18}  {:>11}  {:>8}  {:>8}  {:>14}  {:>12}  {:>7}",
-        "hosts", "kex", "first run s", "no-op s", "best s", "connect s/host", "trips/host", "changed"
+        "{:>6}  {:<18}  {:>11}  {:>8}  {:>8}  {:>14}  {:>10}  {:>10}  {:>7}",
+        "hosts", "kex", "first run s", "no-op s", "best s", "connect s/host", "max host s", "trips/host", "changed"
     );
     for a in args {
         if let Some(n) = a.strip_prefix("lo").and_then(|n| n.parse().ok()) {
