@@ -345,3 +345,26 @@ fn concurrent_commands_on_one_host_stay_below_max_sessions() {
         assert_eq!(t.round_trips(), 25);
     });
 }
+
+#[test]
+fn wait_for_timeout_fails_the_host_with_diagnose_output() {
+    let server = Sshd::start(None);
+    let s = setup(&[&server]);
+    let conns: IndexMap<String, Connection> = [("h".to_string(), server.connection())].into_iter().collect();
+    let closed = sshd::free_port();
+    let plan = step(vec![HostRolePlan {
+        host: "h".into(),
+        role: "app".into(),
+        tasks: vec![
+            task("wait", Action::WaitFor { target: WaitTarget::Tcp { host: "127.0.0.1".into(), port: closed }, timeout_secs: 2, diagnose: Some("echo why-it-failed".into()) }),
+            task("after", file(&s.base.join("after"), Content::Inline(b"x".to_vec()), 0o644, false)),
+        ],
+    }]);
+    let t0 = std::time::Instant::now();
+    let r = run_step(&s.cluster, &plan, &conns, &opts(false)).unwrap();
+    assert!(t0.elapsed() >= std::time::Duration::from_secs(2), "did not wait");
+    assert_eq!(r.hosts["h"].failed, 1, "{}", r.to_json());
+    let err = &r.hosts["h"].errors[0];
+    assert!(err.contains("timed out after 2s") && err.contains("why-it-failed"), "{err}");
+    assert!(!s.base.join("after").exists(), "went on after a failed wait");
+}

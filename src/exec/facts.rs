@@ -81,7 +81,7 @@ pub type Facts = BTreeMap<usize, TaskFacts>;
 pub fn probe_cmd(target: &WaitTarget) -> String {
     match target {
         WaitTarget::Tcp { host, port } => format!(
-            "timeout 5 bash -c {} >/dev/null 2>&1",
+            "timeout 5 bash -c {} </dev/null >/dev/null 2>&1",
             sh_quote(&format!("</dev/tcp/{host}/{port}"))
         ),
         WaitTarget::Command { cmd } => format!("sh -c {} >/dev/null 2>&1 </dev/null", sh_quote(cmd)),

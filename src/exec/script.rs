@@ -118,8 +118,9 @@ pub fn apply_script(tasks: &[Task], wants: &[Want], decisions: &[Decision], hand
                     .as_ref()
                     .map(|c| format!("sh -c {} </dev/null >\"$W/o\" 2>&1; ", sh_quote(c)))
                     .unwrap_or_default();
+                // Whole seconds: `-gt` makes the wait at least the timeout, never a second short.
                 body.push_str(&format!(
-                    "e=$(( $(date +%s) + {timeout_secs} ))\nuntil {}; do if [ \"$(date +%s)\" -ge \"$e\" ]; then {diag}ezk_fail {i} 'timed out after {timeout_secs}s waiting'; fi; sleep 1; done\n",
+                    "e=$(( $(date +%s) + {timeout_secs} ))\nuntil {}; do if [ \"$(date +%s)\" -gt \"$e\" ]; then {diag}ezk_fail {i} 'timed out after {timeout_secs}s waiting'; fi; sleep 1; done\n",
                     probe_cmd(target)
                 ));
                 always_changed = false;
