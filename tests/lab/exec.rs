@@ -18,6 +18,7 @@ pub const TESTS: &[Test] = &[
     Test { name: "exec::unit_role_converges_then_noop_then_exact_plan", run: unit_role_converges_then_noop_then_exact_plan },
     Test { name: "exec::killed_mid_upload_never_partial", run: killed_mid_upload_never_partial },
     Test { name: "exec::stopped_host_unreachable_others_complete", run: stopped_host_unreachable_others_complete },
+    Test { name: "exec::non_root_user_with_become_uses_sudo", run: non_root_user_with_become_uses_sudo },
 ];
 
 const DIR: &str = "/opt/ezk-demo";
@@ -254,4 +255,36 @@ fn stopped_host_unreachable_others_complete(lab: &Lab) {
     for i in 0..n - 1 {
         lab.sh(i, "rm -f /opt/ezk-mark");
     }
+}
+
+fn non_root_user_with_become_uses_sudo(lab: &Lab) {
+    lab.sh(
+        1,
+        "id deployer >/dev/null 2>&1 || useradd -m -s /bin/sh deployer; \
+         install -d -o deployer -m 700 /home/deployer/.ssh; \
+         install -o deployer -m 600 /root/.ssh/authorized_keys /home/deployer/.ssh/authorized_keys; \
+         echo 'deployer ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/deployer; chmod 440 /etc/sudoers.d/deployer",
+    );
+    let h = &lab.hosts[1];
+    let conn = |become_root| Connection { address: h.ip.clone(), port: 22, user: "deployer".into(), key_file: Some(lab.key()), become_root };
+    let plan = StepPlan {
+        step: "become".into(),
+        waves: vec![Wave {
+            roles: vec!["become".into()],
+            hosts: vec![HostRolePlan { host: h.name.clone(), role: "become".into(), tasks: vec![t("root file", f("/etc/ezk-become.conf", "as root\n", 0o640, false), &[])] }],
+        }],
+    };
+    // Without become: the user cannot write /etc; the host fails, nothing is written.
+    let conns: IndexMap<String, Connection> = [(h.name.clone(), conn(false))].into_iter().collect();
+    let r = run_step(&lab.cluster_dir(), &plan, &conns, &opts(false)).unwrap();
+    assert_eq!(r.hosts[&h.name].failed, 1, "{}", r.to_json());
+    assert_eq!(lab.ssh(1, "test -e /etc/ezk-become.conf").status.code(), Some(1));
+    // With become: sudo, and the file is root's.
+    let conns: IndexMap<String, Connection> = [(h.name.clone(), conn(true))].into_iter().collect();
+    let r = run_step(&lab.cluster_dir(), &plan, &conns, &opts(false)).unwrap();
+    assert_eq!(r.exit_code(), 0, "{}", r.to_json());
+    assert_eq!(lab.sh(1, "stat -c '%U:%G %a' /etc/ezk-become.conf"), "root:root 640");
+    let r = run_step(&lab.cluster_dir(), &plan, &conns, &opts(false)).unwrap();
+    assert_eq!(r.total_changed(), 0, "{}", r.to_json());
+    lab.sh(1, "rm -f /etc/ezk-become.conf /etc/sudoers.d/deployer; userdel -r deployer 2>/dev/null; true");
 }
