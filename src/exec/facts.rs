@@ -103,6 +103,11 @@ ezk_m() { # module
 }
 "#;
 
+/// The part of a gather script after the fixed helper functions (what `-v` shows).
+pub fn gather_body(script: &str) -> &str {
+    script.strip_prefix(GATHER_PRELUDE).unwrap_or(script)
+}
+
 fn task_path(task: &Task) -> Option<&str> {
     match &task.action {
         Action::File(f) => Some(&f.path),

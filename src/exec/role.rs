@@ -5,9 +5,9 @@ use std::sync::mpsc::Sender;
 use std::time::Duration;
 
 use super::describe::describe;
-use super::facts::{gather_script, parse_facts};
+use super::facts::{gather_body, gather_script, parse_facts};
 use super::guard::{decide_role, pending_handlers, Verdict};
-use super::script::{apply_script, parse_results};
+use super::script::{apply_script, body, parse_results};
 use super::transport::{Transport, TransportError};
 use super::want::Want;
 use crate::plan::action::{Action, HostRolePlan};
@@ -54,7 +54,7 @@ pub async fn run_role<T: Transport>(
 
     // Round trip 1: gather.
     let gs = gather_script(&hrp.tasks, wants, plan_only);
-    send(Event::Command { host: host.clone(), role: role.clone(), what: "gather".into(), script: gs.clone() });
+    send(Event::Command { host: host.clone(), role: role.clone(), what: "gather".into(), script: gather_body(&gs).to_string() });
     let out = match t.run(&gs, Vec::new(), timeout).await {
         Ok(out) => out,
         Err(e) => {
@@ -138,7 +138,7 @@ pub async fn run_role<T: Transport>(
             _ => 0,
         })
         .sum();
-    send(Event::Command { host: host.clone(), role: role.clone(), what: "apply".into(), script: a.script.clone() });
+    send(Event::Command { host: host.clone(), role: role.clone(), what: "apply".into(), script: body(&a.script).to_string() });
     let out = match t.run(&a.script, a.stdin, timeout + Duration::from_secs(wait_secs)).await {
         Ok(out) => out,
         Err(e) => {

@@ -42,6 +42,11 @@ ezk_run() { # idx cmd... : run with output captured for failure reports
 }
 "#;
 
+/// The part of an apply script after the fixed helper functions (what `-v` shows).
+pub fn body(script: &str) -> &str {
+    script.strip_prefix(PRELUDE).unwrap_or(script)
+}
+
 /// A generated apply: the script and its stdin, in order.
 pub struct ApplyScript {
     pub script: String,

@@ -157,3 +157,33 @@ fn monitor(rx: Receiver<Event>, mut opts: MonitorOptions) {
         b.finish();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_only_with_verbose_and_ok_tasks_quiet() {
+        let cmd = Event::Command { host: "h".into(), role: "r".into(), what: "apply".into(), script: "systemctl restart etcd".into() };
+        assert_eq!(line_for(&cmd, 0), None);
+        assert!(line_for(&cmd, 1).unwrap().contains("systemctl restart etcd"));
+        let ok = Event::Task { host: "h".into(), role: "r".into(), task: "t".into(), status: TaskStatus::Ok, message: String::new() };
+        assert_eq!(line_for(&ok, 0), None);
+        let changed = Event::Task { host: "h".into(), role: "r".into(), task: "t".into(), status: TaskStatus::Changed, message: String::new() };
+        assert_eq!(line_for(&changed, 0).unwrap(), "h [r] t: changed");
+    }
+
+    #[test]
+    fn monitor_writes_every_event_to_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.log");
+        let (tx, m) = Monitor::start(MonitorOptions { progress: false, verbose: 0, to_stderr: true, log: Some(File::create(&path).unwrap()) });
+        tx.send(Event::HostFailed { host: "h1".into(), error: "h1: unreachable: refused".into(), unreachable: true }).unwrap();
+        tx.send(Event::Plan { host: "h2".into(), role: "etcd".into(), lines: vec!["restart etcd (conf)".into()] }).unwrap();
+        drop(tx);
+        m.finish();
+        let log = std::fs::read_to_string(&path).unwrap();
+        assert!(log.contains("h1: UNREACHABLE unreachable: refused"), "{log}");
+        assert!(log.contains("h2 [etcd] would change:\n  restart etcd (conf)"), "{log}");
+    }
+}
