@@ -14,7 +14,6 @@ mod support;
 #[path = "../tests/lab/exec.rs"]
 mod exec;
 
-#[allow(dead_code)]
 #[path = "../tests/sshd/mod.rs"]
 mod sshd;
 mod loopback;

@@ -152,10 +152,10 @@ pub fn gather_script(tasks: &[Task], wants: &[Want], with_content: bool) -> Stri
     for (i, (task, want)) in tasks.iter().zip(wants).enumerate() {
         match &task.action {
             Action::File(f) => {
-                if let Want::File { sha256, diffable: true, .. } = want {
-                    if with_content {
-                        s.push_str(&format!("ezk_c {i} {} {sha256}\n", sh_quote(&f.path)));
-                    }
+                if let Want::File { sha256, diffable: true, .. } = want
+                    && with_content
+                {
+                    s.push_str(&format!("ezk_c {i} {} {sha256}\n", sh_quote(&f.path)));
                 }
             }
             Action::Sysctl { file, entries } => {
@@ -278,10 +278,10 @@ pub fn parse_facts(stdout: &str, stderr: &str, tasks: &[Task]) -> Result<Facts, 
             paths.insert(f[5].to_string(), fact);
         } else if let Some(rest) = line.strip_prefix("@@h ") {
             // `sha256sum` escapes odd names with a leading backslash: leave those unknown.
-            if let Some((h, p)) = rest.split_once("  ") {
-                if !h.starts_with('\\') {
-                    hashes.insert(p.to_string(), h.to_string());
-                }
+            if let Some((h, p)) = rest.split_once("  ")
+                && !h.starts_with('\\')
+            {
+                hashes.insert(p.to_string(), h.to_string());
             }
         } else if let Some(rest) = line.strip_prefix("@@sw ") {
             writable.insert(rest.to_string());

@@ -71,6 +71,7 @@ fn put(i: usize, path: &str, want: &Want, mode: u32, owner: &str, group: &str, s
     )
 }
 
+#[allow(clippy::too_many_arguments)]
 fn file_steps(i: usize, path: &str, changes: &[Change], want: &Want, mode: u32, owner: &str, group: &str, stdin: &mut Vec<StdinPart>) -> String {
     let content = changes.iter().any(|c| matches!(c, Change::NewFile { .. } | Change::Content { .. }));
     if content {
@@ -249,10 +250,11 @@ pub fn apply_script(tasks: &[Task], wants: &[Want], decisions: &[Decision], hand
         }
         s.push_str(&format!("# {i}: {}\n", task.name.replace('\n', " ")));
         s.push_str(&body);
-        if let Action::File(f) = &task.action {
-            if is_unit_path(&f.path) && !changes.is_empty() {
-                s.push_str("EZK_UNITS=1\n");
-            }
+        if let Action::File(f) = &task.action
+            && is_unit_path(&f.path)
+            && !changes.is_empty()
+        {
+            s.push_str("EZK_UNITS=1\n");
         }
         if always_changed {
             s.push_str(&mark_changed(i, task, &flags));

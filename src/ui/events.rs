@@ -117,10 +117,10 @@ fn monitor(rx: Receiver<Event>, mut opts: MonitorOptions) {
         .expect("static template")
         .progress_chars("=> ");
     for ev in rx {
-        if let Some(log) = opts.log.as_mut() {
-            if let Some(l) = line_for(&ev, 2) {
-                let _ = writeln!(log, "{l}");
-            }
+        if let Some(log) = opts.log.as_mut()
+            && let Some(l) = line_for(&ev, 2)
+        {
+            let _ = writeln!(log, "{l}");
         }
         match &ev {
             Event::WaveStart { index, roles, units } if opts.progress => {
