@@ -199,3 +199,27 @@ fn result_markers_parse() {
     assert_eq!(r.tasks[&2].output, vec!["boom"]);
     assert!(!r.done);
 }
+
+#[test]
+fn file_contents_travel_on_stdin_never_in_the_script() {
+    // The script is a command-line argument (visible in `ps` on the host, and logged with -v).
+    let tasks = vec![task("key", file("/etc/k.pem", "-----BEGIN PRIVATE KEY-----\nSECRETBYTES\n", 0o600, true), &[])];
+    let w = wants(&tasks).unwrap();
+    let d = decide_role(&tasks, &w, &parse_facts("@@end\n", "", &tasks).unwrap());
+    assert_eq!(d[0].verdict, Verdict::Change(vec![Change::NewFile { size: 40 }]));
+    let a = apply_script(&tasks, &w, &d, &[]);
+    assert!(!a.script.contains("SECRETBYTES"));
+    assert_eq!(a.stdin.len(), 1);
+    assert!(a.script.contains(&format!("ezk_put 0 /etc/k.pem 40 {} 0600 root root", w[0].sha256().unwrap())), "{}", a.script);
+}
+
+#[test]
+fn state_restarted_always_restarts_and_reports_changed() {
+    let tasks = vec![task("svc", Action::Service { unit: "chrony".into(), enabled: true, state: UnitState::Restarted }, &[])];
+    let w = wants(&tasks).unwrap();
+    let d = decide_role(&tasks, &w, &parse_facts("@@u ActiveState=active\n@@u UnitFileState=enabled\n@@end\n", "", &tasks).unwrap());
+    assert_eq!(d[0].verdict, Verdict::Change(vec![Change::Restart { by: "state: restarted".into() }]));
+    let a = apply_script(&tasks, &w, &d, &[]);
+    assert!(a.script.contains("systemctl restart chrony"), "{}", a.script);
+    assert!(a.script.contains("echo '@@r 0 changed'"), "{}", a.script);
+}

@@ -205,7 +205,8 @@ pub fn apply_script(tasks: &[Task], wants: &[Want], decisions: &[Decision], hand
                         Change::Restart { by } if by.starts_with("state:") => "restart",
                         _ => continue,
                     };
-                    body.push_str(&format!("ezk_run {i} systemctl {cmd} {u} || ezk_fail {i} 'systemctl {cmd} {unit} failed'\n"));
+                    let msg = sh_quote(&format!("systemctl {cmd} {unit} failed"));
+                    body.push_str(&format!("ezk_run {i} systemctl {cmd} {u} || ezk_fail {i} {msg}\n"));
                 }
                 // Only a notified restart is decided at run time; everything else is certain.
                 always_changed = changes.iter().any(|c| !matches!(c, Change::Restart { by } if !by.starts_with("state:")));
@@ -214,7 +215,8 @@ pub fn apply_script(tasks: &[Task], wants: &[Want], decisions: &[Decision], hand
                     if !started {
                         // A notified restart happens only if a notifying task really changed.
                         body.push_str(&format!(
-                            "if [ \"${{N{n}:-0}}\" = 1 ]; then ezk_run {i} systemctl restart {u} || ezk_fail {i} 'systemctl restart {unit} failed'; c=1; fi\n"
+                            "if [ \"${{N{n}:-0}}\" = 1 ]; then ezk_run {i} systemctl restart {u} || ezk_fail {i} {}; c=1; fi\n",
+                            sh_quote(&format!("systemctl restart {unit} failed"))
                         ));
                     }
                     body.push_str(&format!("N{n}=0\n"));
@@ -269,7 +271,8 @@ pub fn apply_script(tasks: &[Task], wants: &[Want], decisions: &[Decision], hand
         let n = flags[unit];
         let u = sh_quote(unit);
         s.push_str(&format!(
-            "if [ \"$EZK_UNITS\" = 1 ]; then systemctl daemon-reload; EZK_UNITS=0; fi\nif [ \"${{N{n}:-0}}\" = 1 ]; then ezk_run {i} systemctl restart {u} || ezk_fail {i} 'systemctl restart {unit} failed'; echo '@@r {i} changed'; fi\n"
+            "if [ \"$EZK_UNITS\" = 1 ]; then systemctl daemon-reload; EZK_UNITS=0; fi\nif [ \"${{N{n}:-0}}\" = 1 ]; then ezk_run {i} systemctl restart {u} || ezk_fail {i} {}; echo '@@r {i} changed'; fi\n",
+            sh_quote(&format!("systemctl restart {unit} failed"))
         ));
         hs.push((i, unit.clone()));
     }
