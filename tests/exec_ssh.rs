@@ -368,3 +368,34 @@ fn wait_for_timeout_fails_the_host_with_diagnose_output() {
     assert!(err.contains("timed out after 2s") && err.contains("why-it-failed"), "{err}");
     assert!(!s.base.join("after").exists(), "went on after a failed wait");
 }
+
+#[test]
+fn an_over_limit_channel_is_reported_as_max_sessions() {
+    use ezk::exec::ssh::{SshConnector, SshOptions};
+    use ezk::exec::transport::{Connector, Transport, TransportError};
+    let server = Sshd::start(None);
+    let s = setup(&[&server]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        // The cap lifted above sshd's MaxSessions 10: the refusal must be named, not vague.
+        let opts = SshOptions { known_hosts: vec![s.cluster.join("known_hosts")], channels_per_host: 30, ..SshOptions::default() };
+        let t = std::sync::Arc::new(SshConnector { opts }.connect("h", &server.connection()).await.unwrap());
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..25 {
+            let t = t.clone();
+            set.spawn(async move { t.run("sleep 0.5", vec![], std::time::Duration::from_secs(30)).await });
+        }
+        let mut refused = 0;
+        while let Some(r) = set.join_next().await {
+            match r.unwrap() {
+                Ok(_) => {}
+                Err(e @ TransportError::TooManySessions { .. }) => {
+                    assert!(e.to_string().contains("MaxSessions"), "{e}");
+                    refused += 1;
+                }
+                Err(e) => panic!("unexpected error: {e}"),
+            }
+        }
+        assert!(refused > 0, "sshd accepted more than MaxSessions channels?");
+    });
+}

@@ -114,6 +114,7 @@ pub fn run_step(
         jump_hosts: opts.jump_hosts.clone(),
         control_dir: std::env::temp_dir(),
         kex_algorithms: opts.kex_algorithms.clone(),
+        ..SshOptions::default()
     };
     run_step_with(Arc::new(SshConnector { opts: ssh }), cluster_dir, plan, conns, opts)
 }

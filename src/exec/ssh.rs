@@ -16,7 +16,8 @@ use tokio::sync::Semaphore;
 use super::transport::{CmdOutput, Connector, StdinPart, Transport, TransportError};
 use crate::inventory::Connection;
 
-/// sshd's default `MaxSessions` is 10; stay below it so an 11th channel never gets refused.
+/// Default channel cap: sshd's default `MaxSessions` is 10; stay below it so an 11th channel
+/// never gets refused.
 pub const MAX_CHANNELS_PER_HOST: usize = 8;
 /// Largest script sent as one remote command (below Linux's 128 KiB per-argument limit, with
 /// room for quoting).
@@ -41,6 +42,8 @@ pub struct SshOptions {
     /// handshake, which matters for hundreds of hosts on a small deploy machine, but gives up
     /// the protection against recorded-traffic attacks: a choice for the operator, off by default.
     pub kex_algorithms: Option<String>,
+    /// Concurrent channels per master; keep below the hosts' sshd `MaxSessions` (default 10).
+    pub channels_per_host: usize,
 }
 
 impl Default for SshOptions {
@@ -53,6 +56,7 @@ impl Default for SshOptions {
             jump_hosts: Vec::new(),
             control_dir: std::env::temp_dir(),
             kex_algorithms: None,
+            channels_per_host: MAX_CHANNELS_PER_HOST,
         }
     }
 }
@@ -176,7 +180,7 @@ impl Connector for SshConnector {
                         host: host.to_string(),
                         session,
                         become_root: conn.become_root && conn.user != "root",
-                        channels: Arc::new(Semaphore::new(MAX_CHANNELS_PER_HOST)),
+                        channels: Arc::new(Semaphore::new(self.opts.channels_per_host.max(1))),
                         round_trips: AtomicU64::new(0),
                     });
                 }
