@@ -327,7 +327,7 @@ fn concurrent_commands_on_one_host_stay_below_max_sessions() {
     let s = setup(&[&server]);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let c = SshConnector { opts: SshOptions { known_hosts: vec![s.cluster.join("known_hosts")], ..SshOptions::default() } };
+        let c = SshConnector::new(SshOptions { known_hosts: vec![s.cluster.join("known_hosts")], ..SshOptions::default() });
         let t = std::sync::Arc::new(c.connect("h", &server.connection()).await.unwrap());
         // 25 commands at once on one master: sshd allows 10 sessions; the transport queues.
         let mut set = tokio::task::JoinSet::new();
@@ -379,7 +379,7 @@ fn an_over_limit_channel_is_reported_as_max_sessions() {
     rt.block_on(async {
         // The cap lifted above sshd's MaxSessions 10: the refusal must be named, not vague.
         let opts = SshOptions { known_hosts: vec![s.cluster.join("known_hosts")], channels_per_host: 30, ..SshOptions::default() };
-        let t = std::sync::Arc::new(SshConnector { opts }.connect("h", &server.connection()).await.unwrap());
+        let t = std::sync::Arc::new(SshConnector::new(opts).connect("h", &server.connection()).await.unwrap());
         let mut set = tokio::task::JoinSet::new();
         for _ in 0..25 {
             let t = t.clone();
@@ -398,4 +398,28 @@ fn an_over_limit_channel_is_reported_as_max_sessions() {
         }
         assert!(refused > 0, "sshd accepted more than MaxSessions channels?");
     });
+}
+
+#[test]
+fn jump_host_is_used_and_its_key_checked_strictly() {
+    let jump = Sshd::start(None);
+    let target = Sshd::start(Some(&jump.client_key));
+    let s = setup(&[&jump, &target]);
+    let conns: IndexMap<String, Connection> = [("h".to_string(), target.connection())].into_iter().collect();
+    let plan = step(vec![HostRolePlan {
+        host: "h".into(),
+        role: "app".into(),
+        tasks: vec![task("via jump", file(&s.base.join("via-jump"), Content::Inline(b"j\n".to_vec()), 0o644, false))],
+    }]);
+    let o = Options { jump_hosts: vec![format!("root@127.0.0.1:{}", jump.port)], ..opts(false) };
+    let r = run_step(&s.cluster, &plan, &conns, &o).unwrap();
+    assert_eq!(r.exit_code(), 0, "{}", r.to_json());
+    assert!(s.base.join("via-jump").exists());
+    let jump_log = std::fs::read_to_string(jump.dir.path().join("sshd.log")).unwrap();
+    assert!(jump_log.contains("Accepted publickey for root"), "the jump host was not used:\n{jump_log}");
+    // The jump hop checks host keys as strictly as the target: unknown jump key → refused.
+    let only_target = target.known_hosts_line();
+    std::fs::write(s.cluster.join("known_hosts"), only_target).unwrap();
+    let r = run_step(&s.cluster, &plan, &conns, &o).unwrap();
+    assert_eq!(r.hosts["h"].unreachable, 1, "{}", r.to_json());
 }

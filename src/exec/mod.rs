@@ -114,9 +114,15 @@ pub fn run_step(
         jump_hosts: opts.jump_hosts.clone(),
         control_dir: std::env::temp_dir(),
         kex_algorithms: opts.kex_algorithms.clone(),
+        identity_files: {
+            let mut keys: Vec<PathBuf> = conns.values().filter_map(|c| c.key_file.clone()).collect();
+            keys.sort();
+            keys.dedup();
+            keys
+        },
         ..SshOptions::default()
     };
-    run_step_with(Arc::new(SshConnector { opts: ssh }), cluster_dir, plan, conns, opts)
+    run_step_with(Arc::new(SshConnector::new(ssh)), cluster_dir, plan, conns, opts)
 }
 
 /// `run_step` with any connector (tests pass a double here).

@@ -44,6 +44,8 @@ pub struct SshOptions {
     pub kex_algorithms: Option<String>,
     /// Concurrent channels per master; keep below the hosts' sshd `MaxSessions` (default 10).
     pub channels_per_host: usize,
+    /// Keys offered to jump hosts (each host's own key is passed to its connection anyway).
+    pub identity_files: Vec<PathBuf>,
 }
 
 impl Default for SshOptions {
@@ -57,14 +59,29 @@ impl Default for SshOptions {
             control_dir: std::env::temp_dir(),
             kex_algorithms: None,
             channels_per_host: MAX_CHANNELS_PER_HOST,
+            identity_files: Vec::new(),
         }
     }
 }
 
 /// Opens one SSH master per host.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct SshConnector {
-    pub opts: SshOptions,
+    opts: SshOptions,
+    config: std::sync::OnceLock<Result<RunConfig, String>>,
+}
+
+impl SshConnector {
+    /// A connector for one run.
+    pub fn new(opts: SshOptions) -> Self {
+        SshConnector { opts, config: std::sync::OnceLock::new() }
+    }
+    fn config_path(&self, host: &str) -> Result<&std::path::Path, TransportError> {
+        match self.config.get_or_init(|| write_run_config(&self.opts).map_err(|e| e.to_string())) {
+            Ok(c) => Ok(&c.path),
+            Err(e) => Err(TransportError::Other { host: host.into(), reason: format!("writing the run's ssh config: {e}") }),
+        }
+    }
 }
 
 /// A live SSH master to one host.
@@ -95,17 +112,51 @@ fn known_hosts_option(opts: &SshOptions) -> String {
     files.join(" ")
 }
 
-/// An ssh config that sets KexAlgorithms first (first value wins in ssh_config), then includes
-/// the user's and the system's configs, so everything else still comes from them.
-fn kex_config(dir: &std::path::Path, kex: &str) -> std::io::Result<PathBuf> {
-    let path = dir.join(format!("ezk-ssh-{}.conf", std::process::id()));
-    if !path.exists() {
-        let text = format!("# written by ezk for this run\nKexAlgorithms {kex}\nInclude ~/.ssh/config\nInclude /etc/ssh/ssh_config\n");
-        let tmp = dir.join(format!("ezk-ssh-{}.conf.tmp", std::process::id()));
-        std::fs::write(&tmp, text)?;
-        std::fs::rename(&tmp, &path)?;
+/// The ssh config file of one connector, removed when the connector goes away.
+#[derive(Debug)]
+struct RunConfig {
+    path: PathBuf,
+}
+
+impl Drop for RunConfig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
     }
-    Ok(path)
+}
+
+fn quoted(p: &std::path::Path) -> String {
+    format!("\"{}\"", p.display())
+}
+
+/// The config passed with `-F`. It matters for connections the crate's `-o` options do not
+/// reach — the ProxyJump hop, which ssh starts as a child with only `-F` — so it carries the
+/// same host-key policy, batch mode, timeout and keys. Ours come first (the first value wins
+/// in ssh_config); then the user's and the system's configs are included, so everything else
+/// (ProxyJump, User, ports, ciphers) still comes from them, as with plain `ssh`.
+fn run_config_text(opts: &SshOptions) -> String {
+    let mut t = String::from("# written by ezk for one run; removed when the run ends\n");
+    t.push_str(&format!(
+        "BatchMode yes\nStrictHostKeyChecking {}\nUserKnownHostsFile {}\nConnectTimeout {}\n",
+        if opts.accept_new_host_keys { "accept-new" } else { "yes" },
+        known_hosts_option(opts),
+        opts.connect_timeout.as_secs().max(1)
+    ));
+    if let Some(kex) = &opts.kex_algorithms {
+        t.push_str(&format!("KexAlgorithms {kex}\n"));
+    }
+    for k in &opts.identity_files {
+        t.push_str(&format!("IdentityFile {}\n", quoted(k)));
+    }
+    t.push_str("Include ~/.ssh/config\nInclude /etc/ssh/ssh_config\n");
+    t
+}
+
+fn write_run_config(opts: &SshOptions) -> std::io::Result<RunConfig> {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let n = SEQ.fetch_add(1, Ordering::Relaxed);
+    let path = opts.control_dir.join(format!("ezk-ssh-{}-{n}.conf", std::process::id()));
+    std::fs::write(&path, run_config_text(opts))?;
+    Ok(RunConfig { path })
 }
 
 fn classify_connect_error(host: &str, err: &openssh::Error) -> TransportError {
@@ -162,12 +213,7 @@ impl Connector for SshConnector {
         if !self.opts.jump_hosts.is_empty() {
             b.jump_hosts(&self.opts.jump_hosts);
         }
-        if let Some(kex) = &self.opts.kex_algorithms {
-            b.config_file(kex_config(&self.opts.control_dir, kex).map_err(|e| TransportError::Other {
-                host: host.into(),
-                reason: format!("writing the ssh config for KexAlgorithms: {e}"),
-            })?);
-        }
+        b.config_file(self.config_path(host)?);
         let attempts = self.opts.connect_attempts.max(1);
         let mut last = None;
         for attempt in 0..attempts {
