@@ -14,6 +14,7 @@ pub mod check;
 pub mod checkout;
 pub mod download;
 pub mod kca_renew;
+pub mod lab;
 pub mod list;
 pub mod new;
 pub mod render;
@@ -71,6 +72,8 @@ pub enum Command {
     Certs(certs::Args),
     /// Back up ssl/ and reissue every certificate, keeping the CAs unless --new-ca.
     KcaRenew(kca_renew::Args),
+    /// A local sandbox of real systemd hosts to try ezk on: up, down, status.
+    Lab(lab::Args),
 }
 
 /// Run the parsed command line.
@@ -87,6 +90,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Download(a) => download::run(&ctx, a),
         Command::Certs(a) => certs::run(&ctx, a),
         Command::KcaRenew(a) => kca_renew::run(&ctx, a),
+        Command::Lab(a) => lab::run(&ctx, a),
     }
 }
 

@@ -1,0 +1,259 @@
+//! `up`, `down` and `status` of a lab. `up` records each resource in the state file before
+//! creating it and, on any failure, tears down what it made before returning the error; `down`
+//! works from the state file alone and tolerates every piece being already gone.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::Duration;
+
+use super::inventory::{self, InventoryInput};
+use super::state::{HostState, LabState};
+use super::{LabError, LabPaths, host, image, net, sys, validate_name, wait};
+
+/// What `ezk lab up` was asked for.
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    pub name: String,
+    pub hosts: usize,
+    /// `clusters/<name>/` (made absolute by `up`).
+    pub cluster_dir: PathBuf,
+    /// How long to wait for all hosts to be ready.
+    pub timeout: Duration,
+}
+
+/// One host's current state, as `status` reports it.
+#[derive(Debug, Clone)]
+pub struct HostStatus {
+    pub name: String,
+    pub ip: Ipv4Addr,
+    /// `running` (nspawn alive, sshd port open), `booting` (alive, no sshd yet), `stopped`.
+    pub state: String,
+    pub pid: Option<u32>,
+}
+
+/// One lab's current state.
+#[derive(Debug, Clone)]
+pub struct LabStatus {
+    pub name: String,
+    pub subnet: String,
+    pub bridge: String,
+    pub cluster_dir: PathBuf,
+    pub hosts: Vec<HostStatus>,
+}
+
+/// Bring a lab up; returns its state and each host's `is-system-running` answer.
+pub fn up(paths: &LabPaths, opts: &UpOptions, progress: &mut dyn FnMut(&str)) -> Result<(LabState, Vec<String>), LabError> {
+    validate_name(&opts.name)?;
+    if opts.hosts == 0 || opts.hosts > net::MAX_HOSTS {
+        return Err(LabError::BadHostCount(opts.hosts));
+    }
+    sys::preflight("up")?;
+    let _lab_lock = sys::lock_file(&lock_path(paths, &opts.name))?;
+    if LabState::load(paths, &opts.name)?.is_some() {
+        return Err(LabError::AlreadyUp { name: opts.name.clone(), path: paths.state_file(&opts.name) });
+    }
+    let hosts_file = opts.cluster_dir.join("hosts");
+    if hosts_file.exists() && !is_lab_written(&hosts_file) {
+        return Err(LabError::ClusterExists { path: hosts_file });
+    }
+    let image = image::ensure(paths, progress)?;
+    std::fs::create_dir_all(&opts.cluster_dir).map_err(LabError::io(&opts.cluster_dir))?;
+    let cluster_dir = std::fs::canonicalize(&opts.cluster_dir).map_err(LabError::io(&opts.cluster_dir))?;
+
+    // Allocate the subnet and record the whole plan before making anything.
+    let mut state = {
+        let _alloc = sys::lock_file(&paths.labs_dir().join(".alloc.lock"))?;
+        let index = net::allocate(paths)?;
+        let lab_dir = paths.lab_dir(&opts.name);
+        let hosts = (0..opts.hosts)
+            .map(|i| {
+                let name = format!("{}-{}", opts.name, i + 1);
+                let machine = format!("ez{index}-{}", i + 1);
+                HostState {
+                    dir: lab_dir.join("hosts").join(&name),
+                    veth: format!("vb-{machine}"),
+                    name,
+                    machine,
+                    ip: net::host_ip(index, i),
+                    pid: None,
+                }
+            })
+            .collect();
+        let state = LabState {
+            name: opts.name.clone(),
+            index,
+            bridge: net::bridge_name(index),
+            image,
+            cluster_dir,
+            vip: (opts.hosts >= 5).then(|| net::vip(index)),
+            hosts,
+        };
+        state.save(paths)?;
+        state
+    };
+    let mut children = Vec::new();
+    match make(paths, &mut state, &mut children, opts.timeout, progress) {
+        Ok(states) => Ok((state, states)),
+        Err(e) => {
+            progress(&format!("up failed; removing lab {} again", state.name));
+            drop(children);
+            if let Err(down_err) = teardown(paths, &state) {
+                progress(&format!("cleanup incomplete ({down_err}); run `ezk lab down {}`", state.name));
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The part of `up` after the state file exists: everything here is undone by `teardown`.
+fn make(paths: &LabPaths, state: &mut LabState, children: &mut Vec<Child>, timeout: Duration, progress: &mut dyn FnMut(&str)) -> Result<Vec<String>, LabError> {
+    let key = state.key_file();
+    progress(&format!("lab {}: subnet 198.18.{}.0/24 on bridge {}, {} hosts", state.name, state.index, state.bridge, state.hosts.len()));
+    let ssh_dir = key.parent().expect("key in ssh/");
+    std::fs::create_dir_all(ssh_dir).map_err(LabError::io(ssh_dir))?;
+    let _ = std::fs::remove_file(&key);
+    let _ = std::fs::remove_file(key.with_extension("pub"));
+    sys::run(std::process::Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C"]).arg(format!("ezk-lab-{}", state.name)).arg("-f").arg(&key))?;
+    let pub_path = key.with_extension("pub");
+    let authorized = std::fs::read_to_string(&pub_path).map_err(LabError::io(&pub_path))?;
+
+    net::create_bridge(state.index)?;
+    let all: Vec<(String, Ipv4Addr)> = state.hosts.iter().map(|h| (h.name.clone(), h.ip)).collect();
+    let mut known = String::new();
+    for h in &state.hosts {
+        let hostkey = host::prepare(h, &state.image, &all, &authorized)?;
+        known.push_str(&format!("{} {hostkey}\n", h.ip));
+    }
+    sys::write_atomic(&state.known_hosts(), known.as_bytes(), 0o644)?;
+    write_inventory(state)?;
+
+    progress("booting hosts");
+    for i in 0..state.hosts.len() {
+        let child = host::boot(&state.hosts[i], &state.bridge)?;
+        state.hosts[i].pid = Some(child.id());
+        children.push(child);
+        state.save(paths)?;
+    }
+    progress("waiting for ssh and systemd on every host");
+    wait::wait_all(&state.hosts, children, &key, &state.known_hosts(), timeout)
+}
+
+/// Write `clusters/<name>/hosts` and `config.yml`.
+fn write_inventory(state: &LabState) -> Result<(), LabError> {
+    let hosts: Vec<(String, Ipv4Addr)> = state.hosts.iter().map(|h| (h.name.clone(), h.ip)).collect();
+    let key = state.key_file();
+    let text = inventory::hosts_file(&InventoryInput { name: &state.name, hosts: &hosts, vip: state.vip, key_file: &key });
+    sys::write_atomic(&state.cluster_dir.join("hosts"), text.as_bytes(), 0o644)?;
+    sys::write_atomic(&state.cluster_dir.join("config.yml"), inventory::CONFIG_YML.as_bytes(), 0o644)
+}
+
+/// Per-lab lock, outside the lab's own dir so removing the dir never removes a held lock.
+fn lock_path(paths: &LabPaths, name: &str) -> PathBuf {
+    paths.labs_dir().join(".locks").join(format!("{name}.lock"))
+}
+
+/// Does this hosts file carry the lab marker on its first line?
+fn is_lab_written(hosts_file: &Path) -> bool {
+    std::fs::read_to_string(hosts_file).map(|t| t.starts_with(inventory::MARKER)).unwrap_or(false)
+}
+
+/// Tear lab `name` down. `Ok(false)` when there was no such lab (nothing to do).
+pub fn down(paths: &LabPaths, name: &str, progress: &mut dyn FnMut(&str)) -> Result<bool, LabError> {
+    validate_name(name)?;
+    sys::preflight("down")?;
+    let lock = lock_path(paths, name);
+    let _lab_lock = sys::lock_file(&lock)?;
+    let Some(state) = LabState::load(paths, name)? else {
+        // A state dir without a readable state file is a crash before the first save: only dirs.
+        let dir = paths.lab_dir(name);
+        if dir.exists() {
+            sys::remove_tree(&dir)?;
+            return Ok(true);
+        }
+        return Ok(false);
+    };
+    progress(&format!("stopping {} hosts of lab {name}", state.hosts.len()));
+    teardown(paths, &state)?;
+    // The lab is gone; so is its lock file (a racing `up` of the same name would simply
+    // start from scratch).
+    let _ = std::fs::remove_file(&lock);
+    Ok(true)
+}
+
+/// Remove everything a (possibly half-made) lab has: processes, mounts, veths, bridge, the
+/// lab's files in its cluster dir, the state dir. Every step tolerates a missing piece.
+fn teardown(paths: &LabPaths, state: &LabState) -> Result<(), LabError> {
+    host::stop_all(&state.hosts, Duration::from_secs(20));
+    let mut first_err = None;
+    for h in &state.hosts {
+        if let Err(e) = sys::unmount_all(&h.rootfs()) {
+            first_err.get_or_insert(e);
+        }
+        if let Err(e) = net::delete_link(&h.veth) {
+            first_err.get_or_insert(e);
+        }
+    }
+    if let Err(e) = net::delete_link(&state.bridge) {
+        first_err.get_or_insert(e);
+    }
+    remove_cluster_files(&state.cluster_dir);
+    if let Some(e) = first_err {
+        return Err(e);
+    }
+    sys::remove_tree(&paths.lab_dir(&state.name))
+}
+
+/// Remove what `up` wrote into clusters/<name>/ (leaving anything else, e.g. ssl/ or logs/
+/// made by other commands), and the dir itself if that leaves it empty.
+fn remove_cluster_files(dir: &Path) {
+    let hosts = dir.join("hosts");
+    if is_lab_written(&hosts) {
+        let _ = std::fs::remove_file(&hosts);
+        let _ = std::fs::remove_file(dir.join("config.yml"));
+    }
+    let _ = std::fs::remove_file(dir.join("known_hosts"));
+    let key = super::state::key_file(dir);
+    let _ = std::fs::remove_file(&key);
+    let _ = std::fs::remove_file(key.with_extension("pub"));
+    let _ = std::fs::remove_dir(dir.join("ssh"));
+    let _ = std::fs::remove_dir(dir);
+}
+
+/// Status of one lab or of all labs.
+pub fn status(paths: &LabPaths, name: Option<&str>) -> Result<Vec<LabStatus>, LabError> {
+    let names = match name {
+        Some(n) => {
+            validate_name(n)?;
+            vec![n.to_string()]
+        }
+        None => LabState::list(paths),
+    };
+    let mut out = Vec::new();
+    for n in names {
+        let Some(state) = LabState::load(paths, &n)? else { continue };
+        let hosts = state
+            .hosts
+            .iter()
+            .map(|h| {
+                let alive = h.pid.is_some_and(|p| sys::is_our_nspawn(p, &h.machine));
+                let ssh = alive && port_open(h.ip, 22);
+                let state = if ssh { "running" } else if alive { "booting" } else { "stopped" };
+                HostStatus { name: h.name.clone(), ip: h.ip, state: state.to_string(), pid: h.pid }
+            })
+            .collect();
+        out.push(LabStatus {
+            name: state.name.clone(),
+            subnet: format!("198.18.{}.0/24", state.index),
+            bridge: state.bridge.clone(),
+            cluster_dir: state.cluster_dir.clone(),
+            hosts,
+        });
+    }
+    Ok(out)
+}
+
+/// A TCP connect to a lab host (only lab addresses are ever passed here).
+fn port_open(ip: Ipv4Addr, port: u16) -> bool {
+    std::net::TcpStream::connect_timeout(&(ip, port).into(), Duration::from_millis(300)).is_ok()
+}

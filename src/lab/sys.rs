@@ -1,0 +1,233 @@
+//! Host-machine plumbing for the lab: root and tool checks, running commands with their stderr
+//! in the error, mount and process inspection through /proc, file locks.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::LabError;
+
+/// Tools `ezk lab up` runs, with the Debian package that ships each.
+const TOOLS: &[(&str, &str)] = &[
+    ("systemd-nspawn", "systemd-container"),
+    ("debootstrap", "debootstrap"),
+    ("ip", "iproute2"),
+    ("ssh", "openssh-client"),
+    ("ssh-keygen", "openssh-client"),
+    ("mount", "mount"),
+    ("umount", "mount"),
+    ("setsid", "util-linux"),
+    ("chroot", "coreutils"),
+    ("kill", "procps"),
+];
+
+/// Tools `ezk lab down` needs (a subset: tearing down must work with less).
+const DOWN_TOOLS: &[&str] = &["ip", "umount", "kill"];
+
+/// True when running with effective uid 0 (read from /proc, no libc needed).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Whether `tool` is on PATH (or in the sbin dirs a sudo PATH may lack).
+pub fn has_tool(tool: &str) -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
+        .any(|d| d.join(tool).is_file())
+}
+
+/// Check root, tools and overlayfs before anything is made. `op` names the subcommand.
+pub fn preflight(op: &'static str) -> Result<(), LabError> {
+    if !is_root() {
+        return Err(LabError::NotRoot(op));
+    }
+    let wanted: Vec<(&str, &str)> = if op == "up" {
+        TOOLS.to_vec()
+    } else {
+        TOOLS.iter().copied().filter(|(t, _)| DOWN_TOOLS.contains(t)).collect()
+    };
+    let missing: Vec<(&str, &str)> = wanted.into_iter().filter(|(t, _)| !has_tool(t)).collect();
+    if !missing.is_empty() {
+        let mut packages: Vec<String> = missing.iter().map(|(_, p)| p.to_string()).collect();
+        packages.dedup();
+        return Err(LabError::MissingTools { tools: missing.iter().map(|(t, _)| t.to_string()).collect(), packages });
+    }
+    if op == "up" {
+        let fs = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
+        if !fs.lines().any(|l| l.split_whitespace().last() == Some("overlay")) {
+            return Err(LabError::NoOverlay);
+        }
+    }
+    Ok(())
+}
+
+/// Render a command for messages.
+pub fn show(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    s
+}
+
+/// Run a command to completion; stdout on success, an error with its stderr otherwise.
+pub fn run(cmd: &mut Command) -> Result<String, LabError> {
+    let out = cmd.output().map_err(|e| LabError::Command { cmd: show(cmd), status: "not started".into(), stderr: e.to_string() })?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(LabError::Command {
+            cmd: show(cmd),
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
+    }
+}
+
+/// Shorthand: `run(Command::new(prog).args(args))`.
+pub fn run_args(prog: &str, args: &[&str]) -> Result<String, LabError> {
+    run(Command::new(prog).args(args))
+}
+
+/// Mount points currently at or below `dir` (from /proc/self/mountinfo), deepest first.
+pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut found: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|m| PathBuf::from(unescape_mount(m)))
+        .filter(|m| m.starts_with(dir))
+        .collect();
+    found.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    found.dedup();
+    found
+}
+
+/// mountinfo escapes space, tab, newline and backslash as octal `\NNN`.
+fn unescape_mount(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8) {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Unmount everything at or below `dir` (deepest first; lazily if busy), then check none is left.
+pub fn unmount_all(dir: &Path) -> Result<(), LabError> {
+    for m in mounts_under(dir) {
+        let p = m.to_string_lossy().into_owned();
+        if run_args("umount", &[&p]).is_err() {
+            let _ = run_args("umount", &["-l", &p]);
+        }
+    }
+    match mounts_under(dir).first() {
+        Some(_) => Err(LabError::StillMounted { path: dir.to_path_buf() }),
+        None => Ok(()),
+    }
+}
+
+/// Delete a directory tree, but never through a mount point (a crashed debootstrap can leave
+/// /proc, /sys or /dev mounted inside its target; deleting through those would be a disaster).
+pub fn remove_tree(dir: &Path) -> Result<(), LabError> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    unmount_all(dir)?;
+    std::fs::remove_dir_all(dir).map_err(LabError::io(dir))
+}
+
+/// Is `pid` a live (non-zombie) systemd-nspawn process started for `machine`? Checking the
+/// command line guards against signalling a recycled pid that now belongs to someone else.
+pub fn is_our_nspawn(pid: u32, machine: &str) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return false };
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let is_nspawn = args.first().is_some_and(|a| a.ends_with(b"systemd-nspawn"));
+    let want = format!("--machine={machine}");
+    let ours = args.iter().any(|a| *a == want.as_bytes());
+    is_nspawn && ours && !is_zombie(pid)
+}
+
+/// A zombie has exited; only its parent's wait() is missing.
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| s.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')))
+        .unwrap_or(true)
+}
+
+/// Send `sig` (e.g. "TERM", "KILL") to one pid.
+pub fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).output();
+}
+
+/// Does a network interface with this name exist?
+pub fn link_exists(name: &str) -> bool {
+    Path::new("/sys/class/net").join(name).exists()
+}
+
+/// The last `n` lines of a log file (for failure reports).
+pub fn log_tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.len().saturating_sub(n);
+    lines[start..].iter().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
+}
+
+/// Take an exclusive lock on `path` (created if needed); held until the File is dropped.
+pub fn lock_file(path: &Path) -> Result<File, LabError> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(LabError::io(parent))?;
+    }
+    let f = File::options().create(true).truncate(false).write(true).open(path).map_err(LabError::io(path))?;
+    f.lock().map_err(LabError::io(path))?;
+    Ok(f)
+}
+
+/// Write a file atomically (temp file in the same dir, then rename) with the given mode.
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), LabError> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(LabError::io(dir))?;
+    let tmp = dir.join(format!(".{}.tmp{}", path.file_name().unwrap_or_default().to_string_lossy(), std::process::id()));
+    let mut f = File::options().create(true).write(true).truncate(true).mode(mode).open(&tmp).map_err(LabError::io(&tmp))?;
+    f.write_all(data).map_err(LabError::io(&tmp))?;
+    f.set_permissions(std::fs::Permissions::from_mode(mode)).map_err(LabError::io(&tmp))?;
+    f.sync_all().map_err(LabError::io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(LabError::io(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_unescape() {
+        assert_eq!(unescape_mount(r"/a\040b"), "/a b");
+        assert_eq!(unescape_mount("/plain"), "/plain");
+    }
+
+    #[test]
+    fn own_process_is_not_nspawn() {
+        assert!(!is_our_nspawn(std::process::id(), "x"));
+        assert!(!is_our_nspawn(u32::MAX - 1, "x"));
+    }
+}

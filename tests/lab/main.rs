@@ -1,0 +1,98 @@
+//! The lab integration suite: ONE test binary (`cargo test --test lab`, harness = false) that
+//! boots one shared lab of real systemd hosts, runs every registered test against it, and
+//! always tears it down — after failures, panics, and on Ctrl-C/SIGTERM too.
+//!
+//! Adding tests: create `tests/lab/<topic>.rs` with
+//! `pub const TESTS: &[Test] = &[Test { name: "topic::what", run: what }, ...];` where each
+//! `fn what(lab: &Lab)` panics on failure, then add `mod <topic>;` and `<topic>::TESTS` to
+//! `SUITES` below. Tests needing a lab of another size call `Lab::up(..)` themselves (it is torn
+//! down when dropped, and on interrupt).
+//!
+//! Usage: `cargo test --test lab [-- FILTER...]` runs the tests whose name contains any FILTER.
+//! Not root: prints why and exits 0 (skipped). Ends with the line `N passed, N failed`.
+
+mod basics;
+mod exec;
+mod support;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Instant;
+
+pub use support::{Lab, Test};
+
+/// Every registered test list. Other topics add theirs here.
+const SUITES: &[&[Test]] = &[basics::TESTS, exec::TESTS];
+
+/// Hosts in the shared lab.
+const SHARED_HOSTS: usize = 3;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let list_only = args.iter().any(|a| a == "--list");
+    // Positional args are name filters; libtest-style flags (--nocapture, ...) are ignored.
+    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    let selected: Vec<&Test> = SUITES
+        .iter()
+        .flat_map(|s| s.iter())
+        .filter(|t| filters.is_empty() || filters.iter().any(|f| t.name.contains(f.as_str())))
+        .collect();
+    if list_only {
+        for t in &selected {
+            println!("{}: test", t.name);
+        }
+        return;
+    }
+    if !support::is_root() {
+        println!("lab tests skipped: they boot systemd-nspawn hosts and need root (run as root: cargo test --test lab)");
+        println!("0 passed, 0 failed");
+        return;
+    }
+    if selected.is_empty() {
+        println!("no lab test matches {filters:?}");
+        println!("0 passed, 0 failed");
+        return;
+    }
+    support::install_interrupt_handler();
+    // Tests print their own panics; keep the default hook's message but only once per test.
+    let name = format!("t{}", std::process::id());
+    println!("booting shared lab {name} ({SHARED_HOSTS} hosts)");
+    let lab = match Lab::up(&name, SHARED_HOSTS) {
+        Ok(lab) => lab,
+        Err(e) => {
+            println!("shared lab did not come up: {e}");
+            println!("0 passed, 1 failed");
+            std::process::exit(1);
+        }
+    };
+    let (mut passed, mut failed) = (0usize, Vec::new());
+    for t in &selected {
+        let start = Instant::now();
+        let result = catch_unwind(AssertUnwindSafe(|| (t.run)(&lab)));
+        let secs = start.elapsed().as_secs_f32();
+        match result {
+            Ok(()) => {
+                passed += 1;
+                println!("test {} ... ok ({secs:.1}s)", t.name);
+            }
+            Err(payload) => {
+                let msg = support::panic_message(&payload);
+                println!("test {} ... FAILED ({secs:.1}s): {msg}", t.name);
+                failed.push(t.name);
+            }
+        }
+    }
+    // Tearing the shared lab down is itself checked: nothing may be left behind.
+    let leftovers = lab.down_and_check();
+    if leftovers.is_empty() {
+        passed += 1;
+        println!("test shared-lab-teardown ... ok");
+    } else {
+        println!("test shared-lab-teardown ... FAILED: left behind: {}", leftovers.join("; "));
+        failed.push("shared-lab-teardown");
+    }
+    if !failed.is_empty() {
+        println!("\nfailures:\n    {}", failed.join("\n    "));
+    }
+    println!("{passed} passed, {} failed", failed.len());
+    std::process::exit(if failed.is_empty() { 0 } else { 1 });
+}

@@ -1,0 +1,283 @@
+//! Shared helpers for lab tests: bring a lab up/down through the real `ezk` binary, run
+//! commands on its hosts over SSH with strict host-key checking, and find leftovers.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
+
+/// A registered lab test: `run` panics on failure.
+pub struct Test {
+    pub name: &'static str,
+    pub run: fn(&Lab),
+}
+
+/// One booted host, as `ezk lab up` reported it.
+#[derive(Debug, Clone)]
+pub struct Host {
+    pub name: String,
+    pub ip: String,
+}
+
+/// A running lab in its own temporary ezk home. Dropping it tears it down.
+pub struct Lab {
+    pub name: String,
+    /// The ezk home: `clusters/<name>/` lives here.
+    pub home: PathBuf,
+    pub hosts: Vec<Host>,
+    /// N of 198.18.N.0/24.
+    pub index: u8,
+    /// ifindex of the bridge and of each host veth at `up` time: leftovers are these very
+    /// links, not a later lab that reused the subnet number.
+    links: Vec<(String, String)>,
+    _tmp: tempfile::TempDir,
+    downed: std::cell::Cell<bool>,
+}
+
+/// Labs to remove on interrupt: (home, name).
+static LIVE: Mutex<Vec<(PathBuf, String)>> = Mutex::new(Vec::new());
+
+/// The `ezk` binary under test.
+pub fn ezk_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_ezk"))
+}
+
+/// Lab state root, as ezk resolves it.
+pub fn lab_root() -> PathBuf {
+    std::env::var_os("EZK_LAB_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/var/lib/ezk"))
+}
+
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0")))
+        .unwrap_or(false)
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+impl Lab {
+    /// `ezk lab up <name> --hosts <n>` in a fresh temporary home.
+    pub fn up(name: &str, n: usize) -> Result<Lab, String> {
+        let tmp = tempfile::Builder::new().prefix("ezk-lab-test").tempdir().map_err(|e| e.to_string())?;
+        let home = tmp.path().to_path_buf();
+        LIVE.lock().unwrap().push((home.clone(), name.to_string()));
+        let out = Command::new(ezk_bin())
+            .arg("--home").arg(&home)
+            .args(["lab", "up", name, "--hosts", &n.to_string()])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            down(&home, name);
+            return Err(format!("ezk lab up {name} failed:\n{}", text(&out)));
+        }
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let hosts: Vec<Host> = stdout
+            .lines()
+            .skip_while(|l| !l.starts_with("HOST"))
+            .skip(1)
+            .take_while(|l| !l.trim().is_empty())
+            .map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                Host { name: f[0].to_string(), ip: f[1].to_string() }
+            })
+            .collect();
+        if hosts.len() != n {
+            down(&home, name);
+            return Err(format!("expected {n} hosts in the table, got:\n{stdout}"));
+        }
+        let index: u8 = hosts[0].ip.split('.').nth(2).and_then(|s| s.parse().ok()).ok_or("bad ip")?;
+        let mut links = vec![format!("ezkbr{index}")];
+        links.extend((1..=n).map(|i| format!("vb-ez{index}-{i}")));
+        let links = links
+            .into_iter()
+            .map(|l| {
+                let idx = std::fs::read_to_string(format!("/sys/class/net/{l}/ifindex")).unwrap_or_default().trim().to_string();
+                (l, idx)
+            })
+            .collect();
+        Ok(Lab { name: name.to_string(), home, hosts, index, links, _tmp: tmp, downed: Default::default() })
+    }
+
+    /// `clusters/<name>/`.
+    pub fn cluster_dir(&self) -> PathBuf {
+        self.home.join("clusters").join(&self.name)
+    }
+    /// The lab's private key.
+    pub fn key(&self) -> PathBuf {
+        self.cluster_dir().join("ssh/id_ed25519")
+    }
+    /// The lab's known_hosts (the hosts' real keys).
+    pub fn known_hosts(&self) -> PathBuf {
+        self.cluster_dir().join("known_hosts")
+    }
+    /// The generated kubeasz inventory text.
+    pub fn inventory(&self) -> String {
+        std::fs::read_to_string(self.cluster_dir().join("hosts")).expect("inventory written")
+    }
+    /// The ex_lb VIP (labs of 5+ hosts).
+    pub fn vip(&self) -> String {
+        format!("198.18.{}.250", self.index)
+    }
+
+    /// ssh to host `i` with the lab key, only the lab's known_hosts, strict host-key checking.
+    pub fn ssh_cmd(&self, i: usize) -> Command {
+        ssh_with(&self.key(), &self.known_hosts(), &self.hosts[i].ip)
+    }
+
+    /// Run `cmd` on host `i` (via `sh -c` remotely); the raw output.
+    pub fn ssh(&self, i: usize, cmd: &str) -> Output {
+        self.ssh_cmd(i).arg(cmd).stdin(Stdio::null()).output().expect("ssh runs")
+    }
+
+    /// Run `cmd` on host `i`, panic (with its output) unless it succeeds; trimmed stdout.
+    pub fn sh(&self, i: usize, cmd: &str) -> String {
+        let out = self.ssh(i, cmd);
+        assert!(out.status.success(), "on {} `{cmd}` failed ({}): {}", self.hosts[i].name, out.status, text(&out));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Run `ezk --home <home> <args>`.
+    pub fn ezk(&self, args: &[&str]) -> Output {
+        Command::new(ezk_bin()).arg("--home").arg(&self.home).args(args).stdin(Stdio::null()).output().expect("ezk runs")
+    }
+
+    /// `ezk lab down`, then list whatever of this lab is still there (empty = clean).
+    pub fn down_and_check(&self) -> Vec<String> {
+        let out = self.ezk(&["lab", "down", &self.name]);
+        self.downed.set(true);
+        LIVE.lock().unwrap().retain(|(h, n)| !(h == &self.home && n == &self.name));
+        let mut left = Vec::new();
+        if !out.status.success() {
+            left.push(format!("`ezk lab down` failed: {}", text(&out)));
+        }
+        left.extend(self.leftovers());
+        left
+    }
+
+    /// Pieces of this lab that exist now: live nspawn processes, mounts, links, state, files.
+    pub fn leftovers(&self) -> Vec<String> {
+        let lab_dir = lab_root().join("labs").join(&self.name);
+        let mut left = Vec::new();
+        for pid in nspawn_pids_under(&lab_dir) {
+            left.push(format!("systemd-nspawn pid {pid}"));
+        }
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        for m in mounts.lines().filter_map(|l| l.split(' ').nth(4)).filter(|m| Path::new(m).starts_with(&lab_dir)) {
+            left.push(format!("mount {m}"));
+        }
+        for (link, idx) in &self.links {
+            let now = std::fs::read_to_string(format!("/sys/class/net/{link}/ifindex")).unwrap_or_default();
+            if !idx.is_empty() && now.trim() == idx {
+                left.push(format!("link {link}"));
+            }
+        }
+        if lab_dir.exists() {
+            left.push(format!("state dir {}", lab_dir.display()));
+        }
+        for f in ["hosts", "config.yml", "known_hosts", "ssh"] {
+            let p = self.cluster_dir().join(f);
+            if p.exists() {
+                left.push(format!("file {}", p.display()));
+            }
+        }
+        left
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if !self.downed.get() {
+            let _ = self.down_and_check();
+        }
+    }
+}
+
+/// ssh with the given key and known_hosts only, strict, no agent or user config.
+pub fn ssh_with(key: &Path, known_hosts: &Path, ip: &str) -> Command {
+    let mut c = Command::new("ssh");
+    c.arg("-F").arg("/dev/null")
+        .arg("-i").arg(key)
+        .arg("-o").arg(format!("UserKnownHostsFile={}", known_hosts.display()))
+        .args(["-o", "GlobalKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=yes"])
+        .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR"])
+        .arg(format!("root@{ip}"));
+    c
+}
+
+/// Live (non-zombie) systemd-nspawn processes whose root directory is under `dir`.
+pub fn nspawn_pids_under(dir: &Path) -> Vec<u32> {
+    let needle = dir.to_string_lossy().into_owned();
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')))
+            .unwrap_or(true);
+        if cmd.starts_with("systemd-nspawn") && cmd.contains(&needle) && !zombie {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+fn down(home: &Path, name: &str) {
+    let _ = Command::new(ezk_bin()).arg("--home").arg(home).args(["lab", "down", name]).stdin(Stdio::null()).output();
+    LIVE.lock().unwrap().retain(|(h, n)| !(h == home && n == name));
+}
+
+/// On Ctrl-C or SIGTERM: tear down every live lab, then exit 130.
+pub fn install_interrupt_handler() {
+    std::thread::spawn(|| {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(async {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("sigterm");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        });
+        eprintln!("interrupted: tearing down labs");
+        let live: Vec<(PathBuf, String)> = LIVE.lock().map(|l| l.clone()).unwrap_or_default();
+        for (home, name) in live {
+            down(&home, &name);
+        }
+        std::process::exit(130);
+    });
+}
+
+/// The message of a caught panic.
+pub fn panic_message(payload: &Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "panic".to_string())
+}
+
+/// Parse an Ansible INI hosts file into (section, lines) in order, comments and blanks dropped.
+pub fn ini_sections(text: &str) -> Vec<(String, Vec<String>)> {
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        if let Some(sec) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            out.push((sec.to_string(), Vec::new()));
+        } else if let Some(last) = out.last_mut() {
+            last.1.push(line.to_string());
+        }
+    }
+    out
+}
+
+/// The lines of one INI section (empty if absent).
+pub fn section<'a>(ini: &'a [(String, Vec<String>)], name: &str) -> &'a [String] {
+    ini.iter().find(|(s, _)| s == name).map(|(_, l)| l.as_slice()).unwrap_or(&[])
+}
+
+/// First whitespace-separated field of each line (the host address).
+pub fn hosts_of(lines: &[String]) -> Vec<String> {
+    lines.iter().map(|l| l.split_whitespace().next().unwrap_or("").to_string()).collect()
+}
