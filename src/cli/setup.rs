@@ -1,9 +1,9 @@
 //! `ezk setup <cluster> <step>`: build the step's plan from the inventory and roles, then run it
 //! on every host over SSH (or, with --plan, show what would change).
 //!
-//! The executor half is here (`execute`: options → `exec::run_step` → recap/JSON → exit code).
-//! The inventory/plan half (load inventory, build the `StepPlan`, collect each host's
-//! `Connection`) is joined at merge time, where both modules exist.
+//! Plans every step fully (inventory, PKI, artifact store, templates) before the first
+//! connection, then runs each step with `execute`; a step that fails on a host stops the run.
+//! With several steps (`all`), `--json` prints one recap object per line, one per step.
 
 use std::path::Path;
 use std::time::Duration;
@@ -89,11 +89,32 @@ pub fn execute(
 }
 
 pub fn run(ctx: &Context, args: Args) -> CliResult {
-    let _ = (ctx, &args);
-    Err(format!(
-        "ezk setup {} {}: building the plan needs the inventory and plan modules (joined at merge); \
-         the executor entry point is cli::setup::execute",
-        args.cluster, args.step
-    )
-    .into())
+    let inv = match crate::cluster::load_inventory(ctx, &args.cluster, &args.extra_vars) {
+        Ok(inv) => inv,
+        Err(code) => return Ok(code),
+    };
+    // Everything is planned before the first connection: certificates issued or reused,
+    // binaries found in the store (a missing one stops here, naming the download command),
+    // every template rendered for every host.
+    let sources = crate::cluster::sources(ctx, &inv)?;
+    let lib = crate::plan::Library::with_overrides(ctx.home.root())?;
+    let catalog = crate::plan::Catalog::load(&lib)?;
+    let plans = crate::plan::Planner { catalog: &catalog, vars: &inv, sources: &sources }
+        .plan_steps(&args.step)?;
+    let conns: IndexMap<String, Connection> =
+        inv.hosts.iter().map(|h| (h.clone(), inv.connection(h))).collect();
+    for plan in &plans {
+        if plans.len() > 1 && !args.json {
+            println!("== step {}", plan.step);
+        }
+        let code = execute(ctx, &args, &inv.dir, plan, &conns)?;
+        if code != 0 {
+            // A later step builds on this one (etcd before the masters, …): stop here.
+            if plans.len() > 1 {
+                eprintln!("step {} did not complete on every host; later steps not started", plan.step);
+            }
+            return Ok(code);
+        }
+    }
+    Ok(0)
 }
