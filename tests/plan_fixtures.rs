@@ -413,6 +413,7 @@ fn render_command_glue_writes_files_per_host_from_the_home_overrides() {
         cluster: "c1".into(),
         step: "etcd".into(),
         out: out.path().join("r"),
+        extra: vec![],
     };
     let code = ezk::cli::render::render_with(&ctx, &args, &InventoryDouble::new(case), &SourcesDouble)
         .unwrap();

@@ -3,9 +3,10 @@
 //! `manifest` says what every release file must hash to; `store` keeps only verified files
 //! (and the binaries extracted from them, with their sha256) under the home's `down/`;
 //! `download` fills it over HTTP (parallel, resumable), `local` from a directory or the
-//! installed Debian packages, `bundle` moves a verified store to an offline machine.
+//! installed Debian packages, `apt` through apt-get (the lab's pinned .debs), `bundle` moves a verified store to an offline machine.
 //! Nothing enters the store before its digest matches the manifest.
 
+pub mod apt;
 pub mod bundle;
 pub mod download;
 pub mod extract;
@@ -59,6 +60,16 @@ pub enum ArtifactError {
     Http { url: String, msg: String },
     #[error("{archive}: {msg}")]
     Archive { archive: PathBuf, msg: String },
+    #[error("Debian package {package} {version}: {msg}")]
+    Apt {
+        package: String,
+        version: String,
+        msg: String,
+    },
+    #[error(
+        "artifact set {set}: {names} are not Debian packages; --from-apt fetches only sets pinned as .deb files: ezk download --k8s-ver lab-debian --from-apt"
+    )]
+    NotDeb { set: String, names: String },
     #[error("bundle {path}: {msg}")]
     Bundle { path: PathBuf, msg: String },
 }

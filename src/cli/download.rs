@@ -1,12 +1,14 @@
 //! `ezk download`: fill the artifact store (kubeasz's ezdown), from upstream, a mirror, a local
-//! directory, or an offline bundle; or write such a bundle.
+//! directory, apt (the lab's pinned .debs), or an offline bundle; or write such a bundle. The
+//! version set is the cluster's K8S_VER unless `--k8s-ver` names one.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::{CliResult, Context};
+use super::{CliError, CliResult, Context, checkout};
 use crate::artifacts::download::{self, Options, Outcome, Status};
-use crate::artifacts::{Manifest, Store, bundle, local, progress};
+use crate::artifacts::{Manifest, Store, apt, bundle, local, progress};
+use crate::cluster;
 
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = "\
@@ -27,17 +29,22 @@ EXAMPLES
   ezk download --import ezk-artifacts.tar        (every checksum re-verified)
 
 LAB (no upstream access): the lab-debian set pins Debian bookworm's packages (the .deb sha256 from
-Debian's signed Packages index, and the sha256 of each binary as shipped in it):
-  mkdir debs && (cd debs && apt-get download etcd-server=3.4.23-4+b4 etcd-client=3.4.23-4+b4 \
-      containerd=1.6.20~ds1-1+deb12u3 runc=1.1.5+ds1-1+deb12u1 \
-      containernetworking-plugins=1.1.1+ds1-3+b5 kubernetes-client=1.20.5+really1.20.2-1.1+deb12u1)
-  ezk download --k8s-ver lab-debian --from-local debs
+Debian's signed Packages index, and the sha256 of each binary as shipped in it). One command
+fetches them through apt (apt-get download) and verifies both pins:
+  ezk download --k8s-ver lab-debian --from-apt
+or from .deb files fetched by hand (apt-get download etcd-server=3.4.23-4+b4 ...):
+  ezk download --k8s-ver lab-debian --from-local DIR
 or, where those exact packages are installed (not kubectl on machines with another kubectl):
   ezk download --k8s-ver lab-debian --from-local /
+
+WHICH SET: --k8s-ver V; else K8S_VER of CLUSTER (config.yml); else of the current cluster (see
+`ezk checkout`); else, with no cluster, the manifest's first set.
 ")]
 pub struct Args {
-    /// Version set to fetch (K8S_VER of config.yml, e.g. v1.35.4, or lab-debian). Default: the
-    /// newest set of the shipped manifest.
+    /// Cluster whose K8S_VER (config.yml) picks the version set (default: the current cluster).
+    pub cluster: Option<String>,
+
+    /// Version set to fetch (e.g. v1.35.4, or lab-debian); overrides the cluster's K8S_VER.
     #[arg(long, value_name = "V")]
     pub k8s_ver: Option<String>,
 
@@ -58,6 +65,11 @@ pub struct Args {
     #[arg(long, value_name = "DIR", conflicts_with_all = ["mirror", "bundle", "import"])]
     pub from_local: Option<PathBuf>,
 
+    /// Fetch the set's pinned .deb files with `apt-get download` (for lab-debian: the lab
+    /// quickstart); each .deb and each binary in it is verified against its pin.
+    #[arg(long, conflicts_with_all = ["mirror", "bundle", "import", "from_local"])]
+    pub from_apt: bool,
+
     /// Write every verified artifact of the store into a tar for an offline machine.
     #[arg(long, value_name = "OUT.tar", conflicts_with_all = ["mirror", "import"])]
     pub bundle: Option<PathBuf>,
@@ -67,7 +79,7 @@ pub struct Args {
     pub import: Option<PathBuf>,
 
     /// List the version sets and their artifacts, with what is already in the store.
-    #[arg(long, conflicts_with_all = ["mirror", "bundle", "import", "from_local"])]
+    #[arg(long, conflicts_with_all = ["mirror", "bundle", "import", "from_local", "from_apt"])]
     pub list: bool,
 
     /// Use this versions manifest instead of the shipped one (tests; `ezk setup` always uses
@@ -80,16 +92,6 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
     let store = match &args.manifest {
         Some(m) => Store::at(ctx.home.store_dir(), Manifest::load(m)?),
         None => Store::open(&ctx.home)?,
-    };
-    let k8s_ver = match &args.k8s_ver {
-        Some(v) => v.clone(),
-        None => store
-            .manifest()
-            .sets
-            .keys()
-            .next()
-            .cloned()
-            .ok_or("the versions manifest has no sets")?,
     };
     if args.list {
         return list(&store);
@@ -112,7 +114,13 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
         );
         return Ok(0);
     }
-    let outcomes = if let Some(dir) = &args.from_local {
+    let k8s_ver = match pick_set(ctx, &args, &store)? {
+        Ok(v) => v,
+        Err(code) => return Ok(code),
+    };
+    let outcomes = if args.from_apt {
+        apt::fill_from_apt(&store, &k8s_ver, &args.only)?
+    } else if let Some(dir) = &args.from_local {
         local::fill_from_local(&store, &k8s_ver, &args.only, dir)?
     } else {
         let opts = Options {
@@ -132,6 +140,50 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
         rt.block_on(download::download_all(store, &k8s_ver, &opts, progress))?
     };
     Ok(report(&outcomes))
+}
+
+/// The version set to fetch, printed with where it came from: `--k8s-ver`, else K8S_VER of the
+/// named or current cluster, else the manifest's first set. `Err(code)` when the cluster's
+/// inventory does not load (its errors are printed).
+fn pick_set(ctx: &Context, args: &Args, store: &Store) -> Result<Result<String, i32>, CliError> {
+    // `fix`: what to change when the value names no set.
+    let (ver, why, fix) = if let Some(v) = &args.k8s_ver {
+        (v.clone(), "--k8s-ver".to_string(), String::new())
+    } else if let Some(cluster) = args
+        .cluster
+        .clone()
+        .or_else(|| checkout::current(&ctx.home))
+    {
+        let inv = match cluster::load_inventory(ctx, &cluster, &[]) {
+            Ok(inv) => inv,
+            Err(code) => return Ok(Err(code)),
+        };
+        let v = cluster::k8s_ver(&inv).ok_or_else(|| {
+            format!(
+                "cluster {cluster}: K8S_VER is not set in {}; set it there or pass --k8s-ver",
+                inv.dir.join("config.yml").display()
+            )
+        })?;
+        let fix = format!(
+            "; set K8S_VER in {} to one of them, or pass --k8s-ver",
+            inv.dir.join("config.yml").display()
+        );
+        (v, format!("K8S_VER of cluster {cluster}"), fix)
+    } else {
+        let first = store.manifest().sets.keys().next().cloned();
+        let first = first.ok_or("the versions manifest has no sets")?;
+        (
+            first,
+            "no cluster: the manifest's first set".to_string(),
+            String::new(),
+        )
+    };
+    let (set, _) = store
+        .manifest()
+        .set(&ver)
+        .map_err(|e| format!("{e} ({why}){fix}"))?;
+    println!("artifact set {set} ({why})");
+    Ok(Ok(ver))
 }
 
 /// Summary lines; exit code 1 when anything failed.

@@ -1,10 +1,120 @@
-//! `ezk setup`.
+//! `ezk setup <cluster> <step>`: build the step's plan from the inventory and roles, then run it
+//! on every host over SSH (or, with --plan, show what would change).
+//!
+//! Plans every step fully (inventory, PKI, artifact store, templates) before the first
+//! connection, then runs each step with `execute`; a step that fails on a host stops the run.
+//! With several steps (`all`), `--json` prints one recap object per line, one per step.
+
+use std::path::Path;
+use std::time::Duration;
+
+use indexmap::IndexMap;
 
 use super::{CliResult, Context};
+use crate::exec::{self, Options};
+use crate::inventory::Connection;
+use crate::plan::action::StepPlan;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Cluster name (clusters/<name>/).
+    pub cluster: String,
+    /// Step: 01..07, 10, 11 or a name (prepare, etcd, ...); 90/all for every step.
+    pub step: String,
+    /// Connect and gather only; print per host what would change; change nothing.
+    #[arg(long)]
+    pub plan: bool,
+    /// Print the recap as JSON on stdout (progress goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+    /// Hosts worked on at once.
+    #[arg(long, default_value_t = exec::limits::DEFAULT_FORKS)]
+    pub forks: usize,
+    /// Extra variable, highest precedence (repeatable).
+    #[arg(short = 'e', long = "extra-var", value_name = "KEY=VALUE", value_parser = super::parse_extra_var)]
+    pub extra_vars: Vec<(String, String)>,
+    /// Accept and record (in clusters/<name>/known_hosts) host keys never seen before.
+    #[arg(long)]
+    pub accept_new_host_keys: bool,
+    /// SSH connect timeout, seconds.
+    #[arg(long, default_value_t = 10)]
+    pub connect_timeout: u64,
+    /// Jump host for every connection (user@host[:port]), like ssh -J.
+    #[arg(long, value_name = "HOST")]
+    pub jump: Option<String>,
+    /// SSH key exchange algorithms, e.g. curve25519-sha256 (cheaper handshakes for many hosts,
+    /// but not post-quantum). Default: OpenSSH's own choice.
+    #[arg(long, value_name = "ALGOS")]
+    pub kex: Option<String>,
+}
 
-pub fn run(_ctx: &Context, _args: Args) -> CliResult {
-    Err("not yet implemented".into())
+/// Executor options from the command line.
+pub fn options(ctx: &Context, args: &Args) -> Options {
+    Options {
+        forks: args.forks,
+        plan_only: args.plan,
+        verbose: ctx.verbose,
+        json: args.json,
+        accept_new_host_keys: args.accept_new_host_keys,
+        connect_timeout: Duration::from_secs(args.connect_timeout),
+        jump_hosts: args.jump.iter().cloned().collect(),
+        kex_algorithms: args.kex.clone(),
+        ..Options::default()
+    }
+}
+
+/// Run a built plan and report: recap table (or JSON), exit code 0, or 2 when a host failed or
+/// was unreachable.
+pub fn execute(
+    ctx: &Context,
+    args: &Args,
+    cluster_dir: &Path,
+    plan: &StepPlan,
+    conns: &IndexMap<String, Connection>,
+) -> CliResult {
+    let opts = options(ctx, args);
+    let recap = exec::run_step(cluster_dir, plan, conns, &opts)?;
+    if args.json {
+        println!("{}", recap.to_json());
+    } else {
+        if args.plan && recap.plan.values().all(|l| l.is_empty()) {
+            println!("nothing to change");
+        }
+        print!("\n{}", recap.table());
+        if let Some(log) = &recap.log {
+            println!("log: {}", log.display());
+        }
+    }
+    Ok(recap.exit_code())
+}
+
+pub fn run(ctx: &Context, args: Args) -> CliResult {
+    let inv = match crate::cluster::load_inventory(ctx, &args.cluster, &args.extra_vars) {
+        Ok(inv) => inv,
+        Err(code) => return Ok(code),
+    };
+    // Everything is planned before the first connection: certificates issued or reused,
+    // binaries found in the store (a missing one stops here, naming the download command),
+    // every template rendered for every host.
+    let sources = crate::cluster::sources(ctx, &inv)?;
+    let lib = crate::plan::Library::with_overrides(ctx.home.root())?;
+    let catalog = crate::plan::Catalog::load(&lib)?;
+    let plans = crate::plan::Planner { catalog: &catalog, vars: &inv, sources: &sources }
+        .plan_steps(&args.step)?;
+    let conns: IndexMap<String, Connection> =
+        inv.hosts.iter().map(|h| (h.clone(), inv.connection(h))).collect();
+    for plan in &plans {
+        if plans.len() > 1 && !args.json {
+            println!("== step {}", plan.step);
+        }
+        let code = execute(ctx, &args, &inv.dir, plan, &conns)?;
+        if code != 0 {
+            // A later step builds on this one (etcd before the masters, …): stop here.
+            if plans.len() > 1 {
+                eprintln!("step {} did not complete on every host; later steps not started", plan.step);
+            }
+            return Ok(code);
+        }
+    }
+    Ok(0)
 }

@@ -1,1 +1,173 @@
-//! SSH executor: `Transport` trait, SSH implementation (openssh), runner (gather → diff → apply).
+//! SSH executor: runs a `plan::action::StepPlan` on real hosts.
+//!
+//! - `transport`: the `Transport` trait (one command with stdin → exit code/stdout/stderr; each
+//!   call one counted round trip); `ssh`: its implementation on the openssh crate (one
+//!   native-mux master per host for the whole run, strict host keys).
+//! - `want` → `facts` → `guard` → `script`: per host per role, precompute desired bytes, gather
+//!   every target's state in ONE command, decide locally (the guard: the only place that says
+//!   skip/change/fail), then ONE apply script with the changed files on stdin.
+//! - `describe` + `diff`: `--plan` output from the same decisions.
+//! - `runner` + `role`: waves in order, hosts in parallel under `limits`, failures per host.
+//! - `lock`: one run per cluster.
+//!
+//! Entry point: [`run_step`].
+
+pub mod describe;
+pub mod diff;
+pub mod facts;
+pub mod guard;
+pub mod limits;
+pub mod lock;
+pub mod role;
+pub mod runner;
+pub mod script;
+pub mod ssh;
+pub mod transport;
+pub mod want;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+
+use crate::inventory::Connection;
+use crate::plan::action::StepPlan;
+use crate::ui::events::{Monitor, MonitorOptions, is_tty};
+use crate::ui::recap::Recap;
+use ssh::{SshConnector, SshOptions};
+use transport::Connector;
+
+/// How to run a step.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Hosts worked on at once (`--forks`).
+    pub forks: usize,
+    /// Gather and describe only; change nothing (`--plan`).
+    pub plan_only: bool,
+    /// `-v`: show remote commands.
+    pub verbose: u8,
+    /// Machine output: the caller prints the recap as JSON on stdout; progress goes to stderr.
+    pub json: bool,
+    /// Progress bars: None = when the output is a terminal.
+    pub progress: Option<bool>,
+    /// Accept host keys never seen before (recorded in clusters/<name>/known_hosts).
+    pub accept_new_host_keys: bool,
+    pub connect_timeout: Duration,
+    pub connect_attempts: u32,
+    /// Per remote command (a wait_for's own timeout is added on top).
+    pub command_timeout: Duration,
+    /// Jump host(s) for every connection, besides ~/.ssh/config's ProxyJump.
+    pub jump_hosts: Vec<String>,
+    /// ssh KexAlgorithms override (see `ssh::SshOptions::kex_algorithms`); None = ssh default.
+    pub kex_algorithms: Option<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            forks: limits::DEFAULT_FORKS,
+            plan_only: false,
+            verbose: 0,
+            json: false,
+            progress: None,
+            accept_new_host_keys: false,
+            connect_timeout: Duration::from_secs(10),
+            connect_attempts: 3,
+            command_timeout: Duration::from_secs(600),
+            jump_hosts: Vec::new(),
+            kex_algorithms: None,
+        }
+    }
+}
+
+/// Why a run could not start (host failures are in the `Recap`, not here).
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error(transparent)]
+    Lock(#[from] lock::LockError),
+    #[error("host {host} is in the plan but has no connection data (is it in the inventory?)")]
+    NoConnection { host: String },
+    #[error(transparent)]
+    Want(#[from] want::WantError),
+    #[error("cannot create the run log {path}: {source}")]
+    Log { path: PathBuf, source: std::io::Error },
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// Run one step on a cluster over SSH: lock `clusters/<name>/`, write the run log under its
+/// `logs/`, show progress, and return the recap (the caller prints it and uses `exit_code`).
+pub fn run_step(
+    cluster_dir: &Path,
+    plan: &StepPlan,
+    conns: &IndexMap<String, Connection>,
+    opts: &Options,
+) -> Result<Recap, ExecError> {
+    let known = cluster_dir.join("known_hosts");
+    let ssh = SshOptions {
+        known_hosts: vec![known],
+        accept_new_host_keys: opts.accept_new_host_keys,
+        connect_timeout: opts.connect_timeout,
+        connect_attempts: opts.connect_attempts,
+        jump_hosts: opts.jump_hosts.clone(),
+        control_dir: std::env::temp_dir(),
+        kex_algorithms: opts.kex_algorithms.clone(),
+        identity_files: {
+            let mut keys: Vec<PathBuf> = conns.values().filter_map(|c| c.key_file.clone()).collect();
+            keys.sort();
+            keys.dedup();
+            keys
+        },
+        ..SshOptions::default()
+    };
+    run_step_with(Arc::new(SshConnector::new(ssh)), cluster_dir, plan, conns, opts)
+}
+
+/// `run_step` with any connector (tests pass a double here).
+pub fn run_step_with<C: Connector>(
+    connector: Arc<C>,
+    cluster_dir: &Path,
+    plan: &StepPlan,
+    conns: &IndexMap<String, Connection>,
+    opts: &Options,
+) -> Result<Recap, ExecError> {
+    let _lock = lock::lock_cluster(cluster_dir)?;
+    let logs = cluster_dir.join("logs");
+    let log_path = logs.join(format!("{}-{}{}.log", timestamp(), plan.step.replace('/', "_"), if opts.plan_only { "-plan" } else { "" }));
+    let log_err = |source| ExecError::Log { path: log_path.clone(), source };
+    std::fs::create_dir_all(&logs).map_err(log_err)?;
+    let mut log = std::fs::File::create(&log_path).map_err(log_err)?;
+    let _ = writeln!(log, "ezk setup step {} ({} waves){}", plan.step, plan.waves.len(), if opts.plan_only { " --plan" } else { "" });
+    let to_stderr = opts.json;
+    let (tx, monitor) = Monitor::start(MonitorOptions {
+        progress: opts.progress.unwrap_or_else(|| is_tty(to_stderr)),
+        verbose: opts.verbose,
+        to_stderr,
+        log: Some(log.try_clone().map_err(log_err)?),
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(ExecError::Runtime)?;
+    let result = rt.block_on(runner::run_plan(connector, plan, conns, opts, tx));
+    monitor.finish();
+    let mut recap = result?;
+    let _ = write!(log, "{}", recap.table());
+    recap.log = Some(log_path);
+    Ok(recap)
+}
+
+/// UTC `YYYYmmddTHHMMSSZ` without a date crate (civil-from-days, Howard Hinnant's algorithm).
+fn timestamp() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as i64;
+    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}

@@ -1,5 +1,8 @@
 //! Terminal output: error reports, progress, recap tables, `--json`.
 
+pub mod events;
+pub mod recap;
+
 use console::style;
 
 /// Print one error report: the message, then its causes, each on its own line.

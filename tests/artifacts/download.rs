@@ -3,24 +3,22 @@
 //! after an interrupted run (asserted from the server's Range log), tampered file rejected and
 //! quarantined, mirror layout, bundle → import round trip, import of a tampered bundle.
 
-#[path = "artifacts_support/mod.rs"]
-mod support;
-
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::support::http_server::TestServer;
+use crate::support::{releases, sha256_path, snapshot, upstream_path};
 use ezk::artifacts::download::{self, Options, Status};
 use ezk::artifacts::progress::Silent;
 use ezk::artifacts::{ArtifactError, Manifest, Store, bundle};
-use support::http_server::TestServer;
-use support::{releases, sha256_path, snapshot, upstream_path};
 
 async fn setup() -> (TestServer, tempfile::TempDir, Arc<Store>) {
     let srv = TestServer::start().await;
     for r in releases() {
         srv.serve(&upstream_path(r), r.bytes.clone());
     }
-    let manifest = Manifest::parse(&support::manifest_yaml(&srv.base()), "test manifest").unwrap();
+    let manifest =
+        Manifest::parse(&crate::support::manifest_yaml(&srv.base()), "test manifest").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::at(dir.path().join("down"), manifest));
     (srv, dir, store)
@@ -209,7 +207,7 @@ async fn tampered_file_is_quarantined_and_store_unchanged() {
         }) => {
             assert_eq!(url, &srv.url(&upstream_path(etcd)));
             assert_eq!(expected, &format!("sha256:{}", etcd.sha256()));
-            assert_eq!(got, &format!("sha256:{}", support::sha256(&bad)));
+            assert_eq!(got, &format!("sha256:{}", crate::support::sha256(&bad)));
             assert_eq!(std::fs::read(quarantined).unwrap(), bad);
             let msg = out[0].result.as_ref().unwrap_err().to_string();
             assert!(
@@ -312,7 +310,7 @@ async fn bundle_imports_into_an_identical_store_and_tampering_is_rejected() {
 #[test]
 fn bundle_with_a_link_entry_is_rejected() {
     let manifest = Manifest::parse(
-        &support::manifest_yaml("http://127.0.0.1:9"),
+        &crate::support::manifest_yaml("http://127.0.0.1:9"),
         "test manifest",
     )
     .unwrap();

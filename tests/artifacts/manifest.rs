@@ -97,7 +97,8 @@ fn each_kubernetes_set_provides_every_role_binary() {
     }
 }
 
-/// The lead wires this to the `binary:` names of the real roles at merge time.
+/// `Manifest::provides` answers for installable binaries, not for artifact or file names (the
+/// roles' `binary:` names are checked against each set in `roles.rs`).
 #[test]
 fn provides_answers_for_role_binary_names() {
     let m = Manifest::shipped().unwrap();

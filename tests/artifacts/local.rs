@@ -3,18 +3,15 @@
 //! HTTP, and what `ezk setup` relies on: `missing()` and `binary()` refusing what is absent,
 //! unpinned or changed on disk.
 
-#[path = "artifacts_support/mod.rs"]
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
+use crate::support::{sha256_path, snapshot};
 use ezk::artifacts::download::{self, Options, Status};
 use ezk::artifacts::local::fill_from_local;
 use ezk::artifacts::progress::Silent;
 use ezk::artifacts::{ArtifactError, Manifest, Store};
-use support::{sha256_path, snapshot};
 
 fn shipped_store(dir: &Path) -> Store {
     Store::at(dir.join("down"), Manifest::shipped().unwrap())
@@ -160,7 +157,7 @@ fn build_deb(dir: &Path, payload: &Path) -> Vec<u8> {
 async fn deb_artifacts_download_extract_and_check_member_pins() {
     let dir = tempfile::tempdir().unwrap();
     let deb = build_deb(dir.path(), Path::new("/usr/bin/etcd"));
-    let srv = support::http_server::TestServer::start().await;
+    let srv = crate::support::http_server::TestServer::start().await;
     srv.serve("/pool/etcd-test_1.0_amd64.deb", deb.clone());
     srv.serve("/pool2/etcd-test_1.0_amd64.deb", deb.clone());
     let yaml = format!(
@@ -172,7 +169,7 @@ async fn deb_artifacts_download_extract_and_check_member_pins() {
             "         members: {{usr/bin/etcd: etcd2}}, member_sha256: {{etcd2: {w}}}}}\n",
         ),
         b = srv.base(),
-        d = support::sha256(&deb),
+        d = crate::support::sha256(&deb),
         e = sha256_path(Path::new("/usr/bin/etcd")),
         w = sha256_path(Path::new("/usr/bin/etcdctl")),
     );

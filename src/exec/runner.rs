@@ -1,0 +1,195 @@
+//! The runner: a step's waves in order; within a wave every host at once (under `Limits`), each
+//! host running its roles of that wave one after another. A host that fails or cannot be
+//! reached stops its own work and is recorded; the other hosts finish; a failed host does
+//! nothing in later waves. One connection per host for the whole run.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::mpsc::Sender;
+use std::time::Instant;
+
+use indexmap::IndexMap;
+use tokio::sync::Mutex;
+
+use super::limits::Limits;
+use super::role::run_role;
+use super::transport::{Connector, Transport};
+use super::want::{wants, Want};
+use super::{ExecError, Options};
+use crate::inventory::Connection;
+use crate::plan::action::{HostRolePlan, StepPlan};
+use crate::ui::events::Event;
+use crate::ui::recap::{HostRecap, Recap};
+
+/// Per-host state across waves.
+struct Slot<T> {
+    transport: Option<Arc<T>>,
+    /// Failed or unreachable: do nothing more.
+    dead: bool,
+    recap: HostRecap,
+    /// Plan mode: what would change, prefixed by role.
+    plan: Vec<String>,
+}
+
+/// Run a validated step plan with the given connector (SSH in production, a double in tests).
+pub async fn run_plan<C: Connector>(
+    connector: Arc<C>,
+    plan: &StepPlan,
+    conns: &IndexMap<String, Connection>,
+    opts: &Options,
+    events: Sender<Event>,
+) -> Result<Recap, ExecError> {
+    let started = Instant::now();
+    // Validate before the first connection: every host has connection data, every local file
+    // to upload exists.
+    let mut host_order: Vec<String> = Vec::new();
+    let mut all_wants: Vec<Vec<Vec<Want>>> = Vec::new();
+    for wave in &plan.waves {
+        let mut ws = Vec::new();
+        for hrp in &wave.hosts {
+            if !conns.contains_key(&hrp.host) {
+                return Err(ExecError::NoConnection { host: hrp.host.clone() });
+            }
+            if !host_order.contains(&hrp.host) {
+                host_order.push(hrp.host.clone());
+            }
+            ws.push(wants(&hrp.tasks)?);
+        }
+        all_wants.push(ws);
+    }
+    let limits = Arc::new(Limits::new(opts.forks));
+    let slots: IndexMap<String, Arc<Mutex<Slot<C::T>>>> = host_order
+        .iter()
+        .map(|h| (h.clone(), Arc::new(Mutex::new(Slot { transport: None, dead: false, recap: HostRecap::default(), plan: Vec::new() }))))
+        .collect();
+
+    for (wi, wave) in plan.waves.iter().enumerate() {
+        let _ = events.send(Event::WaveStart { index: wi, roles: wave.roles.clone(), units: wave.hosts.len() });
+        // Group this wave's host-roles by host, keeping plan order.
+        let mut by_host: IndexMap<String, Vec<(HostRolePlan, Vec<Want>)>> = IndexMap::new();
+        for (hrp, w) in wave.hosts.iter().zip(&all_wants[wi]) {
+            by_host.entry(hrp.host.clone()).or_default().push((hrp.clone(), w.clone()));
+        }
+        let mut jobs = tokio::task::JoinSet::new();
+        for (host, roles) in by_host {
+            let slot = slots[&host].clone();
+            let conn = conns[&host].clone();
+            let connector = connector.clone();
+            let limits = limits.clone();
+            let events = events.clone();
+            let opts = opts.clone();
+            jobs.spawn(async move {
+                let _permit = limits.hosts.acquire().await.expect("never closed");
+                let mut slot = slot.lock().await;
+                host_wave(&mut slot, &host, &conn, roles, &*connector, &limits, &opts, &events).await;
+            });
+        }
+        while let Some(r) = jobs.join_next().await {
+            if let Err(e) = r {
+                // A panic in one host's task must not hide the others' results.
+                let _ = events.send(Event::Note(format!("internal error in a host task: {e}")));
+            }
+        }
+    }
+
+    let mut recap = Recap { step: plan.step.clone(), plan_only: opts.plan_only, ..Default::default() };
+    for (host, slot) in slots {
+        let mut s = slot.lock().await;
+        if let Some(t) = s.transport.take() {
+            s.recap.round_trips = t.round_trips();
+            if let Ok(t) = Arc::try_unwrap(t) {
+                t.close().await;
+            }
+        }
+        if opts.plan_only {
+            recap.plan.insert(host.clone(), s.plan.clone());
+        }
+        recap.hosts.insert(host.clone(), s.recap.clone());
+    }
+    recap.seconds = started.elapsed().as_secs_f64();
+    Ok(recap)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn host_wave<C: Connector>(
+    slot: &mut Slot<C::T>,
+    host: &str,
+    conn: &Connection,
+    roles: Vec<(HostRolePlan, Vec<Want>)>,
+    connector: &C,
+    limits: &Limits,
+    opts: &Options,
+    events: &Sender<Event>,
+) {
+    let t0 = Instant::now();
+    let ntasks: u32 = roles.iter().map(|(h, _)| h.tasks.len() as u32).sum();
+    if slot.dead {
+        slot.recap.skipped += ntasks;
+        for (hrp, _) in &roles {
+            let _ = events.send(Event::HostRoleDone { host: host.into(), role: hrp.role.clone() });
+        }
+        return;
+    }
+    if slot.transport.is_none() {
+        let _hs = limits.handshakes.acquire().await.expect("never closed");
+        let tc = Instant::now();
+        let res = connector.connect(host, conn).await;
+        slot.recap.connect_seconds = tc.elapsed().as_secs_f64();
+        match res {
+            Ok(t) => slot.transport = Some(Arc::new(t)),
+            Err(e) => {
+                slot.dead = true;
+                slot.recap.unreachable = 1;
+                if !e.is_unreachable() {
+                    slot.recap.failed += 1;
+                }
+                slot.recap.skipped += ntasks;
+                slot.recap.errors.push(e.to_string());
+                let _ = events.send(Event::HostFailed { host: host.into(), error: e.to_string(), unreachable: true });
+                slot.recap.seconds += t0.elapsed().as_secs_f64();
+                for (hrp, _) in &roles {
+                    let _ = events.send(Event::HostRoleDone { host: host.into(), role: hrp.role.clone() });
+                }
+                return;
+            }
+        }
+    }
+    let t = slot.transport.clone().expect("connected above");
+    let mut rt: HashMap<String, u64> = HashMap::new();
+    for (hrp, wants) in &roles {
+        if slot.dead {
+            slot.recap.skipped += hrp.tasks.len() as u32;
+            let _ = events.send(Event::HostRoleDone { host: host.into(), role: hrp.role.clone() });
+            continue;
+        }
+        let before = t.round_trips();
+        let o = run_role(&*t, hrp, wants, opts.plan_only, opts.command_timeout, events).await;
+        *rt.entry(hrp.role.clone()).or_default() += t.round_trips() - before;
+        let r = &mut slot.recap;
+        r.ok += o.ok;
+        r.changed += o.changed;
+        r.failed += o.failed;
+        r.skipped += o.skipped;
+        r.warnings += o.warnings;
+        if let Some(e) = o.error {
+            slot.dead = true;
+            let unreachable = o.transport.as_ref().is_some_and(|t| t.is_unreachable());
+            if unreachable {
+                r.unreachable = 1;
+            } else if r.failed == 0 {
+                r.failed = 1;
+            }
+            r.errors.push(e.clone());
+            let _ = events.send(Event::HostFailed { host: host.into(), error: e, unreachable });
+        }
+        if opts.plan_only {
+            slot.plan.extend(o.plan.iter().map(|l| format!("[{}] {l}", hrp.role)));
+        }
+        let _ = events.send(Event::HostRoleDone { host: host.into(), role: hrp.role.clone() });
+    }
+    for (role, n) in rt {
+        *slot.recap.round_trips_by_role.entry(role).or_default() += n;
+    }
+    slot.recap.round_trips = t.round_trips();
+    slot.recap.seconds += t0.elapsed().as_secs_f64();
+}

@@ -1,0 +1,339 @@
+//! SSH transport on the openssh crate (native mux): one master connection per host, opened once
+//! and reused for every command of the run. The `ssh` binary does the connecting, so
+//! ~/.ssh/config, the agent, ProxyJump and the user's keys all apply as they do for `ssh`.
+//! Host keys are checked strictly against the user's known_hosts plus the cluster's own
+//! `clusters/<name>/known_hosts`; a new key is accepted only when the operator asked for it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use openssh::{KnownHosts, Session, SessionBuilder, Stdio};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Semaphore;
+
+use super::transport::{CmdOutput, Connector, StdinPart, Transport, TransportError};
+use crate::inventory::Connection;
+
+/// Default channel cap: sshd's default `MaxSessions` is 10; stay below it so an 11th channel
+/// never gets refused.
+pub const MAX_CHANNELS_PER_HOST: usize = 8;
+/// Largest script sent as one remote command (below Linux's 128 KiB per-argument limit, with
+/// room for quoting).
+pub const MAX_SCRIPT: usize = 100 * 1024;
+
+/// How to open SSH connections for one run.
+#[derive(Debug, Clone)]
+pub struct SshOptions {
+    /// Extra known_hosts files checked besides the user's (the cluster's `known_hosts`).
+    pub known_hosts: Vec<PathBuf>,
+    /// Accept and record a host key never seen before (StrictHostKeyChecking=accept-new).
+    pub accept_new_host_keys: bool,
+    pub connect_timeout: Duration,
+    /// Connect attempts for transient failures (refused, timed out); at least 1.
+    pub connect_attempts: u32,
+    /// Jump host(s) for every connection (`ssh -J`), besides any ProxyJump in ~/.ssh/config.
+    pub jump_hosts: Vec<String>,
+    /// Where the masters' control sockets live (short path: sockets are limited to ~100 bytes).
+    pub control_dir: PathBuf,
+    /// Key exchange algorithms (ssh `KexAlgorithms`), None = OpenSSH's default (post-quantum
+    /// hybrid sntrup761x25519 on OpenSSH 9). `curve25519-sha256` costs ~5x less CPU per
+    /// handshake, which matters for hundreds of hosts on a small deploy machine, but gives up
+    /// the protection against recorded-traffic attacks: a choice for the operator, off by default.
+    pub kex_algorithms: Option<String>,
+    /// Concurrent channels per master; keep below the hosts' sshd `MaxSessions` (default 10).
+    pub channels_per_host: usize,
+    /// Keys offered to jump hosts (each host's own key is passed to its connection anyway).
+    pub identity_files: Vec<PathBuf>,
+}
+
+impl Default for SshOptions {
+    fn default() -> Self {
+        SshOptions {
+            known_hosts: Vec::new(),
+            accept_new_host_keys: false,
+            connect_timeout: Duration::from_secs(10),
+            connect_attempts: 3,
+            jump_hosts: Vec::new(),
+            control_dir: std::env::temp_dir(),
+            kex_algorithms: None,
+            channels_per_host: MAX_CHANNELS_PER_HOST,
+            identity_files: Vec::new(),
+        }
+    }
+}
+
+/// Opens one SSH master per host.
+#[derive(Debug)]
+pub struct SshConnector {
+    opts: SshOptions,
+    config: std::sync::OnceLock<Result<RunConfig, String>>,
+}
+
+impl SshConnector {
+    /// A connector for one run.
+    pub fn new(opts: SshOptions) -> Self {
+        SshConnector { opts, config: std::sync::OnceLock::new() }
+    }
+    fn config_path(&self, host: &str) -> Result<&std::path::Path, TransportError> {
+        match self.config.get_or_init(|| write_run_config(&self.opts).map_err(|e| e.to_string())) {
+            Ok(c) => Ok(&c.path),
+            Err(e) => Err(TransportError::Other { host: host.into(), reason: format!("writing the run's ssh config: {e}") }),
+        }
+    }
+}
+
+/// A live SSH master to one host.
+pub struct SshTransport {
+    host: String,
+    session: Session,
+    become_root: bool,
+    channels: Arc<Semaphore>,
+    round_trips: AtomicU64,
+}
+
+impl SshTransport {
+    /// The master's control socket (tests use it to find and kill the master).
+    pub fn control_socket(&self) -> PathBuf {
+        self.session.control_socket().to_path_buf()
+    }
+}
+
+fn known_hosts_option(opts: &SshOptions) -> String {
+    // The cluster's file first: keys accepted with --accept-new-host-keys land there, scoped
+    // to this cluster, while the user's own file is still consulted.
+    let mut files: Vec<String> = opts
+        .known_hosts
+        .iter()
+        .map(|p| format!("\"{}\"", p.display()))
+        .collect();
+    files.push("~/.ssh/known_hosts".into());
+    files.join(" ")
+}
+
+/// The ssh config file of one connector, removed when the connector goes away.
+#[derive(Debug)]
+struct RunConfig {
+    path: PathBuf,
+}
+
+impl Drop for RunConfig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn quoted(p: &std::path::Path) -> String {
+    format!("\"{}\"", p.display())
+}
+
+/// The config passed with `-F`. It matters for connections the crate's `-o` options do not
+/// reach — the ProxyJump hop, which ssh starts as a child with only `-F` — so it carries the
+/// same host-key policy, batch mode, timeout and keys. Ours come first (the first value wins
+/// in ssh_config); then the user's and the system's configs are included, so everything else
+/// (ProxyJump, User, ports, ciphers) still comes from them, as with plain `ssh`.
+fn run_config_text(opts: &SshOptions) -> String {
+    let mut t = String::from("# written by ezk for one run; removed when the run ends\n");
+    t.push_str(&format!(
+        "BatchMode yes\nStrictHostKeyChecking {}\nUserKnownHostsFile {}\nConnectTimeout {}\n",
+        if opts.accept_new_host_keys { "accept-new" } else { "yes" },
+        known_hosts_option(opts),
+        opts.connect_timeout.as_secs().max(1)
+    ));
+    if let Some(kex) = &opts.kex_algorithms {
+        t.push_str(&format!("KexAlgorithms {kex}\n"));
+    }
+    for k in &opts.identity_files {
+        t.push_str(&format!("IdentityFile {}\n", quoted(k)));
+    }
+    t.push_str("Include ~/.ssh/config\nInclude /etc/ssh/ssh_config\n");
+    t
+}
+
+fn write_run_config(opts: &SshOptions) -> std::io::Result<RunConfig> {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let n = SEQ.fetch_add(1, Ordering::Relaxed);
+    let path = opts.control_dir.join(format!("ezk-ssh-{}-{n}.conf", std::process::id()));
+    std::fs::write(&path, run_config_text(opts))?;
+    Ok(RunConfig { path })
+}
+
+fn classify_connect_error(host: &str, err: &openssh::Error) -> TransportError {
+    let text = format!("{err}: {}", error_chain(err));
+    let lower = text.to_lowercase();
+    if lower.contains("host key verification failed")
+        || lower.contains("remote host identification has changed")
+        || lower.contains("host key is known")
+    {
+        return TransportError::HostKey { host: host.into(), reason: text };
+    }
+    TransportError::Unreachable { host: host.into(), reason: text }
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut parts = Vec::new();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        parts.push(e.to_string());
+        cur = e.source();
+    }
+    parts.join(": ")
+}
+
+fn retryable(e: &TransportError) -> bool {
+    match e {
+        TransportError::Unreachable { reason, .. } => {
+            let r = reason.to_lowercase();
+            !(r.contains("permission denied") || r.contains("could not resolve"))
+        }
+        _ => false,
+    }
+}
+
+impl Connector for SshConnector {
+    type T = SshTransport;
+
+    async fn connect(&self, host: &str, conn: &Connection) -> Result<SshTransport, TransportError> {
+        let mut b = SessionBuilder::default();
+        b.user(conn.user.clone())
+            .port(conn.port)
+            .known_hosts_check(if self.opts.accept_new_host_keys {
+                KnownHosts::Add
+            } else {
+                KnownHosts::Strict
+            })
+            .user_known_hosts_file(known_hosts_option(&self.opts))
+            .connect_timeout(self.opts.connect_timeout)
+            .server_alive_interval(Duration::from_secs(15))
+            .control_directory(&self.opts.control_dir);
+        if let Some(k) = &conn.key_file {
+            b.keyfile(k);
+        }
+        if !self.opts.jump_hosts.is_empty() {
+            b.jump_hosts(&self.opts.jump_hosts);
+        }
+        b.config_file(self.config_path(host)?);
+        let attempts = self.opts.connect_attempts.max(1);
+        let mut last = None;
+        for attempt in 0..attempts {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
+            }
+            match b.connect_mux(&conn.address).await {
+                Ok(session) => {
+                    return Ok(SshTransport {
+                        host: host.to_string(),
+                        session,
+                        become_root: conn.become_root && conn.user != "root",
+                        channels: Arc::new(Semaphore::new(self.opts.channels_per_host.max(1))),
+                        round_trips: AtomicU64::new(0),
+                    });
+                }
+                Err(e) => {
+                    let e = classify_connect_error(host, &e);
+                    if !retryable(&e) {
+                        return Err(e);
+                    }
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.expect("at least one attempt"))
+    }
+}
+
+impl SshTransport {
+    async fn run_inner(&self, script: &str, stdin: Vec<StdinPart>) -> Result<CmdOutput, TransportError> {
+        let host = self.host.as_str();
+        // sshd hands the command to the login shell as ONE argument; Linux caps a single
+        // argument at 128 KiB (MAX_ARG_STRLEN). Say so instead of failing obscurely.
+        if script.len() > MAX_SCRIPT {
+            return Err(TransportError::Other {
+                host: host.into(),
+                reason: format!("generated script is {} bytes, over the {MAX_SCRIPT}-byte limit of one remote command; split the role", script.len()),
+            });
+        }
+        let mut cmd = if self.become_root {
+            let mut c = self.session.command("sudo");
+            c.args(["-n", "--", "sh", "-c", script]);
+            c
+        } else {
+            let mut c = self.session.command("sh");
+            c.args(["-c", script]);
+            c
+        };
+        cmd.stdin(if stdin.is_empty() { Stdio::null() } else { Stdio::piped() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().await.map_err(|e| self.channel_error(e))?;
+        let writer = child.stdin().take();
+        let write = async move {
+            let Some(mut w) = writer else { return Ok(()) };
+            for part in stdin {
+                match part {
+                    StdinPart::Bytes(b) => {
+                        // A remote that stopped reading (failed early) is not our error: its
+                        // exit code and markers say what happened.
+                        if w.write_all(&b).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                    StdinPart::File(p) => {
+                        let mut f = tokio::fs::File::open(&p).await.map_err(|source| {
+                            TransportError::LocalFile { host: host.into(), path: p.clone(), source }
+                        })?;
+                        if tokio::io::copy(&mut f, &mut w).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+            let _ = w.shutdown().await;
+            Ok(())
+        };
+        let (w, out) = tokio::join!(write, child.wait_with_output());
+        w?;
+        let out = out.map_err(|e| TransportError::Lost { host: host.into(), reason: format!("{e}: {}", error_chain(&e)) })?;
+        Ok(CmdOutput {
+            code: out.status.code().unwrap_or(-1),
+            stdout: out.stdout,
+            stderr: out.stderr,
+        })
+    }
+
+    fn channel_error(&self, e: openssh::Error) -> TransportError {
+        let text = format!("{e}: {}", error_chain(&e));
+        let lower = text.to_lowercase();
+        // sshd answers an over-limit channel with a refusal the crate reports vaguely; name it.
+        // (Seen with native mux: "Server refused the request: Session open refused by peer.")
+        if lower.contains("session open refused") || lower.contains("no more sessions") || lower.contains("administratively prohibited") {
+            TransportError::TooManySessions { host: self.host.clone() }
+        } else {
+            TransportError::Lost { host: self.host.clone(), reason: text }
+        }
+    }
+}
+
+impl Transport for SshTransport {
+    fn host(&self) -> &str {
+        &self.host
+    }
+
+    async fn run(&self, script: &str, stdin: Vec<StdinPart>, timeout: Duration) -> Result<CmdOutput, TransportError> {
+        let _permit = self.channels.acquire().await.expect("semaphore never closed");
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
+        match tokio::time::timeout(timeout, self.run_inner(script, stdin)).await {
+            Ok(r) => r,
+            Err(_) => Err(TransportError::Timeout { host: self.host.clone(), secs: timeout.as_secs() }),
+        }
+    }
+
+    fn round_trips(&self) -> u64 {
+        self.round_trips.load(Ordering::Relaxed)
+    }
+
+    async fn close(self) {
+        let _ = self.session.close().await;
+    }
+}

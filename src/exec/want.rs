@@ -1,0 +1,127 @@
+//! Desired state computed on the deploy machine before any connection: the bytes, size and
+//! sha256 of every file a role's tasks install (including the generated sysctl.d and
+//! modules-load.d files), so gather can compare hashes and apply can stream exactly those bytes.
+
+use std::path::PathBuf;
+
+use sha2::{Digest, Sha256};
+
+use super::transport::StdinPart;
+use crate::plan::action::{Action, Content, Task};
+
+/// Files larger than this are never fetched or diffed in plan mode.
+pub const DIFF_LIMIT: u64 = 256 * 1024;
+
+/// What a task wants, beyond its action's own fields.
+#[derive(Debug, Clone)]
+pub enum Want {
+    /// A file with known content (File, Sysctl file, Modprobe file).
+    File {
+        sha256: String,
+        size: u64,
+        source: FileSource,
+        /// Text, small, not secret: plan mode may show a diff.
+        diffable: bool,
+    },
+    /// Nothing to precompute.
+    Nothing,
+}
+
+/// Where the bytes of a wanted file come from.
+#[derive(Debug, Clone)]
+pub enum FileSource {
+    Inline(Vec<u8>),
+    Local(PathBuf),
+}
+
+impl Want {
+    /// The wanted sha256, for file-like wants.
+    pub fn sha256(&self) -> Option<&str> {
+        match self {
+            Want::File { sha256, .. } => Some(sha256),
+            Want::Nothing => None,
+        }
+    }
+    /// The bytes to stream for this want.
+    pub fn stdin_part(&self) -> Option<StdinPart> {
+        match self {
+            Want::File { source: FileSource::Inline(b), .. } => Some(StdinPart::Bytes(b.clone())),
+            Want::File { source: FileSource::Local(p), .. } => Some(StdinPart::File(p.clone())),
+            Want::Nothing => None,
+        }
+    }
+    /// The wanted bytes when held in memory (for plan diffs).
+    pub fn inline_bytes(&self) -> Option<&[u8]> {
+        match self {
+            Want::File { source: FileSource::Inline(b), .. } => Some(b),
+            _ => None,
+        }
+    }
+}
+
+/// A local artifact could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("{task} ({origin}): local file {path}: {source}")]
+pub struct WantError {
+    pub task: String,
+    pub origin: String,
+    pub path: PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// The file ezk writes for a `sysctl` task.
+pub fn sysctl_file(entries: &[(String, String)]) -> Vec<u8> {
+    let mut s = String::from("# managed by ezk\n");
+    for (k, v) in entries {
+        s.push_str(&format!("{k} = {v}\n"));
+    }
+    s.into_bytes()
+}
+
+/// The file ezk writes for a `modprobe` task.
+pub fn modules_file(modules: &[String]) -> Vec<u8> {
+    let mut s = String::from("# managed by ezk\n");
+    for m in modules {
+        s.push_str(m);
+        s.push('\n');
+    }
+    s.into_bytes()
+}
+
+fn inline(bytes: Vec<u8>, secret: bool) -> Want {
+    let sha256 = hex::encode(Sha256::digest(&bytes));
+    let diffable = !secret && bytes.len() as u64 <= DIFF_LIMIT && std::str::from_utf8(&bytes).is_ok();
+    Want::File { sha256, size: bytes.len() as u64, source: FileSource::Inline(bytes), diffable }
+}
+
+/// Compute the wants of a role's tasks (same order as the tasks).
+pub fn wants(tasks: &[Task]) -> Result<Vec<Want>, WantError> {
+    tasks
+        .iter()
+        .map(|t| match &t.action {
+            Action::File(f) => match &f.content {
+                Content::Inline(b) => Ok(inline(b.clone(), f.secret)),
+                Content::Local { path, sha256 } => {
+                    let size = std::fs::metadata(path)
+                        .map_err(|source| WantError {
+                            task: t.name.clone(),
+                            origin: t.origin.clone(),
+                            path: path.clone(),
+                            source,
+                        })?
+                        .len();
+                    Ok(Want::File {
+                        sha256: sha256.to_lowercase(),
+                        size,
+                        source: FileSource::Local(path.clone()),
+                        diffable: false,
+                    })
+                }
+            },
+            Action::Sysctl { entries, .. } => Ok(inline(sysctl_file(entries), false)),
+            Action::Modprobe { modules, .. } => Ok(inline(modules_file(modules), false)),
+            _ => Ok(Want::Nothing),
+        })
+        .collect()
+}

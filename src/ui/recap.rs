@@ -1,0 +1,91 @@
+//! The recap: per-host counts after a run (ok, changed, failed, unreachable, skipped, seconds),
+//! as a table for people and JSON for machines. Also the exit-code rule.
+
+use indexmap::IndexMap;
+use serde::Serialize;
+
+/// Counts for one host.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct HostRecap {
+    pub ok: u32,
+    pub changed: u32,
+    pub failed: u32,
+    /// 1 when the host could not be reached (then nothing ran on it).
+    pub unreachable: u32,
+    pub skipped: u32,
+    pub warnings: u32,
+    pub seconds: f64,
+    /// Of which: opening the SSH connection (handshake + auth).
+    pub connect_seconds: f64,
+    /// Remote commands run on this host (each is one round trip).
+    pub round_trips: u64,
+    /// Round trips per role (role → count), for the ≤3-per-role budget.
+    pub round_trips_by_role: IndexMap<String, u64>,
+    /// What went wrong, with the task and its origin.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+}
+
+/// The whole run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Recap {
+    pub step: String,
+    pub plan_only: bool,
+    pub seconds: f64,
+    pub hosts: IndexMap<String, HostRecap>,
+    /// Plan mode: per host, the lines saying what would change (empty when nothing would).
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    pub plan: IndexMap<String, Vec<String>>,
+    /// Where the run log was written.
+    pub log: Option<std::path::PathBuf>,
+}
+
+impl Recap {
+    /// True when no host failed or was unreachable.
+    pub fn success(&self) -> bool {
+        self.hosts.values().all(|h| h.failed == 0 && h.unreachable == 0)
+    }
+    /// 0 on success, 2 when some host failed or was unreachable.
+    pub fn exit_code(&self) -> i32 {
+        if self.success() { 0 } else { 2 }
+    }
+    /// Sum of changed over hosts.
+    pub fn total_changed(&self) -> u32 {
+        self.hosts.values().map(|h| h.changed).sum()
+    }
+    /// JSON text of the recap.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("recap serializes")
+    }
+    /// The recap table.
+    pub fn table(&self) -> String {
+        let w = self.hosts.keys().map(|h| h.len()).max().unwrap_or(4).max(4);
+        let mut s = format!(
+            "{:<w$}  {:>5} {:>7} {:>6} {:>11} {:>7} {:>8} {:>7}\n",
+            "HOST", "ok", "changed", "failed", "unreachable", "skipped", "seconds", "trips"
+        );
+        for (h, r) in &self.hosts {
+            s.push_str(&format!(
+                "{h:<w$}  {:>5} {:>7} {:>6} {:>11} {:>7} {:>8.2} {:>7}\n",
+                r.ok, r.changed, r.failed, r.unreachable, r.skipped, r.seconds, r.round_trips
+            ));
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unreachable_host_makes_the_run_fail() {
+        let mut r = Recap::default();
+        r.hosts.insert("a".into(), HostRecap { ok: 3, ..Default::default() });
+        assert_eq!(r.exit_code(), 0);
+        r.hosts.insert("b".into(), HostRecap { unreachable: 1, ..Default::default() });
+        assert_eq!(r.exit_code(), 2);
+        let t = r.table();
+        assert!(t.lines().nth(2).unwrap().starts_with("b "), "{t}");
+    }
+}

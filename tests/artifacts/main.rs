@@ -1,0 +1,11 @@
+//! Artifact store integration tests, one test binary (one link instead of five on a small
+//! machine). Each module is a topic; `support` holds the loopback HTTP server and the
+//! release-format archives built from this machine's real Debian binaries.
+
+mod apt;
+mod cli;
+mod download;
+mod local;
+mod manifest;
+mod roles;
+mod support;

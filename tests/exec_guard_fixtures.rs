@@ -1,0 +1,121 @@
+//! Data-driven guard cases: `tests/fixtures/exec-guard/<case>/` holds `tasks.yml` (a role's
+//! tasks, in a compact form of `plan::action`), `facts.txt` (what the host's gather printed)
+//! and `expected.txt` (the `--plan` lines, then `apply: yes|no`). Adding a case adds no code.
+//!
+//! In `facts.txt`, `@@hash <path> <text>` stands for the `sha256sum` line of a file whose
+//! content is `<text>` (with `\n` escapes), so cases need no precomputed hashes.
+
+use std::path::Path;
+
+use ezk::exec::describe::describe;
+use ezk::exec::facts::parse_facts;
+use ezk::exec::guard::{decide_role, pending_handlers};
+use ezk::exec::want::wants;
+use ezk::plan::action::{Action, Content, FileSpec, Task, UnitState, WaitTarget};
+use serde_yaml::Value;
+use sha2::{Digest, Sha256};
+
+fn s(v: &Value, k: &str) -> Option<String> {
+    v.get(k).and_then(|x| x.as_str()).map(String::from)
+}
+
+fn mode(v: &Value, default: u32) -> u32 {
+    s(v, "mode").map(|m| u32::from_str_radix(&m, 8).expect("octal mode")).unwrap_or(default)
+}
+
+fn action(t: &Value) -> Action {
+    if let Some(f) = t.get("file") {
+        return Action::File(FileSpec {
+            path: s(f, "path").unwrap(),
+            content: Content::Inline(s(f, "content").unwrap().into_bytes()),
+            mode: mode(f, 0o644),
+            owner: s(f, "owner").unwrap_or("root".into()),
+            group: s(f, "group").unwrap_or("root".into()),
+            secret: f.get("secret").and_then(|x| x.as_bool()).unwrap_or(false),
+        });
+    }
+    if let Some(d) = t.get("directory") {
+        return Action::Directory { path: s(d, "path").unwrap(), mode: mode(d, 0o755), owner: "root".into(), group: "root".into() };
+    }
+    if let Some(l) = t.get("link") {
+        return Action::Link { path: s(l, "path").unwrap(), target: s(l, "target").unwrap() };
+    }
+    if let Some(a) = t.get("absent") {
+        return Action::Absent { path: s(a, "path").unwrap() };
+    }
+    if let Some(u) = t.get("service") {
+        let state = match s(u, "state").as_deref() {
+            Some("stopped") => UnitState::Stopped,
+            Some("restarted") => UnitState::Restarted,
+            _ => UnitState::Started,
+        };
+        return Action::Service { unit: s(u, "unit").unwrap(), enabled: u.get("enabled").and_then(|x| x.as_bool()).unwrap_or(true), state };
+    }
+    if t.get("daemon_reload").is_some() {
+        return Action::DaemonReload;
+    }
+    if let Some(c) = t.get("command") {
+        return Action::Command { cmd: s(c, "cmd").unwrap(), creates: s(c, "creates"), unless: s(c, "unless") };
+    }
+    if let Some(w) = t.get("wait_for") {
+        let (host, port) = s(w, "tcp").unwrap().rsplit_once(':').map(|(h, p)| (h.to_string(), p.parse().unwrap())).unwrap();
+        return Action::WaitFor { target: WaitTarget::Tcp { host, port }, timeout_secs: 5, diagnose: None };
+    }
+    if let Some(p) = t.get("package") {
+        let names = p.get("names").unwrap().as_sequence().unwrap().iter().map(|n| n.as_str().unwrap().to_string()).collect();
+        return Action::Package { names, offline: p.get("offline").and_then(|x| x.as_bool()).unwrap_or(false) };
+    }
+    panic!("unknown task form: {t:?}");
+}
+
+fn tasks(path: &Path) -> Vec<Task> {
+    let v: Value = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    v.as_sequence()
+        .unwrap()
+        .iter()
+        .map(|t| Task {
+            name: s(t, "name").unwrap(),
+            origin: format!("{}", path.display()),
+            action: action(t),
+            notify: t.get("notify").and_then(|n| n.as_sequence()).map(|n| n.iter().map(|x| x.as_str().unwrap().to_string()).collect()).unwrap_or_default(),
+        })
+        .collect()
+}
+
+fn facts_text(raw: &str) -> String {
+    raw.lines()
+        .map(|l| match l.strip_prefix("@@hash ") {
+            Some(rest) => {
+                let (path, text) = rest.split_once(' ').unwrap();
+                let text = text.replace("\\n", "\n");
+                format!("@@h {}  {path}\n", hex::encode(Sha256::digest(text.as_bytes())))
+            }
+            None => format!("{}\n", l.replace("\\t", "\t")),
+        })
+        .collect()
+}
+
+#[test]
+fn guard_fixtures() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/exec-guard");
+    let mut cases: Vec<_> = std::fs::read_dir(&root).unwrap().flatten().map(|e| e.path()).collect();
+    cases.sort();
+    assert!(cases.len() >= 5, "fixtures missing under {}", root.display());
+    let mut failures = Vec::new();
+    for case in &cases {
+        let tasks = tasks(&case.join("tasks.yml"));
+        let w = wants(&tasks).unwrap();
+        let facts = parse_facts(&facts_text(&std::fs::read_to_string(case.join("facts.txt")).unwrap()), "", &tasks).unwrap();
+        let d = decide_role(&tasks, &w, &facts);
+        let mut got: Vec<String> = tasks.iter().zip(&w).zip(&d).flat_map(|((t, w), d)| describe(t, w, d)).collect();
+        for (unit, by) in pending_handlers(&tasks, &d) {
+            got.push(format!("restart {unit} ({by})"));
+        }
+        got.push(format!("apply: {}", if d.iter().any(|x| x.needs_apply()) { "yes" } else { "no" }));
+        let want: Vec<String> = std::fs::read_to_string(case.join("expected.txt")).unwrap().lines().map(String::from).collect();
+        if got != want {
+            failures.push(format!("{}:\n  got:  {got:#?}\n  want: {want:#?}", case.display()));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

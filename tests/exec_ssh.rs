@@ -1,0 +1,425 @@
+//! The executor end to end over real SSH: a real sshd on 127.0.0.1 (child process, own host
+//! key), the real openssh transport, real remote shell scripts. "Hosts" are inventory names
+//! that reach that sshd; each writes under its own directory so they do not collide.
+
+mod sshd;
+
+use std::path::{Path, PathBuf};
+
+use ezk::exec::{Options, run_step};
+use ezk::inventory::Connection;
+use ezk::plan::action::{Action, Content, FileSpec, HostRolePlan, StepPlan, Task, WaitTarget, Wave};
+use indexmap::IndexMap;
+use sha2::{Digest, Sha256};
+use sshd::Sshd;
+
+fn task(name: &str, action: Action) -> Task {
+    Task { name: name.into(), origin: format!("roles/app/tasks.yml:{name}"), action, notify: vec![] }
+}
+
+fn file(path: &Path, content: Content, mode: u32, secret: bool) -> Action {
+    Action::File(FileSpec {
+        path: path.display().to_string(),
+        content,
+        mode,
+        owner: "root".into(),
+        group: "root".into(),
+        secret,
+    })
+}
+
+/// A role of 12 tasks for one host rooted at `base/<host>`; `port` is the config value that
+/// the "template" carries (the var a later test changes).
+fn app_role(base: &Path, host: &str, port: u16, local_bin: &Path, sshd_port: u16) -> HostRolePlan {
+    let h = base.join(host);
+    let conf = format!("# app config\nname = {host}\nlisten = 0.0.0.0\nport = {port}\nlog = info\n");
+    let bin_sha = hex::encode(Sha256::digest(std::fs::read(local_bin).unwrap()));
+    let tasks = vec![
+        task("etc dir", Action::Directory { path: h.join("etc").display().to_string(), mode: 0o755, owner: "root".into(), group: "root".into() }),
+        task("bin dir", Action::Directory { path: h.join("bin").display().to_string(), mode: 0o755, owner: "root".into(), group: "root".into() }),
+        task("data dir", Action::Directory { path: h.join("data").display().to_string(), mode: 0o700, owner: "root".into(), group: "root".into() }),
+        task("app.conf", file(&h.join("etc/app.conf"), Content::Inline(conf.into_bytes()), 0o644, false)),
+        task("app.env", file(&h.join("etc/app.env"), Content::Inline(format!("TOKEN=s3cret-{port}\n").into_bytes()), 0o600, true)),
+        task("extra.conf", file(&h.join("etc/extra.conf"), Content::Inline(b"a = 1\nb = 2\n".to_vec()), 0o640, false)),
+        task("binary", file(&h.join("bin/app"), Content::Local { path: local_bin.to_path_buf(), sha256: bin_sha }, 0o755, false)),
+        task("link", Action::Link { path: h.join("bin/app-current").display().to_string(), target: h.join("bin/app").display().to_string() }),
+        task("old gone", Action::Absent { path: h.join("old.txt").display().to_string() }),
+        task("init once", Action::Command { cmd: format!("echo init > {}", h.join("data/marker").display()), creates: Some(h.join("data/marker").display().to_string()), unless: None }),
+        task("flag", Action::Command { cmd: format!("touch {}", h.join("data/flag").display()), creates: None, unless: Some(format!("test -f {}", h.join("data/flag").display())) }),
+        task("sshd answers", Action::WaitFor { target: WaitTarget::Tcp { host: "127.0.0.1".into(), port: sshd_port }, timeout_secs: 5, diagnose: None }),
+    ];
+    HostRolePlan { host: host.into(), role: "app".into(), tasks }
+}
+
+struct Setup {
+    _work: tempfile::TempDir,
+    base: PathBuf,
+    cluster: PathBuf,
+    bin: PathBuf,
+}
+
+fn setup(sshds: &[&Sshd]) -> Setup {
+    let work = tempfile::tempdir().unwrap();
+    let base = work.path().join("hosts");
+    let cluster = work.path().join("clusters/test");
+    std::fs::create_dir_all(&cluster).unwrap();
+    let kh: String = sshds.iter().map(|s| s.known_hosts_line()).collect();
+    std::fs::write(cluster.join("known_hosts"), kh).unwrap();
+    let bin = work.path().join("app-bin");
+    std::fs::write(&bin, b"#!/bin/sh\necho app\n".repeat(100)).unwrap();
+    Setup { base, cluster, bin, _work: work }
+}
+
+fn step(roles: Vec<HostRolePlan>) -> StepPlan {
+    StepPlan { step: "test".into(), waves: vec![Wave { roles: vec!["app".into()], hosts: roles }] }
+}
+
+fn opts(plan_only: bool) -> Options {
+    Options { plan_only, progress: Some(false), json: true, connect_attempts: 1, ..Options::default() }
+}
+
+fn sha_of(p: &Path) -> String {
+    hex::encode(Sha256::digest(std::fs::read(p).unwrap()))
+}
+
+fn json(recap: &ezk::ui::recap::Recap) -> serde_json::Value {
+    serde_json::from_str(&recap.to_json()).unwrap()
+}
+
+#[test]
+fn converges_on_three_hosts_in_few_round_trips_and_plan_shows_exact_diff() {
+    let server = Sshd::start(None);
+    let s = setup(&[&server]);
+    let hosts = ["h1", "h2", "h3"];
+    let conns: IndexMap<String, Connection> = hosts.iter().map(|h| (h.to_string(), server.connection())).collect();
+    let plan = |port| step(hosts.iter().map(|h| app_role(&s.base, h, port, &s.bin, server.port)).collect());
+    std::fs::create_dir_all(s.base.join("h1")).unwrap();
+    std::fs::write(s.base.join("h1/old.txt"), "stale").unwrap();
+
+    let r1 = run_step(&s.cluster, &plan(8080), &conns, &opts(false)).unwrap();
+    let j1 = json(&r1);
+    assert_eq!(r1.exit_code(), 0, "{}", r1.to_json());
+    for h in hosts {
+        let hr = &j1["hosts"][h];
+        assert!(hr["changed"].as_u64().unwrap() >= 10, "{h}: {hr}");
+        assert_eq!(hr["failed"], 0);
+        // 12 tasks, and still: one gather + one apply.
+        assert!(hr["round_trips_by_role"]["app"].as_u64().unwrap() <= 3, "{hr}");
+        assert_eq!(hr["round_trips_by_role"]["app"], 2, "{hr}");
+    }
+    assert!(!s.base.join("h1/old.txt").exists());
+    assert_eq!(std::fs::read_to_string(s.base.join("h2/data/marker")).unwrap(), "init\n");
+    let env = s.base.join("h3/etc/app.env");
+    assert_eq!(std::fs::metadata(&env).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::read_link(s.base.join("h3/bin/app-current")).unwrap(), s.base.join("h3/bin/app"));
+    let log = r1.log.clone().unwrap();
+    assert!(log.starts_with(s.cluster.join("logs")) && log.exists());
+
+    // Second run: nothing to do, one round trip per host (the gather).
+    let r2 = run_step(&s.cluster, &plan(8080), &conns, &opts(false)).unwrap();
+    let j2 = json(&r2);
+    for h in hosts {
+        assert_eq!(j2["hosts"][h]["changed"], 0, "{}", r2.to_json());
+        assert_eq!(j2["hosts"][h]["round_trips"], 1, "{}", r2.to_json());
+    }
+
+    // A var change: --plan shows exactly the changed line, masks the secret, applies nothing.
+    let before = sha_of(&s.base.join("h1/etc/app.conf"));
+    let rp = run_step(&s.cluster, &plan(9090), &conns, &opts(true)).unwrap();
+    let lines = &rp.plan["h1"];
+    let conf = s.base.join("h1/etc/app.conf").display().to_string();
+    let env1 = s.base.join("h1/etc/app.env").display().to_string();
+    let changed: Vec<&String> = lines.iter().filter(|l| l.contains("    -") || l.contains("    +")).collect();
+    assert_eq!(changed, vec!["[app]     -port = 8080", "[app]     +port = 9090"], "{lines:#?}");
+    assert!(lines.contains(&format!("[app] changed {conf}")), "{lines:#?}");
+    assert!(lines.contains(&format!("[app] changed {env1}: secret content changed")), "{lines:#?}");
+    assert!(!lines.iter().any(|l| l.contains("s3cret")), "secret printed: {lines:#?}");
+    assert_eq!(lines.iter().filter(|l| l.starts_with("[app] changed")).count(), 2, "{lines:#?}");
+    assert_eq!(sha_of(&s.base.join("h1/etc/app.conf")), before, "plan mode changed a file");
+    assert_eq!(rp.hosts["h1"].changed, 2);
+
+    // Applying it, then planning again: nothing left to do.
+    let r3 = run_step(&s.cluster, &plan(9090), &conns, &opts(false)).unwrap();
+    assert_eq!(r3.hosts["h2"].changed, 2, "{}", r3.to_json());
+    let rp2 = run_step(&s.cluster, &plan(9090), &conns, &opts(true)).unwrap();
+    assert!(rp2.plan.values().all(|l| l.is_empty()), "{:#?}", rp2.plan);
+}
+
+use std::os::unix::fs::PermissionsExt;
+
+#[test]
+fn unreachable_host_is_reported_others_complete_lock_released() {
+    let server = Sshd::start(None);
+    let s = setup(&[&server]);
+    let mut conns: IndexMap<String, Connection> = IndexMap::new();
+    conns.insert("up1".into(), server.connection());
+    conns.insert("down".into(), Connection { port: sshd::free_port(), ..server.connection() });
+    conns.insert("up2".into(), server.connection());
+    let plan = step(conns.keys().map(|h| app_role(&s.base, h, 1, &s.bin, server.port)).collect());
+    let r = run_step(&s.cluster, &plan, &conns, &opts(false)).unwrap();
+    let j = json(&r);
+    assert_eq!(j["hosts"]["down"]["unreachable"], 1, "{}", r.to_json());
+    assert_eq!(j["hosts"]["down"]["changed"], 0);
+    assert!(j["hosts"]["up1"]["changed"].as_u64().unwrap() >= 10);
+    assert!(j["hosts"]["up2"]["changed"].as_u64().unwrap() >= 10);
+    assert_ne!(r.exit_code(), 0);
+    ezk::exec::lock::lock_cluster(&s.cluster).expect("lock released after the run");
+}
+
+#[test]
+fn second_concurrent_run_is_refused_by_the_lock() {
+    let server = Sshd::start(None);
+    let s = setup(&[&server]);
+    let conns: IndexMap<String, Connection> = [("h".to_string(), server.connection())].into_iter().collect();
+    let _held = ezk::exec::lock::lock_cluster(&s.cluster).unwrap();
+    let err = run_step(&s.cluster, &step(vec![app_role(&s.base, "h", 1, &s.bin, server.port)]), &conns, &opts(false)).unwrap_err();
+    assert!(err.to_string().contains("another ezk run is in progress"), "{err}");
+    assert!(!s.base.join("h").exists(), "a refused run touched the host");
+}
+
+#[test]
+fn unknown_host_key_is_refused_unless_accepted_explicitly() {
+    let server = Sshd::start(None);
+    let s = setup(&[&server]);
+    std::fs::remove_file(s.cluster.join("known_hosts")).unwrap();
+    let conns: IndexMap<String, Connection> = [("h".to_string(), server.connection())].into_iter().collect();
+    let plan = step(vec![app_role(&s.base, "h", 1, &s.bin, server.port)]);
+    let r = run_step(&s.cluster, &plan, &conns, &opts(false)).unwrap();
+    assert_eq!(r.hosts["h"].unreachable, 1, "{}", r.to_json());
+    assert!(r.hosts["h"].errors[0].contains("host key"), "{:?}", r.hosts["h"].errors);
+    assert!(!s.base.join("h").exists());
+    let accept = Options { accept_new_host_keys: true, ..opts(false) };
+    let r = run_step(&s.cluster, &plan, &conns, &accept).unwrap();
+    assert_eq!(r.exit_code(), 0, "{}", r.to_json());
+    // Recorded in the cluster's known_hosts, so the next strict run passes.
+    // (ssh may hash the host name, so only the key is checked.)
+    let key = server.known_hosts_line().split_whitespace().nth(2).unwrap().to_string();
+    assert!(std::fs::read_to_string(s.cluster.join("known_hosts")).unwrap().contains(&key));
+    let r = run_step(&s.cluster, &plan, &conns, &opts(false)).unwrap();
+    assert_eq!(r.exit_code(), 0, "{}", r.to_json());
+}
+
+/// Pids of ssh master processes for `port` (the openssh crate starts `ssh -M ... -p PORT`).
+fn ssh_masters(port: u16) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else { continue };
+        let args: Vec<String> = cmd.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+        if args.first().is_some_and(|a| a.ends_with("ssh"))
+            && args.iter().any(|a| a == "-M")
+            && args.windows(2).any(|w| w[0] == "-p" && w[1] == port.to_string())
+        {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+#[test]
+fn connection_killed_mid_upload_leaves_old_or_new_never_partial() {
+    let server = Sshd::start(None);
+    let s = setup(&[&server]);
+    let conns: IndexMap<String, Connection> = [("h".to_string(), server.connection())].into_iter().collect();
+    // First install: small content.
+    let big_dir = s.base.join("h/big");
+    std::fs::create_dir_all(&big_dir).unwrap();
+    let target = big_dir.join("blob");
+    std::fs::write(&target, b"old content\n").unwrap();
+    let old_sha = sha_of(&target);
+    // New content: 192 MiB from a local file, so the upload takes a while.
+    let local = s.base.parent().unwrap().join("blob-new");
+    {
+        use std::io::Write;
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&local).unwrap());
+        let mut block = vec![0u8; 1 << 20];
+        for i in 0..192u32 {
+            block[..4].copy_from_slice(&i.to_le_bytes());
+            f.write_all(&block).unwrap();
+        }
+    }
+    let new_sha = sha_of(&local);
+    let plan = step(vec![HostRolePlan {
+        host: "h".into(),
+        role: "app".into(),
+        tasks: vec![task("blob", file(&target, Content::Local { path: local.clone(), sha256: new_sha.clone() }, 0o644, false))],
+    }]);
+    let killer = {
+        let big_dir = big_dir.clone();
+        let port = server.port;
+        std::thread::spawn(move || {
+            let t0 = std::time::Instant::now();
+            while t0.elapsed() < std::time::Duration::from_secs(30) {
+                let partial = std::fs::read_dir(&big_dir).unwrap().flatten().any(|e| {
+                    e.file_name().to_string_lossy().starts_with(".ezk-tmp.") && e.metadata().map(|m| m.len() > 0).unwrap_or(false)
+                });
+                if partial {
+                    for pid in ssh_masters(port) {
+                        unsafe_kill(pid);
+                    }
+                    return true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            false
+        })
+    };
+    let r = run_step(&s.cluster, &plan, &conns, &opts(false)).unwrap();
+    assert!(killer.join().unwrap(), "upload finished before the kill; make the file bigger");
+    assert_ne!(r.exit_code(), 0, "{}", r.to_json());
+    let sha = sha_of(&target);
+    assert!(sha == old_sha || sha == new_sha, "partial file on the host");
+    // Re-run converges, and no temp file is left behind.
+    let r = run_step(&s.cluster, &plan, &conns, &opts(false)).unwrap();
+    assert_eq!(r.exit_code(), 0, "{}", r.to_json());
+    assert_eq!(sha_of(&target), new_sha);
+    let left: Vec<_> = std::fs::read_dir(&big_dir).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+}
+
+fn unsafe_kill(pid: i32) {
+    // `kill -9 <pid>`: the test owns this ssh process (started by this test's run).
+    let _ = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status();
+}
+
+#[test]
+fn failed_host_stops_and_does_nothing_in_later_waves() {
+    let server = Sshd::start(None);
+    let s = setup(&[&server]);
+    let conns: IndexMap<String, Connection> = ["good", "bad"].iter().map(|h| (h.to_string(), server.connection())).collect();
+    let w1 = |h: &str| HostRolePlan {
+        host: h.into(),
+        role: "first".into(),
+        tasks: vec![
+            task("dir", Action::Directory { path: s.base.join(h).display().to_string(), mode: 0o755, owner: "root".into(), group: "root".into() }),
+            task("maybe fail", Action::Command { cmd: if h == "bad" { "echo broken >&2; exit 3".into() } else { "true".into() }, creates: None, unless: None }),
+            task("after", file(&s.base.join(h).join("after"), Content::Inline(b"x".to_vec()), 0o644, false)),
+        ],
+    };
+    let w2 = |h: &str| HostRolePlan {
+        host: h.into(),
+        role: "second".into(),
+        tasks: vec![task("second", file(&s.base.join(h).join("second"), Content::Inline(b"y".to_vec()), 0o644, false))],
+    };
+    let plan = StepPlan {
+        step: "two".into(),
+        waves: vec![
+            Wave { roles: vec!["first".into()], hosts: vec![w1("good"), w1("bad")] },
+            Wave { roles: vec!["second".into()], hosts: vec![w2("good"), w2("bad")] },
+        ],
+    };
+    let r = run_step(&s.cluster, &plan, &conns, &opts(false)).unwrap();
+    assert_ne!(r.exit_code(), 0);
+    let bad = &r.hosts["bad"];
+    assert_eq!(bad.failed, 1, "{}", r.to_json());
+    assert!(bad.errors[0].contains("maybe fail") && bad.errors[0].contains("broken"), "{:?}", bad.errors);
+    assert!(!s.base.join("bad/after").exists(), "failed host went on with its role");
+    assert!(!s.base.join("bad/second").exists(), "failed host ran a later wave");
+    assert!(s.base.join("good/second").exists());
+    assert_eq!(r.hosts["good"].failed, 0);
+}
+
+#[test]
+fn concurrent_commands_on_one_host_stay_below_max_sessions() {
+    use ezk::exec::ssh::{SshConnector, SshOptions};
+    use ezk::exec::transport::{Connector, Transport};
+    let server = Sshd::start(None);
+    let s = setup(&[&server]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let c = SshConnector::new(SshOptions { known_hosts: vec![s.cluster.join("known_hosts")], ..SshOptions::default() });
+        let t = std::sync::Arc::new(c.connect("h", &server.connection()).await.unwrap());
+        // 25 commands at once on one master: sshd allows 10 sessions; the transport queues.
+        let mut set = tokio::task::JoinSet::new();
+        for i in 0..25 {
+            let t = t.clone();
+            set.spawn(async move { t.run(&format!("sleep 0.2; echo {i}"), vec![], std::time::Duration::from_secs(30)).await });
+        }
+        let mut n = 0;
+        while let Some(r) = set.join_next().await {
+            let out = r.unwrap().expect("no session refused");
+            assert_eq!(out.code, 0);
+            n += 1;
+        }
+        assert_eq!(n, 25);
+        assert_eq!(t.round_trips(), 25);
+    });
+}
+
+#[test]
+fn wait_for_timeout_fails_the_host_with_diagnose_output() {
+    let server = Sshd::start(None);
+    let s = setup(&[&server]);
+    let conns: IndexMap<String, Connection> = [("h".to_string(), server.connection())].into_iter().collect();
+    let closed = sshd::free_port();
+    let plan = step(vec![HostRolePlan {
+        host: "h".into(),
+        role: "app".into(),
+        tasks: vec![
+            task("wait", Action::WaitFor { target: WaitTarget::Tcp { host: "127.0.0.1".into(), port: closed }, timeout_secs: 2, diagnose: Some("echo why-it-failed".into()) }),
+            task("after", file(&s.base.join("after"), Content::Inline(b"x".to_vec()), 0o644, false)),
+        ],
+    }]);
+    let t0 = std::time::Instant::now();
+    let r = run_step(&s.cluster, &plan, &conns, &opts(false)).unwrap();
+    assert!(t0.elapsed() >= std::time::Duration::from_secs(2), "did not wait");
+    assert_eq!(r.hosts["h"].failed, 1, "{}", r.to_json());
+    let err = &r.hosts["h"].errors[0];
+    assert!(err.contains("timed out after 2s") && err.contains("why-it-failed"), "{err}");
+    assert!(!s.base.join("after").exists(), "went on after a failed wait");
+}
+
+#[test]
+fn an_over_limit_channel_is_reported_as_max_sessions() {
+    use ezk::exec::ssh::{SshConnector, SshOptions};
+    use ezk::exec::transport::{Connector, Transport, TransportError};
+    let server = Sshd::start(None);
+    let s = setup(&[&server]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        // The cap lifted above sshd's MaxSessions 10: the refusal must be named, not vague.
+        let opts = SshOptions { known_hosts: vec![s.cluster.join("known_hosts")], channels_per_host: 30, ..SshOptions::default() };
+        let t = std::sync::Arc::new(SshConnector::new(opts).connect("h", &server.connection()).await.unwrap());
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..25 {
+            let t = t.clone();
+            set.spawn(async move { t.run("sleep 0.5", vec![], std::time::Duration::from_secs(30)).await });
+        }
+        let mut refused = 0;
+        while let Some(r) = set.join_next().await {
+            match r.unwrap() {
+                Ok(_) => {}
+                Err(e @ TransportError::TooManySessions { .. }) => {
+                    assert!(e.to_string().contains("MaxSessions"), "{e}");
+                    refused += 1;
+                }
+                Err(e) => panic!("unexpected error: {e}"),
+            }
+        }
+        assert!(refused > 0, "sshd accepted more than MaxSessions channels?");
+    });
+}
+
+#[test]
+fn jump_host_is_used_and_its_key_checked_strictly() {
+    let jump = Sshd::start(None);
+    let target = Sshd::start(Some(&jump.client_key));
+    let s = setup(&[&jump, &target]);
+    let conns: IndexMap<String, Connection> = [("h".to_string(), target.connection())].into_iter().collect();
+    let plan = step(vec![HostRolePlan {
+        host: "h".into(),
+        role: "app".into(),
+        tasks: vec![task("via jump", file(&s.base.join("via-jump"), Content::Inline(b"j\n".to_vec()), 0o644, false))],
+    }]);
+    let o = Options { jump_hosts: vec![format!("root@127.0.0.1:{}", jump.port)], ..opts(false) };
+    let r = run_step(&s.cluster, &plan, &conns, &o).unwrap();
+    assert_eq!(r.exit_code(), 0, "{}", r.to_json());
+    assert!(s.base.join("via-jump").exists());
+    let jump_log = std::fs::read_to_string(jump.dir.path().join("sshd.log")).unwrap();
+    assert!(jump_log.contains("Accepted publickey for root"), "the jump host was not used:\n{jump_log}");
+    // The jump hop checks host keys as strictly as the target: unknown jump key → refused.
+    let only_target = target.known_hosts_line();
+    std::fs::write(s.cluster.join("known_hosts"), only_target).unwrap();
+    let r = run_step(&s.cluster, &plan, &conns, &o).unwrap();
+    assert_eq!(r.hosts["h"].unreachable, 1, "{}", r.to_json());
+}
