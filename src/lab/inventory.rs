@@ -152,6 +152,12 @@ pub fn hosts_file(input: &InventoryInput) -> String {
         "# no CAP_SYS_TIME: chronyd serves time without setting the clock (chrony role drop-in)\n",
     );
     s.push_str("CHRONY_SET_CLOCK=false\n");
+    s.push_str("# no network on lab hosts: packages are verified, not installed (the image has them)\n");
+    s.push_str("INSTALL_SOURCE=\"offline\"\n");
+    s.push_str(
+        "# binaries: Debian's own builds, pinned in the manifest (fill with `ezk download --from-apt`)\n",
+    );
+    s.push_str("K8S_VER=\"lab-debian\"\n");
     s
 }
 
