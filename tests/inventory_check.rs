@@ -112,6 +112,12 @@ fn check_contacts_no_host() {
     let home = tempfile::tempdir().unwrap();
     let dir = home.path().join("clusters/c1");
     std::fs::create_dir_all(&dir).unwrap();
+    // kubeasz clusters always carry a config.yml; the roles' templates need its variables.
+    std::fs::write(
+        dir.join("config.yml"),
+        include_str!("../inventory-examples/config.yml"),
+    )
+    .unwrap();
     // Broken (even etcd) and valid variants: neither may connect.
     for etcd in ["127.0.0.1\n127.0.0.2\n", "127.0.0.1\n"] {
         std::fs::write(
@@ -119,7 +125,7 @@ fn check_contacts_no_host() {
             format!(
                 "[etcd]\n{etcd}[kube_master]\n127.0.0.1 ansible_port={port}\n[kube_node]\n[all:vars]\n\
                  CONTAINER_RUNTIME=containerd\nCLUSTER_NETWORK=flannel\nSERVICE_CIDR=10.68.0.0/16\n\
-                 CLUSTER_CIDR=172.20.0.0/16\n"
+                 CLUSTER_CIDR=172.20.0.0/16\nk8s_nodename=''\n"
             ),
         )
         .unwrap();
