@@ -79,8 +79,10 @@ impl Sources for ClusterSources {
             .k8s_ver
             .as_deref()
             .ok_or("K8S_VER is not set in config.yml; it picks the artifact version set")?;
-        let b = self.store.binary(name, ver).map_err(|e| {
-            format!("{e}\n  fetch it with: {}", self.store.fetch_hint(&[name], ver))
+        let b = self.store.binary(name, ver).map_err(|e| match e {
+            // Its message already ends with the command that fetches it.
+            crate::artifacts::ArtifactError::Missing { .. } => e.to_string(),
+            e => format!("{e}\n  fetch it with: {}", self.store.fetch_hint(&[name], ver)),
         })?;
         let b = StoredBinary { path: b.path, sha256: b.sha256 };
         self.binaries.lock().unwrap().insert(name.to_string(), b.clone());

@@ -123,7 +123,7 @@ impl Store {
             name: name.to_string(),
             set: set_name.to_string(),
             dir: self.dir.clone(),
-            cmd: fetch_command(set_name, &[a.name.as_str()]),
+            cmd: fetch_command(set_name, &[a]),
         };
         let recorded = self.recorded(a).ok_or_else(missing)?;
         let want = recorded.get(name).ok_or_else(missing)?;
@@ -168,11 +168,9 @@ impl Store {
     pub fn fetch_hint(&self, names: &[&str], k8s_ver: &str) -> String {
         match self.manifest.set(k8s_ver) {
             Ok((set_name, set)) => {
-                let mut arts: Vec<&str> = names
-                    .iter()
-                    .filter_map(|n| set.artifact_for(n).map(|a| a.name.as_str()))
-                    .collect();
-                arts.dedup();
+                let mut arts: Vec<&Artifact> =
+                    names.iter().filter_map(|n| set.artifact_for(n)).collect();
+                arts.dedup_by(|a, b| a.name == b.name);
                 fetch_command(set_name, &arts)
             }
             Err(_) => format!("ezk download --k8s-ver {k8s_ver}"),
@@ -318,16 +316,20 @@ fn check_member_sums(
     Ok(())
 }
 
-/// `ezk download --k8s-ver SET --only a,b`.
-pub fn fetch_command(set: &str, artifacts: &[&str]) -> String {
-    if artifacts.is_empty() {
-        format!("ezk download --k8s-ver {set}")
-    } else {
-        format!(
-            "ezk download --k8s-ver {set} --only {}",
-            artifacts.join(",")
-        )
+/// The command that fetches `artifacts` of `set`: `ezk download --k8s-ver SET --only a,b`.
+/// Debian packages (the lab-debian set) have no upstream release URL to download from, so for
+/// them it is `--from-apt` (apt-get download of the pinned .deb), the one source that works
+/// without preparing files by hand.
+pub fn fetch_command(set: &str, artifacts: &[&Artifact]) -> String {
+    let mut cmd = format!("ezk download --k8s-ver {set}");
+    if !artifacts.is_empty() && artifacts.iter().all(|a| a.kind == Kind::Deb) {
+        cmd.push_str(" --from-apt");
     }
+    if !artifacts.is_empty() {
+        let names: Vec<&str> = artifacts.iter().map(|a| a.name.as_str()).collect();
+        cmd.push_str(&format!(" --only {}", names.join(",")));
+    }
+    cmd
 }
 
 /// Remove a staging dir and its parent if that is now empty (so a refused artifact leaves no trace).
@@ -350,4 +352,42 @@ pub(crate) fn move_file(src: &Path, dest: &Path) -> Result<(), ArtifactError> {
     }
     fs::copy(src, dest).map_err(ArtifactError::io(dest))?;
     fs::remove_file(src).map_err(ArtifactError::io(src))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shipped_store(dir: &Path) -> Store {
+        Store::at(dir, Manifest::shipped().unwrap())
+    }
+
+    /// Regression: the hint for the lab-debian set said `ezk download --k8s-ver lab-debian
+    /// --only etcd-server`, which tries an upstream download a .deb set does not have.
+    #[test]
+    fn hint_for_a_deb_set_fetches_through_apt() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = shipped_store(dir.path());
+        assert_eq!(
+            store.fetch_hint(&["etcd", "etcdctl"], "lab-debian"),
+            "ezk download --k8s-ver lab-debian --from-apt --only etcd-server,etcd-client"
+        );
+        // The error of a missing binary carries the same command.
+        let err = store.binary("kubectl", "lab-debian").unwrap_err().to_string();
+        assert!(
+            err.ends_with("fetch it with: ezk download --k8s-ver lab-debian --from-apt --only kubernetes-client"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn hint_for_a_release_set_downloads_from_upstream() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = shipped_store(dir.path());
+        let hint = store.fetch_hint(&["etcd", "etcdctl"], "v1.35.4");
+        assert!(!hint.contains("--from-apt"), "{hint}");
+        assert!(hint.ends_with(" --only etcd"), "{hint}");
+        let err = store.binary("etcd", "v1.35.4").unwrap_err().to_string();
+        assert!(!err.contains("--from-apt"), "{err}");
+    }
 }

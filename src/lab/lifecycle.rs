@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use super::inventory::{self, InventoryInput};
 use super::state::{HostState, LabState};
-use super::{LabError, LabPaths, check_interrupted, host, image, net, sys, validate_name, wait};
+use super::{
+    LabError, LabPaths, check_interrupted, host, image, inotify, net, sys, validate_name, wait,
+};
 
 /// What `ezk lab up` was asked for.
 #[derive(Debug, Clone)]
@@ -195,6 +197,7 @@ fn make(
     sys::write_atomic(&state.known_hosts(), known.as_bytes(), 0o644)?;
     write_inventory(state)?;
 
+    raise_inotify_limits(paths, progress)?;
     progress("booting hosts");
     for i in 0..state.hosts.len() {
         check_interrupted()?;
@@ -205,6 +208,22 @@ fn make(
     }
     progress("waiting for ssh and systemd on every host");
     wait::wait_all(&state.hosts, children, &key, &state.known_hosts(), timeout)
+}
+
+/// Size the machine's inotify limits for every recorded lab host (this lab's included: its
+/// state is saved before `make`), since all of them share root's limit; say what was raised.
+fn raise_inotify_limits(paths: &LabPaths, progress: &mut dyn FnMut(&str)) -> Result<(), LabError> {
+    let hosts: usize = LabState::list(paths)
+        .iter()
+        .filter_map(|name| LabState::load(paths, name).ok().flatten())
+        .map(|s| s.hosts.len())
+        .sum();
+    for r in inotify::ensure(hosts)? {
+        progress(&format!(
+            "raised {r} (systemd in {hosts} lab host(s) shares root's inotify limit; see docs/lab.md)"
+        ));
+    }
+    Ok(())
 }
 
 /// Write `clusters/<name>/hosts` and `config.yml`.

@@ -10,7 +10,9 @@
 //!
 //! Files: `image` (cached debootstrap base), `net` (subnet allocation, bridge), `host` (overlay,
 //! per-host files, boot/stop), `wait` (SSH readiness), `state` (the state file), `inventory`
-//! (the kubeasz hosts file), `sys` (root/tool checks, commands, mounts, pids), `lifecycle`
+//! (the kubeasz hosts file), `sys` (root/tool checks, commands, mounts, pids), `inotify` (the
+//! machine's inotify limits, raised by `up` to fit every lab host: all hosts' systemd share
+//! root's limit, and the default 128 instances runs out at ~16 hosts), `lifecycle`
 //! (up/down/status).
 
 use std::path::PathBuf;
@@ -18,6 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 pub mod host;
 pub mod image;
+pub mod inotify;
 pub mod inventory;
 pub mod lifecycle;
 pub mod net;

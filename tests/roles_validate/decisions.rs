@@ -1,0 +1,160 @@
+//! What the rendering must decide, read from the rendered files: etcd options, the chrony
+//! server/client split, VRRP roles and peers, a refused EX_LB_IMPL; and the rendered VRRP
+//! interface detector run for real on loopback.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::support::{FIRST_MASTER, LB_BACKUP, LB_MASTER, rendered};
+
+#[test]
+fn etcd_options_are_honoured() {
+    let r = rendered();
+    let unit = "/etc/systemd/system/etcd.service";
+    let default = r.read("default", FIRST_MASTER, unit);
+    let options = r.read("options", FIRST_MASTER, unit);
+    assert!(
+        !default.contains("--wal-dir"),
+        "ETCD_WAL_DIR empty: no --wal-dir\n{default}"
+    );
+    assert!(default.contains("--initial-cluster-state=new"), "{default}");
+    assert!(options.contains("--wal-dir=/var/lib/etcd-wal"), "{options}");
+    assert!(
+        options.contains("--initial-cluster-state=existing"),
+        "{options}"
+    );
+    // Every member is in --initial-cluster, each by its peer URL.
+    for ip in ["198.18.9.11", "198.18.9.12", "198.18.9.13"] {
+        assert!(
+            default.contains(&format!("=https://{ip}:2380")),
+            "{ip} in --initial-cluster"
+        );
+    }
+}
+
+/// The first chrony host serves (also without upstream); every other host syncs from it only.
+#[test]
+fn chrony_server_on_the_first_chrony_host_and_clients_use_it() {
+    let r = rendered();
+    let server = r.read("default", FIRST_MASTER, "/etc/chrony/chrony.conf");
+    assert!(server.lines().any(|l| l == "local stratum 10"), "{server}");
+    assert!(server.lines().any(|l| l.starts_with("allow ")), "{server}");
+    let options = r.read("options", FIRST_MASTER, "/etc/chrony/chrony.conf");
+    assert!(
+        options.lines().any(|l| l == "allow 198.18.9.0/24"),
+        "local_network:\n{options}"
+    );
+    for host in ["198.18.9.12", LB_BACKUP] {
+        let client = r.read("default", host, "/etc/chrony/chrony.conf");
+        let servers: Vec<&str> = client
+            .lines()
+            .filter(|l| l.starts_with("server ") || l.starts_with("pool "))
+            .collect();
+        assert_eq!(servers, ["server 198.18.9.11 iburst"], "{host}:\n{client}");
+        assert!(
+            !client.contains("allow") && !client.contains("local stratum"),
+            "{host}:\n{client}"
+        );
+    }
+    // CHRONY_SET_CLOCK=false (the lab) adds the no-clock drop-in; true leaves the package's unit.
+    let dropin = "etc/systemd/system/chrony.service.d/10-ezk-no-clock.conf";
+    assert!(r.variant("default").join(LB_BACKUP).join(dropin).exists());
+    assert!(!r.variant("options").join(LB_BACKUP).join(dropin).exists());
+}
+
+/// VRRP: MASTER on LB_ROLE=master, BACKUP below it, each unicasting to the other LB only, the
+/// VIP and the LB check in both; the single-LB case has no peers.
+#[test]
+fn keepalived_master_backup_and_unicast_peers() {
+    let r = rendered();
+    let conf = "/etc/keepalived/keepalived.conf";
+    let master = r.read("default", LB_MASTER, conf);
+    let backup = r.read("default", LB_BACKUP, conf);
+    let peers = |t: &str| -> Vec<String> {
+        let block = t
+            .split("unicast_peer {")
+            .nth(1)
+            .map(|b| b.split('}').next().unwrap())
+            .unwrap_or("");
+        block.split_whitespace().map(String::from).collect()
+    };
+    assert!(
+        master.contains("state MASTER") && master.contains("priority 120"),
+        "{master}"
+    );
+    assert!(
+        backup.contains("state BACKUP") && backup.contains("priority 99"),
+        "{backup}"
+    );
+    assert_eq!(peers(&master), [LB_BACKUP]);
+    assert_eq!(peers(&backup), [LB_MASTER]);
+    for t in [&master, &backup] {
+        assert!(t.contains("198.18.9.250"), "VIP:\n{t}");
+        assert!(
+            t.contains("systemctl is-active --quiet haproxy"),
+            "LB check:\n{t}"
+        );
+    }
+    let nginx = r.read("nginx", LB_MASTER, conf);
+    assert!(
+        nginx.contains("systemctl is-active --quiet l4lb"),
+        "{nginx}"
+    );
+    let one = r.read("one-lb", "198.18.9.12", conf);
+    assert!(peers(&one).is_empty(), "{one}");
+    let options = r.read("options", LB_MASTER, conf);
+    assert!(
+        !options.contains("include /etc/keepalived/ezk-lb-if.conf"),
+        "LB_IF set: no detection\n{options}"
+    );
+}
+
+#[test]
+fn an_unknown_ex_lb_impl_is_refused_by_name() {
+    let (code, text) = &rendered().envoy;
+    assert_ne!(*code, 0, "EX_LB_IMPL=envoy rendered:\n{text}");
+    assert!(
+        text.contains("EX_LB_IMPL_must_be_haproxy_or_nginx"),
+        "{text}"
+    );
+}
+
+/// The rendered detector, run here: the interface holding an address (127.0.0.1 → lo), its
+/// `--check` (the task's `unless`) true only for the exact content, and an address nobody holds
+/// is an error, not an empty interface.
+#[test]
+fn lb_if_detector_finds_the_interface_of_an_address() {
+    let r = rendered();
+    let det = r
+        .variant("default")
+        .join(LB_MASTER)
+        .join("etc/keepalived/ezk-detect-lb-if");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("lb-if.conf");
+    let run = |args: &[&str], file: &Path| {
+        Command::new("sh")
+            .arg(&det)
+            .args(args)
+            .arg(file)
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(run(&["127.0.0.1"], &out), "detector failed for 127.0.0.1");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "$LB_IF=lo\n");
+    assert!(run(&["--check", "127.0.0.1"], &out));
+    assert!(!run(
+        &["--check", "127.0.0.1"],
+        &tmp.path().join("none.conf")
+    ));
+    std::fs::write(&out, "$LB_IF=eth9\n").unwrap();
+    assert!(
+        !run(&["--check", "127.0.0.1"], &out),
+        "--check accepted a stale interface"
+    );
+    let nobody = tmp.path().join("x.conf");
+    assert!(
+        !run(&["127.255.255.254"], &nobody),
+        "an address held by no interface was accepted"
+    );
+}
