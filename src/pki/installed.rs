@@ -1,0 +1,554 @@
+//! The remote half of `ezk certs`: which certificate files each host should hold, and the
+//! verdict on what it actually holds.
+//!
+//! The expected files come from the plan itself, so they are exactly what `ezk setup` installs:
+//! every `File` action whose bytes are a certificate, CA certificate, public key or private key
+//! that this PKI hands to that host (`Pki::cert_files`). Matching bytes rather than task names
+//! keeps it right whichever module or role installs the file. Private keys are compared by
+//! sha256 only, so they never leave the host. Besides, each host is probed for keys it must not
+//! hold: the CA and service-account keys in the directories its certificates live in, and any
+//! key path another host receives for a certificate this host may not have.
+
+use std::collections::{BTreeSet, HashMap};
+
+use super::report::{RemoteCopy, RemoteStatus, compare_remote, inspect_pem};
+use super::{CERT_IDS, CertFiles, Pki};
+use crate::exec::fetch::{Found, Probe, Request};
+use crate::plan::action::{Action, Content, StepPlan};
+use crate::plan::{CertPem, Sources, StoredBinary};
+
+/// Which half of a certificate id a file is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// The certificate (or CA certificate, or `sa.pub`).
+    Cert,
+    /// The private key.
+    Key,
+}
+
+/// A file the plan installs on a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expected {
+    pub host: String,
+    pub path: String,
+    pub cert_id: String,
+    pub part: Part,
+    /// The step that installs it (`02` …), for "missing" hints.
+    pub step: String,
+}
+
+/// A path where a host must hold nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forbidden {
+    pub host: String,
+    pub path: String,
+    /// Whose key it would be and why this host may not have it.
+    pub why: String,
+}
+
+/// Answers `Sources` for planning a report: certificates from the PKI as it is on disk
+/// (nothing issued, nothing written); kubeconfigs and binaries are not compared, so they are
+/// answered empty. A plan built with these is only inspected, never executed.
+pub struct ReportSources<'a>(pub &'a Pki);
+
+impl Sources for ReportSources<'_> {
+    fn cert(&self, host: &str, id: &str) -> Result<CertPem, String> {
+        let f = self.0.cert_files(id, host).map_err(|e| e.to_string())?;
+        Ok(CertPem {
+            cert_pem: f.cert_pem,
+            key_pem: f.key_pem.map(|k| k.expose().to_string()),
+            ca_pem: f.ca_pem,
+        })
+    }
+    fn kubeconfig(&self, _: &str, _: &str) -> Result<String, String> {
+        Ok(String::new())
+    }
+    fn binary(&self, name: &str) -> Result<StoredBinary, String> {
+        Ok(StoredBinary { path: name.into(), sha256: String::new() })
+    }
+}
+
+/// The PKI's files a host may receive, by id (ids it may not receive are left out).
+fn allowed_files(pki: &Pki, host: &str) -> Vec<(&'static str, CertFiles)> {
+    CERT_IDS
+        .iter()
+        .filter_map(|id| pki.cert_files(id, host).ok().map(|f| (*id, f)))
+        .collect()
+}
+
+/// Every certificate or key file the plans install, per host, in plan order (a path installed
+/// twice is listed once).
+pub fn expected_files(pki: &Pki, plans: &[StepPlan]) -> Vec<Expected> {
+    let mut cache: HashMap<String, Vec<(&'static str, CertFiles)>> = HashMap::new();
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for plan in plans {
+        for hrp in plan.waves.iter().flat_map(|w| &w.hosts) {
+            let files = cache
+                .entry(hrp.host.clone())
+                .or_insert_with(|| allowed_files(pki, &hrp.host));
+            for t in &hrp.tasks {
+                let Action::File(f) = &t.action else { continue };
+                let Content::Inline(bytes) = &f.content else { continue };
+                let hit = files
+                    .iter()
+                    .find(|(_, c)| c.cert_pem.as_bytes() == bytes.as_slice())
+                    .map(|(id, _)| (*id, Part::Cert))
+                    .or_else(|| {
+                        files
+                            .iter()
+                            .find(|(_, c)| {
+                                c.key_pem.as_ref().is_some_and(|k| k.expose().as_bytes() == bytes.as_slice())
+                            })
+                            .map(|(id, _)| (*id, Part::Key))
+                    });
+                if let Some((id, part)) = hit
+                    && seen.insert((hrp.host.clone(), f.path.clone()))
+                {
+                    out.push(Expected {
+                        host: hrp.host.clone(),
+                        path: f.path.clone(),
+                        cert_id: id.to_string(),
+                        part,
+                        step: plan.step.clone(),
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Keys held by no host (`None`) or only by hosts that may receive the id (`Some(id)`), by
+/// file name; looked for next to every certificate a host holds.
+const KEY_NAMES: &[(&str, Option<&str>, &str)] = &[
+    ("ca-key.pem", Some("ca-key"), "the cluster CA key"),
+    ("sa.key", Some("sa"), "the service-account signing key"),
+    ("etcd-ca-key.pem", None, "the etcd CA key"),
+    ("front-proxy-ca-key.pem", None, "the front-proxy CA key"),
+    ("etcd-client-key.pem", None, "the deploy machine's etcd client key"),
+];
+
+/// Paths each host must not hold anything at (see the module doc).
+pub fn forbidden_files(pki: &Pki, expected: &[Expected]) -> Vec<Forbidden> {
+    let mut hosts: Vec<&str> = Vec::new();
+    for e in expected {
+        if !hosts.contains(&e.host.as_str()) {
+            hosts.push(&e.host);
+        }
+    }
+    let mut out = Vec::new();
+    for host in hosts {
+        let mine: BTreeSet<&str> =
+            expected.iter().filter(|e| e.host == host).map(|e| e.path.as_str()).collect();
+        let dirs: BTreeSet<&str> = mine
+            .iter()
+            .filter_map(|p| p.rsplit_once('/').map(|(d, _)| d))
+            .collect();
+        let mut add = |path: String, why: String| {
+            if !mine.contains(path.as_str()) && !out.iter().any(|f: &Forbidden| f.host == host && f.path == path) {
+                out.push(Forbidden { host: host.to_string(), path, why });
+            }
+        };
+        for dir in &dirs {
+            for (name, id, what) in KEY_NAMES {
+                let why = match id {
+                    None => format!("{what}; no host may hold it"),
+                    Some(id) => match pki.cert_files(id, host) {
+                        Ok(_) => continue,
+                        Err(e) => format!("{what}: {e}"),
+                    },
+                };
+                add(format!("{dir}/{name}"), why);
+            }
+        }
+        for e in expected.iter().filter(|e| e.part == Part::Key && e.host != host) {
+            if let Err(err) = pki.cert_files(&e.cert_id, host) {
+                add(e.path.clone(), format!("the `{}` key: {err}", e.cert_id));
+            }
+        }
+    }
+    out
+}
+
+/// What to probe on `host`: its expected files (certificates by content, keys by sha256),
+/// then its forbidden paths (existence only). `judge` takes the answers in this order.
+pub fn requests(host: &str, expected: &[Expected], forbidden: &[Forbidden]) -> Vec<Request> {
+    let mut r: Vec<Request> = expected
+        .iter()
+        .filter(|e| e.host == host)
+        .map(|e| Request {
+            path: e.path.clone(),
+            probe: if e.part == Part::Key { Probe::Sha256 } else { Probe::Content },
+        })
+        .collect();
+    r.extend(forbidden.iter().filter(|f| f.host == host).map(|f| Request {
+        path: f.path.clone(),
+        probe: Probe::Exists,
+    }));
+    r
+}
+
+/// The verdict on one path of one host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Same bytes as the local file (days left of that certificate, keys: None).
+    Same(Option<i64>),
+    /// Not there; `step` installs it.
+    Missing { step: String },
+    /// A different certificate or key (stale, replaced by hand, another CA).
+    Differs(String),
+    /// There but not usable (not a file, not a certificate, unreadable).
+    Unreadable(String),
+    /// A key the host must not hold.
+    Forbidden(String),
+}
+
+impl Verdict {
+    /// Anything but `Same`: the operator has to act.
+    pub fn is_problem(&self) -> bool {
+        !matches!(self, Verdict::Same(_))
+    }
+}
+
+/// One row of the remote table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub host: String,
+    pub path: String,
+    /// `etcd`, `etcd key`, `-` for a forbidden path.
+    pub what: String,
+    pub verdict: Verdict,
+}
+
+/// Judge `host`'s answers (`found`, in `requests` order) against the local PKI.
+pub fn judge(
+    pki: &Pki,
+    host: &str,
+    expected: &[Expected],
+    forbidden: &[Forbidden],
+    found: &[Found],
+) -> Vec<Finding> {
+    let exp = expected.iter().filter(|e| e.host == host);
+    let forb = forbidden.iter().filter(|f| f.host == host);
+    let mut answers = found.iter();
+    let mut out = Vec::new();
+    for e in exp {
+        let ans = answers.next().cloned().unwrap_or(Found::Problem("no answer".into()));
+        let what = match e.part {
+            Part::Cert => e.cert_id.clone(),
+            Part::Key => format!("{} key", e.cert_id),
+        };
+        let verdict = match (e.part, ans) {
+            (_, Found::Missing) => Verdict::Missing { step: e.step.clone() },
+            (_, Found::Problem(p)) => Verdict::Unreadable(p),
+            (Part::Key, Found::Sha256(got)) => match pki.cert_files(&e.cert_id, host) {
+                Ok(CertFiles { key_pem: Some(k), .. }) => {
+                    if super::ca::sha256_hex(k.expose().as_bytes()) == got {
+                        Verdict::Same(None)
+                    } else {
+                        Verdict::Differs("a different private key than the local one".into())
+                    }
+                }
+                Ok(_) => Verdict::Unreadable("no local key to compare with".into()),
+                Err(err) => Verdict::Unreadable(format!("local: {err}")),
+            },
+            (Part::Cert, Found::Content(pem)) => {
+                let copy = RemoteCopy {
+                    host: host.into(),
+                    cert_id: e.cert_id.clone(),
+                    path: e.path.clone(),
+                    pem,
+                };
+                match compare_remote(pki, &[copy]).remove(0).status {
+                    RemoteStatus::Same => Verdict::Same(
+                        pki.cert_files(&e.cert_id, host)
+                            .ok()
+                            .and_then(|f| inspect_pem(f.cert_pem.as_bytes()).ok())
+                            .map(|i| i.days_left),
+                    ),
+                    RemoteStatus::Differs { got, .. } => Verdict::Differs(format!(
+                        "installed: {}, issued by {}, {} days left",
+                        got.subject, got.issuer, got.days_left
+                    )),
+                    RemoteStatus::Unreadable(m) | RemoteStatus::Unexpected(m) => {
+                        Verdict::Unreadable(m)
+                    }
+                }
+            }
+            (_, other) => Verdict::Unreadable(format!("unexpected answer {other:?}")),
+        };
+        out.push(Finding { host: host.into(), path: e.path.clone(), what, verdict });
+    }
+    for f in forb {
+        match answers.next() {
+            Some(Found::Missing) => {}
+            Some(Found::Problem(p)) => out.push(Finding {
+                host: host.into(),
+                path: f.path.clone(),
+                what: "-".into(),
+                verdict: Verdict::Unreadable(format!("could not check for a forbidden key: {p}")),
+            }),
+            _ => out.push(Finding {
+                host: host.into(),
+                path: f.path.clone(),
+                what: "-".into(),
+                verdict: Verdict::Forbidden(f.why.clone()),
+            }),
+        }
+    }
+    out
+}
+
+/// The remote table: HOST, PATH, CERT, STATUS; one line per unreachable host.
+pub fn render(findings: &[Finding], unreachable: &[(String, String)]) -> String {
+    let status = |v: &Verdict| match v {
+        Verdict::Same(Some(d)) => format!("ok, same as local ({d} days left)"),
+        Verdict::Same(None) => "ok, same as local".to_string(),
+        Verdict::Missing { step } => {
+            format!("MISSING: not installed (step {step} installs it)")
+        }
+        Verdict::Differs(m) => format!("MISMATCH: differs from local ({m})"),
+        Verdict::Unreadable(m) => format!("UNREADABLE: {m}"),
+        Verdict::Forbidden(m) => format!("FORBIDDEN: holds {m}"),
+    };
+    let rows: Vec<[String; 4]> = findings
+        .iter()
+        .map(|f| [f.host.clone(), f.path.clone(), f.what.clone(), status(&f.verdict)])
+        .chain(unreachable.iter().map(|(h, why)| {
+            [h.clone(), "-".into(), "-".into(), format!("UNREACHABLE: {why}")]
+        }))
+        .collect();
+    let head = ["HOST", "PATH", "CERT", "STATUS"].map(String::from);
+    let mut w = [0usize; 3];
+    for r in std::iter::once(&head).chain(&rows) {
+        for i in 0..3 {
+            w[i] = w[i].max(r[i].len());
+        }
+    }
+    let mut out = String::new();
+    for r in std::iter::once(&head).chain(&rows) {
+        out.push_str(&format!(
+            "{:w0$}  {:w1$}  {:w2$}  {}\n",
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            w0 = w[0],
+            w1 = w[1],
+            w2 = w[2]
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pki::{Member, PkiSpec};
+    use crate::plan::action::{FileSpec, HostRolePlan, Task, Wave};
+
+    const DIR: &str = "/etc/kubernetes/ssl";
+
+    /// m1: etcd + master + node; w1: node only.
+    fn pki(dir: &std::path::Path) -> Pki {
+        let m = |h: &str, n: &str| Member::new(h, n, h).unwrap();
+        let spec = PkiSpec {
+            cluster_name: "c".into(),
+            context_name: "c".into(),
+            etcd: vec![m("198.18.9.11", "etcd-1")],
+            masters: vec![m("198.18.9.11", "m1")],
+            nodes: vec![m("198.18.9.11", "m1"), m("198.18.9.21", "w1")],
+            vips: vec![],
+            master_cert_hosts: vec![],
+            service_cidr: "10.68.0.0/16".into(),
+            cluster_dns_domain: "cluster.local".into(),
+            secure_port: 6443,
+            ex_apiserver_port: 8443,
+            node_lb_port: 6443,
+            ca_expiry: "876000h".into(),
+            cert_expiry: "438000h".into(),
+        };
+        Pki::ensure(dir, &spec).unwrap()
+    }
+    const M1: &str = "198.18.9.11";
+    const W1: &str = "198.18.9.21";
+
+    fn file(path: &str, bytes: &[u8]) -> Task {
+        Task {
+            name: path.into(),
+            origin: "roles/x/tasks.yml:1".into(),
+            action: Action::File(FileSpec {
+                path: path.into(),
+                content: Content::Inline(bytes.to_vec()),
+                mode: 0o644,
+                owner: "root".into(),
+                group: "root".into(),
+                secret: false,
+            }),
+            notify: vec![],
+        }
+    }
+
+    /// What the real roles install: CA everywhere (step 01), etcd files on m1 (step 02), a
+    /// kubelet pair on w1, plus files that are no certificate at all.
+    fn plans(p: &Pki) -> Vec<StepPlan> {
+        let f = |id: &str, h: &str| p.cert_files(id, h).unwrap();
+        let ca = f("ca", M1).cert_pem;
+        let etcd = f("etcd", M1);
+        let kubelet = f("kubelet", W1);
+        let hrp = |host: &str, tasks: Vec<Task>| HostRolePlan { host: host.into(), role: "r".into(), tasks };
+        let step = |s: &str, hosts: Vec<HostRolePlan>| StepPlan {
+            step: s.into(),
+            waves: vec![Wave { roles: vec!["r".into()], hosts }],
+        };
+        vec![
+            step(
+                "01",
+                vec![
+                    hrp(M1, vec![file(&format!("{DIR}/ca.pem"), ca.as_bytes()), file("/etc/motd", b"hi")]),
+                    hrp(W1, vec![file(&format!("{DIR}/ca.pem"), ca.as_bytes())]),
+                ],
+            ),
+            step(
+                "02",
+                vec![
+                    hrp(
+                        M1,
+                        vec![
+                            file(&format!("{DIR}/etcd.pem"), etcd.cert_pem.as_bytes()),
+                            file(&format!("{DIR}/etcd-key.pem"), etcd.key_pem.unwrap().expose().as_bytes()),
+                            file(&format!("{DIR}/etcd-ca.pem"), etcd.ca_pem.unwrap().as_bytes()),
+                            // Installed a second time by another role: listed once.
+                            file(&format!("{DIR}/ca.pem"), ca.as_bytes()),
+                        ],
+                    ),
+                    hrp(
+                        W1,
+                        vec![
+                            file("/var/lib/kubelet/kubelet.pem", kubelet.cert_pem.as_bytes()),
+                            file("/var/lib/kubelet/kubelet-key.pem", kubelet.key_pem.unwrap().expose().as_bytes()),
+                        ],
+                    ),
+                ],
+            ),
+        ]
+    }
+
+    fn rows(e: &[Expected]) -> Vec<(&str, &str, &str, Part, &str)> {
+        e.iter()
+            .map(|e| (e.host.as_str(), e.path.as_str(), e.cert_id.as_str(), e.part, e.step.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn expected_files_are_the_plans_certificate_files_by_content() {
+        let d = tempfile::tempdir().unwrap();
+        let p = pki(d.path());
+        let e = expected_files(&p, &plans(&p));
+        assert_eq!(
+            rows(&e),
+            vec![
+                (M1, "/etc/kubernetes/ssl/ca.pem", "ca", Part::Cert, "01"),
+                (W1, "/etc/kubernetes/ssl/ca.pem", "ca", Part::Cert, "01"),
+                (M1, "/etc/kubernetes/ssl/etcd.pem", "etcd", Part::Cert, "02"),
+                (M1, "/etc/kubernetes/ssl/etcd-key.pem", "etcd", Part::Key, "02"),
+                (M1, "/etc/kubernetes/ssl/etcd-ca.pem", "etcd-ca", Part::Cert, "02"),
+                (W1, "/var/lib/kubelet/kubelet.pem", "kubelet", Part::Cert, "02"),
+                (W1, "/var/lib/kubelet/kubelet-key.pem", "kubelet", Part::Key, "02"),
+            ]
+        );
+    }
+
+    #[test]
+    fn forbidden_keys_follow_the_hosts_roles() {
+        let d = tempfile::tempdir().unwrap();
+        let p = pki(d.path());
+        let e = expected_files(&p, &plans(&p));
+        let f = forbidden_files(&p, &e);
+        let of = |h: &str| -> Vec<&str> {
+            f.iter().filter(|x| x.host == h).map(|x| x.path.as_str()).collect()
+        };
+        // The master may hold the cluster CA key and sa.key; no host the etcd/front-proxy CA keys.
+        assert_eq!(
+            of(M1),
+            vec![
+                "/etc/kubernetes/ssl/etcd-ca-key.pem",
+                "/etc/kubernetes/ssl/front-proxy-ca-key.pem",
+                "/etc/kubernetes/ssl/etcd-client-key.pem",
+                // Not w1's kubelet key path: m1 is a node too, its own kubelet key goes there.
+            ]
+        );
+        // The worker: no CA key, no sa key, and not the etcd key another host receives.
+        let w = of(W1);
+        for must in [
+            "/etc/kubernetes/ssl/ca-key.pem",
+            "/etc/kubernetes/ssl/sa.key",
+            "/etc/kubernetes/ssl/etcd-ca-key.pem",
+            "/etc/kubernetes/ssl/etcd-key.pem",
+            "/var/lib/kubelet/ca-key.pem",
+        ] {
+            assert!(w.contains(&must), "{must} not probed on the worker: {w:?}");
+        }
+        assert!(!w.contains(&"/var/lib/kubelet/kubelet-key.pem"), "its own key is forbidden: {w:?}");
+        let why = &f.iter().find(|x| x.host == W1 && x.path.ends_with("/ca-key.pem")).unwrap().why;
+        assert!(why.contains("cluster CA key") && why.contains("Master"), "{why}");
+    }
+
+    #[test]
+    fn judge_names_every_kind_of_mismatch() {
+        let d = tempfile::tempdir().unwrap();
+        let p = pki(d.path());
+        let e = expected_files(&p, &plans(&p));
+        let f = forbidden_files(&p, &e);
+        let reqs = requests(W1, &e, &f);
+        assert_eq!(reqs.len(), 3 + f.iter().filter(|x| x.host == W1).count());
+        assert_eq!(
+            reqs.iter().take(3).map(|r| r.probe).collect::<Vec<_>>(),
+            vec![Probe::Content, Probe::Content, Probe::Sha256]
+        );
+        let ca = p.cert_files("ca", W1).unwrap().cert_pem;
+        // w1 answers: the right CA, m1's kubelet certificate instead of its own, an unknown
+        // key hash; a cluster CA key present; every other forbidden path absent.
+        let other_kubelet = p.cert_files("kubelet", M1).unwrap().cert_pem;
+        let mut found = vec![
+            Found::Content(ca.into_bytes()),
+            Found::Content(other_kubelet.into_bytes()),
+            Found::Sha256("0".repeat(64)),
+        ];
+        for x in f.iter().filter(|x| x.host == W1) {
+            found.push(if x.path == "/etc/kubernetes/ssl/ca-key.pem" { Found::Present } else { Found::Missing });
+        }
+        let j = judge(&p, W1, &e, &f, &found);
+        assert_eq!(j.len(), 4, "{j:?}");
+        assert!(matches!(j[0].verdict, Verdict::Same(Some(d)) if d > 3000), "{:?}", j[0]);
+        assert!(matches!(&j[1].verdict, Verdict::Differs(m) if m.contains("system:node:m1")), "{:?}", j[1]);
+        assert_eq!(j[1].what, "kubelet");
+        assert!(matches!(&j[2].verdict, Verdict::Differs(m) if m.contains("private key")), "{:?}", j[2]);
+        assert_eq!(j[2].what, "kubelet key");
+        assert_eq!(j[3].path, "/etc/kubernetes/ssl/ca-key.pem");
+        assert!(matches!(&j[3].verdict, Verdict::Forbidden(m) if m.contains("cluster CA key")), "{:?}", j[3]);
+
+        // m1: the real key hash matches; a missing etcd.pem names its step; garbage is unreadable.
+        let reqs = requests(M1, &e, &f);
+        let etcd_key = p.cert_files("etcd", M1).unwrap().key_pem.unwrap();
+        let mut found = vec![
+            Found::Content(b"not a certificate".to_vec()),
+            Found::Missing,
+            Found::Sha256(crate::pki::ca::sha256_hex(etcd_key.expose().as_bytes())),
+            Found::Problem("not a readable regular file".into()),
+        ];
+        found.resize(reqs.len(), Found::Missing);
+        let j = judge(&p, M1, &e, &f, &found);
+        assert!(matches!(&j[0].verdict, Verdict::Unreadable(_)), "{:?}", j[0]);
+        assert_eq!(j[1].verdict, Verdict::Missing { step: "02".into() });
+        assert_eq!(j[2].verdict, Verdict::Same(None));
+        assert!(matches!(&j[3].verdict, Verdict::Unreadable(m) if m.contains("regular file")));
+        assert_eq!(j.len(), 4, "absent forbidden paths give no row: {j:?}");
+
+        let table = render(&j, &[("198.18.9.99".into(), "unreachable: timed out".into())]);
+        assert!(table.contains("MISSING: not installed (step 02 installs it)"), "{table}");
+        assert!(table.lines().any(|l| l.starts_with("198.18.9.99") && l.contains("UNREACHABLE")), "{table}");
+        assert!(table.lines().any(|l| l.contains("/etc/kubernetes/ssl/etcd-key.pem") && l.contains("ok")), "{table}");
+    }
+}
