@@ -106,7 +106,12 @@ fn remote(
     for (host, answer) in answers {
         match answer {
             Ok(found) => findings.extend(installed::judge(&pki, &host, &expected, &forbidden, &found)),
-            Err(e) => unreachable.push((host, e.to_string())),
+            Err(e) => {
+                // The error names the host already; the table's first column does too.
+                let text = e.to_string();
+                let why = text.strip_prefix(&format!("{host}: ")).unwrap_or(&text).to_string();
+                unreachable.push((host, why));
+            }
         }
     }
     let _ = writeln!(out, "installed on the hosts (compared with ssl/):");
