@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use indexmap::IndexMap;
 
+use super::limits::{DEFAULT_FORKS, Limits};
 use super::ssh::{SshConnector, SshOptions};
 use super::transport::{Connector, Transport, TransportError, sh_quote};
 use crate::inventory::Connection;
@@ -151,21 +152,26 @@ pub async fn fetch_host<T: Transport>(
 /// whose command failed has the error instead.
 pub type Answers = IndexMap<String, Result<Vec<Found>, TransportError>>;
 
-/// Connect to every host at once (at most `forks` at a time), probe, close.
+/// Connect to every host at once (at most `forks` hosts and `limits::DEFAULT_HANDSHAKES`
+/// handshakes at a time), probe, close.
 pub async fn fetch_all<C: Connector>(
     connector: Arc<C>,
     hosts: &IndexMap<String, (Connection, Vec<Request>)>,
     forks: usize,
     timeout: Duration,
 ) -> Answers {
-    let gate = Arc::new(tokio::sync::Semaphore::new(forks.max(1)));
+    let limits = Arc::new(Limits::new(forks));
     let mut jobs = tokio::task::JoinSet::new();
     for (i, (host, (conn, reqs))) in hosts.iter().enumerate() {
         let (host, conn, reqs) = (host.clone(), conn.clone(), reqs.clone());
-        let (connector, gate) = (connector.clone(), gate.clone());
+        let (connector, limits) = (connector.clone(), limits.clone());
         jobs.spawn(async move {
-            let _permit = gate.acquire_owned().await.expect("never closed");
-            let r = match connector.connect(&host, &conn).await {
+            let _host = limits.hosts.acquire().await.expect("never closed");
+            let connected = {
+                let _handshake = limits.handshakes.acquire().await.expect("never closed");
+                connector.connect(&host, &conn).await
+            };
+            let r = match connected {
                 Ok(t) => {
                     let r = fetch_host(&t, &reqs, timeout).await;
                     t.close().await;
@@ -207,7 +213,7 @@ pub fn fetch_over_ssh(
     Ok(rt.block_on(fetch_all(
         Arc::new(SshConnector::new(opts)),
         hosts,
-        super::limits::DEFAULT_FORKS,
+        DEFAULT_FORKS,
         command_timeout,
     )))
 }
@@ -215,6 +221,7 @@ pub fn fetch_over_ssh(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exec::transport::{CmdOutput, StdinPart};
 
     fn req(path: &str, probe: Probe) -> Request {
         Request { path: path.into(), probe }
@@ -262,6 +269,94 @@ mod tests {
         assert!(matches!(&got[7], Found::Problem(m) if m.contains("regular file")), "{:?}", got[7]);
         assert!(matches!(&got[8], Found::Problem(m) if m.contains("too large")), "{:?}", got[8]);
         assert_eq!(got[9], Found::Content(b"quoted".to_vec()));
+    }
+
+    /// Test double: a "host" is a local directory; its commands run in the real local `sh`.
+    /// Host names starting with `down` cannot be reached. Connecting takes 200 ms.
+    struct LocalHosts {
+        trips: Arc<std::sync::Mutex<Vec<String>>>,
+    }
+    struct LocalHost {
+        name: String,
+        trips: Arc<std::sync::Mutex<Vec<String>>>,
+    }
+    impl Connector for LocalHosts {
+        type T = LocalHost;
+        async fn connect(&self, host: &str, _: &Connection) -> Result<LocalHost, TransportError> {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if host.starts_with("down") {
+                return Err(TransportError::Unreachable { host: host.into(), reason: "timed out".into() });
+            }
+            Ok(LocalHost { name: host.into(), trips: self.trips.clone() })
+        }
+    }
+    impl Transport for LocalHost {
+        fn host(&self) -> &str {
+            &self.name
+        }
+        async fn run(
+            &self,
+            script: &str,
+            _: Vec<StdinPart>,
+            _: Duration,
+        ) -> Result<CmdOutput, TransportError> {
+            self.trips.lock().unwrap().push(self.name.clone());
+            let o = tokio::process::Command::new("sh").arg("-c").arg(script).output().await.unwrap();
+            Ok(CmdOutput {
+                code: o.status.code().unwrap_or(-1),
+                stdout: o.stdout,
+                stderr: o.stderr,
+            })
+        }
+        fn round_trips(&self) -> u64 {
+            0
+        }
+        async fn close(self) {}
+    }
+
+    #[test]
+    fn every_host_at_once_one_round_trip_each_unreachable_kept_apart() {
+        let d = tempfile::tempdir().unwrap();
+        let conn = Connection {
+            address: "unused".into(),
+            port: 22,
+            user: "root".into(),
+            key_file: None,
+            become_root: false,
+        };
+        let mut hosts = IndexMap::new();
+        for h in ["h1", "down-1", "h2", "h3", "h4"] {
+            let dir = d.path().join(h);
+            std::fs::create_dir(&dir).unwrap();
+            std::fs::write(dir.join("a.pem"), h).unwrap();
+            let reqs = vec![
+                req(&dir.join("a.pem").display().to_string(), Probe::Content),
+                req(&dir.join("b.key").display().to_string(), Probe::Sha256),
+            ];
+            hosts.insert(h.to_string(), (conn.clone(), reqs));
+        }
+        let trips = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+        let started = std::time::Instant::now();
+        let got = rt.block_on(fetch_all(
+            Arc::new(LocalHosts { trips: trips.clone() }),
+            &hosts,
+            DEFAULT_FORKS,
+            Duration::from_secs(10),
+        ));
+        // Five 200 ms connects at once, not one after another.
+        assert!(started.elapsed() < Duration::from_millis(700), "{:?}", started.elapsed());
+        assert_eq!(got.keys().collect::<Vec<_>>(), ["h1", "down-1", "h2", "h3", "h4"]);
+        for h in ["h1", "h2", "h3", "h4"] {
+            assert_eq!(
+                got[h].as_ref().unwrap(),
+                &vec![Found::Content(h.as_bytes().to_vec()), Found::Missing]
+            );
+        }
+        assert!(got["down-1"].as_ref().unwrap_err().is_unreachable());
+        let mut t = trips.lock().unwrap().clone();
+        t.sort();
+        assert_eq!(t, ["h1", "h2", "h3", "h4"], "one round trip per reachable host");
     }
 
     #[test]

@@ -38,7 +38,7 @@ pub fn cli_certs(
     if !expiring.is_empty() {
         let _ = writeln!(
             out,
-            "{} certificate(s) expire within {warn_days} days: {}; `ezk kca-renew {name}` reissues them",
+            "{} certificate(s) expire within {warn_days} days: {}; `ezk kca-renew {name}` reissues them (CAs too with --new-ca)",
             expiring.len(),
             expiring.join(", ")
         );

@@ -2,17 +2,17 @@
 //! verdict on what it actually holds.
 //!
 //! The expected files come from the plan itself, so they are exactly what `ezk setup` installs:
-//! every `File` action whose bytes are a certificate, CA certificate, public key or private key
-//! that this PKI hands to that host (`Pki::cert_files`). Matching bytes rather than task names
-//! keeps it right whichever module or role installs the file. Private keys are compared by
-//! sha256 only, so they never leave the host. Besides, each host is probed for keys it must not
+//! every `File` action whose bytes are a certificate, CA certificate, public key, private key or
+//! kubeconfig that this PKI hands to that host (`Pki::cert_files`, `Pki::kubeconfig`). Matching bytes rather than task names
+//! keeps it right whichever module or role installs the file. Private keys and kubeconfigs
+//! (which embed one) are compared by sha256 only, so they never leave the host. Besides, each host is probed for keys it must not
 //! hold: the CA and service-account keys in the directories its certificates live in, and any
 //! key path another host receives for a certificate this host may not have.
 
 use std::collections::{BTreeSet, HashMap};
 
 use super::report::{RemoteCopy, RemoteStatus, compare_remote, inspect_pem};
-use super::{CERT_IDS, CertFiles, Pki};
+use super::{CERT_IDS, CertFiles, KUBECONFIG_NAMES, Pki};
 use crate::exec::fetch::{Found, Probe, Request};
 use crate::plan::action::{Action, Content, StepPlan};
 use crate::plan::{CertPem, Sources, StoredBinary};
@@ -24,6 +24,8 @@ pub enum Part {
     Cert,
     /// The private key.
     Key,
+    /// A kubeconfig (`cert_id` is its name): it embeds a client certificate and key.
+    Kubeconfig,
 }
 
 /// A file the plan installs on a host.
@@ -46,9 +48,9 @@ pub struct Forbidden {
     pub why: String,
 }
 
-/// Answers `Sources` for planning a report: certificates from the PKI as it is on disk
-/// (nothing issued, nothing written); kubeconfigs and binaries are not compared, so they are
-/// answered empty. A plan built with these is only inspected, never executed.
+/// Answers `Sources` for planning a report: certificates and kubeconfigs from the PKI as it is
+/// on disk (nothing issued, nothing written); binaries are not compared, so they are answered
+/// empty. A plan built with these is only inspected, never executed.
 pub struct ReportSources<'a>(pub &'a Pki);
 
 impl Sources for ReportSources<'_> {
@@ -60,49 +62,72 @@ impl Sources for ReportSources<'_> {
             ca_pem: f.ca_pem,
         })
     }
-    fn kubeconfig(&self, _: &str, _: &str) -> Result<String, String> {
-        Ok(String::new())
+    fn kubeconfig(&self, host: &str, name: &str) -> Result<String, String> {
+        self.0.kubeconfig(name, host).map_err(|e| e.to_string())
     }
     fn binary(&self, name: &str) -> Result<StoredBinary, String> {
         Ok(StoredBinary { path: name.into(), sha256: String::new() })
     }
 }
 
-/// The PKI's files a host may receive, by id (ids it may not receive are left out).
-fn allowed_files(pki: &Pki, host: &str) -> Vec<(&'static str, CertFiles)> {
-    CERT_IDS
-        .iter()
-        .filter_map(|id| pki.cert_files(id, host).ok().map(|f| (*id, f)))
-        .collect()
+/// What the PKI hands one host: files by certificate id, kubeconfigs by name (what it may
+/// not receive is left out).
+struct HostFiles {
+    certs: Vec<(&'static str, CertFiles)>,
+    kubeconfigs: Vec<(&'static str, String)>,
+}
+
+impl HostFiles {
+    fn of(pki: &Pki, host: &str) -> HostFiles {
+        HostFiles {
+            certs: CERT_IDS
+                .iter()
+                .filter_map(|id| pki.cert_files(id, host).ok().map(|f| (*id, f)))
+                .collect(),
+            kubeconfigs: KUBECONFIG_NAMES
+                .iter()
+                .filter_map(|n| pki.kubeconfig(n, host).ok().map(|k| (*n, k)))
+                .collect(),
+        }
+    }
+
+    /// Which id and part these bytes are, if any.
+    fn identify(&self, bytes: &[u8]) -> Option<(&'static str, Part)> {
+        let certs = &self.certs;
+        certs
+            .iter()
+            .find(|(_, c)| c.cert_pem.as_bytes() == bytes)
+            .map(|(id, _)| (*id, Part::Cert))
+            .or_else(|| {
+                certs
+                    .iter()
+                    .find(|(_, c)| c.key_pem.as_ref().is_some_and(|k| k.expose().as_bytes() == bytes))
+                    .map(|(id, _)| (*id, Part::Key))
+            })
+            .or_else(|| {
+                self.kubeconfigs
+                    .iter()
+                    .find(|(_, k)| k.as_bytes() == bytes)
+                    .map(|(n, _)| (*n, Part::Kubeconfig))
+            })
+    }
 }
 
 /// Every certificate or key file the plans install, per host, in plan order (a path installed
 /// twice is listed once).
 pub fn expected_files(pki: &Pki, plans: &[StepPlan]) -> Vec<Expected> {
-    let mut cache: HashMap<String, Vec<(&'static str, CertFiles)>> = HashMap::new();
+    let mut cache: HashMap<String, HostFiles> = HashMap::new();
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
     for plan in plans {
         for hrp in plan.waves.iter().flat_map(|w| &w.hosts) {
             let files = cache
                 .entry(hrp.host.clone())
-                .or_insert_with(|| allowed_files(pki, &hrp.host));
+                .or_insert_with(|| HostFiles::of(pki, &hrp.host));
             for t in &hrp.tasks {
                 let Action::File(f) = &t.action else { continue };
                 let Content::Inline(bytes) = &f.content else { continue };
-                let hit = files
-                    .iter()
-                    .find(|(_, c)| c.cert_pem.as_bytes() == bytes.as_slice())
-                    .map(|(id, _)| (*id, Part::Cert))
-                    .or_else(|| {
-                        files
-                            .iter()
-                            .find(|(_, c)| {
-                                c.key_pem.as_ref().is_some_and(|k| k.expose().as_bytes() == bytes.as_slice())
-                            })
-                            .map(|(id, _)| (*id, Part::Key))
-                    });
-                if let Some((id, part)) = hit
+                if let Some((id, part)) = files.identify(bytes)
                     && seen.insert((hrp.host.clone(), f.path.clone()))
                 {
                     out.push(Expected {
@@ -141,9 +166,11 @@ pub fn forbidden_files(pki: &Pki, expected: &[Expected]) -> Vec<Forbidden> {
     for host in hosts {
         let mine: BTreeSet<&str> =
             expected.iter().filter(|e| e.host == host).map(|e| e.path.as_str()).collect();
-        let dirs: BTreeSet<&str> = mine
+        // Where this host keeps certificates and keys (not kubeconfig directories).
+        let dirs: BTreeSet<&str> = expected
             .iter()
-            .filter_map(|p| p.rsplit_once('/').map(|(d, _)| d))
+            .filter(|e| e.host == host && e.part != Part::Kubeconfig)
+            .filter_map(|e| e.path.rsplit_once('/').map(|(d, _)| d))
             .collect();
         let mut add = |path: String, why: String| {
             if !mine.contains(path.as_str()) && !out.iter().any(|f: &Forbidden| f.host == host && f.path == path) {
@@ -171,15 +198,16 @@ pub fn forbidden_files(pki: &Pki, expected: &[Expected]) -> Vec<Forbidden> {
     out
 }
 
-/// What to probe on `host`: its expected files (certificates by content, keys by sha256),
-/// then its forbidden paths (existence only). `judge` takes the answers in this order.
+/// What to probe on `host`: its expected files (certificates by content, keys and
+/// kubeconfigs by sha256), then its forbidden paths (existence only). `judge` takes the
+/// answers in this order.
 pub fn requests(host: &str, expected: &[Expected], forbidden: &[Forbidden]) -> Vec<Request> {
     let mut r: Vec<Request> = expected
         .iter()
         .filter(|e| e.host == host)
         .map(|e| Request {
             path: e.path.clone(),
-            probe: if e.part == Part::Key { Probe::Sha256 } else { Probe::Content },
+            probe: if e.part == Part::Cert { Probe::Content } else { Probe::Sha256 },
         })
         .collect();
     r.extend(forbidden.iter().filter(|f| f.host == host).map(|f| Request {
@@ -238,6 +266,7 @@ pub fn judge(
         let what = match e.part {
             Part::Cert => e.cert_id.clone(),
             Part::Key => format!("{} key", e.cert_id),
+            Part::Kubeconfig => format!("{} kubeconfig", e.cert_id),
         };
         let verdict = match (e.part, ans) {
             (_, Found::Missing) => Verdict::Missing { step: e.step.clone() },
@@ -251,6 +280,13 @@ pub fn judge(
                     }
                 }
                 Ok(_) => Verdict::Unreadable("no local key to compare with".into()),
+                Err(err) => Verdict::Unreadable(format!("local: {err}")),
+            },
+            (Part::Kubeconfig, Found::Sha256(got)) => match pki.kubeconfig(&e.cert_id, host) {
+                Ok(k) if super::ca::sha256_hex(k.as_bytes()) == got => Verdict::Same(None),
+                Ok(_) => Verdict::Differs(
+                    "another kubeconfig than the one ssl/ gives (older certificate or server)".into(),
+                ),
                 Err(err) => Verdict::Unreadable(format!("local: {err}")),
             },
             (Part::Cert, Found::Content(pem)) => {
@@ -406,7 +442,14 @@ mod tests {
             step(
                 "01",
                 vec![
-                    hrp(M1, vec![file(&format!("{DIR}/ca.pem"), ca.as_bytes()), file("/etc/motd", b"hi")]),
+                    hrp(
+                        M1,
+                        vec![
+                            file(&format!("{DIR}/ca.pem"), ca.as_bytes()),
+                            file("/etc/motd", b"hi"),
+                            file("/root/.kube/config", p.kubeconfig("admin", M1).unwrap().as_bytes()),
+                        ],
+                    ),
                     hrp(W1, vec![file(&format!("{DIR}/ca.pem"), ca.as_bytes())]),
                 ],
             ),
@@ -450,6 +493,7 @@ mod tests {
             rows(&e),
             vec![
                 (M1, "/etc/kubernetes/ssl/ca.pem", "ca", Part::Cert, "01"),
+                (M1, "/root/.kube/config", "admin", Part::Kubeconfig, "01"),
                 (W1, "/etc/kubernetes/ssl/ca.pem", "ca", Part::Cert, "01"),
                 (M1, "/etc/kubernetes/ssl/etcd.pem", "etcd", Part::Cert, "02"),
                 (M1, "/etc/kubernetes/ssl/etcd-key.pem", "etcd", Part::Key, "02"),
@@ -534,6 +578,8 @@ mod tests {
         let etcd_key = p.cert_files("etcd", M1).unwrap().key_pem.unwrap();
         let mut found = vec![
             Found::Content(b"not a certificate".to_vec()),
+            // A kubeconfig that is not the one ssl/ renders now (e.g. before a renewal).
+            Found::Sha256("1".repeat(64)),
             Found::Missing,
             Found::Sha256(crate::pki::ca::sha256_hex(etcd_key.expose().as_bytes())),
             Found::Problem("not a readable regular file".into()),
@@ -541,10 +587,15 @@ mod tests {
         found.resize(reqs.len(), Found::Missing);
         let j = judge(&p, M1, &e, &f, &found);
         assert!(matches!(&j[0].verdict, Verdict::Unreadable(_)), "{:?}", j[0]);
-        assert_eq!(j[1].verdict, Verdict::Missing { step: "02".into() });
-        assert_eq!(j[2].verdict, Verdict::Same(None));
-        assert!(matches!(&j[3].verdict, Verdict::Unreadable(m) if m.contains("regular file")));
-        assert_eq!(j.len(), 4, "absent forbidden paths give no row: {j:?}");
+        assert_eq!(j[1].what, "admin kubeconfig");
+        assert!(matches!(&j[1].verdict, Verdict::Differs(m) if m.contains("kubeconfig")), "{:?}", j[1]);
+        assert_eq!(j[2].verdict, Verdict::Missing { step: "02".into() });
+        assert_eq!(j[3].verdict, Verdict::Same(None));
+        assert!(matches!(&j[4].verdict, Verdict::Unreadable(m) if m.contains("regular file")));
+        assert_eq!(j.len(), 5, "absent forbidden paths give no row: {j:?}");
+        let kc = p.kubeconfig("admin", M1).unwrap();
+        found[1] = Found::Sha256(crate::pki::ca::sha256_hex(kc.as_bytes()));
+        assert_eq!(judge(&p, M1, &e, &f, &found)[1].verdict, Verdict::Same(None));
 
         let table = render(&j, &[("198.18.9.99".into(), "unreachable: timed out".into())]);
         assert!(table.contains("MISSING: not installed (step 02 installs it)"), "{table}");

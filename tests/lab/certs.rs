@@ -15,12 +15,14 @@ pub const TESTS: &[Test] = &[
 ];
 
 const SSL: &str = "/etc/kubernetes/ssl";
-/// What steps 01 (prepare) and 02 (etcd) install on every lab host (all are etcd members).
+/// What steps 01 (prepare) and 02 (etcd) install on every lab host (all are etcd members and
+/// masters).
 const FILES: &[(&str, &str)] = &[
-    ("ca.pem", "ca"),
-    ("etcd.pem", "etcd"),
-    ("etcd-key.pem", "etcd key"),
-    ("etcd-ca.pem", "etcd-ca"),
+    ("/etc/kubernetes/ssl/ca.pem", "ca"),
+    ("/root/.kube/config", "admin kubeconfig"),
+    ("/etc/kubernetes/ssl/etcd.pem", "etcd"),
+    ("/etc/kubernetes/ssl/etcd-key.pem", "etcd key"),
+    ("/etc/kubernetes/ssl/etcd-ca.pem", "etcd-ca"),
 ];
 
 fn text(o: &Output) -> String {
@@ -66,8 +68,8 @@ fn every_host_copy_matches_after_setup(lab: &Lab) {
     // The local table comes first, then one row per host and file.
     assert!(out.starts_with("FILE ") && out.contains("\netcd.pem "), "{out}");
     for h in &lab.hosts {
-        for (file, what) in FILES {
-            let r = row(&out, &h.ip, &format!("{SSL}/{file}"));
+        for (path, what) in FILES {
+            let r = row(&out, &h.ip, path);
             assert!(r.contains(what) && r.contains("ok, same as local"), "{r}");
         }
     }
