@@ -35,7 +35,9 @@ pub struct Args {
     /// Only the local table: connect to no host.
     #[arg(long)]
     pub local: bool,
-    /// Exit non-zero when a certificate expires within this many days.
+    /// A certificate that expires within this many days counts as a problem. Exit code 1: a
+    /// problem (missing, expired or expiring certificate; a host copy that differs or is
+    /// missing; a key a host must not hold); 2: no problem, but a host could not be checked.
     #[arg(long, default_value_t = 30, value_name = "DAYS")]
     pub warn_days: i64,
     /// SSH connect timeout per host, seconds.
