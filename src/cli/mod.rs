@@ -68,7 +68,8 @@ pub enum Command {
     /// Fill the artifact store: pinned, checksummed, resumable; mirror, local dir, offline bundle.
     Download(download::Args),
     /// Table of the cluster's certificates under clusters/<name>/ssl/ (subject, issuer, days
-    /// to expiry, SANs); --issue first issues missing or stale ones.
+    /// to expiry, SANs) and of the copies installed on each host (read over SSH; --local: no
+    /// host); --issue first issues missing or stale ones.
     Certs(certs::Args),
     /// Back up ssl/ and reissue every certificate, keeping the CAs unless --new-ca.
     KcaRenew(kca_renew::Args),

@@ -9,11 +9,13 @@
 //! - `describe` + `diff`: `--plan` output from the same decisions.
 //! - `runner` + `role`: waves in order, hosts in parallel under `limits`, failures per host.
 //! - `lock`: one run per cluster.
+//! - `fetch`: read files from many hosts, one round trip each (for reports such as `ezk certs`).
 //!
 //! Entry point: [`run_step`].
 
 pub mod describe;
 pub mod diff;
+pub mod fetch;
 pub mod facts;
 pub mod guard;
 pub mod limits;

@@ -8,8 +8,14 @@ use super::report::{local_report, render_table};
 use super::{Pki, PkiError, PkiSpec};
 
 /// `ezk certs <cluster>` (local part): print the table of every certificate under ssl/.
-/// Exit code 1 when a certificate is missing, unreadable or expired, else 0. Writes nothing.
-pub fn cli_certs(cluster_dir: &Path, spec: &PkiSpec, out: &mut dyn Write) -> Result<i32, PkiError> {
+/// Exit code 1 when a certificate is missing, unreadable, expired or expires within
+/// `warn_days` days, else 0. Writes nothing.
+pub fn cli_certs(
+    cluster_dir: &Path,
+    spec: &PkiSpec,
+    warn_days: i64,
+    out: &mut dyn Write,
+) -> Result<i32, PkiError> {
     let pki = Pki::open(cluster_dir, spec)?;
     let rows = local_report(&pki);
     let _ = out.write_all(render_table(&rows).as_bytes());
@@ -17,15 +23,27 @@ pub fn cli_certs(cluster_dir: &Path, spec: &PkiSpec, out: &mut dyn Write) -> Res
         .iter()
         .filter(|r| r.info.as_ref().is_none_or(|i| i.days_left < 0))
         .count();
+    let expiring: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.info.as_ref().is_some_and(|i| (0..warn_days).contains(&i.days_left)))
+        .map(|r| r.file.as_str())
+        .collect();
+    let name = cluster_name(cluster_dir);
     if bad > 0 {
         let _ = writeln!(
             out,
-            "{bad} certificate(s) missing, unreadable or expired; `ezk certs {} --issue` issues them",
-            cluster_name(cluster_dir)
+            "{bad} certificate(s) missing, unreadable or expired; `ezk certs {name} --issue` issues them",
         );
-        return Ok(1);
     }
-    Ok(0)
+    if !expiring.is_empty() {
+        let _ = writeln!(
+            out,
+            "{} certificate(s) expire within {warn_days} days: {}; `ezk kca-renew {name}` reissues them (CAs too with --new-ca)",
+            expiring.len(),
+            expiring.join(", ")
+        );
+    }
+    Ok(i32::from(bad > 0 || !expiring.is_empty()))
 }
 
 /// `ezk certs <cluster> --issue`: issue what is missing or stale, reuse the rest, and say

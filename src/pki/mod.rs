@@ -12,6 +12,7 @@ pub mod catalog;
 mod cli;
 mod error;
 mod from_inventory;
+pub mod installed;
 mod issue;
 mod keys;
 pub mod kubeconfig;

@@ -17,6 +17,7 @@
 //! Not root: prints why and exits 0 (skipped). Ends with the line `N passed, N failed`.
 
 mod basics;
+mod certs;
 mod exec;
 mod lifecycle;
 mod support;
@@ -27,7 +28,7 @@ use std::time::Instant;
 pub use support::{Lab, Test};
 
 /// Every registered test list. Other topics add theirs here.
-const SUITES: &[&[Test]] = &[basics::TESTS, lifecycle::TESTS, exec::TESTS];
+const SUITES: &[&[Test]] = &[basics::TESTS, lifecycle::TESTS, exec::TESTS, certs::TESTS];
 
 /// Hosts in the shared lab.
 const SHARED_HOSTS: usize = 3;

@@ -118,7 +118,7 @@ fn certs_reports_without_writing_then_issue_gives_every_cert_with_the_example_sa
     let h = home.path();
 
     // Reporting alone writes nothing, and says how to issue.
-    let o = ezk(h, &["certs", "demo"]);
+    let o = ezk(h, &["certs", "--local", "demo"]);
     assert_eq!(o.code, 1, "{}{}", o.stdout, o.stderr);
     assert!(
         o.stdout.contains("missing") && o.stdout.contains("ezk certs demo --issue"),
@@ -127,13 +127,13 @@ fn certs_reports_without_writing_then_issue_gives_every_cert_with_the_example_sa
     );
     assert!(!ssl(h).exists(), "ezk certs without --issue wrote ssl/");
 
-    let issued = ok(h, &["certs", "demo", "--issue"]);
+    let issued = ok(h, &["certs", "--local", "demo", "--issue"]);
     assert!(
         issued.contains("created CAs: ca, etcd-ca, front-proxy-ca"),
         "{issued}"
     );
     // No cluster named: the current one (`ezk new` made demo current).
-    let table = ok(h, &["certs"]);
+    let table = ok(h, &["certs", "--local"]);
     let r = rows(&table);
     let mut want: BTreeSet<String> = [
         "ca",
@@ -212,7 +212,7 @@ fn certs_reports_without_writing_then_issue_gives_every_cert_with_the_example_sa
 
     // A second --issue changes nothing.
     let before = fingerprints(&ssl(h));
-    let again = ok(h, &["certs", "demo", "--issue"]);
+    let again = ok(h, &["certs", "--local", "demo", "--issue"]);
     assert!(again.contains("issued nothing"), "{again}");
     assert_eq!(fingerprints(&ssl(h)), before);
 }
@@ -221,7 +221,7 @@ fn certs_reports_without_writing_then_issue_gives_every_cert_with_the_example_sa
 fn kca_renew_changes_every_leaf_and_keeps_the_ca_unless_asked() {
     let home = new_cluster();
     let h = home.path();
-    ok(h, &["certs", "demo", "--issue"]);
+    ok(h, &["certs", "--local", "demo", "--issue"]);
     let before = fingerprints(&ssl(h));
 
     let out = ok(h, &["kca-renew", "demo"]);
@@ -286,7 +286,7 @@ fn kca_renew_changes_every_leaf_and_keeps_the_ca_unless_asked() {
 fn adding_a_master_to_the_inventory_reissues_only_the_apiserver_cert() {
     let home = new_cluster();
     let h = home.path();
-    ok(h, &["certs", "demo", "--issue"]);
+    ok(h, &["certs", "--local", "demo", "--issue"]);
     let before = fingerprints(&ssl(h));
 
     let hosts = h.join("clusters/demo/hosts");
@@ -302,7 +302,7 @@ fn adding_a_master_to_the_inventory_reissues_only_the_apiserver_cert() {
     );
     std::fs::write(&hosts, edited).unwrap();
 
-    let out = ok(h, &["certs", "demo", "--issue"]);
+    let out = ok(h, &["certs", "--local", "demo", "--issue"]);
     assert!(
         out.contains("issued 2: kubernetes, kubelet-master-04"),
         "{out}"
@@ -363,7 +363,7 @@ fn a_broken_inventory_is_a_clear_error_and_writes_nothing() {
     .unwrap();
     let files = listing();
     for args in [
-        &["certs", "demo", "--issue"][..],
+        &["certs", "--local", "demo", "--issue"][..],
         &["kca-renew", "demo"][..],
     ] {
         let o = ezk(h, args);
@@ -391,7 +391,7 @@ fn a_broken_inventory_is_a_clear_error_and_writes_nothing() {
         ),
     )
     .unwrap();
-    let o = ezk(h, &["certs", "demo", "--issue"]);
+    let o = ezk(h, &["certs", "--local", "demo", "--issue"]);
     assert_eq!(o.code, 1, "{}{}", o.stdout, o.stderr);
     assert!(
         o.stderr.contains("worker-two.example.test") && o.stderr.contains("ansible_host"),
@@ -402,7 +402,7 @@ fn a_broken_inventory_is_a_clear_error_and_writes_nothing() {
 
     // With certificates issued, a broken inventory leaves them (and makes no backup).
     std::fs::write(&hosts, &good).unwrap();
-    ok(h, &["certs", "demo", "--issue"]);
+    ok(h, &["certs", "--local", "demo", "--issue"]);
     let before = fingerprints(&ssl(h));
     let files = listing();
     std::fs::write(
@@ -421,7 +421,7 @@ fn a_broken_inventory_is_a_clear_error_and_writes_nothing() {
     assert_eq!(listing(), files);
 
     // An unknown cluster is named.
-    let o = ezk(h, &["certs", "nosuch"]);
+    let o = ezk(h, &["certs", "--local", "nosuch"]);
     assert_eq!(o.code, 1);
     assert!(o.stderr.contains("nosuch"), "{}", o.stderr);
 }

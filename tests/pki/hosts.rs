@@ -356,7 +356,7 @@ fn certs_table_lists_every_cert_and_fails_on_a_missing_one() {
     let d = tempfile::tempdir().unwrap();
     Pki::ensure(d.path(), &spec()).unwrap();
     let mut out = Vec::new();
-    assert_eq!(cli_certs(d.path(), &spec(), &mut out).unwrap(), 0);
+    assert_eq!(cli_certs(d.path(), &spec(), 30, &mut out).unwrap(), 0);
     let text = String::from_utf8(out).unwrap();
     assert_eq!(text.lines().count(), 1 + 3 + 15, "{text}");
     let api = text
@@ -376,11 +376,30 @@ fn certs_table_lists_every_cert_and_fails_on_a_missing_one() {
     );
     std::fs::remove_file(d.path().join("ssl/kube-proxy.pem")).unwrap();
     let mut out = Vec::new();
-    assert_eq!(cli_certs(d.path(), &spec(), &mut out).unwrap(), 1);
+    assert_eq!(cli_certs(d.path(), &spec(), 30, &mut out).unwrap(), 1);
     let text = String::from_utf8(out).unwrap();
     let row = text
         .lines()
         .find(|l| l.starts_with("kube-proxy.pem"))
         .unwrap();
     assert!(row.contains("PROBLEM") && row.contains("missing"), "{row}");
+}
+
+#[test]
+fn certs_exit_non_zero_when_one_expires_within_warn_days() {
+    let d = tempfile::tempdir().unwrap();
+    let mut s = spec();
+    s.cert_expiry = "240h".into(); // 10 days
+    Pki::ensure(d.path(), &s).unwrap();
+    let mut out = Vec::new();
+    assert_eq!(cli_certs(d.path(), &s, 30, &mut out).unwrap(), 1);
+    let text = String::from_utf8(out).unwrap();
+    let last = text.lines().last().unwrap();
+    assert!(
+        last.contains("expire within 30 days") && last.contains("kubernetes.pem") && !last.contains("ca.pem,"),
+        "{last}"
+    );
+    // Below the threshold: fine (the CAs live for 100 years).
+    let mut out = Vec::new();
+    assert_eq!(cli_certs(d.path(), &s, 5, &mut out).unwrap(), 0, "{}", String::from_utf8_lossy(&out));
 }
