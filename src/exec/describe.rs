@@ -3,7 +3,7 @@
 
 use super::diff::unified;
 use super::guard::{Change, Decision, Verdict};
-use super::want::Want;
+use super::want::{looks_secret, Want};
 use crate::plan::action::{Action, Task};
 
 fn target(task: &Task) -> String {
@@ -23,7 +23,8 @@ fn target(task: &Task) -> String {
 pub fn describe(task: &Task, want: &Want, d: &Decision) -> Vec<String> {
     let mut out = Vec::new();
     let t = target(task);
-    let secret = matches!(&task.action, Action::File(f) if f.secret);
+    let flagged = matches!(&task.action, Action::File(f) if f.secret);
+    let new_secret = want.inline_bytes().is_some_and(looks_secret);
     match &d.verdict {
         Verdict::Ok | Verdict::Skip(_) => {}
         Verdict::Fail(why) => out.push(format!("FAIL {why}")),
@@ -33,7 +34,8 @@ pub fn describe(task: &Task, want: &Want, d: &Decision) -> Vec<String> {
                 match c {
                     Change::NewFile { size } => out.push(format!("new {t} ({size} bytes)")),
                     Change::Content { old } => {
-                        if secret {
+                        // The host's copy counts too: a key there must not show as `-` lines.
+                        if flagged || new_secret || old.as_deref().is_some_and(looks_secret) {
                             out.push(format!("changed {t}: secret content changed"));
                             continue;
                         }
@@ -66,4 +68,53 @@ pub fn describe(task: &Task, want: &Want, d: &Decision) -> Vec<String> {
         out.push(format!("warning: {w}"));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::want::wants;
+    use crate::plan::action::{Content, FileSpec};
+
+    fn file_task(content: &str, secret: bool) -> Task {
+        Task {
+            name: "conf".into(),
+            origin: "roles/x/tasks.yml:1".into(),
+            action: Action::File(FileSpec {
+                path: "/etc/x.conf".into(),
+                content: Content::Inline(content.as_bytes().to_vec()),
+                mode: 0o644,
+                owner: "root".into(),
+                group: "root".into(),
+                secret,
+            }),
+            notify: vec![],
+        }
+    }
+
+    fn changed(old: &str) -> Decision {
+        Decision { verdict: Verdict::Change(vec![Change::Content { old: Some(old.as_bytes().to_vec()) }]), warnings: vec![] }
+    }
+
+    /// Regression: a key on the host (or in a template whose task lacks `secret: true`) must
+    /// never be printed as diff lines by `--plan`.
+    #[test]
+    fn key_material_is_masked_whichever_side_holds_it() {
+        let key = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMG\n-----END PRIVATE KEY-----\n";
+        let cases = [
+            (file_task("a = 1\n", false), key),   // the host's copy holds a key
+            (file_task(key, false), "a = 1\n"),   // unflagged template renders a key
+            (file_task("a = 2\n", true), "a = 1\n"), // flagged secret
+        ];
+        for (task, old) in cases {
+            let w = wants(std::slice::from_ref(&task)).unwrap();
+            let lines = describe(&task, &w[0], &changed(old));
+            assert_eq!(lines, vec!["changed /etc/x.conf: secret content changed".to_string()]);
+        }
+        // A plain text file still shows its diff.
+        let task = file_task("a = 2\n", false);
+        let w = wants(std::slice::from_ref(&task)).unwrap();
+        let lines = describe(&task, &w[0], &changed("a = 1\n"));
+        assert!(lines.iter().any(|l| l.trim() == "-a = 1") && lines.iter().any(|l| l.trim() == "+a = 2"), "{lines:?}");
+    }
 }

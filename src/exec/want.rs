@@ -89,9 +89,23 @@ pub fn modules_file(modules: &[String]) -> Vec<u8> {
     s.into_bytes()
 }
 
+/// Markers of secret material in text: PEM private keys, a kubeconfig's embedded client key or
+/// bearer token. A file carrying one is treated as secret even when its task forgot
+/// `secret: true` (a role author's slip must not print a key in `--plan`).
+const SECRET_MARKERS: &[&[u8]] = &[b"PRIVATE KEY-----", b"client-key-data", b"token:"];
+
+/// Whether `bytes` look like they hold secret material (see `SECRET_MARKERS`).
+pub fn looks_secret(bytes: &[u8]) -> bool {
+    SECRET_MARKERS.iter().any(|m| bytes.windows(m.len()).any(|w| w == *m))
+}
+
 fn inline(bytes: Vec<u8>, secret: bool) -> Want {
     let sha256 = hex::encode(Sha256::digest(&bytes));
-    let diffable = !secret && bytes.len() as u64 <= DIFF_LIMIT && std::str::from_utf8(&bytes).is_ok();
+    // Not diffable means plan mode neither fetches the host's copy nor shows a diff.
+    let diffable = !secret
+        && bytes.len() as u64 <= DIFF_LIMIT
+        && std::str::from_utf8(&bytes).is_ok()
+        && !looks_secret(&bytes);
     Want::File { sha256, size: bytes.len() as u64, source: FileSource::Inline(bytes), diffable }
 }
 
@@ -124,4 +138,22 @@ pub fn wants(tasks: &[Task]) -> Result<Vec<Want>, WantError> {
             _ => Ok(Want::Nothing),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_material_is_never_diffable_even_unflagged() {
+        let key = b"-----BEGIN PRIVATE KEY-----\nMIGH\n-----END PRIVATE KEY-----\n".to_vec();
+        let kubeconfig = b"users:\n- name: admin\n  user:\n    client-key-data: TUlHSA==\n".to_vec();
+        let plain = b"[Service]\nExecStart=/bin/true\n".to_vec();
+        let diffable = |b: Vec<u8>| matches!(inline(b, false), Want::File { diffable: true, .. });
+        assert!(!diffable(key.clone()));
+        assert!(!diffable(kubeconfig));
+        assert!(diffable(plain.clone()));
+        assert!(!matches!(inline(plain, true), Want::File { diffable: true, .. }));
+        assert!(looks_secret(&key) && !looks_secret(b"key file: /etc/kubernetes/ssl/etcd-key.pem"));
+    }
 }
