@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use indexmap::IndexMap;
@@ -95,10 +95,16 @@ pub fn write_render(plans: &[StepPlan], out: &Path) -> Result<RenderSummary, Pla
                 }
                 match &f.content {
                     Content::Inline(bytes) => {
-                        let mut file = fs::File::create(&target).map_err(io(&target))?;
-                        file.write_all(bytes).map_err(io(&target))?;
-                        // Secrets stay private on the operator's machine too.
+                        // Secrets stay private on the operator's machine too, from the moment
+                        // the file exists (created 0600, not narrowed after the write).
                         let mode = if f.secret { 0o600 } else { f.mode & 0o777 };
+                        let mut file = fs::OpenOptions::new()
+                            .write(true)
+                            .create_new(true)
+                            .mode(0o600)
+                            .open(&target)
+                            .map_err(io(&target))?;
+                        file.write_all(bytes).map_err(io(&target))?;
                         fs::set_permissions(&target, fs::Permissions::from_mode(mode))
                             .map_err(io(&target))?;
                     }
