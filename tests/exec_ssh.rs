@@ -177,6 +177,27 @@ fn second_concurrent_run_is_refused_by_the_lock() {
     assert!(!s.base.join("h").exists(), "a refused run touched the host");
 }
 
+/// One host whose key is not accepted refuses the whole run: the host whose key is fine gets
+/// nothing either (connections are all opened before the first change).
+#[test]
+fn one_refused_host_key_refuses_the_whole_run() {
+    let good = Sshd::start(None);
+    let unknown = Sshd::start(Some(&good.client_key));
+    let s = setup(&[&good]);
+    let conns: IndexMap<String, Connection> =
+        [("good".to_string(), good.connection()), ("unknown".to_string(), unknown.connection())].into_iter().collect();
+    let plan = step(vec![app_role(&s.base, "good", 1, &s.bin, good.port), app_role(&s.base, "unknown", 1, &s.bin, unknown.port)]);
+    let r = run_step(&s.cluster, &plan, &conns, &opts(false)).unwrap();
+    assert_eq!(r.exit_code(), 2, "{}", r.to_json());
+    assert_eq!(r.hosts["unknown"].unreachable, 1, "{}", r.to_json());
+    assert_eq!((r.hosts["good"].changed, r.hosts["good"].skipped), (0, 12), "{}", r.to_json());
+    assert_eq!(r.refused.as_deref(), Some("run refused: the host key of unknown was not accepted (see above); nothing was changed on any host"));
+    assert!(!s.base.join("good").exists() && !s.base.join("unknown").exists(), "a refused run touched a host");
+    // Plan mode refuses the same way: nothing gathered, nothing described.
+    let r = run_step(&s.cluster, &plan, &conns, &opts(true)).unwrap();
+    assert!(r.refused.is_some() && r.plan["good"].is_empty(), "{}", r.to_json());
+}
+
 #[test]
 fn unknown_host_key_is_refused_unless_accepted_explicitly() {
     let server = Sshd::start(None);
@@ -186,7 +207,10 @@ fn unknown_host_key_is_refused_unless_accepted_explicitly() {
     let plan = step(vec![app_role(&s.base, "h", 1, &s.bin, server.port)]);
     let r = run_step(&s.cluster, &plan, &conns, &opts(false)).unwrap();
     assert_eq!(r.hosts["h"].unreachable, 1, "{}", r.to_json());
-    assert!(r.hosts["h"].errors[0].contains("host key"), "{:?}", r.hosts["h"].errors);
+    let kh = s.cluster.join("known_hosts");
+    let want = format!("host key unknown: no key for [127.0.0.1]:{} in {} or ~/.ssh/known_hosts", server.port, kh.display());
+    assert!(r.hosts["h"].errors[0].contains(&want), "{:?}", r.hosts["h"].errors);
+    assert!(r.hosts["h"].errors[0].contains("--accept-new-host-keys"), "{:?}", r.hosts["h"].errors);
     assert!(!s.base.join("h").exists());
     let accept = Options { accept_new_host_keys: true, ..opts(false) };
     let r = run_step(&s.cluster, &plan, &conns, &accept).unwrap();

@@ -82,6 +82,9 @@ pub fn execute(
             println!("nothing to change");
         }
         print!("\n{}", recap.table());
+        if let Some(why) = &recap.refused {
+            println!("{why}");
+        }
         if let Some(log) = &recap.log {
             println!("log: {}", log.display());
         }

@@ -18,6 +18,7 @@ pub mod diff;
 pub mod fetch;
 pub mod facts;
 pub mod guard;
+pub mod hostkey;
 pub mod limits;
 pub mod lock;
 pub mod role;

@@ -1,7 +1,8 @@
 //! The runner: a step's waves in order; within a wave every host at once (under `Limits`), each
 //! host running its roles of that wave one after another. A host that fails or cannot be
 //! reached stops its own work and is recorded; the other hosts finish; a failed host does
-//! nothing in later waves. One connection per host for the whole run.
+//! nothing in later waves. One connection per host for the whole run, every one opened before
+//! the first wave: a host whose key is unknown or changed refuses the whole run untouched.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -63,6 +64,20 @@ pub async fn run_plan<C: Connector>(
         .map(|h| (h.clone(), Arc::new(Mutex::new(Slot { transport: None, dead: false, recap: HostRecap::default(), plan: Vec::new() }))))
         .collect();
 
+    // Every connection is opened before the first change, so a host-key refusal anywhere stops
+    // the run while no host has been touched.
+    let refused = connect_all(&slots, conns, &connector, &limits, &events).await;
+    if let Some(why) = &refused {
+        let _ = events.send(Event::Note(why.clone()));
+        for slot in slots.values() {
+            let mut s = slot.lock().await;
+            if !s.dead {
+                s.dead = true;
+                s.recap.errors.push(why.clone());
+            }
+        }
+    }
+
     for (wi, wave) in plan.waves.iter().enumerate() {
         let _ = events.send(Event::WaveStart { index: wi, roles: wave.roles.clone(), units: wave.hosts.len() });
         // Group this wave's host-roles by host, keeping plan order.
@@ -73,15 +88,13 @@ pub async fn run_plan<C: Connector>(
         let mut jobs = tokio::task::JoinSet::new();
         for (host, roles) in by_host {
             let slot = slots[&host].clone();
-            let conn = conns[&host].clone();
-            let connector = connector.clone();
             let limits = limits.clone();
             let events = events.clone();
             let opts = opts.clone();
             jobs.spawn(async move {
                 let _permit = limits.hosts.acquire().await.expect("never closed");
                 let mut slot = slot.lock().await;
-                host_wave(&mut slot, &host, &conn, roles, &*connector, &limits, &opts, &events).await;
+                host_wave(&mut slot, &host, roles, &opts, &events).await;
             });
         }
         while let Some(r) = jobs.join_next().await {
@@ -92,7 +105,7 @@ pub async fn run_plan<C: Connector>(
         }
     }
 
-    let mut recap = Recap { step: plan.step.clone(), plan_only: opts.plan_only, ..Default::default() };
+    let mut recap = Recap { step: plan.step.clone(), plan_only: opts.plan_only, refused, ..Default::default() };
     for (host, slot) in slots {
         let mut s = slot.lock().await;
         if let Some(t) = s.transport.take() {
@@ -110,14 +123,66 @@ pub async fn run_plan<C: Connector>(
     Ok(recap)
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn host_wave<C: Connector>(
-    slot: &mut Slot<C::T>,
+/// Open every host's connection (handshakes under `limits`). A host that cannot be reached is
+/// marked dead and reported, and the run goes on without it (as Ansible does). A host whose key
+/// is unknown or changed refuses the whole run: the returned reason names the host(s), and no
+/// host gets any change — a possibly intercepted host is a problem for the operator to settle
+/// before anything is deployed, not something to work around.
+async fn connect_all<C: Connector>(
+    slots: &IndexMap<String, Arc<Mutex<Slot<C::T>>>>,
+    conns: &IndexMap<String, Connection>,
+    connector: &Arc<C>,
+    limits: &Arc<Limits>,
+    events: &Sender<Event>,
+) -> Option<String> {
+    let mut jobs = tokio::task::JoinSet::new();
+    for (host, slot) in slots {
+        let (host, slot, conn) = (host.clone(), slot.clone(), conns[host].clone());
+        let (connector, limits, events) = (connector.clone(), limits.clone(), events.clone());
+        jobs.spawn(async move {
+            let _hs = limits.handshakes.acquire().await.expect("never closed");
+            let tc = Instant::now();
+            let res = connector.connect(&host, &conn).await;
+            let mut slot = slot.lock().await;
+            slot.recap.connect_seconds = tc.elapsed().as_secs_f64();
+            slot.recap.seconds += slot.recap.connect_seconds;
+            match res {
+                Ok(t) => {
+                    slot.transport = Some(Arc::new(t));
+                    None
+                }
+                Err(e) => {
+                    slot.dead = true;
+                    slot.recap.unreachable = 1;
+                    if !e.is_unreachable() {
+                        slot.recap.failed += 1;
+                    }
+                    slot.recap.errors.push(e.to_string());
+                    let _ = events.send(Event::HostFailed { host: host.clone(), error: e.to_string(), unreachable: true });
+                    e.is_host_key().then_some(host)
+                }
+            }
+        });
+    }
+    let mut refused = Vec::new();
+    while let Some(r) = jobs.join_next().await {
+        refused.extend(r.ok().flatten());
+    }
+    if refused.is_empty() {
+        return None;
+    }
+    // Inventory order, not completion order.
+    let bad: Vec<&str> = slots.keys().map(String::as_str).filter(|h| refused.iter().any(|r| r == h)).collect();
+    Some(format!(
+        "run refused: the host key of {} was not accepted (see above); nothing was changed on any host",
+        bad.join(", ")
+    ))
+}
+
+async fn host_wave<T: Transport>(
+    slot: &mut Slot<T>,
     host: &str,
-    conn: &Connection,
     roles: Vec<(HostRolePlan, Vec<Want>)>,
-    connector: &C,
-    limits: &Limits,
     opts: &Options,
     events: &Sender<Event>,
 ) {
@@ -130,31 +195,13 @@ async fn host_wave<C: Connector>(
         }
         return;
     }
-    if slot.transport.is_none() {
-        let _hs = limits.handshakes.acquire().await.expect("never closed");
-        let tc = Instant::now();
-        let res = connector.connect(host, conn).await;
-        slot.recap.connect_seconds = tc.elapsed().as_secs_f64();
-        match res {
-            Ok(t) => slot.transport = Some(Arc::new(t)),
-            Err(e) => {
-                slot.dead = true;
-                slot.recap.unreachable = 1;
-                if !e.is_unreachable() {
-                    slot.recap.failed += 1;
-                }
-                slot.recap.skipped += ntasks;
-                slot.recap.errors.push(e.to_string());
-                let _ = events.send(Event::HostFailed { host: host.into(), error: e.to_string(), unreachable: true });
-                slot.recap.seconds += t0.elapsed().as_secs_f64();
-                for (hrp, _) in &roles {
-                    let _ = events.send(Event::HostRoleDone { host: host.into(), role: hrp.role.clone() });
-                }
-                return;
-            }
-        }
-    }
-    let t = slot.transport.clone().expect("connected above");
+    let Some(t) = slot.transport.clone() else {
+        // `connect_all` left every live slot connected; be safe rather than panic.
+        slot.dead = true;
+        slot.recap.skipped += ntasks;
+        slot.recap.errors.push(format!("{host}: not connected"));
+        return;
+    };
     let mut rt: HashMap<String, u64> = HashMap::new();
     for (hrp, wants) in &roles {
         if slot.dead {

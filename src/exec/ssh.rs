@@ -159,14 +159,12 @@ fn write_run_config(opts: &SshOptions) -> std::io::Result<RunConfig> {
     Ok(RunConfig { path })
 }
 
-fn classify_connect_error(host: &str, err: &openssh::Error) -> TransportError {
+fn classify_connect_error(host: &str, conn: &Connection, known_hosts: &[PathBuf], err: &openssh::Error) -> TransportError {
     let text = format!("{err}: {}", error_chain(err));
-    let lower = text.to_lowercase();
-    if lower.contains("host key verification failed")
-        || lower.contains("remote host identification has changed")
-        || lower.contains("host key is known")
-    {
-        return TransportError::HostKey { host: host.into(), reason: text };
+    if super::hostkey::is_host_key_error(&text) {
+        // known_hosts names a host on a non-default port as [addr]:port.
+        let addr = if conn.port == 22 { conn.address.clone() } else { format!("[{}]:{}", conn.address, conn.port) };
+        return TransportError::HostKey { host: host.into(), reason: super::hostkey::message(&addr, known_hosts, &text) };
     }
     TransportError::Unreachable { host: host.into(), reason: text }
 }
@@ -231,7 +229,7 @@ impl Connector for SshConnector {
                     });
                 }
                 Err(e) => {
-                    let e = classify_connect_error(host, &e);
+                    let e = classify_connect_error(host, conn, &self.opts.known_hosts, &e);
                     if !retryable(&e) {
                         return Err(e);
                     }

@@ -41,7 +41,9 @@ impl CmdOutput {
 pub enum TransportError {
     #[error("{host}: unreachable: {reason}")]
     Unreachable { host: String, reason: String },
-    #[error("{host}: host key verification failed ({reason}); check clusters/<name>/known_hosts or ~/.ssh/known_hosts, or pass --accept-new-host-keys for a host never seen before")]
+    /// The host's key is unknown or does not match known_hosts: `reason` says which, names
+    /// the known_hosts file and the fix (see `hostkey::message`).
+    #[error("{host}: {reason}")]
     HostKey { host: String, reason: String },
     #[error("{host}: command timed out after {secs}s")]
     Timeout { host: String, secs: u64 },
@@ -59,6 +61,11 @@ impl TransportError {
     /// True when the host never answered (counts as unreachable, not failed).
     pub fn is_unreachable(&self) -> bool {
         matches!(self, TransportError::Unreachable { .. } | TransportError::HostKey { .. })
+    }
+    /// True when the host's key was refused (unknown or changed): a trust problem the
+    /// operator must settle, unlike a host that is down.
+    pub fn is_host_key(&self) -> bool {
+        matches!(self, TransportError::HostKey { .. })
     }
 }
 

@@ -38,6 +38,9 @@ pub struct Recap {
     pub plan: IndexMap<String, Vec<String>>,
     /// Where the run log was written.
     pub log: Option<std::path::PathBuf>,
+    /// Set when the run was refused before any change (a host key not accepted): why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
 }
 
 impl Recap {
