@@ -16,6 +16,7 @@
 //! Usage: `cargo test --test lab [-- FILTER...]` runs the tests whose name contains any FILTER.
 //! Not root: prints why and exits 0 (skipped). Ends with the line `N passed, N failed`.
 
+mod audit;
 mod basics;
 mod certs;
 mod exec;
@@ -28,7 +29,7 @@ use std::time::Instant;
 pub use support::{Lab, Test};
 
 /// Every registered test list. Other topics add theirs here.
-const SUITES: &[&[Test]] = &[basics::TESTS, lifecycle::TESTS, exec::TESTS, certs::TESTS];
+const SUITES: &[&[Test]] = &[basics::TESTS, lifecycle::TESTS, exec::TESTS, certs::TESTS, audit::TESTS];
 
 /// Hosts in the shared lab.
 const SHARED_HOSTS: usize = 3;
