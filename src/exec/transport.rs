@@ -87,30 +87,21 @@ pub trait Transport: Send + Sync + 'static {
     fn close(self) -> impl Future<Output = ()> + Send;
 
     /// Put whole files (path, bytes, octal mode) atomically: one round trip for all of them.
+    /// Each lands as the apply script's files do: a temp file in the target's directory (named
+    /// so the apply script's stale sweep knows it), size-checked, moded, fsynced, renamed; a
+    /// failed or interrupted put removes its temp files and leaves the old targets.
     fn put_files(
         &self,
         files: Vec<(String, Vec<u8>, u32)>,
         timeout: Duration,
     ) -> impl Future<Output = Result<(), TransportError>> + Send {
         async move {
-            let mut script = String::from("set -e\numask 077\n");
-            let mut stdin = Vec::new();
-            for (i, (path, bytes, mode)) in files.into_iter().enumerate() {
-                let p = sh_quote(&path);
-                let t = sh_quote(&format!("{path}.ezk-put.{i}"));
-                script.push_str(&format!(
-                    "head -c {} > {t}; [ \"$(wc -c < {t})\" -eq {} ] || {{ rm -f {t}; exit 3; }}; chmod {:o} {t}; mv -f {t} {p}\n",
-                    bytes.len(),
-                    bytes.len(),
-                    mode
-                ));
-                stdin.push(StdinPart::Bytes(bytes));
-            }
+            let (script, stdin) = put_files_script(files);
             let out = self.run(&script, stdin, timeout).await?;
             if out.code != 0 {
                 return Err(TransportError::Other {
                     host: self.host().to_string(),
-                    reason: format!("put files failed: {}", out.stderr_text().trim()),
+                    reason: format!("put files failed (exit {}): {}", out.code, out.stderr_text().trim()),
                 });
             }
             Ok(())
@@ -147,6 +138,31 @@ pub trait Connector: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Self::T, TransportError>> + Send;
 }
 
+/// The script and stdin of `Transport::put_files`.
+pub fn put_files_script(files: Vec<(String, Vec<u8>, u32)>) -> (String, Vec<StdinPart>) {
+    let mut script = String::from(
+        "set -eu\numask 077\nL=$(mktemp /tmp/.ezk-put.XXXXXX)\n\
+         trap 'while IFS= read -r t; do rm -f -- \"$t\"; done < \"$L\"; rm -f -- \"$L\"' EXIT\n\
+         trap 'exit 129' HUP INT TERM PIPE\n",
+    );
+    let mut stdin = Vec::new();
+    for (path, bytes, mode) in files {
+        let (dir, base) = path.rsplit_once('/').unwrap_or((".", path.as_str()));
+        let dir = if dir.is_empty() { "/" } else { dir };
+        let n = bytes.len();
+        script.push_str(&format!(
+            "[ ! -d {p} ] || {{ echo {p}': is a directory' >&2; exit 4; }}\n\
+             t={t}$$; echo \"$t\" >> \"$L\"\n\
+             head -c {n} > \"$t\"; [ \"$(wc -c < \"$t\")\" -eq {n} ] || {{ echo {p}': upload truncated' >&2; exit 3; }}\n\
+             chmod {mode:o} \"$t\"; sync -- \"$t\" 2>/dev/null || sync; mv -f -- \"$t\" {p}\n",
+            p = sh_quote(&path),
+            t = sh_quote(&format!("{dir}/.ezk-tmp.{base}.")),
+        ));
+        stdin.push(StdinPart::Bytes(bytes));
+    }
+    (script, stdin)
+}
+
 /// Quote a string for POSIX sh: single quotes, with embedded quotes closed and escaped.
 pub fn sh_quote(s: &str) -> String {
     if !s.is_empty()
@@ -159,7 +175,55 @@ pub fn sh_quote(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::sh_quote;
+    use super::{put_files_script, sh_quote, StdinPart};
+
+    /// Run the put script in the real local `sh`, feeding only the first `parts` stdin parts.
+    fn run_put(files: Vec<(String, Vec<u8>, u32)>, parts: usize) -> std::process::Output {
+        use std::io::Write;
+        let (script, stdin) = put_files_script(files);
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut w = child.stdin.take().unwrap();
+        for p in stdin.into_iter().take(parts) {
+            let StdinPart::Bytes(b) = p else { unreachable!("put sends bytes") };
+            w.write_all(&b).unwrap();
+        }
+        drop(w);
+        child.wait_with_output().unwrap()
+    }
+
+    #[test]
+    fn put_files_lands_whole_files_or_leaves_the_old_ones_and_no_temp() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let p = |n: &str| d.path().join(n).display().to_string();
+        std::fs::write(p("b.key"), "old\n").unwrap();
+        let files = || vec![(p("a.conf"), b"a\n".to_vec(), 0o644), (p("b.key"), b"new key\n".to_vec(), 0o600)];
+        // The connection drops after the first file: the second is truncated.
+        let out = run_put(files(), 1);
+        assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(std::fs::read_to_string(p("b.key")).unwrap(), "old\n");
+        let mut names: Vec<String> = std::fs::read_dir(d.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        names.sort();
+        assert_eq!(names, ["a.conf", "b.key"], "temp files left");
+        // Whole: both land with their modes.
+        let out = run_put(files(), 2);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(std::fs::read_to_string(p("b.key")).unwrap(), "new key\n");
+        assert_eq!(std::fs::metadata(p("b.key")).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 2);
+        // A directory where a file is wanted is refused, not written into.
+        std::fs::create_dir(p("dir")).unwrap();
+        let out = run_put(vec![(p("dir"), b"x".to_vec(), 0o644)], 1);
+        assert_eq!(out.status.code(), Some(4));
+        assert_eq!(std::fs::read_dir(p("dir")).unwrap().count(), 0);
+    }
 
     #[test]
     fn quotes_only_when_needed() {
