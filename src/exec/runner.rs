@@ -188,19 +188,18 @@ async fn host_wave<T: Transport>(
 ) {
     let t0 = Instant::now();
     let ntasks: u32 = roles.iter().map(|(h, _)| h.tasks.len() as u32).sum();
-    if slot.dead {
-        slot.recap.skipped += ntasks;
-        for (hrp, _) in &roles {
-            let _ = events.send(Event::HostRoleDone { host: host.into(), role: hrp.role.clone() });
+    // Dead (failed, unreachable, or the run was refused) hosts skip; `connect_all` connected
+    // every other one.
+    let t = match (&slot.transport, slot.dead) {
+        (Some(t), false) => t.clone(),
+        _ => {
+            slot.dead = true;
+            slot.recap.skipped += ntasks;
+            for (hrp, _) in &roles {
+                let _ = events.send(Event::HostRoleDone { host: host.into(), role: hrp.role.clone() });
+            }
+            return;
         }
-        return;
-    }
-    let Some(t) = slot.transport.clone() else {
-        // `connect_all` left every live slot connected; be safe rather than panic.
-        slot.dead = true;
-        slot.recap.skipped += ntasks;
-        slot.recap.errors.push(format!("{host}: not connected"));
-        return;
     };
     let mut rt: HashMap<String, u64> = HashMap::new();
     for (hrp, wants) in &roles {
