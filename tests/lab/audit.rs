@@ -19,6 +19,7 @@ use std::time::Duration;
 use ezk::exec::{Options, run_step};
 use ezk::plan::action::{Action, Content, FileSpec, HostRolePlan, StepPlan, Task, Wave};
 
+use crate::certs::converge;
 use crate::support::{Lab, Test, ezk_bin, ssh_with};
 
 pub const TESTS: &[Test] = &[
@@ -37,16 +38,11 @@ fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
+/// Run ezk, require success; stdout and stderr together (both must be free of secrets).
 fn ezk_ok(lab: &Lab, args: &[&str]) -> String {
     let o = lab.ezk(args);
     assert!(o.status.success(), "ezk {args:?} failed:\n{}", text(&o));
     text(&o)
-}
-
-fn converge(lab: &Lab) {
-    ezk_ok(lab, &["download", &lab.name, "--from-apt"]);
-    ezk_ok(lab, &["setup", &lab.name, "01"]);
-    ezk_ok(lab, &["setup", &lab.name, "02"]);
 }
 
 fn mode(p: &Path) -> u32 {

@@ -35,8 +35,8 @@ fn ezk_ok(lab: &Lab, args: &[&str]) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-/// The store filled from Debian packages, then steps 01 and 02 applied.
-fn converge(lab: &Lab) {
+/// The store filled from Debian packages, then steps 01 and 02 applied (other suites use it).
+pub fn converge(lab: &Lab) {
     ezk_ok(lab, &["download", &lab.name, "--from-apt"]);
     ezk_ok(lab, &["setup", &lab.name, "01"]);
     ezk_ok(lab, &["setup", &lab.name, "02"]);
