@@ -19,6 +19,8 @@
 mod basics;
 mod exec;
 mod lifecycle;
+mod steps;
+mod steps_lb;
 mod support;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -27,7 +29,7 @@ use std::time::Instant;
 pub use support::{Lab, Test};
 
 /// Every registered test list. Other topics add theirs here.
-const SUITES: &[&[Test]] = &[basics::TESTS, lifecycle::TESTS, exec::TESTS];
+const SUITES: &[&[Test]] = &[basics::TESTS, lifecycle::TESTS, exec::TESTS, steps::TESTS, steps_lb::TESTS];
 
 /// Hosts in the shared lab.
 const SHARED_HOSTS: usize = 3;
