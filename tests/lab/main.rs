@@ -20,7 +20,9 @@ mod basics;
 mod exec;
 mod lifecycle;
 mod steps;
+mod steps_fail;
 mod steps_lb;
+mod steps_support;
 mod support;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -29,7 +31,14 @@ use std::time::Instant;
 pub use support::{Lab, Test};
 
 /// Every registered test list. Other topics add theirs here.
-const SUITES: &[&[Test]] = &[basics::TESTS, lifecycle::TESTS, exec::TESTS, steps::TESTS, steps_lb::TESTS];
+const SUITES: &[&[Test]] = &[
+    basics::TESTS,
+    lifecycle::TESTS,
+    exec::TESTS,
+    steps::TESTS,
+    steps_fail::TESTS,
+    steps_lb::TESTS,
+];
 
 /// Hosts in the shared lab.
 const SHARED_HOSTS: usize = 3;

@@ -7,7 +7,7 @@ use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use crate::steps::{assert_nothing_changed, fill_store, setup_ok};
+use crate::steps_support::{assert_nothing_changed, fill_store, setup_ok};
 use crate::{Lab, Test};
 
 pub const TESTS: &[Test] = &[Test {
@@ -25,7 +25,8 @@ const EX_APISERVER_PORT: u16 = 8443;
 /// Connect to VIP:port and read what the backend said (a master's host name), or an error.
 fn through_vip(vip: &str, port: u16) -> Result<String, String> {
     let addr: SocketAddr = format!("{vip}:{port}").parse().unwrap();
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
+    let mut s =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).map_err(|e| e.to_string())?;
@@ -35,7 +36,10 @@ fn through_vip(vip: &str, port: u16) -> Result<String, String> {
 /// Until every master name was served through the VIP (haproxy's health checks bring backends
 /// up after `rise` checks), at most `secs`.
 fn assert_vip_reaches_every_master(lab: &Lab, secs: u64) {
-    let want: Vec<&str> = MASTERS.iter().map(|&i| lab.hosts[i].name.as_str()).collect();
+    let want: Vec<&str> = MASTERS
+        .iter()
+        .map(|&i| lab.hosts[i].name.as_str())
+        .collect();
     let mut seen: Vec<String> = Vec::new();
     let mut last = String::new();
     let start = Instant::now();
@@ -61,7 +65,8 @@ fn assert_vip_reaches_every_master(lab: &Lab, secs: u64) {
 }
 
 fn holds_vip(lab: &Lab, i: usize) -> bool {
-    lab.sh(i, "ip -4 -o addr show dev host0").contains(&format!(" {}/", lab.vip()))
+    lab.sh(i, "ip -4 -o addr show dev host0")
+        .contains(&format!(" {}/", lab.vip()))
 }
 
 fn ex_lb_vip_failover_and_chrony(_shared: &Lab) {
@@ -72,41 +77,78 @@ fn ex_lb_vip_failover_and_chrony(_shared: &Lab) {
 
     // 01 on 5 hosts: chrony server on host 1, every other host its client.
     let r = setup_ok(&lab, "01", &[]);
-    println!("  timing: 01 prepare+chrony first run {:.1}s (5 hosts)", r.secs);
+    println!(
+        "  timing: 01 prepare+chrony first run {:.1}s (5 hosts)",
+        r.secs
+    );
     let server = &ips[0];
-    assert!(lab.sh(0, "cat /etc/chrony/chrony.conf").contains("local stratum"), "host 1 is not a chrony server");
+    assert!(
+        lab.sh(0, "cat /etc/chrony/chrony.conf")
+            .contains("local stratum"),
+        "host 1 is not a chrony server"
+    );
     let start = Instant::now();
     for i in 1..5 {
         // A client lists the server as its only source and selects it (`^*`) once synced.
         loop {
             let sources = lab.sh(i, "chronyc -n sources");
             let lines: Vec<&str> = sources.lines().filter(|l| l.starts_with('^')).collect();
-            assert_eq!(lines.len(), 1, "{}: sources other than the chrony server:\n{sources}", lab.hosts[i].name);
-            assert!(lines[0].contains(&format!(" {server} ")), "{}: {sources}", lab.hosts[i].name);
+            assert_eq!(
+                lines.len(),
+                1,
+                "{}: sources other than the chrony server:\n{sources}",
+                lab.hosts[i].name
+            );
+            assert!(
+                lines[0].contains(&format!(" {server} ")),
+                "{}: {sources}",
+                lab.hosts[i].name
+            );
             if lines[0].starts_with("^*") {
                 break;
             }
-            assert!(start.elapsed() < Duration::from_secs(40), "{} never synced to {server}:\n{sources}", lab.hosts[i].name);
+            assert!(
+                start.elapsed() < Duration::from_secs(40),
+                "{} never synced to {server}:\n{sources}",
+                lab.hosts[i].name
+            );
             std::thread::sleep(Duration::from_millis(500));
         }
     }
 
     let r = setup_ok(&lab, "10", &[]);
-    println!("  timing: 10 ex-lb first run {:.1}s (2 ex_lb hosts)", r.secs);
+    println!(
+        "  timing: 10 ex-lb first run {:.1}s (2 ex_lb hosts)",
+        r.secs
+    );
     for ip in &lb_ips {
         assert!(r.count(ip, "changed") > 0, "{}", r.output);
     }
-    assert!(r.recap["hosts"].get(&ips[0]).is_none(), "10 ran on a non-ex_lb host:\n{}", r.output);
+    assert!(
+        r.recap["hosts"].get(&ips[0]).is_none(),
+        "10 ran on a non-ex_lb host:\n{}",
+        r.output
+    );
 
     // Unit files (the package's units with our drop-ins, as systemd loads them) verify clean.
     for i in 0..5 {
         let out = lab.sh(i, "systemd-analyze verify --man=no chrony.service 2>&1");
-        assert_eq!(out, "", "chrony.service (+ ezk drop-in) on {}", lab.hosts[i].name);
+        assert_eq!(
+            out, "",
+            "chrony.service (+ ezk drop-in) on {}",
+            lab.hosts[i].name
+        );
     }
     for i in [LB_MASTER, LB_BACKUP] {
-        let out = lab.sh(i, "systemd-analyze verify --man=no haproxy.service keepalived.service 2>&1");
+        let out = lab.sh(
+            i,
+            "systemd-analyze verify --man=no haproxy.service keepalived.service 2>&1",
+        );
         assert_eq!(out, "", "haproxy/keepalived units on {}", lab.hosts[i].name);
-        lab.sh(i, "haproxy -c -q -f /etc/haproxy/haproxy.cfg && keepalived --config-test");
+        lab.sh(
+            i,
+            "haproxy -c -q -f /etc/haproxy/haproxy.cfg && keepalived --config-test",
+        );
     }
 
     // Second runs change nothing; plans show nothing.
@@ -117,7 +159,11 @@ fn ex_lb_vip_failover_and_chrony(_shared: &Lab) {
         assert_nothing_changed(&r, hosts);
         let p = setup_ok(&lab, step, &["--plan"]);
         for ip in hosts {
-            assert_eq!(p.plan(ip), Vec::<String>::new(), "--plan {step} after a run on {ip}");
+            assert_eq!(
+                p.plan(ip),
+                Vec::<String>::new(),
+                "--plan {step} after a run on {ip}"
+            );
         }
     }
     // A variable change: the plan shows exactly that line of haproxy.cfg and the restart.
@@ -131,16 +177,38 @@ fn ex_lb_vip_failover_and_chrony(_shared: &Lab) {
             .map(String::as_str)
             .filter(|l| l.starts_with("[ex-lb]     -") || l.starts_with("[ex-lb]     +"))
             .collect();
-        assert_eq!(diff, ["[ex-lb]     -    maxconn 4000", "[ex-lb]     +    maxconn 3000"], "{lines:#?}");
-        let actions: Vec<&str> = lines.iter().map(String::as_str).filter(|l| !l.starts_with("[ex-lb]     ")).collect();
+        assert_eq!(
+            diff,
+            [
+                "[ex-lb]     -    maxconn 4000",
+                "[ex-lb]     +    maxconn 3000"
+            ],
+            "{lines:#?}"
+        );
+        let actions: Vec<&str> = lines
+            .iter()
+            .map(String::as_str)
+            .filter(|l| !l.starts_with("[ex-lb]     "))
+            .collect();
         assert_eq!(
             actions,
-            ["[ex-lb] changed /etc/haproxy/haproxy.cfg", "[ex-lb] restart haproxy (haproxy config)"],
+            [
+                "[ex-lb] changed /etc/haproxy/haproxy.cfg",
+                "[ex-lb] restart haproxy (haproxy config)"
+            ],
             "{lines:#?}"
         );
     }
-    assert_eq!(lab.sh(LB_MASTER, "sha256sum /etc/haproxy/haproxy.cfg"), cfg_before, "--plan changed haproxy.cfg");
-    assert_eq!(lab.sh(LB_MASTER, "systemctl show -p MainPID --value haproxy"), pid_before, "--plan restarted haproxy");
+    assert_eq!(
+        lab.sh(LB_MASTER, "sha256sum /etc/haproxy/haproxy.cfg"),
+        cfg_before,
+        "--plan changed haproxy.cfg"
+    );
+    assert_eq!(
+        lab.sh(LB_MASTER, "systemctl show -p MainPID --value haproxy"),
+        pid_before,
+        "--plan restarted haproxy"
+    );
 
     // A stand-in apiserver on every master's SECURE_PORT: it answers with the host's name.
     for i in MASTERS {
@@ -149,7 +217,10 @@ fn ex_lb_vip_failover_and_chrony(_shared: &Lab) {
             &format!("systemd-run --quiet --unit=ezk-test-apiserver socat TCP-LISTEN:{SECURE_PORT},fork,reuseaddr EXEC:/bin/hostname"),
         );
     }
-    assert!(holds_vip(&lab, LB_MASTER), "the LB_ROLE=master host does not hold the VIP");
+    assert!(
+        holds_vip(&lab, LB_MASTER),
+        "the LB_ROLE=master host does not hold the VIP"
+    );
     assert!(!holds_vip(&lab, LB_BACKUP), "the backup holds the VIP too");
     assert_vip_reaches_every_master(&lab, 20);
 
@@ -158,10 +229,16 @@ fn ex_lb_vip_failover_and_chrony(_shared: &Lab) {
     lab.sh(LB_MASTER, "systemctl stop haproxy");
     let start = Instant::now();
     while !(holds_vip(&lab, LB_BACKUP) && !holds_vip(&lab, LB_MASTER)) {
-        assert!(start.elapsed() < Duration::from_secs(8), "the VIP did not move to the backup within 8 s");
+        assert!(
+            start.elapsed() < Duration::from_secs(8),
+            "the VIP did not move to the backup within 8 s"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
-    println!("  timing: VIP moved to the backup {:.1}s after haproxy stopped", start.elapsed().as_secs_f32());
+    println!(
+        "  timing: VIP moved to the backup {:.1}s after haproxy stopped",
+        start.elapsed().as_secs_f32()
+    );
     assert_vip_reaches_every_master(&lab, 10);
 
     let left = lab.down_and_check();
