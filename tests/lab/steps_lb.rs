@@ -241,6 +241,21 @@ fn ex_lb_vip_failover_and_chrony(_shared: &Lab) {
     );
     assert_vip_reaches_every_master(&lab, 10);
 
+    // Switching the LB to nginx (ezk's own l4lb.service): haproxy is stopped first (it holds
+    // the port), the VIP forwards through l4lb, the unit verifies, a re-run changes nothing.
+    let nginx = ["-e", "EX_LB_IMPL=nginx"];
+    let r = setup_ok(&lab, "10", &nginx);
+    println!("  timing: 10 switching to nginx {:.1}s", r.secs);
+    for i in [LB_MASTER, LB_BACKUP] {
+        assert_eq!(lab.sh(i, "systemctl is-active l4lb"), "active");
+        assert_eq!(lab.sh(i, "systemctl is-active haproxy || true"), "inactive");
+        assert_eq!(lab.sh(i, "systemctl is-enabled haproxy || true"), "disabled");
+        let out = lab.sh(i, "systemd-analyze verify --man=no /etc/systemd/system/l4lb.service 2>&1");
+        assert_eq!(out, "", "l4lb.service on {}", lab.hosts[i].name);
+    }
+    assert_vip_reaches_every_master(&lab, 20);
+    assert_nothing_changed(&setup_ok(&lab, "10", &nginx), &lb_ips);
+
     let left = lab.down_and_check();
     assert!(left.is_empty(), "5-host lab left behind: {left:?}");
 }
