@@ -116,6 +116,8 @@ fn failed_restart_mid_step_then_rerun_converges(lab: &Lab) {
         "failure not named:\n{}",
         r.output
     );
+    // The unit's journal tail comes with the error: why it did not start.
+    assert!(r.output.contains("status=1/FAILURE"), "no journal tail in the error:\n{}", r.output);
     assert!(
         lab.sh(1, "cat /etc/systemd/system/etcd.service")
             .contains("--snapshot-count=30000")
