@@ -57,6 +57,9 @@ fn prepare_then_etcd_tls_cluster(lab: &Lab) {
             "test -x /opt/kube/bin/kubectl && test -s /root/.kube/config",
         );
         assert_eq!(lab.sh(i, "swapon --show --noheadings | wc -l"), "0");
+        // The kernel settings file is applied where the container's kernel allows it.
+        assert_eq!(lab.sh(i, "sysctl -n net.ipv4.ip_forward"), "1");
+        lab.sh(i, "grep -Eq '^net[.]ipv4[.]ip_forward ?= ?1$' /etc/sysctl.d/95-k8s-sysctl.conf");
     }
     let r = setup_ok(lab, "02", &[]);
     println!("  timing: 02 etcd first run {:.1}s (3 members)", r.secs);
