@@ -37,6 +37,9 @@ ezk_put() { # idx path size sha mode owner group
   mv -f -- "$t" "$2" || ezk_fail "$1" "cannot rename into $2"
   sync -- "$d" 2>/dev/null || true
 }
+ezk_unit_fail() { # idx unit message: the unit's own journal tail goes with the error
+  journalctl -u "$2" -n 20 --no-pager -o short-precise >> "$W/o" 2>&1; ezk_fail "$1" "$3"
+}
 ezk_run() { # idx cmd... : run with output captured for failure reports
   i=$1; shift; : > "$W/o"; "$@" </dev/null >"$W/o" 2>&1
 }
@@ -206,7 +209,7 @@ pub fn apply_script(tasks: &[Task], wants: &[Want], decisions: &[Decision], hand
                         _ => continue,
                     };
                     let msg = sh_quote(&format!("systemctl {cmd} {unit} failed"));
-                    body.push_str(&format!("ezk_run {i} systemctl {cmd} {u} || ezk_fail {i} {msg}\n"));
+                    body.push_str(&format!("ezk_run {i} systemctl {cmd} {u} || ezk_unit_fail {i} {u} {msg}\n"));
                 }
                 // Only a notified restart is decided at run time; everything else is certain.
                 always_changed = changes.iter().any(|c| !matches!(c, Change::Restart { by } if !by.starts_with("state:")));
@@ -215,7 +218,7 @@ pub fn apply_script(tasks: &[Task], wants: &[Want], decisions: &[Decision], hand
                     if !started {
                         // A notified restart happens only if a notifying task really changed.
                         body.push_str(&format!(
-                            "if [ \"${{N{n}:-0}}\" = 1 ]; then ezk_run {i} systemctl restart {u} || ezk_fail {i} {}; c=1; fi\n",
+                            "if [ \"${{N{n}:-0}}\" = 1 ]; then ezk_run {i} systemctl restart {u} || ezk_unit_fail {i} {u} {}; c=1; fi\n",
                             sh_quote(&format!("systemctl restart {unit} failed"))
                         ));
                     }
@@ -271,7 +274,7 @@ pub fn apply_script(tasks: &[Task], wants: &[Want], decisions: &[Decision], hand
         let n = flags[unit];
         let u = sh_quote(unit);
         s.push_str(&format!(
-            "if [ \"$EZK_UNITS\" = 1 ]; then systemctl daemon-reload; EZK_UNITS=0; fi\nif [ \"${{N{n}:-0}}\" = 1 ]; then ezk_run {i} systemctl restart {u} || ezk_fail {i} {}; echo '@@r {i} changed'; fi\n",
+            "if [ \"$EZK_UNITS\" = 1 ]; then systemctl daemon-reload; EZK_UNITS=0; fi\nif [ \"${{N{n}:-0}}\" = 1 ]; then ezk_run {i} systemctl restart {u} || ezk_unit_fail {i} {u} {}; echo '@@r {i} changed'; fi\n",
             sh_quote(&format!("systemctl restart {unit} failed"))
         ));
         hs.push((i, unit.clone()));

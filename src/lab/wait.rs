@@ -42,7 +42,14 @@ pub fn ssh_command(key: &Path, known_hosts: &Path, ip: &str) -> Command {
 pub fn probe(key: &Path, known_hosts: &Path, ip: &str) -> Result<String, String> {
     let out = ssh_command(key, known_hosts, ip)
         // Also wait for /run/nologin to go: until then logins print "System is booting up".
-        .arg("s=$(systemctl is-system-running); [ -e /run/nologin ] && s=\"$s, /run/nologin\"; echo \"$s\"")
+        // systemd-user-sessions removes it; on a loaded machine it was seen failing once at
+        // boot, which left the host "degraded, /run/nologin" until the boot timeout. It is
+        // retried (the real unit, not a removal by hand), so a transient failure heals.
+        .arg(concat!(
+            "[ -e /run/nologin ] && systemctl is-failed --quiet systemd-user-sessions.service ",
+            "&& systemctl restart systemd-user-sessions.service >/dev/null 2>&1; ",
+            "s=$(systemctl is-system-running); [ -e /run/nologin ] && s=\"$s, /run/nologin\"; echo \"$s\""
+        ))
         .stdin(Stdio::null())
         .output()
         .map_err(|e| format!("ssh: {e}"))?;

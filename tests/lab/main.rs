@@ -21,6 +21,10 @@ mod basics;
 mod certs;
 mod exec;
 mod lifecycle;
+mod steps;
+mod steps_fail;
+mod steps_lb;
+mod steps_support;
 mod support;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -29,7 +33,16 @@ use std::time::Instant;
 pub use support::{Lab, Test};
 
 /// Every registered test list. Other topics add theirs here.
-const SUITES: &[&[Test]] = &[basics::TESTS, lifecycle::TESTS, exec::TESTS, certs::TESTS, audit::TESTS];
+const SUITES: &[&[Test]] = &[
+    basics::TESTS,
+    lifecycle::TESTS,
+    exec::TESTS,
+    certs::TESTS,
+    audit::TESTS,
+    steps::TESTS,
+    steps_fail::TESTS,
+    steps_lb::TESTS,
+];
 
 /// Hosts in the shared lab.
 const SHARED_HOSTS: usize = 3;
