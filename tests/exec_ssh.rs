@@ -423,3 +423,28 @@ fn jump_host_is_used_and_its_key_checked_strictly() {
     let r = run_step(&s.cluster, &plan, &conns, &o).unwrap();
     assert_eq!(r.hosts["h"].unreachable, 1, "{}", r.to_json());
 }
+
+#[test]
+fn run_log_is_a_timeline_and_vv_times_each_upload_stage() {
+    let server = Sshd::start(None);
+    let s = setup(&[&server]);
+    let conns: IndexMap<String, Connection> = [("h1".to_string(), server.connection())].into_iter().collect();
+    let plan = step(vec![app_role(&s.base, "h1", 8080, &s.bin, server.port)]);
+    let r = run_step(&s.cluster, &plan, &conns, &Options { verbose: 2, ..opts(false) }).unwrap();
+    assert_eq!(r.exit_code(), 0, "{}", r.to_json());
+    let log = std::fs::read_to_string(r.log.as_ref().unwrap()).unwrap();
+    // Events carry the time since the start; connect, gather and apply are timed per host.
+    assert!(log.lines().nth(1).is_some_and(|l| l.starts_with("+0.")), "{log}");
+    for phase in ["h1 connect ", "h1 [app] gather ", "h1 [app] apply "] {
+        assert!(log.lines().any(|l| l.contains(phase) && l.ends_with(" ms")), "no {phase:?} in:\n{log}");
+    }
+    // -vv: each stage of the binary's upload (task 6), each with its duration.
+    for stage in ["upload", "check", "fsync", "rename"] {
+        let want = format!("h1 [app]   6 binary: {stage} ");
+        assert!(log.lines().any(|l| l.contains(&want) && l.ends_with(" ms")), "no {want:?} in:\n{log}");
+    }
+    // Without -vv the script carries no marks (no `date` per task).
+    let r2 = run_step(&s.cluster, &step(vec![app_role(&s.base, "h1", 9090, &s.bin, server.port)]), &conns, &opts(false)).unwrap();
+    let log2 = std::fs::read_to_string(r2.log.as_ref().unwrap()).unwrap();
+    assert!(!log2.contains(": upload "), "{log2}");
+}

@@ -135,6 +135,7 @@ async fn host_wave<C: Connector>(
         let tc = Instant::now();
         let res = connector.connect(host, conn).await;
         slot.recap.connect_seconds = tc.elapsed().as_secs_f64();
+        let _ = events.send(Event::Phase { host: host.into(), role: None, phase: "connect".into(), seconds: slot.recap.connect_seconds });
         match res {
             Ok(t) => slot.transport = Some(Arc::new(t)),
             Err(e) => {
@@ -163,7 +164,7 @@ async fn host_wave<C: Connector>(
             continue;
         }
         let before = t.round_trips();
-        let o = run_role(&*t, hrp, wants, opts.plan_only, opts.command_timeout, events).await;
+        let o = run_role(&*t, hrp, wants, opts.plan_only, opts.verbose >= 2, opts.command_timeout, events).await;
         *rt.entry(hrp.role.clone()).or_default() += t.round_trips() - before;
         let r = &mut slot.recap;
         r.ok += o.ok;

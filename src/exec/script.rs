@@ -22,6 +22,8 @@ ezk_cleanup() { while IFS= read -r t; do rm -f -- "$t"; done < "$W/tmps"; rm -rf
 trap ezk_cleanup EXIT
 trap 'exit 129' HUP INT TERM PIPE
 EZK_UNITS=0
+EZK_T=0
+ezk_t() { if [ "$EZK_T" = 1 ]; then echo "@@t $(date +%s%N) $*"; fi; }
 ezk_fail() { echo "@@r $1 failed $2"; tail -n 40 "$W/o" | sed "s/^/@@o $1 /"; exit 1; }
 ezk_warn() { echo "@@x $1 $2"; }
 ezk_put() { # idx path size sha mode owner group
@@ -29,11 +31,15 @@ ezk_put() { # idx path size sha mode owner group
   mkdir -p -- "$d" || ezk_fail "$1" "cannot create directory $d"
   t="$d/.ezk-tmp.$b.$$"
   echo "$t" >> "$W/tmps"
+  ezk_t "$1" upload
   head -c "$3" > "$t" || ezk_fail "$1" "cannot write $t"
+  ezk_t "$1" check
   n=$(wc -c < "$t"); [ "$n" -eq "$3" ] || ezk_fail "$1" "upload of $2 truncated ($n of $3 bytes)"
   s=$(sha256sum -- "$t" | cut -d' ' -f1); [ "$s" = "$4" ] || ezk_fail "$1" "checksum mismatch after upload of $2"
+  ezk_t "$1" fsync
   chown "$6:$7" "$t" && chmod "$5" "$t" || ezk_fail "$1" "cannot set owner/mode on $2"
   sync -- "$t" 2>/dev/null || sync
+  ezk_t "$1" rename
   mv -f -- "$t" "$2" || ezk_fail "$1" "cannot rename into $2"
   sync -- "$d" 2>/dev/null || true
 }
@@ -244,13 +250,13 @@ pub fn apply_script(tasks: &[Task], wants: &[Want], decisions: &[Decision], hand
                     body.push_str(&format!("if {}; then echo '@@r {i} skipped'; else\n{run}", conds.join(" || ")));
                     body.push_str(&mark_changed(i, task, &flags));
                     body.push_str("fi\n");
-                    s.push_str(&format!("# {i}: {}\n", task.name.replace('\n', " ")));
+                    s.push_str(&format!("# {i}: {}\nezk_t {i}\n", task.name.replace('\n', " ")));
                     s.push_str(&body);
                     continue;
                 }
             }
         }
-        s.push_str(&format!("# {i}: {}\n", task.name.replace('\n', " ")));
+        s.push_str(&format!("# {i}: {}\nezk_t {i}\n", task.name.replace('\n', " ")));
         s.push_str(&body);
         if let Action::File(f) = &task.action
             && is_unit_path(&f.path)
@@ -271,12 +277,12 @@ pub fn apply_script(tasks: &[Task], wants: &[Want], decisions: &[Decision], hand
         let n = flags[unit];
         let u = sh_quote(unit);
         s.push_str(&format!(
-            "if [ \"$EZK_UNITS\" = 1 ]; then systemctl daemon-reload; EZK_UNITS=0; fi\nif [ \"${{N{n}:-0}}\" = 1 ]; then ezk_run {i} systemctl restart {u} || ezk_fail {i} {}; echo '@@r {i} changed'; fi\n",
+            "ezk_t {i}\nif [ \"$EZK_UNITS\" = 1 ]; then systemctl daemon-reload; EZK_UNITS=0; fi\nif [ \"${{N{n}:-0}}\" = 1 ]; then ezk_run {i} systemctl restart {u} || ezk_fail {i} {}; echo '@@r {i} changed'; fi\n",
             sh_quote(&format!("systemctl restart {unit} failed"))
         ));
         hs.push((i, unit.clone()));
     }
-    s.push_str("echo @@done\n");
+    s.push_str("ezk_t end\necho @@done\n");
     ApplyScript { script: s, stdin, handlers: hs }
 }
 
@@ -296,6 +302,29 @@ fn mark_changed(i: usize, task: &Task, flags: &BTreeMap<String, usize>) -> Strin
         s.push_str(&format!("N{}=1\n", flags[u]));
     }
     s
+}
+
+/// The same script, reporting a timestamp as each task (and each stage of an upload: upload,
+/// check, fsync, rename) begins: `-vv` shows where an apply spends its time. Costs one `date` per mark.
+pub fn traced(script: &str) -> String {
+    match script.strip_prefix(PRELUDE) {
+        Some(rest) => format!("{}EZK_T=1\n{rest}", PRELUDE),
+        None => script.to_string(),
+    }
+}
+
+/// Durations between the trace marks of a traced apply's output: (mark, seconds until the
+/// next mark), in order. A mark is a task index, optionally with an upload stage.
+pub fn parse_trace(stdout: &str) -> Vec<(String, f64)> {
+    let marks: Vec<(u128, &str)> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("@@t "))
+        .filter_map(|l| {
+            let (ns, what) = l.split_once(' ')?;
+            Some((ns.parse().ok()?, what))
+        })
+        .collect();
+    marks.windows(2).map(|w| (w[0].1.to_string(), (w[1].0.saturating_sub(w[0].0)) as f64 / 1e9)).collect()
 }
 
 /// What the host reported for one task.
