@@ -448,3 +448,25 @@ fn run_log_is_a_timeline_and_vv_times_each_upload_stage() {
     let log2 = std::fs::read_to_string(r2.log.as_ref().unwrap()).unwrap();
     assert!(!log2.contains(": upload "), "{log2}");
 }
+
+#[test]
+fn bytes_that_do_not_match_the_planned_sha256_never_land() {
+    // The local file changed between planning and upload: the host hashes what it received,
+    // refuses it, and leaves the old target and no temp file behind.
+    let server = Sshd::start(None);
+    let s = setup(&[&server]);
+    let conns: IndexMap<String, Connection> = [("h1".to_string(), server.connection())].into_iter().collect();
+    let dir = s.base.join("h1");
+    std::fs::create_dir_all(&dir).unwrap();
+    let target = dir.join("app");
+    std::fs::write(&target, "old\n").unwrap();
+    let planned = hex::encode(Sha256::digest(b"what was planned\n"));
+    let t = task("binary", file(&target, Content::Local { path: s.bin.clone(), sha256: planned }, 0o755, false));
+    let plan = step(vec![HostRolePlan { host: "h1".into(), role: "app".into(), tasks: vec![t] }]);
+    let r = run_step(&s.cluster, &plan, &conns, &opts(false)).unwrap();
+    assert_ne!(r.exit_code(), 0, "{}", r.to_json());
+    assert!(r.hosts["h1"].errors.iter().any(|e| e.contains("checksum mismatch")), "{}", r.to_json());
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "old\n");
+    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left, vec![std::ffi::OsString::from("app")], "temp file left behind");
+}

@@ -1,8 +1,8 @@
 //! The apply script: ONE POSIX sh program per host per role, built from the guard's decisions.
 //! Changed file contents follow on stdin in task order; each lands in a temp file in its target
-//! directory, is checked (size + sha256), fsynced, given its mode/owner, then renamed over the
-//! target — so a target is always the old or the new content, never partial. Then, in task
-//! order, the other actions. Every task reports back with a marker line that `parse_results`
+//! directory, is checked (size, and sha256 of the bytes received), fsynced, given its
+//! mode/owner, then renamed over the target — so a target is always the old or the new
+//! content, never partial. Then, in task order, the other actions. Every task reports back with a marker line that `parse_results`
 //! reads. Restarts are gated at run time by what actually changed.
 
 use std::collections::BTreeMap;
@@ -27,15 +27,17 @@ ezk_t() { if [ "$EZK_T" = 1 ]; then echo "@@t $(date +%s%N) $*"; fi; }
 ezk_fail() { echo "@@r $1 failed $2"; tail -n 40 "$W/o" | sed "s/^/@@o $1 /"; exit 1; }
 ezk_warn() { echo "@@x $1 $2"; }
 ezk_put() { # idx path size sha mode owner group
-  d=$(dirname -- "$2"); b=$(basename -- "$2")
-  mkdir -p -- "$d" || ezk_fail "$1" "cannot create directory $d"
+  case $2 in */*) d=${2%/*}; b=${2##*/};; *) d=.; b=$2;; esac; [ -n "$d" ] || d=/
+  [ -d "$d" ] || mkdir -p -- "$d" || ezk_fail "$1" "cannot create directory $d"
   t="$d/.ezk-tmp.$b.$$"
   echo "$t" >> "$W/tmps"
   ezk_t "$1" upload
-  head -c "$3" > "$t" || ezk_fail "$1" "cannot write $t"
+  # Hashed as it arrives (no second read of the file); the size check below catches a short write.
+  s=$(head -c "$3" | tee -- "$t" | sha256sum)
+  [ -f "$t" ] || ezk_fail "$1" "cannot write $t"
   ezk_t "$1" check
   n=$(wc -c < "$t"); [ "$n" -eq "$3" ] || ezk_fail "$1" "upload of $2 truncated ($n of $3 bytes)"
-  s=$(sha256sum -- "$t" | cut -d' ' -f1); [ "$s" = "$4" ] || ezk_fail "$1" "checksum mismatch after upload of $2"
+  [ "${s%% *}" = "$4" ] || ezk_fail "$1" "checksum mismatch after upload of $2"
   ezk_t "$1" fsync
   chown "$6:$7" "$t" && chmod "$5" "$t" || ezk_fail "$1" "cannot set owner/mode on $2"
   sync -- "$t" 2>/dev/null || sync
