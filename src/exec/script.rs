@@ -45,6 +45,10 @@ ezk_put() { # idx path size sha mode owner group
   mv -f -- "$t" "$2" || ezk_fail "$1" "cannot rename into $2"
   sync -- "$d" 2>/dev/null || true
 }
+ezk_nap() { # poll_count : wait_for's pause, growing with the count (fractions: coreutils, busybox)
+  if [ "$1" -lt 10 ]; then p=0.1; elif [ "$1" -lt 20 ]; then p=0.3; else p=1; fi
+  sleep "$p" 2>/dev/null || sleep 1
+}
 ezk_run() { # idx cmd... : run with output captured for failure reports
   i=$1; shift; : > "$W/o"; "$@" </dev/null >"$W/o" 2>&1
 }
@@ -133,8 +137,11 @@ pub fn apply_script(tasks: &[Task], wants: &[Want], decisions: &[Decision], hand
                     .map(|c| format!("sh -c {} </dev/null >\"$W/o\" 2>&1; ", sh_quote(c)))
                     .unwrap_or_default();
                 // Whole seconds: `-gt` makes the wait at least the timeout, never a second short.
+                // Polls every 0.1 s for the first second, then 0.3 s, then 1 s: most waits end
+                // within a second or two (a VIP, a started service), and a whole-second poll
+                // would add half a second to each on average.
                 body.push_str(&format!(
-                    "e=$(( $(date +%s) + {timeout_secs} ))\nuntil {}; do if [ \"$(date +%s)\" -gt \"$e\" ]; then {diag}ezk_fail {i} 'timed out after {timeout_secs}s waiting'; fi; sleep 1; done\n",
+                    "e=$(( $(date +%s) + {timeout_secs} )); n=0\nuntil {}; do if [ \"$(date +%s)\" -gt \"$e\" ]; then {diag}ezk_fail {i} 'timed out after {timeout_secs}s waiting'; fi; ezk_nap $n; n=$((n+1)); done\n",
                     probe_cmd(target)
                 ));
                 always_changed = false;
