@@ -470,3 +470,39 @@ fn bytes_that_do_not_match_the_planned_sha256_never_land() {
     let left: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(left, vec![std::ffi::OsString::from("app")], "temp file left behind");
 }
+
+#[test]
+fn known_checksums_spare_rehashing_yet_any_write_is_seen() {
+    let server = Sshd::start(None);
+    let s = setup(&[&server]);
+    let conns: IndexMap<String, Connection> = [("h1".to_string(), server.connection())].into_iter().collect();
+    let plan = step(vec![app_role(&s.base, "h1", 8080, &s.bin, server.port)]);
+    let bin = s.base.join("h1/bin/app");
+    let r1 = run_step(&s.cluster, &plan, &conns, &opts(false)).unwrap();
+    assert_eq!(r1.exit_code(), 0, "{}", r1.to_json());
+    // Files changed within the last second are never recorded (coarse timestamps); let the
+    // first run's writes age past that, then a no-op run records their sums.
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let r2 = run_step(&s.cluster, &plan, &conns, &opts(false)).unwrap();
+    assert_eq!(r2.hosts["h1"].changed, 0, "{}", r2.to_json());
+    let sums = std::fs::read_to_string(s.cluster.join("cache/h1.sums")).unwrap();
+    let bin_sha = sha_of(&s.bin);
+    assert!(sums.contains(&format!("\t{bin_sha}\t{}\n", bin.display())), "{sums}");
+
+    // Third run: the host echoes the recorded sum instead of hashing; still nothing to do.
+    let r3 = run_step(&s.cluster, &plan, &conns, &opts(false)).unwrap();
+    assert_eq!(r3.hosts["h1"].changed, 0, "{}", r3.to_json());
+    assert_eq!(r3.hosts["h1"].round_trips, 1);
+    let log3 = std::fs::read_to_string(r3.log.as_ref().unwrap()).unwrap();
+    assert!(log3.contains(&format!("'@@h {bin_sha}  {}'", bin.display())), "{log3}");
+
+    // Same size, mtime put back: only the ctime tells, and that is enough.
+    let old_mtime = std::fs::metadata(&bin).unwrap().modified().unwrap();
+    let mut bytes = std::fs::read(&bin).unwrap();
+    bytes[0] ^= 1;
+    std::fs::write(&bin, &bytes).unwrap();
+    std::fs::File::options().write(true).open(&bin).unwrap().set_modified(old_mtime).unwrap();
+    let r4 = run_step(&s.cluster, &plan, &conns, &opts(false)).unwrap();
+    assert_eq!(r4.hosts["h1"].changed, 1, "the rewritten binary must be put back: {}", r4.to_json());
+    assert_eq!(sha_of(&bin), bin_sha);
+}

@@ -9,6 +9,7 @@ use super::facts::{gather_body, gather_script, parse_facts};
 use super::guard::{decide_role, pending_handlers, Verdict};
 use super::script::{apply_script, body, parse_results, parse_trace, traced};
 use super::transport::{Transport, TransportError};
+use super::sums::Sums;
 use super::want::Want;
 use crate::plan::action::{Action, HostRolePlan};
 use crate::ui::events::{Event, TaskStatus};
@@ -34,6 +35,7 @@ pub async fn run_role<T: Transport>(
     t: &T,
     hrp: &HostRolePlan,
     wants: &[Want],
+    sums: &mut Sums,
     plan_only: bool,
     trace: bool,
     timeout: Duration,
@@ -54,7 +56,7 @@ pub async fn run_role<T: Transport>(
     };
 
     // Round trip 1: gather.
-    let gs = gather_script(&hrp.tasks, wants, plan_only);
+    let gs = gather_script(&hrp.tasks, wants, plan_only, sums);
     send(Event::Command { host: host.clone(), role: role.clone(), what: "gather".into(), script: gather_body(&gs).to_string() });
     let tg = std::time::Instant::now();
     let out = match t.run(&gs, Vec::new(), timeout).await {
@@ -75,6 +77,7 @@ pub async fn run_role<T: Transport>(
             return o;
         }
     };
+    sums.learn(&hrp.tasks, wants, &facts);
     let decisions = decide_role(&hrp.tasks, wants, &facts);
     let handlers = pending_handlers(&hrp.tasks, &decisions);
 

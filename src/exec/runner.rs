@@ -13,6 +13,7 @@ use tokio::sync::Mutex;
 
 use super::limits::Limits;
 use super::role::run_role;
+use super::sums::{sums_path, Sums};
 use super::transport::{Connector, Transport};
 use super::want::{wants, Want};
 use super::{ExecError, Options};
@@ -29,6 +30,8 @@ struct Slot<T> {
     recap: HostRecap,
     /// Plan mode: what would change, prefixed by role.
     plan: Vec<String>,
+    /// Known checksums of this host's files (loaded at connect, saved at the end).
+    sums: Sums,
 }
 
 /// Run a validated step plan with the given connector (SSH in production, a double in tests).
@@ -60,7 +63,7 @@ pub async fn run_plan<C: Connector>(
     let limits = Arc::new(Limits::new(opts.forks));
     let slots: IndexMap<String, Arc<Mutex<Slot<C::T>>>> = host_order
         .iter()
-        .map(|h| (h.clone(), Arc::new(Mutex::new(Slot { transport: None, dead: false, recap: HostRecap::default(), plan: Vec::new() }))))
+        .map(|h| (h.clone(), Arc::new(Mutex::new(Slot { transport: None, dead: false, recap: HostRecap::default(), plan: Vec::new(), sums: Sums::default() }))))
         .collect();
 
     for (wi, wave) in plan.waves.iter().enumerate() {
@@ -101,6 +104,13 @@ pub async fn run_plan<C: Connector>(
                 t.close().await;
             }
         }
+        if let Some(dir) = &opts.sums_dir
+            && s.recap.round_trips > 0
+            && let Err(e) = s.sums.save(&sums_path(dir, &host))
+        {
+            // Only a cache: the next run hashes again.
+            let _ = events.send(Event::Note(format!("{host}: cannot save known checksums under {}: {e}", dir.display())));
+        }
         if opts.plan_only {
             recap.plan.insert(host.clone(), s.plan.clone());
         }
@@ -137,7 +147,12 @@ async fn host_wave<C: Connector>(
         slot.recap.connect_seconds = tc.elapsed().as_secs_f64();
         let _ = events.send(Event::Phase { host: host.into(), role: None, phase: "connect".into(), seconds: slot.recap.connect_seconds });
         match res {
-            Ok(t) => slot.transport = Some(Arc::new(t)),
+            Ok(t) => {
+                slot.transport = Some(Arc::new(t));
+                if let Some(dir) = &opts.sums_dir {
+                    slot.sums = Sums::load(&sums_path(dir, host));
+                }
+            }
             Err(e) => {
                 slot.dead = true;
                 slot.recap.unreachable = 1;
@@ -164,7 +179,7 @@ async fn host_wave<C: Connector>(
             continue;
         }
         let before = t.round_trips();
-        let o = run_role(&*t, hrp, wants, opts.plan_only, opts.verbose >= 2, opts.command_timeout, events).await;
+        let o = run_role(&*t, hrp, wants, &mut slot.sums, opts.plan_only, opts.verbose >= 2, opts.command_timeout, events).await;
         *rt.entry(hrp.role.clone()).or_default() += t.round_trips() - before;
         let r = &mut slot.recap;
         r.ok += o.ok;
