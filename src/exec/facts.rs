@@ -137,7 +137,7 @@ pub fn gather_script(tasks: &[Task], wants: &[Want], with_content: bool, sums: &
     if !paths.is_empty() {
         // The host's clock first: signatures from the last second are not cached (see `sums`).
         s.push_str(&format!(
-            "echo \"@@now $(date +%s)\"\nF=\"\n$(find {} -maxdepth 0 -printf '@@f\\t%y\\t%m\\t%u\\t%g\\t%l\\t%p\\n@@i\\t%D:%i:%s:%T@:%C@\\t%p\\n' 2>/dev/null)\n\"\nprintf '%s' \"$F\"\n",
+            "echo \"@@now $(date +%s.%N)\"\nF=\"\n$(find {} -maxdepth 0 -printf '@@f\\t%y\\t%m\\t%u\\t%g\\t%l\\t%p\\n@@i\\t%D:%i:%s:%T@:%C@\\t%p\\n' 2>/dev/null)\n\"\nprintf '%s' \"$F\"\n",
             quoted_list(paths.iter().copied())
         ));
     }
@@ -301,7 +301,8 @@ pub fn parse_facts(stdout: &str, stderr: &str, tasks: &[Task]) -> Result<Facts, 
             };
             paths.insert(f[5].to_string(), fact);
         } else if let Some(rest) = line.strip_prefix("@@now ") {
-            now = Some(rest.trim().parse().map_err(|_| bad())?);
+            // A date without %N (not GNU) gives no clock: then nothing is cached.
+            now = rest.trim().parse().ok();
         } else if let Some(rest) = line.strip_prefix("@@i\t") {
             let (sig, p) = rest.split_once('\t').ok_or_else(bad)?;
             // Cached only when the last change (ctime, the signature's last field) is over a
