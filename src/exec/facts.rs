@@ -82,10 +82,16 @@ pub struct TaskFacts {
 pub type Facts = BTreeMap<usize, TaskFacts>;
 
 /// The probe command for a wait_for target, shared by gather (one shot) and apply (loop).
+/// A TCP probe gives up after 1 s: an address nobody holds yet (a VIP before keepalived takes
+/// it) hangs a connect for ~3 s of ARP retries, which the gather paid in full on a first run
+/// and the wait loop paid again right when the address appeared; a live LAN peer answers in
+/// milliseconds, and the loop simply probes again. (0.3 s was tried for the gather: on a
+/// loaded machine bash alone can take that long to start, and a missed probe costs a round
+/// trip.)
 pub fn probe_cmd(target: &WaitTarget) -> String {
     match target {
         WaitTarget::Tcp { host, port } => format!(
-            "timeout 5 bash -c {} </dev/null >/dev/null 2>&1",
+            "timeout 1 bash -c {} </dev/null >/dev/null 2>&1",
             sh_quote(&format!("</dev/tcp/{host}/{port}"))
         ),
         WaitTarget::Command { cmd } => format!("sh -c {} >/dev/null 2>&1 </dev/null", sh_quote(cmd)),
