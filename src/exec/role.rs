@@ -30,7 +30,8 @@ pub struct RoleOutcome {
     pub transport: Option<TransportError>,
 }
 
-/// Run one role on one host.
+/// Run one role on one host. `trace`: time each task of the apply (`-vv`).
+#[allow(clippy::too_many_arguments)]
 pub async fn run_role<T: Transport>(
     t: &T,
     hrp: &HostRolePlan,
