@@ -447,3 +447,86 @@ fn jump_host_is_used_and_its_key_checked_strictly() {
     let r = run_step(&s.cluster, &plan, &conns, &o).unwrap();
     assert_eq!(r.hosts["h"].unreachable, 1, "{}", r.to_json());
 }
+
+#[test]
+fn run_log_is_a_timeline_and_vv_times_each_upload_stage() {
+    let server = Sshd::start(None);
+    let s = setup(&[&server]);
+    let conns: IndexMap<String, Connection> = [("h1".to_string(), server.connection())].into_iter().collect();
+    let plan = step(vec![app_role(&s.base, "h1", 8080, &s.bin, server.port)]);
+    let r = run_step(&s.cluster, &plan, &conns, &Options { verbose: 2, ..opts(false) }).unwrap();
+    assert_eq!(r.exit_code(), 0, "{}", r.to_json());
+    let log = std::fs::read_to_string(r.log.as_ref().unwrap()).unwrap();
+    // Events carry the time since the start; connect, gather and apply are timed per host.
+    assert!(log.lines().nth(1).is_some_and(|l| l.starts_with("+0.")), "{log}");
+    for phase in ["h1 connect ", "h1 [app] gather ", "h1 [app] apply "] {
+        assert!(log.lines().any(|l| l.contains(phase) && l.ends_with(" ms")), "no {phase:?} in:\n{log}");
+    }
+    // -vv: each stage of the binary's upload (task 6), each with its duration.
+    for stage in ["upload", "check", "fsync", "rename"] {
+        let want = format!("h1 [app]   6 binary: {stage} ");
+        assert!(log.lines().any(|l| l.contains(&want) && l.ends_with(" ms")), "no {want:?} in:\n{log}");
+    }
+    // Without -vv the script carries no marks (no `date` per task).
+    let r2 = run_step(&s.cluster, &step(vec![app_role(&s.base, "h1", 9090, &s.bin, server.port)]), &conns, &opts(false)).unwrap();
+    let log2 = std::fs::read_to_string(r2.log.as_ref().unwrap()).unwrap();
+    assert!(!log2.contains(": upload "), "{log2}");
+}
+
+#[test]
+fn bytes_that_do_not_match_the_planned_sha256_never_land() {
+    // The local file changed between planning and upload: the host hashes what it received,
+    // refuses it, and leaves the old target and no temp file behind.
+    let server = Sshd::start(None);
+    let s = setup(&[&server]);
+    let conns: IndexMap<String, Connection> = [("h1".to_string(), server.connection())].into_iter().collect();
+    let dir = s.base.join("h1");
+    std::fs::create_dir_all(&dir).unwrap();
+    let target = dir.join("app");
+    std::fs::write(&target, "old\n").unwrap();
+    let planned = hex::encode(Sha256::digest(b"what was planned\n"));
+    let t = task("binary", file(&target, Content::Local { path: s.bin.clone(), sha256: planned }, 0o755, false));
+    let plan = step(vec![HostRolePlan { host: "h1".into(), role: "app".into(), tasks: vec![t] }]);
+    let r = run_step(&s.cluster, &plan, &conns, &opts(false)).unwrap();
+    assert_ne!(r.exit_code(), 0, "{}", r.to_json());
+    assert!(r.hosts["h1"].errors.iter().any(|e| e.contains("checksum mismatch")), "{}", r.to_json());
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "old\n");
+    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left, vec![std::ffi::OsString::from("app")], "temp file left behind");
+}
+
+#[test]
+fn known_checksums_spare_rehashing_yet_any_write_is_seen() {
+    let server = Sshd::start(None);
+    let s = setup(&[&server]);
+    let conns: IndexMap<String, Connection> = [("h1".to_string(), server.connection())].into_iter().collect();
+    let plan = step(vec![app_role(&s.base, "h1", 8080, &s.bin, server.port)]);
+    let bin = s.base.join("h1/bin/app");
+    let r1 = run_step(&s.cluster, &plan, &conns, &opts(false)).unwrap();
+    assert_eq!(r1.exit_code(), 0, "{}", r1.to_json());
+    // Files changed within the last second are never recorded (coarse timestamps); let the
+    // first run's writes age past that, then a no-op run records their sums.
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let r2 = run_step(&s.cluster, &plan, &conns, &opts(false)).unwrap();
+    assert_eq!(r2.hosts["h1"].changed, 0, "{}", r2.to_json());
+    let sums = std::fs::read_to_string(s.cluster.join("cache/h1.sums")).unwrap();
+    let bin_sha = sha_of(&s.bin);
+    assert!(sums.contains(&format!("\t{bin_sha}\t{}\n", bin.display())), "{sums}");
+
+    // Third run: the host echoes the recorded sum instead of hashing; still nothing to do.
+    let r3 = run_step(&s.cluster, &plan, &conns, &opts(false)).unwrap();
+    assert_eq!(r3.hosts["h1"].changed, 0, "{}", r3.to_json());
+    assert_eq!(r3.hosts["h1"].round_trips, 1);
+    let log3 = std::fs::read_to_string(r3.log.as_ref().unwrap()).unwrap();
+    assert!(log3.contains(&format!("'@@h {bin_sha}  {}'", bin.display())), "{log3}");
+
+    // Same size, mtime put back: only the ctime tells, and that is enough.
+    let old_mtime = std::fs::metadata(&bin).unwrap().modified().unwrap();
+    let mut bytes = std::fs::read(&bin).unwrap();
+    bytes[0] ^= 1;
+    std::fs::write(&bin, &bytes).unwrap();
+    std::fs::File::options().write(true).open(&bin).unwrap().set_modified(old_mtime).unwrap();
+    let r4 = run_step(&s.cluster, &plan, &conns, &opts(false)).unwrap();
+    assert_eq!(r4.hosts["h1"].changed, 1, "the rewritten binary must be put back: {}", r4.to_json());
+    assert_eq!(sha_of(&bin), bin_sha);
+}

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use super::sums::Sums;
 use super::transport::sh_quote;
 use super::want::Want;
 use crate::plan::action::{Action, Task, WaitTarget};
@@ -27,12 +28,15 @@ pub struct PathFact {
     pub group: String,
     pub sha256: Option<String>,
     pub link_target: Option<String>,
+    /// Files: device, inode, size, mtime, ctime as the host printed them (`sums`), when the
+    /// file was not modified within a second of the gather.
+    pub sig: Option<String>,
 }
 
 impl PathFact {
     /// A path that does not exist.
     pub fn none() -> Self {
-        PathFact { kind: PathKind::None, mode: 0, owner: String::new(), group: String::new(), sha256: None, link_target: None }
+        PathFact { kind: PathKind::None, mode: 0, owner: String::new(), group: String::new(), sha256: None, link_target: None, sig: None }
     }
 }
 
@@ -78,10 +82,16 @@ pub struct TaskFacts {
 pub type Facts = BTreeMap<usize, TaskFacts>;
 
 /// The probe command for a wait_for target, shared by gather (one shot) and apply (loop).
+/// A TCP probe gives up after 1 s: an address nobody holds yet (a VIP before keepalived takes
+/// it) hangs a connect for ~3 s of ARP retries, which the gather paid in full on a first run
+/// and the wait loop paid again right when the address appeared; a live LAN peer answers in
+/// milliseconds, and the loop simply probes again. (0.3 s was tried for the gather: on a
+/// loaded machine bash alone can take that long to start, and a missed probe costs a round
+/// trip.)
 pub fn probe_cmd(target: &WaitTarget) -> String {
     match target {
         WaitTarget::Tcp { host, port } => format!(
-            "timeout 5 bash -c {} </dev/null >/dev/null 2>&1",
+            "timeout 1 bash -c {} </dev/null >/dev/null 2>&1",
             sh_quote(&format!("</dev/tcp/{host}/{port}"))
         ),
         WaitTarget::Command { cmd } => format!("sh -c {} >/dev/null 2>&1 </dev/null", sh_quote(cmd)),
@@ -108,7 +118,8 @@ pub fn gather_body(script: &str) -> &str {
     script.strip_prefix(GATHER_PRELUDE).unwrap_or(script)
 }
 
-fn task_path(task: &Task) -> Option<&str> {
+/// The host path a task manages, if any.
+pub(crate) fn task_path(task: &Task) -> Option<&str> {
     match &task.action {
         Action::File(f) => Some(&f.path),
         Action::Directory { path, .. } | Action::Link { path, .. } | Action::Absent { path } => Some(path),
@@ -122,15 +133,17 @@ fn quoted_list<'a>(items: impl Iterator<Item = &'a str>) -> String {
 }
 
 /// The gather script for a role's tasks. `with_content`: also send the current content of
-/// text files that differ (plan mode, for diffs; never for secrets).
-pub fn gather_script(tasks: &[Task], wants: &[Want], with_content: bool) -> String {
+/// text files that differ (plan mode, for diffs; never for secrets). `sums`: checksums known
+/// from earlier runs; a file whose signature is unchanged is not hashed again.
+pub fn gather_script(tasks: &[Task], wants: &[Want], with_content: bool, sums: &Sums) -> String {
     let mut s = String::from(GATHER_PRELUDE);
     let mut paths: Vec<&str> = tasks.iter().filter_map(task_path).collect();
     paths.sort();
     paths.dedup();
     if !paths.is_empty() {
+        // The host's clock first: signatures from the last second are not cached (see `sums`).
         s.push_str(&format!(
-            "find {} -maxdepth 0 -printf '@@f\\t%y\\t%m\\t%u\\t%g\\t%l\\t%p\\n' 2>/dev/null\n",
+            "echo \"@@now $(date +%s.%N)\"\nF=\"\n$(find {} -maxdepth 0 -printf '@@f\\t%y\\t%m\\t%u\\t%g\\t%l\\t%p\\n@@i\\t%D:%i:%s:%T@:%C@\\t%p\\n' 2>/dev/null)\n\"\nprintf '%s' \"$F\"\n",
             quoted_list(paths.iter().copied())
         ));
     }
@@ -143,7 +156,21 @@ pub fn gather_script(tasks: &[Task], wants: &[Want], with_content: bool) -> Stri
     files.sort();
     files.dedup();
     if !files.is_empty() {
-        s.push_str(&format!("sha256sum -- {} 2>/dev/null | sed 's/^/@@h /'\n", quoted_list(files.iter().copied())));
+        // Files go into "$@" for one sha256sum; a file whose signature is the recorded one
+        // gets its recorded sum echoed instead.
+        s.push_str("set --\n");
+        for f in &files {
+            match sums.get(f) {
+                Some((sig, sha)) => s.push_str(&format!(
+                    "case \"$F\" in *{}*) printf '%s\\n' {};; *) set -- \"$@\" {};; esac\n",
+                    sh_quote(&format!("\n@@i\t{sig}\t{f}\n")),
+                    sh_quote(&format!("@@h {sha}  {f}")),
+                    sh_quote(f)
+                )),
+                None => s.push_str(&format!("set -- \"$@\" {}\n", sh_quote(f))),
+            }
+        }
+        s.push_str("[ $# -eq 0 ] || sha256sum -- \"$@\" 2>/dev/null | sed 's/^/@@h /'\n");
     }
     let mut keys: Vec<&str> = Vec::new();
     let mut modules: Vec<&str> = Vec::new();
@@ -240,6 +267,8 @@ pub fn parse_facts(stdout: &str, stderr: &str, tasks: &[Task]) -> Result<Facts, 
     use std::collections::{HashMap, HashSet};
     let mut paths: HashMap<String, PathFact> = HashMap::new();
     let mut hashes: HashMap<String, String> = HashMap::new();
+    let mut sigs: HashMap<String, String> = HashMap::new();
+    let mut now: Option<f64> = None;
     let mut sysctl: HashMap<String, String> = HashMap::new();
     let mut writable: HashSet<String> = HashSet::new();
     let mut mods: HashMap<String, ModuleState> = HashMap::new();
@@ -274,8 +303,22 @@ pub fn parse_facts(stdout: &str, stderr: &str, tasks: &[Task]) -> Result<Facts, 
                 group: f[3].to_string(),
                 sha256: None,
                 link_target: (kind == PathKind::Link).then(|| f[4].to_string()),
+                sig: None,
             };
             paths.insert(f[5].to_string(), fact);
+        } else if let Some(rest) = line.strip_prefix("@@now ") {
+            // A date without %N (not GNU) gives no clock: then nothing is cached.
+            now = rest.trim().parse().ok();
+        } else if let Some(rest) = line.strip_prefix("@@i\t") {
+            let (sig, p) = rest.split_once('\t').ok_or_else(bad)?;
+            // Cached only when the last change (ctime, the signature's last field) is over a
+            // second older than the host's clock: timestamps are coarser than a write.
+            let ctime: Option<f64> = sig.rsplit(':').next().and_then(|c| c.parse().ok());
+            if let (Some(c), Some(n)) = (ctime, now)
+                && c < n - 1.0
+            {
+                sigs.insert(p.to_string(), sig.to_string());
+            }
         } else if let Some(rest) = line.strip_prefix("@@h ") {
             // `sha256sum` escapes odd names with a leading backslash: leave those unknown.
             if let Some((h, p)) = rest.split_once("  ")
@@ -339,6 +382,7 @@ pub fn parse_facts(stdout: &str, stderr: &str, tasks: &[Task]) -> Result<Facts, 
             let mut pf = paths.get(p).cloned().unwrap_or_else(PathFact::none);
             if pf.kind == PathKind::File {
                 pf.sha256 = hashes.get(p).cloned();
+                pf.sig = sigs.get(p).cloned();
             }
             tf.path = Some(pf);
         }

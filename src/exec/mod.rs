@@ -10,6 +10,8 @@
 //! - `runner` + `role`: waves in order, hosts in parallel under `limits`, failures per host.
 //! - `lock`: one run per cluster.
 //! - `fetch`: read files from many hosts, one round trip each (for reports such as `ezk certs`).
+//! - `sums`: checksums of host files from earlier runs, so unchanged big files are not
+//!   re-hashed by every gather.
 //!
 //! Entry point: [`run_step`].
 
@@ -25,6 +27,7 @@ pub mod role;
 pub mod runner;
 pub mod script;
 pub mod ssh;
+pub mod sums;
 pub mod transport;
 pub mod want;
 
@@ -65,6 +68,9 @@ pub struct Options {
     pub jump_hosts: Vec<String>,
     /// ssh KexAlgorithms override (see `ssh::SshOptions::kex_algorithms`); None = ssh default.
     pub kex_algorithms: Option<String>,
+    /// Where each host's known checksums live (`sums`); `run_step` uses
+    /// `clusters/<name>/cache/`. None: hash every file on every gather.
+    pub sums_dir: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -81,6 +87,7 @@ impl Default for Options {
             command_timeout: Duration::from_secs(600),
             jump_hosts: Vec::new(),
             kex_algorithms: None,
+            sums_dir: None,
         }
     }
 }
@@ -151,7 +158,9 @@ pub fn run_step_with<C: Connector>(
         log: Some(log.try_clone().map_err(log_err)?),
     });
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(ExecError::Runtime)?;
-    let result = rt.block_on(runner::run_plan(connector, plan, conns, opts, tx));
+    let mut opts = opts.clone();
+    opts.sums_dir.get_or_insert_with(|| cluster_dir.join("cache"));
+    let result = rt.block_on(runner::run_plan(connector, plan, conns, &opts, tx));
     monitor.finish();
     let mut recap = result?;
     let _ = write!(log, "{}", recap.table());

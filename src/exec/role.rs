@@ -7,8 +7,9 @@ use std::time::Duration;
 use super::describe::describe;
 use super::facts::{gather_body, gather_script, parse_facts};
 use super::guard::{decide_role, pending_handlers, Verdict};
-use super::script::{apply_script, body, parse_results};
+use super::script::{apply_script, body, parse_results, parse_trace, traced};
 use super::transport::{Transport, TransportError};
+use super::sums::Sums;
 use super::want::Want;
 use crate::plan::action::{Action, HostRolePlan};
 use crate::ui::events::{Event, TaskStatus};
@@ -29,12 +30,15 @@ pub struct RoleOutcome {
     pub transport: Option<TransportError>,
 }
 
-/// Run one role on one host.
+/// Run one role on one host. `trace`: time each task of the apply (`-vv`).
+#[allow(clippy::too_many_arguments)]
 pub async fn run_role<T: Transport>(
     t: &T,
     hrp: &HostRolePlan,
     wants: &[Want],
+    sums: &mut Sums,
     plan_only: bool,
+    trace: bool,
     timeout: Duration,
     events: &Sender<Event>,
 ) -> RoleOutcome {
@@ -53,8 +57,9 @@ pub async fn run_role<T: Transport>(
     };
 
     // Round trip 1: gather.
-    let gs = gather_script(&hrp.tasks, wants, plan_only);
+    let gs = gather_script(&hrp.tasks, wants, plan_only, sums);
     send(Event::Command { host: host.clone(), role: role.clone(), what: "gather".into(), script: gather_body(&gs).to_string() });
+    let tg = std::time::Instant::now();
     let out = match t.run(&gs, Vec::new(), timeout).await {
         Ok(out) => out,
         Err(e) => {
@@ -64,6 +69,7 @@ pub async fn run_role<T: Transport>(
             return o;
         }
     };
+    send(Event::Phase { host: host.clone(), role: Some(role.clone()), phase: "gather".into(), seconds: tg.elapsed().as_secs_f64() });
     let facts = match parse_facts(&out.stdout_text(), &out.stderr_text(), &hrp.tasks) {
         Ok(f) => f,
         Err(e) => {
@@ -72,6 +78,7 @@ pub async fn run_role<T: Transport>(
             return o;
         }
     };
+    sums.learn(&hrp.tasks, wants, &facts);
     let decisions = decide_role(&hrp.tasks, wants, &facts);
     let handlers = pending_handlers(&hrp.tasks, &decisions);
 
@@ -139,7 +146,24 @@ pub async fn run_role<T: Transport>(
         })
         .sum();
     send(Event::Command { host: host.clone(), role: role.clone(), what: "apply".into(), script: body(&a.script).to_string() });
-    let out = match t.run(&a.script, a.stdin, timeout + Duration::from_secs(wait_secs)).await {
+    let script = if trace { traced(&a.script) } else { a.script };
+    let ta = std::time::Instant::now();
+    let out = t.run(&script, a.stdin, timeout + Duration::from_secs(wait_secs)).await;
+    send(Event::Phase { host: host.clone(), role: Some(role.clone()), phase: "apply".into(), seconds: ta.elapsed().as_secs_f64() });
+    if let Ok(out) = &out {
+        for (mark, secs) in parse_trace(&out.stdout_text()) {
+            // "6 upload" → "  6 etcd binary: upload" (the time from that mark to the next).
+            let (i, stage) = mark.split_once(' ').unwrap_or((&mark, ""));
+            let name = i.parse::<usize>().ok().map(|i| hrp.tasks.get(i).map(|t| t.name.as_str()).unwrap_or("handler"));
+            let phase = match (name, stage) {
+                (Some(n), "") => format!("  {i} {n}"),
+                (Some(n), st) => format!("  {i} {n}: {st}"),
+                (None, _) => format!("  {mark}"),
+            };
+            send(Event::Phase { host: host.clone(), role: Some(role.clone()), phase, seconds: secs });
+        }
+    }
+    let out = match out {
         Ok(out) => out,
         Err(e) => {
             o.error = Some(e.to_string());

@@ -14,6 +14,7 @@ use tokio::sync::Mutex;
 
 use super::limits::Limits;
 use super::role::run_role;
+use super::sums::{sums_path, Sums};
 use super::transport::{Connector, Transport};
 use super::want::{wants, Want};
 use super::{ExecError, Options};
@@ -30,6 +31,8 @@ struct Slot<T> {
     recap: HostRecap,
     /// Plan mode: what would change, prefixed by role.
     plan: Vec<String>,
+    /// Known checksums of this host's files (loaded at connect, saved at the end).
+    sums: Sums,
 }
 
 /// Run a validated step plan with the given connector (SSH in production, a double in tests).
@@ -61,12 +64,12 @@ pub async fn run_plan<C: Connector>(
     let limits = Arc::new(Limits::new(opts.forks));
     let slots: IndexMap<String, Arc<Mutex<Slot<C::T>>>> = host_order
         .iter()
-        .map(|h| (h.clone(), Arc::new(Mutex::new(Slot { transport: None, dead: false, recap: HostRecap::default(), plan: Vec::new() }))))
+        .map(|h| (h.clone(), Arc::new(Mutex::new(Slot { transport: None, dead: false, recap: HostRecap::default(), plan: Vec::new(), sums: Sums::default() }))))
         .collect();
 
     // Every connection is opened before the first change, so a host-key refusal anywhere stops
     // the run while no host has been touched.
-    let refused = connect_all(&slots, conns, &connector, &limits, &events).await;
+    let refused = connect_all(&slots, conns, &connector, &limits, &events, opts).await;
     if let Some(why) = &refused {
         let _ = events.send(Event::Note(why.clone()));
         for slot in slots.values() {
@@ -114,6 +117,13 @@ pub async fn run_plan<C: Connector>(
                 t.close().await;
             }
         }
+        if let Some(dir) = &opts.sums_dir
+            && s.recap.round_trips > 0
+            && let Err(e) = s.sums.save(&sums_path(dir, &host))
+        {
+            // Only a cache: the next run hashes again.
+            let _ = events.send(Event::Note(format!("{host}: cannot save known checksums under {}: {e}", dir.display())));
+        }
         if opts.plan_only {
             recap.plan.insert(host.clone(), s.plan.clone());
         }
@@ -134,11 +144,13 @@ async fn connect_all<C: Connector>(
     connector: &Arc<C>,
     limits: &Arc<Limits>,
     events: &Sender<Event>,
+    opts: &Options,
 ) -> Option<String> {
     let mut jobs = tokio::task::JoinSet::new();
     for (host, slot) in slots {
         let (host, slot, conn) = (host.clone(), slot.clone(), conns[host].clone());
         let (connector, limits, events) = (connector.clone(), limits.clone(), events.clone());
+        let sums_dir = opts.sums_dir.clone();
         jobs.spawn(async move {
             let _hs = limits.handshakes.acquire().await.expect("never closed");
             let tc = Instant::now();
@@ -146,9 +158,13 @@ async fn connect_all<C: Connector>(
             let mut slot = slot.lock().await;
             slot.recap.connect_seconds = tc.elapsed().as_secs_f64();
             slot.recap.seconds += slot.recap.connect_seconds;
+            let _ = events.send(Event::Phase { host: host.clone(), role: None, phase: "connect".into(), seconds: slot.recap.connect_seconds });
             match res {
                 Ok(t) => {
                     slot.transport = Some(Arc::new(t));
+                    if let Some(dir) = &sums_dir {
+                        slot.sums = Sums::load(&sums_path(dir, &host));
+                    }
                     None
                 }
                 Err(e) => {
@@ -209,7 +225,7 @@ async fn host_wave<T: Transport>(
             continue;
         }
         let before = t.round_trips();
-        let o = run_role(&*t, hrp, wants, opts.plan_only, opts.command_timeout, events).await;
+        let o = run_role(&*t, hrp, wants, &mut slot.sums, opts.plan_only, opts.verbose >= 2, opts.command_timeout, events).await;
         *rt.entry(hrp.role.clone()).or_default() += t.round_trips() - before;
         let r = &mut slot.recap;
         r.ok += o.ok;

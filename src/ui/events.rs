@@ -29,6 +29,10 @@ pub enum Event {
     /// `-v`: a remote command (script text).
     Command { host: String, role: String, what: String, script: String },
     HostRoleDone { host: String, role: String },
+    /// Timeline (`-v` and the run log): one phase of a host's work ended (`connect`, `gather`,
+    /// `apply`, with the role; with `-vv` also each task of an apply) after `seconds`; where a
+    /// slow run spends its time.
+    Phase { host: String, role: Option<String>, phase: String, seconds: f64 },
     HostFailed { host: String, error: String, unreachable: bool },
     Note(String),
 }
@@ -97,6 +101,15 @@ fn line_for(ev: &Event, verbose: u8) -> Option<String> {
             format!("{host} [{role}] {what}:\n{script}")
         }
         Event::HostRoleDone { .. } => return None,
+        Event::Phase { host, role, phase, seconds } => {
+            if verbose == 0 {
+                return None;
+            }
+            match role {
+                Some(r) => format!("{host} [{r}] {phase} {:.0} ms", seconds * 1000.0),
+                None => format!("{host} {phase} {:.0} ms", seconds * 1000.0),
+            }
+        }
         Event::HostFailed { host, error, unreachable } => {
             // Transport errors already start with the host name.
             let error = error.strip_prefix(&format!("{host}: ")).unwrap_or(error);
@@ -116,11 +129,13 @@ fn monitor(rx: Receiver<Event>, mut opts: MonitorOptions) {
     let style = ProgressStyle::with_template("{spinner} {prefix} [{bar:30}] {pos}/{len} {msg}")
         .expect("static template")
         .progress_chars("=> ");
+    // Log lines carry the time since the run started, so the log is a per-host timeline.
+    let t0 = std::time::Instant::now();
     for ev in rx {
         if let Some(log) = opts.log.as_mut()
             && let Some(l) = line_for(&ev, 2)
         {
-            let _ = writeln!(log, "{l}");
+            let _ = writeln!(log, "+{:.3}s {l}", t0.elapsed().as_secs_f64());
         }
         match &ev {
             Event::WaveStart { index, roles, units } if opts.progress => {
@@ -184,6 +199,7 @@ mod tests {
         m.finish();
         let log = std::fs::read_to_string(&path).unwrap();
         assert!(log.contains("h1: UNREACHABLE unreachable: refused"), "{log}");
+        assert!(log.starts_with("+0.0"), "log lines carry the time since the start: {log}");
         assert!(log.contains("h2 [etcd] would change:\n  restart etcd (conf)"), "{log}");
     }
 }
