@@ -71,7 +71,7 @@ fn identical_file_is_ok_and_needs_no_apply() {
     let d = decide_role(&tasks, &w, &facts);
     assert_eq!(d[0].verdict, Verdict::Ok);
     assert!(!d[0].needs_apply());
-    assert!(pending_handlers(&tasks, &d).is_empty(), "unchanged file notified");
+    assert!(pending_handlers(&tasks, &d, &facts).is_empty(), "unchanged file notified");
 }
 
 #[test]
@@ -122,10 +122,11 @@ fn notified_restart_only_when_notifier_changed_and_reload_only_for_unit_files() 
     assert!(d.iter().all(|x| x.verdict == Verdict::Ok), "{d:?}");
     // Unit file changed, service stopped: reload, enable is fine, start (no extra restart).
     let out = format!("{}{}@@u ActiveState=inactive\n@@u UnitFileState=disabled\n@@end\n", f_line("f", "644", "/etc/etcd.conf"), h_line("new\n", "/etc/etcd.conf"));
-    let d = decide_role(&tasks, &w, &parse_facts(&out, "", &tasks).unwrap());
+    let facts = parse_facts(&out, "", &tasks).unwrap();
+    let d = decide_role(&tasks, &w, &facts);
     assert_eq!(d[2].verdict, Verdict::Change(vec![Change::DaemonReload]));
     assert_eq!(d[3].verdict, Verdict::Change(vec![Change::Enable, Change::Start]));
-    let a = apply_script(&tasks, &w, &d, &pending_handlers(&tasks, &d));
+    let a = apply_script(&tasks, &w, &d, &pending_handlers(&tasks, &d, &facts));
     assert!(a.script.contains("systemctl daemon-reload"));
     assert!(!a.script.contains("systemctl restart etcd"), "started units are not restarted too:\n{}", a.script);
     // One reload for the unit file and the enable (each costs 0.1-0.4 s on a host): enable
@@ -229,4 +230,85 @@ fn state_restarted_always_restarts_and_reports_changed() {
     let a = apply_script(&tasks, &w, &d, &[]);
     assert!(a.script.contains("systemctl restart chrony"), "{}", a.script);
     assert!(a.script.contains("echo '@@r 0 changed'"), "{}", a.script);
+}
+
+/// Regression: a restart decided inside the apply script died with it. An apply killed after a
+/// notifying file landed but before the restart left the service on its old config forever:
+/// the next gather found the file right and nothing changed. Now a marker on the host (written
+/// before the change, removed after the restart) makes the guard plan the restart anyway.
+#[test]
+fn restart_owed_by_an_interrupted_run_is_planned_though_nothing_changed() {
+    use ezk::exec::facts::gather_script;
+    use ezk::exec::pending::{INTERRUPTED, PENDING_DIR};
+    let unit = "/etc/systemd/system/etcd.service";
+    let tasks = vec![
+        task("conf", file("/etc/etcd.conf", "new\n", 0o644, false), &["etcd"]),
+        task("unit", file(unit, "[Service]\n", 0o644, false), &["etcd"]),
+        task("reload", Action::DaemonReload, &[]),
+        task("svc", Action::Service { unit: "etcd".into(), enabled: true, state: UnitState::Started }, &[]),
+    ];
+    let w = wants(&tasks).unwrap();
+    // The markers are read by the one gather (no extra round trip).
+    let gs = gather_script(&tasks, &w, false, &Default::default());
+    assert!(gs.contains(&format!("{PENDING_DIR}/*")), "{gs}");
+    let same = format!("{}{}{}{}@@u ActiveState=active\n@@u UnitFileState=enabled\n", f_line("f", "644", "/etc/etcd.conf"), h_line("new\n", "/etc/etcd.conf"), f_line("f", "644", unit), h_line("[Service]\n", unit));
+
+    // Files right, markers for etcd and for a reload: reload, then restart.
+    let facts = parse_facts(&format!("{same}@@p etcd\n@@p _daemon-reload\n@@end\n"), "", &tasks).unwrap();
+    let d = decide_role(&tasks, &w, &facts);
+    assert_eq!(d[0].verdict, Verdict::Ok);
+    assert_eq!(d[2].verdict, Verdict::Change(vec![Change::DaemonReload]));
+    assert_eq!(d[3].verdict, Verdict::Change(vec![Change::Restart { by: INTERRUPTED.into() }]));
+    assert_eq!(describe(&tasks[3], &w[3], &d[3]), vec![format!("restart etcd ({INTERRUPTED})")]);
+    assert!(pending_handlers(&tasks, &d, &facts).is_empty());
+    let a = apply_script(&tasks, &w, &d, &[]);
+    let body = ezk::exec::script::body(&a.script);
+    let at = |needle: &str| body.find(needle).unwrap_or_else(|| panic!("no {needle:?} in:\n{body}"));
+    // The flag starts raised (no task changes to raise it); the marker goes after the restart.
+    assert!(at("N0=1") < at("systemctl daemon-reload"), "{body}");
+    assert!(at("systemctl daemon-reload") < at("systemctl restart etcd"), "{body}");
+    assert!(at("systemctl restart etcd") < at(&format!("rm -f -- {PENDING_DIR}/etcd")), "{body}");
+    assert!(!body.contains("ezk_pend") && a.stdin.is_empty(), "{body}");
+
+    // A marker of a unit this role does not notify is not its business.
+    let facts = parse_facts(&format!("{same}@@p other.service\n@@end\n"), "", &tasks).unwrap();
+    assert!(decide_role(&tasks, &w, &facts).iter().all(|x| x.verdict == Verdict::Ok));
+
+    // A handler-only unit (no service task): restarted at the tail, the apply still runs.
+    let tasks = vec![task("lb", file("/etc/lb.conf", "a\n", 0o644, false), &["kube-lb"])];
+    let w = wants(&tasks).unwrap();
+    let facts = parse_facts(&format!("{}{}@@p kube-lb\n@@end\n", f_line("f", "644", "/etc/lb.conf"), h_line("a\n", "/etc/lb.conf")), "", &tasks).unwrap();
+    let d = decide_role(&tasks, &w, &facts);
+    assert_eq!(d[0].verdict, Verdict::Ok);
+    let h = pending_handlers(&tasks, &d, &facts);
+    assert_eq!(h, vec![("kube-lb".to_string(), INTERRUPTED.to_string())]);
+    let a = apply_script(&tasks, &w, &d, &h);
+    let body = ezk::exec::script::body(&a.script);
+    assert!(body.contains("N0=1\n") && body.contains("systemctl restart kube-lb"), "{body}");
+    assert!(body.find("systemctl restart kube-lb") < body.find(&format!("rm -f -- {PENDING_DIR}/kube-lb")), "{body}");
+}
+
+#[test]
+fn marker_is_written_before_a_notifying_change_lands() {
+    use ezk::exec::pending::PENDING_DIR;
+    let unit = "/etc/systemd/system/etcd.service";
+    let tasks = vec![
+        task("conf", file("/etc/etcd.conf", "new\n", 0o644, false), &["etcd"]),
+        task("unit", file(unit, "[Service]\n", 0o644, false), &["etcd"]),
+        task("reload", Action::DaemonReload, &[]),
+        task("svc", Action::Service { unit: "etcd".into(), enabled: true, state: UnitState::Started }, &[]),
+    ];
+    let w = wants(&tasks).unwrap();
+    let out = format!("{}{}{}@@u ActiveState=active\n@@u UnitFileState=enabled\n@@end\n", f_line("f", "644", "/etc/etcd.conf"), h_line("old\n", "/etc/etcd.conf"), f_line("f", "644", unit));
+    let facts = parse_facts(&out, "", &tasks).unwrap();
+    let d = decide_role(&tasks, &w, &facts);
+    let a = apply_script(&tasks, &w, &d, &pending_handlers(&tasks, &d, &facts));
+    let body = ezk::exec::script::body(&a.script);
+    let at = |needle: &str| body.find(needle).unwrap_or_else(|| panic!("no {needle:?} in:\n{body}"));
+    assert!(at("ezk_put 0 ") < at("N0=1\n"), "nothing owed from before: the flag rises after the change: {body}");
+    // etcd's marker once, before the first notifying file; the unit file owes a reload too.
+    assert!(at("ezk_pend 0 etcd\n") < at("ezk_put 0 "), "{body}");
+    assert!(at("ezk_pend 1 _daemon-reload\n") < at("ezk_put 1 "), "{body}");
+    assert!(at("systemctl daemon-reload") < at(&format!("rm -f -- {PENDING_DIR}/_daemon-reload")), "{body}");
+    assert!(at("systemctl restart etcd") < at(&format!("rm -f -- {PENDING_DIR}/etcd")), "{body}");
 }

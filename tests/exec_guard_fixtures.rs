@@ -108,10 +108,11 @@ fn guard_fixtures() {
         let facts = parse_facts(&facts_text(&std::fs::read_to_string(case.join("facts.txt")).unwrap()), "", &tasks).unwrap();
         let d = decide_role(&tasks, &w, &facts);
         let mut got: Vec<String> = tasks.iter().zip(&w).zip(&d).flat_map(|((t, w), d)| describe(t, w, d)).collect();
-        for (unit, by) in pending_handlers(&tasks, &d) {
+        let handlers = pending_handlers(&tasks, &d, &facts);
+        for (unit, by) in &handlers {
             got.push(format!("restart {unit} ({by})"));
         }
-        got.push(format!("apply: {}", if d.iter().any(|x| x.needs_apply()) { "yes" } else { "no" }));
+        got.push(format!("apply: {}", if d.iter().any(|x| x.needs_apply()) || !handlers.is_empty() { "yes" } else { "no" }));
         let want: Vec<String> = std::fs::read_to_string(case.join("expected.txt")).unwrap().lines().map(String::from).collect();
         if got != want {
             failures.push(format!("{}:\n  got:  {got:#?}\n  want: {want:#?}", case.display()));

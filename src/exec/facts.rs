@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use super::pending::{marker_name, PENDING_DIR, RELOAD_MARKER};
 use super::sums::Sums;
 use super::transport::sh_quote;
 use super::want::Want;
@@ -76,6 +77,11 @@ pub struct TaskFacts {
     pub guard_met: Option<bool>,
     /// One-shot probe of a wait_for target succeeded.
     pub probe_ok: Option<bool>,
+    /// Units this task notifies whose restart an earlier apply owed but never did (it died
+    /// between changing a file and restarting): their markers are on the host.
+    pub pending_restarts: Vec<String>,
+    /// A `daemon_reload` task: a unit file landed but no daemon-reload followed (marker).
+    pub pending_reload: bool,
 }
 
 /// Facts of a whole role on one host, by task index.
@@ -247,6 +253,10 @@ pub fn gather_script(tasks: &[Task], wants: &[Want], with_content: bool, sums: &
             quoted_list(units.iter().copied())
         ));
     }
+    // Markers of restarts owed by an interrupted apply: a glob and builtins, no extra process.
+    if tasks.iter().any(|t| !t.notify.is_empty() || matches!(t.action, Action::DaemonReload)) {
+        s.push_str(&format!("for m in {PENDING_DIR}/*; do [ -e \"$m\" ] && echo \"@@p ${{m##*/}}\"; done\n"));
+    }
     s.push_str("echo @@end\n");
     s
 }
@@ -275,6 +285,7 @@ pub fn parse_facts(stdout: &str, stderr: &str, tasks: &[Task]) -> Result<Facts, 
     let mut pkgs: HashSet<String> = HashSet::new();
     let mut unit_blocks: Vec<(String, String)> = Vec::new();
     let mut cur_unit: Option<(String, String)> = None;
+    let mut markers: HashSet<String> = HashSet::new();
     let mut facts = Facts::new();
     let mut ended = false;
     for (n, line) in stdout.lines().enumerate() {
@@ -326,6 +337,8 @@ pub fn parse_facts(stdout: &str, stderr: &str, tasks: &[Task]) -> Result<Facts, 
             {
                 hashes.insert(p.to_string(), h.to_string());
             }
+        } else if let Some(rest) = line.strip_prefix("@@p ") {
+            markers.insert(rest.to_string());
         } else if let Some(rest) = line.strip_prefix("@@sw ") {
             writable.insert(rest.to_string());
         } else if let Some(rest) = line.strip_prefix("@@s ") {
@@ -386,6 +399,7 @@ pub fn parse_facts(stdout: &str, stderr: &str, tasks: &[Task]) -> Result<Facts, 
             }
             tf.path = Some(pf);
         }
+        tf.pending_restarts = task.notify.iter().filter(|u| markers.contains(&marker_name(u))).cloned().collect();
         match &task.action {
             Action::Sysctl { entries, .. } => {
                 tf.sysctl = entries
@@ -400,6 +414,7 @@ pub fn parse_facts(stdout: &str, stderr: &str, tasks: &[Task]) -> Result<Facts, 
             Action::Service { .. } => {
                 tf.unit = units.next().map(|(e, a)| (if e.is_empty() { "not-found".into() } else { e }, a));
             }
+            Action::DaemonReload => tf.pending_reload = markers.contains(RELOAD_MARKER),
             _ => {}
         }
     }

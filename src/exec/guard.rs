@@ -4,6 +4,7 @@
 //! (`describe`), so `--plan` cannot claim something the run would not do, or hide what it would.
 
 use super::facts::{Facts, ModuleState, PathFact, PathKind, TaskFacts};
+use super::pending::INTERRUPTED;
 use super::want::Want;
 use crate::plan::action::{Action, Task, UnitState};
 
@@ -26,7 +27,8 @@ pub enum Change {
     Disable,
     Start,
     Stop,
-    /// Restart: `by` names the task(s) whose change notified it, or "state: restarted".
+    /// Restart: `by` names the task(s) whose change notified it, "state: restarted", or
+    /// `pending::INTERRUPTED` (a marker left by an apply that died before restarting).
     Restart { by: String },
     DaemonReload,
     Run,
@@ -107,13 +109,29 @@ fn unit_enabled(word: &str) -> bool {
     matches!(word, "enabled" | "enabled-runtime" | "static" | "alias" | "indirect" | "generated")
 }
 
+/// Units of this role whose restart an interrupted apply still owes (markers on the host),
+/// each once, in task order: they count as notified from the role's start.
+fn owed_restarts(tasks: &[Task], facts: &Facts) -> Vec<(String, String)> {
+    let mut owed: Vec<(String, String)> = Vec::new();
+    for i in 0..tasks.len() {
+        for u in facts.get(&i).map(|f| f.pending_restarts.as_slice()).unwrap_or_default() {
+            if !owed.iter().any(|(x, _)| x == u) {
+                owed.push((u.clone(), INTERRUPTED.to_string()));
+            }
+        }
+    }
+    owed
+}
+
 /// Decide every task of a role on one host from its facts. Pure: same input, same decisions.
 pub fn decide_role(tasks: &[Task], wants: &[Want], facts: &Facts) -> Vec<Decision> {
     let empty = TaskFacts::default();
     let mut out: Vec<Decision> = Vec::with_capacity(tasks.len());
-    // Units notified by tasks predicted to change, with the names of those tasks.
-    let mut notified: Vec<(String, String)> = Vec::new();
-    let mut unit_file_changed = false;
+    // Units notified by tasks predicted to change, with the names of those tasks; restarts
+    // owed by an interrupted run come first.
+    let mut notified: Vec<(String, String)> = owed_restarts(tasks, facts);
+    // A unit file that landed without the daemon-reload that should have followed it.
+    let mut unit_file_changed = facts.values().any(|f| f.pending_reload);
     for (i, task) in tasks.iter().enumerate() {
         let tf = facts.get(&i).unwrap_or(&empty);
         let none = PathFact::none();
@@ -253,10 +271,10 @@ pub fn decide_role(tasks: &[Task], wants: &[Want], facts: &Facts) -> Vec<Decisio
     out
 }
 
-/// Units still notified after the last task (no `Service` task of theirs followed the change):
-/// restarted at the end, as Ansible handlers are.
-pub fn pending_handlers(tasks: &[Task], decisions: &[Decision]) -> Vec<(String, String)> {
-    let mut pending: Vec<(String, String)> = Vec::new();
+/// Units still notified after the last task (no `Service` task of theirs followed the change,
+/// or the restart an interrupted run owes): restarted at the end, as Ansible handlers are.
+pub fn pending_handlers(tasks: &[Task], decisions: &[Decision], facts: &Facts) -> Vec<(String, String)> {
+    let mut pending: Vec<(String, String)> = owed_restarts(tasks, facts);
     for (task, d) in tasks.iter().zip(decisions) {
         if let Action::Service { unit, .. } = &task.action {
             pending.retain(|(u, _)| u != unit);

@@ -9,6 +9,7 @@
 //! - `describe` + `diff`: `--plan` output from the same decisions.
 //! - `runner` + `role`: waves in order, hosts in parallel under `limits`, failures per host.
 //! - `lock`: one run per cluster.
+//! - `pending`: restarts owed by an interrupted apply, kept as markers on the host.
 //! - `fetch`: read files from many hosts, one round trip each (for reports such as `ezk certs`).
 //! - `sums`: checksums of host files from earlier runs, so unchanged big files are not
 //!   re-hashed by every gather.
@@ -23,6 +24,7 @@ pub mod guard;
 pub mod hostkey;
 pub mod limits;
 pub mod lock;
+pub mod pending;
 pub mod role;
 pub mod runner;
 pub mod script;

@@ -80,7 +80,7 @@ pub async fn run_role<T: Transport>(
     };
     sums.learn(&hrp.tasks, wants, &facts);
     let decisions = decide_role(&hrp.tasks, wants, &facts);
-    let handlers = pending_handlers(&hrp.tasks, &decisions);
+    let handlers = pending_handlers(&hrp.tasks, &decisions, &facts);
 
     if plan_only {
         for (i, (task, d)) in hrp.tasks.iter().zip(&decisions).enumerate() {
@@ -121,7 +121,8 @@ pub async fn run_role<T: Transport>(
         return o;
     }
 
-    let needs_apply = decisions.iter().any(|d| d.needs_apply());
+    // A handler with no changed task before it is a restart an interrupted run owes.
+    let needs_apply = decisions.iter().any(|d| d.needs_apply()) || !handlers.is_empty();
     if !needs_apply {
         for (i, d) in decisions.iter().enumerate() {
             let (st, msg) = match &d.verdict {

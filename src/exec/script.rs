@@ -3,12 +3,15 @@
 //! directory, is checked (size, and sha256 of the bytes received), fsynced, given its
 //! mode/owner, then renamed over the target — so a target is always the old or the new
 //! content, never partial. Then, in task order, the other actions. Every task reports back with a marker line that `parse_results`
-//! reads. Restarts are gated at run time by what actually changed.
+//! reads. Restarts are gated at run time by what actually changed; before a change that owes a
+//! restart (or a daemon-reload), a durable marker goes on the host, and only the successful
+//! restart removes it (`pending`), so a run killed in between leaves the restart to the next.
 
 use std::collections::BTreeMap;
 
 use super::facts::probe_cmd;
 use super::guard::{is_unit_path, Change, Decision, Verdict};
+use super::pending::{clear_cmd, owed_units, pend_line, PENDING_DIR, RELOAD_MARKER};
 use super::transport::{sh_quote, StdinPart};
 use super::want::Want;
 use crate::plan::action::{Action, Task};
@@ -44,6 +47,12 @@ ezk_put() { # idx path size sha mode owner group
   ezk_t "$1" rename
   mv -f -- "$t" "$2" || ezk_fail "$1" "cannot rename into $2"
   sync -- "$d" 2>/dev/null || true
+}
+ezk_pend() { # idx marker... : "restart owed" markers, on disk before the change that owes them
+  i=$1; shift
+  [ -d "$EZK_P" ] || mkdir -p -- "$EZK_P" || ezk_fail "$i" "cannot create $EZK_P"
+  for m in "$@"; do : > "$EZK_P/$m" || ezk_fail "$i" "cannot write $EZK_P/$m"; set -- "$@" "$EZK_P/$m"; shift; done
+  sync -- "$@" "$EZK_P" "${EZK_P%/*}" 2>/dev/null || sync
 }
 ezk_unit_fail() { # idx unit message: the unit's own journal tail goes with the error
   journalctl -u "$2" -n 20 --no-pager -o short-precise >> "$W/o" 2>&1; ezk_fail "$1" "$3"
@@ -115,6 +124,14 @@ pub fn apply_script(tasks: &[Task], wants: &[Want], decisions: &[Decision], hand
             flags.entry(u.clone()).or_insert(n);
         }
     }
+    let rm = clear_cmd(RELOAD_MARKER);
+    s.push_str(&format!("EZK_P={}\n", sh_quote(PENDING_DIR)));
+    // Restarts an interrupted run owes (the guard planned them): their flags start raised.
+    // `marked`: units whose marker may exist now, to be removed once their restart is done.
+    let mut marked = owed_units(tasks, decisions, handlers);
+    for u in &marked {
+        s.push_str(&format!("N{}=1\n", flags[u]));
+    }
     // Stale temp files from a run that was killed mid-upload (the trap could not run).
     let mut dirs: Vec<String> = tasks
         .iter()
@@ -132,6 +149,11 @@ pub fn apply_script(tasks: &[Task], wants: &[Want], decisions: &[Decision], hand
         let changes = d.changes();
         let mut body = String::new();
         let mut always_changed = !changes.is_empty();
+        // Markers for what this task's change will owe, written before it (once per unit
+        // until its restart point; a unit file owes a daemon-reload every time).
+        let owes: Vec<String> = if changes.is_empty() { Vec::new() } else { task.notify.iter().filter(|u| !marked.contains(*u)).cloned().collect() };
+        let unit_file = !changes.is_empty() && matches!(&task.action, Action::File(f) if is_unit_path(&f.path));
+        let pend = pend_line(i, &owes, unit_file);
         match (&task.action, &d.verdict) {
             (_, Verdict::Fail(_)) | (_, Verdict::Skip(_)) => continue,
             (Action::WaitFor { target, timeout_secs, diagnose }, _) => {
@@ -220,7 +242,7 @@ pub fn apply_script(tasks: &[Task], wants: &[Want], decisions: &[Decision], hand
                     let msg = sh_quote(&format!("systemctl {cmd} {unit} failed"));
                     body.push_str(&format!("ezk_run {i} systemctl {cmd} --no-reload {u} || ezk_fail {i} {msg}\nEZK_UNITS=1\n"));
                 }
-                body.push_str(&format!("if [ \"$EZK_UNITS\" = 1 ]; then ezk_run {i} systemctl daemon-reload || ezk_fail {i} 'daemon-reload failed'; EZK_UNITS=0; fi\n"));
+                body.push_str(&format!("if [ \"$EZK_UNITS\" = 1 ]; then ezk_run {i} systemctl daemon-reload || ezk_fail {i} 'daemon-reload failed'; EZK_UNITS=0; {rm}; fi\n"));
                 let mut started = false;
                 for c in changes {
                     let cmd = match c {
@@ -247,6 +269,10 @@ pub fn apply_script(tasks: &[Task], wants: &[Want], decisions: &[Decision], hand
                         ));
                     }
                     body.push_str(&format!("N{n}=0\n"));
+                    // Restarted (or freshly started, or nothing owed after all): settled.
+                    if marked.remove(unit) || started {
+                        body.push_str(&format!("{}\n", clear_cmd(unit)));
+                    }
                 }
                 if !always_changed {
                     body.push_str(&format!("if [ $c = 1 ]; then echo '@@r {i} changed'; else echo '@@r {i} ok'; fi\n"));
@@ -254,9 +280,15 @@ pub fn apply_script(tasks: &[Task], wants: &[Want], decisions: &[Decision], hand
             }
             // Right before a service (where the planner puts it), the service task reloads,
             // after its own `enable`: one reload for both.
-            (Action::DaemonReload, _) if matches!(tasks.get(i + 1).map(|t| &t.action), Some(Action::Service { .. })) => {}
+            // A reload owed by an interrupted run (no unit file changed now) raises the flag.
+            (Action::DaemonReload, _) if matches!(tasks.get(i + 1).map(|t| &t.action), Some(Action::Service { .. })) => {
+                if !changes.is_empty() {
+                    body.push_str("EZK_UNITS=1\n");
+                }
+            }
             (Action::DaemonReload, _) => body.push_str(&format!(
-                "if [ \"$EZK_UNITS\" = 1 ]; then ezk_run {i} systemctl daemon-reload || ezk_fail {i} 'daemon-reload failed'; EZK_UNITS=0; fi\n"
+                "{}if [ \"$EZK_UNITS\" = 1 ]; then ezk_run {i} systemctl daemon-reload || ezk_fail {i} 'daemon-reload failed'; EZK_UNITS=0; {rm}; fi\n",
+                if changes.is_empty() { "" } else { "EZK_UNITS=1\n" }
             )),
             (Action::Command { cmd, creates, unless }, _) => {
                 // Guards re-checked here: an earlier task of this run may have satisfied them.
@@ -274,13 +306,15 @@ pub fn apply_script(tasks: &[Task], wants: &[Want], decisions: &[Decision], hand
                     body.push_str(&format!("if {}; then echo '@@r {i} skipped'; else\n{run}", conds.join(" || ")));
                     body.push_str(&mark_changed(i, task, &flags));
                     body.push_str("fi\n");
-                    s.push_str(&format!("# {i}: {}\nezk_t {i}\n", task.name.replace('\n', " ")));
+                    s.push_str(&format!("# {i}: {}\nezk_t {i}\n{pend}", task.name.replace('\n', " ")));
+                    marked.extend(owes);
                     s.push_str(&body);
                     continue;
                 }
             }
         }
-        s.push_str(&format!("# {i}: {}\nezk_t {i}\n", task.name.replace('\n', " ")));
+        s.push_str(&format!("# {i}: {}\nezk_t {i}\n{pend}", task.name.replace('\n', " ")));
+        marked.extend(owes);
         s.push_str(&body);
         if let Action::File(f) = &task.action
             && is_unit_path(&f.path)
@@ -301,9 +335,12 @@ pub fn apply_script(tasks: &[Task], wants: &[Want], decisions: &[Decision], hand
         let n = flags[unit];
         let u = sh_quote(unit);
         s.push_str(&format!(
-            "ezk_t {i}\nif [ \"$EZK_UNITS\" = 1 ]; then systemctl daemon-reload; EZK_UNITS=0; fi\nif [ \"${{N{n}:-0}}\" = 1 ]; then ezk_run {i} systemctl restart {u} || ezk_unit_fail {i} {u} {}; echo '@@r {i} changed'; fi\n",
+            "ezk_t {i}\nif [ \"$EZK_UNITS\" = 1 ]; then systemctl daemon-reload && {rm}; EZK_UNITS=0; fi\nif [ \"${{N{n}:-0}}\" = 1 ]; then ezk_run {i} systemctl restart {u} || ezk_unit_fail {i} {u} {}; echo '@@r {i} changed'; fi\n",
             sh_quote(&format!("systemctl restart {unit} failed"))
         ));
+        if marked.remove(unit) {
+            s.push_str(&format!("{}\n", clear_cmd(unit)));
+        }
         hs.push((i, unit.clone()));
     }
     s.push_str("ezk_t end\necho @@done\n");

@@ -19,6 +19,7 @@ pub const TESTS: &[Test] = &[
     Test { name: "exec::killed_mid_upload_never_partial", run: killed_mid_upload_never_partial },
     Test { name: "exec::stopped_host_unreachable_others_complete", run: stopped_host_unreachable_others_complete },
     Test { name: "exec::non_root_user_with_become_uses_sudo", run: non_root_user_with_become_uses_sudo },
+    Test { name: "exec::restart_owed_by_a_killed_apply_happens_next_run", run: restart_owed_by_a_killed_apply_happens_next_run },
 ];
 
 const DIR: &str = "/opt/ezk-demo";
@@ -287,4 +288,87 @@ fn non_root_user_with_become_uses_sudo(lab: &Lab) {
     let r = run_step(&lab.cluster_dir(), &plan, &conns, &opts(false)).unwrap();
     assert_eq!(r.total_changed(), 0, "{}", r.to_json());
     lab.sh(1, "rm -f /etc/ezk-become.conf /etc/sudoers.d/deployer; userdel -r deployer 2>/dev/null; true");
+}
+
+const PEND_DIR: &str = "/opt/ezk-pend";
+const PEND_UNIT: &str = "ezk-pend.service";
+
+/// A unit whose config and unit file notify it; `kill`: a command after both files that
+/// SIGKILLs the apply script itself (once: `creates`), between the files landing and the
+/// daemon-reload and restart they owe.
+fn pend_role(host: &str, greeting: &str, kill: bool) -> HostRolePlan {
+    let unit = format!("[Unit]\nDescription=ezk pend {greeting}\n\n[Service]\nEnvironmentFile={PEND_DIR}/pend.conf\nExecStart=/bin/sh -c 'echo \"$GREETING\"; exec sleep infinity'\n");
+    let mut tasks = vec![
+        t("dir", Action::Directory { path: PEND_DIR.into(), mode: 0o755, owner: "root".into(), group: "root".into() }, &[]),
+        t("config", f(&format!("{PEND_DIR}/pend.conf"), &format!("GREETING={greeting}\n"), 0o644, false), &[PEND_UNIT]),
+        t("unit", f(&format!("/etc/systemd/system/{PEND_UNIT}"), &unit, 0o644, false), &[PEND_UNIT]),
+    ];
+    if kill {
+        let cmd = format!("touch {PEND_DIR}/killed; kill -9 $PPID");
+        tasks.push(t("die", Action::Command { cmd, creates: Some(format!("{PEND_DIR}/killed")), unless: None }, &[]));
+    }
+    tasks.push(t("reload", Action::DaemonReload, &[]));
+    tasks.push(t("service", Action::Service { unit: PEND_UNIT.into(), enabled: true, state: UnitState::Started }, &[]));
+    HostRolePlan { host: host.into(), role: "pend".into(), tasks }
+}
+
+/// Regression: the restart a changed file owes lived only in the running apply script. Killed
+/// after the file landed and before the restart, the next run found the file right, changed
+/// nothing, and the service kept its old config for good.
+fn restart_owed_by_a_killed_apply_happens_next_run(lab: &Lab) {
+    let h = &lab.hosts[2];
+    let conns: IndexMap<String, Connection> = conns(lab).into_iter().filter(|(n, _)| n == &h.name).collect();
+    let plan = |greeting: &str, kill: bool| StepPlan {
+        step: "pend".into(),
+        waves: vec![Wave { roles: vec!["pend".into()], hosts: vec![pend_role(&h.name, greeting, kill)] }],
+    };
+    let cd = lab.cluster_dir();
+    let main_pid = || lab.sh(2, &format!("systemctl show -p MainPID --value {PEND_UNIT}"));
+    let greeting_seen = || lab.sh(2, &format!("tr '\\0' '\\n' < /proc/$(systemctl show -p MainPID --value {PEND_UNIT})/environ | grep GREETING"));
+    let marker = |name: &str| lab.ssh(2, &format!("test -e /var/lib/ezk/pending-restart/{name}")).status.success();
+
+    let r = run_step(&cd, &plan("one", false), &conns, &opts(false)).unwrap();
+    assert_eq!(r.exit_code(), 0, "{}", r.to_json());
+    let pid1 = main_pid();
+    assert_eq!(greeting_seen(), "GREETING=one");
+    assert!(!marker(PEND_UNIT) && !marker("_daemon-reload"), "markers left after a complete run");
+
+    // The apply dies after both files landed: no reload, no restart, the markers stay.
+    let r = run_step(&cd, &plan("two", true), &conns, &opts(false)).unwrap();
+    assert_ne!(r.exit_code(), 0, "the apply was to be killed: {}", r.to_json());
+    assert_eq!(lab.sh(2, &format!("cat {PEND_DIR}/pend.conf")), "GREETING=two");
+    assert_eq!(main_pid(), pid1, "restarted although the apply died first");
+    assert_eq!(greeting_seen(), "GREETING=one");
+    assert_eq!(lab.sh(2, &format!("systemctl show -p NeedDaemonReload --value {PEND_UNIT}")), "yes");
+    assert!(marker(PEND_UNIT) && marker("_daemon-reload"), "no marker survived the kill");
+
+    // --plan: every file is right, yet the owed reload and restart are shown.
+    let rp = run_step(&cd, &plan("two", true), &conns, &opts(true)).unwrap();
+    assert_eq!(
+        rp.plan[&h.name],
+        vec!["[pend] systemctl daemon-reload".to_string(), format!("[pend] restart {PEND_UNIT} (owed by an interrupted run)")],
+        "{}",
+        rp.to_json()
+    );
+    assert_eq!(main_pid(), pid1, "--plan restarted");
+
+    // The next run pays the debt: reload + restart, in the usual two round trips.
+    let r = run_step(&cd, &plan("two", true), &conns, &opts(false)).unwrap();
+    let j = json(&r);
+    assert_eq!(r.exit_code(), 0, "{}", r.to_json());
+    assert_eq!(j["hosts"][&h.name]["changed"], 2, "{}", r.to_json());
+    assert_eq!(j["hosts"][&h.name]["round_trips"], 2, "{}", r.to_json());
+    assert_ne!(main_pid(), pid1, "the owed restart did not happen");
+    assert_eq!(greeting_seen(), "GREETING=two", "the service still runs the old config");
+    assert_eq!(lab.sh(2, &format!("systemctl show -p NeedDaemonReload --value {PEND_UNIT}")), "no");
+    assert!(!marker(PEND_UNIT) && !marker("_daemon-reload"), "markers left after the restart");
+
+    // And then nothing is owed: no change, one round trip.
+    let pid3 = main_pid();
+    let r = run_step(&cd, &plan("two", true), &conns, &opts(false)).unwrap();
+    assert_eq!(r.total_changed(), 0, "{}", r.to_json());
+    assert_eq!(json(&r)["hosts"][&h.name]["round_trips"], 1, "{}", r.to_json());
+    assert_eq!(main_pid(), pid3);
+
+    lab.sh(2, &format!("systemctl disable --now {PEND_UNIT}; rm -rf {PEND_DIR} /etc/systemd/system/{PEND_UNIT}; systemctl daemon-reload"));
 }
