@@ -312,3 +312,29 @@ fn marker_is_written_before_a_notifying_change_lands() {
     assert!(at("systemctl daemon-reload") < at(&format!("rm -f -- {PENDING_DIR}/_daemon-reload")), "{body}");
     assert!(at("systemctl restart etcd") < at(&format!("rm -f -- {PENDING_DIR}/etcd")), "{body}");
 }
+
+/// Regression: removing a drop-in (the chrony role does when CHRONY_SET_CLOCK turns true) left
+/// the old drop-in loaded, because only written unit files called for a daemon-reload.
+#[test]
+fn removed_drop_in_reloads_systemd_before_the_restart() {
+    let dropin = "/etc/systemd/system/chrony.service.d/10-ezk-no-clock.conf";
+    let tasks = vec![
+        task("drop-in removed", Action::Absent { path: dropin.into() }, &["chrony"]),
+        task("reload", Action::DaemonReload, &[]),
+        task("svc", Action::Service { unit: "chrony".into(), enabled: true, state: UnitState::Started }, &[]),
+    ];
+    let w = wants(&tasks).unwrap();
+    let running = "@@u ActiveState=active\n@@u UnitFileState=enabled\n";
+    let facts = parse_facts(&format!("{}{running}@@end\n", f_line("f", "644", dropin)), "", &tasks).unwrap();
+    let d = decide_role(&tasks, &w, &facts);
+    assert_eq!(d[0].verdict, Verdict::Change(vec![Change::Remove]));
+    assert_eq!(d[1].verdict, Verdict::Change(vec![Change::DaemonReload]));
+    let a = apply_script(&tasks, &w, &d, &pending_handlers(&tasks, &d, &facts));
+    let body = ezk::exec::script::body(&a.script);
+    let at = |needle: &str| body.find(needle).unwrap_or_else(|| panic!("no {needle:?} in:\n{body}"));
+    assert!(at("systemctl daemon-reload") < at("systemctl restart chrony"), "{body}");
+    // Already gone: nothing to reload, nothing to restart.
+    let facts = parse_facts(&format!("{running}@@end\n"), "", &tasks).unwrap();
+    let d = decide_role(&tasks, &w, &facts);
+    assert!(d.iter().all(|x| x.verdict == Verdict::Ok), "{d:?}");
+}

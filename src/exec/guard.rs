@@ -78,6 +78,16 @@ pub fn is_unit_path(path: &str) -> bool {
     path.contains("/systemd/system/") || path.starts_with("/lib/systemd/") || path.starts_with("/usr/lib/systemd/")
 }
 
+/// Whether changing this action changes what systemd loads: a unit file or drop-in written
+/// or removed (a removed drop-in stays in force until the next daemon-reload).
+pub fn touches_unit(action: &Action) -> bool {
+    match action {
+        Action::File(f) => is_unit_path(&f.path),
+        Action::Absent { path } => is_unit_path(path),
+        _ => false,
+    }
+}
+
 fn file_changes(fact: &PathFact, want: &Want, mode: u32, owner: &str, group: &str, tf: &TaskFacts) -> Result<Vec<Change>, String> {
     let mut ch = Vec::new();
     let (sha, size) = match want {
@@ -142,7 +152,7 @@ pub fn decide_role(tasks: &[Task], wants: &[Want], facts: &Facts) -> Vec<Decisio
         match &task.action {
             Action::File(f) => match file_changes(path, &wants[i], f.mode, &f.owner, &f.group, tf) {
                 Ok(c) => {
-                    if !c.is_empty() && is_unit_path(&f.path) {
+                    if !c.is_empty() && touches_unit(&task.action) {
                         unit_file_changed = true;
                     }
                     changes = c;
@@ -168,9 +178,12 @@ pub fn decide_role(tasks: &[Task], wants: &[Want], facts: &Facts) -> Vec<Decisio
                 }
                 _ => fail = Some(format!("{p}: exists and is a directory, not a link")),
             },
-            Action::Absent { .. } => {
+            Action::Absent { path: p } => {
                 if path.kind != PathKind::None {
                     changes.push(Change::Remove);
+                    if is_unit_path(p) {
+                        unit_file_changed = true;
+                    }
                 }
             }
             Action::Sysctl { file, entries } => {

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use super::facts::probe_cmd;
-use super::guard::{is_unit_path, Change, Decision, Verdict};
+use super::guard::{touches_unit, Change, Decision, Verdict};
 use super::pending::{clear_cmd, owed_units, pend_line, PENDING_DIR, RELOAD_MARKER};
 use super::transport::{sh_quote, StdinPart};
 use super::want::Want;
@@ -152,7 +152,7 @@ pub fn apply_script(tasks: &[Task], wants: &[Want], decisions: &[Decision], hand
         // Markers for what this task's change will owe, written before it (once per unit
         // until its restart point; a unit file owes a daemon-reload every time).
         let owes: Vec<String> = if changes.is_empty() { Vec::new() } else { task.notify.iter().filter(|u| !marked.contains(*u)).cloned().collect() };
-        let unit_file = !changes.is_empty() && matches!(&task.action, Action::File(f) if is_unit_path(&f.path));
+        let unit_file = !changes.is_empty() && touches_unit(&task.action);
         let pend = pend_line(i, &owes, unit_file);
         match (&task.action, &d.verdict) {
             (_, Verdict::Fail(_)) | (_, Verdict::Skip(_)) => continue,
@@ -316,10 +316,7 @@ pub fn apply_script(tasks: &[Task], wants: &[Want], decisions: &[Decision], hand
         s.push_str(&format!("# {i}: {}\nezk_t {i}\n{pend}", task.name.replace('\n', " ")));
         marked.extend(owes);
         s.push_str(&body);
-        if let Action::File(f) = &task.action
-            && is_unit_path(&f.path)
-            && !changes.is_empty()
-        {
+        if touches_unit(&task.action) && !changes.is_empty() {
             s.push_str("EZK_UNITS=1\n");
         }
         if always_changed {

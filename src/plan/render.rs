@@ -3,7 +3,7 @@
 
 use minijinja::{Environment, ErrorKind, Value, context};
 
-use super::action::{Action, Task};
+use super::action::{Action, FileSpec, Task};
 use super::convert::{
     clip, missing, parse_mode, scalar, short, strip_braces, unguarded, whole_expr,
 };
@@ -21,7 +21,8 @@ pub const KUBECONFIGS: &[&str] = &[
     "kubelet",
 ];
 
-/// Where systemd reads unit files from; a file landing here calls for a daemon-reload.
+/// Where systemd reads unit files from; a file landing here, or removed from here, calls for a
+/// daemon-reload.
 const UNIT_DIRS: &[&str] = &[
     "/etc/systemd/system/",
     "/lib/systemd/system/",
@@ -294,7 +295,13 @@ impl HostRender<'_> {
 /// the end when no service task follows), so systemd sees the new unit before it is started.
 fn add_daemon_reload(tasks: &mut Vec<Task>) {
     let Some(first_unit) = tasks.iter().position(
-        |t| matches!(&t.action, Action::File(f) if UNIT_DIRS.iter().any(|d| f.path.starts_with(d))),
+        |t| match &t.action {
+            // A removed drop-in or unit stays loaded until the next daemon-reload, too.
+            Action::File(FileSpec { path, .. }) | Action::Absent { path } => {
+                UNIT_DIRS.iter().any(|d| path.starts_with(d))
+            }
+            _ => false,
+        },
     ) else {
         return;
     };
