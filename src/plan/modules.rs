@@ -154,39 +154,20 @@ impl HostRender<'_> {
                     .sources
                     .cert(self.host, &id)
                     .map_err(|e| fail(format!("cert `{id}`: {e}")))?;
-                let mut v = vec![self.file(
-                    self.path(&a.dest, ctx, "dest").map_err(fail)?,
-                    c.cert_pem.into_bytes(),
-                    0o644,
-                    root(),
-                    root(),
-                    false,
-                )];
-                if let Some(k) = &a.key {
-                    let key = c.key_pem.ok_or_else(|| {
-                        fail(format!("cert `{id}` has no private key; remove `key:`"))
+                // (argument, PEM, mode, secret, what to say when the id has no such part)
+                let parts = [
+                    (Some(&a.dest), Some(c.cert_pem), 0o644, false, "dest"),
+                    (a.key.as_ref(), c.key_pem, 0o600, true, "key"),
+                    (a.ca.as_ref(), c.ca_pem, 0o644, false, "ca"),
+                ];
+                let mut v = Vec::new();
+                for (arg, pem, mode, secret, name) in parts {
+                    let Some(arg) = arg else { continue };
+                    let pem = pem.ok_or_else(|| {
+                        fail(format!("cert `{id}` has no `{name}` part; remove `{name}:`"))
                     })?;
-                    v.push(self.file(
-                        self.path(k, ctx, "key").map_err(fail)?,
-                        key.into_bytes(),
-                        0o600,
-                        root(),
-                        root(),
-                        true,
-                    ));
-                }
-                if let Some(ca) = &a.ca {
-                    let ca_pem = c.ca_pem.ok_or_else(|| {
-                        fail(format!("cert `{id}` has no issuing CA; remove `ca:`"))
-                    })?;
-                    v.push(self.file(
-                        self.path(ca, ctx, "ca").map_err(fail)?,
-                        ca_pem.into_bytes(),
-                        0o644,
-                        root(),
-                        root(),
-                        false,
-                    ));
+                    let path = self.path(arg, ctx, name).map_err(fail)?;
+                    v.push(self.file(path, pem.into_bytes(), mode, root(), root(), secret));
                 }
                 v
             }
