@@ -441,6 +441,19 @@ fn jump_host_is_used_and_its_key_checked_strictly() {
     assert!(s.base.join("via-jump").exists());
     let jump_log = std::fs::read_to_string(jump.dir.path().join("sshd.log")).unwrap();
     assert!(jump_log.contains("Accepted publickey for root"), "the jump host was not used:\n{jump_log}");
+    // The same bastion named by the host itself (inventory's ansible_ssh_common_args →
+    // Connection::jump), with no run-wide --jump: used too.
+    let per_host: IndexMap<String, Connection> =
+        [("h".to_string(), Connection { jump: Some(format!("root@127.0.0.1:{}", jump.port)), ..target.connection() })]
+            .into_iter()
+            .collect();
+    std::fs::remove_file(s.base.join("via-jump")).unwrap();
+    let before = std::fs::read_to_string(jump.dir.path().join("sshd.log")).unwrap().matches("Accepted publickey").count();
+    let r = run_step(&s.cluster, &plan, &per_host, &opts(false)).unwrap();
+    assert_eq!(r.exit_code(), 0, "{}", r.to_json());
+    assert!(s.base.join("via-jump").exists());
+    let after = std::fs::read_to_string(jump.dir.path().join("sshd.log")).unwrap().matches("Accepted publickey").count();
+    assert!(after > before, "the host's own jump host was not used");
     // The jump hop checks host keys as strictly as the target: unknown jump key → refused.
     let only_target = target.known_hosts_line();
     std::fs::write(s.cluster.join("known_hosts"), only_target).unwrap();

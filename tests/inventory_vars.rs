@@ -253,6 +253,7 @@ fn connection_from_ansible_vars() {
             user: "ops".into(),
             key_file: Some("/keys/id".into()),
             become_root: true,
+            jump: None,
         }
     );
     assert_eq!(
@@ -262,7 +263,8 @@ fn connection_from_ansible_vars() {
             port: 22,
             user: "root".into(),
             key_file: None,
-            become_root: false
+            become_root: false,
+            jump: None,
         }
     );
     assert_eq!(
@@ -314,4 +316,17 @@ fn examples_substitute_placeholders() {
     let hosts = examples::hosts(Layout::Allinone, "lab1", home);
     assert!(hosts.contains("base_dir=\"/srv/ezk\"") && hosts.contains("/clusters/lab1\""));
     assert!(!cfg.contains('_') || !cfg.contains("_cluster_name_"));
+}
+
+/// kubeasz users behind a bastion put ProxyJump in Ansible's ssh args; ezk connects the same way.
+#[test]
+fn proxy_jump_from_ansible_ssh_args() {
+    use ezk::inventory::proxy_jump;
+    assert_eq!(proxy_jump("-o ProxyJump=ops@bastion:2222").as_deref(), Some("ops@bastion:2222"));
+    assert_eq!(proxy_jump("'-o ProxyJump=bastion' -o StrictHostKeyChecking=yes").as_deref(), Some("bastion"));
+    assert_eq!(proxy_jump("-o \"ProxyJump bastion\"").as_deref(), Some("bastion"));
+    assert_eq!(proxy_jump("-J root@jump").as_deref(), Some("root@jump"));
+    assert_eq!(proxy_jump("-Jroot@jump").as_deref(), Some("root@jump"));
+    assert_eq!(proxy_jump("-o ServerAliveInterval=30"), None);
+    assert_eq!(proxy_jump(""), None);
 }

@@ -40,7 +40,8 @@ pub struct Args {
     /// SSH connect timeout, seconds.
     #[arg(long, default_value_t = 10)]
     pub connect_timeout: u64,
-    /// Jump host for every connection (user@host[:port]), like ssh -J.
+    /// Jump host for every connection (user@host[:port]), like ssh -J. A host whose inventory
+    /// sets `ansible_ssh_common_args="-o ProxyJump=..."` (or -J) uses its own instead.
     #[arg(long, value_name = "HOST")]
     pub jump: Option<String>,
     /// SSH key exchange algorithms, e.g. curve25519-sha256 (cheaper handshakes for many hosts,

@@ -323,6 +323,7 @@ mod tests {
             user: "root".into(),
             key_file: None,
             become_root: false,
+            jump: None,
         };
         let mut hosts = IndexMap::new();
         for h in ["h1", "down-1", "h2", "h3", "h4"] {

@@ -211,7 +211,10 @@ impl Connector for SshConnector {
         if let Some(k) = &conn.key_file {
             b.keyfile(k);
         }
-        if !self.opts.jump_hosts.is_empty() {
+        // The host's own bastion (inventory) wins over the run-wide `--jump`.
+        if let Some(j) = &conn.jump {
+            b.jump_hosts([j]);
+        } else if !self.opts.jump_hosts.is_empty() {
             b.jump_hosts(&self.opts.jump_hosts);
         }
         b.config_file(self.config_path(host)?);

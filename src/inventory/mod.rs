@@ -72,6 +72,9 @@ pub struct Connection {
     pub key_file: Option<PathBuf>,
     /// Use sudo for a non-root user (`ansible_become`).
     pub become_root: bool,
+    /// Bastion for this host (`user@host[:port]`), from `-o ProxyJump=…` or `-J …` in
+    /// `ansible_ssh_common_args` / `ansible_ssh_extra_args`; overrides `ezk setup --jump`.
+    pub jump: Option<String>,
 }
 
 /// Parsed inventory of one cluster.
@@ -355,8 +358,37 @@ impl Inventory {
             user: get(&["ansible_user", "ansible_ssh_user"]).unwrap_or_else(|| "root".into()),
             key_file,
             become_root: get(&["ansible_become"]).is_some_and(|b| truthy(&b)),
+            jump: get(&["ansible_ssh_common_args", "ansible_ssh_extra_args"])
+                .and_then(|a| proxy_jump(&a)),
         }
     }
+}
+
+/// The ProxyJump in ssh arguments as Ansible users write them: `-o ProxyJump=bastion`,
+/// `-o "ProxyJump bastion"`, `-J bastion` (quotes around the whole option allowed).
+pub fn proxy_jump(args: &str) -> Option<String> {
+    let words: Vec<&str> = args
+        .split(|c: char| c.is_whitespace() || c == '\'' || c == '"')
+        .filter(|w| !w.is_empty())
+        .collect();
+    for (i, w) in words.iter().enumerate() {
+        let next = words.get(i + 1).map(|s| s.to_string());
+        if *w == "-J" {
+            return next;
+        }
+        if let Some(v) = w.strip_prefix("-J") {
+            return Some(v.to_string());
+        }
+        let opt = w.strip_prefix("-o").unwrap_or(w);
+        let (key, val) = match opt.split_once('=') {
+            Some((k, v)) => (k, Some(v.to_string())),
+            None => (opt, None),
+        };
+        if key.eq_ignore_ascii_case("ProxyJump") {
+            return val.filter(|v| !v.is_empty()).or(next);
+        }
+    }
+    None
 }
 
 /// Ansible's notion of a true string (`bool` filter).

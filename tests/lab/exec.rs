@@ -29,7 +29,7 @@ pub fn conns(lab: &Lab) -> IndexMap<String, Connection> {
     lab.hosts
         .iter()
         .map(|h| {
-            let c = Connection { address: h.ip.clone(), port: 22, user: "root".into(), key_file: Some(lab.key()), become_root: false };
+            let c = Connection { address: h.ip.clone(), port: 22, user: "root".into(), key_file: Some(lab.key()), become_root: false, jump: None };
             (h.name.clone(), c)
         })
         .collect()
@@ -267,7 +267,7 @@ fn non_root_user_with_become_uses_sudo(lab: &Lab) {
          echo 'deployer ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/deployer; chmod 440 /etc/sudoers.d/deployer",
     );
     let h = &lab.hosts[1];
-    let conn = |become_root| Connection { address: h.ip.clone(), port: 22, user: "deployer".into(), key_file: Some(lab.key()), become_root };
+    let conn = |become_root| Connection { address: h.ip.clone(), port: 22, user: "deployer".into(), key_file: Some(lab.key()), become_root, jump: None };
     let plan = StepPlan {
         step: "become".into(),
         waves: vec![Wave {

@@ -97,6 +97,7 @@ impl Sshd {
             user: "root".into(),
             key_file: Some(self.client_key.clone()),
             become_root: false,
+            jump: None,
         }
     }
 
