@@ -101,14 +101,7 @@ impl Planner<'_> {
                         else {
                             continue;
                         };
-                        let hr = HostRender {
-                            env: self.catalog.env(),
-                            role,
-                            host: h,
-                            base: &base,
-                            sources: self.sources,
-                        };
-                        match hr.when(w, &base) {
+                        match self.render_for(role, h, &base).when(w, &base) {
                             Ok(true) => {}
                             Ok(false) => continue,
                             Err(msg) => {
@@ -156,14 +149,7 @@ impl Planner<'_> {
                     else {
                         continue;
                     };
-                    let hr = HostRender {
-                        env: self.catalog.env(),
-                        role,
-                        host: h,
-                        base: &base,
-                        sources: self.sources,
-                    };
-                    match hr.tasks() {
+                    match self.render_for(role, h, &base).tasks() {
                         Ok(tasks) => wave.hosts.push(HostRolePlan {
                             host: h.clone(),
                             role: name.clone(),
@@ -182,7 +168,16 @@ impl Planner<'_> {
         })
     }
 
-    /// Variables of `host` for `role`, with `inventory_hostname` and `groups` ensured; cached.
+    /// What renders `role`'s `when`s and tasks for `host` in the context `base`.
+    fn render_for<'b>(
+        &'b self,
+        role: &'b super::role::Role,
+        host: &'b str,
+        base: &'b Value,
+    ) -> HostRender<'b> {
+        HostRender { env: self.catalog.env(), role, host, base, sources: self.sources }
+    }
+
     /// The template context of `host` for `role`: its variables, with `inventory_hostname`,
     /// `groups` and `hostvars` added when the source leaves them out. Cached per (host, role).
     fn host_vars(
