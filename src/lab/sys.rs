@@ -276,17 +276,7 @@ pub fn log_tail(path: &Path, n: usize) -> String {
 
 /// Take an exclusive lock on `path` (created if needed); held until the File is dropped.
 pub fn lock_file(path: &Path) -> Result<File, LabError> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(LabError::io(parent))?;
-    }
-    let f = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .map_err(LabError::io(path))?;
-    f.lock().map_err(LabError::io(path))?;
-    Ok(f)
+    lock_file_noting_wait(path, || {})
 }
 
 /// Like `lock_file`, but calls `on_wait` first when another process holds the lock.
