@@ -153,7 +153,7 @@ fn stage_and_verify<'m>(
                 entry
                     .unpack(&dest)
                     .map_err(|e| bad(format!("{}: {e}", path.display())))?;
-                let got = digest_file(&dest, &a.digest())?;
+                let got = digest_file(&dest)?;
                 if got != a.digest() {
                     return Err(bad(format!(
                         "{}: checksum mismatch, expected {}, got {got}",

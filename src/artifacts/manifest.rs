@@ -56,11 +56,8 @@ pub struct Artifact {
     pub name: String,
     pub version: String,
     pub url: String,
-    #[serde(default)]
-    pub sha256: Option<String>,
-    /// Only where upstream publishes sha512 and no sha256 (the Kubernetes server tarball).
-    #[serde(default)]
-    pub sha512: Option<String>,
+    /// The upstream-published sha256 of the file at `url`.
+    pub sha256: String,
     pub kind: Kind,
     /// Installed name for `kind: binary` (default: `name`).
     #[serde(default)]
@@ -71,19 +68,13 @@ pub struct Artifact {
     pub member_sha256: IndexMap<String, String>,
 }
 
-/// A pinned digest of a whole artifact file.
+/// A sha256 of a whole file, lowercase hex; shown as `sha256:<hex>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Digest {
-    Sha256(String),
-    Sha512(String),
-}
+pub struct Digest(pub String);
 
 impl std::fmt::Display for Digest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Digest::Sha256(h) => write!(f, "sha256:{h}"),
-            Digest::Sha512(h) => write!(f, "sha512:{h}"),
-        }
+        write!(f, "sha256:{}", self.0)
     }
 }
 
@@ -93,13 +84,9 @@ impl Artifact {
         self.url.rsplit('/').next().unwrap_or(&self.url)
     }
 
-    /// The pinned digest (validation guarantees exactly one is set).
+    /// The pinned digest.
     pub fn digest(&self) -> Digest {
-        match (&self.sha256, &self.sha512) {
-            (Some(h), _) => Digest::Sha256(h.to_ascii_lowercase()),
-            (None, Some(h)) => Digest::Sha512(h.to_ascii_lowercase()),
-            (None, None) => Digest::Sha256(String::new()),
-        }
+        Digest(self.sha256.to_ascii_lowercase())
     }
 
     /// `(path in archive or None for kind binary, installed binary name)` pairs.
@@ -160,16 +147,8 @@ impl Manifest {
         for (set, vs) in &self.sets {
             let mut seen: IndexMap<&str, &str> = IndexMap::new();
             for a in &vs.artifacts {
-                match (&a.sha256, &a.sha512) {
-                    (Some(h), None) if is_hex(h, 64) => {}
-                    (None, Some(h)) if is_hex(h, 128) => {}
-                    _ => {
-                        return Err(bad(
-                            set,
-                            a,
-                            "needs exactly one of sha256 (64 hex) or sha512 (128 hex)".into(),
-                        ));
-                    }
+                if !is_hex(&a.sha256, 64) {
+                    return Err(bad(set, a, format!("sha256 {:?} is not 64 hex digits", a.sha256)));
                 }
                 if !(a.url.starts_with("https://") || a.url.starts_with("http://")) {
                     return Err(bad(set, a, format!("url {:?} is not http(s)", a.url)));

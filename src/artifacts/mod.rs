@@ -83,45 +83,23 @@ impl ArtifactError {
     }
 }
 
-/// Hex digest of everything `r` yields, with the same algorithm as `like`.
-pub fn digest_reader(mut r: impl Read, like: &Digest) -> std::io::Result<Digest> {
+/// sha256 of a file.
+pub fn digest_file(path: &Path) -> Result<Digest, ArtifactError> {
     use sha2::Digest as _;
+    let mut f = std::fs::File::open(path).map_err(ArtifactError::io(path))?;
     let mut buf = vec![0u8; 1 << 16];
-    match like {
-        Digest::Sha256(_) => {
-            let mut h = sha2::Sha256::new();
-            loop {
-                let n = r.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                h.update(&buf[..n]);
-            }
-            Ok(Digest::Sha256(hex::encode(h.finalize())))
+    let mut h = sha2::Sha256::new();
+    loop {
+        let n = f.read(&mut buf).map_err(ArtifactError::io(path))?;
+        if n == 0 {
+            break;
         }
-        Digest::Sha512(_) => {
-            let mut h = sha2::Sha512::new();
-            loop {
-                let n = r.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                h.update(&buf[..n]);
-            }
-            Ok(Digest::Sha512(hex::encode(h.finalize())))
-        }
+        h.update(&buf[..n]);
     }
-}
-
-/// Digest of a file, with the same algorithm as `like`.
-pub fn digest_file(path: &Path, like: &Digest) -> Result<Digest, ArtifactError> {
-    let f = std::fs::File::open(path).map_err(ArtifactError::io(path))?;
-    digest_reader(std::io::BufReader::new(f), like).map_err(ArtifactError::io(path))
+    Ok(Digest(hex::encode(h.finalize())))
 }
 
 /// sha256 hex of a file.
 pub fn sha256_file(path: &Path) -> Result<String, ArtifactError> {
-    match digest_file(path, &Digest::Sha256(String::new()))? {
-        Digest::Sha256(h) | Digest::Sha512(h) => Ok(h),
-    }
+    Ok(digest_file(path)?.0)
 }

@@ -114,7 +114,7 @@ fn missing_and_binary_name_the_command_that_fetches() {
     );
     assert_eq!(
         store.fetch_hint(&["etcd", "etcdctl", "kube-apiserver"], "v1.35.4"),
-        "ezk download --k8s-ver 1.35.4 --only etcd,kubernetes-server"
+        "ezk download --k8s-ver 1.35.4 --only etcd,kube-apiserver"
     );
     let err = store.binary("etcdctl", "v1.35.4").unwrap_err().to_string();
     assert!(
