@@ -1,5 +1,5 @@
-//! The `ezk download` command as a user runs it (the real binary, not a tty): plain progress
-//! lines, a summary, exit codes, a checksum failure reported with URL/expected/got, and
+//! The `ezk download` command as a user runs it (the real binary; in a pipe, and once on a
+//! pty for the bars): plain progress lines, a summary, exit codes, a checksum failure reported with URL/expected/got, and
 //! `--bundle` / `--import` between two homes.
 
 use std::path::Path;
@@ -109,6 +109,42 @@ async fn download_rerun_tamper_bundle_import() {
             .count(),
         1
     );
+}
+
+/// On a terminal (a real pty from util-linux `script`), `ezk download` draws one indicatif bar
+/// per file plus a byte total, instead of the plain lines a pipe gets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_terminal_each_file_gets_a_bar_and_a_total() {
+    let srv = TestServer::start().await;
+    for r in releases() {
+        srv.serve(&upstream_path(r), r.bytes.clone());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("versions.yml");
+    std::fs::write(&manifest, crate::support::manifest_yaml(&srv.base())).unwrap();
+    let home = dir.path().join("home");
+    let cmd = format!(
+        "'{}' --home '{}' download --manifest '{}' --k8s-ver test",
+        env!("CARGO_BIN_EXE_ezk"),
+        home.display(),
+        manifest.display()
+    );
+    let out = tokio::process::Command::new("script")
+        .args(["-q", "-e", "-c", &cmd, "/dev/null"])
+        .env("TERM", "xterm")
+        .env("COLUMNS", "120")
+        .output()
+        .await
+        .expect("util-linux script");
+    let tty = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{tty}\n{}", text(&out.stderr));
+    let n = releases().len();
+    assert!(tty.contains(&format!("total ({n} files)")), "no total bar:\n{tty}");
+    for r in releases() {
+        assert!(tty.contains(&format!("{} ok", r.name)), "no finished bar for {}:\n{tty}", r.name);
+    }
+    assert!(tty.contains("[==="), "no drawn bar:\n{tty}");
+    assert!(!tty.contains("download etcd:"), "plain pipe lines on a terminal:\n{tty}");
 }
 
 #[tokio::test]
