@@ -158,6 +158,44 @@ fn precedence_from_role_defaults_to_extra_vars() {
     );
 }
 
+fn load_err(dir: &Path, extra: &[(String, String)]) -> String {
+    match Inventory::from_dir(dir, "t", extra) {
+        Ok(_) => panic!("loaded despite a bad -e file"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// `-e @file.yml` (Ansible's form): a YAML map read with its types, in command-line order with
+/// the key=value form (a later -e wins); a broken file is an error naming it and its line.
+#[test]
+fn extra_vars_from_a_yaml_file() {
+    let config = CONFIG.replace("BROKEN: \"{{ not_defined_anywhere }}\"\n", "");
+    let d = tempfile::tempdir().unwrap();
+    let file = d.path().join("more.yml");
+    std::fs::write(&file, "LEVEL: from-file\nPORT: 9443\nFLAGS: [a, b]\nCLUSTER_NAME: file\n").unwrap();
+    let f = file.to_str().unwrap();
+    let (_d, inv) = inventory(HOSTS, &config, &[("@", f), ("CLUSTER_NAME", "cli")]);
+    let v = inv
+        .vars_for("198.51.100.21", &Vars::new())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s(&v, "LEVEL"), "from-file", "-e @file over group vars");
+    assert_eq!(v["PORT"], Value::Number(9443.into()), "typed, over [all:vars]");
+    assert_eq!(v["NEXT_PORT"], Value::Number(9444.into()), "seen by templates");
+    assert_eq!(v["FLAGS"][1], Value::String("b".into()));
+    assert_eq!(s(&v, "CLUSTER_NAME"), "cli", "a later -e KEY=VALUE wins");
+    assert_eq!(s(&v, "CONTEXT_NAME"), "context-cli");
+
+    std::fs::write(&file, "LEVEL: ok\nPORT: 9443: x\n").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hosts"), HOSTS).unwrap();
+    let extra = vec![("@".to_string(), f.to_string())];
+    let err = load_err(dir.path(), &extra);
+    assert!(err.contains(&format!("{f}:2")), "{err}");
+    let missing = vec![("@".to_string(), d.path().join("nope.yml").display().to_string())];
+    let err = load_err(dir.path(), &missing);
+    assert!(err.contains("nope.yml") && err.contains("-e @"), "{err}");
+}
+
 #[test]
 fn vars_for_keeps_types_and_exposes_magic_vars() {
     let (_d, inv) = inventory(

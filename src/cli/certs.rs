@@ -43,8 +43,9 @@ pub struct Args {
     /// SSH connect timeout per host, seconds.
     #[arg(long, default_value_t = 10, value_name = "SECS")]
     pub connect_timeout: u64,
-    /// Extra variable, highest precedence (repeatable), like ansible-playbook -e.
-    #[arg(short = 'e', long = "extra-vars", value_name = "KEY=VALUE", value_parser = parse_extra_var)]
+    /// Extra variable, highest precedence (repeatable), like ansible-playbook -e: KEY=VALUE
+    /// (a string), or @FILE, a YAML map of NAME: value (typed; later -e wins).
+    #[arg(short = 'e', long = "extra-vars", alias = "extra-var", value_name = "KEY=VALUE|@FILE", value_parser = parse_extra_var)]
     pub extra: Vec<(String, String)>,
 }
 

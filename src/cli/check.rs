@@ -11,8 +11,9 @@ use crate::inventory::{Inventory, InventoryError, check};
 pub struct Args {
     /// Cluster to check (default: the current one, see `ezk checkout`).
     pub cluster: Option<String>,
-    /// Extra variable, highest precedence (repeatable), like ansible-playbook -e.
-    #[arg(short = 'e', long = "extra-vars", value_name = "KEY=VALUE", value_parser = parse_extra_var)]
+    /// Extra variable, highest precedence (repeatable), like ansible-playbook -e: KEY=VALUE
+    /// (a string), or @FILE, a YAML map of NAME: value (typed; later -e wins).
+    #[arg(short = 'e', long = "extra-vars", alias = "extra-var", value_name = "KEY=VALUE|@FILE", value_parser = parse_extra_var)]
     pub extra: Vec<(String, String)>,
 }
 

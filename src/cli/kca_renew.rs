@@ -13,8 +13,9 @@ pub struct Args {
     /// Also replace the cluster, etcd and front-proxy CAs (every client must get the new CA).
     #[arg(long)]
     pub new_ca: bool,
-    /// Extra variable, highest precedence (repeatable), like ansible-playbook -e.
-    #[arg(short = 'e', long = "extra-vars", value_name = "KEY=VALUE", value_parser = parse_extra_var)]
+    /// Extra variable, highest precedence (repeatable), like ansible-playbook -e: KEY=VALUE
+    /// (a string), or @FILE, a YAML map of NAME: value (typed; later -e wins).
+    #[arg(short = 'e', long = "extra-vars", alias = "extra-var", value_name = "KEY=VALUE|@FILE", value_parser = parse_extra_var)]
     pub extra: Vec<(String, String)>,
 }
 

@@ -102,10 +102,16 @@ pub struct Context {
     pub verbose: u8,
 }
 
-/// Parse `-e key=value` pairs.
+/// Parse `-e key=value`, or `-e @file.yml` as `("@", path)` (the inventory reads the file).
 pub fn parse_extra_var(s: &str) -> Result<(String, String), String> {
+    if let Some(path) = s.strip_prefix('@') {
+        if path.is_empty() {
+            return Err("-e @ needs a file name: -e @vars.yml".into());
+        }
+        return Ok(("@".into(), path.to_string()));
+    }
     match s.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
-        _ => Err(format!("expected key=value, got {s:?}")),
+        _ => Err(format!("expected key=value or @file.yml, got {s:?}")),
     }
 }

@@ -15,8 +15,9 @@ pub struct Args {
     /// Output directory; must be new, empty, or an earlier `ezk render` output.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
-    /// Extra variable, highest precedence (repeatable), like ansible-playbook -e.
-    #[arg(short = 'e', long = "extra-vars", value_name = "KEY=VALUE", value_parser = super::parse_extra_var)]
+    /// Extra variable, highest precedence (repeatable), like ansible-playbook -e: KEY=VALUE
+    /// (a string), or @FILE, a YAML map of NAME: value (typed; later -e wins).
+    #[arg(short = 'e', long = "extra-vars", alias = "extra-var", value_name = "KEY=VALUE|@FILE", value_parser = super::parse_extra_var)]
     pub extra: Vec<(String, String)>,
 }
 

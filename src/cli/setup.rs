@@ -31,8 +31,9 @@ pub struct Args {
     /// Hosts worked on at once.
     #[arg(long, default_value_t = exec::limits::DEFAULT_FORKS)]
     pub forks: usize,
-    /// Extra variable, highest precedence (repeatable).
-    #[arg(short = 'e', long = "extra-var", value_name = "KEY=VALUE", value_parser = super::parse_extra_var)]
+    /// Extra variable, highest precedence (repeatable), like ansible-playbook -e: KEY=VALUE
+    /// (a string), or @FILE, a YAML map of NAME: value (typed; later -e wins).
+    #[arg(short = 'e', long = "extra-vars", alias = "extra-var", value_name = "KEY=VALUE|@FILE", value_parser = super::parse_extra_var)]
     pub extra_vars: Vec<(String, String)>,
     /// Accept and record (in clusters/<name>/known_hosts) host keys never seen before.
     #[arg(long)]

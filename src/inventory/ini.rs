@@ -9,6 +9,7 @@ use std::path::Path;
 
 use super::error::{InventoryError, Location};
 use super::literal;
+use super::range;
 use super::model::{Source, VarDef, VarDefs};
 
 enum Section {
@@ -97,8 +98,11 @@ pub fn parse(text: &str, file: &Path) -> (Source, Vec<InventoryError>) {
                 parent.children_at.push(at);
             }
             Section::Hosts(g) => match host_line(line, &at) {
-                Ok(Some((host, vars))) => src.add_host(g, &host, &at, vars),
-                Ok(None) => {}
+                Ok(hosts) => {
+                    for (host, vars) in hosts {
+                        src.add_host(g, &host, &at, vars);
+                    }
+                }
                 Err(e) => errors.push(e),
             },
         }
@@ -167,8 +171,9 @@ fn var_line(line: &str, at: &Location) -> Result<(String, VarDef), InventoryErro
     ))
 }
 
-/// `host [key=value ...]`; `host:port` sets ansible_port as Ansible does.
-fn host_line(line: &str, at: &Location) -> Result<Option<(String, VarDefs)>, InventoryError> {
+/// `host [key=value ...]`; `host:port` sets ansible_port as Ansible does; a host range
+/// (`node[01:03]`, see `range`) gives one host per name, each with the line's variables.
+fn host_line(line: &str, at: &Location) -> Result<Vec<(String, VarDefs)>, InventoryError> {
     let tokens = split_words(line).map_err(|msg| {
         InventoryError::syntax(
             at.clone(),
@@ -177,17 +182,28 @@ fn host_line(line: &str, at: &Location) -> Result<Option<(String, VarDefs)>, Inv
         )
     })?;
     let Some((first, rest)) = tokens.split_first() else {
-        return Ok(None);
+        return Ok(Vec::new());
     };
-    let mut vars = VarDefs::new();
-    let mut host = first.clone();
-    if host.contains('[') {
-        return Err(InventoryError::syntax(
+    let names = range::expand(first).map_err(|msg| {
+        InventoryError::syntax(
             at.clone(),
-            format!("host ranges like {host:?} are not supported"),
-            "list each host on its own line",
-        ));
-    }
+            msg,
+            range::FIX,
+        )
+    })?;
+    let vars = line_vars(first, rest, at)?;
+    Ok(names
+        .into_iter()
+        .map(|name| {
+            let mut vars = vars.clone();
+            let host = split_port(name, &mut vars, at);
+            (host, vars)
+        })
+        .collect())
+}
+
+/// `host:port` (one colon, a number after it) sets ansible_port; anything else is the name.
+fn split_port(host: String, vars: &mut VarDefs, at: &Location) -> String {
     if host.matches(':').count() == 1 {
         let (h, p) = host.split_once(':').unwrap_or_default();
         if let Ok(port) = p.parse::<u16>() {
@@ -198,9 +214,15 @@ fn host_line(line: &str, at: &Location) -> Result<Option<(String, VarDefs)>, Inv
                     at: at.clone(),
                 },
             );
-            host = h.to_string();
+            return h.to_string();
         }
     }
+    host
+}
+
+/// The `key=value` words after a host name.
+fn line_vars(host: &str, rest: &[String], at: &Location) -> Result<VarDefs, InventoryError> {
+    let mut vars = VarDefs::new();
     for t in rest {
         let Some((k, v)) = t.split_once('=') else {
             return Err(InventoryError::syntax(
@@ -224,7 +246,7 @@ fn host_line(line: &str, at: &Location) -> Result<Option<(String, VarDefs)>, Inv
             },
         );
     }
-    Ok(Some((host, vars)))
+    Ok(vars)
 }
 
 /// POSIX shell-like word splitting with `#` comments, as Ansible's `shlex_split(comments=True)`

@@ -33,6 +33,7 @@ mod error;
 pub mod examples;
 mod ini;
 mod literal;
+mod range;
 pub mod model;
 pub mod net;
 mod resolve;
@@ -181,10 +182,11 @@ impl Inventory {
         }
         let (tree, errs) = vars::GroupTree::build(&source);
         errors.extend(errs);
+        let (extra, errs) = vars::extra_defs(extra_vars);
+        errors.extend(errs);
         if !errors.is_empty() {
             return Err(InventoryErrors(errors));
         }
-        let extra = vars::extra_defs(extra_vars);
         let mut groups: IndexMap<String, Vec<String>> = IndexMap::new();
         groups.insert("all".into(), tree.members["all"].clone());
         for (g, m) in &tree.members {

@@ -150,20 +150,36 @@ pub fn merge_for_host(
     out
 }
 
-/// `-e key=value` pairs as definitions (values are strings, as Ansible's key=value form gives).
-pub fn extra_defs(extra: &[(String, String)]) -> VarDefs {
-    extra
-        .iter()
-        .map(|(k, v)| {
-            (
+/// `-e` definitions in command-line order, a later one winning: `key=value` pairs are strings,
+/// as Ansible's key=value form gives; a pair whose key is `@` names a YAML file of
+/// `NAME: value` (Ansible's `-e @file.yml`), read with its types and its lines for errors.
+pub fn extra_defs(extra: &[(String, String)]) -> (VarDefs, Vec<InventoryError>) {
+    let mut defs = VarDefs::new();
+    let mut errors = Vec::new();
+    for (k, v) in extra {
+        if k == "@" {
+            let file = std::path::Path::new(v);
+            let parsed = std::fs::read_to_string(file)
+                .map_err(|e| InventoryError::Io {
+                    path: file.to_path_buf(),
+                    reason: format!("{e} (named by -e @{v})"),
+                })
+                .and_then(|text| super::yaml::parse_config(&text, file));
+            match parsed {
+                Ok(vars) => defs.extend(vars),
+                Err(e) => errors.push(e),
+            }
+        } else {
+            defs.insert(
                 k.clone(),
                 VarDef {
                     value: super::Value::String(v.clone()),
                     at: Location::new("-e (command line)", 0),
                 },
-            )
-        })
-        .collect()
+            );
+        }
+    }
+    (defs, errors)
 }
 
 /// Role defaults as definitions.

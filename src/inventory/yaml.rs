@@ -61,7 +61,10 @@ pub fn parse_config(text: &str, file: &Path) -> Result<VarDefs, InventoryError> 
         _ => {
             return Err(InventoryError::syntax(
                 Location::new(file, 1),
-                "config.yml must be a map of NAME: value",
+                format!(
+                    "{} must be a map of NAME: value",
+                    file.file_name().map_or_else(|| file.display().to_string(), |n| n.to_string_lossy().into_owned())
+                ),
                 "write one `NAME: value` per line at the top level",
             ));
         }
@@ -210,7 +213,18 @@ impl Reader<'_> {
             let hline = key_line(self.text, &host, line);
             let vars = self.vars(hv, hline);
             let at = self.at(hline);
-            self.src.add_host(group, &host, &at, vars);
+            match super::range::expand(&host) {
+                Ok(names) => {
+                    for name in names {
+                        self.src.add_host(group, &name, &at, vars.clone());
+                    }
+                }
+                Err(msg) => self.errors.push(InventoryError::syntax(
+                    at,
+                    msg,
+                    super::range::FIX,
+                )),
+            }
         }
     }
 

@@ -244,10 +244,10 @@ fn etcd_units_use_current_flags_and_tls_only() {
     for line in help.lines() {
         if !line.starts_with(' ') && line.ends_with(':') {
             section_ok = !line.to_lowercase().contains("deprecated");
-        } else if let Some(flag) = line.strip_prefix("  --") {
-            if section_ok {
-                current.insert(flag.split_whitespace().next().unwrap_or("").to_string());
-            }
+        } else if let Some(flag) = line.strip_prefix("  --")
+            && section_ok
+        {
+            current.insert(flag.split_whitespace().next().unwrap_or("").to_string());
         }
     }
     assert!(
