@@ -19,12 +19,8 @@ async fn ezk(home: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn download_rerun_tamper_bundle_import() {
+/// A loopback server with every test release, and a manifest pointing at it.
+async fn serve_releases() -> (TestServer, tempfile::TempDir, std::path::PathBuf) {
     let srv = TestServer::start().await;
     for r in releases() {
         srv.serve(&upstream_path(r), r.bytes.clone());
@@ -32,6 +28,16 @@ async fn download_rerun_tamper_bundle_import() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = dir.path().join("versions.yml");
     std::fs::write(&manifest, crate::support::manifest_yaml(&srv.base())).unwrap();
+    (srv, dir, manifest)
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn download_rerun_tamper_bundle_import() {
+    let (srv, dir, manifest) = serve_releases().await;
     let m = manifest.to_str().unwrap();
     let home = dir.path().join("home");
 
@@ -115,13 +121,7 @@ async fn download_rerun_tamper_bundle_import() {
 /// per file plus a byte total, instead of the plain lines a pipe gets.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_a_terminal_each_file_gets_a_bar_and_a_total() {
-    let srv = TestServer::start().await;
-    for r in releases() {
-        srv.serve(&upstream_path(r), r.bytes.clone());
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let manifest = dir.path().join("versions.yml");
-    std::fs::write(&manifest, crate::support::manifest_yaml(&srv.base())).unwrap();
+    let (_srv, dir, manifest) = serve_releases().await;
     let home = dir.path().join("home");
     let cmd = format!(
         "'{}' --home '{}' download --manifest '{}' --k8s-ver test",

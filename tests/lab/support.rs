@@ -48,16 +48,7 @@ pub fn lab_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/var/lib/ezk"))
 }
 
-pub fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
-        })
-        .unwrap_or(false)
-}
+pub use ezk::lab::sys::is_root;
 
 fn text(o: &Output) -> String {
     format!(
