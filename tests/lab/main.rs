@@ -21,6 +21,7 @@ mod basics;
 mod certs;
 mod exec;
 mod lifecycle;
+mod packages;
 mod steps;
 mod steps_fail;
 mod steps_lb;
@@ -42,6 +43,7 @@ const SUITES: &[&[Test]] = &[
     steps::TESTS,
     steps_fail::TESTS,
     steps_lb::TESTS,
+    packages::TESTS,
     certs::TESTS,
     audit::TESTS,
 ];
