@@ -22,7 +22,7 @@ STORE AND MIRROR LAYOUT
   Serving a filled store's down/files/ directory makes a mirror.
 
 EXAMPLES
-  ezk download --k8s-ver v1.35.4                 all artifacts of that set
+  ezk download --k8s-ver v1.36.3                 all artifacts of that set
   ezk download --only etcd,containerd            only these artifacts (or binaries)
   ezk download --mirror https://mirror.internal/ezk
   ezk download --bundle ezk-artifacts.tar        then, on the offline machine:
@@ -44,7 +44,7 @@ pub struct Args {
     /// Cluster whose K8S_VER (config.yml) picks the version set (default: the current cluster).
     pub cluster: Option<String>,
 
-    /// Version set to fetch (e.g. v1.35.4, or lab-debian); overrides the cluster's K8S_VER.
+    /// Version set to fetch (e.g. v1.36.3, or lab-debian); overrides the cluster's K8S_VER.
     #[arg(long, value_name = "V")]
     pub k8s_ver: Option<String>,
 

@@ -64,7 +64,7 @@ const K8S_BINARIES: &[&str] = &[
 #[test]
 fn each_kubernetes_set_provides_every_role_binary() {
     let m = Manifest::shipped().unwrap();
-    for ver in ["v1.35.4", "v1.34.7"] {
+    for ver in ["v1.36.3", "v1.35.4", "v1.34.7"] {
         let (_, set) = m.set(ver).unwrap();
         for b in K8S_BINARIES {
             assert!(set.provides(b), "{ver} lacks {b}");
