@@ -7,7 +7,7 @@ if [ "$(id -u)" != 0 ]; then echo "tests/deps.sh: run as root (sudo tests/deps.s
 export DEBIAN_FRONTEND=noninteractive
 pkgs=(systemd-container debootstrap iproute2 openssh-client openssh-server openssl ca-certificates
       etcd-server etcd-client containerd runc containernetworking-plugins
-      nginx libnginx-mod-stream haproxy keepalived chrony util-linux procps curl)
+      nginx libnginx-mod-stream haproxy keepalived chrony util-linux procps curl kmod)
 # kubectl: Debian's kubernetes-client unless some kubectl is already installed.
 command -v kubectl >/dev/null 2>&1 || pkgs+=(kubernetes-client)
 missing=()

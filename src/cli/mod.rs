@@ -63,7 +63,7 @@ pub enum Command {
     Check(check::Args),
     /// Write, per host, every file a step would install (no host is contacted).
     Render(render::Args),
-    /// Run a step on the cluster's hosts: 01 prepare, 02 etcd, 10 ex-lb, or all (--plan: show only).
+    /// Run a step on the cluster's hosts: 01 prepare, 02 etcd, 03 runtime, 10 ex-lb, or all (--plan: show only).
     Setup(setup::Args),
     /// Fill the artifact store: pinned, checksummed, resumable; mirror, local dir, offline bundle.
     Download(download::Args),

@@ -19,7 +19,8 @@ use crate::plan::action::StepPlan;
 pub struct Args {
     /// Cluster name (clusters/<name>/).
     pub cluster: String,
-    /// Step: a number (01, 02, 10), a name (prepare, etcd, ex-lb), both (02.etcd), or 90/all.
+    /// Step: a number (01, 02, 03, 10), a name (prepare, etcd, runtime, ex-lb), both (02.etcd), or
+    /// 90/all.
     /// The steps are the playbooks shipped in the binary (plus any under <home>/playbooks/).
     pub step: String,
     /// Connect and gather only; print per host what would change; change nothing.

@@ -20,8 +20,9 @@ pub const NETWORKS: &[&str] = &[
     "kube-ovn",
     "none",
 ];
-/// Container runtimes kubeasz supports.
-pub const RUNTIMES: &[&str] = &["containerd", "docker"];
+/// Container runtimes ezk installs. kubeasz also offers docker, for Kubernetes before 1.24;
+/// Kubernetes 1.24 removed dockershim, so docker is not offered.
+pub const RUNTIMES: &[&str] = &["containerd"];
 /// Cluster-wide variables `ezk check` shows.
 pub const SHOWN_VARS: &[&str] = &[
     "CLUSTER_NAME",

@@ -158,6 +158,8 @@ pub fn hosts_file(input: &InventoryInput) -> String {
         "# binaries: Debian's own builds, pinned in the manifest (fill with `ezk download --from-apt`)\n",
     );
     s.push_str("K8S_VER=\"lab-debian\"\n");
+    s.push_str("# Debian bookworm ships no crictl (cri-tools): the lab installs containerd's own ctr only\n");
+    s.push_str("INSTALL_CRICTL=false\n");
     s
 }
 

@@ -1,6 +1,6 @@
 //! The shipped roles against the shipped manifest: every binary a `binary:` task installs is
 //! pinned in every Kubernetes version set, and the lab-debian set provides every binary of the
-//! steps the lab runs (01 prepare, 02 etcd, 10 ex-lb). A role set that is empty fails here: an
+//! steps the lab runs (01 prepare, 02 etcd, 03 runtime, 10 ex-lb). A role set that is empty fails here: an
 //! absent role must not make this check pass by having nothing to check.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -9,10 +9,14 @@ use ezk::artifacts::Manifest;
 use ezk::plan::{Body, Catalog, Library, Module};
 
 /// The steps of the lab slice (issue 7), whose binaries the lab-debian set must provide.
-const LAB_STEPS: &[&str] = &["01", "02", "10"];
+const LAB_STEPS: &[&str] = &["01", "02", "03", "10"];
 
 /// The set that pins Debian packages for the lab rather than a Kubernetes release.
 const LAB_SET: &str = "lab-debian";
+
+/// Binaries of the lab's steps that Debian does not ship, each with the lab inventory setting
+/// that turns its install off (checked against the inventory `ezk lab up` writes).
+const LAB_OFF: &[(&str, &str)] = &[("crictl", "INSTALL_CRICTL=false")];
 
 /// Binary name → the tasks (`roles/<role>/tasks.yml:<line>`) that install it, per role.
 type RoleBinaries = BTreeMap<String, BTreeMap<String, Vec<String>>>;
@@ -118,6 +122,14 @@ fn every_binary_a_shipped_role_installs_is_in_every_version_set() {
         for role in step_roles(&catalog, step) {
             for (bin, origins) in &by_role[&role] {
                 lab_bins.insert(bin.clone());
+                if let Some((_, setting)) = LAB_OFF.iter().find(|(b, _)| b == bin) {
+                    let lab_hosts = include_str!("../fixtures/lab-inventory/5-hosts/hosts");
+                    assert!(
+                        lab_hosts.lines().any(|l| l == *setting),
+                        "the lab inventory must set {setting}: set {LAB_SET} has no {bin}"
+                    );
+                    continue;
+                }
                 if !lab.provides(bin) {
                     missing.push(format!(
                         "set {LAB_SET} lacks {bin} (step {step}, installed by {})",

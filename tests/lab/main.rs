@@ -25,6 +25,7 @@ mod packages;
 mod steps;
 mod steps_fail;
 mod steps_lb;
+mod steps_runtime;
 mod steps_support;
 mod support;
 
@@ -41,6 +42,7 @@ const SUITES: &[&[Test]] = &[
     // steps asserts what a first run of 01/02 changes, so it runs before the suites that
     // converge the shared lab for their own checks (certs, audit).
     steps::TESTS,
+    steps_runtime::TESTS,
     steps_fail::TESTS,
     steps_lb::TESTS,
     packages::TESTS,

@@ -7,7 +7,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
@@ -163,7 +163,7 @@ impl FileServer {
     }
 }
 
-fn serve(mut conn: TcpStream, root: &PathBuf, log: &Mutex<Vec<String>>) {
+fn serve(mut conn: TcpStream, root: &Path, log: &Mutex<Vec<String>>) {
     let mut reader = BufReader::new(conn.try_clone().unwrap());
     let mut request = String::new();
     if reader.read_line(&mut request).is_err() {

@@ -1,4 +1,4 @@
-//! What the rendering must decide, read from the rendered files: etcd options, the chrony
+//! What the rendering must decide, read from the rendered files: etcd and containerd options, the chrony
 //! server/client split, VRRP roles and peers, a refused EX_LB_IMPL; and the rendered VRRP
 //! interface detector run for real on loopback.
 
@@ -30,6 +30,61 @@ fn etcd_options_are_honoured() {
             "{ip} in --initial-cluster"
         );
     }
+}
+
+/// containerd: its options reach config.toml as containerd decodes it; INSECURE_REG and the
+/// docker.io mirrors become one certs.d/<registry host>/hosts.toml each, and none by default.
+#[test]
+fn containerd_options_are_honoured() {
+    let Some(containerd) = crate::support::tool("containerd", "containerd config dump") else {
+        return;
+    };
+    let r = rendered();
+    let conf = "/etc/containerd/config.toml";
+    let decoded = |variant: &str| {
+        let f = r.variant(variant).join(LB_BACKUP).join(conf.trim_start_matches('/'));
+        crate::containerd::toml_keys(&crate::containerd::dump(&containerd, &f).unwrap())
+    };
+    let cri = "plugins.\"io.containerd.grpc.v1.cri\"";
+    let key = |s: &str, k: &str| (s.to_string(), k.to_string());
+    let d = decoded("default");
+    assert_eq!(d[&key("", "root")], "\"/var/lib/containerd\"");
+    assert_eq!(d[&key(cri, "sandbox_image")], "\"registry.k8s.io/pause:3.9\"", "config.yml's SANDBOX_IMAGE");
+    assert_eq!(d[&key(&format!("{cri}.containerd"), "snapshotter")], "\"overlayfs\"");
+    assert_eq!(d[&key(&format!("{cri}.containerd.runtimes.runc.options"), "SystemdCgroup")], "true");
+    assert_eq!(d[&key(&format!("{cri}.registry"), "config_path")], "\"/etc/containerd/certs.d\"");
+    let o = decoded("options");
+    assert_eq!(o[&key("", "root")], "\"/data/containerd\"");
+    assert_eq!(o[&key(cri, "sandbox_image")], "\"reg.example.test:5000/pause:3.10\"");
+    assert_eq!(o[&key(&format!("{cri}.containerd"), "snapshotter")], "\"native\"");
+
+    let certs = |variant: &str| -> Vec<String> {
+        let dir = r.variant(variant).join(LB_BACKUP).join("etc/containerd/certs.d");
+        let mut found = Vec::new();
+        crate::support::walk(&dir, &mut |p| {
+            found.push(p.strip_prefix(&dir).unwrap().display().to_string())
+        });
+        found.sort();
+        found
+    };
+    assert_eq!(certs("default"), Vec::<String>::new());
+    assert_eq!(
+        certs("options"),
+        ["docker.io/hosts.toml", "harbor.example.test/hosts.toml", "reg.example.test:5000/hosts.toml"]
+    );
+    let reg = r.read("options", LB_BACKUP, "/etc/containerd/certs.d/reg.example.test:5000/hosts.toml");
+    let reg = crate::containerd::toml_keys(&reg);
+    assert_eq!(reg[&key("", "server")], "\"http://reg.example.test:5000\"");
+    assert_eq!(reg[&key("host.\"http://reg.example.test:5000\"", "skip_verify")], "true");
+    let hub = r.read("options", LB_BACKUP, "/etc/containerd/certs.d/docker.io/hosts.toml");
+    let mirrors: Vec<&str> = hub.lines().filter(|l| l.starts_with("[host.")).collect();
+    assert_eq!(
+        mirrors,
+        ["[host.\"https://mirror-a.example.test\"]", "[host.\"https://mirror-b.example.test\"]"],
+        "mirrors in the order given:\n{hub}"
+    );
+    // The lab set has no crictl (INSTALL_CRICTL=false in the lab inventory): no crictl.yaml.
+    assert!(!r.variant("default").join(LB_BACKUP).join("etc/crictl.yaml").exists());
 }
 
 /// The first chrony host serves (also without upstream); every other host syncs from it only.

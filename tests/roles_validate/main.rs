@@ -1,9 +1,9 @@
-//! The shipped roles (steps 01 prepare, 02 etcd, 10 ex-lb, chrony), rendered by `ezk render` for
-//! the 5-host lab inventory, checked file by file with the program that will read each file on
+//! The shipped roles (steps 01 prepare, 02 etcd, 03 runtime, 10 ex-lb, chrony), rendered by
+//! `ezk render` for the 5-host lab inventory, checked file by file with the program that will read each file on
 //! a host, as installed on this deploy machine: `systemd-analyze verify` (units and drop-ins, in
 //! a temporary root), `haproxy -c`, `nginx -t` (stream module), `keepalived -t`, `chronyd -p`,
-//! `sh -n`; sysctl keys against this kernel, journald/system.conf keys against the daemons' own
-//! parser tables, etcd flags against the pushed etcd's `--help`. Plus what the rendering must
+//! `sh -n`, `containerd config dump`; sysctl keys against this kernel, journald/system.conf
+//! keys against the daemons' own parser tables, etcd flags against the pushed etcd's `--help`. Plus what the rendering must
 //! decide (chrony server/clients, VRRP master/backup and peers, TLS-only etcd, options honoured)
 //! and the VRRP interface detector run for real on loopback.
 //!
@@ -11,6 +11,7 @@
 //! the lab suite's part (tests/lab); nothing here starts a service or touches the network.
 //! A check whose tool is missing says so and passes (tests/deps.sh installs the tools).
 
+mod containerd;
 mod decisions;
 mod support;
 mod units;
@@ -42,12 +43,22 @@ fn systemd_accepts_every_rendered_unit_and_drop_in() {
         "default/198.18.9.11 etcd.service",
         "nginx/198.18.9.14 l4lb.service",
         "default/198.18.9.15 chrony.service",
+        "default/198.18.9.14 containerd.service",
     ] {
         assert!(
             checked.iter().any(|c| c == want),
             "not verified: {want} (verified: {checked:?})"
         );
     }
+}
+
+#[test]
+fn containerd_reads_every_rendered_config() {
+    let Some(containerd) = tool("containerd", "containerd config dump") else {
+        return;
+    };
+    let r = rendered();
+    each(r, &r.files("/etc/containerd/config.toml"), |f| containerd::check(&containerd, f));
 }
 
 #[test]

@@ -16,9 +16,10 @@ pub const LB_MASTER: &str = "198.18.9.14";
 pub const LB_BACKUP: &str = "198.18.9.15";
 
 /// Renders of the shipped roles: `<variant>/<host>/<path on the host>` plus `PLAN.txt`.
-/// Variants: `default` (steps 01, 02, 10 of the 5-host lab), `nginx` (10 with
+/// Variants: `default` (steps 01, 02, 03, 10 of the 5-host lab), `nginx` (10 with
 /// EX_LB_IMPL=nginx), `options` (all steps with non-default LB_IF, ETCD_WAL_DIR,
-/// CHRONY_SET_CLOCK=true, local_network, PROXY_MODE=iptables, CLUSTER_STATE=existing), `one-lb`
+/// CHRONY_SET_CLOCK=true, local_network, PROXY_MODE=iptables, CLUSTER_STATE=existing, and
+/// containerd's root, snapshotter, sandbox image, insecure registries and docker.io mirrors), `one-lb`
 /// (10 for a single ex_lb host).
 pub struct Rendered {
     pub root: PathBuf,
@@ -104,7 +105,7 @@ fn render_all() -> Rendered {
         "[etcd]\n198.18.9.11\n[kube_master]\n198.18.9.11\n[kube_node]\n198.18.9.11\n\
          [ex_lb]\n198.18.9.12 LB_ROLE=master EX_APISERVER_VIP=198.18.9.250 EX_APISERVER_PORT=8443\n\
          [chrony]\n[all:vars]\nCONTAINER_RUNTIME=\"containerd\"\nCLUSTER_NETWORK=\"calico\"\n\
-         SERVICE_CIDR=\"198.19.0.0/17\"\nCLUSTER_CIDR=\"198.19.128.0/17\"\nK8S_VER=\"lab-debian\"\nk8s_nodename=''\n",
+         SERVICE_CIDR=\"198.19.0.0/17\"\nCLUSTER_CIDR=\"198.19.128.0/17\"\nK8S_VER=\"lab-debian\"\nINSTALL_CRICTL=false\nk8s_nodename=''\n",
     )
     .unwrap();
     std::fs::copy(
@@ -113,11 +114,11 @@ fn render_all() -> Rendered {
     )
     .unwrap();
 
-    // The binaries steps 01 and 02 push (kubectl, etcd, etcdctl) come from the store: Debian's
-    // pinned packages through apt (kept in $CARGO_TARGET_TMPDIR between runs).
+    // The binaries steps 01, 02 and 03 push (kubectl, etcd, etcdctl, containerd, runc) come from
+    // the store: Debian's pinned packages through apt (kept in $CARGO_TARGET_TMPDIR between runs).
     let m = ezk::artifacts::Manifest::shipped().unwrap();
     let (_, set) = m.set("lab-debian").unwrap();
-    let mut only: Vec<String> = ["kubectl", "etcd", "etcdctl"]
+    let mut only: Vec<String> = ["kubectl", "etcd", "etcdctl", "containerd", "runc"]
         .iter()
         .map(|b| set.artifact_for(b).expect("in lab-debian").name.clone())
         .collect();
@@ -143,6 +144,16 @@ fn render_all() -> Rendered {
             "EX_LB_IMPL=nginx",
         ],
     );
+    // Typed lists (registries) come from a YAML file, as users pass them (-e @file).
+    let vars_file = base.join("containerd-vars.yml");
+    std::fs::write(
+        &vars_file,
+        "ENABLE_MIRROR_REGISTRY: true\n\
+         DOCKER_IO_MIRRORS: [\"https://mirror-a.example.test\", \"https://mirror-b.example.test\"]\n\
+         INSECURE_REG: [\"http://reg.example.test:5000\", \"https://harbor.example.test\"]\n",
+    )
+    .unwrap();
+    let containerd_vars = format!("@{}", vars_file.display());
     let opts = [
         "-e",
         &lb_if,
@@ -156,6 +167,14 @@ fn render_all() -> Rendered {
         "PROXY_MODE=iptables",
         "-e",
         "CLUSTER_STATE=existing",
+        "-e",
+        "CONTAINERD_ROOT_DIR=/data/containerd",
+        "-e",
+        "CONTAINERD_SNAPSHOTTER=native",
+        "-e",
+        "SANDBOX_IMAGE=reg.example.test:5000/pause:3.10",
+        "-e",
+        &containerd_vars,
     ];
     let mut args = vec!["render", "demo", "all", "--out"];
     let o = out("options");

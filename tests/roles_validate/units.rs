@@ -63,7 +63,9 @@ fn units_of(host: &Path) -> BTreeSet<String> {
 fn build_root(host: &Path, root: &Path) {
     let units = root.join("usr/lib/systemd/system");
     copy_tree(Path::new("/usr/lib/systemd/system"), &units, true);
+    // Merged /usr, as on Debian 12; the targets exist so that /sbin/x can be put in place.
     for (link, to) in [("lib", "usr/lib"), ("bin", "usr/bin"), ("sbin", "usr/sbin")] {
+        std::fs::create_dir_all(root.join(to)).unwrap();
         std::os::unix::fs::symlink(to, root.join(link)).unwrap();
     }
     copy_tree(host, root, false);
