@@ -12,6 +12,7 @@ use crate::home::Home;
 pub mod certs;
 pub mod check;
 pub mod checkout;
+pub mod destroy;
 pub mod download;
 pub mod kca_renew;
 pub mod lab;
@@ -65,6 +66,16 @@ pub enum Command {
     Render(render::Args),
     /// Run a step on the cluster's hosts: 01 prepare, 02 etcd, 03 runtime, 10 ex-lb, or all (--plan: show only).
     Setup(setup::Args),
+    /// Stop every service ezk set up on the cluster's hosts and delete their data,
+    /// certificates and configuration (kubeasz's `ezctl destroy`; asks first, --plan shows).
+    ///
+    /// On every host: etcd, containerd, keepalived, haproxy and l4lb are stopped and disabled;
+    /// etcd's data, containerd's images and state, the certificates, kubeconfigs, unit files and
+    /// configs ezk wrote are deleted. Kept: release binaries in bin_dir, the hosts' OS tuning
+    /// (kernel settings, modules, journald, swap off, packages, time sync), and on this machine
+    /// clusters/<name>/ (inventory, config.yml, ssl/), so `ezk setup <name> all` builds the
+    /// cluster again with the same CA. A host that is down is skipped; run destroy again later.
+    Destroy(destroy::Args),
     /// Fill the artifact store: pinned, checksummed, resumable; mirror, local dir, offline bundle.
     Download(download::Args),
     /// Table of the cluster's certificates under clusters/<name>/ssl/ (subject, issuer, days
@@ -88,6 +99,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Check(a) => check::run(&ctx, a),
         Command::Render(a) => render::run(&ctx, a),
         Command::Setup(a) => setup::run(&ctx, a),
+        Command::Destroy(a) => destroy::run(&ctx, a),
         Command::Download(a) => download::run(&ctx, a),
         Command::Certs(a) => certs::run(&ctx, a),
         Command::KcaRenew(a) => kca_renew::run(&ctx, a),

@@ -12,7 +12,7 @@ use indexmap::IndexMap;
 
 use super::{CliResult, Context};
 use crate::exec::{self, Options};
-use crate::inventory::Connection;
+use crate::inventory::{Connection, Inventory};
 use crate::plan::action::StepPlan;
 
 #[derive(Debug, clap::Args)]
@@ -20,9 +20,15 @@ pub struct Args {
     /// Cluster name (clusters/<name>/).
     pub cluster: String,
     /// Step: a number (01, 02, 03, 10), a name (prepare, etcd, runtime, ex-lb), both (02.etcd), or
-    /// 90/all.
-    /// The steps are the playbooks shipped in the binary (plus any under <home>/playbooks/).
+    /// 90/all. The steps are the playbooks shipped in the binary (plus any under <home>/playbooks/).
     pub step: String,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// How a plan runs on the hosts: shared by `setup` and `destroy`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
     /// Connect and gather only; print per host what would change; change nothing.
     #[arg(long)]
     pub plan: bool,
@@ -53,7 +59,7 @@ pub struct Args {
 }
 
 /// Executor options from the command line.
-pub fn options(ctx: &Context, args: &Args) -> Options {
+pub fn options(ctx: &Context, args: &RunArgs) -> Options {
     Options {
         forks: args.forks,
         plan_only: args.plan,
@@ -71,7 +77,7 @@ pub fn options(ctx: &Context, args: &Args) -> Options {
 /// was unreachable.
 pub fn execute(
     ctx: &Context,
-    args: &Args,
+    args: &RunArgs,
     cluster_dir: &Path,
     plan: &StepPlan,
     conns: &IndexMap<String, Connection>,
@@ -96,25 +102,38 @@ pub fn execute(
 }
 
 pub fn run(ctx: &Context, args: Args) -> CliResult {
-    let inv = match crate::cluster::load_inventory(ctx, &args.cluster, &args.extra_vars) {
+    let inv = match crate::cluster::load_inventory(ctx, &args.cluster, &args.run.extra_vars) {
         Ok(inv) => inv,
         Err(code) => return Ok(code),
     };
     // Everything is planned before the first connection: certificates issued or reused,
     // binaries found in the store (a missing one stops here, naming the download command),
     // every template rendered for every host.
-    let sources = crate::cluster::sources(ctx, &inv)?;
     let lib = crate::plan::Library::with_overrides(ctx.home.root())?;
     let catalog = crate::plan::Catalog::load(&lib)?;
+    if catalog.resolve_steps(&args.step)?.iter().any(|p| p.step == DESTROY_STEP) {
+        return Err(format!(
+            "step {:?} removes the cluster; `ezk destroy {}` runs it (and asks first)",
+            args.step, args.cluster
+        )
+        .into());
+    }
+    let sources = crate::cluster::sources(ctx, &inv)?;
     let plans = crate::plan::Planner { catalog: &catalog, vars: &inv, sources: &sources }
         .plan_steps(&args.step)?;
+    run_plans(ctx, &args.run, &inv, &plans)
+}
+
+/// Run planned steps in order on the inventory's hosts; a step that fails on a host stops the
+/// run (exit code of that step).
+pub fn run_plans(ctx: &Context, run: &RunArgs, inv: &Inventory, plans: &[StepPlan]) -> CliResult {
     let conns: IndexMap<String, Connection> =
         inv.hosts.iter().map(|h| (h.clone(), inv.connection(h))).collect();
-    for plan in &plans {
-        if plans.len() > 1 && !args.json {
+    for plan in plans {
+        if plans.len() > 1 && !run.json {
             println!("== step {}", plan.step);
         }
-        let code = execute(ctx, &args, &inv.dir, plan, &conns)?;
+        let code = execute(ctx, run, &inv.dir, plan, &conns)?;
         if code != 0 {
             // A later step builds on this one (etcd before the masters, …): stop here.
             if plans.len() > 1 {
@@ -125,3 +144,6 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
     }
     Ok(0)
 }
+
+/// The playbook `ezk destroy` runs; `setup` refuses it by any of its names.
+pub const DESTROY_STEP: &str = "99.clean";

@@ -60,6 +60,9 @@ impl Catalog {
         if errors.is_empty() {
             errors.extend(cross_check(&roles, &playbooks, &env));
         }
+        if errors.is_empty() {
+            errors.extend(borrow_defaults(&mut roles));
+        }
         PlanError::collect(errors)?;
         Ok(Catalog {
             roles,
@@ -110,6 +113,44 @@ impl Catalog {
                 .collect(),
         }
     }
+}
+
+/// `defaults_from`: each named role's own defaults are added below the role's, first named
+/// first (a name the role or an earlier source defines keeps that value). Not transitive.
+fn borrow_defaults(roles: &mut BTreeMap<String, Role>) -> Vec<PlanError> {
+    let mut errors = Vec::new();
+    let borrowed: Vec<(String, crate::inventory::Vars)> = roles
+        .values()
+        .filter(|r| !r.defaults_from.is_empty())
+        .map(|r| {
+            let mut vars = crate::inventory::Vars::new();
+            for from in &r.defaults_from {
+                match roles.get(from) {
+                    Some(src) => {
+                        for (k, v) in &src.defaults {
+                            vars.entry(k.clone()).or_insert_with(|| v.clone());
+                        }
+                    }
+                    None => errors.push(PlanError::load(
+                        &r.meta_file(),
+                        None,
+                        format!(
+                            "defaults_from names unknown role `{from}` (roles: {})",
+                            roles.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    )),
+                }
+            }
+            (r.name.clone(), vars)
+        })
+        .collect();
+    for (name, vars) in borrowed {
+        let role = roles.get_mut(&name).expect("listed above");
+        for (k, v) in vars {
+            role.defaults.entry(k).or_insert(v);
+        }
+    }
+    errors
 }
 
 /// Checks across files: roles named by playbooks exist, `when` expressions compile, imports
@@ -165,6 +206,43 @@ fn cross_check(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn library(files: &[(&str, &str)]) -> (tempfile::TempDir, Library) {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, text) in files {
+            let p = dir.path().join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        let lib = Library::from_dir(dir.path()).unwrap();
+        (dir, lib)
+    }
+
+    #[test]
+    fn defaults_from_adds_the_named_roles_defaults_below_the_roles_own() {
+        let (_d, lib) = library(&[
+            ("roles/db/tasks.yml", "[]\n"),
+            ("roles/db/defaults.yml", "DATA: /var/lib/db\nPORT: 1\n"),
+            ("roles/undo/tasks.yml", "[]\n"),
+            ("roles/undo/defaults.yml", "PORT: 2\n"),
+            ("roles/undo/meta.yml", "defaults_from: [db]\n"),
+        ]);
+        let c = Catalog::load(&lib).unwrap();
+        let d = &c.roles["undo"].defaults;
+        assert_eq!(d["DATA"], serde_yaml::Value::from("/var/lib/db"));
+        assert_eq!(d["PORT"], serde_yaml::Value::from(2), "the role's own value wins");
+        assert_eq!(c.roles["db"].defaults["PORT"], serde_yaml::Value::from(1), "the source is unchanged");
+    }
+
+    #[test]
+    fn defaults_from_an_unknown_role_names_the_meta_file() {
+        let (_d, lib) = library(&[
+            ("roles/undo/tasks.yml", "[]\n"),
+            ("roles/undo/meta.yml", "defaults_from: [nope]\n"),
+        ]);
+        let e = Catalog::load(&lib).unwrap_err().to_string();
+        assert!(e.contains("roles/undo/meta.yml") && e.contains("unknown role `nope`"), "{e}");
+    }
 
     /// Guards the shipped roles/ and playbooks/: they must load and validate as embedded.
     #[test]

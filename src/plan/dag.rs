@@ -129,6 +129,7 @@ mod tests {
                     tasks: Vec::new(),
                     defaults: Default::default(),
                     depends: deps.iter().map(|d| d.to_string()).collect(),
+                    defaults_from: Vec::new(),
                     templates: Default::default(),
                     files: Default::default(),
                 };

@@ -32,5 +32,5 @@ pub use output::{describe, write_render, RenderSummary};
 pub use planner::Planner;
 pub use playbook::{Body, Play, Playbook, RoleRef};
 pub use role::Role;
-pub use sources::{CertPem, Sources, StoredBinary, VarSource};
+pub use sources::{CertPem, NoFiles, Sources, StoredBinary, VarSource};
 pub use task::{Module, TaskDef};

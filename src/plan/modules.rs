@@ -111,7 +111,7 @@ impl HostRender<'_> {
                         owner: root(),
                         group: root(),
                     }],
-                    "absent" => vec![Action::Absent { path }],
+                    "absent" => vec![Action::Absent { path: removable(path).map_err(fail)? }],
                     "link" => {
                         let src = a
                             .src
@@ -273,5 +273,43 @@ impl HostRender<'_> {
                 }]
             }
         })
+    }
+}
+
+/// A path `file: {state: absent}` may remove (recursively): absolute, at least two levels deep
+/// after `.`/`..` and repeated slashes are resolved, so that a variable left empty or set to a
+/// system directory (`ETCD_DATA_DIR: /var`) cannot make a role delete `/`, `/etc` or `/var`.
+pub(super) fn removable(path: String) -> Result<String, String> {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    if parts.len() < 2 {
+        return Err(format!(
+            "refusing to remove {path:?}: a path removed with `state: absent` must lie at least two \
+             levels below / (check the variable that names it)"
+        ));
+    }
+    Ok(path)
+}
+
+#[cfg(test)]
+mod removable_tests {
+    use super::removable;
+
+    #[test]
+    fn shallow_or_root_paths_are_refused() {
+        for p in ["/", "/var", "/etc/", "//etc", "/var/lib/..", "/opt/./", "/a/b/../.."] {
+            assert!(removable(p.into()).is_err(), "{p} must be refused");
+        }
+        for p in ["/var/lib/etcd", "/etc/kubernetes", "/etc/systemd/system/etcd.service"] {
+            assert_eq!(removable(p.into()).unwrap(), p);
+        }
     }
 }

@@ -24,6 +24,9 @@ pub struct Role {
     pub defaults: Vars,
     /// `meta.yml` `depends`: roles that must run before this one.
     pub depends: Vec<String>,
+    /// `meta.yml` `defaults_from`: roles whose defaults this role reads too (below its own), so
+    /// a role that undoes another (`clean-etcd`) names the same paths without a second copy.
+    pub defaults_from: Vec<String>,
     /// Template names relative to `templates/`.
     pub templates: BTreeSet<String>,
     /// Static files relative to `files/`, with their bytes.
@@ -35,6 +38,8 @@ pub struct Role {
 struct Meta {
     #[serde(default)]
     depends: Vec<String>,
+    #[serde(default)]
+    defaults_from: Vec<String>,
 }
 
 impl Role {
@@ -123,6 +128,7 @@ impl Role {
             tasks,
             defaults,
             depends: meta.depends,
+            defaults_from: meta.defaults_from,
             templates,
             files,
         })

@@ -94,3 +94,20 @@ impl Sources for CheckOnly {
         })
     }
 }
+
+/// For plans that install nothing from the deploy machine (`ezk destroy`): any certificate,
+/// kubeconfig or binary a task asks for is an error naming it, so such a plan never issues
+/// certificates or needs the artifact store.
+pub struct NoFiles;
+
+impl Sources for NoFiles {
+    fn cert(&self, _: &str, id: &str) -> Result<CertPem, String> {
+        Err(format!("certificate `{id}` asked for by a step that installs no files"))
+    }
+    fn kubeconfig(&self, _: &str, name: &str) -> Result<String, String> {
+        Err(format!("kubeconfig `{name}` asked for by a step that installs no files"))
+    }
+    fn binary(&self, name: &str) -> Result<StoredBinary, String> {
+        Err(format!("binary `{name}` asked for by a step that installs no files"))
+    }
+}

@@ -2,7 +2,8 @@
 //! - no private key or kubeconfig client key in anything `ezk setup` prints (`-v`, `--plan`,
 //!   `--json`) or logs, nor in `ezk certs`; keys 0600 (root) on the deploy machine and on hosts;
 //! - bad input (even etcd group, broken `-e` template) and missing artifacts stop `setup` with
-//!   file:line before any host is contacted (loopback listeners stand in as the hosts);
+//!   file:line before any host is contacted (loopback listeners stand in as the hosts), as do an
+//!   unconfirmed `destroy` and `setup 99`;
 //! - a host whose SSH host key changed refuses the whole run, naming host, known_hosts and fix,
 //!   and no host is changed;
 //! - a remote write that fails leaves no temp file and the old content; the other hosts finish.
@@ -252,6 +253,24 @@ fn bad_input_and_missing_artifacts_contact_no_host(lab: &Lab) {
         assert!(out.contains(&format!("ezk download --k8s-ver lab-debian --from-apt --only {pkg}")), "{out}");
     }
     assert_eq!(l.seen(), 0, "a host was contacted with artifacts missing");
+
+    // destroy asks first: with stdin not a terminal and no --yes it stops before connecting;
+    // setup refuses the destroy playbook by any of its names.
+    let o = Command::new(ezk_bin())
+        .arg("--home")
+        .arg(&lab.home)
+        .args(["destroy", &name, "--connect-timeout", "2"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("stdin is not a terminal: pass --yes"), "{}", text(&o));
+    for step in ["99", "clean", "99.clean"] {
+        let (code, out) = setup(&lab.home, &[step]);
+        assert_eq!(code, Some(1), "{out}");
+        assert!(out.contains(&format!("`ezk destroy {name}` runs it")), "{out}");
+    }
+    assert_eq!(l.seen(), 0, "a host was contacted by an unconfirmed destroy");
 
     // Control: the same inventory, valid, with the store full: ezk does connect (so the zeros
     // above mean something). The listeners are not sshd, so the hosts are unreachable.

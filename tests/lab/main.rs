@@ -19,6 +19,7 @@
 mod audit;
 mod basics;
 mod certs;
+mod destroy;
 mod exec;
 mod lifecycle;
 mod packages;
@@ -48,6 +49,8 @@ const SUITES: &[&[Test]] = &[
     packages::TESTS,
     certs::TESTS,
     audit::TESTS,
+    // destroy takes the shared lab down to bare hosts (and builds it back): last.
+    destroy::TESTS,
 ];
 
 /// Hosts in the shared lab.

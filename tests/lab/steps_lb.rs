@@ -1,7 +1,8 @@
 //! Step 10 (ex-lb: haproxy + keepalived VIP) and chrony (in step 01) on a 5-host lab of its own
 //! (issue 7): the lab layout puts etcd + masters on hosts 1–3, `ex_lb` on hosts 4 (LB_ROLE
-//! master) and 5 (backup) holding EX_APISERVER_VIP, and the chrony server on host 1. The lab is
-//! torn down at the end, also when an assertion fails (dropping `Lab`).
+//! master) and 5 (backup) holding EX_APISERVER_VIP, and the chrony server on host 1. It ends
+//! with `ezk destroy` releasing the VIP. The lab is torn down at the end, also when an assertion
+//! fails (dropping `Lab`).
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
@@ -255,6 +256,25 @@ fn ex_lb_vip_failover_and_chrony(_shared: &Lab) {
     }
     assert_vip_reaches_every_master(&lab, 20);
     assert_nothing_changed(&setup_ok(&lab, "10", &nginx), &lb_ips);
+
+    // destroy: the VIP is released and nothing answers on the LB port; every LB unit is
+    // stopped and disabled, ezk's l4lb unit and the keepalived config are gone; time sync stays.
+    let out = lab.ezk(&["destroy", &lab.name, "--yes"]);
+    assert!(out.status.success(), "destroy failed: {}", crate::steps_support::text(&out));
+    for i in [LB_MASTER, LB_BACKUP] {
+        assert!(!holds_vip(&lab, i), "{} holds the VIP after destroy", lab.hosts[i].name);
+        for unit in ["keepalived", "haproxy", "l4lb"] {
+            assert_eq!(lab.sh(i, &format!("systemctl is-active {unit} || true")), "inactive");
+            assert_ne!(lab.sh(i, &format!("systemctl is-enabled {unit} 2>&1 || true")), "enabled");
+        }
+        assert_eq!(lab.sh(i, "systemctl show -p LoadState --value l4lb"), "not-found");
+        lab.sh(i, "! test -e /etc/l4lb && ! test -e /etc/keepalived/keepalived.conf");
+        assert_eq!(lab.sh(i, "systemctl is-active chrony"), "active");
+    }
+    assert!(
+        through_vip(&lab.vip(), EX_APISERVER_PORT).is_err(),
+        "the VIP still forwards after destroy"
+    );
 
     let left = lab.down_and_check();
     assert!(left.is_empty(), "5-host lab left behind: {left:?}");

@@ -87,19 +87,6 @@ fn oci_archive() -> (Vec<u8>, String) {
     (out.into_inner().unwrap(), hex(&layer))
 }
 
-/// Steps 01 and 03 have run (03 needs nothing of 02).
-fn ensure_runtime(lab: &Lab) {
-    fill_store(lab);
-    if lab
-        .ssh(0, "systemctl is-active --quiet containerd")
-        .status
-        .success()
-    {
-        return;
-    }
-    setup_ok(lab, "01", &[]);
-    setup_ok(lab, "03", &[]);
-}
 
 fn main_pid(lab: &Lab, i: usize, unit: &str) -> String {
     lab.sh(i, &format!("systemctl show -p MainPID --value {unit}"))
