@@ -270,13 +270,44 @@ fn bad_input_and_missing_artifacts_contact_no_host(lab: &Lab) {
         assert_eq!(code, Some(1), "{out}");
         assert!(out.contains(&format!("`ezk destroy {name}` runs it")), "{out}");
     }
+    // At a terminal (a real pty from util-linux `script`) destroy asks for the cluster's name:
+    // a wrong answer cancels before any connection; the right one goes on (the listeners below
+    // then see it connect).
+    let at_terminal = |answer: &str| {
+        let cmd = format!(
+            "'{}' --home '{}' destroy {name} --connect-timeout 2",
+            ezk_bin().display(),
+            lab.home.display()
+        );
+        let mut child = Command::new("script")
+            .args(["-q", "-e", "-c", &cmd, "/dev/null"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(child.stdin.as_mut().unwrap(), format!("{answer}\n").as_bytes()).unwrap();
+        let o = child.wait_with_output().unwrap();
+        (o.status.code(), text(&o))
+    };
+    let (code, out) = at_terminal("not-the-name");
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains(&format!("Type the cluster name ({name}) to go on")) && out.contains("destroy cancelled"), "{out}");
     assert_eq!(l.seen(), 0, "a host was contacted by an unconfirmed destroy");
+    let (code, out) = at_terminal(&name);
+    assert_eq!(code, Some(2), "confirmed: it connects (the listeners are not sshd): {out}");
+    assert!(l.seen() >= lab.hosts.len(), "confirmed destroy reached {} listener(s):\n{out}", l.seen());
+    let seen_before_control = l.seen();
 
     // Control: the same inventory, valid, with the store full: ezk does connect (so the zeros
     // above mean something). The listeners are not sshd, so the hosts are unreachable.
     let (code, out) = setup(&lab.home, &["01"]);
     assert_eq!(code, Some(2), "{out}");
-    assert!(l.seen() >= lab.hosts.len(), "control run reached {} listener(s):\n{out}", l.seen());
+    assert!(
+        l.seen() >= seen_before_control + lab.hosts.len(),
+        "control run reached {} listener(s):\n{out}",
+        l.seen() - seen_before_control
+    );
 }
 
 /// Puts host `i`'s original SSH host keys back and restarts sshd, via the regenerated key.
