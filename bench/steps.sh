@@ -1,6 +1,7 @@
 #!/bin/bash
 # Bench of the real steps on lab hosts, against kubeasz's figures (see bench/README.md):
-#   - 01 prepare and 02 etcd on a 3-host lab, 10 ex-lb on a 5-host lab (after its 01):
+#   - 01 prepare, 02 etcd and 03 runtime on a 3-host lab, then `ezk destroy` of it; 10 ex-lb on
+#     a 5-host lab (after its 01):
 #     first run and no-op re-run wall time, changed count, round trips per host (from --json);
 #   - certificates: `ezk certs --issue` on a fresh cluster, and `ezk kca-renew`.
 # Each first run gets a fresh lab (one per round); re-runs are three per round; the table shows
@@ -87,9 +88,10 @@ for r in $(seq 1 "$ROUNDS"); do
     lab_up "$lab" 3
     download "$lab"
     rm -rf "$WORK/clusters/$lab/ssl"
-    timed certs-issue "$EZK" certs "$lab" --issue
+    timed certs-issue "$EZK" certs "$lab" --issue --local
     timed kca-renew "$EZK" kca-renew "$lab"
-    steps_of "$lab" 01 02
+    steps_of "$lab" 01 02 03
+    timed destroy "$EZK" destroy "$lab" --yes
     "$EZK" lab down "$lab" >/dev/null
     lab=s5r$r$$
     LABS+=("$lab")
