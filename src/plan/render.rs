@@ -53,10 +53,9 @@ impl HostRender<'_> {
         let mut out = Vec::new();
         let mut errors = Vec::new();
         for t in &self.role.tasks {
-            match self.task(t, &base) {
-                Ok(v) => out.extend(v),
-                Err(e) => errors.push(e),
-            }
+            let (tasks, errs) = self.task(t, &base);
+            out.extend(tasks);
+            errors.extend(errs);
         }
         if !errors.is_empty() {
             return Err(errors);
@@ -65,59 +64,75 @@ impl HostRender<'_> {
         Ok(out)
     }
 
-    fn task(&self, t: &TaskDef, base: &Value) -> Result<Vec<Task>, RenderFailure> {
+    /// The tasks of one role task (one per loop item), and every item's failure: a loop over
+    /// five binaries missing from the store names all five, not the first.
+    fn task(&self, t: &TaskDef, base: &Value) -> (Vec<Task>, Vec<RenderFailure>) {
         let fail = |msg: String| RenderFailure {
             origin: t.origin.clone(),
             msg,
         };
         let items: Vec<Option<Value>> = match &t.loop_ {
             None => vec![None],
-            Some(l) => match self.value(l, base).map_err(fail)? {
-                Arg::Sequence(v) => v.iter().map(|x| Some(Value::from_serialize(x))).collect(),
-                Arg::Null => Vec::new(),
-                other => {
-                    return Err(fail(format!(
-                        "`loop` must give a list, got {}",
-                        short(&other)
-                    )));
+            Some(l) => match self.value(l, base) {
+                Ok(Arg::Sequence(v)) => v.iter().map(|x| Some(Value::from_serialize(x))).collect(),
+                Ok(Arg::Null) => Vec::new(),
+                Ok(other) => {
+                    let msg = format!("`loop` must give a list, got {}", short(&other));
+                    return (Vec::new(), vec![fail(msg)]);
                 }
+                Err(e) => return (Vec::new(), vec![fail(e)]),
             },
         };
         let mut out = Vec::new();
+        let mut errors = Vec::new();
         for item in items {
-            let ctx = match &item {
-                Some(i) => context! { item => i.clone(), ..base.clone() },
-                None => base.clone(),
-            };
-            if let Some(w) = &t.when
-                && !self.when(w, &ctx).map_err(fail)?
-            {
-                continue;
-            }
-            let notify = t
-                .notify
-                .iter()
-                .map(|n| self.string(n, &ctx, "notify"))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(fail)?;
-            let name = match &item {
-                Some(i) => format!(
-                    "{} ({})",
-                    t.name,
-                    short(&serde_yaml::to_value(i).unwrap_or(Arg::Null))
-                ),
-                None => t.name.clone(),
-            };
-            for action in self.actions(t, &ctx)? {
-                out.push(Task {
-                    name: name.clone(),
-                    origin: t.origin.clone(),
-                    action,
-                    notify: notify.clone(),
-                });
+            match self.item(t, base, item) {
+                Ok(tasks) => out.extend(tasks),
+                Err(e) => errors.push(e),
             }
         }
-        Ok(out)
+        (out, errors)
+    }
+
+    /// One loop item of a task (or the task itself when it has no loop).
+    fn item(&self, t: &TaskDef, base: &Value, item: Option<Value>) -> Result<Vec<Task>, RenderFailure> {
+        let fail = |msg: String| RenderFailure {
+            origin: t.origin.clone(),
+            msg,
+        };
+        let ctx = match &item {
+            Some(i) => context! { item => i.clone(), ..base.clone() },
+            None => base.clone(),
+        };
+        if let Some(w) = &t.when
+            && !self.when(w, &ctx).map_err(fail)?
+        {
+            return Ok(Vec::new());
+        }
+        let notify = t
+            .notify
+            .iter()
+            .map(|n| self.string(n, &ctx, "notify"))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(fail)?;
+        let name = match &item {
+            Some(i) => format!(
+                "{} ({})",
+                t.name,
+                short(&serde_yaml::to_value(i).unwrap_or(Arg::Null))
+            ),
+            None => t.name.clone(),
+        };
+        Ok(self
+            .actions(t, &ctx)?
+            .into_iter()
+            .map(|action| Task {
+                name: name.clone(),
+                origin: t.origin.clone(),
+                action,
+                notify: notify.clone(),
+            })
+            .collect())
     }
 
     /// Evaluate a `when`: an expression, a list of them (all must hold), or a bool.
