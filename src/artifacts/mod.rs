@@ -14,6 +14,7 @@ pub mod local;
 pub mod manifest;
 pub mod progress;
 pub mod store;
+mod verified;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -53,6 +53,9 @@ fn lab_debian_set_fills_from_installed_packages() {
     let out = fill_from_local(&store, "lab-debian", &only, Path::new("/")).unwrap();
     assert!(out.iter().all(|o| o.result.is_ok()), "{out:?}");
     assert!(store.missing(&names, "lab-debian").is_empty());
+    // Older than the one-second window, so that binary() records what it verified (.verified)
+    // and the tampering below must get past that record.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     for (bin, src) in [
         ("etcd", "/usr/bin/etcd"),
         ("runc", "/usr/sbin/runc"),
@@ -62,8 +65,11 @@ fn lab_debian_set_fills_from_installed_packages() {
         assert_eq!(b.sha256, sha256_path(Path::new(src)));
     }
 
-    // A binary changed on disk after it entered the store is refused, not pushed.
+    // A binary changed on disk after it entered the store (and after it was last verified) is
+    // refused, not pushed.
     let etcd = store.binary("etcd", "lab-debian").unwrap().path;
+    let record = std::fs::read_to_string(etcd.with_file_name(".verified")).unwrap();
+    assert!(record.lines().any(|l| l.ends_with("\tetcd")), "{record}");
     std::fs::write(&etcd, b"not etcd").unwrap();
     assert!(matches!(
         store.binary("etcd", "lab-debian"),
