@@ -144,6 +144,9 @@ fn main() {
         );
         failed.push("shared-lab-teardown");
     }
+    // The lab's temporary home (store copy, clusters/, logs: ~260 MB) goes with it; exit()
+    // below would skip the drop and leave it in /tmp.
+    drop(lab);
     if !failed.is_empty() {
         println!("\nfailures:\n    {}", failed.join("\n    "));
     }
