@@ -368,3 +368,23 @@ fn proxy_jump_from_ansible_ssh_args() {
     assert_eq!(proxy_jump("-o ServerAliveInterval=30"), None);
     assert_eq!(proxy_jump(""), None);
 }
+
+/// `--limit`: groups (children included), host names, `!` exclusions, inventory order; a name
+/// that matches nothing is an error listing what exists.
+#[test]
+fn limit_selects_groups_and_hosts_in_inventory_order() {
+    let (_d, inv) = inventory(HOSTS, CONFIG, &[]);
+    let sel = |p: &[&str]| inv.select(&p.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    assert_eq!(sel(&["kube_node"]).unwrap(), ["198.51.100.21", "node-b.example.test"]);
+    assert_eq!(
+        sel(&["node-b.example.test,etcd"]).unwrap(),
+        ["198.51.100.11", "node-b.example.test"],
+        "inventory order, not pattern order"
+    );
+    assert_eq!(sel(&["k8s", "!kube_master"]).unwrap(), ["198.51.100.21", "node-b.example.test"]);
+    assert_eq!(sel(&["!kube_node"]).unwrap(), ["198.51.100.11"], "only exclusions: all but those");
+    let err = sel(&["kube_nodes"]).unwrap_err();
+    assert!(err.contains("\"kube_nodes\" names no group or host") && err.contains("kube_node"), "{err}");
+    let err = sel(&["etcd", "!kube_master"]).unwrap_err();
+    assert!(err.contains("selects no host"), "{err}");
+}

@@ -22,6 +22,11 @@ pub struct Args {
     /// Step: a number (01, 02, 03, 10), a name (prepare, etcd, runtime, ex-lb), both (02.etcd), or
     /// 90/all. The steps are the playbooks shipped in the binary (plus any under <home>/playbooks/).
     pub step: String,
+    /// Only these hosts (repeatable, comma-separated): group names, host names, `all`, and
+    /// `!name` to leave one out, like ansible-playbook --limit. Every host is still planned (its
+    /// variables feed the others' files); only the selected ones are contacted and changed.
+    #[arg(long, value_name = "PATTERN")]
+    pub limit: Vec<String>,
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -106,6 +111,7 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
         Ok(inv) => inv,
         Err(code) => return Ok(code),
     };
+    let only = if args.limit.is_empty() { None } else { Some(inv.select(&args.limit)?) };
     // Everything is planned before the first connection: certificates issued or reused,
     // binaries found in the store (a missing one stops here, naming the download command),
     // every template rendered for every host.
@@ -119,8 +125,16 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
         .into());
     }
     let sources = crate::cluster::sources(ctx, &inv)?;
-    let plans = crate::plan::Planner { catalog: &catalog, vars: &inv, sources: &sources }
+    let mut plans = crate::plan::Planner { catalog: &catalog, vars: &inv, sources: &sources }
         .plan_steps(&args.step)?;
+    if let Some(only) = &only {
+        for plan in &mut plans {
+            for wave in &mut plan.waves {
+                wave.hosts.retain(|h| only.contains(&h.host));
+            }
+            plan.waves.retain(|w| !w.hosts.is_empty());
+        }
+    }
     run_plans(ctx, &args.run, &inv, &plans)
 }
 

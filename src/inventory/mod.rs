@@ -37,6 +37,7 @@ mod range;
 pub mod model;
 pub mod net;
 mod resolve;
+mod select;
 mod summary;
 mod vars;
 mod yaml;

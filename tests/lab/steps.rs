@@ -32,6 +32,10 @@ pub const TESTS: &[Test] = &[
         name: "steps::plan_after_var_change_is_exact_and_applies_nothing",
         run: plan_after_var_change_is_exact_and_applies_nothing,
     },
+    Test {
+        name: "steps::limit_touches_only_the_selected_hosts",
+        run: limit_touches_only_the_selected_hosts,
+    },
 ];
 
 fn prepare_then_etcd_tls_cluster(lab: &Lab) {
@@ -294,4 +298,44 @@ fn plan_after_var_change_is_exact_and_applies_nothing(lab: &Lab) {
             "--plan changed {conf} or restarted journald on {ip}"
         );
     }
+}
+
+/// `--limit`: only the selected hosts are contacted and changed; `!host` leaves one out; a name
+/// that matches nothing stops the run before any connection.
+fn limit_touches_only_the_selected_hosts(lab: &Lab) {
+    ensure_etcd_cluster(lab);
+    let ips = etcd_ips(lab);
+    let conf = "/etc/systemd/journald.conf.d/95-k8s-journald.conf";
+    let sums = || -> Vec<String> { (0..3).map(|i| lab.sh(i, &format!("sha256sum {conf}"))).collect() };
+    let hosts_of = |r: &Run| -> Vec<String> {
+        let mut h: Vec<String> = r.recap["hosts"].as_object().unwrap().keys().cloned().collect();
+        h.sort();
+        h
+    };
+    let before = sums();
+    let r = setup_ok(lab, "01", &["--limit", &ips[1], "-e", "JOURNALD_MAX_USE=1G"]);
+    assert_eq!(hosts_of(&r), [ips[1].clone()], "{}", r.output);
+    assert!(r.count(&ips[1], "changed") > 0, "{}", r.output);
+    let after = sums();
+    assert_ne!(after[1], before[1]);
+    assert_eq!((&after[0], &after[2]), (&before[0], &before[2]), "a host outside --limit changed");
+
+    let not1 = format!("!{}", ips[1]);
+    let r = setup_ok(lab, "01", &["--limit", &not1, "-e", "JOURNALD_MAX_USE=1G"]);
+    assert_eq!(hosts_of(&r), [ips[0].clone(), ips[2].clone()], "{}", r.output);
+    assert!(r.count(&ips[0], "changed") > 0 && r.count(&ips[2], "changed") > 0, "{}", r.output);
+
+    let logs = || std::fs::read_dir(lab.cluster_dir().join("logs")).map(|d| d.count()).unwrap_or(0);
+    let n = logs();
+    let out = lab.ezk(&["setup", &lab.name, "01", "--limit", "kube_nodes"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("\"kube_nodes\" names no group or host"), "{}", text(&out));
+    assert_eq!(logs(), n, "a run started despite a --limit that matches nothing");
+
+    // Back to the inventory's settings everywhere.
+    let r = setup_ok(lab, "01", &[]);
+    for ip in &ips {
+        assert!(r.count(ip, "changed") > 0, "{}", r.output);
+    }
+    assert_eq!(sums(), before);
 }
