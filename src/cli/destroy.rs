@@ -30,7 +30,14 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
     let catalog = crate::plan::Catalog::load(&lib)?;
     let plans = crate::plan::Planner { catalog: &catalog, vars: &inv, sources: &crate::plan::NoFiles }
         .plan_steps(DESTROY_STEP)?;
-    if !args.run.plan && !args.yes && !confirmed(&args.cluster, &inv.hosts)? {
+    let what = format!(
+        "This stops etcd, containerd and the load balancers of cluster {} and deletes their data, \
+         certificates and configuration on {} host(s): {}.",
+        args.cluster,
+        inv.hosts.len(),
+        inv.hosts.join(", ")
+    );
+    if !args.run.plan && !args.yes && !confirmed("destroy", &args.cluster, &what)? {
         eprintln!("destroy cancelled: no host was contacted");
         return Ok(1);
     }
@@ -48,24 +55,19 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
     Ok(0)
 }
 
-/// Ask at the terminal: the cluster's name must be typed back. Not a terminal: an error that
-/// names `--yes` (and `--plan`), before any host is contacted.
-fn confirmed(cluster: &str, hosts: &[String]) -> Result<bool, super::CliError> {
+/// Ask at the terminal before `command` acts on `cluster`: `what` says what it will do, and the
+/// cluster's name must be typed back. Not a terminal: an error that names `--yes` (and
+/// `--plan`), before any host is contacted.
+pub fn confirmed(command: &str, cluster: &str, what: &str) -> Result<bool, super::CliError> {
     if !std::io::stdin().is_terminal() {
         return Err(format!(
-            "ezk destroy asks before it removes anything, and stdin is not a terminal: \
-             pass --yes to destroy cluster {cluster}, or --plan to see what would be removed"
+            "ezk {command} asks before it changes anything, and stdin is not a terminal: \
+             pass --yes to {command} cluster {cluster}, or --plan to see what it would do"
         )
         .into());
     }
     let mut err = std::io::stderr();
-    writeln!(
-        err,
-        "This stops etcd, containerd and the load balancers of cluster {cluster} and deletes their \
-         data, certificates and configuration on {} host(s): {}.",
-        hosts.len(),
-        hosts.join(", ")
-    )?;
+    writeln!(err, "{what}")?;
     write!(err, "Type the cluster name ({cluster}) to go on: ")?;
     err.flush()?;
     let mut line = String::new();

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 use crate::home::Home;
 
+pub mod backup;
 pub mod certs;
 pub mod check;
 pub mod checkout;
@@ -19,6 +20,7 @@ pub mod lab;
 pub mod list;
 pub mod new;
 pub mod render;
+pub mod restore;
 pub mod setup;
 
 /// Any error that reaches `main`. Module errors carry their own context in `Display`.
@@ -82,6 +84,12 @@ pub enum Command {
     /// to expiry, SANs) and of the copies installed on each host (read over SSH; --local: no
     /// host); --issue first issues missing or stale ones.
     Certs(certs::Args),
+    /// Put the etcd cluster back to a snapshot from `ezk backup` (kubeasz's `ezctl restore`):
+    /// every member's data is replaced, the old kept beside it; asks first, --plan shows.
+    Restore(restore::Args),
+    /// Take an etcd snapshot into clusters/<name>/backup/ (kubeasz's `ezctl backup`), from this
+    /// machine over TLS; checked with `snapshot status` before it is kept.
+    Backup(backup::Args),
     /// Back up ssl/ and reissue every certificate, keeping the CAs unless --new-ca.
     KcaRenew(kca_renew::Args),
     /// A local sandbox of real systemd hosts to try ezk on: up, down, status.
@@ -101,6 +109,8 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Setup(a) => setup::run(&ctx, a),
         Command::Destroy(a) => destroy::run(&ctx, a),
         Command::Download(a) => download::run(&ctx, a),
+        Command::Backup(a) => backup::run(&ctx, a),
+        Command::Restore(a) => restore::run(&ctx, a),
         Command::Certs(a) => certs::run(&ctx, a),
         Command::KcaRenew(a) => kca_renew::run(&ctx, a),
         Command::Lab(a) => lab::run(&ctx, a),

@@ -117,12 +117,14 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
     // every template rendered for every host.
     let lib = crate::plan::Library::with_overrides(ctx.home.root())?;
     let catalog = crate::plan::Catalog::load(&lib)?;
-    if catalog.resolve_steps(&args.step)?.iter().any(|p| p.step == DESTROY_STEP) {
-        return Err(format!(
-            "step {:?} removes the cluster; `ezk destroy {}` runs it (and asks first)",
-            args.step, args.cluster
-        )
-        .into());
+    for book in catalog.resolve_steps(&args.step)? {
+        if let Some((_, command, what)) = OWN_COMMAND.iter().find(|(step, ..)| *step == book.step) {
+            return Err(format!(
+                "step {:?} {what}; `ezk {command} {}` runs it (and asks first)",
+                args.step, args.cluster
+            )
+            .into());
+        }
     }
     let sources = crate::cluster::sources(ctx, &inv)?;
     let mut plans = crate::plan::Planner { catalog: &catalog, vars: &inv, sources: &sources }
@@ -159,5 +161,14 @@ pub fn run_plans(ctx: &Context, run: &RunArgs, inv: &Inventory, plans: &[StepPla
     Ok(0)
 }
 
-/// The playbook `ezk destroy` runs; `setup` refuses it by any of its names.
+/// The playbook `ezk destroy` runs.
 pub const DESTROY_STEP: &str = "99.clean";
+/// The playbook `ezk restore` runs.
+pub const RESTORE_STEP: &str = "95.restore";
+
+/// Playbooks with a command of their own, which asks before it acts: `setup` refuses them by
+/// any of their names (step, command, what it does).
+const OWN_COMMAND: &[(&str, &str, &str)] = &[
+    (DESTROY_STEP, "destroy", "removes the cluster"),
+    (RESTORE_STEP, "restore", "replaces etcd's data with a snapshot"),
+];

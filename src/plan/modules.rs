@@ -77,6 +77,20 @@ impl HostRender<'_> {
             Module::Copy(a) => {
                 let content = match (&a.content, &a.src) {
                     (Some(c), _) => self.string(c, ctx, "content").map_err(fail)?.into_bytes(),
+                    // As in Ansible, an absolute `src` is a file on the deploy machine: pushed
+                    // from disk (streamed, checked by sha256), not held in the plan.
+                    (None, Some(s)) if self.string(s, ctx, "src").is_ok_and(|p| p.starts_with('/')) => {
+                        let src = self.string(s, ctx, "src").map_err(fail)?;
+                        let sha256 = local_sha256(&src).map_err(fail)?;
+                        return Ok(vec![Action::File(FileSpec {
+                            path: self.path(&a.dest, ctx, "dest").map_err(fail)?,
+                            content: Content::Local { path: src.into(), sha256 },
+                            mode: self.mode(&a.mode, ctx, 0o644).map_err(fail)?,
+                            owner: owner(&a.owner, "owner").map_err(fail)?,
+                            group: owner(&a.group, "group").map_err(fail)?,
+                            secret: self.bool(&a.secret, ctx, "secret", false).map_err(fail)?,
+                        })]);
+                    }
                     (None, Some(s)) => {
                         let src = self.string(s, ctx, "src").map_err(fail)?;
                         self.role.files.get(&src).cloned().ok_or_else(|| {
@@ -274,6 +288,22 @@ impl HostRender<'_> {
             }
         })
     }
+}
+
+/// sha256 (hex) of a file on the deploy machine, for `copy` with an absolute `src`.
+fn local_sha256(path: &str) -> Result<String, String> {
+    use sha2::Digest;
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| format!("copy src {path}: {e}"))?;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match f.read(&mut buf).map_err(|e| format!("copy src {path}: {e}"))? {
+            0 => break,
+            n => h.update(&buf[..n]),
+        }
+    }
+    Ok(hex::encode(h.finalize()))
 }
 
 /// A path `file: {state: absent}` may remove (recursively): absolute, at least two levels deep

@@ -65,7 +65,9 @@ pub fn validate(t: &TaskDef, env: &Environment<'static>, role: &RoleFiles) -> Re
             if a.content.is_some() == a.src.is_some() {
                 return Err("copy needs exactly one of `content` or `src`".into());
             }
+            // An absolute `src` is a file on the deploy machine (as in Ansible), read at plan time.
             if let Some(src) = a.src.as_ref().and_then(lit)
+                && !src.starts_with('/')
                 && !role.files.contains(&src)
             {
                 return Err(format!(

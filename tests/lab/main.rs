@@ -17,6 +17,7 @@
 //! Not root: prints why and exits 0 (skipped). Ends with the line `N passed, N failed`.
 
 mod audit;
+mod backup;
 mod basics;
 mod certs;
 mod destroy;
@@ -49,6 +50,7 @@ const SUITES: &[&[Test]] = &[
     packages::TESTS,
     certs::TESTS,
     audit::TESTS,
+    backup::TESTS,
     // destroy takes the shared lab down to bare hosts (and builds it back): last.
     destroy::TESTS,
 ];
