@@ -211,25 +211,16 @@ fn plan_after_var_change_is_exact_and_applies_nothing(lab: &Lab) {
         .collect();
     let p = setup_ok(lab, "02", &["--plan", "-e", "ETCD_SNAPSHOT_COUNT=40000"]);
     for (i, ip) in ips.iter().enumerate() {
-        let lines = p.plan(ip);
-        let diff: Vec<&str> = lines
-            .iter()
-            .map(String::as_str)
-            .filter(|l| l.starts_with("[etcd]     -") || l.starts_with("[etcd]     +"))
-            .collect();
+        let (diff, actions) = p.plan_split(ip, "etcd");
         assert_eq!(
             diff,
             [
                 "[etcd]     -  --snapshot-count=50000 \\",
                 "[etcd]     +  --snapshot-count=40000 \\"
             ],
-            "{lines:#?}"
+            "{:#?}",
+            p.plan(ip)
         );
-        let actions: Vec<&str> = lines
-            .iter()
-            .map(String::as_str)
-            .filter(|l| !l.starts_with("[etcd]     "))
-            .collect();
         assert_eq!(
             actions,
             [
@@ -237,7 +228,8 @@ fn plan_after_var_change_is_exact_and_applies_nothing(lab: &Lab) {
                 "[etcd] systemctl daemon-reload",
                 "[etcd] restart etcd (etcd unit file)"
             ],
-            "{lines:#?}"
+            "{:#?}",
+            p.plan(ip)
         );
         let now = (
             lab.sh(i, "sha256sum /etc/systemd/system/etcd.service"),
@@ -265,32 +257,24 @@ fn plan_after_var_change_is_exact_and_applies_nothing(lab: &Lab) {
     let before: Vec<_> = (0..3).map(journald).collect();
     let p = setup_ok(lab, "01", &["--plan", "-e", "JOURNALD_MAX_USE=1G"]);
     for (i, ip) in ips.iter().enumerate() {
-        let lines = p.plan(ip);
-        let diff: Vec<&str> = lines
-            .iter()
-            .map(String::as_str)
-            .filter(|l| l.starts_with("[prepare]     -") || l.starts_with("[prepare]     +"))
-            .collect();
+        let (diff, actions) = p.plan_split(ip, "prepare");
         assert_eq!(
             diff,
             [
                 "[prepare]     -SystemMaxUse=2G",
                 "[prepare]     +SystemMaxUse=1G"
             ],
-            "{lines:#?}"
+            "{:#?}",
+            p.plan(ip)
         );
-        let actions: Vec<&str> = lines
-            .iter()
-            .map(String::as_str)
-            .filter(|l| !l.starts_with("[prepare]     "))
-            .collect();
         assert_eq!(
             actions,
             [
                 format!("[prepare] changed {conf}").as_str(),
                 "[prepare] restart systemd-journald (journald settings)"
             ],
-            "{lines:#?}"
+            "{:#?}",
+            p.plan(ip)
         );
         assert_eq!(
             journald(i),

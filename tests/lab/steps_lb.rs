@@ -172,32 +172,24 @@ fn ex_lb_vip_failover_and_chrony(_shared: &Lab) {
     let pid_before = lab.sh(LB_MASTER, "systemctl show -p MainPID --value haproxy");
     let p = setup_ok(&lab, "10", &["--plan", "-e", "EX_LB_MAXCONN=3000"]);
     for ip in &lb_ips {
-        let lines = p.plan(ip);
-        let diff: Vec<&str> = lines
-            .iter()
-            .map(String::as_str)
-            .filter(|l| l.starts_with("[ex-lb]     -") || l.starts_with("[ex-lb]     +"))
-            .collect();
+        let (diff, actions) = p.plan_split(ip, "ex-lb");
         assert_eq!(
             diff,
             [
                 "[ex-lb]     -    maxconn 4000",
                 "[ex-lb]     +    maxconn 3000"
             ],
-            "{lines:#?}"
+            "{:#?}",
+            p.plan(ip)
         );
-        let actions: Vec<&str> = lines
-            .iter()
-            .map(String::as_str)
-            .filter(|l| !l.starts_with("[ex-lb]     "))
-            .collect();
         assert_eq!(
             actions,
             [
                 "[ex-lb] changed /etc/haproxy/haproxy.cfg",
                 "[ex-lb] restart haproxy (haproxy config)"
             ],
-            "{lines:#?}"
+            "{:#?}",
+            p.plan(ip)
         );
     }
     assert_eq!(

@@ -208,33 +208,24 @@ fn rerun_is_a_no_op_and_a_config_change_restarts_only_containerd(lab: &Lab) {
     let new = ["-e", "SANDBOX_IMAGE=ezk.test/pause:2"];
     let p = setup_ok(lab, "03", &[&["--plan"][..], &new[..]].concat());
     for (i, ip) in ips.iter().enumerate() {
-        let lines = p.plan(ip);
-        let tag = "[containerd]     ";
-        let diff: Vec<&str> = lines
-            .iter()
-            .map(String::as_str)
-            .filter(|l| l.starts_with(&format!("{tag}-")) || l.starts_with(&format!("{tag}+")))
-            .collect();
+        let (diff, actions) = p.plan_split(ip, "containerd");
         assert_eq!(
             diff,
             [
                 "[containerd]     -  sandbox_image = \"registry.k8s.io/pause:3.9\"",
                 "[containerd]     +  sandbox_image = \"ezk.test/pause:2\""
             ],
-            "{lines:#?}"
+            "{:#?}",
+            p.plan(ip)
         );
-        let actions: Vec<&str> = lines
-            .iter()
-            .map(String::as_str)
-            .filter(|l| !l.starts_with(tag))
-            .collect();
         assert_eq!(
             actions,
             [
                 "[containerd] changed /etc/containerd/config.toml",
                 "[containerd] restart containerd (containerd config)"
             ],
-            "{lines:#?}"
+            "{:#?}",
+            p.plan(ip)
         );
         assert_eq!(
             main_pid(lab, i, "containerd"),

@@ -68,6 +68,18 @@ impl Run {
             .as_u64()
             .unwrap_or_else(|| panic!("no {what} for {ip} in the recap:\n{}", self.output))
     }
+    /// One host's `--plan` lines of `role`, split: the diff lines (`-`/`+`, context dropped)
+    /// and the actions.
+    pub fn plan_split(&self, ip: &str, role: &str) -> (Vec<String>, Vec<String>) {
+        let diff_tag = format!("[{role}]     ");
+        let (diff, actions): (Vec<String>, Vec<String>) =
+            self.plan(ip).into_iter().partition(|l| l.starts_with(&diff_tag));
+        let changed = diff
+            .into_iter()
+            .filter(|l| l[diff_tag.len()..].starts_with(['-', '+']))
+            .collect();
+        (changed, actions)
+    }
     /// The planned changes of one host (`--plan` runs), without warnings: the lab's container
     /// kernel refuses some kernel modules and sysctl keys, which 01 reports on every run.
     pub fn plan(&self, ip: &str) -> Vec<String> {
