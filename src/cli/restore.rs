@@ -14,7 +14,6 @@ use super::backup::{EtcdTools, backup_dir};
 use super::destroy::confirmed;
 use super::setup::{RESTORE_STEP, RunArgs, run_plans};
 use super::{CliError, CliResult, Context};
-use crate::inventory::Inventory;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -39,7 +38,11 @@ impl Drop for Workspace {
 }
 
 pub fn run(ctx: &Context, args: Args) -> CliResult {
-    let inv = match crate::cluster::load_inventory(ctx, &args.cluster, &args.run.extra_vars) {
+    // Where each member's restored data is made; the role reads it as ETCD_RESTORE_DIR.
+    let work_dir = ctx.home.cluster_dir(&args.cluster).join("backup").join(format!(".restore-{}", std::process::id()));
+    let mut extra = args.run.extra_vars.clone();
+    extra.push(("ETCD_RESTORE_DIR".into(), work_dir.to_string_lossy().into_owned()));
+    let inv = match crate::cluster::load_inventory(ctx, &args.cluster, &extra) {
         Ok(inv) => inv,
         Err(code) => return Ok(code),
     };
@@ -68,7 +71,8 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
     }
 
     // Each member's data directory, made here; the workspace goes when this function returns.
-    let work = Workspace(backup_dir(&inv)?.join(format!(".restore-{}", std::process::id())));
+    backup_dir(&inv)?;
+    let work = Workspace(work_dir);
     std::fs::create_dir(&work.0).map_err(|e| format!("{}: {e}", work.0.display()))?;
     let catalog = crate::plan::Catalog::load(&crate::plan::Library::with_overrides(ctx.home.root())?)?;
     let etcd_defaults = &catalog.roles.get("etcd").ok_or("the etcd role is missing")?.defaults;
@@ -90,9 +94,6 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
         pack(&dir, &work.0.join(format!("{h}.tar.gz")))?;
     }
 
-    let mut extra = args.run.extra_vars.clone();
-    extra.push(("ETCD_RESTORE_DIR".into(), work.0.to_string_lossy().into_owned()));
-    let inv = Inventory::load(&ctx.home, &args.cluster, &extra)?;
     let plans = crate::plan::Planner { catalog: &catalog, vars: &inv, sources: &crate::plan::NoFiles }
         .plan_steps(RESTORE_STEP)?;
     let code = run_plans(ctx, &args.run, &inv, &plans)?;

@@ -75,13 +75,14 @@ impl HostRender<'_> {
                 )]
             }
             Module::Copy(a) => {
-                let content = match (&a.content, &a.src) {
+                let src = self.opt_string(&a.src, ctx, "src").map_err(fail)?;
+                let content = match (&a.content, src) {
                     (Some(c), _) => self.string(c, ctx, "content").map_err(fail)?.into_bytes(),
                     // As in Ansible, an absolute `src` is a file on the deploy machine: pushed
                     // from disk (streamed, checked by sha256), not held in the plan.
-                    (None, Some(s)) if self.string(s, ctx, "src").is_ok_and(|p| p.starts_with('/')) => {
-                        let src = self.string(s, ctx, "src").map_err(fail)?;
-                        let sha256 = local_sha256(&src).map_err(fail)?;
+                    (None, Some(src)) if src.starts_with('/') => {
+                        let sha256 = crate::artifacts::sha256_file(std::path::Path::new(&src))
+                            .map_err(|e| fail(format!("copy src: {e}")))?;
                         return Ok(vec![Action::File(FileSpec {
                             path: self.path(&a.dest, ctx, "dest").map_err(fail)?,
                             content: Content::Local { path: src.into(), sha256 },
@@ -91,8 +92,7 @@ impl HostRender<'_> {
                             secret: self.bool(&a.secret, ctx, "secret", false).map_err(fail)?,
                         })]);
                     }
-                    (None, Some(s)) => {
-                        let src = self.string(s, ctx, "src").map_err(fail)?;
+                    (None, Some(src)) => {
                         self.role.files.get(&src).cloned().ok_or_else(|| {
                             fail(format!(
                                 "file `{src}` not found in {}/files/",
@@ -288,22 +288,6 @@ impl HostRender<'_> {
             }
         })
     }
-}
-
-/// sha256 (hex) of a file on the deploy machine, for `copy` with an absolute `src`.
-fn local_sha256(path: &str) -> Result<String, String> {
-    use sha2::Digest;
-    use std::io::Read;
-    let mut f = std::fs::File::open(path).map_err(|e| format!("copy src {path}: {e}"))?;
-    let mut h = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        match f.read(&mut buf).map_err(|e| format!("copy src {path}: {e}"))? {
-            0 => break,
-            n => h.update(&buf[..n]),
-        }
-    }
-    Ok(hex::encode(h.finalize()))
 }
 
 /// A path `file: {state: absent}` may remove (recursively): absolute, at least two levels deep
