@@ -62,9 +62,8 @@ pub(super) fn remember(dir: &Path, name: &str, sha256: &str) {
 mod tests {
     use super::*;
 
-    fn age(path: &Path) {
-        // ctime cannot be set back: wait out the one-second racy window instead.
-        let _ = path;
+    /// ctime cannot be set back: wait out the one-second racy window instead.
+    fn age() {
         std::thread::sleep(std::time::Duration::from_millis(1100));
     }
 
@@ -75,14 +74,14 @@ mod tests {
         std::fs::write(&f, b"v1").unwrap();
         remember(d.path(), "etcd", "aa");
         assert!(!known(d.path(), "etcd", "aa"), "a file changed within the last second is not recorded");
-        age(&f);
+        age();
         remember(d.path(), "etcd", "aa");
         assert!(known(d.path(), "etcd", "aa"));
         assert!(!known(d.path(), "etcd", "bb"), "another expected sum");
         assert!(!known(d.path(), "etcdctl", "aa"), "another binary");
         std::fs::write(&f, b"v2").unwrap();
         assert!(!known(d.path(), "etcd", "aa"), "rewritten: hash again");
-        age(&f);
+        age();
         assert!(!known(d.path(), "etcd", "aa"), "still a different signature after the window");
     }
 }
