@@ -76,21 +76,23 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
     std::fs::create_dir(&work.0).map_err(|e| format!("{}: {e}", work.0.display()))?;
     let catalog = crate::plan::Catalog::load(&crate::plan::Library::with_overrides(ctx.home.root())?)?;
     let etcd_defaults = &catalog.roles.get("etcd").ok_or("the etcd role is missing")?.defaults;
-    let var = |h: &str, name: &str| -> Result<String, CliError> {
-        let vars = inv.vars_for(h, etcd_defaults)?;
-        vars.get(name)
-            .map(|v| match v {
-                serde_yaml::Value::String(s) => s.clone(),
-                other => serde_yaml::to_string(other).unwrap_or_default().trim().to_string(),
-            })
-            .ok_or_else(|| format!("{name} is not set for {h}").into())
-    };
-    let peer = |h: &str| -> Result<String, CliError> { Ok(format!("https://{h}:{}", var(h, "ETCD_PEER_PORT")?)) };
-    let initial: Vec<String> =
-        members.iter().map(|h| Ok(format!("etcd-{h}={}", peer(h)?))).collect::<Result<_, CliError>>()?;
+    // Each member's peer URL and cluster token, resolved once (etcd role defaults < inventory).
+    let mut peers: Vec<(String, String, String)> = Vec::new();
     for h in &members {
+        let vars = inv.vars_for(h, etcd_defaults)?;
+        let var = |name: &str| -> Result<String, CliError> {
+            match vars.get(name) {
+                Some(serde_yaml::Value::String(s)) => Ok(s.clone()),
+                Some(other) => Ok(serde_yaml::to_string(other).unwrap_or_default().trim().to_string()),
+                None => Err(format!("{name} is not set for {h}").into()),
+            }
+        };
+        peers.push((h.clone(), format!("https://{h}:{}", var("ETCD_PEER_PORT")?), var("ETCD_CLUSTER_TOKEN")?));
+    }
+    let initial: Vec<String> = peers.iter().map(|(h, url, _)| format!("etcd-{h}={url}")).collect();
+    for (h, url, token) in &peers {
         let dir = work.0.join(h);
-        restore_member(&tools, &snapshot, h, &peer(h)?, &initial.join(","), &var(h, "ETCD_CLUSTER_TOKEN")?, &dir)?;
+        restore_member(&tools, &snapshot, h, url, &initial.join(","), token, &dir)?;
         pack(&dir, &work.0.join(format!("{h}.tar.gz")))?;
     }
 

@@ -219,20 +219,21 @@ pub fn etcd_cmdline(lab: &Lab, i: usize) -> String {
 /// The shared lab's etcd cluster exists: store filled, 01 and 02 run (once; later calls only
 /// check that etcd is active on the first host).
 pub fn ensure_etcd_cluster(lab: &Lab) {
-    fill_store(lab);
-    if lab.ssh(0, "systemctl is-active --quiet etcd").status.success() {
-        return;
-    }
-    setup_ok(lab, "01", &[]);
-    setup_ok(lab, "02", &[]);
+    ensure_step(lab, "etcd", "02");
 }
 
 /// The shared lab's runtime exists: steps 01 and 03 have run (03 needs nothing of 02).
 pub fn ensure_runtime(lab: &Lab) {
+    ensure_step(lab, "containerd", "03");
+}
+
+/// Store filled, then 01 and `step`, unless `unit` (which `step` starts) already runs on the
+/// first host.
+fn ensure_step(lab: &Lab, unit: &str, step: &str) {
     fill_store(lab);
-    if lab.ssh(0, "systemctl is-active --quiet containerd").status.success() {
+    if lab.ssh(0, &format!("systemctl is-active --quiet {unit}")).status.success() {
         return;
     }
     setup_ok(lab, "01", &[]);
-    setup_ok(lab, "03", &[]);
+    setup_ok(lab, step, &[]);
 }
