@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Install what ezk's lab and test suite need on a Debian 12 deploy machine (run as root).
+# Install what ezk's lab and test suite need on a Debian 12 deploy machine (run as root), and
+# build the lab's Kubernetes once (cached machine-wide in /var/lib/ezk/builds/; ~6 min on 2
+# cores the first time, about a second after that).
 # Services that packages would start (nginx, haproxy, etcd, ...) are kept from starting here:
 # the deploy machine only needs their binaries (config checks, etcd for TLS tests, the mirror).
 set -euo pipefail
@@ -7,7 +9,8 @@ if [ "$(id -u)" != 0 ]; then echo "tests/deps.sh: run as root (sudo tests/deps.s
 export DEBIAN_FRONTEND=noninteractive
 pkgs=(systemd-container debootstrap iproute2 openssh-client openssh-server openssl ca-certificates
       etcd-server etcd-client containerd runc containernetworking-plugins
-      nginx libnginx-mod-stream haproxy keepalived chrony util-linux procps curl kmod)
+      nginx libnginx-mod-stream haproxy keepalived chrony util-linux procps curl kmod
+      gcc libc6-dev binutils)
 # kubectl: Debian's kubernetes-client unless some kubectl is already installed.
 command -v kubectl >/dev/null 2>&1 || pkgs+=(kubernetes-client)
 missing=()
@@ -22,3 +25,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ "$created_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
 fi
 echo "deps: ok (${#missing[@]} package(s) installed)"
+# The lab's Kubernetes v1.20.2, built from Debian's source package (see docs/lab.md). Any home
+# will do: the build lands in the machine's cache, which every later home and lab uses.
+cd "$(dirname "$0")/.."
+cargo build --quiet
+home=$(mktemp -d)
+trap 'rm -rf "$home"' EXIT
+target/debug/ezk --home "$home" download --k8s-ver lab-debian --from-apt --only kubernetes-server | tail -n 1

@@ -13,20 +13,25 @@ use super::ArtifactError;
 use super::download::{Outcome, Status, select};
 use super::manifest::{Artifact, Kind};
 use super::store::Store;
+use super::{oci, source_build};
 
-/// Fetch and ingest the `deb` artifacts of `k8s_ver` (filtered by `only`). Artifacts already
-/// verified in the store are not fetched again. A set (or selection) with artifacts that are
-/// not Debian packages is refused before anything is fetched.
+/// Fetch and ingest the `deb` artifacts of `k8s_ver` (filtered by `only`), build its
+/// `debian-source` artifacts (from apt's source packages, cached machine-wide; see
+/// `source_build`), and, when nothing was filtered out, make the set's images (`oci`).
+/// Artifacts already verified in the store are not fetched again. A set (or selection) with
+/// artifacts that are not Debian packages is refused before anything is fetched. `progress`
+/// gets the steps of a build.
 pub fn fill_from_apt(
     store: &Store,
     k8s_ver: &str,
     only: &[String],
+    progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<Outcome>, ArtifactError> {
     let (set_name, set) = store.manifest().set(k8s_ver)?;
     let selected = select(set_name, set, only)?;
     let not_deb: Vec<&str> = selected
         .iter()
-        .filter(|a| a.kind != Kind::Deb)
+        .filter(|a| !a.kind.pins_members())
         .map(|a| a.name.as_str())
         .collect();
     if !not_deb.is_empty() {
@@ -39,9 +44,20 @@ pub fn fill_from_apt(
     let _ = std::fs::remove_dir_all(&scratch);
     std::fs::create_dir_all(&scratch).map_err(ArtifactError::io(&scratch))?;
     let mut out = Vec::new();
+    let mirror = crate::lab::image::mirror();
     for a in selected {
         let result = if store.is_complete(a) {
             Ok(Status::AlreadyVerified)
+        } else if a.kind == Kind::DebianSource {
+            source_build::fill(store, a, &source_build::cache_root(), &mirror, progress).map(|b| {
+                match b {
+                    source_build::Built::CacheHit { secs } => Status::Built { secs, cached: true },
+                    source_build::Built::Built { secs } => Status::Built {
+                        secs,
+                        cached: false,
+                    },
+                }
+            })
         } else {
             apt_download(a, &scratch).and_then(|(deb, bytes)| {
                 store.ingest(a, &deb, &a.url)?;
@@ -59,6 +75,26 @@ pub fn fill_from_apt(
         });
     }
     let _ = std::fs::remove_dir_all(&scratch);
+    if only.is_empty() && !set.images.is_empty() && out.iter().all(|o| o.result.is_ok()) {
+        match oci::build_set(store, set_name) {
+            Ok(images) => out.extend(images.into_iter().map(|(name, rec, new)| Outcome {
+                artifact: format!("image {name}"),
+                url: rec.reference.clone(),
+                result: Ok(if new {
+                    Status::Made {
+                        what: format!("{} {}", rec.reference, rec.digest),
+                    }
+                } else {
+                    Status::AlreadyVerified
+                }),
+            })),
+            Err(e) => out.push(Outcome {
+                artifact: "images".into(),
+                url: String::new(),
+                result: Err(e),
+            }),
+        }
+    }
     Ok(out)
 }
 
@@ -72,8 +108,11 @@ pub fn package_and_arch(a: &Artifact) -> (&str, &str) {
     (pkg, arch)
 }
 
-/// `<package>:<arch>=<version>` as apt-get takes it.
+/// `<package>:<arch>=<version>` as apt-get takes it (a build: its source package).
 pub fn apt_spec(a: &Artifact) -> String {
+    if let Some(b) = &a.build {
+        return format!("source {}", b.source);
+    }
     let (pkg, arch) = package_and_arch(a);
     format!("{pkg}:{arch}={}", a.version)
 }

@@ -42,11 +42,12 @@ pub fn write_bundle(store: &Store, out: &Path) -> Result<Contents, ArtifactError
         }
         let file = store.file_path(a);
         let rel = Store::rel(a);
-        if file.is_file() {
+        // A build's source tarball cannot be unpacked into binaries: its binaries travel.
+        if file.is_file() && a.kind != Kind::DebianSource {
             let name = Path::new("files").join(&rel).join(a.filename());
             b.append_path_with_name(&file, name)
                 .map_err(|e| bad(e.to_string()))?;
-        } else if a.kind == Kind::Deb {
+        } else if a.kind.pins_members() {
             for (_, bin) in a.binaries() {
                 let name = Path::new("bin").join(&rel).join(bin);
                 b.append_path_with_name(store.bin_dir(a).join(bin), name)
@@ -171,7 +172,7 @@ fn stage_and_verify<'m>(
                     .find(|a| {
                         a.name == *name
                             && a.version == *version
-                            && a.kind == Kind::Deb
+                            && a.kind.pins_members()
                             && a.provides(bin)
                     })
                     .ok_or_else(|| {

@@ -52,6 +52,11 @@ pub enum Status {
         resumed_from: u64,
         attempts: u32,
     },
+    /// Built from source on this machine now, or installed from an earlier build in the
+    /// machine's build cache (`cached`); every pinned output verified.
+    Built { secs: f32, cached: bool },
+    /// Made from verified inputs (an image); `what` says what it is.
+    Made { what: String },
 }
 
 /// Per-artifact result, in manifest order.
@@ -135,7 +140,9 @@ pub async fn download_all(
             let result = fetch_one(&store, &client, &a, &url, attempts, progress.as_ref()).await;
             match &result {
                 Ok(Status::AlreadyVerified) => progress.note(&a.name, "already verified"),
-                Ok(Status::Downloaded { .. }) => progress.finish(&a.name, true, "verified"),
+                Ok(Status::Downloaded { .. } | Status::Built { .. } | Status::Made { .. }) => {
+                    progress.finish(&a.name, true, "verified")
+                }
                 Err(e) => progress.finish(&a.name, false, &e.to_string()),
             }
             Outcome {

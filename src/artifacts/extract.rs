@@ -22,6 +22,15 @@ pub type Extracted = BTreeMap<String, String>;
 /// Write `a`'s binaries from the verified file `src` into `dest_dir` (which must exist).
 pub fn extract(a: &Artifact, src: &Path, dest_dir: &Path) -> Result<Extracted, ArtifactError> {
     match a.kind {
+        Kind::DebianSource => Err(ArtifactError::Archive {
+            archive: src.to_path_buf(),
+            msg: format!(
+                "{} is the source of {} {}, which is built, not unpacked: ezk download --from-apt builds it",
+                a.filename(),
+                a.name,
+                a.version
+            ),
+        }),
         Kind::Binary => {
             let name = a.binaries()[0].1.to_string();
             let f = fs::File::open(src).map_err(ArtifactError::io(src))?;

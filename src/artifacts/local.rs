@@ -5,7 +5,9 @@
 //!    mirror tree): copied to the `.part`, then verified like a download.
 //! 2. For a `deb` artifact without its `.deb`: the installed files `DIR/<member path>` (so
 //!    `--from-local /` takes Debian's installed etcd, containerd, …), each checked against the
-//!    manifest's pinned `member_sha256` of the file as shipped in that package version.
+//!    manifest's pinned `member_sha256` of the file as shipped in that package version. A
+//!    `debian-source` artifact likewise takes its built binaries as `DIR/<binary>` (a copy of an
+//!    earlier build's output), each checked against its pin.
 //!
 //! Nothing is trusted for being local: a file that does not match its pin is refused.
 
@@ -28,7 +30,10 @@ pub fn fill_from_local(
     for a in select(set_name, set, only)? {
         let flat = root.join(a.filename());
         let tree = root.join(Store::rel(a)).join(a.filename());
-        let file = [flat, tree].into_iter().find(|p| p.is_file());
+        // A build's source tarball is not its binaries: those are looked for one by one.
+        let file = [flat, tree]
+            .into_iter()
+            .find(|p| p.is_file() && a.kind != Kind::DebianSource);
         let result = if store.is_complete(a) {
             Ok(Status::AlreadyVerified)
         } else if let Some(src) = &file {
@@ -43,7 +48,7 @@ pub fn fill_from_local(
                         attempts: 0,
                     })
                 })
-        } else if a.kind == Kind::Deb {
+        } else if a.kind.pins_members() {
             store
                 .install_deb_members(a, root)
                 .map(|_| Status::Downloaded {

@@ -27,11 +27,38 @@ pub struct Manifest {
     pub text: String,
 }
 
-/// The artifacts of one version set.
+/// The artifacts of one version set, and the container images made from them.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VersionSet {
     pub artifacts: Vec<Artifact>,
+    /// Images built on the deploy machine from this set's binaries (see `images`).
+    #[serde(default)]
+    pub images: Vec<ImageSpec>,
+}
+
+/// A container image made on the deploy machine from binaries (no registry involved): one
+/// layer holding `files` and `links`, written as an OCI archive into the store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageSpec {
+    /// Store name (`down/images/<name>/`).
+    pub name: String,
+    /// The reference containerd knows it by (`SANDBOX_IMAGE` and pod specs name it).
+    #[serde(rename = "ref")]
+    pub reference: String,
+    /// Path in the image -> binary of this set (`pause`: the `pause` output of a build).
+    pub files: IndexMap<String, String>,
+    /// Symlinks: path in the image -> target.
+    #[serde(default)]
+    pub links: IndexMap<String, String>,
+    #[serde(default)]
+    pub entrypoint: Vec<String>,
+    #[serde(default)]
+    pub cmd: Vec<String>,
+    /// `uid:gid` the process runs as (default root).
+    #[serde(default)]
+    pub user: Option<String>,
 }
 
 /// How an artifact file becomes installed binaries.
@@ -47,6 +74,52 @@ pub enum Kind {
     /// `member_sha256` pins each extracted binary (so installed packages can fill the store).
     #[serde(rename = "deb")]
     Deb,
+    /// An upstream source tarball as a Debian source package ships it (`url`, `sha256`), built
+    /// on the deploy machine by a recipe shipped in ezk (`build`); `members` maps the recipe's
+    /// outputs to binary names and `member_sha256` pins each (the build is reproducible).
+    #[serde(rename = "debian-source")]
+    DebianSource,
+}
+
+impl Kind {
+    /// Kinds whose binaries are pinned one by one (`member_sha256`), so they can enter the
+    /// store from files that are not the artifact itself (installed packages, a build, a bundle).
+    pub fn pins_members(self) -> bool {
+        matches!(self, Kind::Deb | Kind::DebianSource)
+    }
+}
+
+/// How a `debian-source` artifact is built: the recipe, the Debian source package whose
+/// upstream tarball is the artifact's file, the toolchain .debs, and the recipe's environment.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuildSpec {
+    /// A recipe shipped in ezk: `src/artifacts/recipes/<recipe>.sh`.
+    pub recipe: String,
+    /// `package=version` of the Debian source package.
+    pub source: String,
+    /// The Debian suite that serves it.
+    pub suite: String,
+    /// Toolchain packages, unpacked into the build's scratch dir (never installed).
+    pub toolchain: Vec<ToolchainDeb>,
+    /// Environment for the recipe (e.g. the version stamp).
+    #[serde(default)]
+    pub env: IndexMap<String, String>,
+    /// Outputs besides the pinned members, kept with the sha256 they had when built (e.g.
+    /// `pause`, C built with this machine's gcc and glibc, whose digest follows those).
+    #[serde(default)]
+    pub outputs: Vec<String>,
+}
+
+/// One pinned toolchain .deb.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolchainDeb {
+    /// `package=version`.
+    pub deb: String,
+    pub suite: String,
+    /// sha256 of the .deb (from the suite's signed Packages index).
+    pub sha256: String,
 }
 
 /// One release file.
@@ -66,6 +139,9 @@ pub struct Artifact {
     pub members: IndexMap<String, String>,
     #[serde(default)]
     pub member_sha256: IndexMap<String, String>,
+    /// For `debian-source`: how it is built.
+    #[serde(default)]
+    pub build: Option<BuildSpec>,
 }
 
 /// A sha256 of a whole file, lowercase hex; shown as `sha256:<hex>`.
@@ -93,7 +169,7 @@ impl Artifact {
     pub fn binaries(&self) -> Vec<(Option<&str>, &str)> {
         match self.kind {
             Kind::Binary => vec![(None, self.binary.as_deref().unwrap_or(&self.name))],
-            Kind::TarGz | Kind::Deb => self
+            Kind::TarGz | Kind::Deb | Kind::DebianSource => self
                 .members
                 .iter()
                 .map(|(p, b)| (Some(p.as_str()), b.as_str()))
@@ -148,7 +224,11 @@ impl Manifest {
             let mut seen: IndexMap<&str, &str> = IndexMap::new();
             for a in &vs.artifacts {
                 if !is_hex(&a.sha256, 64) {
-                    return Err(bad(set, a, format!("sha256 {:?} is not 64 hex digits", a.sha256)));
+                    return Err(bad(
+                        set,
+                        a,
+                        format!("sha256 {:?} is not 64 hex digits", a.sha256),
+                    ));
                 }
                 if !(a.url.starts_with("https://") || a.url.starts_with("http://")) {
                     return Err(bad(set, a, format!("url {:?} is not http(s)", a.url)));
@@ -163,7 +243,48 @@ impl Manifest {
                         "an archive needs members (path -> binary name)".into(),
                     ));
                 }
-                if a.kind == Kind::Deb {
+                if a.kind == Kind::DebianSource {
+                    match &a.build {
+                        None => {
+                            return Err(bad(set, a, "a debian-source artifact needs build".into()));
+                        }
+                        Some(b) => {
+                            if !super::source_build::recipe_exists(&b.recipe) {
+                                return Err(bad(
+                                    set,
+                                    a,
+                                    format!("no recipe {:?} in this ezk", b.recipe),
+                                ));
+                            }
+                            for t in &b.toolchain {
+                                if !is_hex(&t.sha256, 64) || !t.deb.contains('=') {
+                                    return Err(bad(
+                                        set,
+                                        a,
+                                        format!(
+                                            "toolchain {:?}: needs package=version and a 64-hex sha256",
+                                            t.deb
+                                        ),
+                                    ));
+                                }
+                            }
+                            if !b.source.contains('=') {
+                                return Err(bad(
+                                    set,
+                                    a,
+                                    format!("build.source {:?} is not package=version", b.source),
+                                ));
+                            }
+                        }
+                    }
+                } else if a.build.is_some() {
+                    return Err(bad(
+                        set,
+                        a,
+                        "only a debian-source artifact has build".into(),
+                    ));
+                }
+                if a.kind.pins_members() {
                     for (_, b) in &a.members {
                         match a.member_sha256.get(b) {
                             Some(h) if is_hex(h, 64) => {}
@@ -191,6 +312,19 @@ impl Manifest {
                             a,
                             format!("binary {b} is also provided by {other}"),
                         ));
+                    }
+                }
+            }
+            for img in &vs.images {
+                for bin in img.files.values() {
+                    if !vs.provides(bin) && vs.build_output(bin).is_none() {
+                        return Err(ArtifactError::Manifest {
+                            path: origin.to_string(),
+                            msg: format!(
+                                "set {set}, image {}: no artifact provides {bin}",
+                                img.name
+                            ),
+                        });
                     }
                 }
             }
@@ -260,5 +394,19 @@ impl VersionSet {
     /// Whether this set provides binary `name`.
     pub fn provides(&self, name: &str) -> bool {
         self.artifact_for(name).is_some()
+    }
+
+    /// The build whose recorded (unpinned) outputs include `name`.
+    pub fn build_output(&self, name: &str) -> Option<&Artifact> {
+        self.artifacts.iter().find(|a| {
+            a.build
+                .as_ref()
+                .is_some_and(|b| b.outputs.iter().any(|o| o == name))
+        })
+    }
+
+    /// The image called `name`.
+    pub fn image(&self, name: &str) -> Option<&ImageSpec> {
+        self.images.iter().find(|i| i.name == name)
     }
 }

@@ -3,7 +3,9 @@
 //! `manifest` says what every release file must hash to; `store` keeps only verified files
 //! (and the binaries extracted from them, with their sha256) under the home's `down/`;
 //! `download` fills it over HTTP (parallel, resumable), `local` from a directory or the
-//! installed Debian packages, `apt` through apt-get (the lab's pinned .debs), `bundle` moves a verified store to an offline machine.
+//! installed Debian packages, `apt` through apt-get (the lab's pinned .debs, and the builds of
+//! `source_build`, whose binaries `oci` packs into container images), `bundle` moves a verified
+//! store to an offline machine.
 //! Nothing enters the store before its digest matches the manifest.
 
 pub mod apt;
@@ -12,7 +14,9 @@ pub mod download;
 pub mod extract;
 pub mod local;
 pub mod manifest;
+pub mod oci;
 pub mod progress;
+pub mod source_build;
 pub mod store;
 mod verified;
 
@@ -73,6 +77,10 @@ pub enum ArtifactError {
     NotDeb { set: String, names: String },
     #[error("bundle {path}: {msg}")]
     Bundle { path: PathBuf, msg: String },
+    #[error("build of {what}: {msg}")]
+    Build { what: String, msg: String },
+    #[error("image {name}: {msg}")]
+    Image { name: String, msg: String },
 }
 
 impl ArtifactError {

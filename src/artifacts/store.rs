@@ -18,7 +18,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::extract::{self, Extracted};
-use super::manifest::{Artifact, Kind, Manifest};
+use super::manifest::{Artifact, Manifest};
 use super::{ArtifactError, digest_file, sha256_file};
 use crate::home::Home;
 
@@ -109,13 +109,15 @@ impl Store {
         }
     }
 
-    /// A verified, extracted binary of the set `k8s_ver`. The file is re-hashed against the
-    /// record unless it is unchanged since it last matched (`verified.rs`), so a binary changed
-    /// on disk after extraction is refused.
+    /// A verified, extracted binary of the set `k8s_ver` (or a recorded output of one of its
+    /// builds, such as `pause`). The file is re-hashed against the record unless it is
+    /// unchanged since it last matched (`verified.rs`), so a binary changed on disk after
+    /// extraction is refused.
     pub fn binary(&self, name: &str, k8s_ver: &str) -> Result<LocalBinary, ArtifactError> {
         let (set_name, set) = self.manifest.set(k8s_ver)?;
         let a = set
             .artifact_for(name)
+            .or_else(|| set.build_output(name))
             .ok_or_else(|| ArtifactError::NotProvided {
                 name: name.to_string(),
                 set: set_name.to_string(),
@@ -134,7 +136,10 @@ impl Store {
         }
         let dir = self.bin_dir(a);
         if super::verified::known(&dir, name, want) {
-            return Ok(LocalBinary { path, sha256: want.clone() });
+            return Ok(LocalBinary {
+                path,
+                sha256: want.clone(),
+            });
         }
         let got = sha256_file(&path)?;
         if &got != want {
@@ -216,10 +221,21 @@ impl Store {
                 return Err(e);
             }
         };
-        if a.kind == Kind::Deb {
-            check_member_sums(a, &sums, &tmp, |_| file.to_path_buf())?;
+        if a.kind.pins_members() {
+            check_member_sums(a, &sums, &tmp, &[], |_| file.to_path_buf())?;
         }
         self.commit_bin(a, &tmp, &sums)
+    }
+
+    /// Install a build's outputs from `out`: every member checked against its pin, and each of
+    /// `extras` (output name, sha256 recorded at build time) against its record.
+    pub fn install_build(
+        &self,
+        a: &Artifact,
+        out: &Path,
+        extras: &[(String, String)],
+    ) -> Result<(), ArtifactError> {
+        self.install_checked(a, |path, _| out.join(path), extras)
     }
 
     /// Install the binaries of a `deb` artifact from an installed tree (`root`, usually `/`):
@@ -235,15 +251,30 @@ impl Store {
         a: &Artifact,
         locate: impl Fn(&str, &str) -> PathBuf,
     ) -> Result<(), ArtifactError> {
+        self.install_checked(a, locate, &[])
+    }
+
+    /// `install_pinned` plus unpinned `extras` (file name in the members' dir, expected sha256).
+    fn install_checked(
+        &self,
+        a: &Artifact,
+        locate: impl Fn(&str, &str) -> PathBuf,
+        extras: &[(String, String)],
+    ) -> Result<(), ArtifactError> {
         let tmp = self.tmp_bin_dir(a)?;
         let mut sums = Extracted::new();
-        for (path, bin) in &a.members {
+        let extra_files: Vec<(&str, &str)> = extras
+            .iter()
+            .map(|(n, _)| (n.as_str(), n.as_str()))
+            .collect();
+        let members = a.members.iter().map(|(p, b)| (p.as_str(), b.as_str()));
+        for (path, bin) in members.chain(extra_files) {
             let src = locate(path, bin);
             let f = fs::File::open(&src).map_err(ArtifactError::io(&src));
             let r = f.and_then(|f| extract::write_binary(f, &tmp.join(bin)));
             match r {
                 Ok(sum) => {
-                    sums.insert(bin.clone(), sum);
+                    sums.insert(bin.to_string(), sum);
                 }
                 Err(e) => {
                     remove_staging(&tmp);
@@ -260,7 +291,7 @@ impl Store {
                 .unwrap_or(bin);
             locate(member, bin)
         };
-        check_member_sums(a, &sums, &tmp, origin)?;
+        check_member_sums(a, &sums, &tmp, extras, origin)?;
         self.commit_bin(a, &tmp, &sums)
     }
 
@@ -296,17 +327,20 @@ impl Store {
     }
 }
 
-/// Every binary of a deb artifact must match its pin; on a mismatch the staging dir goes away.
+/// Every binary of a deb or debian-source artifact must match its pin, and each extra its
+/// recorded sha256; on a mismatch the staging dir goes away.
 fn check_member_sums(
     a: &Artifact,
     sums: &Extracted,
     tmp: &Path,
+    extras: &[(String, String)],
     origin: impl Fn(&str) -> PathBuf,
 ) -> Result<(), ArtifactError> {
     for (bin, got) in sums {
         let want = a
             .member_sha256
             .get(bin)
+            .or_else(|| extras.iter().find(|(n, _)| n == bin).map(|(_, s)| s))
             .map(|s| s.to_ascii_lowercase())
             .unwrap_or_default();
         if *got != want {
@@ -328,7 +362,7 @@ fn check_member_sums(
 /// without preparing files by hand.
 pub fn fetch_command(set: &str, artifacts: &[&Artifact]) -> String {
     let mut cmd = format!("ezk download --k8s-ver {set}");
-    if !artifacts.is_empty() && artifacts.iter().all(|a| a.kind == Kind::Deb) {
+    if !artifacts.is_empty() && artifacts.iter().all(|a| a.kind.pins_members()) {
         cmd.push_str(" --from-apt");
     }
     if !artifacts.is_empty() {
@@ -379,9 +413,12 @@ mod tests {
             "ezk download --k8s-ver lab-debian --from-apt --only etcd-server,etcd-client"
         );
         // The error of a missing binary carries the same command.
-        let err = store.binary("kubectl", "lab-debian").unwrap_err().to_string();
+        let err = store
+            .binary("kubectl", "lab-debian")
+            .unwrap_err()
+            .to_string();
         assert!(
-            err.ends_with("fetch it with: ezk download --k8s-ver lab-debian --from-apt --only kubernetes-client"),
+            err.ends_with("fetch it with: ezk download --k8s-ver lab-debian --from-apt --only kubernetes-server"),
             "{err}"
         );
     }

@@ -119,7 +119,8 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
         Err(code) => return Ok(code),
     };
     let outcomes = if args.from_apt {
-        apt::fill_from_apt(&store, &k8s_ver, &args.only)?
+        let mut progress = |l: &str| eprintln!("{} {l}", console::style("build:").cyan());
+        apt::fill_from_apt(&store, &k8s_ver, &args.only, &mut progress)?
     } else if let Some(dir) = &args.from_local {
         local::fill_from_local(&store, &k8s_ver, &args.only, dir)?
     } else {
@@ -203,6 +204,17 @@ fn report(outcomes: &[Outcome]) -> i32 {
                 )
             }
             Ok(Status::Downloaded { .. }) => println!("{:<28} verified", o.artifact),
+            Ok(Status::Built { secs, cached: true }) => println!(
+                "{:<28} verified (from this machine's build cache, {secs:.1}s)",
+                o.artifact
+            ),
+            Ok(Status::Built {
+                secs,
+                cached: false,
+            }) => {
+                println!("{:<28} verified (built here in {secs:.0}s)", o.artifact)
+            }
+            Ok(Status::Made { what }) => println!("{:<28} made {what}", o.artifact),
             Err(e) => {
                 failed += 1;
                 println!("{:<28} FAILED: {e}", o.artifact);

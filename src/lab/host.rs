@@ -8,6 +8,18 @@
 //! (vm.*, kernel.*) are read-only inside and CAP_SYS_MODULE is not granted: a container must
 //! not load modules into the shared kernel — roles warn where a lab refuses those.
 //!
+//! Containers inside a host (containerd + runc, kubelet's pods) need four things an nspawn host
+//! does not have by default, each given here: cgroups of its own (`cgroup`, joined before nspawn
+//! starts), writable cgroup controller hierarchies (nspawn mounts them read-only; the host's
+//! first process, `INIT`, remounts them writable and then execs systemd), the keyring system
+//! calls (`--system-call-filter=@keyring`: runc makes a session keyring per container), and a
+//! filesystem that is not overlayfs for the runtime's snapshots (the host's `/` is an overlay,
+//! and overlayfs refuses an overlayfs upper dir): a directory of the machine's own filesystem
+//! bound at `DISK_MOUNT`. kubelet also reads `/dev/kmsg` (bound read-only) and insists on four
+//! machine-wide kernel values that are read-only in a container; `INIT` covers those files, in
+//! the host's own mount namespace, with files holding the values kubelet wants (`SYSCTLS`), so
+//! the machine's own settings are never changed.
+//!
 //! CAP_SYS_TIME is not granted either (a container must not set the machine's clock); Debian's
 //! chrony.service requires it, so the lab inventory sets `CHRONY_SET_CLOCK=false` and the chrony
 //! role installs its `chronyd -x` drop-in, as it would on any host that may not set the clock.
@@ -19,7 +31,37 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::state::HostState;
-use super::{LabError, sys};
+use super::{LabError, cgroup, sys};
+
+/// Where the host's own-filesystem directory (`HostState::disk`) is bound inside the host. The
+/// lab inventory puts containerd's storage below it (a mount point itself cannot be deleted,
+/// and `ezk destroy` deletes the storage dir).
+pub const DISK_MOUNT: &str = "/var/lib/ezk-lab-disk";
+
+/// The host's first process: makes the cgroup hierarchies writable and covers the kernel values
+/// kubelet checks, then becomes systemd. Lives in the host's overlay, not in the shared image.
+pub const INIT_PATH: &str = "usr/local/lib/ezk-lab/init";
+const INIT: &str = r#"#!/bin/sh
+# ezk lab: PID 1 of this host until it execs systemd (see `ezk lab` docs).
+# systemd-nspawn mounts the cgroup v1 controllers read-only; a container runtime must write them.
+for d in /sys/fs/cgroup/*/; do mount -o remount,rw,bind "$d" 2>/dev/null; done
+# Machine-wide kernel values kubelet insists on, read-only here: covered in this host only.
+for f in /usr/local/lib/ezk-lab/sysctl/*; do
+  [ -f "$f" ] || continue
+  k=/proc/sys/$(basename "$f" | tr . /)
+  [ -e "$k" ] && mount --bind "$f" "$k" && mount -o remount,ro,bind "$k"
+done
+exec /lib/systemd/systemd "$@"
+"#;
+
+/// Kernel values kubelet requires (it refuses to start, or fails writing them, otherwise):
+/// (sysctl name, value). Shown to the host only, by `INIT`.
+pub const SYSCTLS: &[(&str, &str)] = &[
+    ("kernel.panic", "10"),
+    ("kernel.panic_on_oops", "1"),
+    ("vm.overcommit_memory", "1"),
+    ("vm.panic_on_oom", "0"),
+];
 
 /// Mount the overlay and write the host's own files. Returns the host's ssh public host key
 /// line (`ssh-ed25519 AAAA...`) for known_hosts.
@@ -59,6 +101,18 @@ pub fn prepare(
     }
     write("etc/hosts", &hosts, 0o644)?;
     write("etc/machine-id", &format!("{}\n", h.machine_id), 0o444)?;
+    write(INIT_PATH, INIT, 0o755)?;
+    for (name, value) in SYSCTLS {
+        write(
+            &format!("usr/local/lib/ezk-lab/sysctl/{name}"),
+            &format!("{value}\n"),
+            0o444,
+        )?;
+    }
+    let disk = h.disk();
+    std::fs::create_dir_all(&disk).map_err(LabError::io(&disk))?;
+    std::fs::create_dir_all(root.join(DISK_MOUNT.trim_start_matches('/')))
+        .map_err(LabError::io(root.join(DISK_MOUNT.trim_start_matches('/'))))?;
     // 10- sorts before the image's 80-container-host0.network (DHCP), and the first match wins.
     write(
         "etc/systemd/network/10-host0.network",
@@ -116,16 +170,21 @@ fn random_hex(n: usize) -> Result<String, LabError> {
 }
 
 /// Boot the host: systemd-nspawn in its own session (setsid; stdin /dev/null; console to the
-/// host's log), so it outlives this process. `--register=no` because there is no machined to
-/// register with; `--keep-unit` so it does not try to create a scope unit.
+/// host's log), so it outlives this process, started inside the host's own cgroups (made here;
+/// their paths are in the state already). `--register=no` because there is no machined to
+/// register with; `--keep-unit` so it does not try to create a scope unit. Not `--boot`: the
+/// command is `INIT`, which execs systemd; `--kill-signal=SIGRTMIN+3` is what `--boot` would
+/// have set, so stopping nspawn still shuts systemd down cleanly.
 pub fn boot(h: &HostState, bridge: &str) -> Result<Child, LabError> {
+    use std::os::unix::process::CommandExt;
     let log = h.log();
     let out = File::create(&log).map_err(LabError::io(&log))?;
     let err = out.try_clone().map_err(LabError::io(&log))?;
+    cgroup::create(&h.cgroups)?;
+    let procs = cgroup::Procs::open(&h.cgroups)?;
     let mut cmd = Command::new("setsid");
     cmd.arg("systemd-nspawn")
         .arg("--quiet")
-        .arg("--boot")
         .arg("--register=no")
         .arg("--keep-unit")
         .arg(format!("--machine={}", h.machine))
@@ -136,9 +195,20 @@ pub fn boot(h: &HostState, bridge: &str) -> Result<Child, LabError> {
         .arg("--resolv-conf=off")
         .arg("--timezone=off")
         .arg("--console=read-only")
+        .arg("--kill-signal=SIGRTMIN+3")
+        .arg("--system-call-filter=@keyring")
+        .arg("--bind-ro=/dev/kmsg")
+        // reading /dev/kmsg (kubelet's OOM watcher) needs CAP_SYSLOG where dmesg_restrict=1
+        .arg("--capability=CAP_SYSLOG")
+        .arg(format!("--bind={}:{DISK_MOUNT}", h.disk().display()))
+        .arg(format!("/{INIT_PATH}"))
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err);
+    // SAFETY: join_self only calls write(2) on files opened before the fork.
+    unsafe {
+        cmd.pre_exec(move || procs.join_self());
+    }
     cmd.spawn().map_err(|e| LabError::Command {
         cmd: sys::show(&cmd),
         status: "not started".into(),
@@ -148,9 +218,10 @@ pub fn boot(h: &HostState, bridge: &str) -> Result<Child, LabError> {
 
 /// Stop hosts: SIGTERM every recorded nspawn pid that is still ours (nspawn then shuts the
 /// container's systemd down cleanly) and wait up to `grace`; then SIGKILL every process still
-/// belonging to a host — nspawn's forked helpers (same command line) and anything running
-/// inside the container (found by its machine-id) — so a host killed early in its boot, or
-/// whose nspawn died, leaves nothing behind.
+/// belonging to a host — everything in its cgroups, nspawn's forked helpers (same command line)
+/// and anything running inside the container (found by its machine-id) — so a host killed
+/// early in its boot, whose nspawn died, or whose containers ignore SIGTERM (a container's PID 1
+/// without a handler does) leaves nothing behind.
 pub fn stop_all(hosts: &[HostState], grace: Duration) {
     fn live(h: &HostState) -> bool {
         h.pid.is_some_and(|p| sys::is_our_nspawn(p, &h.machine))
@@ -174,11 +245,22 @@ pub fn stop_all(hosts: &[HostState], grace: Duration) {
     }
     let start = Instant::now();
     loop {
-        let left = sys::host_pids(
+        // Everything in the hosts' own cgroups (their containers too: a runtime's shims outlive
+        // its service at shutdown), and, for hosts recorded before they had cgroups, every
+        // process that nspawn's command line or the host's machine-id names.
+        let mut left = sys::host_pids(
             hosts
                 .iter()
                 .map(|h| (h.machine.as_str(), h.machine_id.as_str())),
         );
+        for h in hosts {
+            for d in &h.cgroups {
+                left.extend(cgroup::pids(d));
+            }
+        }
+        left.retain(|p| *p != std::process::id());
+        left.sort_unstable();
+        left.dedup();
         if left.is_empty() || start.elapsed() > Duration::from_secs(10) {
             break;
         }

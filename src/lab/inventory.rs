@@ -152,7 +152,9 @@ pub fn hosts_file(input: &InventoryInput) -> String {
         "# no CAP_SYS_TIME: chronyd serves time without setting the clock (chrony role drop-in)\n",
     );
     s.push_str("CHRONY_SET_CLOCK=false\n");
-    s.push_str("# no network on lab hosts: packages are verified, not installed (the image has them)\n");
+    s.push_str(
+        "# no network on lab hosts: packages are verified, not installed (the image has them)\n",
+    );
     s.push_str("INSTALL_SOURCE=\"offline\"\n");
     s.push_str(
         "# binaries: Debian's own builds, pinned in the manifest (fill with `ezk download --from-apt`)\n",
@@ -160,6 +162,20 @@ pub fn hosts_file(input: &InventoryInput) -> String {
     s.push_str("K8S_VER=\"lab-debian\"\n");
     s.push_str("# Debian bookworm ships no crictl (cri-tools): the lab installs containerd's own ctr only\n");
     s.push_str("INSTALL_CRICTL=false\n");
+    s.push_str(
+        "# containerd's overlayfs snapshots cannot sit on a host's overlay root: each host has a\n",
+    );
+    let _ = writeln!(
+        s,
+        "# directory of this machine's filesystem at {DISK}, and containerd stores below it\nCONTAINERD_STORAGE_DIR=\"{DISK}/containerd\"",
+        DISK = crate::lab::host::DISK_MOUNT
+    );
+    s.push_str("# no CAP_SYS_RESOURCE in a lab host: containerd must not ask for a negative oom_score_adj\n");
+    s.push_str("CONTAINERD_RESTRICT_OOM_SCORE_ADJ=true\n");
+    s.push_str(
+        "# no registry: pods start from the pause image made from the lab's Kubernetes build\n",
+    );
+    s.push_str("SANDBOX_IMAGE=\"ezk.local/pause:3.4\"\n");
     s
 }
 

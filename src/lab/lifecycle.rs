@@ -10,7 +10,8 @@ use std::time::Duration;
 use super::inventory::{self, InventoryInput};
 use super::state::{HostState, LabState};
 use super::{
-    LabError, LabPaths, check_interrupted, host, image, inotify, net, sys, validate_name, wait,
+    LabError, LabPaths, cgroup, check_interrupted, host, image, inotify, net, sys, validate_name,
+    wait,
 };
 
 /// What `ezk lab up` was asked for.
@@ -74,6 +75,7 @@ pub fn up(
         std::path::absolute(&opts.cluster_dir).map_err(LabError::io(&opts.cluster_dir))?;
 
     // Allocate the subnet and record the whole plan before making anything.
+    let hierarchies = cgroup::hierarchies();
     let mut state = {
         let _alloc = sys::lock_file(&paths.labs_dir().join(".alloc.lock"))?;
         let index = net::allocate(paths)?;
@@ -82,6 +84,7 @@ pub fn up(
             .map(|i| {
                 let name = format!("{}-{}", opts.name, i + 1);
                 let machine = format!("ez{index}-{}", i + 1);
+                let cgroups = cgroup::host_cgroups(&hierarchies, &machine);
                 HostState {
                     dir: lab_dir.join("hosts").join(&name),
                     veth: format!("vb-{machine}"),
@@ -90,6 +93,7 @@ pub fn up(
                     ip: net::host_ip(index, i),
                     pid: None,
                     machine_id: String::new(),
+                    cgroups,
                 }
             })
             .collect();
@@ -290,10 +294,18 @@ pub fn down(
 /// Remove everything a (possibly half-made) lab has: processes, mounts, veths, bridge, the
 /// lab's files in its cluster dir, the state dir. Every step tolerates a missing piece.
 fn teardown(paths: &LabPaths, state: &LabState) -> Result<(), LabError> {
-    host::stop_all(&state.hosts, Duration::from_secs(20));
+    // A bare host shuts down in 1-2 s; one running containers waits for them up to systemd's
+    // 90 s stop timeout, for nothing: the host is being deleted. Past the grace, it is killed.
+    host::stop_all(&state.hosts, Duration::from_secs(5));
     let mut first_err = None;
     for h in &state.hosts {
         if let Err(e) = sys::unmount_all(&h.rootfs()) {
+            first_err.get_or_insert(e);
+        }
+        if let Err(e) = sys::unmount_all(&h.disk()) {
+            first_err.get_or_insert(e);
+        }
+        if let Err(e) = cgroup::remove(&h.cgroups) {
             first_err.get_or_insert(e);
         }
         if let Err(e) = net::delete_link(&h.veth) {

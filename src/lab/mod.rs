@@ -18,6 +18,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+pub mod cgroup;
 pub mod host;
 pub mod image;
 pub mod inotify;

@@ -42,6 +42,9 @@ pub struct HostState {
     /// The host's /etc/machine-id: finds its processes even when nspawn itself is gone.
     #[serde(default)]
     pub machine_id: String,
+    /// The host's own cgroups, one per hierarchy (see `cgroup`); recorded before they are made.
+    #[serde(default)]
+    pub cgroups: Vec<PathBuf>,
 }
 
 impl HostState {
@@ -56,6 +59,11 @@ impl HostState {
     }
     pub fn log(&self) -> PathBuf {
         self.dir.join("console.log")
+    }
+    /// A directory of the machine's own filesystem, bound into the host at `DISK_MOUNT`: a
+    /// container runtime's overlayfs snapshots cannot sit on the host's overlayfs root.
+    pub fn disk(&self) -> PathBuf {
+        self.dir.join("disk")
     }
 }
 

@@ -8,4 +8,5 @@ mod download;
 mod local;
 mod manifest;
 mod roles;
+mod source_build;
 mod support;

@@ -23,7 +23,8 @@ const GONE: &[&str] = &[
     "/var/lib/etcd",
     "/etc/systemd/system/containerd.service",
     "/etc/containerd",
-    "/var/lib/containerd",
+    // the lab's CONTAINERD_STORAGE_DIR (below the host's own-filesystem dir)
+    "/var/lib/ezk-lab-disk/containerd",
     "/run/containerd",
     "/etc/kubernetes/ssl",
     "/root/.kube/config",

@@ -1,11 +1,8 @@
 //! Step 03 runtime on the shared 3-host lab: Debian's real containerd and runc, installed from
 //! the artifact store by ezk, started from ezk's unit and config, serving CRI; an OCI image built
-//! here is imported and unpacked by the configured snapshotter under the configured root.
-//!
-//! Not checked: running a container. The lab hosts' cgroup controllers are the deploy machine's
-//! cgroup v1 hierarchies, which systemd-nspawn mounts read-only inside a container, so runc
-//! cannot create a container's cgroup there (nor with a unified hierarchy: none of this
-//! machine's controllers are on cgroup v2). Kubelet is not part of step 03 either.
+//! here is imported and unpacked by the configured snapshotter under the configured root; and
+//! containers from the store's busybox image run under runc with their memory and CPU limits
+//! enforced, each host's containers in cgroups of that host only.
 
 use std::io::Write;
 use std::process::Stdio;
@@ -28,9 +25,16 @@ pub const TESTS: &[Test] = &[
         name: "runtime::registry_hosts_files_need_no_restart",
         run: registry_hosts_files_need_no_restart,
     },
+    Test {
+        name: "runtime::containers_run_with_memory_and_cpu_limits",
+        run: containers_run_with_memory_and_cpu_limits,
+    },
 ];
 
 const CTR: &str = "/opt/kube/bin/containerd-bin/ctr --address /run/containerd/containerd.sock";
+/// CONTAINERD_STORAGE_DIR of lab clusters: below the directory each lab host has on the
+/// machine's own filesystem (overlayfs snapshots cannot sit on the host's overlay root).
+const STORAGE: &str = "/var/lib/ezk-lab-disk/containerd";
 const IMAGE: &str = "ezk.test/probe:1";
 const PROBE: &[u8] = b"unpacked by containerd for ezk's lab test\n";
 
@@ -86,7 +90,6 @@ fn oci_archive() -> (Vec<u8>, String) {
     }
     (out.into_inner().unwrap(), hex(&layer))
 }
-
 
 fn main_pid(lab: &Lab, i: usize, unit: &str) -> String {
     lab.sh(i, &format!("systemctl show -p MainPID --value {unit}"))
@@ -153,17 +156,7 @@ fn containerd_serves_cri_and_unpacks_an_image(lab: &Lab) {
         );
         // Import through the CRI namespace: content lands under the configured root, and the
         // configured snapshotter (overlayfs) unpacks the layer.
-        let mut child = lab
-            .ssh_cmd(i)
-            .arg(format!("{CTR} -n k8s.io images import -"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(&archive).unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "import on {ip}: {}", text(&out));
+        ctr_import(lab, i, &archive);
         assert!(
             lab.sh(i, &format!("{CTR} -n k8s.io images ls -q"))
                 .lines()
@@ -173,7 +166,7 @@ fn containerd_serves_cri_and_unpacks_an_image(lab: &Lab) {
             lab.sh(
                 i,
                 &format!(
-                    "sha256sum /var/lib/containerd/io.containerd.content.v1.content/blobs/sha256/{layer} | cut -d' ' -f1"
+                    "sha256sum {STORAGE}/io.containerd.content.v1.content/blobs/sha256/{layer} | cut -d' ' -f1"
                 )
             ),
             layer
@@ -181,7 +174,7 @@ fn containerd_serves_cri_and_unpacks_an_image(lab: &Lab) {
         assert_eq!(
             lab.sh(
                 i,
-                "cat /var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots/*/fs/etc/ezk-probe"
+                &format!("cat {STORAGE}/io.containerd.snapshotter.v1.overlayfs/snapshots/*/fs/etc/ezk-probe")
             ),
             String::from_utf8_lossy(PROBE).trim()
         );
@@ -212,7 +205,7 @@ fn rerun_is_a_no_op_and_a_config_change_restarts_only_containerd(lab: &Lab) {
         assert_eq!(
             diff,
             [
-                "[containerd]     -  sandbox_image = \"registry.k8s.io/pause:3.9\"",
+                "[containerd]     -  sandbox_image = \"ezk.local/pause:3.4\"",
                 "[containerd]     +  sandbox_image = \"ezk.test/pause:2\""
             ],
             "{:#?}",
@@ -290,4 +283,129 @@ fn registry_hosts_files_need_no_restart(lab: &Lab) {
         );
     }
     assert_nothing_changed(&setup_ok(lab, "03", &["-e", &at]), &ips);
+}
+
+/// `ctr images import` of an OCI archive into host `i`'s CRI namespace (through ssh's stdin).
+fn ctr_import(lab: &Lab, i: usize, archive: &[u8]) {
+    let mut child = lab
+        .ssh_cmd(i)
+        .arg(format!("{CTR} -n k8s.io images import -"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(archive).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "import on host {i}: {}", text(&out));
+}
+
+/// Import the store's busybox image (made from Debian's busybox-static) on host `i`.
+fn import_busybox(lab: &Lab, i: usize) -> String {
+    let json: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(lab.home.join("down/images/lab-debian/busybox.json")).unwrap(),
+    )
+    .unwrap();
+    let archive = std::fs::read(lab.home.join("down/images/lab-debian/busybox.tar")).unwrap();
+    ctr_import(lab, i, &archive);
+    let reference = json["reference"].as_str().unwrap().to_string();
+    let listed = lab.sh(i, &format!("{CTR} -n k8s.io images ls name=={reference}"));
+    assert!(
+        listed.contains(json["digest"].as_str().unwrap()),
+        "{reference} not imported with its recorded digest:\n{listed}"
+    );
+    reference
+}
+
+fn containers_run_with_memory_and_cpu_limits(lab: &Lab) {
+    ensure_runtime(lab);
+    let image = import_busybox(lab, 0);
+    import_busybox(lab, 1);
+
+    // 64 MiB: a process holding 200 MiB is OOM-killed (137), the container's shell goes on.
+    let out = lab.ssh(
+        0,
+        &format!(
+            "{CTR} -n k8s.io run --rm --memory-limit 67108864 {image} ezk-oom sh -c 'head -c 200m /dev/zero | tail; echo tail=$?'"
+        ),
+    );
+    let said = text(&out);
+    assert!(said.contains("tail=137"), "not OOM-killed:\n{said}");
+    let out = lab.ssh(
+        0,
+        &format!("{CTR} -n k8s.io run --rm --memory-limit 67108864 {image} ezk-fits sh -c 'head -c 20m /dev/zero | tail; echo tail=$?'"),
+    );
+    assert!(
+        text(&out).contains("tail=0"),
+        "20 MiB under a 64 MiB limit failed:\n{}",
+        text(&out)
+    );
+
+    // 20% of a CPU: a busy loop is throttled.
+    lab.sh(
+        0,
+        &format!("{CTR} -n k8s.io run -d --cpu-quota 20000 --cpu-period 100000 {image} ezk-cpu sh -c 'while :; do :; done'"),
+    );
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let stat = lab.sh(0, "cat /sys/fs/cgroup/cpu/k8s.io/ezk-cpu/cpu.stat");
+    let throttled: u64 = stat
+        .lines()
+        .find_map(|l| l.strip_prefix("nr_throttled "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(throttled > 0, "CPU quota not enforced:\n{stat}");
+    lab.sh(0, &format!("{CTR} -n k8s.io task kill -s KILL ezk-cpu; sleep 1; {CTR} -n k8s.io container rm ezk-cpu"));
+
+    // The same container name on two hosts at once: two containers, each in its own host's
+    // cgroups on this machine (no shared cgroup path), stopping one leaves the other running.
+    for i in [0, 1] {
+        lab.sh(
+            i,
+            &format!("{CTR} -n k8s.io run -d {image} ezk-same sleep 3600"),
+        );
+    }
+    let pid = |i: usize| {
+        lab.sh(
+            i,
+            &format!("{CTR} -n k8s.io task ls | awk '$1==\"ezk-same\"{{print $2}}'"),
+        )
+    };
+    let (p0, p1) = (pid(0), pid(1));
+    assert!(!p0.is_empty() && !p1.is_empty(), "both run: {p0:?} {p1:?}");
+    // Seen from the machine: each container's pids cgroup is below its own host's.
+    let machine_cgroups: Vec<String> = [0, 1]
+        .iter()
+        .map(|&i| {
+            let host_pid = lab.sh(
+                i,
+                "cat /sys/fs/cgroup/pids/k8s.io/ezk-same/cgroup.procs | head -1",
+            );
+            assert!(
+                !host_pid.is_empty(),
+                "no process in host {i}'s container cgroup"
+            );
+            // The container's sleep, as the machine sees it: find it by its cgroup path.
+            let mut found = String::new();
+            for e in std::fs::read_dir("/proc").unwrap().flatten() {
+                let cg = std::fs::read_to_string(e.path().join("cgroup")).unwrap_or_default();
+                if let Some(l) = cg
+                    .lines()
+                    .find(|l| l.contains(":pids:") && l.ends_with("/k8s.io/ezk-same"))
+                    && l.contains(&format!("/ezk-lab-ez{}-{}/", lab.index, i + 1))
+                {
+                    found = l.to_string();
+                }
+            }
+            assert!(
+                !found.is_empty(),
+                "host {i}'s container is not in that host's cgroup"
+            );
+            found
+        })
+        .collect();
+    assert_ne!(machine_cgroups[0], machine_cgroups[1]);
+    lab.sh(1, &format!("{CTR} -n k8s.io task kill -s KILL ezk-same; sleep 1; {CTR} -n k8s.io container rm ezk-same"));
+    assert_eq!(pid(0), p0, "stopping host 2's ezk-same touched host 1's");
+    // Host 1's container stays running: `ezk lab down` at the end of the suite must remove it
+    // (the suite's last check finds any process left in a host's cgroups).
 }

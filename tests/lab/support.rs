@@ -257,6 +257,29 @@ impl Lab {
                 left.push(format!("link {link}"));
             }
         }
+        // Each host's cgroups, and any process in them: a container's processes have a root
+        // of their own, so only their cgroup tells which host made them.
+        let own: Vec<String> = (1..=self.hosts.len())
+            .map(|i| format!("ezk-lab-ez{}-{i}", self.index))
+            .collect();
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            // A zombie keeps naming its last cgroup but holds nothing (not even the cgroup).
+            if is_zombie(&e.path()) {
+                continue;
+            }
+            let cg = std::fs::read_to_string(e.path().join("cgroup")).unwrap_or_default();
+            if let Some(host) = own.iter().find(|h| {
+                cg.contains(&format!("/{h}/")) || cg.lines().any(|l| l.ends_with(&format!("/{h}")))
+            }) {
+                left.push(format!(
+                    "pid {} in the cgroups of {host}",
+                    e.file_name().to_string_lossy()
+                ));
+            }
+        }
+        for d in cgroup_dirs_named(Path::new("/sys/fs/cgroup"), &own, 6) {
+            left.push(format!("cgroup {}", d.display()));
+        }
         if lab_dir.exists() {
             left.push(format!("state dir {}", lab_dir.display()));
         }
@@ -307,6 +330,33 @@ pub fn ssh_with(key: &Path, known_hosts: &Path, ip: &str) -> Command {
     c
 }
 
+/// Whether `/proc/<pid>` (given as that dir) is a zombie or gone: it has exited.
+fn is_zombie(proc_dir: &Path) -> bool {
+    std::fs::read_to_string(proc_dir.join("stat"))
+        .map(|s| s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')))
+        .unwrap_or(true)
+}
+
+/// Directories below `dir` (at most `depth` levels) whose name is one of `names`.
+pub fn cgroup_dirs_named(dir: &Path, names: &[String], depth: usize) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if depth == 0 {
+        return out;
+    }
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if !e.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let name = e.file_name().to_string_lossy().into_owned();
+        if names.contains(&name) {
+            out.push(e.path());
+        } else {
+            out.extend(cgroup_dirs_named(&e.path(), names, depth - 1));
+        }
+    }
+    out
+}
+
 /// Live (non-zombie) systemd-nspawn processes whose root directory is under `dir`.
 pub fn nspawn_pids_under(dir: &Path) -> Vec<u32> {
     let needle = dir.to_string_lossy().into_owned();
@@ -319,10 +369,7 @@ pub fn nspawn_pids_under(dir: &Path) -> Vec<u32> {
             continue;
         };
         let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')))
-            .unwrap_or(true);
-        if cmd.starts_with("systemd-nspawn") && cmd.contains(&needle) && !zombie {
+        if cmd.starts_with("systemd-nspawn") && cmd.contains(&needle) && !is_zombie(&e.path()) {
             pids.push(pid);
         }
     }
@@ -345,10 +392,7 @@ pub fn container_pids(names: &[&str]) -> Vec<(u32, String)> {
             .unwrap_or_default()
             .trim()
             .to_string();
-        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')))
-            .unwrap_or(true);
-        if names.contains(&host.as_str()) && !zombie {
+        if names.contains(&host.as_str()) && !is_zombie(&e.path()) {
             found.push((pid, host));
         }
     }

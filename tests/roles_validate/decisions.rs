@@ -48,8 +48,11 @@ fn containerd_options_are_honoured() {
     let cri = "plugins.\"io.containerd.grpc.v1.cri\"";
     let key = |s: &str, k: &str| (s.to_string(), k.to_string());
     let d = decoded("default");
-    assert_eq!(d[&key("", "root")], "\"/var/lib/containerd\"");
-    assert_eq!(d[&key(cri, "sandbox_image")], "\"registry.k8s.io/pause:3.9\"", "config.yml's SANDBOX_IMAGE");
+    // The lab inventory's values (its hosts file wins over config.yml): storage on the host's
+    // own-filesystem dir, the locally made pause image, no negative oom_score_adj.
+    assert_eq!(d[&key("", "root")], "\"/var/lib/ezk-lab-disk/containerd\"");
+    assert_eq!(d[&key(cri, "sandbox_image")], "\"ezk.local/pause:3.4\"", "the lab's SANDBOX_IMAGE");
+    assert_eq!(d[&key(cri, "restrict_oom_score_adj")], "true");
     assert_eq!(d[&key(&format!("{cri}.containerd"), "snapshotter")], "\"overlayfs\"");
     assert_eq!(d[&key(&format!("{cri}.containerd.runtimes.runc.options"), "SystemdCgroup")], "true");
     assert_eq!(d[&key(&format!("{cri}.registry"), "config_path")], "\"/etc/containerd/certs.d\"");
@@ -57,6 +60,7 @@ fn containerd_options_are_honoured() {
     assert_eq!(o[&key("", "root")], "\"/data/containerd\"");
     assert_eq!(o[&key(cri, "sandbox_image")], "\"reg.example.test:5000/pause:3.10\"");
     assert_eq!(o[&key(&format!("{cri}.containerd"), "snapshotter")], "\"native\"");
+    assert_eq!(o[&key(cri, "restrict_oom_score_adj")], "false");
 
     let certs = |variant: &str| -> Vec<String> {
         let dir = r.variant(variant).join(LB_BACKUP).join("etc/containerd/certs.d");

@@ -174,6 +174,8 @@ fn render_all() -> Rendered {
         "-e",
         "SANDBOX_IMAGE=reg.example.test:5000/pause:3.10",
         "-e",
+        "CONTAINERD_RESTRICT_OOM_SCORE_ADJ=false",
+        "-e",
         &containerd_vars,
     ];
     let mut args = vec!["render", "demo", "all", "--out"];

@@ -175,11 +175,13 @@ pub fn manifest_yaml(base: &str) -> String {
     y
 }
 
-/// Everything in a store that matters (files/ and bin/): relative path → (sha256, mode).
-/// Quarantine and in-progress files are left out.
+/// Everything in a store that matters (files/, bin/ and images/): relative path → (sha256,
+/// mode). Quarantine and in-progress files are left out, and so is each binary dir's
+/// `.verified` (a hash cache: it records when a binary last matched, which a mere read may
+/// write; it is never content).
 pub fn snapshot(store_dir: &Path) -> BTreeMap<String, (String, u32)> {
     let mut out = BTreeMap::new();
-    for top in ["files", "bin"] {
+    for top in ["files", "bin", "images"] {
         walk(&store_dir.join(top), store_dir, &mut out);
     }
     out
@@ -193,7 +195,7 @@ fn walk(dir: &Path, root: &Path, out: &mut BTreeMap<String, (String, u32)>) {
         let p = e.unwrap().path();
         if p.is_dir() {
             walk(&p, root, out);
-        } else if !p.to_string_lossy().ends_with(".part") {
+        } else if !p.to_string_lossy().ends_with(".part") && !p.ends_with(".verified") {
             let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o7777;
             out.insert(
                 p.strip_prefix(root).unwrap().display().to_string(),
