@@ -4,6 +4,7 @@
 //! `plan` (playbooks + roles → per-host typed actions) → `exec` (SSH, all hosts in parallel) →
 //! `ui` (progress, recap, json). `pki`, `artifacts` and `lab` feed and host that pipeline.
 
+pub mod addr;
 pub mod artifacts;
 pub mod cli;
 pub mod cluster;
@@ -13,5 +14,6 @@ pub mod inventory;
 pub mod lab;
 pub mod pki;
 pub mod plan;
+pub mod session;
 pub mod template;
 pub mod ui;

@@ -20,7 +20,8 @@ use indexmap::IndexMap;
 use super::checkout::cluster_or_current;
 use super::{CliError, CliResult, Context, parse_extra_var};
 use crate::exec::fetch::{self, Request};
-use crate::inventory::{Connection, Inventory};
+use crate::exec::Connection;
+use crate::inventory::Inventory;
 use crate::pki::installed::{self, ReportSources};
 use crate::pki::{self, Pki, PkiSpec};
 
@@ -95,7 +96,7 @@ fn remote(
     let probes: IndexMap<String, (Connection, Vec<Request>)> = inv
         .hosts
         .iter()
-        .map(|h| (h.clone(), (inv.connection(h), installed::requests(h, &expected, &forbidden))))
+        .map(|h| (h.clone(), (crate::session::connection(inv, h), installed::requests(h, &expected, &forbidden))))
         .filter(|(_, (_, r))| !r.is_empty())
         .collect();
     if probes.is_empty() {

@@ -5,7 +5,7 @@
 use super::checkout::cluster_or_current;
 use super::{CliResult, Context, parse_extra_var};
 use crate::artifacts::Manifest;
-use crate::inventory::{Inventory, InventoryError, check};
+use crate::inventory::{Inventory, InventoryError, validate};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -26,7 +26,7 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
             return Ok(1);
         }
     };
-    let mut report = check::report(&inv);
+    let mut report = validate::report(&inv);
     if let Some(e) = unknown_artifact_set(&inv) {
         report.errors.push(e);
         report.errors.sort_by_key(|e| e.location().cloned());

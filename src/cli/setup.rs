@@ -12,7 +12,8 @@ use indexmap::IndexMap;
 
 use super::{CliResult, Context};
 use crate::exec::{self, Options};
-use crate::inventory::{Connection, Inventory};
+use crate::exec::Connection;
+use crate::inventory::Inventory;
 use crate::plan::action::StepPlan;
 
 #[derive(Debug, clap::Args)]
@@ -144,7 +145,7 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
 /// run (exit code of that step).
 pub fn run_plans(ctx: &Context, run: &RunArgs, inv: &Inventory, plans: &[StepPlan]) -> CliResult {
     let conns: IndexMap<String, Connection> =
-        inv.hosts.iter().map(|h| (h.clone(), inv.connection(h))).collect();
+        inv.hosts.iter().map(|h| (h.clone(), crate::session::connection(inv, h))).collect();
     for plan in plans {
         if plans.len() > 1 && !run.json {
             println!("== step {}", plan.step);

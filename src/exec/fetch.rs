@@ -16,7 +16,7 @@ use indexmap::IndexMap;
 use super::limits::{DEFAULT_FORKS, Limits};
 use super::ssh::{SshConnector, SshOptions};
 use super::transport::{Connector, Transport, TransportError, sh_quote};
-use crate::inventory::Connection;
+use super::connection::Connection;
 
 /// Header prefix of every answer line.
 const MARK: &str = "#ezk-fetch";

@@ -16,6 +16,7 @@
 //!
 //! Entry point: [`run_step`].
 
+pub mod connection;
 pub mod describe;
 pub mod diff;
 pub mod fetch;
@@ -40,10 +41,10 @@ use std::time::Duration;
 
 use indexmap::IndexMap;
 
-use crate::inventory::Connection;
 use crate::plan::action::StepPlan;
 use crate::ui::events::{Monitor, MonitorOptions, is_tty};
 use crate::ui::recap::Recap;
+pub use connection::Connection;
 use ssh::{SshConnector, SshOptions};
 use transport::Connector;
 

@@ -18,7 +18,7 @@ use super::sums::{sums_path, Sums};
 use super::transport::{Connector, Transport};
 use super::want::{wants, Want};
 use super::{ExecError, Options};
-use crate::inventory::Connection;
+use super::connection::Connection;
 use crate::plan::action::{HostRolePlan, StepPlan};
 use crate::ui::events::Event;
 use crate::ui::recap::{HostRecap, Recap};

@@ -5,16 +5,17 @@
 //! CONTRACT (other modules code against this):
 //! - `Inventory::load(home, cluster, extra_vars)` parses and validates, returning every error
 //!   at once (each naming file + line + fix). `Inventory::parse` only reads (for `ezk check`,
-//!   which then runs `check::report`).
+//!   which then runs `validate::report`).
 //! - `groups` / `hosts_in(group)` / `hosts` in inventory order.
 //! - `vars_for(host, role_defaults)` merges role defaults < config.yml < [all:vars] < group vars
 //!   < host vars < -e, and renders every templated value for that host (lazy Jinja, with
 //!   `inventory_hostname`, `groups`, `hostvars`). `context(host, role_defaults)` gives the same
 //!   as a lazy minijinja value for rendering role templates.
-//! - `connection(host)` gives the SSH parameters from Ansible's host vars.
+//! - `var_str(host, name)` answers one variable as text (how `exec::Connection` reads a host's
+//!   Ansible connection variables, through `session::connection`).
 //!
 //! Files: `ini.rs`/`yaml.rs` read, `literal.rs` types INI values, `vars.rs` merges,
-//! `resolve.rs` renders, `check.rs` validates, `net.rs` has address helpers.
+//! `resolve.rs` renders, `validate.rs` validates (address helpers are in `crate::addr`).
 
 // Errors carry file, line, host and fix text; they are collected for a report, not raised in
 // a hot path, so their size does not matter.
@@ -28,14 +29,13 @@ use indexmap::IndexMap;
 
 use crate::home::Home;
 
-pub mod check;
+pub mod validate;
 mod error;
 pub mod examples;
 mod ini;
 mod literal;
 mod range;
 pub mod model;
-pub mod net;
 mod resolve;
 mod select;
 mod summary;
@@ -60,25 +60,6 @@ pub const KUBEASZ_GROUPS: &[&str] = &[
     "harbor",
 ];
 
-/// How to reach one host, from `ansible_host`, `ansible_ssh_port`/`ansible_port`, `ansible_user`,
-/// `ansible_ssh_private_key_file`, `ansible_become`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Connection {
-    /// Address to connect to (`ansible_host`, else the inventory hostname).
-    pub address: String,
-    /// `ansible_port` / `ansible_ssh_port`, default 22.
-    pub port: u16,
-    /// `ansible_user` / `ansible_ssh_user`, default root.
-    pub user: String,
-    /// `ansible_ssh_private_key_file` / `ansible_private_key_file` (`~/` expanded).
-    pub key_file: Option<PathBuf>,
-    /// Use sudo for a non-root user (`ansible_become`).
-    pub become_root: bool,
-    /// Bastion for this host (`user@host[:port]`), from `-o ProxyJump=…` or `-J …` in
-    /// `ansible_ssh_common_args` / `ansible_ssh_extra_args`; overrides `ezk setup --jump`.
-    pub jump: Option<String>,
-}
-
 /// Parsed inventory of one cluster.
 #[derive(Debug, Clone)]
 pub struct Inventory {
@@ -96,7 +77,7 @@ pub struct Inventory {
     config: model::VarDefs,
     extra: model::VarDefs,
     tree: vars::GroupTree,
-    /// Resolver without role defaults (what `hostvars`, `check` and `connection` use).
+    /// Resolver without role defaults (what `hostvars`, `validate` and `var_str` use).
     base: Arc<resolve::Resolver>,
     hostvars: OnceLock<Value>,
 }
@@ -109,7 +90,7 @@ impl Inventory {
         extra_vars: &[(String, String)],
     ) -> Result<Inventory, InventoryErrors> {
         let inv = Inventory::parse(home, cluster, extra_vars)?;
-        let errors = check::validate(&inv);
+        let errors = validate::validate(&inv);
         if errors.is_empty() {
             Ok(inv)
         } else {
@@ -341,71 +322,6 @@ impl Inventory {
             }
             Value::Mapping(all)
         })
-    }
-
-    /// SSH parameters of `host` from its Ansible connection variables.
-    pub fn connection(&self, host: &str) -> Connection {
-        let get = |names: &[&str]| {
-            names
-                .iter()
-                .find_map(|n| self.var_str(host, n))
-                .filter(|s| !s.is_empty())
-        };
-        let key_file = get(&["ansible_ssh_private_key_file", "ansible_private_key_file"])
-            .map(|k| expand_home(&k));
-        Connection {
-            address: get(&["ansible_host", "ansible_ssh_host"]).unwrap_or_else(|| host.to_string()),
-            port: get(&["ansible_port", "ansible_ssh_port"])
-                .and_then(|p| p.parse().ok())
-                .unwrap_or(22),
-            user: get(&["ansible_user", "ansible_ssh_user"]).unwrap_or_else(|| "root".into()),
-            key_file,
-            become_root: get(&["ansible_become"]).is_some_and(|b| truthy(&b)),
-            jump: get(&["ansible_ssh_common_args", "ansible_ssh_extra_args"])
-                .and_then(|a| proxy_jump(&a)),
-        }
-    }
-}
-
-/// The ProxyJump in ssh arguments as Ansible users write them: `-o ProxyJump=bastion`,
-/// `-o "ProxyJump bastion"`, `-J bastion` (quotes around the whole option allowed).
-pub fn proxy_jump(args: &str) -> Option<String> {
-    let words: Vec<&str> = args
-        .split(|c: char| c.is_whitespace() || c == '\'' || c == '"')
-        .filter(|w| !w.is_empty())
-        .collect();
-    for (i, w) in words.iter().enumerate() {
-        let next = words.get(i + 1).map(|s| s.to_string());
-        if *w == "-J" {
-            return next;
-        }
-        if let Some(v) = w.strip_prefix("-J") {
-            return Some(v.to_string());
-        }
-        let opt = w.strip_prefix("-o").unwrap_or(w);
-        let (key, val) = match opt.split_once('=') {
-            Some((k, v)) => (k, Some(v.to_string())),
-            None => (opt, None),
-        };
-        if key.eq_ignore_ascii_case("ProxyJump") {
-            return val.filter(|v| !v.is_empty()).or(next);
-        }
-    }
-    None
-}
-
-/// Ansible's notion of a true string (`bool` filter).
-pub fn truthy(s: &str) -> bool {
-    matches!(
-        s.trim().to_ascii_lowercase().as_str(),
-        "yes" | "true" | "on" | "1" | "y"
-    )
-}
-
-fn expand_home(p: &str) -> PathBuf {
-    match (p.strip_prefix("~/"), std::env::var_os("HOME")) {
-        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
-        _ => PathBuf::from(p),
     }
 }
 

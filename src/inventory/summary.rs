@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use super::Inventory;
-use super::check::SHOWN_VARS;
+use super::validate::SHOWN_VARS;
 
 /// Render the summary of a resolved inventory.
 pub fn summary(inv: &Inventory) -> String {
@@ -39,7 +39,7 @@ pub fn summary(inv: &Inventory) -> String {
         "host", "K8S_NODENAME", "connection"
     );
     for h in &inv.hosts {
-        let c = inv.connection(h);
+        let c = crate::session::connection(inv, h);
         let node = inv.var_str(h, "K8S_NODENAME").unwrap_or_else(|| "-".into());
         let mut conn = format!("{}@{}:{}", c.user, c.address, c.port);
         if c.become_root {

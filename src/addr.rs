@@ -1,4 +1,6 @@
-//! Address and name checks the inventory needs: IPs, host names, DNS-1123 node names, CIDRs.
+//! Addresses and names: IPs, CIDRs, host names, DNS-1123 node names. A leaf module shared by
+//! inventory validation (`inventory::validate`) and the Jinja filters (`template`), so neither
+//! has to import the other for address arithmetic.
 
 use std::net::IpAddr;
 

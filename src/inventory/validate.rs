@@ -8,8 +8,8 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use super::error::{InventoryError, Location};
-use super::net::{self, Cidr};
 use super::{Inventory, ResolveErrorKind};
+use crate::addr::{self as net, Cidr};
 
 /// Network plugins kubeasz supports (`none`: bring your own).
 pub const NETWORKS: &[&str] = &[
