@@ -7,7 +7,9 @@
 //! boot here. Prints one line per size and key exchange. A no-op re-run is, per host: one SSH
 //! master handshake + one gather round trip.
 
-#[allow(dead_code)]
+#[path = "../tests/common/mod.rs"]
+mod common;
+#[allow(dead_code, unused_imports)]
 #[path = "../tests/lab/support.rs"]
 mod support;
 #[allow(dead_code)]

@@ -7,11 +7,11 @@
 pub mod addr;
 pub mod artifacts;
 pub mod cli;
-pub mod cluster;
 pub mod exec;
 pub mod home;
 pub mod inventory;
 pub mod lab;
+pub mod ops;
 pub mod pki;
 pub mod plan;
 pub mod session;

@@ -2,11 +2,11 @@
 //! warned about or refused, and what `--plan` says about it. Each case: tasks + the gather
 //! output a host would print → the decisions and plan lines.
 
-use ezk::exec::describe::describe;
-use ezk::exec::facts::{FactError, parse_facts};
-use ezk::exec::guard::{Change, Verdict, decide_role, pending_handlers};
-use ezk::exec::script::{apply_script, parse_results};
-use ezk::exec::want::wants;
+use ezk::exec::report::plan_lines::describe;
+use ezk::exec::gather::{FactError, parse_facts};
+use ezk::exec::decide::{Change, Verdict, decide_role, pending_handlers};
+use ezk::exec::apply::{apply_script, parse_results};
+use ezk::exec::desired::desired_state;
 use ezk::plan::action::{Action, Content, FileSpec, Task, UnitState, WaitTarget};
 use sha2::{Digest, Sha256};
 
@@ -52,7 +52,7 @@ fn b64(s: &str) -> String {
 #[test]
 fn same_content_different_mode_is_a_mode_change_only() {
     let tasks = vec![task("conf", file("/etc/a.conf", "x=1\n", 0o600, false), &[])];
-    let w = wants(&tasks).unwrap();
+    let w = desired_state(&tasks).unwrap();
     let facts = parse_facts(&format!("{}{}@@end\n", f_line("f", "644", "/etc/a.conf"), h_line("x=1\n", "/etc/a.conf")), "", &tasks).unwrap();
     let d = decide_role(&tasks, &w, &facts);
     assert_eq!(d[0].verdict, Verdict::Change(vec![Change::Mode { from: 0o644, to: 0o600 }]));
@@ -66,7 +66,7 @@ fn same_content_different_mode_is_a_mode_change_only() {
 #[test]
 fn identical_file_is_ok_and_needs_no_apply() {
     let tasks = vec![task("conf", file("/etc/a.conf", "x=1\n", 0o644, false), &["svc"])];
-    let w = wants(&tasks).unwrap();
+    let w = desired_state(&tasks).unwrap();
     let facts = parse_facts(&format!("{}{}@@end\n", f_line("f", "644", "/etc/a.conf"), h_line("x=1\n", "/etc/a.conf")), "", &tasks).unwrap();
     let d = decide_role(&tasks, &w, &facts);
     assert_eq!(d[0].verdict, Verdict::Ok);
@@ -80,7 +80,7 @@ fn text_diff_shown_secret_masked() {
         task("conf", file("/etc/a.conf", "a\nport=2\n", 0o644, false), &[]),
         task("key", file("/etc/a.key", "NEWKEY\n", 0o600, true), &[]),
     ];
-    let w = wants(&tasks).unwrap();
+    let w = desired_state(&tasks).unwrap();
     let out = format!(
         "{}{}@@c 0 {}\n{}{}@@end\n",
         f_line("f", "644", "/etc/a.conf"),
@@ -106,7 +106,7 @@ fn notified_restart_only_when_notifier_changed_and_reload_only_for_unit_files() 
         task("reload", Action::DaemonReload, &[]),
         task("svc", Action::Service { unit: "etcd".into(), enabled: true, state: UnitState::Started }, &[]),
     ];
-    let w = wants(&tasks).unwrap();
+    let w = desired_state(&tasks).unwrap();
     let unit = "/etc/systemd/system/etcd.service";
     let files = |conf: &str| format!("{}{}{}{}", f_line("f", "644", "/etc/etcd.conf"), h_line(conf, "/etc/etcd.conf"), f_line("f", "644", unit), h_line("[Service]\n", unit));
     let running = "@@u ActiveState=active\n@@u UnitFileState=enabled\n";
@@ -131,7 +131,7 @@ fn notified_restart_only_when_notifier_changed_and_reload_only_for_unit_files() 
     assert!(!a.script.contains("systemctl restart etcd"), "started units are not restarted too:\n{}", a.script);
     // One reload for the unit file and the enable (each costs 0.1-0.4 s on a host): enable
     // without its implicit reload, then reload, then start.
-    let body = ezk::exec::script::body(&a.script);
+    let body = ezk::exec::apply::body(&a.script);
     let at = |needle: &str| body.find(needle).unwrap_or_else(|| panic!("no {needle:?} in:\n{body}"));
     assert_eq!(body.matches("systemctl daemon-reload").count(), 1, "{body}");
     assert!(at("systemctl enable --no-reload etcd") < at("systemctl daemon-reload"), "{body}");
@@ -142,7 +142,7 @@ fn notified_restart_only_when_notifier_changed_and_reload_only_for_unit_files() 
 fn sysctl_unknown_or_read_only_keys_are_warnings_not_changes() {
     let entries = vec![("net.ipv4.ip_forward".to_string(), "1".to_string()), ("kernel.pid_max".to_string(), "4194303".to_string()), ("vm.nope".to_string(), "1".to_string())];
     let tasks = vec![task("sysctl", Action::Sysctl { file: "/etc/sysctl.d/95.conf".into(), entries: entries.clone() }, &[])];
-    let w = wants(&tasks).unwrap();
+    let w = desired_state(&tasks).unwrap();
     let file_sha = w[0].sha256().unwrap().to_string();
     let path = "/etc/sysctl.d/95.conf";
     let out = format!(
@@ -161,7 +161,7 @@ fn command_guards_and_wait_probes() {
         task("always", Action::Command { cmd: "echo".into(), creates: None, unless: None }, &[]),
         task("wait", Action::WaitFor { target: WaitTarget::Tcp { host: "127.0.0.1".into(), port: 2379 }, timeout_secs: 30, diagnose: None }, &[]),
     ];
-    let w = wants(&tasks).unwrap();
+    let w = desired_state(&tasks).unwrap();
     let d = decide_role(&tasks, &w, &parse_facts("@@g 0 1\n@@w 2 1\n@@end\n", "", &tasks).unwrap());
     assert!(matches!(d[0].verdict, Verdict::Skip(_)));
     assert_eq!(d[1].verdict, Verdict::Change(vec![Change::Run]));
@@ -174,7 +174,7 @@ fn command_guards_and_wait_probes() {
 #[test]
 fn directory_where_a_file_is_wanted_fails_before_touching_anything() {
     let tasks = vec![task("conf", file("/etc/a.conf", "x\n", 0o644, false), &[])];
-    let w = wants(&tasks).unwrap();
+    let w = desired_state(&tasks).unwrap();
     let d = decide_role(&tasks, &w, &parse_facts(&format!("{}@@end\n", f_line("d", "755", "/etc/a.conf")), "", &tasks).unwrap());
     assert!(matches!(&d[0].verdict, Verdict::Fail(m) if m.contains("not a regular file")), "{d:?}");
 }
@@ -182,7 +182,7 @@ fn directory_where_a_file_is_wanted_fails_before_touching_anything() {
 #[test]
 fn offline_packages_are_verified_not_installed() {
     let tasks = vec![task("pkgs", Action::Package { names: vec!["conntrack".into(), "ipset".into()], offline: true }, &[])];
-    let w = wants(&tasks).unwrap();
+    let w = desired_state(&tasks).unwrap();
     let d = decide_role(&tasks, &w, &parse_facts("@@k conntrack ii \n@@k ipset un \n@@end\n", "", &tasks).unwrap());
     assert!(matches!(&d[0].verdict, Verdict::Fail(m) if m.contains("ipset") && !m.contains("conntrack")), "{d:?}");
 }
@@ -195,7 +195,7 @@ fn truncated_or_garbled_gather_output_is_an_error() {
     // Noise from login scripts is ignored; a path find did not list does not exist.
     let tasks = vec![task("gone", Action::Absent { path: "/x".into() }, &[])];
     let f = parse_facts("Welcome!\n@@end\n", "", &tasks).unwrap();
-    assert_eq!(f[&0].path.as_ref().unwrap().kind, ezk::exec::facts::PathKind::None);
+    assert_eq!(f[&0].path.as_ref().unwrap().kind, ezk::exec::gather::PathKind::None);
 }
 
 #[test]
@@ -212,7 +212,7 @@ fn result_markers_parse() {
 fn file_contents_travel_on_stdin_never_in_the_script() {
     // The script is a command-line argument (visible in `ps` on the host, and logged with -v).
     let tasks = vec![task("key", file("/etc/k.pem", "-----BEGIN PRIVATE KEY-----\nSECRETBYTES\n", 0o600, true), &[])];
-    let w = wants(&tasks).unwrap();
+    let w = desired_state(&tasks).unwrap();
     let d = decide_role(&tasks, &w, &parse_facts("@@end\n", "", &tasks).unwrap());
     assert_eq!(d[0].verdict, Verdict::Change(vec![Change::NewFile { size: 40 }]));
     let a = apply_script(&tasks, &w, &d, &[]);
@@ -224,7 +224,7 @@ fn file_contents_travel_on_stdin_never_in_the_script() {
 #[test]
 fn state_restarted_always_restarts_and_reports_changed() {
     let tasks = vec![task("svc", Action::Service { unit: "chrony".into(), enabled: true, state: UnitState::Restarted }, &[])];
-    let w = wants(&tasks).unwrap();
+    let w = desired_state(&tasks).unwrap();
     let d = decide_role(&tasks, &w, &parse_facts("@@u ActiveState=active\n@@u UnitFileState=enabled\n@@end\n", "", &tasks).unwrap());
     assert_eq!(d[0].verdict, Verdict::Change(vec![Change::Restart { by: "state: restarted".into() }]));
     let a = apply_script(&tasks, &w, &d, &[]);
@@ -238,7 +238,7 @@ fn state_restarted_always_restarts_and_reports_changed() {
 /// before the change, removed after the restart) makes the guard plan the restart anyway.
 #[test]
 fn restart_owed_by_an_interrupted_run_is_planned_though_nothing_changed() {
-    use ezk::exec::facts::gather_script;
+    use ezk::exec::gather::gather_script;
     use ezk::exec::pending::{INTERRUPTED, PENDING_DIR};
     let unit = "/etc/systemd/system/etcd.service";
     let tasks = vec![
@@ -247,7 +247,7 @@ fn restart_owed_by_an_interrupted_run_is_planned_though_nothing_changed() {
         task("reload", Action::DaemonReload, &[]),
         task("svc", Action::Service { unit: "etcd".into(), enabled: true, state: UnitState::Started }, &[]),
     ];
-    let w = wants(&tasks).unwrap();
+    let w = desired_state(&tasks).unwrap();
     // The markers are read by the one gather (no extra round trip).
     let gs = gather_script(&tasks, &w, false, &Default::default());
     assert!(gs.contains(&format!("{PENDING_DIR}/*")), "{gs}");
@@ -262,7 +262,7 @@ fn restart_owed_by_an_interrupted_run_is_planned_though_nothing_changed() {
     assert_eq!(describe(&tasks[3], &w[3], &d[3]), vec![format!("restart etcd ({INTERRUPTED})")]);
     assert!(pending_handlers(&tasks, &d, &facts).is_empty());
     let a = apply_script(&tasks, &w, &d, &[]);
-    let body = ezk::exec::script::body(&a.script);
+    let body = ezk::exec::apply::body(&a.script);
     let at = |needle: &str| body.find(needle).unwrap_or_else(|| panic!("no {needle:?} in:\n{body}"));
     // The flag starts raised (no task changes to raise it); the marker goes after the restart.
     assert!(at("N0=1") < at("systemctl daemon-reload"), "{body}");
@@ -276,14 +276,14 @@ fn restart_owed_by_an_interrupted_run_is_planned_though_nothing_changed() {
 
     // A handler-only unit (no service task): restarted at the tail, the apply still runs.
     let tasks = vec![task("lb", file("/etc/lb.conf", "a\n", 0o644, false), &["kube-lb"])];
-    let w = wants(&tasks).unwrap();
+    let w = desired_state(&tasks).unwrap();
     let facts = parse_facts(&format!("{}{}@@p kube-lb\n@@end\n", f_line("f", "644", "/etc/lb.conf"), h_line("a\n", "/etc/lb.conf")), "", &tasks).unwrap();
     let d = decide_role(&tasks, &w, &facts);
     assert_eq!(d[0].verdict, Verdict::Ok);
     let h = pending_handlers(&tasks, &d, &facts);
     assert_eq!(h, vec![("kube-lb".to_string(), INTERRUPTED.to_string())]);
     let a = apply_script(&tasks, &w, &d, &h);
-    let body = ezk::exec::script::body(&a.script);
+    let body = ezk::exec::apply::body(&a.script);
     assert!(body.contains("N0=1\n") && body.contains("systemctl restart kube-lb"), "{body}");
     assert!(body.find("systemctl restart kube-lb") < body.find(&format!("rm -f -- {PENDING_DIR}/kube-lb")), "{body}");
 }
@@ -298,12 +298,12 @@ fn marker_is_written_before_a_notifying_change_lands() {
         task("reload", Action::DaemonReload, &[]),
         task("svc", Action::Service { unit: "etcd".into(), enabled: true, state: UnitState::Started }, &[]),
     ];
-    let w = wants(&tasks).unwrap();
+    let w = desired_state(&tasks).unwrap();
     let out = format!("{}{}{}@@u ActiveState=active\n@@u UnitFileState=enabled\n@@end\n", f_line("f", "644", "/etc/etcd.conf"), h_line("old\n", "/etc/etcd.conf"), f_line("f", "644", unit));
     let facts = parse_facts(&out, "", &tasks).unwrap();
     let d = decide_role(&tasks, &w, &facts);
     let a = apply_script(&tasks, &w, &d, &pending_handlers(&tasks, &d, &facts));
-    let body = ezk::exec::script::body(&a.script);
+    let body = ezk::exec::apply::body(&a.script);
     let at = |needle: &str| body.find(needle).unwrap_or_else(|| panic!("no {needle:?} in:\n{body}"));
     assert!(at("ezk_put 0 ") < at("N0=1\n"), "nothing owed from before: the flag rises after the change: {body}");
     // etcd's marker once, before the first notifying file; the unit file owes a reload too.
@@ -323,14 +323,14 @@ fn removed_drop_in_reloads_systemd_before_the_restart() {
         task("reload", Action::DaemonReload, &[]),
         task("svc", Action::Service { unit: "chrony".into(), enabled: true, state: UnitState::Started }, &[]),
     ];
-    let w = wants(&tasks).unwrap();
+    let w = desired_state(&tasks).unwrap();
     let running = "@@u ActiveState=active\n@@u UnitFileState=enabled\n";
     let facts = parse_facts(&format!("{}{running}@@end\n", f_line("f", "644", dropin)), "", &tasks).unwrap();
     let d = decide_role(&tasks, &w, &facts);
     assert_eq!(d[0].verdict, Verdict::Change(vec![Change::Remove]));
     assert_eq!(d[1].verdict, Verdict::Change(vec![Change::DaemonReload]));
     let a = apply_script(&tasks, &w, &d, &pending_handlers(&tasks, &d, &facts));
-    let body = ezk::exec::script::body(&a.script);
+    let body = ezk::exec::apply::body(&a.script);
     let at = |needle: &str| body.find(needle).unwrap_or_else(|| panic!("no {needle:?} in:\n{body}"));
     assert!(at("systemctl daemon-reload") < at("systemctl restart chrony"), "{body}");
     // Already gone: nothing to reload, nothing to restart.

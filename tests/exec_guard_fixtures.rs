@@ -7,10 +7,10 @@
 
 use std::path::Path;
 
-use ezk::exec::describe::describe;
-use ezk::exec::facts::parse_facts;
-use ezk::exec::guard::{decide_role, pending_handlers};
-use ezk::exec::want::wants;
+use ezk::exec::report::plan_lines::describe;
+use ezk::exec::gather::parse_facts;
+use ezk::exec::decide::{decide_role, pending_handlers};
+use ezk::exec::desired::desired_state;
 use ezk::plan::action::{Action, Content, FileSpec, Task, UnitState, WaitTarget};
 use serde_yaml::Value;
 use sha2::{Digest, Sha256};
@@ -104,7 +104,7 @@ fn guard_fixtures() {
     let mut failures = Vec::new();
     for case in &cases {
         let tasks = tasks(&case.join("tasks.yml"));
-        let w = wants(&tasks).unwrap();
+        let w = desired_state(&tasks).unwrap();
         let facts = parse_facts(&facts_text(&std::fs::read_to_string(case.join("facts.txt")).unwrap()), "", &tasks).unwrap();
         let d = decide_role(&tasks, &w, &facts);
         let mut got: Vec<String> = tasks.iter().zip(&w).zip(&d).flat_map(|((t, w), d)| describe(t, w, d)).collect();

@@ -5,7 +5,7 @@
 //! CONTRACT (other modules code against this):
 //! - `Inventory::load(home, cluster, extra_vars)` parses and validates, returning every error
 //!   at once (each naming file + line + fix). `Inventory::parse` only reads (for `ezk check`,
-//!   which then runs `validate::report`).
+//!   which then runs `validate::validate` and adds its own findings).
 //! - `groups` / `hosts_in(group)` / `hosts` in inventory order.
 //! - `vars_for(host, role_defaults)` merges role defaults < config.yml < [all:vars] < group vars
 //!   < host vars < -e, and renders every templated value for that host (lazy Jinja, with
@@ -38,7 +38,6 @@ mod range;
 pub mod model;
 mod resolve;
 mod select;
-mod summary;
 mod vars;
 mod yaml;
 

@@ -1,8 +1,8 @@
 //! Validation before any connection (`ezk check`): everything a kubeasz-style inventory can get
 //! wrong that is knowable offline — addresses, node names, group sizes, CIDRs, plugin names,
 //! and every templated variable evaluated for every host. Each problem names file:line and the
-//! fix. `report` adds a human summary of what was resolved; later checks (role templates) can
-//! push onto `Report::errors`.
+//! fix. `ezk check` adds its own findings (role templates, the artifact set) to the list and a
+//! summary of what was resolved (`ops::check`).
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -37,21 +37,6 @@ pub const SHOWN_VARS: &[&str] = &[
     "ca_dir",
     "base_dir",
 ];
-
-/// The outcome of `ezk check`: problems (empty = fine) and a summary of what was resolved.
-#[derive(Debug, Clone)]
-pub struct Report {
-    pub errors: Vec<InventoryError>,
-    pub summary: String,
-}
-
-/// Validate and summarise.
-pub fn report(inv: &Inventory) -> Report {
-    Report {
-        errors: validate(inv),
-        summary: super::summary::summary(inv),
-    }
-}
 
 /// Every problem in the inventory, in file order where there is one.
 pub fn validate(inv: &Inventory) -> Vec<InventoryError> {

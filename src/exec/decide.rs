@@ -1,11 +1,12 @@
-//! The guard: the ONE place that compares gathered facts with a task's desired state and
-//! decides "already so → ok/skip", "change → these changes", or "cannot → fail". Apply mode
-//! turns the changes into script steps (`script.rs`); plan mode describes the very same changes
-//! (`describe`), so `--plan` cannot claim something the run would not do, or hide what it would.
+//! Decide, the pure step between the two round trips: the ONE place that compares gathered
+//! facts with a task's desired state and decides "already so → ok/skip", "change → these
+//! changes", or "cannot → fail". Apply mode turns the changes into script steps (`apply`); plan
+//! mode describes the very same changes (`report::plan_lines`), so `--plan` cannot claim
+//! something the run would not do, or hide what it would.
 
-use super::facts::{Facts, ModuleState, PathFact, PathKind, TaskFacts};
+use super::desired::Desired;
+use super::gather::{Facts, ModuleState, PathFact, PathKind, TaskFacts};
 use super::pending::INTERRUPTED;
-use super::want::Want;
 use crate::plan::action::{Action, Task, UnitState};
 
 /// One difference the apply will remove.
@@ -88,11 +89,11 @@ pub fn touches_unit(action: &Action) -> bool {
     }
 }
 
-fn file_changes(fact: &PathFact, want: &Want, mode: u32, owner: &str, group: &str, tf: &TaskFacts) -> Result<Vec<Change>, String> {
+fn file_changes(fact: &PathFact, want: &Desired, mode: u32, owner: &str, group: &str, tf: &TaskFacts) -> Result<Vec<Change>, String> {
     let mut ch = Vec::new();
     let (sha, size) = match want {
-        Want::File { sha256, size, .. } => (sha256.as_str(), *size),
-        Want::Nothing => ("", 0),
+        Desired::File { sha256, size, .. } => (sha256.as_str(), *size),
+        Desired::Nothing => ("", 0),
     };
     match fact.kind {
         PathKind::None | PathKind::Link => return Ok(vec![Change::NewFile { size }]),
@@ -134,7 +135,7 @@ fn owed_restarts(tasks: &[Task], facts: &Facts) -> Vec<(String, String)> {
 }
 
 /// Decide every task of a role on one host from its facts. Pure: same input, same decisions.
-pub fn decide_role(tasks: &[Task], wants: &[Want], facts: &Facts) -> Vec<Decision> {
+pub fn decide_role(tasks: &[Task], desired: &[Desired], facts: &Facts) -> Vec<Decision> {
     let empty = TaskFacts::default();
     let mut out: Vec<Decision> = Vec::with_capacity(tasks.len());
     // Units notified by tasks predicted to change, with the names of those tasks; restarts
@@ -150,7 +151,7 @@ pub fn decide_role(tasks: &[Task], wants: &[Want], facts: &Facts) -> Vec<Decisio
         let mut changes = Vec::new();
         let mut fail = None;
         match &task.action {
-            Action::File(f) => match file_changes(path, &wants[i], f.mode, &f.owner, &f.group, tf) {
+            Action::File(f) => match file_changes(path, &desired[i], f.mode, &f.owner, &f.group, tf) {
                 Ok(c) => {
                     if !c.is_empty() && touches_unit(&task.action) {
                         unit_file_changed = true;
@@ -187,7 +188,7 @@ pub fn decide_role(tasks: &[Task], wants: &[Want], facts: &Facts) -> Vec<Decisio
                 }
             }
             Action::Sysctl { file, entries } => {
-                match file_changes(path, &wants[i], 0o644, "root", "root", tf) {
+                match file_changes(path, &desired[i], 0o644, "root", "root", tf) {
                     Ok(c) => changes = c,
                     Err(e) => fail = Some(format!("{file}: {e}")),
                 }
@@ -206,7 +207,7 @@ pub fn decide_role(tasks: &[Task], wants: &[Want], facts: &Facts) -> Vec<Decisio
                 }
             }
             Action::Modprobe { file, modules } => {
-                match file_changes(path, &wants[i], 0o644, "root", "root", tf) {
+                match file_changes(path, &desired[i], 0o644, "root", "root", tf) {
                     Ok(c) => changes = c,
                     Err(e) => fail = Some(format!("{file}: {e}")),
                 }
@@ -305,4 +306,26 @@ pub fn pending_handlers(tasks: &[Task], decisions: &[Decision], facts: &Facts) -
         }
     }
     pending
+}
+
+/// Every decision of a role on one host, and the handler restarts due after its last task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decided {
+    pub decisions: Vec<Decision>,
+    pub handlers: Vec<(String, String)>,
+}
+
+impl Decided {
+    /// Whether round trip 2 is needed. A handler with no changed task before it is a restart
+    /// an interrupted run owes: it needs the apply too.
+    pub fn needs_apply(&self) -> bool {
+        self.decisions.iter().any(|d| d.needs_apply()) || !self.handlers.is_empty()
+    }
+}
+
+/// Decide a role's tasks and its handler restarts (`decide_role`, `pending_handlers`).
+pub fn decide(tasks: &[Task], desired: &[Desired], facts: &Facts) -> Decided {
+    let decisions = decide_role(tasks, desired, facts);
+    let handlers = pending_handlers(tasks, &decisions, facts);
+    Decided { decisions, handlers }
 }

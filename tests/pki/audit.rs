@@ -1,31 +1,16 @@
-//! Unit tests of `pki::installed` on a real PKI in a temp dir, with hand-made plans and
-//! scripted host answers.
+//! The certificate audit of `ezk certs` (`ops::certs_audit`) on a real PKI in a temp dir, with
+//! hand-made plans and scripted host answers.
 
-use super::*;
-use crate::pki::{Member, PkiSpec};
-use crate::plan::action::{FileSpec, HostRolePlan, Task, Wave};
+use ezk::exec::gather::host_files::{Found, Probe};
+use ezk::ops::certs_audit::*;
+use ezk::pki::{Pki, sha256_hex};
+use ezk::plan::action::{Action, Content, FileSpec, HostRolePlan, StepPlan, Task, Wave};
 
 const DIR: &str = "/etc/kubernetes/ssl";
 
 /// m1: etcd + master + node; w1: node only.
 fn pki(dir: &std::path::Path) -> Pki {
-    let m = |h: &str, n: &str| Member::new(h, n, h).unwrap();
-    let spec = PkiSpec {
-        cluster_name: "c".into(),
-        context_name: "c".into(),
-        etcd: vec![m("198.18.9.11", "etcd-1")],
-        masters: vec![m("198.18.9.11", "m1")],
-        nodes: vec![m("198.18.9.11", "m1"), m("198.18.9.21", "w1")],
-        vips: vec![],
-        master_cert_hosts: vec![],
-        service_cidr: "10.68.0.0/16".into(),
-        cluster_dns_domain: "cluster.local".into(),
-        secure_port: 6443,
-        ex_apiserver_port: 8443,
-        node_lb_port: 6443,
-        ca_expiry: "876000h".into(),
-        cert_expiry: "438000h".into(),
-    };
+    let spec = crate::common::pki::spec("c", "c", &[(M1, "etcd-1")], &[(M1, "m1")], &[(M1, "m1"), (W1, "w1")]);
     Pki::ensure(dir, &spec).unwrap()
 }
 const M1: &str = "198.18.9.11";
@@ -202,7 +187,7 @@ fn judge_names_every_kind_of_mismatch() {
         // A kubeconfig that is not the one ssl/ renders now (e.g. before a renewal).
         Found::Sha256("1".repeat(64)),
         Found::Missing,
-        Found::Sha256(crate::pki::ca::sha256_hex(etcd_key.expose().as_bytes())),
+        Found::Sha256(sha256_hex(etcd_key.expose().as_bytes())),
         Found::Problem("not a readable regular file".into()),
     ];
     found.resize(reqs.len(), Found::Missing);
@@ -215,7 +200,7 @@ fn judge_names_every_kind_of_mismatch() {
     assert!(matches!(&j[4].verdict, Verdict::Unreadable(m) if m.contains("regular file")));
     assert_eq!(j.len(), 5, "absent forbidden paths give no row: {j:?}");
     let kc = p.kubeconfig("admin", M1).unwrap();
-    found[1] = Found::Sha256(crate::pki::ca::sha256_hex(kc.as_bytes()));
+    found[1] = Found::Sha256(sha256_hex(kc.as_bytes()));
     assert_eq!(judge(&p, M1, &e, &f, &found)[1].verdict, Verdict::Same(None));
 
     let table = render(&j, &[("198.18.9.99".into(), "unreachable: timed out".into())]);

@@ -1,4 +1,5 @@
-//! Known checksums of host files, so a no-op run need not re-hash big binaries every time.
+//! Known checksums of host files, so a no-op run need not re-hash big binaries every time
+//! (used by the `paths` fact).
 //!
 //! Per cluster and host, `clusters/<name>/cache/<host>.sums` records, for each file a gather
 //! hashed, the file's signature on the host (device, inode, size, mtime, ctime, as `find`
@@ -16,18 +17,18 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::facts::{task_path, Facts, PathKind};
-use super::want::Want;
+use super::{Facts, PathKind, task_path};
+use crate::exec::desired::Desired;
 use crate::plan::action::Task;
 
 /// Recorded (signature, sha256) per host path.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Sums {
+pub struct Checksums {
     entries: BTreeMap<String, (String, String)>,
 }
 
 /// Where a host's sums live.
-pub fn sums_path(cache_dir: &Path, host: &str) -> PathBuf {
+pub fn checksums_path(cache_dir: &Path, host: &str) -> PathBuf {
     // Host names are inventory names (addresses or DNS names); keep the file name plain.
     let safe: String = host.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect();
     cache_dir.join(format!("{safe}.sums"))
@@ -38,10 +39,10 @@ fn cacheable(path: &str) -> bool {
     !path.contains(['\t', '\n', '\\'])
 }
 
-impl Sums {
+impl Checksums {
     /// Load a host's sums; anything unreadable is an empty cache.
-    pub fn load(path: &Path) -> Sums {
-        let Ok(text) = std::fs::read_to_string(path) else { return Sums::default() };
+    pub fn load(path: &Path) -> Checksums {
+        let Ok(text) = std::fs::read_to_string(path) else { return Checksums::default() };
         let entries = text
             .lines()
             .filter_map(|l| {
@@ -50,7 +51,7 @@ impl Sums {
                 (sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit())).then(|| (p.to_string(), (sig.to_string(), sha.to_string())))
             })
             .collect();
-        Sums { entries }
+        Checksums { entries }
     }
 
     /// Write atomically (temp file + rename); a lost cache only costs a re-hash.
@@ -74,9 +75,9 @@ impl Sums {
 
     /// Learn from a gather: record every hashed file that came with a (non-racy) signature,
     /// forget files that are gone or were not hashed.
-    pub fn learn(&mut self, tasks: &[Task], wants: &[Want], facts: &Facts) {
-        for (i, (task, want)) in tasks.iter().zip(wants).enumerate() {
-            let (Want::File { .. }, Some(path)) = (want, task_path(task)) else { continue };
+    pub fn learn(&mut self, tasks: &[Task], desired: &[Desired], facts: &Facts) {
+        for (i, (task, want)) in tasks.iter().zip(desired).enumerate() {
+            let (Desired::File { .. }, Some(path)) = (want, task_path(task)) else { continue };
             let pf = facts.get(&i).and_then(|f| f.path.as_ref());
             match pf {
                 Some(pf) if pf.kind == PathKind::File && cacheable(path) => match (&pf.sig, &pf.sha256) {
@@ -102,14 +103,14 @@ mod tests {
     #[test]
     fn round_trips_through_its_file_and_ignores_garbage() {
         let dir = tempfile::tempdir().unwrap();
-        let p = sums_path(dir.path(), "198.18.1.11");
-        assert_eq!(Sums::load(&p), Sums::default(), "missing file = empty");
-        let mut s = Sums::default();
+        let p = checksums_path(dir.path(), "198.18.1.11");
+        assert_eq!(Checksums::load(&p), Checksums::default(), "missing file = empty");
+        let mut s = Checksums::default();
         s.entries.insert("/opt/kube/bin/etcd".into(), ("2049:12:21529688:1700000000.1:1700000000.2".into(), "a".repeat(64)));
         s.save(&p).unwrap();
-        assert_eq!(Sums::load(&p), s);
+        assert_eq!(Checksums::load(&p), s);
         std::fs::write(&p, format!("garbage\nsig\tnot-a-sha\t/x\nsig\t{}\t/y\n", "b".repeat(64))).unwrap();
-        let l = Sums::load(&p);
+        let l = Checksums::load(&p);
         assert_eq!(l.get("/y"), Some(("sig", "b".repeat(64).as_str())));
         assert_eq!(l.get("/x"), None);
     }

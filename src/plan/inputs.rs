@@ -1,22 +1,24 @@
-//! What the engine needs from the rest of ezk, as traits so the plan stays independent of
-//! their implementations: per-host variables (the inventory) and file contents issued or
-//! stored on the deploy machine (the PKI and the artifact store). The lead wires `Inventory`,
-//! `Pki` and `Store` in; tests use hand-made doubles.
+//! What the planner reads from outside the plan, as traits so the plan stays independent of
+//! their implementations: [`Variables`] (groups and every host's variables: the inventory) and
+//! [`DeployFiles`] (contents made or kept on the deploy machine: certificates and kubeconfigs
+//! from the PKI, binaries from the artifact store, a `copy` task's absolute `src`). The session
+//! wires the real ones in (`session::ClusterFiles`, `impl Variables for Inventory`); tests use
+//! hand-made doubles. Besides these and the role library, the planner reads nothing.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
 
 use crate::inventory::Vars;
 
 /// Groups and per-host variables of one cluster.
-pub trait VarSource {
+pub trait Variables {
     /// group → member hosts, in inventory order. `all`, when present, gives the host order.
     fn groups(&self) -> &IndexMap<String, Vec<String>>;
 
     /// Every variable of `host` for a role whose defaults are `role_defaults` (lowest
     /// precedence), fully rendered. The engine adds `inventory_hostname`, `groups` and
-    /// `hostvars` (from [`VarSource::hostvars`]) when they are missing.
+    /// `hostvars` (from [`Variables::hostvars`]) when they are missing.
     fn vars_for(&self, host: &str, role_defaults: &Vars) -> Result<Vars, String>;
 
     /// `hostvars` (host → that host's variables) for templates. Given here, it is converted
@@ -61,7 +63,7 @@ pub struct StoredBinary {
 }
 
 /// File contents that come from the deploy machine rather than from templates.
-pub trait Sources {
+pub trait DeployFiles {
     /// Certificate `id` (e.g. `etcd`, `kubernetes`, `kubelet`) as issued for `host`.
     fn cert(&self, host: &str, id: &str) -> Result<CertPem, String>;
     /// Kubeconfig `name` (admin, kube-controller-manager, kube-scheduler, kube-proxy, kubelet)
@@ -69,6 +71,10 @@ pub trait Sources {
     fn kubeconfig(&self, host: &str, name: &str) -> Result<String, String>;
     /// Binary `name` from the artifact store.
     fn binary(&self, name: &str) -> Result<StoredBinary, String>;
+    /// The sha256 (hex) of a file on the deploy machine, for a `copy` whose `src` is an absolute
+    /// path (as in Ansible): the file is streamed from disk at apply time, never held in the
+    /// plan. The error names the path.
+    fn local_file(&self, path: &Path) -> Result<String, String>;
 }
 
 /// For `ezk check`: certs, kubeconfigs and binaries are not needed to find template and
@@ -76,7 +82,7 @@ pub trait Sources {
 /// is applied or written.
 pub(crate) struct CheckOnly;
 
-impl Sources for CheckOnly {
+impl DeployFiles for CheckOnly {
     fn cert(&self, _: &str, _: &str) -> Result<CertPem, String> {
         Ok(CertPem {
             cert_pem: String::new(),
@@ -93,21 +99,11 @@ impl Sources for CheckOnly {
             sha256: String::new(),
         })
     }
-}
-
-/// For plans that install nothing from the deploy machine (`ezk destroy`): any certificate,
-/// kubeconfig or binary a task asks for is an error naming it, so such a plan never issues
-/// certificates or needs the artifact store.
-pub struct NoFiles;
-
-impl Sources for NoFiles {
-    fn cert(&self, _: &str, id: &str) -> Result<CertPem, String> {
-        Err(format!("certificate `{id}` asked for by a step that installs no files"))
-    }
-    fn kubeconfig(&self, _: &str, name: &str) -> Result<String, String> {
-        Err(format!("kubeconfig `{name}` asked for by a step that installs no files"))
-    }
-    fn binary(&self, name: &str) -> Result<StoredBinary, String> {
-        Err(format!("binary `{name}` asked for by a step that installs no files"))
+    /// Not hashed (no bytes are needed to find template errors), but a file that cannot be
+    /// opened is the same error a real plan would report.
+    fn local_file(&self, path: &Path) -> Result<String, String> {
+        std::fs::File::open(path)
+            .map(|_| String::new())
+            .map_err(|e| format!("{}: {e}", path.display()))
     }
 }

@@ -103,11 +103,11 @@ pub fn validate(t: &TaskDef, env: &Environment<'static>, role: &RoleFiles) -> Re
         Module::Kubeconfig(a) => {
             collect_all(&[&a.name, &a.dest], &[], &mut strings);
             if let Some(n) = lit(&a.name)
-                && !super::render::KUBECONFIGS.contains(&n.as_str())
+                && !super::host_render::KUBECONFIGS.contains(&n.as_str())
             {
                 return Err(format!(
                     "kubeconfig `{n}` is not one of {}",
-                    super::render::KUBECONFIGS.join(", ")
+                    super::host_render::KUBECONFIGS.join(", ")
                 ));
             }
         }

@@ -8,7 +8,7 @@ use super::convert::{
     clip, missing, parse_mode, scalar, short, strip_braces, unguarded, whole_expr,
 };
 use super::role::Role;
-use super::sources::Sources;
+use super::inputs::DeployFiles;
 use super::task::{self, Arg, TaskDef};
 use crate::template::is_template;
 
@@ -43,7 +43,7 @@ pub struct HostRender<'a> {
     pub host: &'a str,
     /// The host's variables as a template context (see `Planner`).
     pub base: &'a Value,
-    pub sources: &'a dyn Sources,
+    pub files: &'a dyn DeployFiles,
 }
 
 impl HostRender<'_> {

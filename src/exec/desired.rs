@@ -12,9 +12,9 @@ use crate::plan::action::{Action, Content, Task};
 /// Files larger than this are never fetched or diffed in plan mode.
 pub const DIFF_LIMIT: u64 = 256 * 1024;
 
-/// What a task wants, beyond its action's own fields.
+/// What a task wants on the host, beyond its action's own fields.
 #[derive(Debug, Clone)]
-pub enum Want {
+pub enum Desired {
     /// A file with known content (File, Sysctl file, Modprobe file).
     File {
         sha256: String,
@@ -34,26 +34,26 @@ pub enum FileSource {
     Local(PathBuf),
 }
 
-impl Want {
-    /// The wanted sha256, for file-like wants.
+impl Desired {
+    /// The wanted sha256, for files.
     pub fn sha256(&self) -> Option<&str> {
         match self {
-            Want::File { sha256, .. } => Some(sha256),
-            Want::Nothing => None,
+            Desired::File { sha256, .. } => Some(sha256),
+            Desired::Nothing => None,
         }
     }
-    /// The bytes to stream for this want.
+    /// The bytes to stream for this file.
     pub fn stdin_part(&self) -> Option<StdinPart> {
         match self {
-            Want::File { source: FileSource::Inline(b), .. } => Some(StdinPart::Bytes(b.clone())),
-            Want::File { source: FileSource::Local(p), .. } => Some(StdinPart::File(p.clone())),
-            Want::Nothing => None,
+            Desired::File { source: FileSource::Inline(b), .. } => Some(StdinPart::Bytes(b.clone())),
+            Desired::File { source: FileSource::Local(p), .. } => Some(StdinPart::File(p.clone())),
+            Desired::Nothing => None,
         }
     }
     /// The wanted bytes when held in memory (for plan diffs).
     pub fn inline_bytes(&self) -> Option<&[u8]> {
         match self {
-            Want::File { source: FileSource::Inline(b), .. } => Some(b),
+            Desired::File { source: FileSource::Inline(b), .. } => Some(b),
             _ => None,
         }
     }
@@ -62,7 +62,7 @@ impl Want {
 /// A local artifact could not be read.
 #[derive(Debug, thiserror::Error)]
 #[error("{task} ({origin}): local file {path}: {source}")]
-pub struct WantError {
+pub struct DesiredError {
     pub task: String,
     pub origin: String,
     pub path: PathBuf,
@@ -99,18 +99,18 @@ pub fn looks_secret(bytes: &[u8]) -> bool {
     SECRET_MARKERS.iter().any(|m| bytes.windows(m.len()).any(|w| w == *m))
 }
 
-fn inline(bytes: Vec<u8>, secret: bool) -> Want {
+fn inline(bytes: Vec<u8>, secret: bool) -> Desired {
     let sha256 = hex::encode(Sha256::digest(&bytes));
     // Not diffable means plan mode neither fetches the host's copy nor shows a diff.
     let diffable = !secret
         && bytes.len() as u64 <= DIFF_LIMIT
         && std::str::from_utf8(&bytes).is_ok()
         && !looks_secret(&bytes);
-    Want::File { sha256, size: bytes.len() as u64, source: FileSource::Inline(bytes), diffable }
+    Desired::File { sha256, size: bytes.len() as u64, source: FileSource::Inline(bytes), diffable }
 }
 
-/// Compute the wants of a role's tasks (same order as the tasks).
-pub fn wants(tasks: &[Task]) -> Result<Vec<Want>, WantError> {
+/// The desired state of a role's tasks (same order as the tasks).
+pub fn desired_state(tasks: &[Task]) -> Result<Vec<Desired>, DesiredError> {
     tasks
         .iter()
         .map(|t| match &t.action {
@@ -118,14 +118,14 @@ pub fn wants(tasks: &[Task]) -> Result<Vec<Want>, WantError> {
                 Content::Inline(b) => Ok(inline(b.clone(), f.secret)),
                 Content::Local { path, sha256 } => {
                     let size = std::fs::metadata(path)
-                        .map_err(|source| WantError {
+                        .map_err(|source| DesiredError {
                             task: t.name.clone(),
                             origin: t.origin.clone(),
                             path: path.clone(),
                             source,
                         })?
                         .len();
-                    Ok(Want::File {
+                    Ok(Desired::File {
                         sha256: sha256.to_lowercase(),
                         size,
                         source: FileSource::Local(path.clone()),
@@ -135,7 +135,7 @@ pub fn wants(tasks: &[Task]) -> Result<Vec<Want>, WantError> {
             },
             Action::Sysctl { entries, .. } => Ok(inline(sysctl_file(entries), false)),
             Action::Modprobe { modules, .. } => Ok(inline(modules_file(modules), false)),
-            _ => Ok(Want::Nothing),
+            _ => Ok(Desired::Nothing),
         })
         .collect()
 }
@@ -149,11 +149,11 @@ mod tests {
         let key = b"-----BEGIN PRIVATE KEY-----\nMIGH\n-----END PRIVATE KEY-----\n".to_vec();
         let kubeconfig = b"users:\n- name: admin\n  user:\n    client-key-data: TUlHSA==\n".to_vec();
         let plain = b"[Service]\nExecStart=/bin/true\n".to_vec();
-        let diffable = |b: Vec<u8>| matches!(inline(b, false), Want::File { diffable: true, .. });
+        let diffable = |b: Vec<u8>| matches!(inline(b, false), Desired::File { diffable: true, .. });
         assert!(!diffable(key.clone()));
         assert!(!diffable(kubeconfig));
         assert!(diffable(plain.clone()));
-        assert!(!matches!(inline(plain, true), Want::File { diffable: true, .. }));
+        assert!(!matches!(inline(plain, true), Desired::File { diffable: true, .. }));
         assert!(looks_secret(&key) && !looks_secret(b"key file: /etc/kubernetes/ssl/etcd-key.pem"));
     }
 }

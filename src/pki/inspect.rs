@@ -7,7 +7,7 @@ use x509_parser::prelude::*;
 
 use super::Pki;
 use super::ca::sha256_hex;
-use super::catalog::CaKind;
+use super::cert_ids::CaKind;
 
 /// One certificate as read from its PEM.
 #[derive(Debug, Clone, PartialEq, Eq)]

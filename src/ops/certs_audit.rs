@@ -1,5 +1,7 @@
 //! The remote half of `ezk certs`: which certificate files each host should hold, and the
-//! verdict on what it actually holds.
+//! verdict on what it actually holds. The hosts' files are a fact like any other, read by
+//! `exec::gather::host_files`; this module joins three layers (the plan, the PKI and those
+//! facts), which is why it belongs to the operation, not to `pki`.
 //!
 //! The expected files come from the plan itself, so they are exactly what `ezk setup` installs:
 //! every `File` action whose bytes are a certificate, CA certificate, public key, private key or
@@ -11,11 +13,11 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::report::{RemoteCopy, RemoteStatus, compare_remote, inspect_pem};
-use super::{CERT_IDS, CertFiles, KUBECONFIG_NAMES, Pki};
-use crate::exec::fetch::{Found, Probe, Request};
+use crate::exec::gather::host_files::{Found, Probe, Request};
+use crate::pki::inspect::{RemoteCopy, RemoteStatus, compare_remote, inspect_pem};
+use crate::pki::{CERT_IDS, CertFiles, KUBECONFIG_NAMES, Pki, sha256_hex};
 use crate::plan::action::{Action, Content, StepPlan};
-use crate::plan::{CertPem, Sources, StoredBinary};
+use crate::plan::{CertPem, DeployFiles, StoredBinary};
 
 /// Which half of a certificate id a file is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,12 +50,12 @@ pub struct Forbidden {
     pub why: String,
 }
 
-/// Answers `Sources` for planning a report: certificates and kubeconfigs from the PKI as it is
-/// on disk (nothing issued, nothing written); binaries are not compared, so they are answered
-/// empty. A plan built with these is only inspected, never executed.
-pub struct ReportSources<'a>(pub &'a Pki);
+/// Answers `DeployFiles` for planning an audit: certificates and kubeconfigs from the PKI as it
+/// is on disk (nothing issued, nothing written); binaries are not compared, so they are
+/// answered empty. A plan built with these is only inspected, never executed.
+pub struct AuditFiles<'a>(pub &'a Pki);
 
-impl Sources for ReportSources<'_> {
+impl DeployFiles for AuditFiles<'_> {
     fn cert(&self, host: &str, id: &str) -> Result<CertPem, String> {
         let f = self.0.cert_files(id, host).map_err(|e| e.to_string())?;
         Ok(CertPem {
@@ -67,6 +69,9 @@ impl Sources for ReportSources<'_> {
     }
     fn binary(&self, name: &str) -> Result<StoredBinary, String> {
         Ok(StoredBinary { path: name.into(), sha256: String::new() })
+    }
+    fn local_file(&self, path: &std::path::Path) -> Result<String, String> {
+        crate::artifacts::sha256_file(path).map_err(|e| e.to_string())
     }
 }
 
@@ -120,18 +125,18 @@ pub fn expected_files(pki: &Pki, plans: &[StepPlan]) -> Vec<Expected> {
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
     for plan in plans {
-        for hrp in plan.waves.iter().flat_map(|w| &w.hosts) {
+        for host_role in plan.waves.iter().flat_map(|w| &w.hosts) {
             let files = cache
-                .entry(hrp.host.clone())
-                .or_insert_with(|| HostFiles::of(pki, &hrp.host));
-            for t in &hrp.tasks {
+                .entry(host_role.host.clone())
+                .or_insert_with(|| HostFiles::of(pki, &host_role.host));
+            for t in &host_role.tasks {
                 let Action::File(f) = &t.action else { continue };
                 let Content::Inline(bytes) = &f.content else { continue };
                 if let Some((id, part)) = files.identify(bytes)
-                    && seen.insert((hrp.host.clone(), f.path.clone()))
+                    && seen.insert((host_role.host.clone(), f.path.clone()))
                 {
                     out.push(Expected {
-                        host: hrp.host.clone(),
+                        host: host_role.host.clone(),
                         path: f.path.clone(),
                         cert_id: id.to_string(),
                         part,
@@ -273,7 +278,7 @@ pub fn judge(
             (_, Found::Problem(p)) => Verdict::Unreadable(p),
             (Part::Key, Found::Sha256(got)) => match pki.cert_files(&e.cert_id, host) {
                 Ok(CertFiles { key_pem: Some(k), .. }) => {
-                    if super::ca::sha256_hex(k.expose().as_bytes()) == got {
+                    if sha256_hex(k.expose().as_bytes()) == got {
                         Verdict::Same(None)
                     } else {
                         Verdict::Differs("a different private key than the local one".into())
@@ -283,7 +288,7 @@ pub fn judge(
                 Err(err) => Verdict::Unreadable(format!("local: {err}")),
             },
             (Part::Kubeconfig, Found::Sha256(got)) => match pki.kubeconfig(&e.cert_id, host) {
-                Ok(k) if super::ca::sha256_hex(k.as_bytes()) == got => Verdict::Same(None),
+                Ok(k) if sha256_hex(k.as_bytes()) == got => Verdict::Same(None),
                 Ok(_) => Verdict::Differs(
                     "another kubeconfig than the one ssl/ gives (older certificate or server)".into(),
                 ),
@@ -378,6 +383,3 @@ pub fn render(findings: &[Finding], unreachable: &[(String, String)]) -> String 
     out
 }
 
-#[cfg(test)]
-#[path = "installed_tests.rs"]
-mod tests;

@@ -1,10 +1,11 @@
 //! The human summary `ezk check` prints for a valid inventory: groups, the cluster-wide
-//! variables that matter, and per host its node name, connection and groups.
+//! variables that matter, and per host its node name, connection and groups. Here, not in
+//! `inventory`, because a host's connection is the executor's reading of its variables.
 
 use std::fmt::Write as _;
 
-use super::Inventory;
-use super::validate::SHOWN_VARS;
+use crate::inventory::Inventory;
+use crate::inventory::validate::SHOWN_VARS;
 
 /// Render the summary of a resolved inventory.
 pub fn summary(inv: &Inventory) -> String {

@@ -1,9 +1,9 @@
-//! Plan mode: the guard's decisions as human lines. Text diffs come from the content gather
+//! Plan mode: the decisions (`decide`) as human lines, what `--plan` prints per task. Text diffs come from the content gather
 //! sent back; secret files never show content, only that it changed.
 
 use super::diff::unified;
-use super::guard::{Change, Decision, Verdict};
-use super::want::{looks_secret, Want};
+use crate::exec::decide::{Change, Decision, Verdict};
+use crate::exec::desired::{Desired, looks_secret};
 use crate::plan::action::{Action, Task};
 
 fn target(task: &Task) -> String {
@@ -20,7 +20,7 @@ fn target(task: &Task) -> String {
 }
 
 /// Lines saying what would change for one task (empty when nothing would).
-pub fn describe(task: &Task, want: &Want, d: &Decision) -> Vec<String> {
+pub fn describe(task: &Task, want: &Desired, d: &Decision) -> Vec<String> {
     let mut out = Vec::new();
     let t = target(task);
     let flagged = matches!(&task.action, Action::File(f) if f.secret);
@@ -73,7 +73,7 @@ pub fn describe(task: &Task, want: &Want, d: &Decision) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exec::want::wants;
+    use crate::exec::desired::desired_state;
     use crate::plan::action::{Content, FileSpec};
 
     fn file_task(content: &str, secret: bool) -> Task {
@@ -107,13 +107,13 @@ mod tests {
             (file_task("a = 2\n", true), "a = 1\n"), // flagged secret
         ];
         for (task, old) in cases {
-            let w = wants(std::slice::from_ref(&task)).unwrap();
+            let w = desired_state(std::slice::from_ref(&task)).unwrap();
             let lines = describe(&task, &w[0], &changed(old));
             assert_eq!(lines, vec!["changed /etc/x.conf: secret content changed".to_string()]);
         }
         // A plain text file still shows its diff.
         let task = file_task("a = 2\n", false);
-        let w = wants(std::slice::from_ref(&task)).unwrap();
+        let w = desired_state(std::slice::from_ref(&task)).unwrap();
         let lines = describe(&task, &w[0], &changed("a = 1\n"));
         assert!(lines.iter().any(|l| l.trim() == "-a = 1") && lines.iter().any(|l| l.trim() == "+a = 2"), "{lines:?}");
     }

@@ -1,5 +1,6 @@
-//! Read files from many hosts at once, for reports (`ezk certs`): one connection per host, all
-//! hosts in parallel, ONE command per host that answers for every requested path.
+//! Fact kind for reports: files read back from many hosts at once (`ezk certs`): one
+//! connection per host, all hosts in parallel, ONE command per host that answers for every
+//! requested path. Not part of a role's gather: it runs outside any plan.
 //!
 //! Each path gets a probe: its bytes (certificates), only its sha256 (private keys: the key
 //! never crosses the wire, yet a stale key is still detected), or only whether it exists
@@ -13,10 +14,10 @@ use std::time::Duration;
 
 use indexmap::IndexMap;
 
-use super::limits::{DEFAULT_FORKS, Limits};
-use super::ssh::{SshConnector, SshOptions};
-use super::transport::{Connector, Transport, TransportError, sh_quote};
-use super::connection::Connection;
+use crate::exec::connection::Connection;
+use crate::exec::limits::{DEFAULT_FORKS, Limits};
+use crate::exec::ssh::{SshConnector, SshOptions};
+use crate::exec::transport::{Connector, Transport, TransportError, sh_quote};
 
 /// Header prefix of every answer line.
 const MARK: &str = "#ezk-fetch";
