@@ -39,7 +39,7 @@ fn plans(p: &Pki) -> Vec<StepPlan> {
     let ca = f("ca", M1).cert_pem;
     let etcd = f("etcd", M1);
     let kubelet = f("kubelet", W1);
-    let hrp = |host: &str, tasks: Vec<Task>| HostRolePlan { host: host.into(), role: "r".into(), tasks };
+    let host_role = |host: &str, tasks: Vec<Task>| HostRolePlan { host: host.into(), role: "r".into(), tasks };
     let step = |s: &str, hosts: Vec<HostRolePlan>| StepPlan {
         step: s.into(),
         waves: vec![Wave { roles: vec!["r".into()], hosts }],
@@ -48,7 +48,7 @@ fn plans(p: &Pki) -> Vec<StepPlan> {
         step(
             "01",
             vec![
-                hrp(
+                host_role(
                     M1,
                     vec![
                         file(&format!("{DIR}/ca.pem"), ca.as_bytes()),
@@ -56,13 +56,13 @@ fn plans(p: &Pki) -> Vec<StepPlan> {
                         file("/root/.kube/config", p.kubeconfig("admin", M1).unwrap().as_bytes()),
                     ],
                 ),
-                hrp(W1, vec![file(&format!("{DIR}/ca.pem"), ca.as_bytes())]),
+                host_role(W1, vec![file(&format!("{DIR}/ca.pem"), ca.as_bytes())]),
             ],
         ),
         step(
             "02",
             vec![
-                hrp(
+                host_role(
                     M1,
                     vec![
                         file(&format!("{DIR}/etcd.pem"), etcd.cert_pem.as_bytes()),
@@ -72,7 +72,7 @@ fn plans(p: &Pki) -> Vec<StepPlan> {
                         file(&format!("{DIR}/ca.pem"), ca.as_bytes()),
                     ],
                 ),
-                hrp(
+                host_role(
                     W1,
                     vec![
                         file("/var/lib/kubelet/kubelet.pem", kubelet.cert_pem.as_bytes()),
