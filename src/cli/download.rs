@@ -1,6 +1,7 @@
 //! `ezk download`: fill the artifact store (kubeasz's ezdown), from upstream, a mirror, a local
 //! directory, apt (the lab's pinned .debs), or an offline bundle; or write such a bundle. The
-//! version set is the cluster's K8S_VER unless `--k8s-ver` names one.
+//! version set is the cluster's K8S_VER unless `--k8s-ver` names one. (The command, like the
+//! other `cli/` files; `artifacts/download.rs` is the HTTP fetching it drives.)
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -3,6 +3,9 @@
 //! and every templated variable evaluated for every host. Each problem names file:line and the
 //! fix. `ezk check` adds its own findings (role templates, the artifact set) to the list and a
 //! summary of what was resolved (`ops::check`).
+//!
+//! One file because it is one list of rules walked in order by `validate`, each a short method
+//! over the same checker, sharing its error constructors and the set of problems already seen.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;

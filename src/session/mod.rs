@@ -8,19 +8,19 @@
 //! - the role library: every role and playbook, embedded or overridden under the home
 //!   ([`Session::catalog`]);
 //! - the deploy machine's files: certificates issued or reused and the artifact store
-//!   ([`Session::files`], see `files`);
+//!   ([`Session::files`], see `deploy_files`);
 //! - the connection of every host ([`Session::connections`], see `exec::Connection`);
 //! - the cluster lock, held from the first run on hosts to the end of the operation
 //!   ([`Session::lock`]).
 
-mod files;
+mod deploy_files;
 
 use std::cell::OnceCell;
 use std::path::Path;
 
 use indexmap::IndexMap;
 
-pub use files::{ClusterFiles, NoFiles};
+pub use deploy_files::{ClusterFiles, NoFiles};
 
 use crate::exec::Connection;
 use crate::exec::lock::{ClusterLock, LockError, lock_cluster};

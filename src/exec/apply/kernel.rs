@@ -2,6 +2,7 @@
 //! `sysctl -w`) and a modprobe task (its modules-load.d file, then `modprobe` each module).
 //! A key or module the kernel refuses is a warning; the task is "changed" only if something
 //! took.
+//! (The other half of this kind, its facts, is `gather/kernel.rs`.)
 
 use super::{Ctx, Steps, changed_if_c, files};
 use crate::exec::decide::Change;

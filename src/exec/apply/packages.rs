@@ -1,5 +1,6 @@
 //! Emitter for packages: install the missing ones with apt (keeping a host's edited conffiles,
 //! and with one `apt-get update` and a retry when the lists are missing or stale) or yum.
+//! (The other half of this kind, its facts, is `gather/packages.rs`.)
 
 use crate::exec::decide::Change;
 use crate::exec::transport::sh_quote;

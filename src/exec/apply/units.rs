@@ -2,6 +2,7 @@
 //! daemon-reload when a unit file or an enable calls for it, start/stop, and the notified
 //! restart decided at run time by the `N<n>` flag), a daemon-reload task, and the handler
 //! restarts after the last task. Each clears the restart-owed marker once its restart is done.
+//! (The other half of this kind, its facts, is `gather/units.rs`.)
 
 use super::{Ctx, Steps};
 use crate::exec::decide::Change;

@@ -1,6 +1,7 @@
 //! Fact kind: the kernel. Sysctl keys (one `sysctl` for every key, and whether each
 //! /proc/sys file is writable: containers often are not) and modules (loaded, loadable, or
 //! neither; the `ezk_m` helper of the gather prelude, builtins only).
+//! (The other half of this kind, its changes, is `apply/kernel.rs`.)
 
 use std::collections::{HashMap, HashSet};
 

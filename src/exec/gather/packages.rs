@@ -1,5 +1,6 @@
 //! Fact kind: OS packages. One `dpkg-query` (or `rpm -q` per package) for every package of the
 //! role's tasks; a package counts as installed when dpkg says `ii`.
+//! (The other half of this kind, its changes, is `apply/packages.rs`.)
 
 use std::collections::HashSet;
 

@@ -1,6 +1,7 @@
 //! Fact kind: systemd units. One `systemctl show` for every service task's unit, in task order;
 //! its answer is one block of `UnitFileState=`/`ActiveState=` lines per unit, blocks separated
 //! by an empty line, so the n-th block is the n-th service task's.
+//! (The other half of this kind, its changes, is `apply/units.rs`.)
 
 use super::{Parsed, ReadLine, quoted_list};
 use crate::plan::action::{Action, Task};
