@@ -14,30 +14,30 @@
 //! - `var_str(host, name)` answers one variable as text (how `exec::Connection` reads a host's
 //!   Ansible connection variables, through `session::connection`).
 //!
-//! Files: `ini.rs`/`yaml.rs` read, `literal.rs` types INI values, `vars.rs` merges,
-//! `resolve.rs` renders, `validate.rs` validates (address helpers are in `crate::addr`).
+//! Files: `load.rs` reads a cluster's files into an `Inventory` (this file: its queries),
+//! `ini.rs`/`yaml.rs` parse, `range.rs` expands host ranges, `literal.rs` types INI values,
+//! `vars.rs` merges, `resolve.rs` renders, `validate.rs` validates, `select.rs` is `--limit`,
+//! `examples.rs` what `ezk new` writes (address helpers are in `crate::addr`).
 
 // Errors carry file, line, host and fix text; they are collected for a report, not raised in
 // a hot path, so their size does not matter.
 #![allow(clippy::result_large_err)]
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use indexmap::IndexMap;
 
-use crate::home::Home;
-
-pub mod validate;
 mod error;
 pub mod examples;
 mod ini;
 mod literal;
+mod load;
 mod range;
 pub mod model;
 mod resolve;
 mod select;
+pub mod validate;
 mod vars;
 mod yaml;
 
@@ -82,122 +82,6 @@ pub struct Inventory {
 }
 
 impl Inventory {
-    /// Read and validate `clusters/<cluster>/` under `home`; every problem is returned at once.
-    pub fn load(
-        home: &Home,
-        cluster: &str,
-        extra_vars: &[(String, String)],
-    ) -> Result<Inventory, InventoryErrors> {
-        let inv = Inventory::parse(home, cluster, extra_vars)?;
-        let errors = validate::validate(&inv);
-        if errors.is_empty() {
-            Ok(inv)
-        } else {
-            Err(InventoryErrors(errors))
-        }
-    }
-
-    /// Read without semantic validation (syntax errors are still errors).
-    pub fn parse(
-        home: &Home,
-        cluster: &str,
-        extra_vars: &[(String, String)],
-    ) -> Result<Inventory, InventoryErrors> {
-        Inventory::from_dir(&home.cluster_dir(cluster), cluster, extra_vars)
-    }
-
-    /// Read a cluster directory directly (`hosts` or `hosts.yml`, and `config.yml` if present).
-    pub fn from_dir(
-        dir: &Path,
-        cluster: &str,
-        extra_vars: &[(String, String)],
-    ) -> Result<Inventory, InventoryErrors> {
-        let ini_path = dir.join("hosts");
-        let yaml_path = dir.join("hosts.yml");
-        let config_file = dir.join("config.yml");
-        let read = |p: &Path| {
-            std::fs::read_to_string(p).map_err(|e| InventoryError::Io {
-                path: p.to_path_buf(),
-                reason: e.to_string(),
-            })
-        };
-        let mut errors = Vec::new();
-        let (hosts_file, (source, errs)) = if ini_path.is_file() {
-            (
-                ini_path.clone(),
-                ini::parse(
-                    &read(&ini_path).map_err(|e| InventoryErrors(vec![e]))?,
-                    &ini_path,
-                ),
-            )
-        } else if yaml_path.is_file() {
-            (
-                yaml_path.clone(),
-                yaml::parse_inventory(
-                    &read(&yaml_path).map_err(|e| InventoryErrors(vec![e]))?,
-                    &yaml_path,
-                ),
-            )
-        } else {
-            return Err(InventoryErrors(vec![InventoryError::NoInventory {
-                dir: dir.to_path_buf(),
-            }]));
-        };
-        errors.extend(errs);
-        let config = if config_file.is_file() {
-            match read(&config_file).and_then(|t| yaml::parse_config(&t, &config_file)) {
-                Ok(c) => c,
-                Err(e) => {
-                    errors.push(e);
-                    model::VarDefs::new()
-                }
-            }
-        } else {
-            model::VarDefs::new()
-        };
-        let mut source = source;
-        for g in KUBEASZ_GROUPS {
-            if !source.groups.contains_key(*g) {
-                source.group_mut(g, &Location::new(&hosts_file, 0));
-            }
-        }
-        let (tree, errs) = vars::GroupTree::build(&source);
-        errors.extend(errs);
-        let (extra, errs) = vars::extra_defs(extra_vars);
-        errors.extend(errs);
-        if !errors.is_empty() {
-            return Err(InventoryErrors(errors));
-        }
-        let mut groups: IndexMap<String, Vec<String>> = IndexMap::new();
-        groups.insert("all".into(), tree.members["all"].clone());
-        for (g, m) in &tree.members {
-            groups.entry(g.clone()).or_insert_with(|| m.clone());
-        }
-        let hosts: Vec<String> = source.hosts.keys().cloned().collect();
-        let base = build_resolver(
-            &source,
-            &tree,
-            &groups,
-            &model::VarDefs::new(),
-            &config,
-            &extra,
-        );
-        Ok(Inventory {
-            cluster: cluster.to_string(),
-            dir: dir.to_path_buf(),
-            groups,
-            hosts,
-            hosts_file,
-            config_file,
-            source,
-            config,
-            extra,
-            tree,
-            base,
-            hostvars: OnceLock::new(),
-        })
-    }
-
     /// Members of a group (through children), in file order; empty for an unknown group.
     pub fn hosts_in(&self, group: &str) -> &[String] {
         self.groups.get(group).map(|v| v.as_slice()).unwrap_or(&[])
@@ -295,7 +179,7 @@ impl Inventory {
             return self.base.clone();
         }
         let defaults = vars::default_defs(role_defaults);
-        build_resolver(
+        load::build_resolver(
             &self.source,
             &self.tree,
             &self.groups,
@@ -326,24 +210,4 @@ impl Inventory {
 
 fn to_yaml(v: &minijinja::Value) -> Value {
     serde_yaml::to_value(v).unwrap_or_else(|_| Value::String(v.to_string()))
-}
-
-fn build_resolver(
-    source: &model::Source,
-    tree: &vars::GroupTree,
-    groups: &IndexMap<String, Vec<String>>,
-    defaults: &model::VarDefs,
-    config: &model::VarDefs,
-    extra: &model::VarDefs,
-) -> Arc<resolve::Resolver> {
-    let mut per_host = IndexMap::new();
-    let mut names = HashMap::new();
-    for h in source.hosts.keys() {
-        per_host.insert(
-            h.clone(),
-            vars::merge_for_host(source, tree, defaults, config, extra, h),
-        );
-        names.insert(h.clone(), tree.groups_of(h));
-    }
-    resolve::Resolver::new(per_host, groups, names)
 }

@@ -22,8 +22,8 @@
 //! | `kubelet` | kubelet-<nodename>.pem | CA | CN=system:node:<nodename>, O=system:nodes, server+client | that node only |
 //! | `etcd-client` | etcd-client.pem | etcd CA | etcdctl on the deploy machine | no host |
 //!
-//! One shared `etcd` certificate (kubeasz's etcd.pem) rather than one per member: the issue asks
-//! for every etcd IP in the SANs, so per-member certificates would all change together on any
+//! One shared `etcd` certificate (kubeasz's etcd.pem) rather than one per member: its SANs hold
+//! every etcd IP (as kubeasz's do), so per-member certificates would all change together on any
 //! membership change anyway, and the shared file keeps kubeasz's paths and unit flags valid.
 
 use std::net::IpAddr;
