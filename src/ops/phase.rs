@@ -2,7 +2,7 @@
 //!
 //! Each phase has a title and a `run`; optionally
 //! - `prepare`: gathers what the phase needs (before `should_run` decides);
-//! - `should_run`: false skips the phase (an option not given, a host set that is empty);
+//! - `should_run` (set with `.when(…)`): false skips the phase (an option not given);
 //! - `dry_run`: what the phase does under `--plan` instead of `run` (asking for confirmation
 //!   and closing messages do nothing). Work on hosts has none: it runs the same way, and the
 //!   executor's pipeline is the one place that says "would" (`exec::pipeline`: gather and decide
