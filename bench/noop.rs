@@ -7,7 +7,9 @@
 //! boot here. Prints one line per size and key exchange. A no-op re-run is, per host: one SSH
 //! master handshake + one gather round trip.
 
-#[allow(dead_code)]
+#[path = "../tests/common/mod.rs"]
+mod common;
+#[allow(dead_code, unused_imports)]
 #[path = "../tests/lab/support.rs"]
 mod support;
 #[allow(dead_code)]
@@ -41,7 +43,7 @@ fn loopback_bench(n: usize) {
     let kh: String = servers.iter().map(|s| s.known_hosts_line()).collect();
     std::fs::write(cluster.join("known_hosts"), kh).unwrap();
     let base = work.path().join("hosts");
-    let conns: IndexMap<String, ezk::inventory::Connection> = servers.iter().enumerate().map(|(i, s)| (format!("lo-{i}"), s.connection())).collect();
+    let conns: IndexMap<String, ezk::exec::Connection> = servers.iter().enumerate().map(|(i, s)| (format!("lo-{i}"), s.connection())).collect();
     let plan = StepPlan {
         step: "files".into(),
         waves: vec![Wave { roles: vec!["files".into()], hosts: servers.iter().enumerate().map(|(i, s)| loopback::role(&base, &format!("lo-{i}"), s.port)).collect() }],
@@ -50,7 +52,7 @@ fn loopback_bench(n: usize) {
 }
 
 /// One converging run, then three no-op runs, per key exchange; one printed line each.
-fn measure(label: &str, cluster: &std::path::Path, plan: &StepPlan, conns: &IndexMap<String, ezk::inventory::Connection>) {
+fn measure(label: &str, cluster: &std::path::Path, plan: &StepPlan, conns: &IndexMap<String, ezk::exec::Connection>) {
     for kex in [None, Some("curve25519-sha256")] {
         let opts = Options { progress: Some(false), json: true, kex_algorithms: kex.map(String::from), ..Options::default() };
         let t = Instant::now();

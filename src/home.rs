@@ -3,6 +3,10 @@
 //! Resolution: `--home DIR`, else `$EZK_HOME`, else the current directory. The home holds
 //! `clusters/<name>/{hosts,config.yml,ssl,logs}`, the artifact store `down/`, and optional
 //! `roles/` and `playbooks/` folders that override the copies embedded in the binary.
+//!
+//! The current cluster (as kubeasz's `ezctl checkout` chooses it) is the file
+//! `clusters/.current` (one line, the cluster name), written by `ezk new` and `ezk checkout`,
+//! read by `ezk list` (to mark it) and by commands whose cluster is optional.
 
 use std::path::{Path, PathBuf};
 
@@ -53,5 +57,25 @@ impl Home {
     /// On-disk `playbooks/` override, if present.
     pub fn playbooks_dir(&self) -> PathBuf {
         self.root.join("playbooks")
+    }
+
+    /// The current cluster, if one was chosen and still exists.
+    pub fn current_cluster(&self) -> Option<String> {
+        let name = std::fs::read_to_string(self.clusters_dir().join(".current")).ok()?;
+        let name = name.trim().to_string();
+        (!name.is_empty() && self.cluster_dir(&name).is_dir()).then_some(name)
+    }
+
+    /// Record `name` as the current cluster.
+    pub fn set_current_cluster(&self, name: &str) -> Result<(), String> {
+        let path = self.clusters_dir().join(".current");
+        std::fs::write(&path, format!("{name}\n")).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    }
+
+    /// The cluster a command should act on: the one given, else the current one.
+    pub fn cluster_or_current(&self, given: Option<String>) -> Result<String, String> {
+        given.or_else(|| self.current_cluster()).ok_or_else(|| {
+            "no cluster given and none is current: name one, or choose one with `ezk checkout <name>`".into()
+        })
     }
 }

@@ -2,16 +2,20 @@
 //!
 //! The pipeline follows the folders: `inventory` (hosts + config.yml → resolved vars) →
 //! `plan` (playbooks + roles → per-host typed actions) → `exec` (SSH, all hosts in parallel) →
-//! `ui` (progress, recap, json). `pki`, `artifacts` and `lab` feed and host that pipeline.
+//! `ui` (progress, recap, json). `pki` and `artifacts` feed it; `session` loads one cluster for
+//! it; `ops` runs it, one list of named phases per command; `cli` maps arguments to `ops`;
+//! `lab` is the sandbox. `docs/architecture.md` has the map and what may import what.
 
+pub mod addr;
 pub mod artifacts;
 pub mod cli;
-pub mod cluster;
 pub mod exec;
 pub mod home;
 pub mod inventory;
 pub mod lab;
+pub mod ops;
 pub mod pki;
 pub mod plan;
+pub mod session;
 pub mod template;
 pub mod ui;

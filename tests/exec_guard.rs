@@ -1,13 +1,15 @@
-//! The guard and the fact parser with scripted facts (no host): what gets skipped, changed,
+//! Decide and the fact parser with scripted facts (no host): what gets skipped, changed,
 //! warned about or refused, and what `--plan` says about it. Each case: tasks + the gather
-//! output a host would print → the decisions and plan lines.
+//! output a host would print → the decisions and plan lines. Cases about the apply script
+//! (what runs, in which order, what travels on stdin) are fixtures: see
+//! `exec_guard_fixtures.rs` and `tests/fixtures/exec-guard/`.
 
-use ezk::exec::describe::describe;
-use ezk::exec::facts::{FactError, parse_facts};
-use ezk::exec::guard::{Change, Verdict, decide_role, pending_handlers};
-use ezk::exec::script::{apply_script, parse_results};
-use ezk::exec::want::wants;
-use ezk::plan::action::{Action, Content, FileSpec, Task, UnitState, WaitTarget};
+use ezk::exec::apply::parse_results;
+use ezk::exec::decide::{Change, Verdict, decide_role, pending_handlers};
+use ezk::exec::desired::desired_state;
+use ezk::exec::gather::{FactError, parse_facts};
+use ezk::exec::report::plan_lines::describe;
+use ezk::plan::action::{Action, Content, FileSpec, Task, WaitTarget};
 use sha2::{Digest, Sha256};
 
 fn task(name: &str, action: Action, notify: &[&str]) -> Task {
@@ -50,23 +52,9 @@ fn b64(s: &str) -> String {
 }
 
 #[test]
-fn same_content_different_mode_is_a_mode_change_only() {
-    let tasks = vec![task("conf", file("/etc/a.conf", "x=1\n", 0o600, false), &[])];
-    let w = wants(&tasks).unwrap();
-    let facts = parse_facts(&format!("{}{}@@end\n", f_line("f", "644", "/etc/a.conf"), h_line("x=1\n", "/etc/a.conf")), "", &tasks).unwrap();
-    let d = decide_role(&tasks, &w, &facts);
-    assert_eq!(d[0].verdict, Verdict::Change(vec![Change::Mode { from: 0o644, to: 0o600 }]));
-    assert_eq!(describe(&tasks[0], &w[0], &d[0]), vec!["mode 0644→0600 /etc/a.conf"]);
-    // The apply script changes the mode in place and streams no content.
-    let a = apply_script(&tasks, &w, &d, &[]);
-    assert!(a.stdin.is_empty());
-    assert!(a.script.contains("chmod 0600 /etc/a.conf"), "{}", a.script);
-}
-
-#[test]
 fn identical_file_is_ok_and_needs_no_apply() {
     let tasks = vec![task("conf", file("/etc/a.conf", "x=1\n", 0o644, false), &["svc"])];
-    let w = wants(&tasks).unwrap();
+    let w = desired_state(&tasks).unwrap();
     let facts = parse_facts(&format!("{}{}@@end\n", f_line("f", "644", "/etc/a.conf"), h_line("x=1\n", "/etc/a.conf")), "", &tasks).unwrap();
     let d = decide_role(&tasks, &w, &facts);
     assert_eq!(d[0].verdict, Verdict::Ok);
@@ -80,7 +68,7 @@ fn text_diff_shown_secret_masked() {
         task("conf", file("/etc/a.conf", "a\nport=2\n", 0o644, false), &[]),
         task("key", file("/etc/a.key", "NEWKEY\n", 0o600, true), &[]),
     ];
-    let w = wants(&tasks).unwrap();
+    let w = desired_state(&tasks).unwrap();
     let out = format!(
         "{}{}@@c 0 {}\n{}{}@@end\n",
         f_line("f", "644", "/etc/a.conf"),
@@ -99,50 +87,10 @@ fn text_diff_shown_secret_masked() {
 }
 
 #[test]
-fn notified_restart_only_when_notifier_changed_and_reload_only_for_unit_files() {
-    let tasks = vec![
-        task("conf", file("/etc/etcd.conf", "new\n", 0o644, false), &["etcd"]),
-        task("unit", file("/etc/systemd/system/etcd.service", "[Service]\n", 0o644, false), &["etcd"]),
-        task("reload", Action::DaemonReload, &[]),
-        task("svc", Action::Service { unit: "etcd".into(), enabled: true, state: UnitState::Started }, &[]),
-    ];
-    let w = wants(&tasks).unwrap();
-    let unit = "/etc/systemd/system/etcd.service";
-    let files = |conf: &str| format!("{}{}{}{}", f_line("f", "644", "/etc/etcd.conf"), h_line(conf, "/etc/etcd.conf"), f_line("f", "644", unit), h_line("[Service]\n", unit));
-    let running = "@@u ActiveState=active\n@@u UnitFileState=enabled\n";
-    // Config changed, unit file the same, service running and enabled.
-    let out = format!("{}{running}@@end\n", files("old\n"));
-    let d = decide_role(&tasks, &w, &parse_facts(&out, "", &tasks).unwrap());
-    assert_eq!(d[2].verdict, Verdict::Ok, "daemon-reload without a unit change");
-    assert_eq!(d[3].verdict, Verdict::Change(vec![Change::Restart { by: "conf".into() }]));
-    assert_eq!(describe(&tasks[3], &w[3], &d[3]), vec!["restart etcd (conf)"]);
-    // Nothing changed: no restart, nothing to apply.
-    let out = format!("{}{running}@@end\n", files("new\n"));
-    let d = decide_role(&tasks, &w, &parse_facts(&out, "", &tasks).unwrap());
-    assert!(d.iter().all(|x| x.verdict == Verdict::Ok), "{d:?}");
-    // Unit file changed, service stopped: reload, enable is fine, start (no extra restart).
-    let out = format!("{}{}@@u ActiveState=inactive\n@@u UnitFileState=disabled\n@@end\n", f_line("f", "644", "/etc/etcd.conf"), h_line("new\n", "/etc/etcd.conf"));
-    let facts = parse_facts(&out, "", &tasks).unwrap();
-    let d = decide_role(&tasks, &w, &facts);
-    assert_eq!(d[2].verdict, Verdict::Change(vec![Change::DaemonReload]));
-    assert_eq!(d[3].verdict, Verdict::Change(vec![Change::Enable, Change::Start]));
-    let a = apply_script(&tasks, &w, &d, &pending_handlers(&tasks, &d, &facts));
-    assert!(a.script.contains("systemctl daemon-reload"));
-    assert!(!a.script.contains("systemctl restart etcd"), "started units are not restarted too:\n{}", a.script);
-    // One reload for the unit file and the enable (each costs 0.1-0.4 s on a host): enable
-    // without its implicit reload, then reload, then start.
-    let body = ezk::exec::script::body(&a.script);
-    let at = |needle: &str| body.find(needle).unwrap_or_else(|| panic!("no {needle:?} in:\n{body}"));
-    assert_eq!(body.matches("systemctl daemon-reload").count(), 1, "{body}");
-    assert!(at("systemctl enable --no-reload etcd") < at("systemctl daemon-reload"), "{body}");
-    assert!(at("systemctl daemon-reload") < at("systemctl start etcd"), "{body}");
-}
-
-#[test]
 fn sysctl_unknown_or_read_only_keys_are_warnings_not_changes() {
     let entries = vec![("net.ipv4.ip_forward".to_string(), "1".to_string()), ("kernel.pid_max".to_string(), "4194303".to_string()), ("vm.nope".to_string(), "1".to_string())];
     let tasks = vec![task("sysctl", Action::Sysctl { file: "/etc/sysctl.d/95.conf".into(), entries: entries.clone() }, &[])];
-    let w = wants(&tasks).unwrap();
+    let w = desired_state(&tasks).unwrap();
     let file_sha = w[0].sha256().unwrap().to_string();
     let path = "/etc/sysctl.d/95.conf";
     let out = format!(
@@ -161,7 +109,7 @@ fn command_guards_and_wait_probes() {
         task("always", Action::Command { cmd: "echo".into(), creates: None, unless: None }, &[]),
         task("wait", Action::WaitFor { target: WaitTarget::Tcp { host: "127.0.0.1".into(), port: 2379 }, timeout_secs: 30, diagnose: None }, &[]),
     ];
-    let w = wants(&tasks).unwrap();
+    let w = desired_state(&tasks).unwrap();
     let d = decide_role(&tasks, &w, &parse_facts("@@g 0 1\n@@w 2 1\n@@end\n", "", &tasks).unwrap());
     assert!(matches!(d[0].verdict, Verdict::Skip(_)));
     assert_eq!(d[1].verdict, Verdict::Change(vec![Change::Run]));
@@ -174,7 +122,7 @@ fn command_guards_and_wait_probes() {
 #[test]
 fn directory_where_a_file_is_wanted_fails_before_touching_anything() {
     let tasks = vec![task("conf", file("/etc/a.conf", "x\n", 0o644, false), &[])];
-    let w = wants(&tasks).unwrap();
+    let w = desired_state(&tasks).unwrap();
     let d = decide_role(&tasks, &w, &parse_facts(&format!("{}@@end\n", f_line("d", "755", "/etc/a.conf")), "", &tasks).unwrap());
     assert!(matches!(&d[0].verdict, Verdict::Fail(m) if m.contains("not a regular file")), "{d:?}");
 }
@@ -182,7 +130,7 @@ fn directory_where_a_file_is_wanted_fails_before_touching_anything() {
 #[test]
 fn offline_packages_are_verified_not_installed() {
     let tasks = vec![task("pkgs", Action::Package { names: vec!["conntrack".into(), "ipset".into()], offline: true }, &[])];
-    let w = wants(&tasks).unwrap();
+    let w = desired_state(&tasks).unwrap();
     let d = decide_role(&tasks, &w, &parse_facts("@@k conntrack ii \n@@k ipset un \n@@end\n", "", &tasks).unwrap());
     assert!(matches!(&d[0].verdict, Verdict::Fail(m) if m.contains("ipset") && !m.contains("conntrack")), "{d:?}");
 }
@@ -195,7 +143,7 @@ fn truncated_or_garbled_gather_output_is_an_error() {
     // Noise from login scripts is ignored; a path find did not list does not exist.
     let tasks = vec![task("gone", Action::Absent { path: "/x".into() }, &[])];
     let f = parse_facts("Welcome!\n@@end\n", "", &tasks).unwrap();
-    assert_eq!(f[&0].path.as_ref().unwrap().kind, ezk::exec::facts::PathKind::None);
+    assert_eq!(f[&0].path.as_ref().unwrap().kind, ezk::exec::gather::PathKind::None);
 }
 
 #[test]
@@ -208,133 +156,3 @@ fn result_markers_parse() {
     assert!(!r.done);
 }
 
-#[test]
-fn file_contents_travel_on_stdin_never_in_the_script() {
-    // The script is a command-line argument (visible in `ps` on the host, and logged with -v).
-    let tasks = vec![task("key", file("/etc/k.pem", "-----BEGIN PRIVATE KEY-----\nSECRETBYTES\n", 0o600, true), &[])];
-    let w = wants(&tasks).unwrap();
-    let d = decide_role(&tasks, &w, &parse_facts("@@end\n", "", &tasks).unwrap());
-    assert_eq!(d[0].verdict, Verdict::Change(vec![Change::NewFile { size: 40 }]));
-    let a = apply_script(&tasks, &w, &d, &[]);
-    assert!(!a.script.contains("SECRETBYTES"));
-    assert_eq!(a.stdin.len(), 1);
-    assert!(a.script.contains(&format!("ezk_put 0 /etc/k.pem 40 {} 0600 root root", w[0].sha256().unwrap())), "{}", a.script);
-}
-
-#[test]
-fn state_restarted_always_restarts_and_reports_changed() {
-    let tasks = vec![task("svc", Action::Service { unit: "chrony".into(), enabled: true, state: UnitState::Restarted }, &[])];
-    let w = wants(&tasks).unwrap();
-    let d = decide_role(&tasks, &w, &parse_facts("@@u ActiveState=active\n@@u UnitFileState=enabled\n@@end\n", "", &tasks).unwrap());
-    assert_eq!(d[0].verdict, Verdict::Change(vec![Change::Restart { by: "state: restarted".into() }]));
-    let a = apply_script(&tasks, &w, &d, &[]);
-    assert!(a.script.contains("systemctl restart chrony"), "{}", a.script);
-    assert!(a.script.contains("echo '@@r 0 changed'"), "{}", a.script);
-}
-
-/// Regression: a restart decided inside the apply script died with it. An apply killed after a
-/// notifying file landed but before the restart left the service on its old config forever:
-/// the next gather found the file right and nothing changed. Now a marker on the host (written
-/// before the change, removed after the restart) makes the guard plan the restart anyway.
-#[test]
-fn restart_owed_by_an_interrupted_run_is_planned_though_nothing_changed() {
-    use ezk::exec::facts::gather_script;
-    use ezk::exec::pending::{INTERRUPTED, PENDING_DIR};
-    let unit = "/etc/systemd/system/etcd.service";
-    let tasks = vec![
-        task("conf", file("/etc/etcd.conf", "new\n", 0o644, false), &["etcd"]),
-        task("unit", file(unit, "[Service]\n", 0o644, false), &["etcd"]),
-        task("reload", Action::DaemonReload, &[]),
-        task("svc", Action::Service { unit: "etcd".into(), enabled: true, state: UnitState::Started }, &[]),
-    ];
-    let w = wants(&tasks).unwrap();
-    // The markers are read by the one gather (no extra round trip).
-    let gs = gather_script(&tasks, &w, false, &Default::default());
-    assert!(gs.contains(&format!("{PENDING_DIR}/*")), "{gs}");
-    let same = format!("{}{}{}{}@@u ActiveState=active\n@@u UnitFileState=enabled\n", f_line("f", "644", "/etc/etcd.conf"), h_line("new\n", "/etc/etcd.conf"), f_line("f", "644", unit), h_line("[Service]\n", unit));
-
-    // Files right, markers for etcd and for a reload: reload, then restart.
-    let facts = parse_facts(&format!("{same}@@p etcd\n@@p _daemon-reload\n@@end\n"), "", &tasks).unwrap();
-    let d = decide_role(&tasks, &w, &facts);
-    assert_eq!(d[0].verdict, Verdict::Ok);
-    assert_eq!(d[2].verdict, Verdict::Change(vec![Change::DaemonReload]));
-    assert_eq!(d[3].verdict, Verdict::Change(vec![Change::Restart { by: INTERRUPTED.into() }]));
-    assert_eq!(describe(&tasks[3], &w[3], &d[3]), vec![format!("restart etcd ({INTERRUPTED})")]);
-    assert!(pending_handlers(&tasks, &d, &facts).is_empty());
-    let a = apply_script(&tasks, &w, &d, &[]);
-    let body = ezk::exec::script::body(&a.script);
-    let at = |needle: &str| body.find(needle).unwrap_or_else(|| panic!("no {needle:?} in:\n{body}"));
-    // The flag starts raised (no task changes to raise it); the marker goes after the restart.
-    assert!(at("N0=1") < at("systemctl daemon-reload"), "{body}");
-    assert!(at("systemctl daemon-reload") < at("systemctl restart etcd"), "{body}");
-    assert!(at("systemctl restart etcd") < at(&format!("rm -f -- {PENDING_DIR}/etcd")), "{body}");
-    assert!(!body.contains("ezk_pend") && a.stdin.is_empty(), "{body}");
-
-    // A marker of a unit this role does not notify is not its business.
-    let facts = parse_facts(&format!("{same}@@p other.service\n@@end\n"), "", &tasks).unwrap();
-    assert!(decide_role(&tasks, &w, &facts).iter().all(|x| x.verdict == Verdict::Ok));
-
-    // A handler-only unit (no service task): restarted at the tail, the apply still runs.
-    let tasks = vec![task("lb", file("/etc/lb.conf", "a\n", 0o644, false), &["kube-lb"])];
-    let w = wants(&tasks).unwrap();
-    let facts = parse_facts(&format!("{}{}@@p kube-lb\n@@end\n", f_line("f", "644", "/etc/lb.conf"), h_line("a\n", "/etc/lb.conf")), "", &tasks).unwrap();
-    let d = decide_role(&tasks, &w, &facts);
-    assert_eq!(d[0].verdict, Verdict::Ok);
-    let h = pending_handlers(&tasks, &d, &facts);
-    assert_eq!(h, vec![("kube-lb".to_string(), INTERRUPTED.to_string())]);
-    let a = apply_script(&tasks, &w, &d, &h);
-    let body = ezk::exec::script::body(&a.script);
-    assert!(body.contains("N0=1\n") && body.contains("systemctl restart kube-lb"), "{body}");
-    assert!(body.find("systemctl restart kube-lb") < body.find(&format!("rm -f -- {PENDING_DIR}/kube-lb")), "{body}");
-}
-
-#[test]
-fn marker_is_written_before_a_notifying_change_lands() {
-    use ezk::exec::pending::PENDING_DIR;
-    let unit = "/etc/systemd/system/etcd.service";
-    let tasks = vec![
-        task("conf", file("/etc/etcd.conf", "new\n", 0o644, false), &["etcd"]),
-        task("unit", file(unit, "[Service]\n", 0o644, false), &["etcd"]),
-        task("reload", Action::DaemonReload, &[]),
-        task("svc", Action::Service { unit: "etcd".into(), enabled: true, state: UnitState::Started }, &[]),
-    ];
-    let w = wants(&tasks).unwrap();
-    let out = format!("{}{}{}@@u ActiveState=active\n@@u UnitFileState=enabled\n@@end\n", f_line("f", "644", "/etc/etcd.conf"), h_line("old\n", "/etc/etcd.conf"), f_line("f", "644", unit));
-    let facts = parse_facts(&out, "", &tasks).unwrap();
-    let d = decide_role(&tasks, &w, &facts);
-    let a = apply_script(&tasks, &w, &d, &pending_handlers(&tasks, &d, &facts));
-    let body = ezk::exec::script::body(&a.script);
-    let at = |needle: &str| body.find(needle).unwrap_or_else(|| panic!("no {needle:?} in:\n{body}"));
-    assert!(at("ezk_put 0 ") < at("N0=1\n"), "nothing owed from before: the flag rises after the change: {body}");
-    // etcd's marker once, before the first notifying file; the unit file owes a reload too.
-    assert!(at("ezk_pend 0 etcd\n") < at("ezk_put 0 "), "{body}");
-    assert!(at("ezk_pend 1 _daemon-reload\n") < at("ezk_put 1 "), "{body}");
-    assert!(at("systemctl daemon-reload") < at(&format!("rm -f -- {PENDING_DIR}/_daemon-reload")), "{body}");
-    assert!(at("systemctl restart etcd") < at(&format!("rm -f -- {PENDING_DIR}/etcd")), "{body}");
-}
-
-/// Regression: removing a drop-in (the chrony role does when CHRONY_SET_CLOCK turns true) left
-/// the old drop-in loaded, because only written unit files called for a daemon-reload.
-#[test]
-fn removed_drop_in_reloads_systemd_before_the_restart() {
-    let dropin = "/etc/systemd/system/chrony.service.d/10-ezk-no-clock.conf";
-    let tasks = vec![
-        task("drop-in removed", Action::Absent { path: dropin.into() }, &["chrony"]),
-        task("reload", Action::DaemonReload, &[]),
-        task("svc", Action::Service { unit: "chrony".into(), enabled: true, state: UnitState::Started }, &[]),
-    ];
-    let w = wants(&tasks).unwrap();
-    let running = "@@u ActiveState=active\n@@u UnitFileState=enabled\n";
-    let facts = parse_facts(&format!("{}{running}@@end\n", f_line("f", "644", dropin)), "", &tasks).unwrap();
-    let d = decide_role(&tasks, &w, &facts);
-    assert_eq!(d[0].verdict, Verdict::Change(vec![Change::Remove]));
-    assert_eq!(d[1].verdict, Verdict::Change(vec![Change::DaemonReload]));
-    let a = apply_script(&tasks, &w, &d, &pending_handlers(&tasks, &d, &facts));
-    let body = ezk::exec::script::body(&a.script);
-    let at = |needle: &str| body.find(needle).unwrap_or_else(|| panic!("no {needle:?} in:\n{body}"));
-    assert!(at("systemctl daemon-reload") < at("systemctl restart chrony"), "{body}");
-    // Already gone: nothing to reload, nothing to restart.
-    let facts = parse_facts(&format!("{running}@@end\n"), "", &tasks).unwrap();
-    let d = decide_role(&tasks, &w, &facts);
-    assert!(d.iter().all(|x| x.verdict == Verdict::Ok), "{d:?}");
-}

@@ -1,16 +1,27 @@
-//! Data-driven guard cases: `tests/fixtures/exec-guard/<case>/` holds `tasks.yml` (a role's
-//! tasks, in a compact form of `plan::action`), `facts.txt` (what the host's gather printed)
-//! and `expected.txt` (the `--plan` lines, then `apply: yes|no`). Adding a case adds no code.
+//! Data-driven cases of the executor's pipeline without a host: `tests/fixtures/exec-guard/<case>/`
+//! holds the input, `tasks.yml` (a role's tasks, in a compact form of `plan::action`) and
+//! `facts.txt` (what the host's gather printed), and what must come out:
+//! - `expected.txt`: the `--plan` lines, then `apply: yes|no`;
+//! - `decisions.txt` (optional): each task's decision (`exec::decide`), one line per task;
+//! - `apply.txt` (optional): the apply script after its fixed prelude, exactly, under a first
+//!   line counting the stdin parts (changed files' bytes travel there, never in the script);
+//! - `gather.txt` (optional): the gather script after its prelude (plan mode off, no known
+//!   checksums).
+//!
+//! Adding a case adds no code. `EZK_UPDATE_FIXTURES=1` (re)writes `decisions.txt`,
+//! `apply.txt` and `gather.txt` where a case has them, and `decisions.txt` plus `apply.txt`
+//! (when the case applies) where it has none: review the diff!
 //!
 //! In `facts.txt`, `@@hash <path> <text>` stands for the `sha256sum` line of a file whose
 //! content is `<text>` (with `\n` escapes), so cases need no precomputed hashes.
 
 use std::path::Path;
 
-use ezk::exec::describe::describe;
-use ezk::exec::facts::parse_facts;
-use ezk::exec::guard::{decide_role, pending_handlers};
-use ezk::exec::want::wants;
+use ezk::exec::apply::{apply_script, body};
+use ezk::exec::decide::{Change, Decision, Verdict, decide_role, pending_handlers};
+use ezk::exec::desired::desired_state;
+use ezk::exec::gather::{gather_body, gather_script, parse_facts};
+use ezk::exec::report::plan_lines::describe;
 use ezk::plan::action::{Action, Content, FileSpec, Task, UnitState, WaitTarget};
 use serde_yaml::Value;
 use sha2::{Digest, Sha256};
@@ -95,16 +106,47 @@ fn facts_text(raw: &str) -> String {
         .collect()
 }
 
+/// A decision on one line: the verdict (modes in octal, a gathered old content only named),
+/// then any warnings.
+fn decision_line(i: usize, task: &Task, d: &Decision) -> String {
+    let change = |c: &Change| match c {
+        Change::Content { old } => format!("Content {{ old: {} }}", if old.is_some() { "gathered" } else { "not gathered" }),
+        Change::Mode { from, to } => format!("Mode {{ from: {from:04o}, to: {to:04o} }}"),
+        other => format!("{other:?}"),
+    };
+    let verdict = match &d.verdict {
+        Verdict::Change(cs) => format!("Change [{}]", cs.iter().map(change).collect::<Vec<_>>().join(", ")),
+        other => format!("{other:?}"),
+    };
+    let warnings = if d.warnings.is_empty() { String::new() } else { format!("; warnings: {:?}", d.warnings) };
+    format!("{i} {}: {verdict}{warnings}", task.name)
+}
+
+/// Compare `got` with the case's `file` (`required`: a case must have it); with
+/// `EZK_UPDATE_FIXTURES`, write it instead (`always`: also when the case has none yet).
+fn check(case: &Path, file: &str, got: &str, required: bool, always: bool, failures: &mut Vec<String>) {
+    let path = case.join(file);
+    if std::env::var_os("EZK_UPDATE_FIXTURES").is_some() && (always || path.exists()) {
+        std::fs::write(&path, got).unwrap();
+        return;
+    }
+    match std::fs::read_to_string(&path) {
+        Ok(want) if want != got => failures.push(format!("{}:\n--- want\n{want}--- got\n{got}", path.display())),
+        Err(e) if required => failures.push(format!("{}: {e}", path.display())),
+        _ => {}
+    }
+}
+
 #[test]
 fn guard_fixtures() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/exec-guard");
     let mut cases: Vec<_> = std::fs::read_dir(&root).unwrap().flatten().map(|e| e.path()).collect();
     cases.sort();
-    assert!(cases.len() >= 5, "fixtures missing under {}", root.display());
+    assert!(cases.len() >= 19, "fixtures missing under {}", root.display());
     let mut failures = Vec::new();
     for case in &cases {
         let tasks = tasks(&case.join("tasks.yml"));
-        let w = wants(&tasks).unwrap();
+        let w = desired_state(&tasks).unwrap();
         let facts = parse_facts(&facts_text(&std::fs::read_to_string(case.join("facts.txt")).unwrap()), "", &tasks).unwrap();
         let d = decide_role(&tasks, &w, &facts);
         let mut got: Vec<String> = tasks.iter().zip(&w).zip(&d).flat_map(|((t, w), d)| describe(t, w, d)).collect();
@@ -112,11 +154,17 @@ fn guard_fixtures() {
         for (unit, by) in &handlers {
             got.push(format!("restart {unit} ({by})"));
         }
-        got.push(format!("apply: {}", if d.iter().any(|x| x.needs_apply()) || !handlers.is_empty() { "yes" } else { "no" }));
-        let want: Vec<String> = std::fs::read_to_string(case.join("expected.txt")).unwrap().lines().map(String::from).collect();
-        if got != want {
-            failures.push(format!("{}:\n  got:  {got:#?}\n  want: {want:#?}", case.display()));
-        }
+        let applies = d.iter().any(|x| x.needs_apply()) || !handlers.is_empty();
+        got.push(format!("apply: {}", if applies { "yes" } else { "no" }));
+        let plan_lines: String = got.iter().map(|l| format!("{l}\n")).collect();
+        check(case, "expected.txt", &plan_lines, true, true, &mut failures);
+        let decisions: String = tasks.iter().zip(&d).enumerate().map(|(i, (t, d))| decision_line(i, t, d) + "\n").collect();
+        check(case, "decisions.txt", &decisions, false, true, &mut failures);
+        let a = apply_script(&tasks, &w, &d, &handlers);
+        let apply = format!("stdin: {} part(s)\n{}", a.stdin.len(), body(&a.script));
+        check(case, "apply.txt", &apply, false, applies, &mut failures);
+        let gather = gather_body(&gather_script(&tasks, &w, false, &Default::default())).to_string();
+        check(case, "gather.txt", &gather, false, false, &mut failures);
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -7,7 +7,7 @@ mod sshd;
 use std::path::{Path, PathBuf};
 
 use ezk::exec::{Options, run_step};
-use ezk::inventory::Connection;
+use ezk::exec::Connection;
 use ezk::plan::action::{Action, Content, FileSpec, HostRolePlan, StepPlan, Task, WaitTarget, Wave};
 use indexmap::IndexMap;
 use sha2::{Digest, Sha256};

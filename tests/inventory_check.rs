@@ -7,22 +7,10 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-fn ezk(home: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ezk"))
-        .arg("--home")
-        .arg(home)
-        .args(args)
-        .env_remove("EZK_HOME")
-        .output()
-        .expect("run ezk");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+mod common;
+
+use common::ezk::{Run, ezk};
 
 fn expectations(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)
@@ -62,7 +50,7 @@ fn fixture_cases() {
                 std::fs::copy(&f, dir.join(fname)).unwrap();
             }
         }
-        let (code, stdout, stderr) = ezk(home.path(), &["check", &name]);
+        let Run { code, stdout, stderr } = ezk(home.path(), &["check", &name]);
         let prefix = format!("{}/", dir.display());
         let out = format!("{stdout}{stderr}").replace(&prefix, "");
         let (want_code, file) = if case.join("expected-errors").exists() {
@@ -129,7 +117,7 @@ fn check_contacts_no_host() {
             ),
         )
         .unwrap();
-        let (code, stdout, stderr) = ezk(home.path(), &["check", "c1"]);
+        let Run { code, stdout, stderr } = ezk(home.path(), &["check", "c1"]);
         let expect = if etcd.lines().count() == 2 { 1 } else { 0 };
         assert_eq!(code, expect, "{stdout}{stderr}");
         match listener.accept() {
@@ -143,11 +131,11 @@ fn check_contacts_no_host() {
 fn new_list_checkout_and_examples_pass_check() {
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
-    let (code, out, _) = ezk(h, &["list"]);
+    let Run { code, stdout: out, .. } = ezk(h, &["list"]);
     assert_eq!(code, 0);
     assert!(out.contains("no clusters"), "{out}");
 
-    let (code, _, err) = ezk(h, &["new", "k8s-01"]);
+    let Run { code, stderr: err, .. } = ezk(h, &["new", "k8s-01"]);
     assert_eq!(code, 0, "{err}");
     let hosts = std::fs::read_to_string(h.join("clusters/k8s-01/hosts")).unwrap();
     assert!(
@@ -160,7 +148,7 @@ fn new_list_checkout_and_examples_pass_check() {
 
     // Refuses to overwrite, and leaves the files alone.
     std::fs::write(h.join("clusters/k8s-01/hosts"), "# edited\n").unwrap();
-    let (code, _, err) = ezk(h, &["new", "k8s-01"]);
+    let Run { code, stderr: err, .. } = ezk(h, &["new", "k8s-01"]);
     assert_eq!(code, 1);
     assert!(err.contains("already exists"), "{err}");
     assert_eq!(
@@ -169,19 +157,19 @@ fn new_list_checkout_and_examples_pass_check() {
     );
     std::fs::write(h.join("clusters/k8s-01/hosts"), hosts).unwrap();
 
-    let (code, _, err) = ezk(h, &["new", "aio", "--layout", "allinone"]);
+    let Run { code, stderr: err, .. } = ezk(h, &["new", "aio", "--layout", "allinone"]);
     assert_eq!(code, 0, "{err}");
-    let (_, out, _) = ezk(h, &["list"]);
+    let Run { stdout: out, .. } = ezk(h, &["list"]);
     assert_eq!(out, "* aio (current)\n  k8s-01\n");
 
     // The examples as created pass check; the current cluster is the default.
-    let (code, out, err) = ezk(h, &["check"]);
+    let Run { code, stdout: out, stderr: err } = ezk(h, &["check"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
         out.contains("ok: cluster aio passes all checks (1 host)"),
         "{out}"
     );
-    let (code, out, err) = ezk(h, &["check", "k8s-01"]);
+    let Run { code, stdout: out, stderr: err } = ezk(h, &["check", "k8s-01"]);
     assert_eq!(code, 0, "{out}{err}");
     for want in ["master-01", "worker-02", "CONTEXT_NAME", "calico"]
         .iter()
@@ -190,16 +178,16 @@ fn new_list_checkout_and_examples_pass_check() {
         assert!(out.contains(want), "{want} in {out}");
     }
 
-    let (code, _, _) = ezk(h, &["checkout", "k8s-01"]);
+    let Run { code, .. } = ezk(h, &["checkout", "k8s-01"]);
     assert_eq!(code, 0);
-    let (_, out, _) = ezk(h, &["list"]);
+    let Run { stdout: out, .. } = ezk(h, &["list"]);
     assert_eq!(out, "  aio\n* k8s-01 (current)\n");
-    let (code, _, err) = ezk(h, &["checkout", "nope"]);
+    let Run { code, stderr: err, .. } = ezk(h, &["checkout", "nope"]);
     assert_eq!(code, 1);
     assert!(err.contains("no cluster nope"), "{err}");
 
     // -e wins over everything.
-    let (code, _, err) = ezk(h, &["check", "k8s-01", "-e", "CLUSTER_NETWORK=weave"]);
+    let Run { code, stderr: err, .. } = ezk(h, &["check", "k8s-01", "-e", "CLUSTER_NETWORK=weave"]);
     assert_eq!(code, 1);
     assert!(
         err.contains("CLUSTER_NETWORK \"weave\" is not supported"),

@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use ezk::inventory::{Connection, Inventory, Value, Vars};
+use ezk::exec::Connection;
+use ezk::inventory::{Inventory, Value, Vars};
+use ezk::session::connection;
 
 fn inventory(hosts: &str, config: &str, extra: &[(&str, &str)]) -> (tempfile::TempDir, Inventory) {
     let dir = tempfile::tempdir().unwrap();
@@ -284,7 +286,7 @@ fn evaluation_is_lazy_and_errors_name_the_cause() {
 fn connection_from_ansible_vars() {
     let (_d, inv) = inventory(HOSTS, CONFIG, &[]);
     assert_eq!(
-        inv.connection("node-b.example.test"),
+        connection(&inv, "node-b.example.test"),
         Connection {
             address: "198.51.100.22".into(),
             port: 2222,
@@ -295,7 +297,7 @@ fn connection_from_ansible_vars() {
         }
     );
     assert_eq!(
-        inv.connection("198.51.100.11"),
+        connection(&inv, "198.51.100.11"),
         Connection {
             address: "198.51.100.11".into(),
             port: 22,
@@ -324,7 +326,7 @@ fn shipped_examples_resolve() {
     for layout in ["hosts.multi-node", "hosts.allinone"] {
         let hosts = std::fs::read_to_string(root.join(layout)).unwrap();
         let (_d, inv) = inventory(&hosts, &config, &[]);
-        let errors = ezk::inventory::check::validate(&inv);
+        let errors = ezk::inventory::validate::validate(&inv);
         assert!(errors.is_empty(), "{layout}: {errors:?}");
         let first = &inv.hosts_in("kube_master")[0];
         let v = inv.vars_for(first, &Vars::new()).unwrap();
@@ -359,7 +361,7 @@ fn examples_substitute_placeholders() {
 /// kubeasz users behind a bastion put ProxyJump in Ansible's ssh args; ezk connects the same way.
 #[test]
 fn proxy_jump_from_ansible_ssh_args() {
-    use ezk::inventory::proxy_jump;
+    use ezk::exec::connection::proxy_jump;
     assert_eq!(proxy_jump("-o ProxyJump=ops@bastion:2222").as_deref(), Some("ops@bastion:2222"));
     assert_eq!(proxy_jump("'-o ProxyJump=bastion' -o StrictHostKeyChecking=yes").as_deref(), Some("bastion"));
     assert_eq!(proxy_jump("-o \"ProxyJump bastion\"").as_deref(), Some("bastion"));

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use ezk::inventory::Vars;
 use ezk::plan::action::{Action, StepPlan};
 use ezk::plan::{
-    Catalog, CertPem, Library, PlanError, Planner, Sources, StoredBinary, VarSource, check_all,
+    Catalog, CertPem, DeployFiles, Library, PlanError, Planner, StoredBinary, Variables, check_all,
     write_render,
 };
 use indexmap::IndexMap;
@@ -56,7 +56,7 @@ impl InventoryDouble {
     }
 }
 
-impl VarSource for InventoryDouble {
+impl Variables for InventoryDouble {
     fn groups(&self) -> &IndexMap<String, Vec<String>> {
         &self.groups
     }
@@ -74,9 +74,9 @@ impl VarSource for InventoryDouble {
 }
 
 /// Test double of the PKI and artifact store: recognisable placeholder PEMs per host.
-struct SourcesDouble;
+struct FilesDouble;
 
-impl Sources for SourcesDouble {
+impl DeployFiles for FilesDouble {
     fn cert(&self, host: &str, id: &str) -> Result<CertPem, String> {
         Ok(CertPem {
             cert_pem: format!("CERT {id} for {host}\n"),
@@ -92,6 +92,11 @@ impl Sources for SourcesDouble {
             path: PathBuf::from(format!("/store/{name}")),
             sha256: format!("sha256-of-{name}"),
         })
+    }
+    fn local_file(&self, path: &Path) -> Result<String, String> {
+        use sha2::Digest;
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(hex::encode(sha2::Sha256::digest(bytes)))
     }
 }
 
@@ -110,7 +115,7 @@ fn plan(dir: &Path, case: &Case) -> Result<Vec<StepPlan>, PlanError> {
     Planner {
         catalog: &catalog,
         vars: &vars,
-        sources: &SourcesDouble,
+        files: &FilesDouble,
     }
     .plan_steps(case.step.as_deref().unwrap_or("all"))
 }
@@ -405,18 +410,15 @@ fn step_names_by_number_name_or_both_and_unknown_lists_available() {
 fn render_command_glue_writes_files_per_host_from_the_home_overrides() {
     let (dir, case) = cluster();
     let out = tempfile::tempdir().unwrap();
-    let ctx = ezk::cli::Context {
-        home: ezk::home::Home::at(&dir),
-        verbose: 0,
-    };
-    let args = ezk::cli::render::Args {
-        cluster: "c1".into(),
-        step: "etcd".into(),
-        out: out.path().join("r"),
-        extra: vec![],
-    };
-    let code = ezk::cli::render::render_with(&ctx, &args, &InventoryDouble::new(case), &SourcesDouble)
-        .unwrap();
+    let home = ezk::home::Home::at(&dir);
+    let code = ezk::ops::render::render_with(
+        &home,
+        "etcd",
+        &out.path().join("r"),
+        &InventoryDouble::new(case),
+        &FilesDouble,
+    )
+    .unwrap();
     assert_eq!(code, 0);
     let unit = std::fs::read_to_string(
         out.path()

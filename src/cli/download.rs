@@ -1,14 +1,14 @@
 //! `ezk download`: fill the artifact store (kubeasz's ezdown), from upstream, a mirror, a local
 //! directory, apt (the lab's pinned .debs), or an offline bundle; or write such a bundle. The
-//! version set is the cluster's K8S_VER unless `--k8s-ver` names one.
+//! version set is the cluster's K8S_VER unless `--k8s-ver` names one. (The command, like the
+//! other `cli/` files; `artifacts/download.rs` is the HTTP fetching it drives.)
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::{CliError, CliResult, Context, checkout};
+use super::{CliError, CliResult, Context};
 use crate::artifacts::download::{self, Options, Outcome, Status};
 use crate::artifacts::{Manifest, Store, apt, bundle, local, progress};
-use crate::cluster;
 
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = "\
@@ -153,13 +153,13 @@ fn pick_set(ctx: &Context, args: &Args, store: &Store) -> Result<Result<String, 
     } else if let Some(cluster) = args
         .cluster
         .clone()
-        .or_else(|| checkout::current(&ctx.home))
+        .or_else(|| ctx.home.current_cluster())
     {
-        let inv = match cluster::load_inventory(ctx, &cluster, &[]) {
-            Ok(inv) => inv,
+        let inv = match crate::ops::open_or_report(&ctx.home, &cluster, &[]) {
+            Ok(session) => session.inventory,
             Err(code) => return Ok(Err(code)),
         };
-        let v = cluster::k8s_ver(&inv).ok_or_else(|| {
+        let v = crate::session::k8s_ver(&inv).ok_or_else(|| {
             format!(
                 "cluster {cluster}: K8S_VER is not set in {}; set it there or pass --k8s-ver",
                 inv.dir.join("config.yml").display()

@@ -1,10 +1,8 @@
-//! `ezk kca-renew [<cluster>] [--new-ca]`: back up ssl/ and reissue every certificate, keeping
-//! the CAs unless `--new-ca` (kubeasz's kca-renew). Hosts receive the new files on the next
-//! `ezk setup`.
+//! `ezk kca-renew [<cluster>] [--new-ca]`: the command's arguments; `ops::kca_renew` backs up
+//! ssl/ and reissues every certificate.
 
-use super::certs::cluster_spec;
 use super::{CliResult, Context, parse_extra_var};
-use crate::pki;
+use crate::ops;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -20,11 +18,8 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Context, args: Args) -> CliResult {
-    let (dir, spec) = cluster_spec(ctx, args.cluster, &args.extra)?;
-    Ok(pki::cli_kca_renew(
-        &dir,
-        &spec,
-        args.new_ca,
-        &mut std::io::stdout().lock(),
-    )?)
+    ops::kca_renew::run(
+        &ctx.home,
+        ops::kca_renew::Request { cluster: args.cluster, new_ca: args.new_ca, extra_vars: args.extra },
+    )
 }

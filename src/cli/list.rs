@@ -1,7 +1,6 @@
 //! `ezk list`: the clusters under the home (directories of `clusters/` holding an inventory),
 //! the current one marked.
 
-use super::checkout::current;
 use super::{CliResult, Context};
 
 #[derive(Debug, clap::Args)]
@@ -26,7 +25,7 @@ pub fn run(ctx: &Context, _args: Args) -> CliResult {
         );
         return Ok(0);
     }
-    let cur = current(&ctx.home);
+    let cur = ctx.home.current_cluster();
     for n in names {
         if cur.as_deref() == Some(n.as_str()) {
             println!("* {n} (current)");

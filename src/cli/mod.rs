@@ -1,4 +1,6 @@
-//! Command-line interface: one file per subcommand, each with its clap `Args` and a `run`.
+//! Command-line interface: one file per subcommand, each with its clap `Args` and a `run` that
+//! turns them into an operation's request and calls it (`ops`; `lab`, `download`, `new`,
+//! `list` and `checkout` do their small work here). Nothing here loads a cluster.
 //!
 //! Library modules return typed errors; here they become `CliError` (a boxed error whose
 //! Display already names file/line/host and the fix), reported once by `main`.
@@ -24,7 +26,7 @@ pub mod restore;
 pub mod setup;
 
 /// Any error that reaches `main`. Module errors carry their own context in `Display`.
-pub type CliError = Box<dyn std::error::Error + Send + Sync + 'static>;
+pub type CliError = crate::ops::Error;
 
 /// Exit code on success is returned (0, or non-zero for "ran but something failed").
 pub type CliResult = Result<i32, CliError>;

@@ -4,7 +4,6 @@
 
 use std::path::Path;
 
-use super::checkout::set_current;
 use super::{CliResult, Context};
 use crate::inventory::examples::{self, Layout};
 
@@ -50,7 +49,7 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
         &examples::hosts(args.layout, name, &home),
     )?;
     write(&dir.join("config.yml"), &examples::config_yml(name, &home))?;
-    set_current(&ctx.home, name)?;
+    ctx.home.set_current_cluster(name)?;
     println!("cluster {name}: created {}", dir.display());
     println!(
         "next: edit {}/hosts and {}/config.yml, then run `ezk check {name}`",

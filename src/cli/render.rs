@@ -1,10 +1,10 @@
-//! `ezk render <cluster> <step> --out DIR`: write, per host, every file a step would install
-//! (secrets included, 0600) and a PLAN.txt of every action, without contacting any host.
+//! `ezk render <cluster> <step> --out DIR`: the command's arguments; `ops::render` writes the
+//! files, contacting no host.
 
 use std::path::PathBuf;
 
 use super::{CliResult, Context};
-use crate::plan::{Catalog, Library, Planner, Sources, VarSource};
+use crate::ops;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -22,37 +22,8 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Context, args: Args) -> CliResult {
-    let inv = match crate::cluster::load_inventory(ctx, &args.cluster, &args.extra) {
-        Ok(inv) => inv,
-        Err(code) => return Ok(code),
-    };
-    let sources = crate::cluster::sources(ctx, &inv)?;
-    render_with(ctx, &args, &inv, &sources)
-}
-
-/// Render `args.step` with the given variables and sources into `args.out`.
-pub fn render_with(
-    ctx: &Context,
-    args: &Args,
-    vars: &dyn VarSource,
-    sources: &dyn Sources,
-) -> CliResult {
-    let lib = Library::with_overrides(ctx.home.root())?;
-    let catalog = Catalog::load(&lib)?;
-    let plans = Planner {
-        catalog: &catalog,
-        vars,
-        sources,
-    }
-    .plan_steps(&args.step)?;
-    let summary = crate::plan::write_render(&plans, &args.out)?;
-    let steps: Vec<&str> = plans.iter().map(|p| p.step.as_str()).collect();
-    println!(
-        "rendered {} for {} host(s): {} file(s) under {} (each host has a PLAN.txt); no host was contacted",
-        steps.join(", "),
-        summary.hosts,
-        summary.files,
-        args.out.display()
-    );
-    Ok(0)
+    ops::render::run(
+        &ctx.home,
+        ops::render::Request { cluster: args.cluster, step: args.step, out: args.out, extra_vars: args.extra },
+    )
 }

@@ -1,19 +1,12 @@
-//! `ezk setup <cluster> <step>`: build the step's plan from the inventory and roles, then run it
-//! on every host over SSH (or, with --plan, show what would change).
-//!
-//! Plans every step fully (inventory, PKI, artifact store, templates) before the first
-//! connection, then runs each step with `execute`; a step that fails on a host stops the run.
-//! With several steps (`all`), `--json` prints one recap object per line, one per step.
+//! `ezk setup <cluster> <step>`: the command's arguments; `ops::setup` does the work (plan
+//! every step, then run them on the hosts, or with --plan show what would change).
+//! `RunArgs`, how a plan runs on the hosts, is shared with `destroy` and `restore`.
 
-use std::path::Path;
 use std::time::Duration;
-
-use indexmap::IndexMap;
 
 use super::{CliResult, Context};
 use crate::exec::{self, Options};
-use crate::inventory::{Connection, Inventory};
-use crate::plan::action::StepPlan;
+use crate::ops;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -78,97 +71,16 @@ pub fn options(ctx: &Context, args: &RunArgs) -> Options {
     }
 }
 
-/// Run a built plan and report: recap table (or JSON), exit code 0, or 2 when a host failed or
-/// was unreachable.
-pub fn execute(
-    ctx: &Context,
-    args: &RunArgs,
-    cluster_dir: &Path,
-    plan: &StepPlan,
-    conns: &IndexMap<String, Connection>,
-) -> CliResult {
-    let opts = options(ctx, args);
-    let recap = exec::run_step(cluster_dir, plan, conns, &opts)?;
-    if args.json {
-        println!("{}", recap.to_json());
-    } else {
-        if args.plan && recap.plan.values().all(|l| l.is_empty()) {
-            println!("nothing to change");
-        }
-        print!("\n{}", recap.table());
-        if let Some(why) = &recap.refused {
-            println!("{why}");
-        }
-        if let Some(log) = &recap.log {
-            println!("log: {}", log.display());
-        }
-    }
-    Ok(recap.exit_code())
-}
-
 pub fn run(ctx: &Context, args: Args) -> CliResult {
-    let inv = match crate::cluster::load_inventory(ctx, &args.cluster, &args.run.extra_vars) {
-        Ok(inv) => inv,
-        Err(code) => return Ok(code),
-    };
-    let only = if args.limit.is_empty() { None } else { Some(inv.select(&args.limit)?) };
-    // Everything is planned before the first connection: certificates issued or reused,
-    // binaries found in the store (a missing one stops here, naming the download command),
-    // every template rendered for every host.
-    let lib = crate::plan::Library::with_overrides(ctx.home.root())?;
-    let catalog = crate::plan::Catalog::load(&lib)?;
-    for book in catalog.resolve_steps(&args.step)? {
-        if let Some((_, command, what)) = OWN_COMMAND.iter().find(|(step, ..)| *step == book.step) {
-            return Err(format!(
-                "step {:?} {what}; `ezk {command} {}` runs it (and asks first)",
-                args.step, args.cluster
-            )
-            .into());
-        }
-    }
-    let sources = crate::cluster::sources(ctx, &inv)?;
-    let mut plans = crate::plan::Planner { catalog: &catalog, vars: &inv, sources: &sources }
-        .plan_steps(&args.step)?;
-    if let Some(only) = &only {
-        for plan in &mut plans {
-            for wave in &mut plan.waves {
-                wave.hosts.retain(|h| only.contains(&h.host));
-            }
-            plan.waves.retain(|w| !w.hosts.is_empty());
-        }
-    }
-    run_plans(ctx, &args.run, &inv, &plans)
+    let run = options(ctx, &args.run);
+    ops::setup::run(
+        &ctx.home,
+        ops::setup::Request {
+            cluster: args.cluster,
+            step: args.step,
+            limit: args.limit,
+            extra_vars: args.run.extra_vars,
+            run,
+        },
+    )
 }
-
-/// Run planned steps in order on the inventory's hosts; a step that fails on a host stops the
-/// run (exit code of that step).
-pub fn run_plans(ctx: &Context, run: &RunArgs, inv: &Inventory, plans: &[StepPlan]) -> CliResult {
-    let conns: IndexMap<String, Connection> =
-        inv.hosts.iter().map(|h| (h.clone(), inv.connection(h))).collect();
-    for plan in plans {
-        if plans.len() > 1 && !run.json {
-            println!("== step {}", plan.step);
-        }
-        let code = execute(ctx, run, &inv.dir, plan, &conns)?;
-        if code != 0 {
-            // A later step builds on this one (etcd before the masters, …): stop here.
-            if plans.len() > 1 {
-                eprintln!("step {} did not complete on every host; later steps not started", plan.step);
-            }
-            return Ok(code);
-        }
-    }
-    Ok(0)
-}
-
-/// The playbook `ezk destroy` runs.
-pub const DESTROY_STEP: &str = "99.clean";
-/// The playbook `ezk restore` runs.
-pub const RESTORE_STEP: &str = "95.restore";
-
-/// Playbooks with a command of their own, which asks before it acts: `setup` refuses them by
-/// any of their names (step, command, what it does).
-const OWN_COMMAND: &[(&str, &str, &str)] = &[
-    (DESTROY_STEP, "destroy", "removes the cluster"),
-    (RESTORE_STEP, "restore", "replaces etcd's data with a snapshot"),
-];

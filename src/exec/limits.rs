@@ -1,4 +1,4 @@
-//! Every concurrency limit of a run in one struct (STYLE #8), so the caps are visible together:
+//! Every concurrency limit of a run in one struct, so the caps are visible together:
 //! how many hosts are worked on at once (`--forks`), and how many SSH handshakes run at once
 //! (each costs ~100 ms of CPU; a burst of hundreds would starve the deploy machine and trip a
 //! bastion's MaxStartups). The per-host channel cap (below sshd's MaxSessions) lives with the

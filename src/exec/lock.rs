@@ -22,6 +22,13 @@ pub struct ClusterLock {
     pub path: PathBuf,
 }
 
+impl ClusterLock {
+    /// The locked cluster's directory (`clusters/<name>/`).
+    pub fn cluster_dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
+    }
+}
+
 /// Take the lock of `cluster_dir` without waiting.
 pub fn lock_cluster(cluster_dir: &Path) -> Result<ClusterLock, LockError> {
     let path = cluster_dir.join(".lock");

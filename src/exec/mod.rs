@@ -1,37 +1,40 @@
 //! SSH executor: runs a `plan::action::StepPlan` on real hosts.
 //!
-//! - `transport`: the `Transport` trait (one command with stdin → exit code/stdout/stderr; each
-//!   call one counted round trip); `ssh`: its implementation on the openssh crate (one
-//!   native-mux master per host for the whole run, strict host keys).
-//! - `want` → `facts` → `guard` → `script`: per host per role, precompute desired bytes, gather
-//!   every target's state in ONE command, decide locally (the guard: the only place that says
-//!   skip/change/fail), then ONE apply script with the changed files on stdin.
-//! - `describe` + `diff`: `--plan` output from the same decisions.
-//! - `runner` + `role`: waves in order, hosts in parallel under `limits`, failures per host.
-//! - `lock`: one run per cluster.
-//! - `pending`: restarts owed by an interrupted apply, kept as markers on the host.
-//! - `fetch`: read files from many hosts, one round trip each (for reports such as `ezk certs`).
-//! - `sums`: checksums of host files from earlier runs, so unchanged big files are not
-//!   re-hashed by every gather.
+//! Per host and role, the pipeline (`pipeline::run_role`), one folder or file per step:
+//! - `desired`: what every task wants, computed before any connection (bytes, size, sha256);
+//! - `gather/`: round trip 1, every target's state in ONE command (one file per fact kind:
+//!   a script part and the pure parser of its output);
+//! - `decide`: local and pure, the ONLY place that says ok/skip/change/fail;
+//! - `apply/`: round trip 2, ONE script with the changed files on stdin (one emitter per
+//!   action kind), only when something differs;
+//! - `report/`: the role's outcome and events, and the `--plan` lines of the same decisions.
+//!   (Each action kind has its fact in `gather/`, its branch in `decide`, its emitter in
+//!   `apply/` and its line in `report/plan_lines`: files of the same name in `gather/` and
+//!   `apply/` are the two halves of one kind.)
 //!
-//! Entry point: [`run_step`].
+//! Around it: `runner` (waves in order, hosts in parallel under `limits`, failures per host),
+//! `connection` (how to reach a host, from Ansible's variables), `transport` (one command
+//! with stdin → exit code/stdout/stderr; each call one counted round trip) with `ssh` (its
+//! implementation on the openssh crate: one native-mux master per host, strict host keys,
+//! `hostkey` messages), `lock` (one run per cluster), `pending` (restarts owed by an
+//! interrupted apply, kept as markers on the host).
+//!
+//! Entry point: [`run_step`] (or [`run_step_locked`] under a held cluster lock).
 
-pub mod describe;
-pub mod diff;
-pub mod fetch;
-pub mod facts;
-pub mod guard;
+pub mod apply;
+pub mod connection;
+pub mod decide;
+pub mod desired;
+pub mod gather;
 pub mod hostkey;
 pub mod limits;
 pub mod lock;
 pub mod pending;
-pub mod role;
+pub mod pipeline;
+pub mod report;
 pub mod runner;
-pub mod script;
 pub mod ssh;
-pub mod sums;
 pub mod transport;
-pub mod want;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -40,10 +43,11 @@ use std::time::Duration;
 
 use indexmap::IndexMap;
 
-use crate::inventory::Connection;
 use crate::plan::action::StepPlan;
 use crate::ui::events::{Monitor, MonitorOptions, is_tty};
 use crate::ui::recap::Recap;
+pub use connection::Connection;
+use lock::ClusterLock;
 use ssh::{SshConnector, SshOptions};
 use transport::Connector;
 
@@ -70,9 +74,9 @@ pub struct Options {
     pub jump_hosts: Vec<String>,
     /// ssh KexAlgorithms override (see `ssh::SshOptions::kex_algorithms`); None = ssh default.
     pub kex_algorithms: Option<String>,
-    /// Where each host's known checksums live (`sums`); `run_step` uses
+    /// Where each host's known checksums live (`gather::checksums`); `run_step` uses
     /// `clusters/<name>/cache/`. None: hash every file on every gather.
-    pub sums_dir: Option<PathBuf>,
+    pub checksums_dir: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -89,7 +93,7 @@ impl Default for Options {
             command_timeout: Duration::from_secs(600),
             jump_hosts: Vec::new(),
             kex_algorithms: None,
-            sums_dir: None,
+            checksums_dir: None,
         }
     }
 }
@@ -102,7 +106,7 @@ pub enum ExecError {
     #[error("host {host} is in the plan but has no connection data (is it in the inventory?)")]
     NoConnection { host: String },
     #[error(transparent)]
-    Want(#[from] want::WantError),
+    Desired(#[from] desired::DesiredError),
     #[error("cannot create the run log {path}: {source}")]
     Log { path: PathBuf, source: std::io::Error },
     #[error("cannot start the async runtime: {0}")]
@@ -117,6 +121,19 @@ pub fn run_step(
     conns: &IndexMap<String, Connection>,
     opts: &Options,
 ) -> Result<Recap, ExecError> {
+    let lock = lock::lock_cluster(cluster_dir)?;
+    run_step_locked(&lock, plan, conns, opts)
+}
+
+/// `run_step` for a caller that already holds the cluster's lock (a session holds it for a
+/// whole operation, across its steps).
+pub fn run_step_locked(
+    lock: &ClusterLock,
+    plan: &StepPlan,
+    conns: &IndexMap<String, Connection>,
+    opts: &Options,
+) -> Result<Recap, ExecError> {
+    let cluster_dir = lock.cluster_dir();
     let known = cluster_dir.join("known_hosts");
     let ssh = SshOptions {
         known_hosts: vec![known],
@@ -134,18 +151,18 @@ pub fn run_step(
         },
         ..SshOptions::default()
     };
-    run_step_with(Arc::new(SshConnector::new(ssh)), cluster_dir, plan, conns, opts)
+    run_step_with(Arc::new(SshConnector::new(ssh)), lock, plan, conns, opts)
 }
 
-/// `run_step` with any connector (tests pass a double here).
+/// `run_step_locked` with any connector (tests pass a double here).
 pub fn run_step_with<C: Connector>(
     connector: Arc<C>,
-    cluster_dir: &Path,
+    lock: &ClusterLock,
     plan: &StepPlan,
     conns: &IndexMap<String, Connection>,
     opts: &Options,
 ) -> Result<Recap, ExecError> {
-    let _lock = lock::lock_cluster(cluster_dir)?;
+    let cluster_dir = lock.cluster_dir();
     let logs = cluster_dir.join("logs");
     let log_path = logs.join(format!("{}-{}{}.log", timestamp(), plan.step.replace('/', "_"), if opts.plan_only { "-plan" } else { "" }));
     let log_err = |source| ExecError::Log { path: log_path.clone(), source };
@@ -161,7 +178,7 @@ pub fn run_step_with<C: Connector>(
     });
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(ExecError::Runtime)?;
     let mut opts = opts.clone();
-    opts.sums_dir.get_or_insert_with(|| cluster_dir.join("cache"));
+    opts.checksums_dir.get_or_insert_with(|| cluster_dir.join("cache"));
     let result = rt.block_on(runner::run_plan(connector, plan, conns, &opts, tx));
     monitor.finish();
     let mut recap = result?;

@@ -4,12 +4,12 @@
 //! lost connection), the next run finds the file already right and would never restart: the
 //! service would keep its old config. So the apply records a durable marker per owed unit
 //! on the host before the change, and removes it only after the restart succeeded; the gather
-//! reads the markers (`facts`), and the guard turns one into "restart U" even when nothing
+//! reads the markers (`gather::markers`), and `decide` turns one into "restart U" even when nothing
 //! else changed.
 
 use std::collections::BTreeSet;
 
-use super::guard::{Change, Decision};
+use super::decide::{Change, Decision};
 use super::transport::sh_quote;
 use crate::plan::action::{Action, Task};
 
@@ -20,7 +20,7 @@ pub const PENDING_DIR: &str = "/var/lib/ezk/pending-restart";
 /// starts with `_`).
 pub const RELOAD_MARKER: &str = "_daemon-reload";
 
-/// How the guard names a restart owed by an interrupted run (plan lines, recap).
+/// How `decide` names a restart owed by an interrupted run (plan lines, recap).
 pub const INTERRUPTED: &str = "owed by an interrupted run";
 
 /// The marker file name for a unit (unit names never hold `/`; be safe anyway).
@@ -46,7 +46,7 @@ pub fn clear_cmd(name: &str) -> String {
     format!("rm -f -- {}", sh_quote(&marker_path(&marker_name(name))))
 }
 
-/// Units whose restart the guard planned because an interrupted run owes it (a service task's
+/// Units whose restart `decide` planned because an interrupted run owes it (a service task's
 /// restart or a handler, named `INTERRUPTED`): the apply starts with their flags raised.
 pub fn owed_units(tasks: &[Task], decisions: &[Decision], handlers: &[(String, String)]) -> BTreeSet<String> {
     let owed = |by: &str| by.contains(INTERRUPTED);

@@ -12,13 +12,13 @@ use std::time::Instant;
 use indexmap::IndexMap;
 use tokio::sync::Mutex;
 
+use super::connection::Connection;
+use super::desired::{Desired, desired_state};
+use super::gather::checksums::{Checksums, checksums_path};
 use super::limits::Limits;
-use super::role::run_role;
-use super::sums::{sums_path, Sums};
+use super::pipeline::{RoleRun, run_role};
 use super::transport::{Connector, Transport};
-use super::want::{wants, Want};
 use super::{ExecError, Options};
-use crate::inventory::Connection;
 use crate::plan::action::{HostRolePlan, StepPlan};
 use crate::ui::events::Event;
 use crate::ui::recap::{HostRecap, Recap};
@@ -32,7 +32,7 @@ struct Slot<T> {
     /// Plan mode: what would change, prefixed by role.
     plan: Vec<String>,
     /// Known checksums of this host's files (loaded at connect, saved at the end).
-    sums: Sums,
+    checksums: Checksums,
 }
 
 /// Run a validated step plan with the given connector (SSH in production, a double in tests).
@@ -47,24 +47,24 @@ pub async fn run_plan<C: Connector>(
     // Validate before the first connection: every host has connection data, every local file
     // to upload exists.
     let mut host_order: Vec<String> = Vec::new();
-    let mut all_wants: Vec<Vec<Vec<Want>>> = Vec::new();
+    let mut all_desired: Vec<Vec<Vec<Desired>>> = Vec::new();
     for wave in &plan.waves {
         let mut ws = Vec::new();
-        for hrp in &wave.hosts {
-            if !conns.contains_key(&hrp.host) {
-                return Err(ExecError::NoConnection { host: hrp.host.clone() });
+        for host_role in &wave.hosts {
+            if !conns.contains_key(&host_role.host) {
+                return Err(ExecError::NoConnection { host: host_role.host.clone() });
             }
-            if !host_order.contains(&hrp.host) {
-                host_order.push(hrp.host.clone());
+            if !host_order.contains(&host_role.host) {
+                host_order.push(host_role.host.clone());
             }
-            ws.push(wants(&hrp.tasks)?);
+            ws.push(desired_state(&host_role.tasks)?);
         }
-        all_wants.push(ws);
+        all_desired.push(ws);
     }
     let limits = Arc::new(Limits::new(opts.forks));
     let slots: IndexMap<String, Arc<Mutex<Slot<C::T>>>> = host_order
         .iter()
-        .map(|h| (h.clone(), Arc::new(Mutex::new(Slot { transport: None, dead: false, recap: HostRecap::default(), plan: Vec::new(), sums: Sums::default() }))))
+        .map(|h| (h.clone(), Arc::new(Mutex::new(Slot { transport: None, dead: false, recap: HostRecap::default(), plan: Vec::new(), checksums: Checksums::default() }))))
         .collect();
 
     // Every connection is opened before the first change, so a host-key refusal anywhere stops
@@ -84,9 +84,9 @@ pub async fn run_plan<C: Connector>(
     for (wi, wave) in plan.waves.iter().enumerate() {
         let _ = events.send(Event::WaveStart { index: wi, roles: wave.roles.clone(), units: wave.hosts.len() });
         // Group this wave's host-roles by host, keeping plan order.
-        let mut by_host: IndexMap<String, Vec<(HostRolePlan, Vec<Want>)>> = IndexMap::new();
-        for (hrp, w) in wave.hosts.iter().zip(&all_wants[wi]) {
-            by_host.entry(hrp.host.clone()).or_default().push((hrp.clone(), w.clone()));
+        let mut by_host: IndexMap<String, Vec<(HostRolePlan, Vec<Desired>)>> = IndexMap::new();
+        for (host_role, w) in wave.hosts.iter().zip(&all_desired[wi]) {
+            by_host.entry(host_role.host.clone()).or_default().push((host_role.clone(), w.clone()));
         }
         let mut jobs = tokio::task::JoinSet::new();
         for (host, roles) in by_host {
@@ -117,9 +117,9 @@ pub async fn run_plan<C: Connector>(
                 t.close().await;
             }
         }
-        if let Some(dir) = &opts.sums_dir
+        if let Some(dir) = &opts.checksums_dir
             && s.recap.round_trips > 0
-            && let Err(e) = s.sums.save(&sums_path(dir, &host))
+            && let Err(e) = s.checksums.save(&checksums_path(dir, &host))
         {
             // Only a cache: the next run hashes again.
             let _ = events.send(Event::Note(format!("{host}: cannot save known checksums under {}: {e}", dir.display())));
@@ -150,7 +150,7 @@ async fn connect_all<C: Connector>(
     for (host, slot) in slots {
         let (host, slot, conn) = (host.clone(), slot.clone(), conns[host].clone());
         let (connector, limits, events) = (connector.clone(), limits.clone(), events.clone());
-        let sums_dir = opts.sums_dir.clone();
+        let checksums_dir = opts.checksums_dir.clone();
         jobs.spawn(async move {
             let _hs = limits.handshakes.acquire().await.expect("never closed");
             let tc = Instant::now();
@@ -162,8 +162,8 @@ async fn connect_all<C: Connector>(
             match res {
                 Ok(t) => {
                     slot.transport = Some(Arc::new(t));
-                    if let Some(dir) = &sums_dir {
-                        slot.sums = Sums::load(&sums_path(dir, &host));
+                    if let Some(dir) = &checksums_dir {
+                        slot.checksums = Checksums::load(&checksums_path(dir, &host));
                     }
                     None
                 }
@@ -198,7 +198,7 @@ async fn connect_all<C: Connector>(
 async fn host_wave<T: Transport>(
     slot: &mut Slot<T>,
     host: &str,
-    roles: Vec<(HostRolePlan, Vec<Want>)>,
+    roles: Vec<(HostRolePlan, Vec<Desired>)>,
     opts: &Options,
     events: &Sender<Event>,
 ) {
@@ -211,22 +211,23 @@ async fn host_wave<T: Transport>(
         _ => {
             slot.dead = true;
             slot.recap.skipped += ntasks;
-            for (hrp, _) in &roles {
-                let _ = events.send(Event::HostRoleDone { host: host.into(), role: hrp.role.clone() });
+            for (host_role, _) in &roles {
+                let _ = events.send(Event::HostRoleDone { host: host.into(), role: host_role.role.clone() });
             }
             return;
         }
     };
     let mut rt: HashMap<String, u64> = HashMap::new();
-    for (hrp, wants) in &roles {
+    for (host_role, desired) in &roles {
         if slot.dead {
-            slot.recap.skipped += hrp.tasks.len() as u32;
-            let _ = events.send(Event::HostRoleDone { host: host.into(), role: hrp.role.clone() });
+            slot.recap.skipped += host_role.tasks.len() as u32;
+            let _ = events.send(Event::HostRoleDone { host: host.into(), role: host_role.role.clone() });
             continue;
         }
         let before = t.round_trips();
-        let o = run_role(&*t, hrp, wants, &mut slot.sums, opts.plan_only, opts.verbose >= 2, opts.command_timeout, events).await;
-        *rt.entry(hrp.role.clone()).or_default() += t.round_trips() - before;
+        let how = RoleRun { plan_only: opts.plan_only, trace: opts.verbose >= 2, timeout: opts.command_timeout };
+        let o = run_role(&*t, host_role, desired, &mut slot.checksums, how, events).await;
+        *rt.entry(host_role.role.clone()).or_default() += t.round_trips() - before;
         let r = &mut slot.recap;
         r.ok += o.ok;
         r.changed += o.changed;
@@ -245,9 +246,9 @@ async fn host_wave<T: Transport>(
             let _ = events.send(Event::HostFailed { host: host.into(), error: e, unreachable });
         }
         if opts.plan_only {
-            slot.plan.extend(o.plan.iter().map(|l| format!("[{}] {l}", hrp.role)));
+            slot.plan.extend(o.plan.iter().map(|l| format!("[{}] {l}", host_role.role)));
         }
-        let _ = events.send(Event::HostRoleDone { host: host.into(), role: hrp.role.clone() });
+        let _ = events.send(Event::HostRoleDone { host: host.into(), role: host_role.role.clone() });
     }
     for (role, n) in rt {
         *slot.recap.round_trips_by_role.entry(role).or_default() += n;

@@ -14,7 +14,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
 
 use super::transport::{CmdOutput, Connector, StdinPart, Transport, TransportError};
-use crate::inventory::Connection;
+use super::connection::Connection;
 
 /// Default channel cap: sshd's default `MaxSessions` is 10; stay below it so an 11th channel
 /// never gets refused.

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::inventory::Connection;
+use super::connection::Connection;
 
 /// One piece of a command's stdin: bytes in memory, or a local file streamed as is.
 #[derive(Debug, Clone)]

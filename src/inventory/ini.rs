@@ -3,6 +3,10 @@
 //! `[group:children]` group names, `#`/`;` comments, hosts outside any section (`ungrouped`).
 //! Values are read as Ansible reads them (see `literal`). Every group, host and var keeps its
 //! file and line.
+//!
+//! One file because it is one line-by-line reader with one state (the current section), and
+//! about a third of it is its own tests; host ranges (`range`) and value typing (`literal`)
+//! are already apart.
 
 use std::collections::HashSet;
 use std::path::Path;

@@ -5,40 +5,39 @@
 //! CONTRACT (other modules code against this):
 //! - `Inventory::load(home, cluster, extra_vars)` parses and validates, returning every error
 //!   at once (each naming file + line + fix). `Inventory::parse` only reads (for `ezk check`,
-//!   which then runs `check::report`).
+//!   which then runs `validate::validate` and adds its own findings).
 //! - `groups` / `hosts_in(group)` / `hosts` in inventory order.
 //! - `vars_for(host, role_defaults)` merges role defaults < config.yml < [all:vars] < group vars
 //!   < host vars < -e, and renders every templated value for that host (lazy Jinja, with
 //!   `inventory_hostname`, `groups`, `hostvars`). `context(host, role_defaults)` gives the same
 //!   as a lazy minijinja value for rendering role templates.
-//! - `connection(host)` gives the SSH parameters from Ansible's host vars.
+//! - `var_str(host, name)` answers one variable as text (how `exec::Connection` reads a host's
+//!   Ansible connection variables, through `session::connection`).
 //!
-//! Files: `ini.rs`/`yaml.rs` read, `literal.rs` types INI values, `vars.rs` merges,
-//! `resolve.rs` renders, `check.rs` validates, `net.rs` has address helpers.
+//! Files: `load.rs` reads a cluster's files into an `Inventory` (this file: its queries),
+//! `ini.rs`/`yaml.rs` parse, `range.rs` expands host ranges, `literal.rs` types INI values,
+//! `vars.rs` merges, `resolve.rs` renders, `validate.rs` validates, `select.rs` is `--limit`,
+//! `examples.rs` what `ezk new` writes (address helpers are in `crate::addr`).
 
 // Errors carry file, line, host and fix text; they are collected for a report, not raised in
 // a hot path, so their size does not matter.
 #![allow(clippy::result_large_err)]
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use indexmap::IndexMap;
 
-use crate::home::Home;
-
-pub mod check;
 mod error;
 pub mod examples;
 mod ini;
 mod literal;
+mod load;
 mod range;
 pub mod model;
-pub mod net;
 mod resolve;
 mod select;
-mod summary;
+pub mod validate;
 mod vars;
 mod yaml;
 
@@ -60,25 +59,6 @@ pub const KUBEASZ_GROUPS: &[&str] = &[
     "harbor",
 ];
 
-/// How to reach one host, from `ansible_host`, `ansible_ssh_port`/`ansible_port`, `ansible_user`,
-/// `ansible_ssh_private_key_file`, `ansible_become`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Connection {
-    /// Address to connect to (`ansible_host`, else the inventory hostname).
-    pub address: String,
-    /// `ansible_port` / `ansible_ssh_port`, default 22.
-    pub port: u16,
-    /// `ansible_user` / `ansible_ssh_user`, default root.
-    pub user: String,
-    /// `ansible_ssh_private_key_file` / `ansible_private_key_file` (`~/` expanded).
-    pub key_file: Option<PathBuf>,
-    /// Use sudo for a non-root user (`ansible_become`).
-    pub become_root: bool,
-    /// Bastion for this host (`user@host[:port]`), from `-o ProxyJump=…` or `-J …` in
-    /// `ansible_ssh_common_args` / `ansible_ssh_extra_args`; overrides `ezk setup --jump`.
-    pub jump: Option<String>,
-}
-
 /// Parsed inventory of one cluster.
 #[derive(Debug, Clone)]
 pub struct Inventory {
@@ -96,128 +76,12 @@ pub struct Inventory {
     config: model::VarDefs,
     extra: model::VarDefs,
     tree: vars::GroupTree,
-    /// Resolver without role defaults (what `hostvars`, `check` and `connection` use).
+    /// Resolver without role defaults (what `hostvars`, `validate` and `var_str` use).
     base: Arc<resolve::Resolver>,
     hostvars: OnceLock<Value>,
 }
 
 impl Inventory {
-    /// Read and validate `clusters/<cluster>/` under `home`; every problem is returned at once.
-    pub fn load(
-        home: &Home,
-        cluster: &str,
-        extra_vars: &[(String, String)],
-    ) -> Result<Inventory, InventoryErrors> {
-        let inv = Inventory::parse(home, cluster, extra_vars)?;
-        let errors = check::validate(&inv);
-        if errors.is_empty() {
-            Ok(inv)
-        } else {
-            Err(InventoryErrors(errors))
-        }
-    }
-
-    /// Read without semantic validation (syntax errors are still errors).
-    pub fn parse(
-        home: &Home,
-        cluster: &str,
-        extra_vars: &[(String, String)],
-    ) -> Result<Inventory, InventoryErrors> {
-        Inventory::from_dir(&home.cluster_dir(cluster), cluster, extra_vars)
-    }
-
-    /// Read a cluster directory directly (`hosts` or `hosts.yml`, and `config.yml` if present).
-    pub fn from_dir(
-        dir: &Path,
-        cluster: &str,
-        extra_vars: &[(String, String)],
-    ) -> Result<Inventory, InventoryErrors> {
-        let ini_path = dir.join("hosts");
-        let yaml_path = dir.join("hosts.yml");
-        let config_file = dir.join("config.yml");
-        let read = |p: &Path| {
-            std::fs::read_to_string(p).map_err(|e| InventoryError::Io {
-                path: p.to_path_buf(),
-                reason: e.to_string(),
-            })
-        };
-        let mut errors = Vec::new();
-        let (hosts_file, (source, errs)) = if ini_path.is_file() {
-            (
-                ini_path.clone(),
-                ini::parse(
-                    &read(&ini_path).map_err(|e| InventoryErrors(vec![e]))?,
-                    &ini_path,
-                ),
-            )
-        } else if yaml_path.is_file() {
-            (
-                yaml_path.clone(),
-                yaml::parse_inventory(
-                    &read(&yaml_path).map_err(|e| InventoryErrors(vec![e]))?,
-                    &yaml_path,
-                ),
-            )
-        } else {
-            return Err(InventoryErrors(vec![InventoryError::NoInventory {
-                dir: dir.to_path_buf(),
-            }]));
-        };
-        errors.extend(errs);
-        let config = if config_file.is_file() {
-            match read(&config_file).and_then(|t| yaml::parse_config(&t, &config_file)) {
-                Ok(c) => c,
-                Err(e) => {
-                    errors.push(e);
-                    model::VarDefs::new()
-                }
-            }
-        } else {
-            model::VarDefs::new()
-        };
-        let mut source = source;
-        for g in KUBEASZ_GROUPS {
-            if !source.groups.contains_key(*g) {
-                source.group_mut(g, &Location::new(&hosts_file, 0));
-            }
-        }
-        let (tree, errs) = vars::GroupTree::build(&source);
-        errors.extend(errs);
-        let (extra, errs) = vars::extra_defs(extra_vars);
-        errors.extend(errs);
-        if !errors.is_empty() {
-            return Err(InventoryErrors(errors));
-        }
-        let mut groups: IndexMap<String, Vec<String>> = IndexMap::new();
-        groups.insert("all".into(), tree.members["all"].clone());
-        for (g, m) in &tree.members {
-            groups.entry(g.clone()).or_insert_with(|| m.clone());
-        }
-        let hosts: Vec<String> = source.hosts.keys().cloned().collect();
-        let base = build_resolver(
-            &source,
-            &tree,
-            &groups,
-            &model::VarDefs::new(),
-            &config,
-            &extra,
-        );
-        Ok(Inventory {
-            cluster: cluster.to_string(),
-            dir: dir.to_path_buf(),
-            groups,
-            hosts,
-            hosts_file,
-            config_file,
-            source,
-            config,
-            extra,
-            tree,
-            base,
-            hostvars: OnceLock::new(),
-        })
-    }
-
     /// Members of a group (through children), in file order; empty for an unknown group.
     pub fn hosts_in(&self, group: &str) -> &[String] {
         self.groups.get(group).map(|v| v.as_slice()).unwrap_or(&[])
@@ -315,7 +179,7 @@ impl Inventory {
             return self.base.clone();
         }
         let defaults = vars::default_defs(role_defaults);
-        build_resolver(
+        load::build_resolver(
             &self.source,
             &self.tree,
             &self.groups,
@@ -342,93 +206,8 @@ impl Inventory {
             Value::Mapping(all)
         })
     }
-
-    /// SSH parameters of `host` from its Ansible connection variables.
-    pub fn connection(&self, host: &str) -> Connection {
-        let get = |names: &[&str]| {
-            names
-                .iter()
-                .find_map(|n| self.var_str(host, n))
-                .filter(|s| !s.is_empty())
-        };
-        let key_file = get(&["ansible_ssh_private_key_file", "ansible_private_key_file"])
-            .map(|k| expand_home(&k));
-        Connection {
-            address: get(&["ansible_host", "ansible_ssh_host"]).unwrap_or_else(|| host.to_string()),
-            port: get(&["ansible_port", "ansible_ssh_port"])
-                .and_then(|p| p.parse().ok())
-                .unwrap_or(22),
-            user: get(&["ansible_user", "ansible_ssh_user"]).unwrap_or_else(|| "root".into()),
-            key_file,
-            become_root: get(&["ansible_become"]).is_some_and(|b| truthy(&b)),
-            jump: get(&["ansible_ssh_common_args", "ansible_ssh_extra_args"])
-                .and_then(|a| proxy_jump(&a)),
-        }
-    }
-}
-
-/// The ProxyJump in ssh arguments as Ansible users write them: `-o ProxyJump=bastion`,
-/// `-o "ProxyJump bastion"`, `-J bastion` (quotes around the whole option allowed).
-pub fn proxy_jump(args: &str) -> Option<String> {
-    let words: Vec<&str> = args
-        .split(|c: char| c.is_whitespace() || c == '\'' || c == '"')
-        .filter(|w| !w.is_empty())
-        .collect();
-    for (i, w) in words.iter().enumerate() {
-        let next = words.get(i + 1).map(|s| s.to_string());
-        if *w == "-J" {
-            return next;
-        }
-        if let Some(v) = w.strip_prefix("-J") {
-            return Some(v.to_string());
-        }
-        let opt = w.strip_prefix("-o").unwrap_or(w);
-        let (key, val) = match opt.split_once('=') {
-            Some((k, v)) => (k, Some(v.to_string())),
-            None => (opt, None),
-        };
-        if key.eq_ignore_ascii_case("ProxyJump") {
-            return val.filter(|v| !v.is_empty()).or(next);
-        }
-    }
-    None
-}
-
-/// Ansible's notion of a true string (`bool` filter).
-pub fn truthy(s: &str) -> bool {
-    matches!(
-        s.trim().to_ascii_lowercase().as_str(),
-        "yes" | "true" | "on" | "1" | "y"
-    )
-}
-
-fn expand_home(p: &str) -> PathBuf {
-    match (p.strip_prefix("~/"), std::env::var_os("HOME")) {
-        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
-        _ => PathBuf::from(p),
-    }
 }
 
 fn to_yaml(v: &minijinja::Value) -> Value {
     serde_yaml::to_value(v).unwrap_or_else(|_| Value::String(v.to_string()))
-}
-
-fn build_resolver(
-    source: &model::Source,
-    tree: &vars::GroupTree,
-    groups: &IndexMap<String, Vec<String>>,
-    defaults: &model::VarDefs,
-    config: &model::VarDefs,
-    extra: &model::VarDefs,
-) -> Arc<resolve::Resolver> {
-    let mut per_host = IndexMap::new();
-    let mut names = HashMap::new();
-    for h in source.hosts.keys() {
-        per_host.insert(
-            h.clone(),
-            vars::merge_for_host(source, tree, defaults, config, extra, h),
-        );
-        names.insert(h.clone(), tree.groups_of(h));
-    }
-    resolve::Resolver::new(per_host, groups, names)
 }

@@ -3,6 +3,9 @@
 //! `groups`, `group_names` and `hostvars` in scope; a value used by another is rendered first
 //! (recursively). A reference cycle is an error naming the chain. A value that is a single
 //! `{{ expr }}` keeps its type (a list stays a list), as Ansible's templating does.
+//!
+//! One file because the resolver, the lazy Jinja object it hands templates and the error
+//! naming a cycle's chain are one mechanism: each calls into the others while one value renders.
 
 use std::cell::RefCell;
 use std::collections::HashMap;

@@ -8,10 +8,10 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, 
 use sha2::{Digest, Sha256};
 use x509_parser::prelude::*;
 
-use super::catalog::CaKind;
+use super::cert_ids::CaKind;
 use super::error::PkiError;
 use super::keys::key_from_pem;
-use super::store::{CERT_MODE, KEY_MODE, read_opt, write_atomic};
+use super::ssl_dir::{CERT_MODE, KEY_MODE, read_opt, write_atomic};
 
 /// A CA ready to sign.
 pub struct Ca {

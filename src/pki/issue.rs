@@ -1,4 +1,5 @@
-//! Issue one leaf certificate, or decide that the one on disk can be kept.
+//! Issuing: one leaf certificate, or the decision that the one on disk can be kept; and the
+//! whole run over every CA and leaf of a spec (`ensure_all`, behind `Pki::ensure`/`renew`).
 
 use std::path::Path;
 
@@ -10,11 +11,12 @@ use rcgen::{
 use sha2::{Digest, Sha256};
 use x509_parser::prelude::*;
 
-use super::ca::{Ca, sha256_hex};
-use super::catalog::{LeafDef, San};
+use super::ca::{self, Ca, sha256_hex};
+use super::cert_ids::{CaKind, LeafDef, San, leaves};
 use super::error::PkiError;
-use super::keys::key_from_pem;
-use super::store::{CERT_MODE, Entry, KEY_MODE, read_opt, write_atomic};
+use super::keys::{ensure_sa, key_from_pem};
+use super::ssl_dir::{CERT_MODE, Entry, KEY_MODE, Manifest, ensure_private_dir, read_opt, write_atomic};
+use super::{Outcome, Pki, PkiSpec};
 
 /// Bump when the way certificates are built changes, so every cert is reissued once.
 const RECIPE: u32 = 1;
@@ -169,4 +171,62 @@ fn check_chains(def: &LeafDef, ca: &Ca, leaf_der: &[u8]) -> Result<(), PkiError>
         });
     }
     Ok(())
+}
+
+/// Issue or reuse every CA and leaf under `cluster_dir/ssl/` (`force`: reissue every leaf;
+/// `new_ca`: the CAs too), and write the deploy machine's admin kubeconfig.
+pub(super) fn ensure_all(cluster_dir: &Path, spec: &PkiSpec, force: bool, new_ca: bool) -> Result<Pki, PkiError> {
+    spec.validate()?;
+    let ssl = cluster_dir.join("ssl");
+    ensure_private_dir(&ssl)?;
+    let mut outcome = Outcome::default();
+    let ca_validity = spec.ca_validity()?;
+    let mut cas = Vec::new();
+    for kind in CaKind::ALL {
+        let c = ca::load_or_create(&ssl, kind, ca_validity, new_ca)?;
+        if c.created {
+            outcome.created_cas.push(kind.stem().to_string());
+        }
+        cas.push(c);
+    }
+    ensure_sa(&ssl)?;
+
+    let validity = spec.cert_validity()?;
+    let mut manifest = Manifest::load(&ssl)?;
+    let before = manifest.certs.clone();
+    let leaves = leaves(spec)?;
+    for def in &leaves {
+        let ca = cas
+            .iter()
+            .find(|c| c.kind == def.ca)
+            .expect("all CAs loaded");
+        let inputs = inputs_hash(def, ca, &spec.cert_expiry);
+        if !force && reusable(&ssl, def, manifest.certs.get(&def.stem), &inputs)? {
+            outcome.reused.push(def.stem.clone());
+            continue;
+        }
+        let entry = issue(&ssl, def, ca, validity, inputs)?;
+        manifest.certs.insert(def.stem.clone(), entry);
+        outcome.issued.push(def.stem.clone());
+    }
+    // Forget certificates the spec no longer asks for (a removed node); files stay for audit.
+    manifest
+        .certs
+        .retain(|stem, _| leaves.iter().any(|l| &l.stem == stem));
+    if manifest.certs != before || !Manifest::path(&ssl).exists() {
+        manifest.version = 1;
+        manifest.save(&ssl)?;
+    }
+    let pki = Pki {
+        ssl,
+        spec: spec.clone(),
+        leaves,
+        outcome,
+    };
+    let local = cluster_dir.join("kubectl.kubeconfig");
+    let text = pki.local_admin_kubeconfig()?;
+    if read_opt(&local)?.as_deref() != Some(text.as_str()) {
+        write_atomic(&local, text.as_bytes(), KEY_MODE)?;
+    }
+    Ok(pki)
 }

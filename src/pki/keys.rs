@@ -4,9 +4,17 @@
 //! rcgen on ring only reads PKCS#8, so PKCS#1 and SEC1 keys are wrapped into a PKCS#8
 //! PrivateKeyInfo here (RFC 5208: version 0, algorithm identifier, key octets) — a few bytes of
 //! DER, no new crate.
+//!
+//! Also the service-account key pair (`ensure_sa`), the one key ezk makes that is not a
+//! certificate's.
+
+use std::path::Path;
 
 use rcgen::KeyPair;
 use x509_parser::pem::Pem;
+
+use super::error::PkiError;
+use super::ssl_dir::{CERT_MODE, KEY_MODE, read_opt, write_atomic};
 
 /// rsaEncryption 1.2.840.113549.1.1.1, DER-encoded OID.
 const OID_RSA: &[u8] = &[
@@ -108,6 +116,45 @@ fn tlv(tag: u8, val: &[u8]) -> Vec<u8> {
 
 fn seq(body: &[u8]) -> Vec<u8> {
     tlv(0x30, body)
+}
+
+/// The service-account key pair: created once, kept across runs and renewals.
+pub fn ensure_sa(ssl: &Path) -> Result<(), PkiError> {
+    let (key_path, pub_path) = (ssl.join("sa.key"), ssl.join("sa.pub"));
+    match (read_opt(&key_path)?, read_opt(&pub_path)?) {
+        (Some(k), Some(p)) => {
+            let key = key_from_pem(&k).map_err(|msg| PkiError::BadFile {
+                path: key_path.clone(),
+                msg,
+            })?;
+            if key.public_key_pem().trim() != p.trim() {
+                return Err(PkiError::BadFile {
+                    path: pub_path,
+                    msg: "is not the public half of sa.key; delete sa.pub to re-derive it".into(),
+                });
+            }
+            Ok(())
+        }
+        (Some(k), None) => {
+            let key = key_from_pem(&k).map_err(|msg| PkiError::BadFile {
+                path: key_path,
+                msg,
+            })?;
+            write_atomic(&pub_path, key.public_key_pem().as_bytes(), CERT_MODE)
+        }
+        (None, Some(_)) => Err(PkiError::HalfCa {
+            present: pub_path,
+            missing: key_path,
+        }),
+        (None, None) => {
+            let key = rcgen::KeyPair::generate().map_err(|source| PkiError::Sign {
+                id: "sa".into(),
+                source,
+            })?;
+            write_atomic(&key_path, key.serialize_pem().as_bytes(), KEY_MODE)?;
+            write_atomic(&pub_path, key.public_key_pem().as_bytes(), CERT_MODE)
+        }
+    }
 }
 
 #[cfg(test)]

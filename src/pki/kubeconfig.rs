@@ -3,6 +3,9 @@
 
 use serde::Serialize;
 
+use super::error::PkiError;
+use super::{CertFiles, Pki};
+
 /// The five kubeconfig names `Pki::kubeconfig` knows.
 pub const KUBECONFIG_NAMES: &[&str] = &[
     "admin",
@@ -145,6 +148,60 @@ pub fn base64(data: &[u8]) -> String {
         }
     }
     out
+}
+
+/// Which server each kubeconfig points at, and the kubeconfigs a host receives.
+impl Pki {
+    /// Kubeconfig `name` (see `KUBECONFIG_NAMES`) for `host`, with the server each component
+    /// uses: admin → VIP:EX_APISERVER_PORT (else first master:SECURE_PORT); controller-manager
+    /// and scheduler → 127.0.0.1:SECURE_PORT; kube-proxy and kubelet → the node-local LB.
+    pub fn kubeconfig(&self, name: &str, host: &str) -> Result<String, PkiError> {
+        if !KUBECONFIG_NAMES.contains(&name) {
+            return Err(PkiError::Unknown {
+                id: name.into(),
+                known: KUBECONFIG_NAMES.join(", "),
+            });
+        }
+        let files = self.cert_files(name, host)?;
+        let loopback = std::net::IpAddr::from([127, 0, 0, 1]);
+        let server = match name {
+            "admin" => self.admin_server(),
+            "kube-controller-manager" | "kube-scheduler" => {
+                server_url(loopback, self.spec.secure_port)
+            }
+            _ => server_url(loopback, self.spec.node_lb_port),
+        };
+        let user = match name {
+            "kubelet" => self.kubelet_def(host)?.cn.clone(),
+            other => other.to_string(),
+        };
+        Ok(self.render_kubeconfig(&user, &server, &files))
+    }
+
+    /// The admin kubeconfig for the deploy machine (same as a master's).
+    pub fn local_admin_kubeconfig(&self) -> Result<String, PkiError> {
+        let files = self.files_for("admin", "admin")?;
+        Ok(self.render_kubeconfig("admin", &self.admin_server(), &files))
+    }
+
+    fn render_kubeconfig(&self, user: &str, server: &str, f: &CertFiles) -> String {
+        render(&KubeconfigInput {
+            cluster: &self.spec.cluster_name,
+            context: &self.spec.context_name,
+            user,
+            server,
+            ca_pem: f.ca_pem.as_deref().unwrap_or_default(),
+            cert_pem: &f.cert_pem,
+            key_pem: f.key_pem.as_ref().map(|k| k.expose()).unwrap_or_default(),
+        })
+    }
+
+    fn admin_server(&self) -> String {
+        match self.spec.vips.first() {
+            Some(vip) => server_url(*vip, self.spec.ex_apiserver_port),
+            None => server_url(self.spec.masters[0].ip, self.spec.secure_port),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,36 +1,38 @@
 //! In-process PKI (rcgen): CAs, component certificates, kubeconfigs under clusters/<name>/ssl/.
 //!
-//! `Pki::ensure` issues what is missing or stale and reuses the rest (see `store` for how);
-//! `cert_files`/`kubeconfig` hand out exactly the files a host's role may receive — workers
-//! never get a CA key or the service-account key. Certificate ids are documented in `catalog`.
+//! `Pki::ensure` issues what is missing or stale and reuses the rest (`issue`, with the
+//! manifest of `ssl_dir` saying what each file was issued from); `cert_files`/`kubeconfig`
+//! hand out exactly the files a host's role may receive (`access`; the server each kubeconfig
+//! names is chosen in `kubeconfig`) — workers never get a CA key or the service-account key.
+//! Certificate ids are documented in `cert_ids`; `inspect` reads certificates back for
+//! `ezk certs`.
 //!
 //! Safer than kubeasz's cfssl setup: separate etcd and front-proxy CAs, a dedicated
 //! service-account key pair instead of the CA key, ECDSA P-256 keys, 0600 keys in a 0700 dir.
 
+mod access;
 mod ca;
-pub mod catalog;
-mod cli;
+pub mod cert_ids;
 mod error;
 mod from_inventory;
-pub mod installed;
+pub mod inspect;
 mod issue;
 mod keys;
 pub mod kubeconfig;
-pub mod report;
 pub mod spec;
-pub mod store;
+pub mod ssl_dir;
 
 use std::path::{Path, PathBuf};
 
-pub use catalog::{CERT_IDS, CaKind, Role};
-pub use cli::{cli_certs, cli_issue, cli_kca_renew};
+pub use ca::sha256_hex;
+pub use cert_ids::{CERT_IDS, CaKind, Role};
 pub use error::PkiError;
 pub use from_inventory::from_inventory;
 pub use kubeconfig::KUBECONFIG_NAMES;
 pub use spec::{Member, PkiSpec};
 
-use catalog::{LeafDef, allowed_roles, leaves, roles_of};
-use store::{CERT_MODE, KEY_MODE, Manifest, ensure_private_dir, read_opt, write_atomic};
+use cert_ids::LeafDef;
+use ssl_dir::{KEY_MODE, ensure_private_dir, read_opt, write_atomic};
 
 /// A private key in PEM. Its `Debug` never shows the key.
 #[derive(Clone, PartialEq, Eq)]
@@ -84,7 +86,7 @@ impl Pki {
     /// Issue or reuse everything under `cluster_dir/ssl/`; also writes the deploy machine's
     /// admin kubeconfig to `cluster_dir/kubectl.kubeconfig` (kubeasz's name).
     pub fn ensure(cluster_dir: &Path, spec: &PkiSpec) -> Result<Pki, PkiError> {
-        Self::run(cluster_dir, spec, false, false)
+        issue::ensure_all(cluster_dir, spec, false, false)
     }
 
     /// Open without issuing or writing anything (for reports such as `ezk certs`).
@@ -93,7 +95,7 @@ impl Pki {
         Ok(Pki {
             ssl: cluster_dir.join("ssl"),
             spec: spec.clone(),
-            leaves: leaves(spec)?,
+            leaves: cert_ids::leaves(spec)?,
             outcome: Outcome::default(),
         })
     }
@@ -131,63 +133,7 @@ impl Pki {
                 }
             }
         }
-        Ok((Self::run(cluster_dir, spec, true, new_ca)?, backup))
-    }
-
-    fn run(cluster_dir: &Path, spec: &PkiSpec, force: bool, new_ca: bool) -> Result<Pki, PkiError> {
-        spec.validate()?;
-        let ssl = cluster_dir.join("ssl");
-        ensure_private_dir(&ssl)?;
-        let mut outcome = Outcome::default();
-        let ca_validity = spec.ca_validity()?;
-        let mut cas = Vec::new();
-        for kind in CaKind::ALL {
-            let c = ca::load_or_create(&ssl, kind, ca_validity, new_ca)?;
-            if c.created {
-                outcome.created_cas.push(kind.stem().to_string());
-            }
-            cas.push(c);
-        }
-        ensure_sa(&ssl)?;
-
-        let validity = spec.cert_validity()?;
-        let mut manifest = Manifest::load(&ssl)?;
-        let before = manifest.certs.clone();
-        let leaves = leaves(spec)?;
-        for def in &leaves {
-            let ca = cas
-                .iter()
-                .find(|c| c.kind == def.ca)
-                .expect("all CAs loaded");
-            let inputs = issue::inputs_hash(def, ca, &spec.cert_expiry);
-            if !force && issue::reusable(&ssl, def, manifest.certs.get(&def.stem), &inputs)? {
-                outcome.reused.push(def.stem.clone());
-                continue;
-            }
-            let entry = issue::issue(&ssl, def, ca, validity, inputs)?;
-            manifest.certs.insert(def.stem.clone(), entry);
-            outcome.issued.push(def.stem.clone());
-        }
-        // Forget certificates the spec no longer asks for (a removed node); files stay for audit.
-        manifest
-            .certs
-            .retain(|stem, _| leaves.iter().any(|l| &l.stem == stem));
-        if manifest.certs != before || !Manifest::path(&ssl).exists() {
-            manifest.version = 1;
-            manifest.save(&ssl)?;
-        }
-        let pki = Pki {
-            ssl,
-            spec: spec.clone(),
-            leaves,
-            outcome,
-        };
-        let local = cluster_dir.join("kubectl.kubeconfig");
-        let text = pki.local_admin_kubeconfig()?;
-        if read_opt(&local)?.as_deref() != Some(text.as_str()) {
-            write_atomic(&local, text.as_bytes(), KEY_MODE)?;
-        }
-        Ok(pki)
+        Ok((issue::ensure_all(cluster_dir, spec, true, new_ca)?, backup))
     }
 
     /// What this `ensure`/`renew` issued, reused or created.
@@ -233,95 +179,6 @@ impl Pki {
         };
         let (c, k) = issue::leaf_paths(&self.ssl, &def.stem);
         Ok((c, k, self.ssl.join(format!("{}.pem", def.ca.stem()))))
-    }
-
-    /// Kubeconfig `name` (see `KUBECONFIG_NAMES`) for `host`, with the server each component
-    /// uses: admin → VIP:EX_APISERVER_PORT (else first master:SECURE_PORT); controller-manager
-    /// and scheduler → 127.0.0.1:SECURE_PORT; kube-proxy and kubelet → the node-local LB.
-    pub fn kubeconfig(&self, name: &str, host: &str) -> Result<String, PkiError> {
-        if !KUBECONFIG_NAMES.contains(&name) {
-            return Err(PkiError::Unknown {
-                id: name.into(),
-                known: KUBECONFIG_NAMES.join(", "),
-            });
-        }
-        let files = self.cert_files(name, host)?;
-        let loopback = std::net::IpAddr::from([127, 0, 0, 1]);
-        let server = match name {
-            "admin" => self.admin_server(),
-            "kube-controller-manager" | "kube-scheduler" => {
-                kubeconfig::server_url(loopback, self.spec.secure_port)
-            }
-            _ => kubeconfig::server_url(loopback, self.spec.node_lb_port),
-        };
-        let user = match name {
-            "kubelet" => self.kubelet_def(host)?.cn.clone(),
-            other => other.to_string(),
-        };
-        Ok(self.render_kubeconfig(&user, &server, &files))
-    }
-
-    /// The admin kubeconfig for the deploy machine (same as a master's).
-    pub fn local_admin_kubeconfig(&self) -> Result<String, PkiError> {
-        let files = self.files_for("admin", "admin")?;
-        Ok(self.render_kubeconfig("admin", &self.admin_server(), &files))
-    }
-
-    fn render_kubeconfig(&self, user: &str, server: &str, f: &CertFiles) -> String {
-        kubeconfig::render(&kubeconfig::KubeconfigInput {
-            cluster: &self.spec.cluster_name,
-            context: &self.spec.context_name,
-            user,
-            server,
-            ca_pem: f.ca_pem.as_deref().unwrap_or_default(),
-            cert_pem: &f.cert_pem,
-            key_pem: f.key_pem.as_ref().map(|k| k.expose()).unwrap_or_default(),
-        })
-    }
-
-    fn admin_server(&self) -> String {
-        match self.spec.vips.first() {
-            Some(vip) => kubeconfig::server_url(*vip, self.spec.ex_apiserver_port),
-            None => kubeconfig::server_url(self.spec.masters[0].ip, self.spec.secure_port),
-        }
-    }
-
-    fn check_access(&self, id: &str, host: &str) -> Result<(), PkiError> {
-        let allowed = allowed_roles(id).ok_or_else(|| unknown(id))?;
-        let roles = roles_of(&self.spec, host);
-        if roles.is_empty() {
-            return Err(PkiError::NotAllowed {
-                id: id.into(),
-                host: host.into(),
-                why: "the host is in no etcd, kube_master or kube_node group".into(),
-            });
-        }
-        if allowed.is_empty() {
-            return Err(PkiError::NotAllowed {
-                id: id.into(),
-                host: host.into(),
-                why: "it is for the deploy machine only (use Pki::local_paths)".into(),
-            });
-        }
-        if !roles.iter().any(|r| allowed.contains(r)) {
-            return Err(PkiError::NotAllowed {
-                id: id.into(),
-                host: host.into(),
-                why: format!("only {allowed:?} hosts may; this host is {roles:?}"),
-            });
-        }
-        Ok(())
-    }
-
-    fn kubelet_def(&self, host: &str) -> Result<&LeafDef, PkiError> {
-        self.leaves
-            .iter()
-            .find(|l| l.id == "kubelet" && l.host.as_deref() == Some(host))
-            .ok_or_else(|| PkiError::NotAllowed {
-                id: "kubelet".into(),
-                host: host.into(),
-                why: "the host is not a node".into(),
-            })
     }
 
     fn read(&self, file: &str) -> Result<String, PkiError> {
@@ -371,6 +228,7 @@ impl Pki {
     }
 }
 
+/// An id that is not in the catalog.
 fn unknown(id: &str) -> PkiError {
     PkiError::Unknown {
         id: id.into(),
@@ -378,41 +236,3 @@ fn unknown(id: &str) -> PkiError {
     }
 }
 
-/// The service-account key pair: created once, kept across runs and renewals.
-fn ensure_sa(ssl: &Path) -> Result<(), PkiError> {
-    let (key_path, pub_path) = (ssl.join("sa.key"), ssl.join("sa.pub"));
-    match (read_opt(&key_path)?, read_opt(&pub_path)?) {
-        (Some(k), Some(p)) => {
-            let key = keys::key_from_pem(&k).map_err(|msg| PkiError::BadFile {
-                path: key_path.clone(),
-                msg,
-            })?;
-            if key.public_key_pem().trim() != p.trim() {
-                return Err(PkiError::BadFile {
-                    path: pub_path,
-                    msg: "is not the public half of sa.key; delete sa.pub to re-derive it".into(),
-                });
-            }
-            Ok(())
-        }
-        (Some(k), None) => {
-            let key = keys::key_from_pem(&k).map_err(|msg| PkiError::BadFile {
-                path: key_path,
-                msg,
-            })?;
-            write_atomic(&pub_path, key.public_key_pem().as_bytes(), CERT_MODE)
-        }
-        (None, Some(_)) => Err(PkiError::HalfCa {
-            present: pub_path,
-            missing: key_path,
-        }),
-        (None, None) => {
-            let key = rcgen::KeyPair::generate().map_err(|source| PkiError::Sign {
-                id: "sa".into(),
-                source,
-            })?;
-            write_atomic(&key_path, key.serialize_pem().as_bytes(), KEY_MODE)?;
-            write_atomic(&pub_path, key.public_key_pem().as_bytes(), CERT_MODE)
-        }
-    }
-}

@@ -10,7 +10,7 @@ use super::error::PlanError;
 use super::library::Library;
 use super::playbook::{Body, Playbook};
 use super::role::{Role, origin_error};
-use super::validate;
+use super::load_checks;
 
 /// Loaded roles and playbooks.
 pub struct Catalog {
@@ -174,7 +174,7 @@ fn cross_check(
                         });
                     }
                     if let Some(w) = &r.when
-                        && let Err(msg) = validate::check_when(env, w)
+                        && let Err(msg) = load_checks::check_when(env, w)
                     {
                         errors.push(origin_error(&r.origin, msg));
                     }

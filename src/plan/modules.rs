@@ -1,11 +1,11 @@
 //! Each module's arguments, rendered for one host, typed into `Action`s. Certificates,
-//! kubeconfigs and binaries come from `Sources`; keys and kubeconfigs are secret and 0600.
+//! kubeconfigs, binaries and local files come from `DeployFiles`; keys and kubeconfigs are secret and 0600.
 
 use minijinja::Value;
 
 use super::action::{Action, Content, FileSpec, UnitState, WaitTarget};
 use super::convert::{parse_tcp, scalar, unit_state};
-use super::render::{HostRender, KUBECONFIGS, RenderFailure};
+use super::host_render::{HostRender, KUBECONFIGS, RenderFailure};
 use super::task::{self, Arg, Module, TaskDef};
 
 impl HostRender<'_> {
@@ -81,7 +81,9 @@ impl HostRender<'_> {
                     // As in Ansible, an absolute `src` is a file on the deploy machine: pushed
                     // from disk (streamed, checked by sha256), not held in the plan.
                     (None, Some(src)) if src.starts_with('/') => {
-                        let sha256 = crate::artifacts::sha256_file(std::path::Path::new(&src))
+                        let sha256 = self
+                            .files
+                            .local_file(std::path::Path::new(&src))
                             .map_err(|e| fail(format!("copy src: {e}")))?;
                         return Ok(vec![Action::File(FileSpec {
                             path: self.path(&a.dest, ctx, "dest").map_err(fail)?,
@@ -146,7 +148,7 @@ impl HostRender<'_> {
             Module::Binary(a) => {
                 let name = self.string(&a.name, ctx, "name").map_err(fail)?;
                 let b = self
-                    .sources
+                    .files
                     .binary(&name)
                     .map_err(|e| fail(format!("binary `{name}`: {e}")))?;
                 let content = Content::Local {
@@ -165,7 +167,7 @@ impl HostRender<'_> {
             Module::Cert(a) => {
                 let id = self.string(&a.name, ctx, "name").map_err(fail)?;
                 let c = self
-                    .sources
+                    .files
                     .cert(self.host, &id)
                     .map_err(|e| fail(format!("cert `{id}`: {e}")))?;
                 // (argument, PEM, mode, secret, what to say when the id has no such part)
@@ -194,7 +196,7 @@ impl HostRender<'_> {
                     )));
                 }
                 let k = self
-                    .sources
+                    .files
                     .kubeconfig(self.host, &name)
                     .map_err(|e| fail(format!("kubeconfig `{name}`: {e}")))?;
                 vec![self.file(

@@ -1,6 +1,7 @@
 //! A step's plan: which hosts each role runs on (play groups ∩ inventory, the role's `when`
 //! per host, plus the hosts of roles that depend on it), in DAG waves, each host's tasks
-//! rendered. Pure: no host is contacted.
+//! rendered. Pure: no host is contacted. [`check_all`] plans every step for `ezk check`,
+//! collecting every problem instead of stopping at the first.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -9,16 +10,17 @@ use super::catalog::Catalog;
 use super::dag;
 use super::error::PlanError;
 use super::playbook::{Body, Playbook};
-use super::render::{HostRender, RenderFailure};
-use super::sources::{Sources, VarSource};
+use super::host_render::{HostRender, RenderFailure};
+use super::inputs::{CheckOnly, DeployFiles, Variables};
+use super::library::Library;
 use minijinja::Value;
 use minijinja::value::merge_maps;
 
 /// Plans steps of one cluster.
 pub struct Planner<'a> {
     pub catalog: &'a Catalog,
-    pub vars: &'a dyn VarSource,
-    pub sources: &'a dyn Sources,
+    pub vars: &'a dyn Variables,
+    pub files: &'a dyn DeployFiles,
 }
 
 impl Planner<'_> {
@@ -175,7 +177,7 @@ impl Planner<'_> {
         host: &'b str,
         base: &'b Value,
     ) -> HostRender<'b> {
-        HostRender { env: self.catalog.env(), role, host, base, sources: self.sources }
+        HostRender { env: self.catalog.env(), role, host, base, files: self.files }
     }
 
     /// The template context of `host` for `role`: its variables, with `inventory_hostname`,
@@ -226,6 +228,44 @@ impl Planner<'_> {
             }
         }
     }
+}
+
+/// All problems found in `lib` rendered against `vars`; empty when every step renders.
+///
+/// Certificates, kubeconfigs and binaries are not fetched (they cannot hold template errors),
+/// so this needs neither the PKI nor the artifact store.
+pub fn check_all(lib: &Library, vars: &dyn Variables) -> Vec<PlanError> {
+    let catalog = match Catalog::load(lib) {
+        Ok(c) => c,
+        Err(e) => return e.into_list(),
+    };
+    check_catalog(&catalog, vars)
+}
+
+/// Render every step of an already loaded catalog; see [`check_all`].
+pub fn check_catalog(catalog: &Catalog, vars: &dyn Variables) -> Vec<PlanError> {
+    let planner = Planner {
+        catalog,
+        vars,
+        files: &CheckOnly,
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for book in catalog
+        .playbooks
+        .iter()
+        .filter(|b| matches!(b.body, Body::Plays(_)))
+    {
+        if let Err(e) = planner.plan_step(&book.step) {
+            // A role used by several steps fails the same way in each: report it once.
+            for e in e.into_list() {
+                if seen.insert(e.to_string()) {
+                    out.push(e);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Values every host's context shares, converted to template values once per step.

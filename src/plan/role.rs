@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::error::PlanError;
 use super::library::Library;
 use super::task::{self, TaskDef};
-use super::validate::{self, RoleFiles};
+use super::load_checks::{self, RoleFiles};
 use crate::inventory::Vars;
 
 /// A loaded, validated role.
@@ -105,7 +105,7 @@ impl Role {
                         files: &files.keys().cloned().collect(),
                     };
                     for t in &tasks {
-                        if let Err(msg) = validate::validate(t, env, &rf) {
+                        if let Err(msg) = load_checks::validate(t, env, &rf) {
                             errors.push(origin_error(&t.origin, msg));
                         }
                     }

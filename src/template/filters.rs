@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use minijinja::value::Rest;
 use minijinja::{Environment, Error, ErrorKind, Value};
 
-use crate::inventory::net::Cidr;
+use crate::addr::Cidr;
 
 pub(super) fn register(env: &mut Environment<'static>) {
     env.add_filter("bool", to_bool);

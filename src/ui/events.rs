@@ -1,5 +1,5 @@
 //! Progress events: the runner's host tasks send these on a channel; one monitor thread owns
-//! the terminal and the run log (STYLE #9), so concurrent hosts never interleave half-lines.
+//! the terminal and the run log, so concurrent hosts never interleave half-lines.
 
 use std::fs::File;
 use std::io::{IsTerminal, Write};

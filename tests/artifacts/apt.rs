@@ -9,14 +9,9 @@ use ezk::artifacts::{Manifest, Store};
 
 use crate::support::{sha256_path, snapshot};
 
+/// `ezk download <args>` with this home.
 fn ezk(home: &Path, args: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_ezk"))
-        .arg("--home")
-        .arg(home)
-        .arg("download")
-        .args(args)
-        .output()
-        .unwrap()
+    crate::common::ezk::command(home).arg("download").args(args).output().unwrap()
 }
 
 fn text(b: &[u8]) -> String {

@@ -8,10 +8,10 @@ use std::process::Output;
 use crate::support::http_server::TestServer;
 use crate::support::{releases, snapshot, upstream_path};
 
+/// `ezk download <args>` with this home, without blocking the runtime that serves the test
+/// releases.
 async fn ezk(home: &Path, args: &[&str]) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_ezk"))
-        .arg("--home")
-        .arg(home)
+    tokio::process::Command::from(crate::common::ezk::command(home))
         .arg("download")
         .args(args)
         .output()
@@ -125,7 +125,7 @@ async fn on_a_terminal_each_file_gets_a_bar_and_a_total() {
     let home = dir.path().join("home");
     let cmd = format!(
         "'{}' --home '{}' download --manifest '{}' --k8s-ver test",
-        env!("CARGO_BIN_EXE_ezk"),
+        crate::common::ezk::bin().display(),
         home.display(),
         manifest.display()
     );
@@ -163,12 +163,7 @@ async fn help_documents_the_mirror_layout_and_unknown_version_is_an_error() {
 }
 
 fn ezk_sync(home: &Path, args: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_ezk"))
-        .arg("--home")
-        .arg(home)
-        .args(args)
-        .output()
-        .unwrap()
+    crate::common::ezk::command(home).args(args).output().unwrap()
 }
 
 /// A cluster made by `ezk new` with its config.yml's K8S_VER set to `ver`.

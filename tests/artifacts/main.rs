@@ -2,6 +2,9 @@
 //! machine). Each module is a topic; `support` holds the loopback HTTP server and the
 //! release-format archives built from this machine's real Debian binaries.
 
+#[path = "../common/mod.rs"]
+mod common;
+
 mod apt;
 mod cli;
 mod download;

@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use ezk::exec::{Options, run_step};
-use ezk::inventory::Connection;
+use ezk::exec::Connection;
 use ezk::plan::action::{Action, Content, FileSpec, HostRolePlan, StepPlan, Task, UnitState, WaitTarget, Wave};
 use ezk::ui::recap::Recap;
 use indexmap::IndexMap;

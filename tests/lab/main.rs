@@ -16,6 +16,9 @@
 //! Usage: `cargo test --test lab [-- FILTER...]` runs the tests whose name contains any FILTER.
 //! Not root: prints why and exits 0 (skipped). Ends with the line `N passed, N failed`.
 
+#[path = "../common/mod.rs"]
+mod common;
+
 mod audit;
 mod backup;
 mod basics;

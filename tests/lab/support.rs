@@ -36,10 +36,8 @@ pub struct Lab {
 /// Labs to remove on interrupt: (home, name).
 static LIVE: Mutex<Vec<(PathBuf, String)>> = Mutex::new(Vec::new());
 
-/// The `ezk` binary under test.
-pub fn ezk_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_ezk"))
-}
+/// The `ezk` binary under test (see `common::ezk`).
+pub use crate::common::ezk::bin as ezk_bin;
 
 /// Lab state root, as ezk resolves it.
 pub fn lab_root() -> PathBuf {
@@ -67,9 +65,7 @@ impl Lab {
             .map_err(|e| e.to_string())?;
         let home = tmp.path().to_path_buf();
         LIVE.lock().unwrap().push((home.clone(), name.to_string()));
-        let out = Command::new(ezk_bin())
-            .arg("--home")
-            .arg(&home)
+        let out = crate::common::ezk::command(&home)
             .args(["lab", "up", name, "--hosts", &n.to_string()])
             .stdin(Stdio::null())
             .output()
@@ -207,9 +203,7 @@ impl Lab {
 
     /// Run `ezk --home <home> <args>`.
     pub fn ezk(&self, args: &[&str]) -> Output {
-        Command::new(ezk_bin())
-            .arg("--home")
-            .arg(&self.home)
+        crate::common::ezk::command(&self.home)
             .args(args)
             .stdin(Stdio::null())
             .output()
@@ -400,9 +394,7 @@ pub fn container_pids(names: &[&str]) -> Vec<(u32, String)> {
 }
 
 fn down(home: &Path, name: &str) {
-    let _ = Command::new(ezk_bin())
-        .arg("--home")
-        .arg(home)
+    let _ = crate::common::ezk::command(home)
         .args(["lab", "down", name])
         .stdin(Stdio::null())
         .output();

@@ -3,7 +3,7 @@
 //! `EZK_BLESS=1` writes a missing expected.yml for review.
 
 use ezk::pki::PkiSpec;
-use ezk::pki::catalog::leaves;
+use ezk::pki::cert_ids::leaves;
 
 #[test]
 fn catalog_fixtures() {

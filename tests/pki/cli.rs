@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
 
+use crate::common::ezk::{ezk, ezk_ok};
 use crate::support::{fingerprints, run, verify, x509_text};
 
 /// The shipped multi-node example (inventory-examples/hosts.multi-node, config.yml).
@@ -19,34 +20,9 @@ const NODES: [(&str, &str); 5] = [
     ("worker-02", "198.51.100.22"),
 ];
 
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn ezk(home: &Path, args: &[&str]) -> Out {
-    let o = Command::new(env!("CARGO_BIN_EXE_ezk"))
-        .arg("--home")
-        .arg(home)
-        .args(args)
-        .output()
-        .unwrap();
-    Out {
-        code: o.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-    }
-}
-
+/// `ezk` that must exit 0; its stdout.
 fn ok(home: &Path, args: &[&str]) -> String {
-    let o = ezk(home, args);
-    assert_eq!(
-        o.code, 0,
-        "ezk {args:?}\nstdout:\n{}\nstderr:\n{}",
-        o.stdout, o.stderr
-    );
-    o.stdout
+    ezk_ok(home, args).stdout
 }
 
 /// A fresh home with cluster `demo` from the multi-node example.

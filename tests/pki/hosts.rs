@@ -4,8 +4,9 @@
 use std::process::Command;
 
 use crate::support::{run, spec, verify, x509_text};
-use ezk::pki::report::{RemoteCopy, RemoteStatus, compare_remote, render_mismatches};
-use ezk::pki::{KUBECONFIG_NAMES, Pki, PkiError, cli_certs};
+use ezk::pki::inspect::{RemoteCopy, RemoteStatus, compare_remote, render_mismatches};
+use ezk::ops::certs::local_table;
+use ezk::pki::{KUBECONFIG_NAMES, Pki, PkiError};
 
 const MASTER: &str = "198.18.9.11";
 const WORKER: &str = "198.18.9.21";
@@ -356,7 +357,7 @@ fn certs_table_lists_every_cert_and_fails_on_a_missing_one() {
     let d = tempfile::tempdir().unwrap();
     Pki::ensure(d.path(), &spec()).unwrap();
     let mut out = Vec::new();
-    assert_eq!(cli_certs(d.path(), &spec(), 30, &mut out).unwrap(), 0);
+    assert_eq!(local_table(d.path(), &spec(), 30, &mut out).unwrap(), 0);
     let text = String::from_utf8(out).unwrap();
     assert_eq!(text.lines().count(), 1 + 3 + 15, "{text}");
     let api = text
@@ -376,7 +377,7 @@ fn certs_table_lists_every_cert_and_fails_on_a_missing_one() {
     );
     std::fs::remove_file(d.path().join("ssl/kube-proxy.pem")).unwrap();
     let mut out = Vec::new();
-    assert_eq!(cli_certs(d.path(), &spec(), 30, &mut out).unwrap(), 1);
+    assert_eq!(local_table(d.path(), &spec(), 30, &mut out).unwrap(), 1);
     let text = String::from_utf8(out).unwrap();
     let row = text
         .lines()
@@ -392,7 +393,7 @@ fn certs_exit_non_zero_when_one_expires_within_warn_days() {
     s.cert_expiry = "240h".into(); // 10 days
     Pki::ensure(d.path(), &s).unwrap();
     let mut out = Vec::new();
-    assert_eq!(cli_certs(d.path(), &s, 30, &mut out).unwrap(), 1);
+    assert_eq!(local_table(d.path(), &s, 30, &mut out).unwrap(), 1);
     let text = String::from_utf8(out).unwrap();
     let last = text.lines().last().unwrap();
     assert!(
@@ -401,5 +402,5 @@ fn certs_exit_non_zero_when_one_expires_within_warn_days() {
     );
     // Below the threshold: fine (the CAs live for 100 years).
     let mut out = Vec::new();
-    assert_eq!(cli_certs(d.path(), &s, 5, &mut out).unwrap(), 0, "{}", String::from_utf8_lossy(&out));
+    assert_eq!(local_table(d.path(), &s, 5, &mut out).unwrap(), 0, "{}", String::from_utf8_lossy(&out));
 }

@@ -1,8 +1,13 @@
 //! PKI integration tests, one test binary (one link instead of six on a small machine).
-//! Each module is a topic; `support` holds the shared spec and openssl wrappers.
+//! Each module is a topic; `support` holds the openssl wrappers, `common` (shared with the
+//! other test binaries) the hand-built specs and the ezk runner.
 
 #![allow(dead_code)]
 
+#[path = "../common/mod.rs"]
+mod common;
+
+mod audit;
 mod catalog;
 mod certs;
 mod cli;

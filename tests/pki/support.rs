@@ -4,38 +4,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use ezk::pki::{Member, PkiSpec};
 
-/// Lab-style addresses (198.18.0.0/15); nothing is sent to them.
-pub fn spec() -> PkiSpec {
-    let m = |h: &str, n: &str| Member::new(h, n, h).unwrap();
-    let masters = vec![
-        m("198.18.9.11", "master-1"),
-        m("198.18.9.12", "master-2"),
-        m("198.18.9.13", "master-3"),
-    ];
-    let workers = vec![m("198.18.9.21", "worker-1"), m("198.18.9.22", "worker-2")];
-    PkiSpec {
-        cluster_name: "cluster1".into(),
-        context_name: "context-cluster1".into(),
-        etcd: vec![
-            m("198.18.9.11", "etcd-198.18.9.11"),
-            m("198.18.9.12", "etcd-198.18.9.12"),
-            m("198.18.9.13", "etcd-198.18.9.13"),
-        ],
-        nodes: masters.iter().chain(&workers).cloned().collect(),
-        masters,
-        vips: vec!["198.18.9.250".parse().unwrap()],
-        master_cert_hosts: vec!["198.18.9.200".into(), "k8s.example.test".into()],
-        service_cidr: "10.68.0.0/16".into(),
-        cluster_dns_domain: "cluster.local".into(),
-        secure_port: 6443,
-        ex_apiserver_port: 8443,
-        node_lb_port: 6443,
-        ca_expiry: "876000h".into(),
-        cert_expiry: "438000h".into(),
-    }
-}
+/// The 3-master/3-etcd/2-worker spec (see `common::pki`).
+pub use crate::common::pki::three_masters as spec;
 
 /// Run a command, return (success, stdout+stderr).
 pub fn run(cmd: &mut Command) -> (bool, String) {

@@ -11,6 +11,8 @@
 //! the lab suite's part (tests/lab); nothing here starts a service or touches the network.
 //! A check whose tool is missing says so and passes (tests/deps.sh installs the tools).
 
+#[path = "../common/mod.rs"]
+mod common;
 mod containerd;
 mod decisions;
 mod support;

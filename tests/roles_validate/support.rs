@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use crate::common::ezk::{ezk, ezk_ok};
+
 /// The 5-host lab inventory as `ezk lab up demo --hosts 5` writes it (198.18.9.11–15, VIP .250,
 /// ex_lb .14 master / .15 backup, chrony server .11), with the shipped example config.yml.
 pub const LAB5_HOSTS: &str = "tests/fixtures/lab-inventory/5-hosts/hosts";
@@ -197,29 +199,8 @@ fn render_all() -> Rendered {
             "EX_LB_IMPL=envoy",
         ],
     );
+    let envoy = (envoy.code, envoy.text());
     Rendered { root, iface, envoy }
-}
-
-/// Run ezk with `home`; (exit code, stdout + stderr).
-pub fn ezk(home: &Path, args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ezk"))
-        .arg("--home")
-        .arg(home)
-        .args(args)
-        .env_remove("EZK_HOME")
-        .output()
-        .expect("run ezk");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
-}
-
-fn ezk_ok(home: &Path, args: &[&str]) {
-    let (code, text) = ezk(home, args);
-    assert_eq!(code, 0, "ezk {}:\n{text}", args.join(" "));
 }
 
 /// A tool of this machine, or `None` after saying which check is skipped and how to get it.

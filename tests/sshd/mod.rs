@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ezk::inventory::Connection;
+use ezk::exec::Connection;
 
 pub struct Sshd {
     pub dir: tempfile::TempDir,

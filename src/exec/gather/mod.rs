@@ -1,0 +1,220 @@
+//! Gather, round trip 1 of the pipeline: what a host has now, for every target of one role,
+//! read in ONE command. The gather script is assembled from one part per fact kind, and its
+//! output is marker lines that the pure parser of each kind reads back; the result is one
+//! `TaskFacts` per task index. No decision is made here (that is `decide`).
+//!
+//! Fact kinds, one file each: `paths` (find + sha256sum, with `checksums` sparing unchanged
+//! files), `content` (plan mode: a differing text file's current bytes), `kernel` (sysctl,
+//! modules), `packages`, `units`, `probes` (command guards, wait_for targets), `markers`
+//! (restarts an interrupted run owes). `host_files` is the same idea for reports: files read
+//! back from many hosts, one command each (`ezk certs`).
+
+pub mod checksums;
+mod content;
+pub mod host_files;
+mod kernel;
+mod markers;
+mod packages;
+mod paths;
+pub mod probes;
+mod units;
+
+use std::collections::BTreeMap;
+
+use checksums::Checksums;
+pub use content::decode_b64;
+pub use kernel::{ModuleState, SysctlFact};
+pub use paths::{PathFact, PathKind};
+
+use super::desired::Desired;
+use super::transport::sh_quote;
+use crate::plan::action::{Action, Task};
+
+/// Everything gathered for one task.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskFacts {
+    pub path: Option<PathFact>,
+    /// Current content of a changed, diffable text file (plan mode only).
+    pub content: Option<Vec<u8>>,
+    pub sysctl: Vec<SysctlFact>,
+    pub modules: Vec<(String, ModuleState)>,
+    /// Package → installed?
+    pub packages: Vec<(String, bool)>,
+    /// `systemctl is-enabled` / `is-active` words.
+    pub unit: Option<(String, String)>,
+    /// `creates`/`unless` guard already satisfied.
+    pub guard_met: Option<bool>,
+    /// One-shot probe of a wait_for target succeeded.
+    pub probe_ok: Option<bool>,
+    /// Units this task notifies whose restart an earlier apply owed but never did (it died
+    /// between changing a file and restarting): their markers are on the host.
+    pub pending_restarts: Vec<String>,
+    /// A `daemon_reload` task: a unit file landed but no daemon-reload followed (marker).
+    pub pending_reload: bool,
+}
+
+/// Facts of a whole role on one host, by task index.
+pub type Facts = BTreeMap<usize, TaskFacts>;
+
+// Few processes per gather: one `find` for every path, one `sha256sum` for every file, one
+// `sysctl`, one `dpkg-query`, one `systemctl show`; per-item work uses shell builtins. On a
+// loaded deploy machine with hundreds of hosts, forks are what a no-op run costs. The helpers:
+// `ezk_c` for `content`, `ezk_m` for `kernel` modules.
+const GATHER_PRELUDE: &str = r#"export LC_ALL=C
+ezk_c() { # idx path want_sha : plan mode, current content of a differing text file
+  [ -f "$2" ] && [ ! -L "$2" ] || return 0
+  s=$(sha256sum < "$2" | cut -d' ' -f1)
+  if [ "$s" != "$3" ]; then printf '@@c %s ' "$1"; base64 -w0 < "$2"; echo; fi
+}
+ezk_m() { # module
+  if [ -d "/sys/module/$1" ]; then s=loaded; elif modprobe -n -q "$1" 2>/dev/null; then s=available; else s=unavailable; fi
+  echo "@@m $1 $s"
+}
+"#;
+
+/// The part of a gather script after the fixed helper functions (what `-v` shows).
+pub fn gather_body(script: &str) -> &str {
+    script.strip_prefix(GATHER_PRELUDE).unwrap_or(script)
+}
+
+/// The host path a task manages, if any.
+pub(crate) fn task_path(task: &Task) -> Option<&str> {
+    match &task.action {
+        Action::File(f) => Some(&f.path),
+        Action::Directory { path, .. } | Action::Link { path, .. } | Action::Absent { path } => Some(path),
+        Action::Sysctl { file, .. } | Action::Modprobe { file, .. } => Some(file),
+        _ => None,
+    }
+}
+
+fn quoted_list<'a>(items: impl Iterator<Item = &'a str>) -> String {
+    items.map(sh_quote).collect::<Vec<_>>().join(" ")
+}
+
+/// The gather script for a role's tasks. `with_content`: also send the current content of
+/// text files that differ (plan mode, for diffs; never for secrets). `checksums`: sums known
+/// from earlier runs; a file whose signature is unchanged is not hashed again.
+pub fn gather_script(tasks: &[Task], desired: &[Desired], with_content: bool, checksums: &Checksums) -> String {
+    let mut s = String::from(GATHER_PRELUDE);
+    paths::script(&mut s, tasks, desired, checksums);
+    // Per task, in task order: content (plan mode), guards, wait probes.
+    for (i, (task, want)) in tasks.iter().zip(desired).enumerate() {
+        match &task.action {
+            Action::File(f) => {
+                if let Desired::File { sha256, diffable: true, .. } = want
+                    && with_content
+                {
+                    s.push_str(&content::line(i, &sh_quote(&f.path), sha256));
+                }
+            }
+            Action::Sysctl { file, .. } | Action::Modprobe { file, .. } => {
+                if with_content {
+                    s.push_str(&content::line(i, &sh_quote(file), want.sha256().unwrap_or("-")));
+                }
+            }
+            Action::Command { creates, unless, .. } => {
+                if let Some(cond) = probes::guard_cond(creates.as_deref(), unless.as_deref()) {
+                    s.push_str(&probes::guard_line(i, &cond));
+                }
+            }
+            Action::WaitFor { target, .. } => s.push_str(&probes::wait_line(i, target)),
+            Action::Directory { .. }
+            | Action::Link { .. }
+            | Action::Absent { .. }
+            | Action::Package { .. }
+            | Action::Service { .. }
+            | Action::DaemonReload => {}
+        }
+    }
+    kernel::script(&mut s, tasks);
+    packages::script(&mut s, tasks);
+    units::script(&mut s, tasks);
+    markers::script(&mut s, tasks);
+    s.push_str("echo @@end\n");
+    s
+}
+
+/// Why gather output could not be read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FactError {
+    #[error("gather output ended early (no end marker); stderr: {0}")]
+    Truncated(String),
+    #[error("gather output line {line}: cannot parse {text:?}")]
+    BadLine { line: usize, text: String },
+}
+
+/// How a fact kind's parser took one output line.
+pub(super) enum Parsed {
+    /// Not this kind's marker.
+    NotMine,
+    Ok,
+    /// This kind's marker, malformed.
+    Bad,
+}
+
+/// A fact kind's reader of output lines (each kind's `Raw`).
+trait ReadLine {
+    fn line(&mut self, line: &str) -> Parsed;
+}
+
+
+/// Parse gather output (pure) into facts per task index. Lines not starting with `@@` are
+/// ignored (noise from login scripts), but a missing `@@end` is an error: facts must be
+/// complete to decide.
+pub fn parse_facts(stdout: &str, stderr: &str, tasks: &[Task]) -> Result<Facts, FactError> {
+    let mut paths = paths::Raw::default();
+    let mut kernel = kernel::Raw::default();
+    let mut packages = packages::Raw::default();
+    let mut units = units::Raw::default();
+    let mut markers = markers::Raw::default();
+    let mut facts = Facts::new();
+    let mut ended = false;
+    for (n, line) in stdout.lines().enumerate() {
+        if !line.starts_with("@@") {
+            continue;
+        }
+        let bad = || FactError::BadLine { line: n + 1, text: line.chars().take(200).collect() };
+        if line == "@@end" {
+            ended = true;
+            continue;
+        }
+        let kinds: [&mut dyn ReadLine; 5] = [&mut paths, &mut markers, &mut kernel, &mut packages, &mut units];
+        match kinds.into_iter().map(|k| k.line(line)).find(|p| !matches!(p, Parsed::NotMine)) {
+            Some(Parsed::Bad) => return Err(bad()),
+            Some(_) => continue,
+            None => {}
+        }
+        // Per-task markers: `@@<tag> <task index> <value>`.
+        let mut it = line.splitn(3, ' ');
+        let tag = it.next().ok_or_else(bad)?;
+        let idx: usize = it.next().and_then(|x| x.parse().ok()).ok_or_else(bad)?;
+        let rest = it.next().unwrap_or("");
+        let tf = facts.entry(idx).or_default();
+        match tag {
+            "@@c" => tf.content = Some(content::parse(rest).ok_or_else(bad)?),
+            "@@g" => tf.guard_met = Some(rest == "1"),
+            "@@w" => tf.probe_ok = Some(rest == "1"),
+            _ => return Err(bad()),
+        }
+    }
+    if !ended {
+        return Err(FactError::Truncated(stderr.trim().chars().take(500).collect()));
+    }
+    let mut unit_states = units.into_states();
+    for (i, task) in tasks.iter().enumerate() {
+        let tf = facts.entry(i).or_default();
+        if let Some(p) = task_path(task) {
+            tf.path = Some(paths.fact(p));
+        }
+        tf.pending_restarts = markers.owed(task);
+        match &task.action {
+            Action::Sysctl { entries, .. } => tf.sysctl = kernel.sysctl(entries),
+            Action::Modprobe { modules, .. } => tf.modules = kernel.modules(modules),
+            Action::Package { names, .. } => tf.packages = packages.packages(names),
+            Action::Service { .. } => tf.unit = unit_states.next(),
+            Action::DaemonReload => tf.pending_reload = markers.reload_owed(),
+            _ => {}
+        }
+    }
+    Ok(facts)
+}

@@ -1,0 +1,127 @@
+//! One role on one host, through the pipeline the folders are named after: `gather` (round
+//! trip 1: every target's state in one command) → `decide` (local, pure) → `apply` (round trip
+//! 2, only when something differs) → `report` (the outcome and its events). Plan mode stops
+//! after deciding and reports what would change: this is the one place `--plan` differs from a
+//! run, so what it shows is what the run would do.
+
+use std::sync::mpsc::Sender;
+use std::time::{Duration, Instant};
+
+use super::apply::{ApplyScript, apply_script, body, parse_trace, traced};
+use super::decide::{Decided, decide};
+use super::desired::Desired;
+use super::gather::checksums::Checksums;
+use super::gather::{Facts, gather_body, gather_script, parse_facts};
+use super::report::{self, RoleEvents, RoleOutcome};
+use super::transport::{CmdOutput, Transport};
+use crate::plan::action::{Action, HostRolePlan};
+use crate::ui::events::Event;
+
+/// How a role runs on a host.
+#[derive(Debug, Clone, Copy)]
+pub struct RoleRun {
+    /// Gather and decide only, then describe (`--plan`).
+    pub plan_only: bool,
+    /// Time each task of the apply (`-vv`).
+    pub trace: bool,
+    /// Per round trip (a wait_for's own timeout is added to the apply's).
+    pub timeout: Duration,
+}
+
+/// Run one role on one host.
+pub async fn run_role<T: Transport>(
+    t: &T,
+    host_role: &HostRolePlan,
+    desired: &[Desired],
+    checksums: &mut Checksums,
+    how: RoleRun,
+    events: &Sender<Event>,
+) -> RoleOutcome {
+    let ev = RoleEvents { events, host_role };
+    let facts = match gather(t, host_role, desired, checksums, how, &ev).await {
+        Ok(facts) => facts,
+        Err(outcome) => return outcome,
+    };
+    let decided = decide(&host_role.tasks, desired, &facts);
+    if how.plan_only {
+        return report::planned(host_role, desired, &decided, &ev);
+    }
+    if let Some(outcome) = report::refused(host_role, &decided, &ev) {
+        return outcome;
+    }
+    if !decided.needs_apply() {
+        return report::unchanged(&decided, &ev);
+    }
+    apply(t, host_role, desired, &decided, how, &ev).await
+}
+
+/// Round trip 1: the facts of every task (and, in plan mode, the content of differing text
+/// files); what was hashed is remembered in `checksums`.
+async fn gather<T: Transport>(
+    t: &T,
+    host_role: &HostRolePlan,
+    desired: &[Desired],
+    checksums: &mut Checksums,
+    how: RoleRun,
+    ev: &RoleEvents<'_>,
+) -> Result<Facts, RoleOutcome> {
+    let script = gather_script(&host_role.tasks, desired, how.plan_only, checksums);
+    ev.command("gather", gather_body(&script));
+    let started = Instant::now();
+    let out = t
+        .run(&script, Vec::new(), how.timeout)
+        .await
+        .map_err(|e| RoleOutcome::broken(e, 0, host_role.tasks.len() as u32))?;
+    ev.phase("gather".into(), started.elapsed().as_secs_f64());
+    let facts = parse_facts(&out.stdout_text(), &out.stderr_text(), &host_role.tasks)
+        .map_err(|e| RoleOutcome::failed(format!("[{}] gathering facts: {e}", host_role.role)))?;
+    checksums.learn(&host_role.tasks, desired, &facts);
+    Ok(facts)
+}
+
+/// Round trip 2: one script with the changed files on stdin, then the report from its markers.
+async fn apply<T: Transport>(
+    t: &T,
+    host_role: &HostRolePlan,
+    desired: &[Desired],
+    decided: &Decided,
+    how: RoleRun,
+    ev: &RoleEvents<'_>,
+) -> RoleOutcome {
+    let ApplyScript { script, stdin, handlers } = apply_script(&host_role.tasks, desired, &decided.decisions, &decided.handlers);
+    let wait_secs: u64 = host_role
+        .tasks
+        .iter()
+        .map(|t| match &t.action {
+            Action::WaitFor { timeout_secs, .. } => *timeout_secs,
+            _ => 0,
+        })
+        .sum();
+    ev.command("apply", body(&script));
+    let script = if how.trace { traced(&script) } else { script };
+    let started = Instant::now();
+    let out = t.run(&script, stdin, how.timeout + Duration::from_secs(wait_secs)).await;
+    ev.phase("apply".into(), started.elapsed().as_secs_f64());
+    match out {
+        Ok(out) => {
+            trace_phases(host_role, &out, ev);
+            report::applied(host_role, decided, &handlers, &out, ev)
+        }
+        Err(e) => RoleOutcome::broken(e, 1, 0),
+    }
+}
+
+/// `-vv`: the time from each trace mark to the next, as phases: "6 upload" → "  6 etcd
+/// binary: upload".
+fn trace_phases(host_role: &HostRolePlan, out: &CmdOutput, ev: &RoleEvents) {
+    for (mark, secs) in parse_trace(&out.stdout_text()) {
+        let (i, stage) = mark.split_once(' ').unwrap_or((&mark, ""));
+        let name = i.parse::<usize>().ok().map(|i| host_role.tasks.get(i).map(|t| t.name.as_str()).unwrap_or("handler"));
+        let phase = match (name, stage) {
+            (Some(n), "") => format!("  {i} {n}"),
+            (Some(n), st) => format!("  {i} {n}: {st}"),
+            (None, _) => format!("  {mark}"),
+        };
+        ev.phase(phase, secs);
+    }
+}

@@ -1,0 +1,151 @@
+//! Loading an inventory: the inventory file (`hosts` INI or `hosts.yml`), `config.yml` and the
+//! `-e` values read into their definitions (each with file:line), the group tree built, and
+//! the resolver that renders every host's variables made; `load` then validates.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use indexmap::IndexMap;
+
+use super::error::{InventoryError, InventoryErrors, Location};
+use super::{Inventory, KUBEASZ_GROUPS, ini, model, resolve, validate, vars, yaml};
+use crate::home::Home;
+
+impl Inventory {
+    /// Read and validate `clusters/<cluster>/` under `home`; every problem is returned at once.
+    pub fn load(
+        home: &Home,
+        cluster: &str,
+        extra_vars: &[(String, String)],
+    ) -> Result<Inventory, InventoryErrors> {
+        let inv = Inventory::parse(home, cluster, extra_vars)?;
+        let errors = validate::validate(&inv);
+        if errors.is_empty() {
+            Ok(inv)
+        } else {
+            Err(InventoryErrors(errors))
+        }
+    }
+
+    /// Read without semantic validation (syntax errors are still errors).
+    pub fn parse(
+        home: &Home,
+        cluster: &str,
+        extra_vars: &[(String, String)],
+    ) -> Result<Inventory, InventoryErrors> {
+        Inventory::from_dir(&home.cluster_dir(cluster), cluster, extra_vars)
+    }
+
+    /// Read a cluster directory directly (`hosts` or `hosts.yml`, and `config.yml` if present).
+    pub fn from_dir(
+        dir: &Path,
+        cluster: &str,
+        extra_vars: &[(String, String)],
+    ) -> Result<Inventory, InventoryErrors> {
+        let ini_path = dir.join("hosts");
+        let yaml_path = dir.join("hosts.yml");
+        let config_file = dir.join("config.yml");
+        let read = |p: &Path| {
+            std::fs::read_to_string(p).map_err(|e| InventoryError::Io {
+                path: p.to_path_buf(),
+                reason: e.to_string(),
+            })
+        };
+        let mut errors = Vec::new();
+        let (hosts_file, (source, errs)) = if ini_path.is_file() {
+            (
+                ini_path.clone(),
+                ini::parse(
+                    &read(&ini_path).map_err(|e| InventoryErrors(vec![e]))?,
+                    &ini_path,
+                ),
+            )
+        } else if yaml_path.is_file() {
+            (
+                yaml_path.clone(),
+                yaml::parse_inventory(
+                    &read(&yaml_path).map_err(|e| InventoryErrors(vec![e]))?,
+                    &yaml_path,
+                ),
+            )
+        } else {
+            return Err(InventoryErrors(vec![InventoryError::NoInventory {
+                dir: dir.to_path_buf(),
+            }]));
+        };
+        errors.extend(errs);
+        let config = if config_file.is_file() {
+            match read(&config_file).and_then(|t| yaml::parse_config(&t, &config_file)) {
+                Ok(c) => c,
+                Err(e) => {
+                    errors.push(e);
+                    model::VarDefs::new()
+                }
+            }
+        } else {
+            model::VarDefs::new()
+        };
+        let mut source = source;
+        for g in KUBEASZ_GROUPS {
+            if !source.groups.contains_key(*g) {
+                source.group_mut(g, &Location::new(&hosts_file, 0));
+            }
+        }
+        let (tree, errs) = vars::GroupTree::build(&source);
+        errors.extend(errs);
+        let (extra, errs) = vars::extra_defs(extra_vars);
+        errors.extend(errs);
+        if !errors.is_empty() {
+            return Err(InventoryErrors(errors));
+        }
+        let mut groups: IndexMap<String, Vec<String>> = IndexMap::new();
+        groups.insert("all".into(), tree.members["all"].clone());
+        for (g, m) in &tree.members {
+            groups.entry(g.clone()).or_insert_with(|| m.clone());
+        }
+        let hosts: Vec<String> = source.hosts.keys().cloned().collect();
+        let base = build_resolver(
+            &source,
+            &tree,
+            &groups,
+            &model::VarDefs::new(),
+            &config,
+            &extra,
+        );
+        Ok(Inventory {
+            cluster: cluster.to_string(),
+            dir: dir.to_path_buf(),
+            groups,
+            hosts,
+            hosts_file,
+            config_file,
+            source,
+            config,
+            extra,
+            tree,
+            base,
+            hostvars: OnceLock::new(),
+        })
+    }
+}
+
+pub(super) fn build_resolver(
+    source: &model::Source,
+    tree: &vars::GroupTree,
+    groups: &IndexMap<String, Vec<String>>,
+    defaults: &model::VarDefs,
+    config: &model::VarDefs,
+    extra: &model::VarDefs,
+) -> Arc<resolve::Resolver> {
+    let mut per_host = IndexMap::new();
+    let mut names = HashMap::new();
+    for h in source.hosts.keys() {
+        per_host.insert(
+            h.clone(),
+            vars::merge_for_host(source, tree, defaults, config, extra, h),
+        );
+        names.insert(h.clone(), tree.groups_of(h));
+    }
+    resolve::Resolver::new(per_host, groups, names)
+}

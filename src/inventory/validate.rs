@@ -1,0 +1,399 @@
+//! Validation before any connection (`ezk check`): everything a kubeasz-style inventory can get
+//! wrong that is knowable offline — addresses, node names, group sizes, CIDRs, plugin names,
+//! and every templated variable evaluated for every host. Each problem names file:line and the
+//! fix. `ezk check` adds its own findings (role templates, the artifact set) to the list and a
+//! summary of what was resolved (`ops::check`).
+//!
+//! One file because it is one list of rules walked in order by `validate`, each a short method
+//! over the same checker, sharing its error constructors and the set of problems already seen.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+
+use super::error::{InventoryError, Location};
+use super::{Inventory, ResolveErrorKind};
+use crate::addr::{self as net, Cidr};
+
+/// Network plugins kubeasz supports (`none`: bring your own).
+pub const NETWORKS: &[&str] = &[
+    "calico",
+    "flannel",
+    "kube-router",
+    "cilium",
+    "kube-ovn",
+    "none",
+];
+/// Container runtimes ezk installs. kubeasz also offers docker, for Kubernetes before 1.24;
+/// Kubernetes 1.24 removed dockershim, so docker is not offered.
+pub const RUNTIMES: &[&str] = &["containerd"];
+/// Cluster-wide variables `ezk check` shows.
+pub const SHOWN_VARS: &[&str] = &[
+    "CLUSTER_NAME",
+    "K8S_VER",
+    "CONTAINER_RUNTIME",
+    "CLUSTER_NETWORK",
+    "SERVICE_CIDR",
+    "CLUSTER_CIDR",
+    "NODE_PORT_RANGE",
+    "CLUSTER_DNS_DOMAIN",
+    "bin_dir",
+    "ca_dir",
+    "base_dir",
+];
+
+/// Every problem in the inventory, in file order where there is one.
+pub fn validate(inv: &Inventory) -> Vec<InventoryError> {
+    let mut c = Checker {
+        inv,
+        errors: Vec::new(),
+        seen: HashSet::new(),
+    };
+    c.templates();
+    c.host_names();
+    c.node_names();
+    c.groups();
+    c.ex_lb();
+    c.cluster_vars();
+    let mut errors = c.errors;
+    // Stable order: by file and line, keeping discovery order otherwise.
+    errors.sort_by_key(|e| e.location().cloned());
+    errors
+}
+
+struct Checker<'a> {
+    inv: &'a Inventory,
+    errors: Vec<InventoryError>,
+    seen: HashSet<String>,
+}
+
+impl Checker<'_> {
+    fn push(&mut self, e: InventoryError) {
+        // The same config value fails the same way for every host: say it once.
+        let key = match &e {
+            InventoryError::Template { at, var, msg, .. } => format!("{at}|{var}|{msg}"),
+            other => other.to_string(),
+        };
+        if self.seen.insert(key) {
+            self.errors.push(e);
+        }
+    }
+
+    fn invalid(&mut self, at: Location, msg: String, fix: impl Into<String>) {
+        self.push(InventoryError::invalid(at, msg, fix));
+    }
+
+    fn host_at(&self, host: &str) -> Location {
+        self.inv
+            .source()
+            .hosts
+            .get(host)
+            .map(|h| h.at.clone())
+            .unwrap_or_else(|| self.file_at())
+    }
+
+    fn var_at(&self, host: &str, var: &str) -> Location {
+        self.inv
+            .var_location(host, var)
+            .cloned()
+            .unwrap_or_else(|| self.host_at(host))
+    }
+
+    fn file_at(&self) -> Location {
+        Location::new(self.inv.hosts_path(), 0)
+    }
+
+    fn group_at(&self, g: &str) -> Location {
+        self.inv
+            .source()
+            .groups
+            .get(g)
+            .map(|d| d.at.clone())
+            .unwrap_or_else(|| self.file_at())
+    }
+
+    /// Render every variable of every host: undefined names, syntax errors, cycles.
+    ///
+    /// Ansible evaluates lazily, so a cluster-wide value that needs a host variable (kubeasz's
+    /// K8S_NODENAME needs `k8s_nodename`) is only an error where it can be used. ezk reports
+    /// undefined names for Kubernetes hosts (kube_master, kube_node) on every variable; for
+    /// other hosts (etcd-only, ex_lb, chrony, harbor) only on the variables of the host and its
+    /// own groups. Syntax errors and cycles are reported everywhere.
+    fn templates(&mut self) {
+        let k8s: HashSet<&String> = self
+            .inv
+            .hosts_in("kube_master")
+            .iter()
+            .chain(self.inv.hosts_in("kube_node"))
+            .collect();
+        for h in &self.inv.hosts {
+            let own = |var: &str| {
+                let src = self.inv.source();
+                src.hosts.get(h).is_some_and(|d| d.vars.contains_key(var))
+                    || self
+                        .inv
+                        .groups_of(h)
+                        .iter()
+                        .any(|g| src.groups.get(g).is_some_and(|d| d.vars.contains_key(var)))
+            };
+            for var in self.inv.var_names(h) {
+                if let Err(e) = self.inv.resolve(h, &var) {
+                    if e.kind == ResolveErrorKind::Undefined && !k8s.contains(h) && !own(&var) {
+                        continue;
+                    }
+                    self.push(e.into());
+                }
+            }
+        }
+    }
+
+    /// Rendered string value, or None when undefined or failing (failures are reported by
+    /// `templates`).
+    fn get(&self, host: &str, var: &str) -> Option<String> {
+        self.inv.var_str(host, var)
+    }
+
+    fn host_names(&mut self) {
+        for h in self.inv.hosts.clone() {
+            let at = self.host_at(&h);
+            let target = self.get(&h, "ansible_host");
+            if let Some(msg) = bad_address(&h)
+                && (target.is_none() || net::looks_like_ipv4(&h))
+            {
+                self.invalid(
+                    at.clone(),
+                    format!("host {h:?}: {msg}"),
+                    "write a valid IPv4/IPv6 address or host name",
+                );
+            }
+            if let Some(t) = target
+                && let Some(msg) = bad_address(&t)
+            {
+                let at = self.var_at(&h, "ansible_host");
+                self.invalid(
+                    at,
+                    format!("ansible_host {t:?} of host {h}: {msg}"),
+                    "write a valid IP address or host name",
+                );
+            }
+        }
+    }
+
+    fn node_names(&mut self) {
+        let mut used: HashMap<String, String> = HashMap::new();
+        let k8s: Vec<String> = self
+            .inv
+            .hosts_in("kube_master")
+            .iter()
+            .chain(self.inv.hosts_in("kube_node"))
+            .cloned()
+            .collect();
+        for h in self.inv.hosts.clone() {
+            if let Some(n) = self.get(&h, "k8s_nodename").filter(|n| !n.is_empty())
+                && !net::is_dns1123_subdomain(&n)
+            {
+                let at = self.var_at(&h, "k8s_nodename");
+                self.invalid(
+                        at,
+                        format!("k8s_nodename {n:?} of host {h} is not a valid DNS-1123 node name"),
+                        "use lower-case letters, digits, '-' and '.', starting and ending with a letter or digit (e.g. k8s-worker-1)",
+                    );
+            }
+            if !k8s.contains(&h) {
+                continue;
+            }
+            let name = self
+                .get(&h, "K8S_NODENAME")
+                .or_else(|| self.get(&h, "k8s_nodename").filter(|n| !n.is_empty()))
+                .unwrap_or_else(|| h.clone());
+            match used.get(&name) {
+                Some(first) if *first != h => {
+                    let (first_at, at) = (
+                        self.var_at(first, "k8s_nodename"),
+                        self.var_at(&h, "k8s_nodename"),
+                    );
+                    self.invalid(
+                        at,
+                        format!("node name {name:?} of host {h} is already used by host {first} ({first_at})"),
+                        "give every master and node a unique k8s_nodename",
+                    );
+                }
+                _ => {
+                    used.insert(name, h.clone());
+                }
+            }
+        }
+    }
+
+    fn groups(&mut self) {
+        let etcd = self.inv.hosts_in("etcd").len();
+        let at = self.group_at("etcd");
+        if etcd == 0 {
+            self.invalid(
+                at,
+                "the etcd group is empty".into(),
+                "list 1, 3 or 5 hosts under [etcd]",
+            );
+        } else if etcd.is_multiple_of(2) {
+            self.invalid(
+                at,
+                format!("the etcd group has {etcd} members; etcd needs an odd number for quorum"),
+                "list an odd number of hosts under [etcd] (1, 3, 5...)",
+            );
+        }
+        if self.inv.hosts_in("kube_master").is_empty() {
+            let at = self.group_at("kube_master");
+            self.invalid(
+                at,
+                "the kube_master group is empty".into(),
+                "list at least one host under [kube_master]",
+            );
+        }
+    }
+
+    /// ex_lb hosts need a VIP address and a keepalived role.
+    fn ex_lb(&mut self) {
+        for h in self.inv.hosts_in("ex_lb").to_vec() {
+            match self.get(&h, "EX_APISERVER_VIP") {
+                Some(vip) if vip.parse::<IpAddr>().is_err() => {
+                    let at = self.var_at(&h, "EX_APISERVER_VIP");
+                    self.invalid(at, format!("EX_APISERVER_VIP {vip:?} of host {h} is not an IP address"), "set it to the virtual IP the load balancers share, e.g. EX_APISERVER_VIP=198.51.100.250");
+                }
+                Some(_) => {}
+                None if self.inv.var_location(&h, "EX_APISERVER_VIP").is_none() => {
+                    let at = self.host_at(&h);
+                    self.invalid(
+                        at,
+                        format!("ex_lb host {h} has no EX_APISERVER_VIP"),
+                        "add EX_APISERVER_VIP=<virtual IP> EX_APISERVER_PORT=8443 to the host line",
+                    );
+                }
+                None => {}
+            }
+            if let Some(role) = self
+                .get(&h, "LB_ROLE")
+                .filter(|r| r != "master" && r != "backup")
+            {
+                let at = self.var_at(&h, "LB_ROLE");
+                self.invalid(
+                    at,
+                    format!("LB_ROLE {role:?} of host {h} is neither master nor backup"),
+                    "use LB_ROLE=master on one ex_lb host and LB_ROLE=backup on the others",
+                );
+            }
+        }
+    }
+
+    /// The first host decides cluster-wide values (they normally come from config.yml or [all:vars]).
+    fn cluster_vars(&mut self) {
+        let Some(h) = self.inv.hosts.first().cloned() else {
+            return;
+        };
+        let choice = |me: &mut Self, var: &str, allowed: &[&str]| {
+            let Some(v) = me.get(&h, var) else {
+                me.missing(&h, var, allowed[0]);
+                return;
+            };
+            if !allowed.contains(&v.as_str()) {
+                let at = me.var_at(&h, var);
+                me.invalid(
+                    at,
+                    format!("{var} {v:?} is not supported"),
+                    format!("use one of: {}", allowed.join(", ")),
+                );
+            }
+        };
+        choice(self, "CLUSTER_NETWORK", NETWORKS);
+        choice(self, "CONTAINER_RUNTIME", RUNTIMES);
+        let service = self.cidr(&h, "SERVICE_CIDR", "10.68.0.0/16");
+        let cluster = self.cidr(&h, "CLUSTER_CIDR", "172.20.0.0/16");
+        if let (Some(s), Some(c)) = (service, cluster)
+            && s.overlaps(&c)
+        {
+            let (sat, cat) = (
+                self.var_at(&h, "SERVICE_CIDR"),
+                self.var_at(&h, "CLUSTER_CIDR"),
+            );
+            self.invalid(
+                    cat,
+                    format!("CLUSTER_CIDR {c} overlaps SERVICE_CIDR {s} ({sat})"),
+                    "choose non-overlapping ranges (e.g. SERVICE_CIDR=10.68.0.0/16, CLUSTER_CIDR=172.20.0.0/16)",
+                );
+        }
+        for (name, cidr) in [("SERVICE_CIDR", service), ("CLUSTER_CIDR", cluster)] {
+            let Some(cidr) = cidr else { continue };
+            for host in self.inv.hosts.clone() {
+                let addr = self
+                    .get(&host, "ansible_host")
+                    .unwrap_or_else(|| host.clone());
+                if let Ok(ip) = addr.parse::<IpAddr>()
+                    && cidr.contains(ip)
+                {
+                    let at = self.host_at(&host);
+                    let var_at = self.var_at(&h, name);
+                    self.invalid(
+                        at,
+                        format!("host {host} ({ip}) is inside {name} {cidr} ({var_at})"),
+                        format!("pick a {name} that does not contain any host address"),
+                    );
+                }
+            }
+        }
+        if let Some(r) = self.get(&h, "NODE_PORT_RANGE") {
+            let ok = r.split_once('-').and_then(|(a, b)| {
+                Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?))
+            });
+            if !matches!(ok, Some((a, b)) if a > 0 && a < b) {
+                let at = self.var_at(&h, "NODE_PORT_RANGE");
+                self.invalid(
+                    at,
+                    format!("NODE_PORT_RANGE {r:?} is not a port range"),
+                    "write it as LOW-HIGH, e.g. 30000-32767",
+                );
+            }
+        }
+    }
+
+    fn cidr(&mut self, h: &str, var: &str, example: &str) -> Option<Cidr> {
+        let Some(v) = self.get(h, var) else {
+            self.missing(h, var, example);
+            return None;
+        };
+        match Cidr::parse(&v) {
+            Ok(c) => Some(c),
+            Err(msg) => {
+                let at = self.var_at(h, var);
+                self.invalid(
+                    at,
+                    format!("{var}: {msg}"),
+                    format!("write it as address/prefix, e.g. {example}"),
+                );
+                None
+            }
+        }
+    }
+
+    fn missing(&mut self, h: &str, var: &str, example: &str) {
+        if self.inv.var_location(h, var).is_some() {
+            return; // defined but failed to render: reported by `templates`.
+        }
+        let at = self.group_at("all");
+        let at = if at.line == 0 { self.file_at() } else { at };
+        self.invalid(
+            at,
+            format!("{var} is not set"),
+            format!("add {var}=\"{example}\" under [all:vars] (or to config.yml)"),
+        );
+    }
+}
+
+fn bad_address(s: &str) -> Option<String> {
+    if s.parse::<IpAddr>().is_ok() {
+        None
+    } else if net::looks_like_ipv4(s) {
+        Some("not a valid IP address".into())
+    } else if !net::is_hostname(s) {
+        Some("not a valid IP address or host name".into())
+    } else {
+        None
+    }
+}

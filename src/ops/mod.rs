@@ -1,0 +1,48 @@
+//! Operations: what each ezk command does, with no command line in sight. The CLI turns its
+//! arguments into an operation's `Request` and calls its `run`; the operation opens the
+//! cluster's [`Session`] (the one way every command loads a cluster) and runs its phases in
+//! order (`phase`), so each operation reads as its list of phases, in one screen:
+//!
+//! | operation | phases |
+//! |---|---|
+//! | `setup` | select hosts (`--limit`), refuse steps with a command of their own, plan, keep the selected hosts, run on the hosts |
+//! | `destroy` | plan 99.clean, ask, run on the hosts, say what was kept |
+//! | `backup` | find the etcd members, find etcdctl, take a snapshot |
+//! | `restore` | find the members, find etcdctl, check the snapshot, ask, make each member's data, plan 95.restore, run on the hosts, say what was restored |
+//! | `certs` | read the PKI inputs, issue (`--issue`), print the local table, audit the hosts' copies (`certs_audit`) |
+//! | `kca_renew`, `render`, `check` | one step each |
+//!
+//! `run_steps` is the shared last phase of every operation that changes hosts; `confirm` asks
+//! before what cannot be undone; `etcd_tools` runs etcdctl on this machine. A file here and
+//! the file of the same name in `cli/` are one command at two layers: its arguments there, what
+//! it does here.
+
+pub mod backup;
+pub mod certs;
+pub mod certs_audit;
+pub mod check;
+mod check_summary;
+mod confirm;
+pub mod destroy;
+pub mod etcd_tools;
+pub mod kca_renew;
+pub mod phase;
+pub mod render;
+pub mod restore;
+pub mod run_steps;
+pub mod setup;
+
+use crate::home::Home;
+use crate::session::Session;
+
+pub use crate::session::Error;
+
+/// Open cluster `cluster`, or print its inventory problems (every one, each with file:line and
+/// fix) and give the exit code 1: how `setup`, `destroy`, `restore`, `render` and `download`
+/// report a broken inventory (`certs`, `backup` and `kca-renew` return it as their error).
+pub fn open_or_report(home: &Home, cluster: &str, extra_vars: &[(String, String)]) -> Result<Session, i32> {
+    Session::open(home, cluster, extra_vars).map_err(|errors| {
+        eprint!("{errors}");
+        1
+    })
+}

@@ -1,0 +1,68 @@
+//! The last phase of every operation that changes hosts (setup, destroy, restore): run the
+//! planned steps in order on every host over SSH (`exec`), under the session's cluster lock,
+//! and print each step's recap (table or JSON). A step that fails on a host stops the run.
+
+use indexmap::IndexMap;
+
+use super::Error;
+use super::phase::{Flow, Step};
+use crate::exec::{self, Connection, Options};
+use crate::plan::action::StepPlan;
+use crate::session::Session;
+
+/// What running needs beyond the plans: the lock, taken now, and every host's connection.
+pub struct Ready {
+    conns: IndexMap<String, Connection>,
+}
+
+/// Take the cluster lock (held to the end of the operation) and build the connections.
+pub fn prepare(session: &mut Session) -> Result<Ready, Error> {
+    session.lock()?;
+    Ok(Ready { conns: session.connections() })
+}
+
+/// Run `plans` in order on the inventory's hosts; a step that fails on a host stops the run
+/// with that step's exit code.
+pub fn run(session: &mut Session, ready: &Ready, plans: &[StepPlan], opts: &Options) -> Step {
+    let lock = session.lock()?;
+    for plan in plans {
+        if plans.len() > 1 && !opts.json {
+            println!("== step {}", plan.step);
+        }
+        let code = run_one(lock, plan, &ready.conns, opts)?;
+        if code != 0 {
+            // A later step builds on this one (etcd before the masters, …): stop here.
+            if plans.len() > 1 {
+                eprintln!("step {} did not complete on every host; later steps not started", plan.step);
+            }
+            return Ok(Flow::Stop(code));
+        }
+    }
+    Ok(Flow::Next)
+}
+
+/// Run one plan and report: recap table (or JSON); exit code 0, or 2 when a host failed or
+/// was unreachable.
+fn run_one(
+    lock: &exec::lock::ClusterLock,
+    plan: &StepPlan,
+    conns: &IndexMap<String, Connection>,
+    opts: &Options,
+) -> Result<i32, Error> {
+    let recap = exec::run_step_locked(lock, plan, conns, opts)?;
+    if opts.json {
+        println!("{}", recap.to_json());
+    } else {
+        if opts.plan_only && recap.plan.values().all(|l| l.is_empty()) {
+            println!("nothing to change");
+        }
+        print!("\n{}", recap.table());
+        if let Some(why) = &recap.refused {
+            println!("{why}");
+        }
+        if let Some(log) = &recap.log {
+            println!("log: {}", log.display());
+        }
+    }
+    Ok(recap.exit_code())
+}

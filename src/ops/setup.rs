@@ -1,0 +1,113 @@
+//! `ezk setup <cluster> <step>` as phases (the command's arguments are in `cli/setup.rs`): plan
+//! every step fully (inventory, PKI, artifact store, templates) before the first connection,
+//! then run the steps in order on the hosts; a step that fails on a host stops the run. With
+//! several steps (`all`), `--json` prints one recap object per line, one per step.
+
+use super::phase::{Flow, Phase, Step};
+use super::{Error, run_steps};
+use crate::exec::Options;
+use crate::home::Home;
+use crate::plan::action::StepPlan;
+use crate::session::Session;
+
+/// The playbook `ezk destroy` runs.
+pub const DESTROY_STEP: &str = "99.clean";
+/// The playbook `ezk restore` runs.
+pub const RESTORE_STEP: &str = "95.restore";
+
+/// Playbooks with a command of their own, which asks before it acts: `setup` refuses them by
+/// any of their names (step, command, what it does).
+const OWN_COMMAND: &[(&str, &str, &str)] = &[
+    (DESTROY_STEP, "destroy", "removes the cluster"),
+    (RESTORE_STEP, "restore", "replaces etcd's data with a snapshot"),
+];
+
+/// What to set up.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub cluster: String,
+    /// A step name (`02`, `etcd`, `02.etcd`, `all`).
+    pub step: String,
+    /// `--limit` patterns; empty: every host.
+    pub limit: Vec<String>,
+    pub extra_vars: Vec<(String, String)>,
+    /// How the steps run (`--plan` is `plan_only`).
+    pub run: Options,
+}
+
+struct Setup {
+    req: Request,
+    session: Session,
+    /// The hosts `--limit` selects.
+    only: Option<Vec<String>>,
+    plans: Vec<StepPlan>,
+    ready: Option<run_steps::Ready>,
+}
+
+const PHASES: &[Phase<Setup>] = &[
+    Phase::new("select the hosts (--limit)", select_hosts).when(|s| !s.req.limit.is_empty()),
+    Phase::new("refuse steps that have a command of their own", refuse_own_command),
+    Phase::new("plan every step", plan_steps),
+    Phase::new("keep the selected hosts", keep_selected).when(|s| s.only.is_some()),
+    Phase::new("run the steps on the hosts", run_on_hosts).prepare(connect),
+];
+
+/// Run `ezk setup`; the exit code is 0, 1 (inventory problems, printed) or the failing step's.
+pub fn run(home: &Home, req: Request) -> Result<i32, Error> {
+    let session = match super::open_or_report(home, &req.cluster, &req.extra_vars) {
+        Ok(s) => s,
+        Err(code) => return Ok(code),
+    };
+    let plan_only = req.run.plan_only;
+    let mut state = Setup { req, session, only: None, plans: Vec::new(), ready: None };
+    super::phase::run(PHASES, &mut state, plan_only)
+}
+
+/// Every host is still planned (its variables feed the others' files); only the selected ones
+/// are contacted and changed. A name that matches nothing is an error before any connection.
+fn select_hosts(s: &mut Setup) -> Step {
+    s.only = Some(s.session.inventory.select(&s.req.limit)?);
+    Ok(Flow::Next)
+}
+
+fn refuse_own_command(s: &mut Setup) -> Step {
+    for book in s.session.catalog()?.resolve_steps(&s.req.step)? {
+        if let Some((_, command, what)) = OWN_COMMAND.iter().find(|(step, ..)| *step == book.step) {
+            return Err(format!(
+                "step {:?} {what}; `ezk {command} {}` runs it (and asks first)",
+                s.req.step, s.req.cluster
+            )
+            .into());
+        }
+    }
+    Ok(Flow::Next)
+}
+
+/// Certificates issued or reused, binaries found in the store (a missing one stops here,
+/// naming the download command), every template rendered for every host.
+fn plan_steps(s: &mut Setup) -> Step {
+    let files = s.session.files()?;
+    s.plans = s.session.plan(&s.req.step, files)?;
+    Ok(Flow::Next)
+}
+
+fn keep_selected(s: &mut Setup) -> Step {
+    let only = s.only.as_ref().expect("when: selected");
+    for plan in &mut s.plans {
+        for wave in &mut plan.waves {
+            wave.hosts.retain(|h| only.contains(&h.host));
+        }
+        plan.waves.retain(|w| !w.hosts.is_empty());
+    }
+    Ok(Flow::Next)
+}
+
+fn connect(s: &mut Setup) -> Result<(), Error> {
+    s.ready = Some(run_steps::prepare(&mut s.session)?);
+    Ok(())
+}
+
+fn run_on_hosts(s: &mut Setup) -> Step {
+    let ready = s.ready.as_ref().expect("prepared");
+    run_steps::run(&mut s.session, ready, &s.plans, &s.req.run)
+}

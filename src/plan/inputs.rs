@@ -1,0 +1,109 @@
+//! What the planner reads from outside the plan, as traits so the plan stays independent of
+//! their implementations: [`Variables`] (groups and every host's variables: the inventory) and
+//! [`DeployFiles`] (contents made or kept on the deploy machine: certificates and kubeconfigs
+//! from the PKI, binaries from the artifact store, a `copy` task's absolute `src`). The session
+//! wires the real ones in (`session::ClusterFiles`, `impl Variables for Inventory`); tests use
+//! hand-made doubles. Besides these and the role library, the planner reads nothing.
+
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+
+use crate::inventory::Vars;
+
+/// Groups and per-host variables of one cluster.
+pub trait Variables {
+    /// group → member hosts, in inventory order. `all`, when present, gives the host order.
+    fn groups(&self) -> &IndexMap<String, Vec<String>>;
+
+    /// Every variable of `host` for a role whose defaults are `role_defaults` (lowest
+    /// precedence), fully rendered. The engine adds `inventory_hostname`, `groups` and
+    /// `hostvars` (from [`Variables::hostvars`]) when they are missing.
+    fn vars_for(&self, host: &str, role_defaults: &Vars) -> Result<Vars, String>;
+
+    /// `hostvars` (host → that host's variables) for templates. Given here, it is converted
+    /// once per step and shared by every host's context; included in every `vars_for` answer
+    /// instead, it is converted per host and role — quadratic in the number of hosts.
+    fn hostvars(&self) -> Option<Vars> {
+        None
+    }
+
+    /// Every host, in inventory order.
+    fn hosts(&self) -> Vec<String> {
+        let g = self.groups();
+        if let Some(all) = g.get("all") {
+            return all.clone();
+        }
+        let mut out: Vec<String> = Vec::new();
+        for h in g.values().flatten() {
+            if !out.contains(h) {
+                out.push(h.clone());
+            }
+        }
+        out
+    }
+}
+
+/// PEM material of one certificate as a host receives it.
+#[derive(Debug, Clone)]
+pub struct CertPem {
+    pub cert_pem: String,
+    /// Private key PEM, when the id carries one; installed 0600 and marked secret.
+    pub key_pem: Option<String>,
+    /// The issuing CA's certificate PEM, when the id has one.
+    pub ca_pem: Option<String>,
+}
+
+/// A verified binary in the artifact store.
+#[derive(Debug, Clone)]
+pub struct StoredBinary {
+    pub path: PathBuf,
+    /// Hex sha256 of the file at `path`.
+    pub sha256: String,
+}
+
+/// File contents that come from the deploy machine rather than from templates.
+pub trait DeployFiles {
+    /// Certificate `id` (e.g. `etcd`, `kubernetes`, `kubelet`) as issued for `host`.
+    fn cert(&self, host: &str, id: &str) -> Result<CertPem, String>;
+    /// Kubeconfig `name` (admin, kube-controller-manager, kube-scheduler, kube-proxy, kubelet)
+    /// for `host`.
+    fn kubeconfig(&self, host: &str, name: &str) -> Result<String, String>;
+    /// Binary `name` from the artifact store.
+    fn binary(&self, name: &str) -> Result<StoredBinary, String>;
+    /// The sha256 (hex) of a file on the deploy machine, for a `copy` whose `src` is an absolute
+    /// path (as in Ansible): the file is streamed from disk at apply time, never held in the
+    /// plan. The error names the path.
+    fn local_file(&self, path: &Path) -> Result<String, String>;
+}
+
+/// For `ezk check`: certs, kubeconfigs and binaries are not needed to find template and
+/// variable errors, so they are answered with empty content. Never used to build a plan that
+/// is applied or written.
+pub(crate) struct CheckOnly;
+
+impl DeployFiles for CheckOnly {
+    fn cert(&self, _: &str, _: &str) -> Result<CertPem, String> {
+        Ok(CertPem {
+            cert_pem: String::new(),
+            key_pem: Some(String::new()),
+            ca_pem: Some(String::new()),
+        })
+    }
+    fn kubeconfig(&self, _: &str, _: &str) -> Result<String, String> {
+        Ok(String::new())
+    }
+    fn binary(&self, name: &str) -> Result<StoredBinary, String> {
+        Ok(StoredBinary {
+            path: PathBuf::from(name),
+            sha256: String::new(),
+        })
+    }
+    /// Not hashed (no bytes are needed to find template errors), but a file that cannot be
+    /// opened is the same error a real plan would report.
+    fn local_file(&self, path: &Path) -> Result<String, String> {
+        std::fs::File::open(path)
+            .map(|_| String::new())
+            .map_err(|e| format!("{}: {e}", path.display()))
+    }
+}

@@ -1,0 +1,12 @@
+//! Helpers shared by the integration-test binaries. Each binary includes this folder as its
+//! `common` module (`mod common;`, or `#[path = "../common/mod.rs"] mod common;` from a
+//! binary in its own folder), so nothing here is a test binary of its own.
+//!
+//! - `ezk`: the `ezk` binary under test, run with `--home` (every test that runs the real
+//!   command line goes through it);
+//! - `pki`: hand-built `PkiSpec`s for tests that issue certificates without an inventory.
+
+#![allow(dead_code)]
+
+pub mod ezk;
+pub mod pki;
