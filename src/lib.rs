@@ -13,6 +13,7 @@ pub mod exec;
 pub mod home;
 pub mod inventory;
 pub mod lab;
+pub mod machine;
 pub mod ops;
 pub mod pki;
 pub mod plan;

@@ -44,7 +44,7 @@ pub fn fill_from_apt(
     let _ = std::fs::remove_dir_all(&scratch);
     std::fs::create_dir_all(&scratch).map_err(ArtifactError::io(&scratch))?;
     let mut out = Vec::new();
-    let mirror = crate::lab::image::mirror();
+    let mirror = crate::machine::debian_mirror();
     for a in selected {
         let result = if store.is_complete(a) {
             Ok(Status::AlreadyVerified)

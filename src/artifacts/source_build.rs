@@ -225,7 +225,7 @@ fn build(
     let b = spec(a);
     let missing: Vec<&(&str, &str)> = TOOLS
         .iter()
-        .filter(|(t, _)| !crate::lab::sys::has_tool(t))
+        .filter(|(t, _)| !crate::machine::has_tool(t))
         .collect();
     if !missing.is_empty() {
         let tools: Vec<&str> = missing.iter().map(|(t, _)| *t).collect();

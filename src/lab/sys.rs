@@ -39,14 +39,6 @@ pub fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// Whether `tool` is on PATH (or in the sbin dirs a sudo PATH may lack).
-pub fn has_tool(tool: &str) -> bool {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
-        .any(|d| d.join(tool).is_file())
-}
-
 /// Check root, tools and overlayfs before anything is made. `op` names the subcommand.
 /// `image_cached`: debootstrap and chroot are needed only to build the base image.
 pub fn preflight(op: &'static str, image_cached: bool) -> Result<(), LabError> {
@@ -66,7 +58,7 @@ pub fn preflight(op: &'static str, image_cached: bool) -> Result<(), LabError> {
             .filter(|(t, _)| DOWN_TOOLS.contains(t))
             .collect()
     };
-    missing_tools(&wanted, has_tool)?;
+    missing_tools(&wanted, crate::machine::has_tool)?;
     if op == "up" {
         let fs = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
         if !fs

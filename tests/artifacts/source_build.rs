@@ -7,14 +7,16 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+
 use ezk::artifacts::source_build;
 use ezk::artifacts::{Artifact, Manifest, Store};
 
 use crate::support::sha256_path;
 
+/// `ezk download <args>` with this home, and `EZK_LAB_DIR` (where the build cache lives) if given.
 fn ezk(home: &Path, lab_dir: Option<&Path>, args: &[&str]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ezk"));
-    c.arg("--home").arg(home).arg("download").args(args);
+    let mut c = crate::common::ezk::command(home);
+    c.arg("download").args(args);
     if let Some(d) = lab_dir {
         c.env("EZK_LAB_DIR", d);
     }
