@@ -71,7 +71,7 @@ fn setup(sshds: &[&Sshd]) -> Setup {
 }
 
 fn step(roles: Vec<HostRolePlan>) -> StepPlan {
-    StepPlan { step: "test".into(), waves: vec![Wave { roles: vec!["app".into()], hosts: roles }] }
+    StepPlan { step: "test".into(), waves: vec![Wave { roles: vec!["app".into()], hosts: roles, serial: Default::default() }] }
 }
 
 fn opts(plan_only: bool) -> Options {
@@ -328,8 +328,8 @@ fn failed_host_stops_and_does_nothing_in_later_waves() {
     let plan = StepPlan {
         step: "two".into(),
         waves: vec![
-            Wave { roles: vec!["first".into()], hosts: vec![w1("good"), w1("bad")] },
-            Wave { roles: vec!["second".into()], hosts: vec![w2("good"), w2("bad")] },
+            Wave { roles: vec!["first".into()], hosts: vec![w1("good"), w1("bad")], serial: Default::default() },
+            Wave { roles: vec!["second".into()], hosts: vec![w2("good"), w2("bad")], serial: Default::default() },
         ],
     };
     let r = run_step(&s.cluster, &plan, &conns, &opts(false)).unwrap();

@@ -4,14 +4,16 @@
 //! `$CASE` stands for the case folder). Adding a case adds no code.
 //! `EZK_UPDATE_FIXTURES=1` rewrites `expected/` from the actual output (review the diff!).
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use ezk::inventory::Vars;
 use ezk::plan::action::{Action, StepPlan};
 use ezk::plan::{
-    Catalog, CertPem, DeployFiles, Library, PlanError, Planner, StoredBinary, Variables, check_all,
-    write_render,
+    Catalog, Library, PlanError, Planner, Variables, check_all, write_render,
 };
 use indexmap::IndexMap;
 use serde::Deserialize;
@@ -73,32 +75,7 @@ impl Variables for InventoryDouble {
     }
 }
 
-/// Test double of the PKI and artifact store: recognisable placeholder PEMs per host.
-struct FilesDouble;
-
-impl DeployFiles for FilesDouble {
-    fn cert(&self, host: &str, id: &str) -> Result<CertPem, String> {
-        Ok(CertPem {
-            cert_pem: format!("CERT {id} for {host}\n"),
-            key_pem: Some(format!("KEY {id} for {host}\n")),
-            ca_pem: Some(format!("CA of {id}\n")),
-        })
-    }
-    fn kubeconfig(&self, host: &str, name: &str) -> Result<String, String> {
-        Ok(format!("KUBECONFIG {name} for {host}\n"))
-    }
-    fn binary(&self, name: &str) -> Result<StoredBinary, String> {
-        Ok(StoredBinary {
-            path: PathBuf::from(format!("/store/{name}")),
-            sha256: format!("sha256-of-{name}"),
-        })
-    }
-    fn local_file(&self, path: &Path) -> Result<String, String> {
-        use sha2::Digest;
-        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(hex::encode(sha2::Sha256::digest(bytes)))
-    }
-}
+use common::files::FilesDouble;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/plan")

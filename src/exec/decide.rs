@@ -321,6 +321,16 @@ impl Decided {
     pub fn needs_apply(&self) -> bool {
         self.decisions.iter().any(|d| d.needs_apply()) || !self.handlers.is_empty()
     }
+
+    /// Whether the apply restarts a service that runs now (a task's restart, or a handler):
+    /// what a role's `serial` limit counts. A first start is not a restart.
+    pub fn restarts(&self) -> bool {
+        !self.handlers.is_empty()
+            || self
+                .decisions
+                .iter()
+                .any(|d| d.changes().iter().any(|c| matches!(c, Change::Restart { .. })))
+    }
 }
 
 /// Decide a role's tasks and its handler restarts (`decide_role`, `pending_handlers`).

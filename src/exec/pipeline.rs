@@ -28,13 +28,16 @@ pub struct RoleRun {
     pub timeout: Duration,
 }
 
-/// Run one role on one host.
+/// Run one role on one host. `serial`: the role's places for restarts (`meta.yml` `serial`),
+/// shared by its hosts in this wave; an apply that restarts a running service holds one until
+/// it is done, waits included, so the next host restarts only once this one is healthy.
 pub async fn run_role<T: Transport>(
     t: &T,
     host_role: &HostRolePlan,
     desired: &[Desired],
     checksums: &mut Checksums,
     how: RoleRun,
+    serial: Option<&tokio::sync::Semaphore>,
     events: &Sender<Event>,
 ) -> RoleOutcome {
     let ev = RoleEvents { events, host_role };
@@ -52,6 +55,10 @@ pub async fn run_role<T: Transport>(
     if !decided.needs_apply() {
         return report::unchanged(&decided, &ev);
     }
+    let _place = match serial {
+        Some(s) if decided.restarts() => Some(s.acquire().await.expect("never closed")),
+        _ => None,
+    };
     apply(t, host_role, desired, &decided, how, &ev).await
 }
 

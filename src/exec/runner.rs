@@ -88,16 +88,21 @@ pub async fn run_plan<C: Connector>(
         for (host_role, w) in wave.hosts.iter().zip(&all_desired[wi]) {
             by_host.entry(host_role.host.clone()).or_default().push((host_role.clone(), w.clone()));
         }
+        // One set of places per role with a `serial` limit, shared by its hosts in this wave.
+        let serial: Arc<HashMap<String, tokio::sync::Semaphore>> = Arc::new(
+            wave.serial.iter().map(|(r, n)| (r.clone(), tokio::sync::Semaphore::new(*n as usize))).collect(),
+        );
         let mut jobs = tokio::task::JoinSet::new();
         for (host, roles) in by_host {
             let slot = slots[&host].clone();
             let limits = limits.clone();
             let events = events.clone();
             let opts = opts.clone();
+            let serial = serial.clone();
             jobs.spawn(async move {
                 let _permit = limits.hosts.acquire().await.expect("never closed");
                 let mut slot = slot.lock().await;
-                host_wave(&mut slot, &host, roles, &opts, &events).await;
+                host_wave(&mut slot, &host, roles, &opts, &serial, &events).await;
             });
         }
         while let Some(r) = jobs.join_next().await {
@@ -200,6 +205,7 @@ async fn host_wave<T: Transport>(
     host: &str,
     roles: Vec<(HostRolePlan, Vec<Desired>)>,
     opts: &Options,
+    serial: &HashMap<String, tokio::sync::Semaphore>,
     events: &Sender<Event>,
 ) {
     let t0 = Instant::now();
@@ -226,7 +232,8 @@ async fn host_wave<T: Transport>(
         }
         let before = t.round_trips();
         let how = RoleRun { plan_only: opts.plan_only, trace: opts.verbose >= 2, timeout: opts.command_timeout };
-        let o = run_role(&*t, host_role, desired, &mut slot.checksums, how, events).await;
+        let places = serial.get(&host_role.role);
+        let o = run_role(&*t, host_role, desired, &mut slot.checksums, how, places, events).await;
         *rt.entry(host_role.role.clone()).or_default() += t.round_trips() - before;
         let r = &mut slot.recap;
         r.ok += o.ok;

@@ -67,6 +67,9 @@ impl DeployFiles for AuditFiles<'_> {
     fn kubeconfig(&self, host: &str, name: &str) -> Result<String, String> {
         self.0.kubeconfig(name, host).map_err(|e| e.to_string())
     }
+    fn secret(&self, host: &str, name: &str) -> Result<String, String> {
+        self.0.secret_file(name, host).map(|s| s.expose().to_string()).map_err(|e| e.to_string())
+    }
     fn binary(&self, name: &str) -> Result<StoredBinary, String> {
         Ok(StoredBinary { path: name.into(), sha256: String::new() })
     }

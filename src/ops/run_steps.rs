@@ -1,6 +1,7 @@
 //! The last phase of every operation that changes hosts (setup, destroy, restore): run the
 //! planned steps in order on every host over SSH (`exec`), under the session's cluster lock,
-//! and print each step's recap (table or JSON). A step that fails on a host stops the run.
+//! and print each step's recap (a table per step, or JSON: one document for the run, with the
+//! steps inside when there are several). A step that fails on a host stops the run.
 
 use indexmap::IndexMap;
 
@@ -25,31 +26,39 @@ pub fn prepare(session: &mut Session) -> Result<Ready, Error> {
 /// with that step's exit code.
 pub fn run(session: &mut Session, ready: &Ready, plans: &[StepPlan], opts: &Options) -> Step {
     let lock = session.lock()?;
+    // `--json` of several steps: one document for the run, printed at its end (see
+    // `Recap::combine`), also when a step stops it.
+    let mut recaps = Vec::new();
+    let mut flow = Flow::Next;
     for plan in plans {
         if plans.len() > 1 && !opts.json {
             println!("== step {}", plan.step);
         }
-        let code = run_one(lock, plan, &ready.conns, opts)?;
+        let recap = exec::run_step_locked(lock, plan, &ready.conns, opts)?;
+        let code = recap.exit_code();
+        if opts.json && plans.len() > 1 {
+            recaps.push(recap);
+        } else {
+            report(&recap, opts);
+        }
         if code != 0 {
             // A later step builds on this one (etcd before the masters, …): stop here.
             if plans.len() > 1 {
                 eprintln!("step {} did not complete on every host; later steps not started", plan.step);
             }
-            return Ok(Flow::Stop(code));
+            flow = Flow::Stop(code);
+            break;
         }
     }
-    Ok(Flow::Next)
+    if !recaps.is_empty() {
+        let name = recaps.iter().map(|r| r.step.as_str()).collect::<Vec<_>>().join(",");
+        println!("{}", crate::ui::recap::Recap::combine(&name, recaps).to_json());
+    }
+    Ok(flow)
 }
 
-/// Run one plan and report: recap table (or JSON); exit code 0, or 2 when a host failed or
-/// was unreachable.
-fn run_one(
-    lock: &exec::lock::ClusterLock,
-    plan: &StepPlan,
-    conns: &IndexMap<String, Connection>,
-    opts: &Options,
-) -> Result<i32, Error> {
-    let recap = exec::run_step_locked(lock, plan, conns, opts)?;
+/// Report one step: its recap table (or JSON).
+fn report(recap: &crate::ui::recap::Recap, opts: &Options) {
     if opts.json {
         println!("{}", recap.to_json());
     } else {
@@ -64,5 +73,4 @@ fn run_one(
             println!("log: {}", log.display());
         }
     }
-    Ok(recap.exit_code())
 }

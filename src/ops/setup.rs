@@ -1,7 +1,8 @@
 //! `ezk setup <cluster> <step>` as phases (the command's arguments are in `cli/setup.rs`): plan
 //! every step fully (inventory, PKI, artifact store, templates) before the first connection,
 //! then run the steps in order on the hosts; a step that fails on a host stops the run. With
-//! several steps (`all`), `--json` prints one recap object per line, one per step.
+//! several steps (`all`), `--json` prints one JSON document for the run: per-host sums, and
+//! each step's recap in `steps`.
 
 use super::phase::{Flow, Phase, Step};
 use super::{Error, run_steps};

@@ -10,10 +10,11 @@
 //! | `etcd-ca` | etcd-ca.pem | — | etcd CA certificate only | etcd, masters |
 //! | `front-proxy-ca` | front-proxy-ca.pem | — | front-proxy CA certificate only | masters |
 //! | `sa` | sa.pub + sa.key | — | service-account token key pair (cert_pem = public key) | masters |
+//! | `encryption-config` | encryption.key | — | Secrets encryption at rest (a `secret` file, see `encryption`) | masters |
 //! | `etcd` | etcd.pem | etcd CA | CN=etcd, server+client (peer) auth, every etcd IP/name + 127.0.0.1 | etcd |
 //! | `kubernetes` | kubernetes.pem | CA | kube-apiserver serving cert | masters |
 //! | `apiserver-etcd-client` | apiserver-etcd-client.pem | etcd CA | apiserver → etcd | masters |
-//! | `apiserver-kubelet-client` | apiserver-kubelet-client.pem | CA | apiserver → kubelet, O=system:masters | masters |
+//! | `apiserver-kubelet-client` | apiserver-kubelet-client.pem | CA | apiserver → kubelet, CN=kube-apiserver-kubelet-client (RBAC: system:kubelet-api-admin) | masters |
 //! | `aggregator-proxy` | aggregator-proxy.pem | front-proxy CA | front-proxy client, CN=aggregator | masters |
 //! | `admin` | admin.pem | CA | CN=admin, O=system:masters | masters |
 //! | `kube-controller-manager` | kube-controller-manager.pem | CA | CN=system:kube-controller-manager | masters |
@@ -131,6 +132,7 @@ pub fn allowed_roles(id: &str) -> Option<&'static [Role]> {
         "ca" => &[Etcd, Master, Node],
         "etcd-ca" => &[Etcd, Master],
         "ca-key"
+        | "encryption-config"
         | "front-proxy-ca"
         | "sa"
         | "kubernetes"
@@ -257,11 +259,13 @@ pub fn leaves(spec: &PkiSpec) -> Result<Vec<LeafDef>, PkiError> {
             false,
             true,
         ),
+        // Not system:masters: the kube-master role binds this user to the one ClusterRole
+        // it needs on kubelets (system:kubelet-api-admin: logs, exec, port-forward, metrics).
         leaf(
             "apiserver-kubelet-client",
             CaKind::Cluster,
             "kube-apiserver-kubelet-client",
-            &["system:masters"],
+            &[],
             vec![],
             false,
             true,

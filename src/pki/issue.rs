@@ -190,6 +190,7 @@ pub(super) fn ensure_all(cluster_dir: &Path, spec: &PkiSpec, force: bool, new_ca
         cas.push(c);
     }
     ensure_sa(&ssl)?;
+    super::encryption::ensure_key(&ssl)?;
 
     let validity = spec.cert_validity()?;
     let mut manifest = Manifest::load(&ssl)?;

@@ -154,7 +154,9 @@ pub fn base64(data: &[u8]) -> String {
 impl Pki {
     /// Kubeconfig `name` (see `KUBECONFIG_NAMES`) for `host`, with the server each component
     /// uses: admin → VIP:EX_APISERVER_PORT (else first master:SECURE_PORT); controller-manager
-    /// and scheduler → 127.0.0.1:SECURE_PORT; kube-proxy and kubelet → the node-local LB.
+    /// and scheduler → their own master's apiserver (its address:SECURE_PORT: kube-apiserver
+    /// binds the host address, and 127.0.0.1:SECURE_PORT is the node-local LB on a master
+    /// that is also a node); kube-proxy and kubelet → the node-local LB.
     pub fn kubeconfig(&self, name: &str, host: &str) -> Result<String, PkiError> {
         if !KUBECONFIG_NAMES.contains(&name) {
             return Err(PkiError::Unknown {
@@ -167,7 +169,8 @@ impl Pki {
         let server = match name {
             "admin" => self.admin_server(),
             "kube-controller-manager" | "kube-scheduler" => {
-                server_url(loopback, self.spec.secure_port)
+                let me = self.spec.masters.iter().find(|m| m.host == host);
+                server_url(me.map_or(loopback, |m| m.ip), self.spec.secure_port)
             }
             _ => server_url(loopback, self.spec.node_lb_port),
         };

@@ -13,6 +13,7 @@
 mod access;
 mod ca;
 pub mod cert_ids;
+pub mod encryption;
 mod error;
 mod from_inventory;
 pub mod inspect;

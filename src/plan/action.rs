@@ -92,6 +92,9 @@ pub struct HostRolePlan {
 pub struct Wave {
     pub roles: Vec<String>,
     pub hosts: Vec<HostRolePlan>,
+    /// Roles of this wave whose restarts run at most N hosts at a time (`meta.yml` `serial`).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub serial: std::collections::BTreeMap<String, u32>,
 }
 
 /// A whole step (`02 etcd`) as ordered waves.

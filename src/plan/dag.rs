@@ -130,6 +130,7 @@ mod tests {
                     defaults: Default::default(),
                     depends: deps.iter().map(|d| d.to_string()).collect(),
                     defaults_from: Vec::new(),
+                    serial: None,
                     templates: Default::default(),
                     files: Default::default(),
                 };

@@ -28,6 +28,13 @@ pub trait Variables {
         None
     }
 
+    /// The Kubernetes version the cluster installs (`1.20.2`, `1.36.3`: the version of the
+    /// artifact set's kube-apiserver). The planner gives templates its version-dependent
+    /// choices as `kube` (`plan::kube`); None leaves `kube` undefined.
+    fn kube_version(&self) -> Option<String> {
+        None
+    }
+
     /// Every host, in inventory order.
     fn hosts(&self) -> Vec<String> {
         let g = self.groups();
@@ -69,6 +76,8 @@ pub trait DeployFiles {
     /// Kubeconfig `name` (admin, kube-controller-manager, kube-scheduler, kube-proxy, kubelet)
     /// for `host`.
     fn kubeconfig(&self, host: &str, name: &str) -> Result<String, String>;
+    /// Secret file `name` (e.g. `encryption-config`) for `host`, made on the deploy machine.
+    fn secret(&self, host: &str, name: &str) -> Result<String, String>;
     /// Binary `name` from the artifact store.
     fn binary(&self, name: &str) -> Result<StoredBinary, String>;
     /// The sha256 (hex) of a file on the deploy machine, for a `copy` whose `src` is an absolute
@@ -91,6 +100,9 @@ impl DeployFiles for CheckOnly {
         })
     }
     fn kubeconfig(&self, _: &str, _: &str) -> Result<String, String> {
+        Ok(String::new())
+    }
+    fn secret(&self, _: &str, _: &str) -> Result<String, String> {
         Ok(String::new())
     }
     fn binary(&self, name: &str) -> Result<StoredBinary, String> {

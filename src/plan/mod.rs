@@ -11,7 +11,8 @@
 //! `load_checks` (what a task can be checked for at load), `catalog` (all of it, validated),
 //! `dag` (role order), `planner` (a step for every host), `host_render` + `modules` +
 //! `convert` (one role's tasks for one host, each module's arguments typed into an action),
-//! `inputs` (the traits above), `output` (what `ezk render` writes), `action` (the result).
+//! `inputs` (the traits above), `kube` (every choice that depends on the Kubernetes version),
+//! `output` (what `ezk render` writes), `action` (the result).
 
 pub mod action;
 mod catalog;
@@ -20,6 +21,7 @@ pub mod dag;
 mod error;
 mod host_render;
 mod inputs;
+pub mod kube;
 mod library;
 mod load_checks;
 mod modules;

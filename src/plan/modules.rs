@@ -28,6 +28,12 @@ impl HostRender<'_> {
         })
     }
 
+    /// A file made on the deploy machine that holds a secret (a kubeconfig with its key, the
+    /// encryption config): root's, 0600, never shown.
+    fn private_file(&self, dest: &Arg, ctx: &Value, content: String) -> Result<Action, String> {
+        Ok(self.file(self.path(dest, ctx, "dest")?, content.into_bytes(), 0o600, "root".into(), "root".into(), true))
+    }
+
     pub(super) fn actions(&self, t: &TaskDef, ctx: &Value) -> Result<Vec<Action>, RenderFailure> {
         let fail = |msg: String| RenderFailure {
             origin: t.origin.clone(),
@@ -199,14 +205,15 @@ impl HostRender<'_> {
                     .files
                     .kubeconfig(self.host, &name)
                     .map_err(|e| fail(format!("kubeconfig `{name}`: {e}")))?;
-                vec![self.file(
-                    self.path(&a.dest, ctx, "dest").map_err(fail)?,
-                    k.into_bytes(),
-                    0o600,
-                    root(),
-                    root(),
-                    true,
-                )]
+                vec![self.private_file(&a.dest, ctx, k).map_err(fail)?]
+            }
+            Module::Secret(a) => {
+                let name = self.string(&a.name, ctx, "name").map_err(fail)?;
+                let k = self
+                    .files
+                    .secret(self.host, &name)
+                    .map_err(|e| fail(format!("secret `{name}`: {e}")))?;
+                vec![self.private_file(&a.dest, ctx, k).map_err(fail)?]
             }
             Module::Sysctl(a) => {
                 let entries = match self.value(&a.entries, ctx).map_err(fail)? {

@@ -72,6 +72,11 @@ impl Planner<'_> {
         let shared = Shared {
             groups: Value::from_serialize(groups),
             hostvars: self.vars.hostvars().map(|h| Value::from_serialize(&h)),
+            kube: self
+                .vars
+                .kube_version()
+                .and_then(|v| super::kube::KubeRelease::for_version(&v))
+                .map(|k| k.value()),
         };
         let mut cache: HashMap<(String, String), Result<Value, String>> = HashMap::new();
         let mut errors: Failures = Failures::default();
@@ -142,6 +147,10 @@ impl Planner<'_> {
             let mut wave = Wave {
                 roles: wave_roles.clone(),
                 hosts: Vec::new(),
+                serial: wave_roles
+                    .iter()
+                    .filter_map(|r| roles[r].serial.map(|n| (r.clone(), n)))
+                    .collect(),
             };
             for name in wave_roles {
                 let role = &roles[name];
@@ -181,7 +190,8 @@ impl Planner<'_> {
     }
 
     /// The template context of `host` for `role`: its variables, with `inventory_hostname`,
-    /// `groups` and `hostvars` added when the source leaves them out. Cached per (host, role).
+    /// `groups` and `hostvars` added when the source leaves them out, and `kube` (the
+    /// version-dependent choices). Cached per (host, role).
     fn host_vars(
         &self,
         cache: &mut HashMap<(String, String), Result<Value, String>>,
@@ -204,6 +214,9 @@ impl Planner<'_> {
                     && !v.contains_key("hostvars")
                 {
                     extra.push(("hostvars", hv.clone()));
+                }
+                if let Some(k) = &shared.kube {
+                    extra.push(("kube", k.clone()));
                 }
                 let own = Value::from_serialize(&v);
                 if extra.is_empty() {
@@ -272,6 +285,8 @@ pub fn check_catalog(catalog: &Catalog, vars: &dyn Variables) -> Vec<PlanError> 
 struct Shared {
     groups: Value,
     hostvars: Option<Value>,
+    /// The version-dependent choices (`plan::kube`), when the cluster's version is known.
+    kube: Option<Value>,
 }
 
 /// Failures keyed by (origin, message), each with the hosts it happened on, in first-seen order:

@@ -27,6 +27,11 @@ pub struct Role {
     /// `meta.yml` `defaults_from`: roles whose defaults this role reads too (below its own), so
     /// a role that undoes another (`clean-etcd`) names the same paths without a second copy.
     pub defaults_from: Vec<String>,
+    /// `meta.yml` `serial`: at most this many hosts restart this role's services at a time,
+    /// each staying in its place until its role (waits included) is done. Only restarts of
+    /// running services are limited: first starts run together (a new etcd cluster needs its
+    /// members to start at once). For members of a quorum (etcd, kube-apiserver): 1.
+    pub serial: Option<u32>,
     /// Template names relative to `templates/`.
     pub templates: BTreeSet<String>,
     /// Static files relative to `files/`, with their bytes.
@@ -40,6 +45,8 @@ struct Meta {
     depends: Vec<String>,
     #[serde(default)]
     defaults_from: Vec<String>,
+    #[serde(default)]
+    serial: Option<u32>,
 }
 
 impl Role {
@@ -129,6 +136,7 @@ impl Role {
             defaults,
             depends: meta.depends,
             defaults_from: meta.defaults_from,
+            serial: meta.serial.filter(|n| *n > 0),
             templates,
             files,
         })

@@ -37,6 +37,9 @@ args!(/// `cert: {name, dest, key, ca}` — issued by the PKI on the deploy host
     CertArgs { name, dest; key, ca });
 args!(/// `kubeconfig: {name, dest}`
     KubeconfigArgs { name, dest; });
+args!(/// `secret: {name, dest}` — a secret file made and kept on the deploy machine (the PKI's
+    /// `encryption-config`), installed 0600 and never shown.
+    SecretArgs { name, dest; });
 args!(/// `sysctl: {file, entries: {key: value}}`
     SysctlArgs { file, entries; });
 args!(/// `modprobe: {file, modules: [...]}`
@@ -59,6 +62,7 @@ pub enum Module {
     Binary(BinaryArgs),
     Cert(CertArgs),
     Kubeconfig(KubeconfigArgs),
+    Secret(SecretArgs),
     Sysctl(SysctlArgs),
     Modprobe(ModprobeArgs),
     Package(PackageArgs),
@@ -90,6 +94,8 @@ struct RawTask {
     #[serde(default)]
     kubeconfig: Option<KubeconfigArgs>,
     #[serde(default)]
+    secret: Option<SecretArgs>,
+    #[serde(default)]
     sysctl: Option<SysctlArgs>,
     #[serde(default)]
     modprobe: Option<ModprobeArgs>,
@@ -116,7 +122,7 @@ pub struct TaskDef {
     pub module: Module,
 }
 
-const MODULES: &str = "template, copy, file, binary, cert, kubeconfig, sysctl, modprobe, package, systemd, command, wait_for";
+const MODULES: &str = "template, copy, file, binary, cert, kubeconfig, secret, sysctl, modprobe, package, systemd, command, wait_for";
 
 /// Parse a `tasks.yml`. `file` is the name shown in messages. Returns the tasks that parsed and
 /// every problem found (a YAML/shape error stops at that point; per-task problems do not).
@@ -139,7 +145,7 @@ pub fn parse_tasks(file: &str, text: &str) -> (Vec<TaskDef>, Vec<PlanError>) {
         let mut mods = Vec::new();
         macro_rules! take { ($($f:ident => $v:ident),*) => { $( if let Some(a) = r.$f { mods.push(Module::$v(a)); } )* } }
         take!(template => Template, copy => Copy, file => File, binary => Binary, cert => Cert,
-              kubeconfig => Kubeconfig, sysctl => Sysctl, modprobe => Modprobe, package => Package,
+              kubeconfig => Kubeconfig, secret => Secret, sysctl => Sysctl, modprobe => Modprobe, package => Package,
               systemd => Systemd, command => Command, wait_for => WaitFor);
         if mods.len() != 1 {
             errors.push(PlanError::load(

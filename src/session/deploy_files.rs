@@ -52,6 +52,10 @@ impl DeployFiles for ClusterFiles {
         self.pki.kubeconfig(name, host).map_err(|e| e.to_string())
     }
 
+    fn secret(&self, host: &str, name: &str) -> Result<String, String> {
+        self.pki.secret_file(name, host).map(|s| s.expose().to_string()).map_err(|e| e.to_string())
+    }
+
     fn binary(&self, name: &str) -> Result<StoredBinary, String> {
         if let Some(b) = self.binaries.lock().unwrap().get(name) {
             return Ok(b.clone());
@@ -87,6 +91,9 @@ impl DeployFiles for NoFiles {
     }
     fn kubeconfig(&self, _: &str, name: &str) -> Result<String, String> {
         Err(format!("kubeconfig `{name}` asked for by a step that installs no files"))
+    }
+    fn secret(&self, _: &str, name: &str) -> Result<String, String> {
+        Err(format!("secret `{name}` asked for by a step that installs no files"))
     }
     fn binary(&self, name: &str) -> Result<StoredBinary, String> {
         Err(format!("binary `{name}` asked for by a step that installs no files"))

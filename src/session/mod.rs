@@ -148,6 +148,14 @@ impl Variables for Inventory {
         &self.groups
     }
 
+    /// The version of the kube-apiserver that K8S_VER's artifact set installs (the lab's
+    /// `lab-debian` set: `1.20.2`).
+    fn kube_version(&self) -> Option<String> {
+        let manifest = crate::artifacts::Manifest::shipped().ok()?;
+        let (_, set) = manifest.set(&k8s_ver(self)?).ok()?;
+        set.artifact_for("kube-apiserver").map(|a| a.version.clone())
+    }
+
     fn vars_for(&self, host: &str, role_defaults: &Vars) -> Result<Vars, String> {
         let mut v = Inventory::vars_for(self, host, role_defaults).map_err(|e| e.to_string())?;
         // Given once through `hostvars()` below, shared by every host's context.

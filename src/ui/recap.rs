@@ -41,6 +41,10 @@ pub struct Recap {
     /// Set when the run was refused before any change (a host key not accepted): why.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refused: Option<String>,
+    /// A run of several steps (`all`): each step's own recap, in order; the fields above are
+    /// their sums.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<Recap>,
 }
 
 impl Recap {
@@ -55,6 +59,41 @@ impl Recap {
     /// Sum of changed over hosts.
     pub fn total_changed(&self) -> u32 {
         self.hosts.values().map(|h| h.changed).sum()
+    }
+    /// One recap for a run of several steps (`name`, e.g. `all`): per host, the counters,
+    /// seconds and round trips summed and the plan lines and errors in step order; the steps'
+    /// own recaps inside (`steps`). The log is the last step's.
+    pub fn combine(name: &str, steps: Vec<Recap>) -> Recap {
+        let mut all = Recap { step: name.to_string(), ..Default::default() };
+        for r in &steps {
+            all.plan_only = r.plan_only;
+            all.seconds += r.seconds;
+            all.log = r.log.clone().or(all.log.take());
+            if all.refused.is_none() {
+                all.refused = r.refused.clone();
+            }
+            for (h, x) in &r.hosts {
+                let a = all.hosts.entry(h.clone()).or_default();
+                a.ok += x.ok;
+                a.changed += x.changed;
+                a.failed += x.failed;
+                a.unreachable = a.unreachable.max(x.unreachable);
+                a.skipped += x.skipped;
+                a.warnings += x.warnings;
+                a.seconds += x.seconds;
+                a.connect_seconds += x.connect_seconds;
+                a.round_trips += x.round_trips;
+                for (role, n) in &x.round_trips_by_role {
+                    *a.round_trips_by_role.entry(role.clone()).or_default() += n;
+                }
+                a.errors.extend(x.errors.iter().cloned());
+            }
+            for (h, lines) in &r.plan {
+                all.plan.entry(h.clone()).or_default().extend(lines.iter().cloned());
+            }
+        }
+        all.steps = steps;
+        all
     }
     /// JSON text of the recap.
     pub fn to_json(&self) -> String {

@@ -4,9 +4,11 @@
 //!
 //! - `ezk`: the `ezk` binary under test, run with `--home` (every test that runs the real
 //!   command line goes through it);
-//! - `pki`: hand-built `PkiSpec`s for tests that issue certificates without an inventory.
+//! - `pki`: hand-built `PkiSpec`s for tests that issue certificates without an inventory;
+//! - `files`: a `DeployFiles` double, for plans built and inspected without PKI or store.
 
 #![allow(dead_code)]
 
 pub mod ezk;
+pub mod files;
 pub mod pki;

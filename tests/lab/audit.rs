@@ -419,7 +419,7 @@ fn failed_write_leaves_no_temp_file_and_others_finish(lab: &Lab) {
     };
     let plan = StepPlan {
         step: "audit".into(),
-        waves: vec![Wave { roles: vec!["audit".into()], hosts: lab.hosts.iter().enumerate().map(|(i, h)| role(i, &h.name)).collect() }],
+        waves: vec![Wave { roles: vec!["audit".into()], hosts: lab.hosts.iter().enumerate().map(|(i, h)| role(i, &h.name)).collect(), serial: Default::default() }],
     };
     // Work dirs of earlier runs killed on purpose (other suites) may exist; none may be added.
     let runs_before = lab.sh(0, "ls -d /tmp/.ezk-run.* 2>/dev/null || true");

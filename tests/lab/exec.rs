@@ -78,7 +78,7 @@ pub fn demo_role(host: &str, greeting: &str) -> HostRolePlan {
 pub fn step(lab: &Lab, greeting: &str) -> StepPlan {
     StepPlan {
         step: "demo".into(),
-        waves: vec![Wave { roles: vec!["demo".into()], hosts: lab.hosts.iter().map(|h| demo_role(&h.name, greeting)).collect() }],
+        waves: vec![Wave { roles: vec!["demo".into()], hosts: lab.hosts.iter().map(|h| demo_role(&h.name, greeting)).collect(), serial: Default::default() }],
     }
 }
 
@@ -191,6 +191,7 @@ fn killed_mid_upload_never_partial(lab: &Lab) {
                 role: "blob".into(),
                 tasks: vec![t("blob", Action::File(FileSpec { path: target.clone(), content: Content::Local { path: local.clone(), sha256: new_sha.clone() }, mode: 0o644, owner: "root".into(), group: "root".into(), secret: false }), &[])],
             }],
+            serial: Default::default(),
         }],
     };
     // A watcher on the host says when a temp file holds part of the upload; then the master dies.
@@ -241,7 +242,7 @@ fn stopped_host_unreachable_others_complete(lab: &Lab) {
         role: "mark".into(),
         tasks: vec![t("mark", f("/opt/ezk-mark", &format!("{h}\n"), 0o644, false), &[])],
     };
-    let plan = StepPlan { step: "mark".into(), waves: vec![Wave { roles: vec!["mark".into()], hosts: lab.hosts.iter().map(|h| role(&h.name)).collect() }] };
+    let plan = StepPlan { step: "mark".into(), waves: vec![Wave { roles: vec!["mark".into()], hosts: lab.hosts.iter().map(|h| role(&h.name)).collect(), serial: Default::default() }] };
     let o = Options { connect_timeout: Duration::from_secs(3), connect_attempts: 1, ..opts(false) };
     let r = run_step(&lab.cluster_dir(), &plan, &conns(lab), &o).unwrap();
     let j = json(&r);
@@ -273,6 +274,7 @@ fn non_root_user_with_become_uses_sudo(lab: &Lab) {
         waves: vec![Wave {
             roles: vec!["become".into()],
             hosts: vec![HostRolePlan { host: h.name.clone(), role: "become".into(), tasks: vec![t("root file", f("/etc/ezk-become.conf", "as root\n", 0o640, false), &[])] }],
+            serial: Default::default(),
         }],
     };
     // Without become: the user cannot write /etc; the host fails, nothing is written.
@@ -320,7 +322,7 @@ fn restart_owed_by_a_killed_apply_happens_next_run(lab: &Lab) {
     let conns: IndexMap<String, Connection> = conns(lab).into_iter().filter(|(n, _)| n == &h.name).collect();
     let plan = |greeting: &str, kill: bool| StepPlan {
         step: "pend".into(),
-        waves: vec![Wave { roles: vec!["pend".into()], hosts: vec![pend_role(&h.name, greeting, kill)] }],
+        waves: vec![Wave { roles: vec!["pend".into()], hosts: vec![pend_role(&h.name, greeting, kill)], serial: Default::default() }],
     };
     let cd = lab.cluster_dir();
     let main_pid = || lab.sh(2, &format!("systemctl show -p MainPID --value {PEND_UNIT}"));

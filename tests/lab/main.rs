@@ -25,6 +25,7 @@ mod basics;
 mod certs;
 mod destroy;
 mod exec;
+mod kube_master;
 mod lifecycle;
 mod packages;
 mod steps;
@@ -54,6 +55,8 @@ const SUITES: &[&[Test]] = &[
     certs::TESTS,
     audit::TESTS,
     backup::TESTS,
+    // Kubernetes, on a 5-host lab of its own (booted by the first of these tests).
+    kube_master::TESTS,
     // destroy takes the shared lab down to bare hosts (and builds it back): last.
     destroy::TESTS,
 ];
@@ -152,6 +155,17 @@ fn main() {
     // The lab's temporary home (store copy, clusters/, logs: ~260 MB) goes with it; exit()
     // below would skip the drop and leave it in /tmp.
     drop(lab);
+    match support::cluster_lab_teardown() {
+        None => {}
+        Some(left) if left.is_empty() => {
+            passed += 1;
+            println!("test kubernetes-lab-teardown ... ok");
+        }
+        Some(left) => {
+            println!("test kubernetes-lab-teardown ... FAILED: left behind: {}", left.join("; "));
+            failed.push("kubernetes-lab-teardown");
+        }
+    }
     if !failed.is_empty() {
         println!("\nfailures:\n    {}", failed.join("\n    "));
     }

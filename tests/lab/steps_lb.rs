@@ -72,6 +72,12 @@ fn holds_vip(lab: &Lab, i: usize) -> bool {
 
 fn ex_lb_vip_failover_and_chrony(_shared: &Lab) {
     let lab = Lab::up(&format!("lb{}", std::process::id()), 5).expect("5-host lab");
+    // This lab's "apiservers" are stand-ins that answer TCP with their host name (see below):
+    // haproxy checks them by TCP, not by HTTPS /readyz (kube_master's tests check that).
+    let hosts = lab.cluster_dir().join("hosts");
+    let mut inv = std::fs::read_to_string(&hosts).unwrap();
+    inv.push_str("EX_LB_HEALTH_CHECK=\"tcp\"\n");
+    std::fs::write(&hosts, inv).unwrap();
     let ips: Vec<String> = lab.hosts.iter().map(|h| h.ip.clone()).collect();
     let lb_ips = vec![ips[LB_MASTER].clone(), ips[LB_BACKUP].clone()];
     fill_store(&lab);

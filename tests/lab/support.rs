@@ -33,6 +33,30 @@ pub struct Lab {
     downed: std::cell::Cell<bool>,
 }
 
+/// The Kubernetes lab: 5 hosts (etcd + masters on 1-3, workers 4-5, ex_lb + VIP on 4-5), booted
+/// by the first test that asks for it and torn down (and checked) at the end of the suite.
+static CLUSTER_LAB: Mutex<Option<Lab>> = Mutex::new(None);
+
+/// Run `f` on the Kubernetes lab, booting it first if no test has yet. One test at a time.
+pub fn with_cluster_lab(f: impl FnOnce(&Lab)) {
+    let mut guard = CLUSTER_LAB.lock().unwrap_or_else(|e| e.into_inner());
+    if guard.is_none() {
+        let name = format!("k{}", std::process::id());
+        println!("  booting the Kubernetes lab {name} (5 hosts)");
+        *guard = Some(Lab::up(&name, 5).expect("the 5-host Kubernetes lab comes up"));
+    }
+    f(guard.as_ref().expect("set above"));
+}
+
+/// Tear the Kubernetes lab down if a test booted it: what is left behind (empty = clean), or
+/// None when it was never booted.
+pub fn cluster_lab_teardown() -> Option<Vec<String>> {
+    let lab = CLUSTER_LAB.lock().unwrap_or_else(|e| e.into_inner()).take()?;
+    let left = lab.down_and_check();
+    drop(lab);
+    Some(left)
+}
+
 /// Labs to remove on interrupt: (home, name).
 static LIVE: Mutex<Vec<(PathBuf, String)>> = Mutex::new(Vec::new());
 

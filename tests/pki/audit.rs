@@ -42,7 +42,7 @@ fn plans(p: &Pki) -> Vec<StepPlan> {
     let host_role = |host: &str, tasks: Vec<Task>| HostRolePlan { host: host.into(), role: "r".into(), tasks };
     let step = |s: &str, hosts: Vec<HostRolePlan>| StepPlan {
         step: s.into(),
-        waves: vec![Wave { roles: vec!["r".into()], hosts }],
+        waves: vec![Wave { roles: vec!["r".into()], hosts, serial: Default::default() }],
     };
     vec![
         step(

@@ -208,7 +208,8 @@ fn private_files_are_0600_in_a_0700_dir_and_sa_is_its_own_key() {
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&ssl), 0o700);
     for (name, _) in fingerprints(&ssl) {
-        let want = if name.ends_with("-key.pem") || name == "sa.key" || name == "manifest.json" {
+        let private = ["sa.key", "encryption.key", "manifest.json"];
+        let want = if name.ends_with("-key.pem") || private.contains(&name.as_str()) {
             0o600
         } else {
             0o644

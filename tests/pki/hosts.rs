@@ -113,16 +113,18 @@ fn kubeconfigs_read_by_kubectl() {
     let pki = Pki::ensure(d.path(), &spec()).unwrap();
     let cases = [
         ("admin", MASTER, "https://198.18.9.250:8443", "admin"),
+        // Their own master's apiserver (it binds the host address; 127.0.0.1:6443 is the
+        // node-local LB on a master that is also a node).
         (
             "kube-controller-manager",
             MASTER,
-            "https://127.0.0.1:6443",
+            &format!("https://{MASTER}:6443"),
             "kube-controller-manager",
         ),
         (
             "kube-scheduler",
             MASTER,
-            "https://127.0.0.1:6443",
+            &format!("https://{MASTER}:6443"),
             "kube-scheduler",
         ),
         ("kube-proxy", WORKER, "https://127.0.0.1:6443", "kube-proxy"),

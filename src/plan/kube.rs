@@ -1,0 +1,85 @@
+//! Every choice that depends on the Kubernetes version, in one place.
+//!
+//! One set of roles serves every version the artifact manifest pins (the lab's 1.20.2 and the
+//! upstream 1.34-1.36 sets). Where a flag or a config API differs between versions, the roles
+//! ask the `kube` object in their template context instead of testing versions themselves:
+//!
+//! | `kube.` | 1.20 | 1.34-1.36 | why |
+//! |---|---|---|---|
+//! | `version`, `minor` | `1.20.2`, 20 | e.g. `1.36.3`, 36 | the artifact set's kube-apiserver |
+//! | `insecure_port_flags` | true | false | `--port=0` turns off the plain-HTTP port the 1.20 controller-manager and scheduler still serve by default (the apiserver's is gone since 1.20: its `--insecure-port` is a no-op there); the flag is gone since 1.24. Given a config file, the 1.20 scheduler serves its plain port whatever `--port` says (an empty address in the file means the default), so it gets flags instead, as kubeadm did |
+//! | `scheduler_config_api` | `kubescheduler.config.k8s.io/v1beta1` | `…/v1` | 1.20 reads only v1beta1; v1 since 1.25 (v1beta2 in 1.22, v1beta3 in 1.23-1.24) |
+//! | `kubelet_remote_runtime_flag` | true | false | 1.20 needs `--container-runtime=remote` (its default is docker); the flag is gone since 1.27 |
+//! | `kubelet_endpoint_in_config` | false | true | `containerRuntimeEndpoint` in KubeletConfiguration exists since 1.27; 1.20 silently ignores it, so it gets `--container-runtime-endpoint` |
+//! | `kubelet_seccomp_default` | false | true | `seccompDefault` (RuntimeDefault for every pod) is GA since 1.27; 1.20 refuses the flag |
+//!
+//! Each rendered unit's flags are checked against the real flag list of every pinned version
+//! (the lab's 1.20 binaries' `--help`, and the published reference lists of 1.34-1.36 under
+//! `tests/fixtures/k8s-flags/`).
+
+use minijinja::Value;
+use serde::Serialize;
+
+/// The version-dependent choices for one Kubernetes release (see the table above).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KubeRelease {
+    pub version: String,
+    pub minor: u32,
+    pub insecure_port_flags: bool,
+    pub scheduler_config_api: &'static str,
+    pub kubelet_remote_runtime_flag: bool,
+    pub kubelet_endpoint_in_config: bool,
+    pub kubelet_seccomp_default: bool,
+}
+
+impl KubeRelease {
+    /// The choices for `version` (`1.20.2`, `v1.36.3`); None unless it is `1.<minor>[.<patch>]`.
+    pub fn for_version(version: &str) -> Option<KubeRelease> {
+        let v = version.trim().trim_start_matches('v');
+        let mut parts = v.split('.');
+        if parts.next()? != "1" {
+            return None;
+        }
+        let minor: u32 = parts.next()?.parse().ok()?;
+        Some(KubeRelease {
+            version: v.to_string(),
+            minor,
+            insecure_port_flags: minor < 24,
+            scheduler_config_api: match minor {
+                0..=21 => "kubescheduler.config.k8s.io/v1beta1",
+                22 => "kubescheduler.config.k8s.io/v1beta2",
+                23 | 24 => "kubescheduler.config.k8s.io/v1beta3",
+                _ => "kubescheduler.config.k8s.io/v1",
+            },
+            kubelet_remote_runtime_flag: minor < 27,
+            kubelet_endpoint_in_config: minor >= 27,
+            kubelet_seccomp_default: minor >= 27,
+        })
+    }
+
+    /// As a template value (`kube.minor`, `kube.scheduler_config_api`, ...).
+    pub fn value(&self) -> Value {
+        Value::from_serialize(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lab_and_upstream_versions() {
+        let lab = KubeRelease::for_version("1.20.2").unwrap();
+        assert_eq!(lab.minor, 20);
+        assert!(lab.insecure_port_flags && lab.kubelet_remote_runtime_flag);
+        assert!(!lab.kubelet_endpoint_in_config && !lab.kubelet_seccomp_default);
+        assert_eq!(lab.scheduler_config_api, "kubescheduler.config.k8s.io/v1beta1");
+        let up = KubeRelease::for_version("v1.36.3").unwrap();
+        assert_eq!((up.minor, up.version.as_str()), (36, "1.36.3"));
+        assert!(!up.insecure_port_flags && !up.kubelet_remote_runtime_flag);
+        assert!(up.kubelet_endpoint_in_config && up.kubelet_seccomp_default);
+        assert_eq!(up.scheduler_config_api, "kubescheduler.config.k8s.io/v1");
+        assert_eq!(KubeRelease::for_version("lab-debian"), None);
+        assert_eq!(KubeRelease::for_version("2.0.0"), None);
+    }
+}
