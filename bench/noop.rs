@@ -45,6 +45,7 @@ fn loopback_bench(n: usize) {
     let base = work.path().join("hosts");
     let conns: IndexMap<String, ezk::exec::Connection> = servers.iter().enumerate().map(|(i, s)| (format!("lo-{i}"), s.connection())).collect();
     let plan = StepPlan {
+        needs_nodes: false,
         step: "files".into(),
         waves: vec![Wave { roles: vec!["files".into()], hosts: servers.iter().enumerate().map(|(i, s)| loopback::role(&base, &format!("lo-{i}"), s.port)).collect(), serial: Default::default() }],
     };

@@ -71,7 +71,7 @@ fn setup(sshds: &[&Sshd]) -> Setup {
 }
 
 fn step(roles: Vec<HostRolePlan>) -> StepPlan {
-    StepPlan { step: "test".into(), waves: vec![Wave { roles: vec!["app".into()], hosts: roles, serial: Default::default() }] }
+    StepPlan { needs_nodes: false, step: "test".into(), waves: vec![Wave { roles: vec!["app".into()], hosts: roles, serial: Default::default() }] }
 }
 
 fn opts(plan_only: bool) -> Options {
@@ -326,6 +326,7 @@ fn failed_host_stops_and_does_nothing_in_later_waves() {
         tasks: vec![task("second", file(&s.base.join(h).join("second"), Content::Inline(b"y".to_vec()), 0o644, false))],
     };
     let plan = StepPlan {
+        needs_nodes: false,
         step: "two".into(),
         waves: vec![
             Wave { roles: vec!["first".into()], hosts: vec![w1("good"), w1("bad")], serial: Default::default() },

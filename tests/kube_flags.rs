@@ -18,7 +18,7 @@ use ezk::session::Session;
 use common::files::FilesDouble;
 
 /// The steps whose units run Kubernetes components.
-const STEPS: &[&str] = &["04"];
+const STEPS: &[&str] = &["04", "05"];
 
 /// Version sets to check: (K8S_VER, where its flag lists come from).
 fn versions() -> Vec<(String, FlagSource)> {
@@ -143,7 +143,7 @@ fn every_rendered_flag_is_accepted_by_the_pinned_version() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     // Every version got its control plane checked.
     for (ver, bins) in &checked {
-        for b in ["kube-apiserver", "kube-controller-manager", "kube-scheduler"] {
+        for b in ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy"] {
             assert!(bins.contains(b), "{ver}: {b} not rendered ({bins:?})");
         }
     }

@@ -90,6 +90,7 @@ fn plan(dir: &Path, case: &Case) -> Result<Vec<StepPlan>, PlanError> {
     let catalog = Catalog::load(&lib)?;
     let vars = InventoryDouble::new(case.clone());
     Planner {
+        nodes: None,
         catalog: &catalog,
         vars: &vars,
         files: &FilesDouble,

@@ -16,6 +16,7 @@ use crate::addr::{self as net, Cidr};
 
 /// Network plugins kubeasz supports (`none`: bring your own).
 pub const NETWORKS: &[&str] = &[
+    "host-gw",
     "calico",
     "flannel",
     "kube-router",

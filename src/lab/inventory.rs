@@ -132,7 +132,11 @@ pub fn hosts_file(input: &InventoryInput) -> String {
     );
     s.push_str("\n# --- cluster ---\n");
     let _ = writeln!(s, "CLUSTER_NAME=\"{}\"", input.name);
-    s.push_str("SECURE_PORT=\"6443\"\nCONTAINER_RUNTIME=\"containerd\"\nCLUSTER_NETWORK=\"calico\"\nPROXY_MODE=\"ipvs\"\n");
+    s.push_str("SECURE_PORT=\"6443\"\nCONTAINER_RUNTIME=\"containerd\"\n");
+    s.push_str("# host-gw: Debian's CNI plugins and a route per node, no image to pull (the lab has no registry)\n");
+    s.push_str("CLUSTER_NETWORK=\"host-gw\"\n");
+    s.push_str("# this machine's kernel has no IPVS (CONFIG_IP_VS is not set): kube-proxy uses iptables\n");
+    s.push_str("PROXY_MODE=\"iptables\"\n");
     s.push_str("# Service and pod CIDRs stay inside 198.18.0.0/15 (never routed) and off the host subnet\n");
     let _ = writeln!(
         s,
@@ -176,6 +180,12 @@ pub fn hosts_file(input: &InventoryInput) -> String {
         "# no registry: pods start from the pause image made from the lab's Kubernetes build\n",
     );
     s.push_str("SANDBOX_IMAGE=\"ezk.local/pause:3.4\"\n");
+    s.push_str("# ... imported on every node with the test image (busybox: a shell, httpd, wget, nc)\n");
+    s.push_str("PRELOAD_IMAGES=[\"pause\", \"busybox\"]\n");
+    s.push_str("# the conntrack table size is the machine's (read-only in a host): kube-proxy leaves it\n");
+    s.push_str("KUBE_PROXY_CONNTRACK_MAX_PER_CORE=0\n");
+    s.push_str("# no default route on a lab host: kube-apiserver reaches Service addresses (webhooks) by this one\n");
+    s.push_str("HOST_GW_SERVICE_ROUTE=true\n");
     s
 }
 

@@ -73,6 +73,9 @@ impl DeployFiles for AuditFiles<'_> {
     fn binary(&self, name: &str) -> Result<StoredBinary, String> {
         Ok(StoredBinary { path: name.into(), sha256: String::new() })
     }
+    fn image(&self, name: &str) -> Result<crate::plan::StoredImage, String> {
+        Ok(crate::plan::StoredImage { path: name.into(), sha256: String::new(), reference: name.into(), digest: String::new() })
+    }
     fn local_file(&self, path: &std::path::Path) -> Result<String, String> {
         crate::artifacts::sha256_file(path).map_err(|e| e.to_string())
     }

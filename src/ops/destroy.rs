@@ -80,7 +80,7 @@ fn connect(d: &mut Destroy) -> Result<(), Error> {
 
 fn run_on_hosts(d: &mut Destroy) -> Step {
     let ready = d.ready.as_ref().expect("prepared");
-    run_steps::run(&mut d.session, ready, &d.plans, &d.req.run)
+    run_steps::run(&mut d.session, ready, &d.plans, &d.req.run, None)
 }
 
 fn say_kept(d: &mut Destroy) -> Step {

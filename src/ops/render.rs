@@ -41,7 +41,7 @@ pub fn render_with(
 ) -> Result<i32, Error> {
     let lib = Library::with_overrides(home.root())?;
     let catalog = Catalog::load(&lib)?;
-    let plans = Planner { catalog: &catalog, vars, files }.plan_steps(step)?;
+    let plans = Planner { catalog: &catalog, vars, files, nodes: None }.plan_steps(step)?;
     let summary = crate::plan::write_render(&plans, out)?;
     let steps: Vec<&str> = plans.iter().map(|p| p.step.as_str()).collect();
     println!(

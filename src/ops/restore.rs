@@ -187,7 +187,7 @@ fn connect(r: &mut Restore) -> Result<(), Error> {
 
 fn run_on_hosts(r: &mut Restore) -> Step {
     let ready = r.ready.as_ref().expect("prepared");
-    run_steps::run(&mut r.session, ready, &r.plans, &r.req.run)
+    run_steps::run(&mut r.session, ready, &r.plans, &r.req.run, None)
 }
 
 fn say_restored(r: &mut Restore) -> Step {

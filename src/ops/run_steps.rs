@@ -22,10 +22,14 @@ pub fn prepare(session: &mut Session) -> Result<Ready, Error> {
     Ok(Ready { conns: session.connections() })
 }
 
+/// Makes a step's plan again right before it runs (for steps that read the running cluster,
+/// `StepPlan::needs_nodes`), from the session as the earlier steps left the cluster.
+pub type Replan<'a> = &'a dyn Fn(&mut Session, &StepPlan) -> Result<StepPlan, Error>;
+
 /// Run `plans` in order on the inventory's hosts; a step that fails on a host stops the run
-/// with that step's exit code.
-pub fn run(session: &mut Session, ready: &Ready, plans: &[StepPlan], opts: &Options) -> Step {
-    let lock = session.lock()?;
+/// with that step's exit code. A step that reads the cluster's nodes is planned again by
+/// `replan`, when given, right before it runs.
+pub fn run(session: &mut Session, ready: &Ready, plans: &[StepPlan], opts: &Options, replan: Option<Replan>) -> Step {
     // `--json` of several steps: one document for the run, printed at its end (see
     // `Recap::combine`), also when a step stops it.
     let mut recaps = Vec::new();
@@ -34,6 +38,15 @@ pub fn run(session: &mut Session, ready: &Ready, plans: &[StepPlan], opts: &Opti
         if plans.len() > 1 && !opts.json {
             println!("== step {}", plan.step);
         }
+        let fresh;
+        let plan = match replan {
+            Some(f) if plan.needs_nodes && !opts.plan_only => {
+                fresh = f(session, plan)?;
+                &fresh
+            }
+            _ => plan,
+        };
+        let lock = session.lock()?;
         let recap = exec::run_step_locked(lock, plan, &ready.conns, opts)?;
         let code = recap.exit_code();
         if opts.json && plans.len() > 1 {

@@ -85,23 +85,37 @@ fn refuse_own_command(s: &mut Setup) -> Step {
 }
 
 /// Certificates issued or reused, binaries found in the store (a missing one stops here,
-/// naming the download command), every template rendered for every host.
+/// naming the download command), every template rendered for every host. A step that reads
+/// the cluster's nodes (the network) is planned with what the API says now, if it answers (a
+/// cluster being set up from bare hosts has no nodes yet: that step is planned again, with
+/// fresh facts, right before it runs).
 fn plan_steps(s: &mut Setup) -> Step {
-    let files = s.session.files()?;
-    s.plans = s.session.plan(&s.req.step, files)?;
+    s.plans = s.session.plan(&s.req.step, s.session.files()?)?;
+    if s.plans.iter().any(|p| p.needs_nodes) {
+        s.session.fetch_node_facts(None)?;
+        s.plans = s.session.plan(&s.req.step, s.session.files()?)?;
+    }
     Ok(Flow::Next)
 }
 
 fn keep_selected(s: &mut Setup) -> Step {
     let only = s.only.as_ref().expect("when: selected");
     for plan in &mut s.plans {
-        for wave in &mut plan.waves {
-            wave.hosts.retain(|h| only.contains(&h.host));
-        }
-        plan.waves.retain(|w| !w.hosts.is_empty());
+        keep_only(plan, only);
     }
     Ok(Flow::Next)
 }
+
+/// Drop from `plan` the hosts `--limit` left out.
+fn keep_only(plan: &mut StepPlan, only: &[String]) {
+    for wave in &mut plan.waves {
+        wave.hosts.retain(|h| only.contains(&h.host));
+    }
+    plan.waves.retain(|w| !w.hosts.is_empty());
+}
+
+/// How long the network step waits for every node to have registered with a pod subnet.
+const NODE_FACTS_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 
 fn connect(s: &mut Setup) -> Result<(), Error> {
     s.ready = Some(run_steps::prepare(&mut s.session)?);
@@ -110,5 +124,14 @@ fn connect(s: &mut Setup) -> Result<(), Error> {
 
 fn run_on_hosts(s: &mut Setup) -> Step {
     let ready = s.ready.as_ref().expect("prepared");
-    run_steps::run(&mut s.session, ready, &s.plans, &s.req.run)
+    let only = s.only.clone();
+    let replan = move |session: &mut Session, plan: &StepPlan| -> Result<StepPlan, Error> {
+        session.fetch_node_facts(Some(NODE_FACTS_WAIT))?;
+        let mut fresh = session.planner(session.files()?)?.plan_step(&plan.step)?;
+        if let Some(only) = &only {
+            keep_only(&mut fresh, only);
+        }
+        Ok(fresh)
+    };
+    run_steps::run(&mut s.session, ready, &s.plans, &s.req.run, Some(&replan))
 }

@@ -102,4 +102,8 @@ pub struct Wave {
 pub struct StepPlan {
     pub step: String,
     pub waves: Vec<Wave>,
+    /// A role of this step reads the cluster's node facts (`k8s_nodes`): plan it again with
+    /// fresh facts right before it runs (after the steps that register the nodes).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub needs_nodes: bool,
 }

@@ -131,6 +131,7 @@ mod tests {
                     depends: deps.iter().map(|d| d.to_string()).collect(),
                     defaults_from: Vec::new(),
                     serial: None,
+                    needs_nodes: false,
                     templates: Default::default(),
                     files: Default::default(),
                 };

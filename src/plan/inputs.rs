@@ -69,6 +69,18 @@ pub struct StoredBinary {
     pub sha256: String,
 }
 
+/// A container image archive on the deploy machine (OCI layout, `ctr images import` reads it).
+#[derive(Debug, Clone)]
+pub struct StoredImage {
+    pub path: PathBuf,
+    /// Hex sha256 of the archive file.
+    pub sha256: String,
+    /// The reference containerd names it by (`ezk.local/pause:3.4`).
+    pub reference: String,
+    /// The image's manifest digest (`sha256:…`), as `ctr images ls` shows it.
+    pub digest: String,
+}
+
 /// File contents that come from the deploy machine rather than from templates.
 pub trait DeployFiles {
     /// Certificate `id` (e.g. `etcd`, `kubernetes`, `kubelet`) as issued for `host`.
@@ -80,6 +92,8 @@ pub trait DeployFiles {
     fn secret(&self, host: &str, name: &str) -> Result<String, String>;
     /// Binary `name` from the artifact store.
     fn binary(&self, name: &str) -> Result<StoredBinary, String>;
+    /// Image `name` of the artifact set from the store.
+    fn image(&self, name: &str) -> Result<StoredImage, String>;
     /// The sha256 (hex) of a file on the deploy machine, for a `copy` whose `src` is an absolute
     /// path (as in Ansible): the file is streamed from disk at apply time, never held in the
     /// plan. The error names the path.
@@ -110,6 +124,9 @@ impl DeployFiles for CheckOnly {
             path: PathBuf::from(name),
             sha256: String::new(),
         })
+    }
+    fn image(&self, name: &str) -> Result<StoredImage, String> {
+        Ok(StoredImage { path: PathBuf::from(name), sha256: String::new(), reference: name.into(), digest: String::new() })
     }
     /// Not hashed (no bytes are needed to find template errors), but a file that cannot be
     /// opened is the same error a real plan would report.

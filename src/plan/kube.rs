@@ -12,6 +12,7 @@
 //! | `kubelet_remote_runtime_flag` | true | false | 1.20 needs `--container-runtime=remote` (its default is docker); the flag is gone since 1.27 |
 //! | `kubelet_endpoint_in_config` | false | true | `containerRuntimeEndpoint` in KubeletConfiguration exists since 1.27; 1.20 silently ignores it, so it gets `--container-runtime-endpoint` |
 //! | `kubelet_seccomp_default` | false | true | `seccompDefault` (RuntimeDefault for every pod) is GA since 1.27; 1.20 refuses the flag |
+//! | `kubelet_pod_infra_flag` | true | false | `--pod-infra-container-image` keeps 1.20's image GC from deleting the sandbox image (containerd 1.6 does not pin it); deprecated later, gone in 1.35 |
 //!
 //! Each rendered unit's flags are checked against the real flag list of every pinned version
 //! (the lab's 1.20 binaries' `--help`, and the published reference lists of 1.34-1.36 under
@@ -30,6 +31,7 @@ pub struct KubeRelease {
     pub kubelet_remote_runtime_flag: bool,
     pub kubelet_endpoint_in_config: bool,
     pub kubelet_seccomp_default: bool,
+    pub kubelet_pod_infra_flag: bool,
 }
 
 impl KubeRelease {
@@ -54,6 +56,7 @@ impl KubeRelease {
             kubelet_remote_runtime_flag: minor < 27,
             kubelet_endpoint_in_config: minor >= 27,
             kubelet_seccomp_default: minor >= 27,
+            kubelet_pod_infra_flag: minor < 27,
         })
     }
 

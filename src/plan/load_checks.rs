@@ -112,6 +112,7 @@ pub fn validate(t: &TaskDef, env: &Environment<'static>, role: &RoleFiles) -> Re
             }
         }
         Module::Secret(a) => collect_all(&[&a.name, &a.dest], &[], &mut strings),
+        Module::Image(a) => collect_all(&[&a.name, &a.ctr], &[&a.dir], &mut strings),
         Module::Sysctl(a) => collect_all(&[&a.file, &a.entries], &[], &mut strings),
         Module::Modprobe(a) => collect_all(&[&a.file, &a.modules], &[], &mut strings),
         Module::Package(a) => collect_all(&[&a.names], &[], &mut strings),

@@ -170,6 +170,37 @@ impl HostRender<'_> {
                     secret: false,
                 })]
             }
+            Module::Image(a) => {
+                let name = self.string(&a.name, ctx, "name").map_err(fail)?;
+                let ctr = self.string(&a.ctr, ctx, "ctr").map_err(fail)?;
+                let dir = match &a.dir {
+                    Some(d) => self.path(d, ctx, "dir").map_err(fail)?,
+                    None => "/var/lib/ezk/images".to_string(),
+                };
+                let img = self.files.image(&name).map_err(|e| fail(format!("image `{name}`: {e}")))?;
+                let tar = format!("{}/{name}.tar", dir.trim_end_matches('/'));
+                vec![
+                    Action::Directory { path: dir, mode: 0o755, owner: root(), group: root() },
+                    Action::File(FileSpec {
+                        path: tar.clone(),
+                        content: Content::Local { path: img.path, sha256: img.sha256 },
+                        mode: 0o644,
+                        owner: root(),
+                        group: root(),
+                        secret: false,
+                    }),
+                    // Imported into the namespace kubelet's pods come from, unless containerd
+                    // already has this reference at this digest.
+                    Action::Command {
+                        cmd: format!("{ctr} -n k8s.io images import {tar}"),
+                        creates: None,
+                        unless: Some(format!(
+                            "{ctr} -n k8s.io images ls 'name=={}' | grep -q '{}'",
+                            img.reference, img.digest
+                        )),
+                    },
+                ]
+            }
             Module::Cert(a) => {
                 let id = self.string(&a.name, ctx, "name").map_err(fail)?;
                 let c = self

@@ -21,6 +21,9 @@ pub struct Planner<'a> {
     pub catalog: &'a Catalog,
     pub vars: &'a dyn Variables,
     pub files: &'a dyn DeployFiles,
+    /// The cluster's registered nodes as templates see them (`k8s_nodes`: node name →
+    /// `{pod_cidr, address}`); None: not known (no API yet, or not asked for), an empty map.
+    pub nodes: Option<Value>,
 }
 
 impl Planner<'_> {
@@ -77,6 +80,7 @@ impl Planner<'_> {
                 .kube_version()
                 .and_then(|v| super::kube::KubeRelease::for_version(&v))
                 .map(|k| k.value()),
+            nodes: self.nodes.clone().unwrap_or_else(|| Value::from(std::collections::BTreeMap::<String, Value>::new())),
         };
         let mut cache: HashMap<(String, String), Result<Value, String>> = HashMap::new();
         let mut errors: Failures = Failures::default();
@@ -175,6 +179,7 @@ impl Planner<'_> {
         errors.into_result()?;
         Ok(StepPlan {
             step: book.step.clone(),
+            needs_nodes: order.order.iter().any(|r| roles[r].needs_nodes && hosts.get(r).is_some_and(|h| !h.is_empty())),
             waves,
         })
     }
@@ -218,6 +223,7 @@ impl Planner<'_> {
                 if let Some(k) = &shared.kube {
                     extra.push(("kube", k.clone()));
                 }
+                extra.push(("k8s_nodes", shared.nodes.clone()));
                 let own = Value::from_serialize(&v);
                 if extra.is_empty() {
                     own
@@ -261,6 +267,7 @@ pub fn check_catalog(catalog: &Catalog, vars: &dyn Variables) -> Vec<PlanError> 
         catalog,
         vars,
         files: &CheckOnly,
+        nodes: None,
     };
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::new();
@@ -287,6 +294,8 @@ struct Shared {
     hostvars: Option<Value>,
     /// The version-dependent choices (`plan::kube`), when the cluster's version is known.
     kube: Option<Value>,
+    /// `k8s_nodes`.
+    nodes: Value,
 }
 
 /// Failures keyed by (origin, message), each with the hosts it happened on, in first-seen order:

@@ -32,6 +32,10 @@ pub struct Role {
     /// running services are limited: first starts run together (a new etcd cluster needs its
     /// members to start at once). For members of a quorum (etcd, kube-apiserver): 1.
     pub serial: Option<u32>,
+    /// `meta.yml` `facts: [nodes]`: the role reads `k8s_nodes` (each registered node's pod
+    /// subnet and address, from the cluster's API), so its step is planned again, with fresh
+    /// facts, right before it runs.
+    pub needs_nodes: bool,
     /// Template names relative to `templates/`.
     pub templates: BTreeSet<String>,
     /// Static files relative to `files/`, with their bytes.
@@ -47,6 +51,15 @@ struct Meta {
     defaults_from: Vec<String>,
     #[serde(default)]
     serial: Option<u32>,
+    #[serde(default)]
+    facts: Vec<Fact>,
+}
+
+/// Cluster facts a role may ask for in `meta.yml`.
+#[derive(Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum Fact {
+    Nodes,
 }
 
 impl Role {
@@ -137,6 +150,7 @@ impl Role {
             depends: meta.depends,
             defaults_from: meta.defaults_from,
             serial: meta.serial.filter(|n| *n > 0),
+            needs_nodes: meta.facts.contains(&Fact::Nodes),
             templates,
             files,
         })

@@ -40,6 +40,11 @@ args!(/// `kubeconfig: {name, dest}`
 args!(/// `secret: {name, dest}` — a secret file made and kept on the deploy machine (the PKI's
     /// `encryption-config`), installed 0600 and never shown.
     SecretArgs { name, dest; });
+args!(/// `image: {name, ctr, dir}` — a container image of the artifact set (made on the deploy
+    /// machine, see `artifacts::oci`), its archive pushed into `dir` (default
+    /// /var/lib/ezk/images) and imported with `ctr` (the containerd client command line) unless
+    /// containerd already has that image at that digest.
+    ImageArgs { name, ctr; dir });
 args!(/// `sysctl: {file, entries: {key: value}}`
     SysctlArgs { file, entries; });
 args!(/// `modprobe: {file, modules: [...]}`
@@ -63,6 +68,7 @@ pub enum Module {
     Cert(CertArgs),
     Kubeconfig(KubeconfigArgs),
     Secret(SecretArgs),
+    Image(ImageArgs),
     Sysctl(SysctlArgs),
     Modprobe(ModprobeArgs),
     Package(PackageArgs),
@@ -96,6 +102,8 @@ struct RawTask {
     #[serde(default)]
     secret: Option<SecretArgs>,
     #[serde(default)]
+    image: Option<ImageArgs>,
+    #[serde(default)]
     sysctl: Option<SysctlArgs>,
     #[serde(default)]
     modprobe: Option<ModprobeArgs>,
@@ -122,7 +130,7 @@ pub struct TaskDef {
     pub module: Module,
 }
 
-const MODULES: &str = "template, copy, file, binary, cert, kubeconfig, secret, sysctl, modprobe, package, systemd, command, wait_for";
+const MODULES: &str = "template, copy, file, binary, cert, kubeconfig, secret, image, sysctl, modprobe, package, systemd, command, wait_for";
 
 /// Parse a `tasks.yml`. `file` is the name shown in messages. Returns the tasks that parsed and
 /// every problem found (a YAML/shape error stops at that point; per-task problems do not).
@@ -145,7 +153,7 @@ pub fn parse_tasks(file: &str, text: &str) -> (Vec<TaskDef>, Vec<PlanError>) {
         let mut mods = Vec::new();
         macro_rules! take { ($($f:ident => $v:ident),*) => { $( if let Some(a) = r.$f { mods.push(Module::$v(a)); } )* } }
         take!(template => Template, copy => Copy, file => File, binary => Binary, cert => Cert,
-              kubeconfig => Kubeconfig, secret => Secret, sysctl => Sysctl, modprobe => Modprobe, package => Package,
+              kubeconfig => Kubeconfig, secret => Secret, image => Image, sysctl => Sysctl, modprobe => Modprobe, package => Package,
               systemd => Systemd, command => Command, wait_for => WaitFor);
         if mods.len() != 1 {
             errors.push(PlanError::load(

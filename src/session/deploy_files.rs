@@ -12,7 +12,7 @@ use crate::artifacts::{ArtifactError, Store};
 use crate::home::Home;
 use crate::inventory::Inventory;
 use crate::pki::Pki;
-use crate::plan::{CertPem, DeployFiles, StoredBinary};
+use crate::plan::{CertPem, DeployFiles, StoredBinary, StoredImage};
 
 /// Certificates, kubeconfigs and binaries from the cluster's PKI and the artifact store. A
 /// binary is hashed once per run, however many hosts receive it.
@@ -74,6 +74,12 @@ impl DeployFiles for ClusterFiles {
         Ok(b)
     }
 
+    fn image(&self, name: &str) -> Result<StoredImage, String> {
+        let ver = self.k8s_ver.as_deref().ok_or("K8S_VER is not set in config.yml; it picks the artifact version set")?;
+        let i = crate::artifacts::oci::image(&self.store, ver, name).map_err(|e| e.to_string())?;
+        Ok(StoredImage { path: i.archive, sha256: i.record.archive_sha256, reference: i.record.reference, digest: i.record.digest })
+    }
+
     fn local_file(&self, path: &Path) -> Result<String, String> {
         local_sha256(path)
     }
@@ -97,6 +103,9 @@ impl DeployFiles for NoFiles {
     }
     fn binary(&self, name: &str) -> Result<StoredBinary, String> {
         Err(format!("binary `{name}` asked for by a step that installs no files"))
+    }
+    fn image(&self, name: &str) -> Result<StoredImage, String> {
+        Err(format!("image `{name}` asked for by a step that installs no files"))
     }
     fn local_file(&self, path: &Path) -> Result<String, String> {
         local_sha256(path)

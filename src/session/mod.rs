@@ -11,9 +11,12 @@
 //!   ([`Session::files`], see `deploy_files`);
 //! - the connection of every host ([`Session::connections`], see `exec::Connection`);
 //! - the cluster lock, held from the first run on hosts to the end of the operation
-//!   ([`Session::lock`]).
+//!   ([`Session::lock`]);
+//! - facts read from the running cluster: each registered node's pod subnet and address, for
+//!   the roles that lay routes between nodes ([`Session::fetch_node_facts`], see `node_facts`).
 
 mod deploy_files;
+mod node_facts;
 
 use std::cell::OnceCell;
 use std::path::Path;
@@ -40,6 +43,8 @@ pub struct Session {
     catalog: OnceCell<Catalog>,
     files: OnceCell<ClusterFiles>,
     lock: Option<ClusterLock>,
+    /// `k8s_nodes` for templates, once fetched.
+    nodes: Option<minijinja::Value>,
 }
 
 impl Session {
@@ -60,7 +65,7 @@ impl Session {
     }
 
     fn with(home: &Home, inventory: Inventory) -> Session {
-        Session { home: home.clone(), inventory, catalog: OnceCell::new(), files: OnceCell::new(), lock: None }
+        Session { home: home.clone(), inventory, catalog: OnceCell::new(), files: OnceCell::new(), lock: None, nodes: None }
     }
 
     pub fn home(&self) -> &Home {
@@ -100,7 +105,7 @@ impl Session {
     /// A planner over this cluster's variables and catalog, with `files` answering
     /// certificates, kubeconfigs, binaries and local files.
     pub fn planner<'a>(&'a self, files: &'a dyn DeployFiles) -> Result<Planner<'a>, PlanError> {
-        Ok(Planner { catalog: self.catalog()?, vars: &self.inventory, files })
+        Ok(Planner { catalog: self.catalog()?, vars: &self.inventory, files, nodes: self.nodes.clone() })
     }
 
     /// The plans of `step` (`02`, `etcd`, `all`, …), in run order.

@@ -13,6 +13,9 @@ mod methods;
 /// (`add_template_owned`) or rendered ad hoc with `render_str`.
 pub fn environment() -> Environment<'static> {
     let mut env = Environment::new();
+    // As Ansible: output is never escaped. (minijinja would JSON-quote every value in a
+    // template named *.yaml.j2 or *.json.j2, turning `{{ ca_dir }}/ca.pem` into `"/etc/…"/ca.pem`.)
+    env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_trim_blocks(true);
     env.set_keep_trailing_newline(true);
@@ -44,6 +47,15 @@ pub fn is_template(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: a template named *.yaml.j2 had every value JSON-quoted.
+    #[test]
+    fn yaml_templates_are_not_escaped() {
+        let mut env = environment();
+        env.add_template("kubelet-config.yaml.j2", "file: {{ dir }}/ca.pem").unwrap();
+        let out = env.get_template("kubelet-config.yaml.j2").unwrap().render(minijinja::context! { dir => "/etc/k" }).unwrap();
+        assert_eq!(out, "file: /etc/k/ca.pem");
+    }
 
     #[test]
     fn undefined_is_an_error() {

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ezk::plan::{CertPem, DeployFiles, StoredBinary};
+use ezk::plan::{CertPem, DeployFiles, StoredBinary, StoredImage};
 
 /// Test double of the PKI and artifact store: recognisable placeholder PEMs per host.
 pub struct FilesDouble;
@@ -27,6 +27,14 @@ impl DeployFiles for FilesDouble {
         Ok(StoredBinary {
             path: PathBuf::from(format!("/store/{name}")),
             sha256: format!("sha256-of-{name}"),
+        })
+    }
+    fn image(&self, name: &str) -> Result<StoredImage, String> {
+        Ok(StoredImage {
+            path: PathBuf::from(format!("/store/images/{name}.tar")),
+            sha256: format!("sha256-of-image-{name}"),
+            reference: format!("ezk.test/{name}:1"),
+            digest: format!("sha256:digest-of-{name}"),
         })
     }
     fn local_file(&self, path: &Path) -> Result<String, String> {

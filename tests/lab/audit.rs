@@ -418,6 +418,7 @@ fn failed_write_leaves_no_temp_file_and_others_finish(lab: &Lab) {
         ],
     };
     let plan = StepPlan {
+        needs_nodes: false,
         step: "audit".into(),
         waves: vec![Wave { roles: vec!["audit".into()], hosts: lab.hosts.iter().enumerate().map(|(i, h)| role(i, &h.name)).collect(), serial: Default::default() }],
     };

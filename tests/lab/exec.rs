@@ -77,6 +77,7 @@ pub fn demo_role(host: &str, greeting: &str) -> HostRolePlan {
 
 pub fn step(lab: &Lab, greeting: &str) -> StepPlan {
     StepPlan {
+        needs_nodes: false,
         step: "demo".into(),
         waves: vec![Wave { roles: vec!["demo".into()], hosts: lab.hosts.iter().map(|h| demo_role(&h.name, greeting)).collect(), serial: Default::default() }],
     }
@@ -183,6 +184,7 @@ fn killed_mid_upload_never_partial(lab: &Lab) {
     }
     let new_sha = hex::encode(Sha256::digest(std::fs::read(&local).unwrap()));
     let plan = StepPlan {
+        needs_nodes: false,
         step: "blob".into(),
         waves: vec![Wave {
             roles: vec!["blob".into()],
@@ -242,7 +244,7 @@ fn stopped_host_unreachable_others_complete(lab: &Lab) {
         role: "mark".into(),
         tasks: vec![t("mark", f("/opt/ezk-mark", &format!("{h}\n"), 0o644, false), &[])],
     };
-    let plan = StepPlan { step: "mark".into(), waves: vec![Wave { roles: vec!["mark".into()], hosts: lab.hosts.iter().map(|h| role(&h.name)).collect(), serial: Default::default() }] };
+    let plan = StepPlan { needs_nodes: false, step: "mark".into(), waves: vec![Wave { roles: vec!["mark".into()], hosts: lab.hosts.iter().map(|h| role(&h.name)).collect(), serial: Default::default() }] };
     let o = Options { connect_timeout: Duration::from_secs(3), connect_attempts: 1, ..opts(false) };
     let r = run_step(&lab.cluster_dir(), &plan, &conns(lab), &o).unwrap();
     let j = json(&r);
@@ -270,6 +272,7 @@ fn non_root_user_with_become_uses_sudo(lab: &Lab) {
     let h = &lab.hosts[1];
     let conn = |become_root| Connection { address: h.ip.clone(), port: 22, user: "deployer".into(), key_file: Some(lab.key()), become_root, jump: None };
     let plan = StepPlan {
+        needs_nodes: false,
         step: "become".into(),
         waves: vec![Wave {
             roles: vec!["become".into()],
@@ -321,6 +324,7 @@ fn restart_owed_by_a_killed_apply_happens_next_run(lab: &Lab) {
     let h = &lab.hosts[2];
     let conns: IndexMap<String, Connection> = conns(lab).into_iter().filter(|(n, _)| n == &h.name).collect();
     let plan = |greeting: &str, kill: bool| StepPlan {
+        needs_nodes: false,
         step: "pend".into(),
         waves: vec![Wave { roles: vec!["pend".into()], hosts: vec![pend_role(&h.name, greeting, kill)], serial: Default::default() }],
     };

@@ -41,6 +41,7 @@ fn plans(p: &Pki) -> Vec<StepPlan> {
     let kubelet = f("kubelet", W1);
     let host_role = |host: &str, tasks: Vec<Task>| HostRolePlan { host: host.into(), role: "r".into(), tasks };
     let step = |s: &str, hosts: Vec<HostRolePlan>| StepPlan {
+        needs_nodes: false,
         step: s.into(),
         waves: vec![Wave { roles: vec!["r".into()], hosts, serial: Default::default() }],
     };

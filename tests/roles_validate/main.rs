@@ -46,6 +46,13 @@ fn systemd_accepts_every_rendered_unit_and_drop_in() {
         "nginx/198.18.9.14 l4lb.service",
         "default/198.18.9.15 chrony.service",
         "default/198.18.9.14 containerd.service",
+        "default/198.18.9.11 kube-apiserver.service",
+        "default/198.18.9.11 kube-controller-manager.service",
+        "default/198.18.9.11 kube-scheduler.service",
+        "default/198.18.9.14 kubelet.service",
+        "default/198.18.9.14 kube-proxy.service",
+        "default/198.18.9.14 kube-lb.service",
+        "default/198.18.9.14 ezk-host-gw.service",
     ] {
         assert!(
             checked.iter().any(|c| c == want),
@@ -98,6 +105,12 @@ fn nginx_accepts_every_rendered_stream_config() {
         "the nginx variant has two ex_lb hosts: {files:?}"
     );
     each(r, &files, |f| {
+        quiet_ok(Command::new(&nginx).args(["-q", "-t", "-c"]).arg(f))
+    });
+    // kube-lb: every node of the default variant.
+    let kube_lb = r.files("/etc/kube-lb/kube-lb.conf");
+    assert!(kube_lb.len() >= 5, "kube-lb on every node: {kube_lb:?}");
+    each(r, &kube_lb, |f| {
         quiet_ok(Command::new(&nginx).args(["-q", "-t", "-c"]).arg(f))
     });
 }

@@ -116,19 +116,10 @@ fn render_all() -> Rendered {
     )
     .unwrap();
 
-    // The binaries steps 01, 02 and 03 push (kubectl, etcd, etcdctl, containerd, runc) come from
-    // the store: Debian's pinned packages through apt (kept in $CARGO_TARGET_TMPDIR between runs).
-    let m = ezk::artifacts::Manifest::shipped().unwrap();
-    let (_, set) = m.set("lab-debian").unwrap();
-    let mut only: Vec<String> = ["kubectl", "etcd", "etcdctl", "containerd", "runc"]
-        .iter()
-        .map(|b| set.artifact_for(b).expect("in lab-debian").name.clone())
-        .collect();
-    only.dedup();
-    ezk_ok(
-        &home,
-        &["download", "demo", "--from-apt", "--only", &only.join(",")],
-    );
+    // Every binary and image the steps push comes from the store: the lab-debian set, through
+    // apt (its Kubernetes from this machine's build cache), kept in $CARGO_TARGET_TMPDIR between
+    // runs.
+    ezk_ok(&home, &["download", "demo", "--from-apt"]);
 
     let iface = real_iface();
     let lb_if = format!("LB_IF={}", iface.as_deref().unwrap_or("eth0"));
