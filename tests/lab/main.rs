@@ -26,6 +26,7 @@ mod certs;
 mod destroy;
 mod exec;
 mod kube_master;
+mod kube_node;
 mod lifecycle;
 mod packages;
 mod steps;
@@ -57,6 +58,7 @@ const SUITES: &[&[Test]] = &[
     backup::TESTS,
     // Kubernetes, on a 5-host lab of its own (booted by the first of these tests).
     kube_master::TESTS,
+    kube_node::TESTS,
     // destroy takes the shared lab down to bare hosts (and builds it back): last.
     destroy::TESTS,
 ];
