@@ -304,6 +304,9 @@ impl Checker<'_> {
             }
         };
         choice(self, "CLUSTER_NETWORK", NETWORKS);
+        if self.get(&h, "CLUSTER_NETWORK").as_deref() == Some("calico") {
+            self.calico_options(&h);
+        }
         choice(self, "CONTAINER_RUNTIME", RUNTIMES);
         let service = self.cidr(&h, "SERVICE_CIDR", "10.68.0.0/16");
         let cluster = self.cidr(&h, "CLUSTER_CIDR", "172.20.0.0/16");
@@ -351,6 +354,32 @@ impl Checker<'_> {
                     "write it as LOW-HIGH, e.g. 30000-32767",
                 );
             }
+        }
+    }
+
+    /// calico's routing backend (unset: the role's default, bird), and no route reflectors
+    /// (kubeasz's calico-rr: ezk's calico role does not make them).
+    fn calico_options(&mut self, h: &str) {
+        const BACKENDS: &[&str] = &["bird", "vxlan", "none"];
+        if let Some(v) = self.get(h, "CALICO_NETWORKING_BACKEND")
+            && !BACKENDS.contains(&v.as_str())
+        {
+            let at = self.var_at(h, "CALICO_NETWORKING_BACKEND");
+            self.invalid(
+                at,
+                format!("CALICO_NETWORKING_BACKEND {v:?} is not supported"),
+                format!("use one of: {}", BACKENDS.join(", ")),
+            );
+        }
+        if let Some(v) = self.get(h, "CALICO_RR_ENABLED")
+            && matches!(v.to_ascii_lowercase().as_str(), "true" | "yes" | "1" | "on")
+        {
+            let at = self.var_at(h, "CALICO_RR_ENABLED");
+            self.invalid(
+                at,
+                "CALICO_RR_ENABLED: calico route reflectors are not offered by ezk".to_string(),
+                "set CALICO_RR_ENABLED: false (every calico node then peers with every other, calico's default)",
+            );
         }
     }
 
