@@ -26,6 +26,7 @@ mod certs;
 mod destroy;
 mod exec;
 mod kube_master;
+mod kube_network;
 mod kube_node;
 mod lifecycle;
 mod packages;
@@ -59,6 +60,9 @@ const SUITES: &[&[Test]] = &[
     // Kubernetes, on a 5-host lab of its own (booted by the first of these tests).
     kube_master::TESTS,
     kube_node::TESTS,
+    // The image-based network plugins: their manifests against the real API server (dry run),
+    // network-apply for real (pods that cannot pull), the clean roles on a shared-lab host.
+    kube_network::TESTS,
     // destroy takes the shared lab down to bare hosts (and builds it back): last.
     destroy::TESTS,
 ];
