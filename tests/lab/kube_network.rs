@@ -277,13 +277,16 @@ ip link add kube-bridge type bridge; ip link add kube-dummy-if type bridge; ip l
 ip route add 198.19.202.0/24 dev keep0 proto 17
 ip route add 198.19.203.0/24 dev keep0 table 77
 ip rule add lookup 77
+iptables -I FORWARD 1 -m comment --comment "allow outbound traffic from pods" -i kube-bridge -j ACCEPT
+iptables -I FORWARD 1 -m comment --comment "allow outbound node port traffic on node interface with which node ip is associated" -o host0 -j ACCEPT
 mkdir -p /var/lib/cni/networks/mynet /var/lib/kube-router
 echo '{}' > /etc/cni/net.d/10-kuberouter.conflist
 "#,
-        ipsets: "ipset create kube-router-pod-subnets hash:net",
+        // the pod egress masquerade rule holds the set: it must go first
+        ipsets: "ipset create kube-router-pod-subnets hash:net && iptables -t nat -A POSTROUTING -m set --match-set kube-router-pod-subnets src -m set ! --match-set kube-router-pod-subnets dst -j MASQUERADE",
         links: &["kube-bridge", "kube-dummy-if", "tun-0a1b2c3d4e5"],
         paths: &["/etc/cni/net.d/10-kuberouter.conflist", "/var/lib/cni/networks/mynet", "/var/lib/kube-router"],
-        none_left: "ip -4 route show root 198.19.128.0/17; ip -4 route show table 77; ip -4 rule show | grep 'lookup 77' || true; ipset list -n 2>/dev/null | grep ^kube-router || true",
+        none_left: "ip -4 route show root 198.19.128.0/17; ip -4 route show table 77; ip -4 rule show | grep 'lookup 77' || true; iptables-save | grep -e kube-router -e kube-bridge -e 'node port traffic' || true; ipset list -n 2>/dev/null | grep ^kube-router || true",
     },
 ];
 
@@ -306,6 +309,7 @@ fn clean_roles_remove_the_plugins_host_state(lab: &Lab) {
     // The shared lab runs no Kubernetes: nothing of a CNI is there before the test.
     assert_eq!(lab.sh(0, "ls -d /etc/cni /opt/cni /var/lib/cni 2>/dev/null || true"), "", "CNI dirs on a shared-lab host");
     let ipsets = ipset_works(lab);
+    println!("  ipsets {}", if ipsets { "made and checked" } else { "not available in a lab host here: not checked" });
     lab.sh(0, KEEP_STATE);
     if ipsets {
         lab.sh(0, "ipset create keep-set hash:ip");
