@@ -306,8 +306,13 @@ fn clean_roles_remove_the_plugins_host_state(lab: &Lab) {
         .collect();
     std::fs::write(&book, format!("- hosts: [kube_master, kube_node]\n  roles:\n{roles}")).unwrap();
     let ip = lab.hosts[0].ip.clone();
-    // The shared lab runs no Kubernetes: nothing of a CNI is there before the test.
-    assert_eq!(lab.sh(0, "ls -d /etc/cni /opt/cni /var/lib/cni 2>/dev/null || true"), "", "CNI dirs on a shared-lab host");
+    // The shared lab runs no Kubernetes, but earlier tests may have made the CNI dirs (the
+    // containerd role's config names them): what is there now must be there afterwards.
+    const DIRS: &str = "/etc/cni /etc/cni/net.d /opt/cni /opt/cni/bin /var/lib/cni /var/lib/cni/networks";
+    // The files in them, one path a line (nothing whether the dirs are absent or empty).
+    let listing = |lab: &Lab| lab.sh(0, "find /etc/cni/net.d /opt/cni/bin -mindepth 1 2>/dev/null | sort; true");
+    let dirs_before = lab.sh(0, &format!("for d in {DIRS}; do [ -d $d ] && echo $d; done; true"));
+    let files_before = listing(lab);
     let ipsets = ipset_works(lab);
     println!("  ipsets {}", if ipsets { "made and checked" } else { "not available in a lab host here: not checked" });
     lab.sh(0, KEEP_STATE);
@@ -336,12 +341,20 @@ fn clean_roles_remove_the_plugins_host_state(lab: &Lab) {
         assert!(links.lines().any(|x| x == "keep0"), "{}: {links}", l.net);
         assert!(lab.sh(0, "ip -4 route show 198.18.250.0/24").contains("keep0"), "{}: a route outside CLUSTER_CIDR went", l.net);
         assert!(lab.sh(0, "iptables-save").contains("-A INPUT -j KEEP-ME"), "{}: another chain went", l.net);
-        assert_eq!(lab.sh(0, "ls /etc/cni/net.d /opt/cni/bin").split_whitespace().collect::<Vec<_>>(), ["/etc/cni/net.d:", "99-keep.conf", "/opt/cni/bin:", "keep-plugin"], "{}", l.net);
+        let files = listing(lab);
+        assert!(files.lines().any(|f| f == "/etc/cni/net.d/99-keep.conf") && files.lines().any(|f| f == "/opt/cni/bin/keep-plugin"), "{}: {files}", l.net);
+        lab.sh(0, "rm -f /etc/cni/net.d/99-keep.conf /opt/cni/bin/keep-plugin");
+        assert_eq!(listing(lab), files_before, "{}: other CNI files went or stayed", l.net);
+        lab.sh(0, "echo '{}' > /etc/cni/net.d/99-keep.conf; printf '#!/bin/sh\\n' > /opt/cni/bin/keep-plugin; chmod 755 /opt/cni/bin/keep-plugin");
         if ipsets {
             assert_eq!(lab.sh(0, "ipset list -n"), "keep-set", "{}", l.net);
         }
     }
-    // Leave the host as it was.
-    lab.sh(0, "ip link delete keep0; iptables -D INPUT -j KEEP-ME; iptables -X KEEP-ME; rm -rf /etc/cni /opt/cni /var/lib/cni; ipset destroy keep-set 2>/dev/null || true");
+    // Leave the host as it was: the test's own files, and the dirs it made.
+    lab.sh(0, "ip link delete keep0; iptables -D INPUT -j KEEP-ME; iptables -X KEEP-ME; rm -f /etc/cni/net.d/99-keep.conf /opt/cni/bin/keep-plugin; ipset destroy keep-set 2>/dev/null || true");
+    let made: Vec<&str> = DIRS.split(' ').filter(|d| !dirs_before.lines().any(|b| b == *d)).collect();
+    lab.sh(0, &format!("for d in {}; do rmdir $d; done; true", made.iter().rev().copied().collect::<Vec<_>>().join(" ")));
+    assert_eq!(lab.sh(0, &format!("for d in {DIRS}; do [ -d $d ] && echo $d; done; true")), dirs_before, "CNI dirs not as before");
+    assert_eq!(listing(lab), files_before);
     std::fs::remove_file(&book).unwrap();
 }
