@@ -98,6 +98,15 @@ pub enum Command {
     Lab(lab::Args),
 }
 
+/// Parse this process's command line. Help texts made from data (the PKI's table of ids for
+/// `ezk certs --help`) are added to clap's command first, so they cannot drift from it.
+pub fn parse() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let cmd = Cli::command().mut_subcommand("certs", |c| c.after_long_help(crate::ops::certs::ids_help()));
+    let matches = cmd.get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
 /// Run the parsed command line.
 pub fn run(cli: Cli) -> CliResult {
     let home = Home::resolve(cli.home.clone())?;

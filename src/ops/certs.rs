@@ -244,3 +244,8 @@ pub fn cluster_name(cluster_dir: &Path) -> String {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "<cluster>".into())
 }
+
+/// The PKI's table of ids, for `ezk certs --help`.
+pub fn ids_help() -> String {
+    crate::pki::help_table()
+}

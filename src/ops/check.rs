@@ -36,7 +36,7 @@ pub fn run(home: &Home, req: Request) -> Result<i32, Error> {
     // Role templates and tasks are rendered for every host in memory: an undefined variable or
     // a Jinja error in a role is found here, before any host is contacted.
     let plan_errors = match crate::plan::Library::with_overrides(home.root()) {
-        Ok(lib) => crate::plan::check_all(&lib, inv),
+        Ok(lib) => crate::plan::check_all(&lib, inv, &crate::session::CheckFiles),
         Err(e) => vec![e],
     };
     for e in &plan_errors {

@@ -23,7 +23,7 @@ use std::path::Path;
 
 use indexmap::IndexMap;
 
-pub use deploy_files::{ClusterFiles, NoFiles};
+pub use deploy_files::{CheckFiles, ClusterFiles, NoFiles};
 
 use crate::exec::Connection;
 use crate::exec::lock::{ClusterLock, LockError, lock_cluster};
