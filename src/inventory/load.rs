@@ -105,14 +105,8 @@ impl Inventory {
             groups.entry(g.clone()).or_insert_with(|| m.clone());
         }
         let hosts: Vec<String> = source.hosts.keys().cloned().collect();
-        let base = build_resolver(
-            &source,
-            &tree,
-            &groups,
-            &model::VarDefs::new(),
-            &config,
-            &extra,
-        );
+        let layers = vars::layers_by_host(&source, &tree, &config, &extra);
+        let base = build_resolver(&layers, &tree, &groups, &model::VarDefs::new());
         Ok(Inventory {
             cluster: cluster.to_string(),
             dir: dir.to_path_buf(),
@@ -121,30 +115,26 @@ impl Inventory {
             hosts_file,
             config_file,
             source,
-            config,
-            extra,
+            layers,
             tree,
             base,
+            with_defaults: Default::default(),
             hostvars: OnceLock::new(),
         })
     }
 }
 
 pub(super) fn build_resolver(
-    source: &model::Source,
+    layers: &IndexMap<String, vars::Layers>,
     tree: &vars::GroupTree,
     groups: &IndexMap<String, Vec<String>>,
     defaults: &model::VarDefs,
-    config: &model::VarDefs,
-    extra: &model::VarDefs,
 ) -> Arc<resolve::Resolver> {
+    let defaults = Arc::new(defaults.clone());
     let mut per_host = IndexMap::new();
     let mut names = HashMap::new();
-    for h in source.hosts.keys() {
-        per_host.insert(
-            h.clone(),
-            vars::merge_for_host(source, tree, defaults, config, extra, h),
-        );
+    for (h, l) in layers {
+        per_host.insert(h.clone(), l.over(&defaults));
         names.insert(h.clone(), tree.groups_of(h));
     }
     resolve::Resolver::new(per_host, groups, names)

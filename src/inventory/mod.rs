@@ -24,7 +24,8 @@
 #![allow(clippy::result_large_err)]
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use indexmap::IndexMap;
 
@@ -73,11 +74,15 @@ pub struct Inventory {
     hosts_file: PathBuf,
     config_file: PathBuf,
     source: model::Source,
-    config: model::VarDefs,
-    extra: model::VarDefs,
+    /// Every host's variable layers (config.yml, inventory, `-e`), without role defaults.
+    layers: IndexMap<String, vars::Layers>,
     tree: vars::GroupTree,
     /// Resolver without role defaults (what `hostvars`, `validate` and `var_str` use).
     base: Arc<resolve::Resolver>,
+    /// One resolver per distinct set of role defaults, made on first use: the planner asks for
+    /// every (host, role), and building a resolver merges every host's variables, so without
+    /// this a step would cost hosts² × variables.
+    with_defaults: Arc<Mutex<HashMap<String, Arc<resolve::Resolver>>>>,
     hostvars: OnceLock<Value>,
 }
 
@@ -142,6 +147,18 @@ impl Inventory {
     /// `inventory_hostname`, `groups`, `group_names` and `hostvars` (every host's inventory
     /// variables, without role defaults — as in Ansible).
     pub fn vars_for(&self, host: &str, role_defaults: &Vars) -> Result<Vars, InventoryError> {
+        let mut out = self.vars_without_hostvars(host, role_defaults)?;
+        out.insert("hostvars".into(), self.hostvars().clone());
+        Ok(out)
+    }
+
+    /// `vars_for` without `hostvars`, for a caller that shares one `hostvars` between hosts:
+    /// copying every host's variables into every host's answer would cost hosts² × variables.
+    pub fn vars_without_hostvars(
+        &self,
+        host: &str,
+        role_defaults: &Vars,
+    ) -> Result<Vars, InventoryError> {
         let r = self.resolver(role_defaults);
         let mut out = Vars::new();
         for name in r.names(host) {
@@ -165,7 +182,6 @@ impl Inventory {
             "group_names".into(),
             serde_yaml::to_value(self.groups_of(host)).unwrap_or(Value::Null),
         );
-        out.insert("hostvars".into(), self.hostvars().clone());
         Ok(out)
     }
 
@@ -178,15 +194,16 @@ impl Inventory {
         if role_defaults.is_empty() {
             return self.base.clone();
         }
-        let defaults = vars::default_defs(role_defaults);
-        load::build_resolver(
-            &self.source,
-            &self.tree,
-            &self.groups,
-            &defaults,
-            &self.config,
-            &self.extra,
-        )
+        // Role defaults are a few dozen values: their YAML text is a cheap, exact key.
+        let key = serde_yaml::to_string(role_defaults).unwrap_or_default();
+        let mut cache = self.with_defaults.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .entry(key)
+            .or_insert_with(|| {
+                let defaults = vars::default_defs(role_defaults);
+                load::build_resolver(&self.layers, &self.tree, &self.groups, &defaults)
+            })
+            .clone()
     }
 
     /// Every host's inventory variables (no role defaults), computed once: Ansible's `hostvars`.

@@ -18,7 +18,7 @@ use minijinja::{Environment, ErrorKind};
 
 use super::Value;
 use super::error::{InventoryError, Location};
-use super::model::VarDefs;
+use super::vars::Layers;
 
 /// Why one variable could not be evaluated for one host.
 #[derive(Debug, Clone)]
@@ -76,11 +76,17 @@ pub const MAGIC: &[&str] = &[
 /// Every host's merged (unrendered) variables and the group map, rendered on demand.
 pub struct Resolver {
     env: Environment<'static>,
-    hosts: IndexMap<String, VarDefs>,
+    hosts: IndexMap<String, Layers>,
     groups: J,
     group_names: HashMap<String, Vec<String>>,
-    cache: Mutex<HashMap<(String, String), J>>,
+    /// Rendered templates by host, then variable (plain values are converted when asked),
+    /// failures included: a template that fails is not rendered again.
+    /// Cycles are not kept: their message depends on where the walk entered them.
+    cache: Mutex<HashMap<String, Rendered>>,
 }
+
+/// One host's rendered variables.
+type Rendered = HashMap<String, Result<J, ResolveError>>;
 
 impl fmt::Debug for Resolver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -91,9 +97,9 @@ impl fmt::Debug for Resolver {
 }
 
 impl Resolver {
-    /// `hosts`: host → merged definitions; `groups`: group → members; `group_names`: host → its groups.
+    /// `hosts`: host → its definitions; `groups`: group → members; `group_names`: host → its groups.
     pub fn new(
-        hosts: IndexMap<String, VarDefs>,
+        hosts: IndexMap<String, Layers>,
         groups: &IndexMap<String, Vec<String>>,
         group_names: HashMap<String, Vec<String>>,
     ) -> Arc<Resolver> {
@@ -117,10 +123,7 @@ impl Resolver {
 
     /// The host's variable names, in precedence-merge order.
     pub fn names(&self, host: &str) -> Vec<String> {
-        self.hosts
-            .get(host)
-            .map(|v| v.keys().cloned().collect())
-            .unwrap_or_default()
+        self.hosts.get(host).map(Layers::names).unwrap_or_default()
     }
 
     /// Where the winning definition of `var` for `host` was written.
@@ -142,9 +145,10 @@ impl Resolver {
             .cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&(host.to_string(), var.to_string()))
+            .get(host)
+            .and_then(|h| h.get(var))
         {
-            return Ok(v.clone());
+            return v.clone();
         }
         let Some(def) = self.hosts.get(host).and_then(|h| h.get(var)) else {
             return Err(ResolveError {
@@ -156,6 +160,9 @@ impl Resolver {
                 kind: ResolveErrorKind::Undefined,
             });
         };
+        if !has_template(&def.value) {
+            return Ok(J::from_serialize(&def.value));
+        }
         let key = (self.id(), host.to_string(), var.to_string());
         let cycle = STACK.with(|s| {
             let s = s.borrow();
@@ -181,12 +188,15 @@ impl Resolver {
         STACK.with(|s| s.borrow_mut().push(key));
         let out = self.render_value(host, var, &def.at, &def.value);
         STACK.with(|s| s.borrow_mut().pop());
-        let v = out?;
-        self.cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert((host.to_string(), var.to_string()), v.clone());
-        Ok(v)
+        if !matches!(&out, Err(e) if e.kind == ResolveErrorKind::Cycle) {
+            self.cache
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(host.to_string())
+                .or_default()
+                .insert(var.to_string(), out.clone());
+        }
+        out
     }
 
     fn render_value(
@@ -326,6 +336,17 @@ fn detail(e: &minijinja::Error) -> String {
     match e.detail() {
         Some(d) => format!("{} ({d})", e.kind()),
         None => e.kind().to_string(),
+    }
+}
+
+/// Whether rendering can change `v` (a string with Jinja markup, at any depth).
+fn has_template(v: &Value) -> bool {
+    match v {
+        Value::String(s) => crate::template::is_template(s),
+        Value::Sequence(items) => items.iter().any(has_template),
+        Value::Mapping(m) => m.values().any(has_template),
+        Value::Tagged(t) => has_template(&t.value),
+        _ => false,
     }
 }
 

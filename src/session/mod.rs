@@ -162,10 +162,8 @@ impl Variables for Inventory {
     }
 
     fn vars_for(&self, host: &str, role_defaults: &Vars) -> Result<Vars, String> {
-        let mut v = Inventory::vars_for(self, host, role_defaults).map_err(|e| e.to_string())?;
-        // Given once through `hostvars()` below, shared by every host's context.
-        v.shift_remove("hostvars");
-        Ok(v)
+        // `hostvars` is given once through `hostvars()` below, shared by every host's context.
+        Inventory::vars_without_hostvars(self, host, role_defaults).map_err(|e| e.to_string())
     }
 
     fn hostvars(&self) -> Option<Vars> {
