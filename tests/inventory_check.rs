@@ -1,16 +1,38 @@
 //! `ezk check` on the fixture clusters under tests/fixtures/inventory/<case>/, run as the real
 //! binary. A case holds the inputs (`hosts` or `hosts.yml`, `config.yml`) and either
 //! `expected-errors` (exit 1; each line must appear in the report, one line per reported
-//! problem) or `expected-ok` (exit 0; each line must appear in the summary). Paths in the
-//! output are made relative to the cluster dir so expectations read `hosts:12: ...`.
-//! Adding a case adds no code.
+//! problem; a line `  fix: ...` under one must appear as the fix of that problem) or
+//! `expected-ok` (exit 0; each line must appear in the summary). Paths in the output are made
+//! relative to the cluster dir so expectations read `hosts:12: ...`. Every case runs with an
+//! `ssh` on PATH that records any call: no case may contact a host. Adding a case adds no code.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
 mod common;
 
-use common::ezk::{Run, ezk};
+use common::ezk::{Run, command, ezk};
+
+/// `ezk check <name>` with a recording `ssh` first on PATH; also says whether it was called.
+fn check_without_ssh(home: &Path, name: &str) -> (Run, bool) {
+    let bin = home.join("fake-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let ssh = bin.join("ssh");
+    std::fs::write(&ssh, "#!/bin/sh\necho \"$@\" >> \"$(dirname \"$0\")/contacted\"\nexit 255\n").unwrap();
+    std::fs::set_permissions(&ssh, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let out = command(home).env("PATH", path).args(["check", name]).output().expect("run ezk");
+    let run = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    (run, bin.join("contacted").exists())
+}
+
+fn is_fix(expectation: &str) -> bool {
+    expectation.trim_start().starts_with("fix:")
+}
 
 fn expectations(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)
@@ -50,7 +72,7 @@ fn fixture_cases() {
                 std::fs::copy(&f, dir.join(fname)).unwrap();
             }
         }
-        let Run { code, stdout, stderr } = ezk(home.path(), &["check", &name]);
+        let (Run { code, stdout, stderr }, contacted) = check_without_ssh(home.path(), &name);
         let prefix = format!("{}/", dir.display());
         let out = format!("{stdout}{stderr}").replace(&prefix, "");
         let (want_code, file) = if case.join("expected-errors").exists() {
@@ -63,18 +85,29 @@ fn fixture_cases() {
         if code != want_code {
             problems.push(format!("exit code {code}, want {want_code}"));
         }
-        for w in &want {
-            if !out.contains(w.as_str()) {
+        if contacted {
+            problems.push("ssh was run: `ezk check` contacted a host".into());
+        }
+        let lines: Vec<&str> = out.lines().collect();
+        for (i, w) in want.iter().enumerate() {
+            if is_fix(w) {
+                // The fix of the problem expected on the line above.
+                let problem = want[..i].iter().rev().find(|p| !is_fix(p)).map(String::as_str);
+                let found = lines.windows(2).any(|pair| {
+                    problem.is_some_and(|p| pair[0].contains(p)) && pair[1].contains(w.trim_start())
+                });
+                if !found {
+                    problems.push(format!("missing: {w} (as the fix of {problem:?})"));
+                }
+            } else if !out.contains(w.as_str()) {
                 problems.push(format!("missing: {w}"));
             }
         }
         if want_code == 1 {
             let reported = out.lines().filter(|l| l.starts_with("- ")).count();
-            if reported != want.len() {
-                problems.push(format!(
-                    "{reported} problems reported, {} expected",
-                    want.len()
-                ));
+            let expected = want.iter().filter(|w| !is_fix(w)).count();
+            if reported != expected {
+                problems.push(format!("{reported} problems reported, {expected} expected"));
             }
             if !out.contains("fix:") && !out.contains("no inventory") {
                 problems.push("no fix given".into());
