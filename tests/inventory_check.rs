@@ -227,3 +227,46 @@ fn new_list_checkout_and_examples_pass_check() {
         "{err}"
     );
 }
+
+/// Sizes: a config.yml of 10,000 variables (the most one file may define) is read and checked
+/// in seconds, one more variable is refused naming the line, and a hosts file over 4 MiB is
+/// refused before it is parsed. Generated here rather than kept as fixtures of megabytes.
+#[test]
+fn big_inputs_are_checked_in_time_or_refused_with_the_limit() {
+    let case = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/inventory/ok-allinone");
+    let hosts = std::fs::read_to_string(case.join("hosts")).unwrap();
+    let config = std::fs::read_to_string(case.join("config.yml")).unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join("clusters/big");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("hosts"), &hosts).unwrap();
+    let base_vars = config.lines().filter(|l| l.starts_with(|c: char| c.is_ascii_uppercase() || c.is_ascii_lowercase())).count();
+    let mut big = config.clone();
+    for i in 0..(10_000 - base_vars) {
+        big.push_str(&format!("EXTRA_{i}: \"value {i} of a config far larger than any real one\"\n"));
+    }
+    std::fs::write(dir.join("config.yml"), &big).unwrap();
+    let start = std::time::Instant::now();
+    let r = ezk(home.path(), &["check", "big"]);
+    assert_eq!(r.code, 0, "{}", r.text());
+    assert!(start.elapsed().as_secs() < 60, "10,000 variables took {:?}", start.elapsed());
+
+    big.push_str("ONE_TOO_MANY: 1\n");
+    let line = big.lines().count();
+    std::fs::write(dir.join("config.yml"), &big).unwrap();
+    let r = ezk(home.path(), &["check", "big"]);
+    assert_eq!(r.code, 1, "{}", r.text());
+    let want = format!("config.yml:{line}: config.yml defines 10001 variables; ezk reads at most 10000 from one file, group or host");
+    assert!(r.text().contains(&want), "{want}\n{}", r.text());
+
+    std::fs::write(dir.join("config.yml"), &config).unwrap();
+    let mut huge = hosts.clone();
+    while huge.len() <= 4 << 20 {
+        huge.push_str(&"# padding\n".repeat(10_000));
+    }
+    std::fs::write(dir.join("hosts"), &huge).unwrap();
+    let r = ezk(home.path(), &["check", "big"]);
+    assert_eq!(r.code, 1, "{}", r.text());
+    let want = format!("hosts: the file is {} bytes; ezk reads inventory files of at most 4 MiB", huge.len());
+    assert!(r.text().contains(&want), "{want}\n{}", r.text());
+}

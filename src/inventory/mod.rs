@@ -16,7 +16,8 @@
 //!
 //! Files: `load.rs` reads a cluster's files into an `Inventory` (this file: its queries),
 //! `ini.rs`/`yaml.rs` parse, `range.rs` expands host ranges, `literal.rs` types INI values,
-//! `vars.rs` merges, `resolve.rs` renders, `validate.rs` validates, `select.rs` is `--limit`,
+//! `vars.rs` merges, `resolve.rs` renders, `validate.rs` validates, `limits.rs` bounds sizes
+//! (and reads the files), `select.rs` is `--limit`,
 //! `examples.rs` what `ezk new` writes (address helpers are in `crate::addr`).
 
 // Errors carry file, line, host and fix text; they are collected for a report, not raised in
@@ -32,6 +33,7 @@ use indexmap::IndexMap;
 mod error;
 pub mod examples;
 mod ini;
+pub mod limits;
 mod literal;
 mod load;
 mod range;

@@ -13,11 +13,12 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use indexmap::IndexMap;
-use minijinja::value::{Enumerator, Object, Value as J};
+use minijinja::value::{Enumerator, Object, Value as J, ValueKind};
 use minijinja::{Environment, ErrorKind};
 
 use super::Value;
 use super::error::{InventoryError, Location};
+use super::limits;
 use super::vars::Layers;
 
 /// Why one variable could not be evaluated for one host.
@@ -80,7 +81,7 @@ pub struct Resolver {
     groups: J,
     group_names: HashMap<String, Vec<String>>,
     /// Rendered templates by host, then variable (plain values are converted when asked),
-    /// failures included: a template that fails is not rendered again.
+    /// failures included: a template that fails slowly (out of steps, too big) fails once.
     /// Cycles are not kept: their message depends on where the walk entered them.
     cache: Mutex<HashMap<String, Rendered>>,
 }
@@ -103,8 +104,10 @@ impl Resolver {
         groups: &IndexMap<String, Vec<String>>,
         group_names: HashMap<String, Vec<String>>,
     ) -> Arc<Resolver> {
+        let mut env = crate::template::environment();
+        env.set_fuel(Some(limits::MAX_RENDER_STEPS));
         Arc::new(Resolver {
-            env: crate::template::environment(),
+            env,
             hosts,
             groups: J::from_serialize(groups),
             group_names,
@@ -257,6 +260,21 @@ impl Resolver {
         match result {
             Ok(v) => {
                 INNER.with(|i| i.borrow_mut().take());
+                if size_over(&v, limits::MAX_VALUE_BYTES) {
+                    return Err(ResolveError {
+                        host: host.into(),
+                        var: var.into(),
+                        at: at.clone(),
+                        msg: format!(
+                            "the value renders to more than {} MiB",
+                            limits::MAX_VALUE_BYTES >> 20
+                        ),
+                        fix: "check the templates it uses: one that repeats another (x + x) \
+                              doubles with every level"
+                            .into(),
+                        kind: ResolveErrorKind::Render,
+                    });
+                }
                 Ok(v)
             }
             Err(e) => {
@@ -284,6 +302,16 @@ impl Resolver {
             fix,
             kind,
         };
+        if e.kind() == ErrorKind::OutOfFuel {
+            return mk(
+                format!(
+                    "the template takes more than {} steps to render",
+                    limits::MAX_RENDER_STEPS
+                ),
+                "check its loops (a loop over a huge range, or loops nested too deep)".into(),
+                ResolveErrorKind::Render,
+            );
+        }
         if e.kind() == ErrorKind::SyntaxError {
             return mk(
                 format!("Jinja syntax error in {s:?}: {}", detail(e)),
@@ -337,6 +365,48 @@ fn detail(e: &minijinja::Error) -> String {
         Some(d) => format!("{} ({d})", e.kind()),
         None => e.kind().to_string(),
     }
+}
+
+/// Whether the rendered value `v` is bigger than `limit` bytes (strings count their bytes,
+/// each list or map item 8 more); stops counting once over.
+fn size_over(v: &J, limit: usize) -> bool {
+    fn walk(v: &J, left: &mut usize) -> bool {
+        if let Some(s) = v.as_str() {
+            return match left.checked_sub(s.len()) {
+                Some(l) => {
+                    *left = l;
+                    false
+                }
+                None => true,
+            };
+        }
+        // The lazy host objects (`hostvars`, a host's context) are not data: not walked.
+        let lazy = v.downcast_object_ref::<HostCtx>().is_some()
+            || v.downcast_object_ref::<HostVars>().is_some();
+        if !lazy
+            // Iterable: `a + b` of two lists is a lazy chain, walked like a list.
+            && matches!(v.kind(), ValueKind::Seq | ValueKind::Map | ValueKind::Iterable)
+            && let Ok(items) = v.try_iter()
+        {
+            for k in items {
+                let Some(l) = left.checked_sub(8) else {
+                    return true;
+                };
+                *left = l;
+                let item = if v.kind() == ValueKind::Map {
+                    v.get_item(&k).unwrap_or_default()
+                } else {
+                    k
+                };
+                if walk(&item, left) {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+    let mut left = limit;
+    walk(v, &mut left)
 }
 
 /// Whether rendering can change `v` (a string with Jinja markup, at any depth).
