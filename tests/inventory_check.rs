@@ -3,8 +3,10 @@
 //! `expected-errors` (exit 1; each line must appear in the report, one line per reported
 //! problem; a line `  fix: ...` under one must appear as the fix of that problem) or
 //! `expected-ok` (exit 0; each line must appear in the summary). Paths in the output are made
-//! relative to the cluster dir so expectations read `hosts:12: ...`. Every case runs with an
-//! `ssh` on PATH that records any call: no case may contact a host. Adding a case adds no code.
+//! relative to the cluster dir so expectations read `hosts:12: ...`. ezk runs in the cluster
+//! dir (a relative path, e.g. a key file, names a file of the case; git keeps files 0644), and
+//! with an `ssh` on PATH that records any call: no case may contact a host. Adding a case adds
+//! no code.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -21,7 +23,8 @@ fn check_without_ssh(home: &Path, name: &str) -> (Run, bool) {
     std::fs::write(&ssh, "#!/bin/sh\necho \"$@\" >> \"$(dirname \"$0\")/contacted\"\nexit 255\n").unwrap();
     std::fs::set_permissions(&ssh, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
-    let out = command(home).env("PATH", path).args(["check", name]).output().expect("run ezk");
+    let dir = home.join("clusters").join(name);
+    let out = command(home).current_dir(dir).env("PATH", path).args(["check", name]).output().expect("run ezk");
     let run = Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -269,4 +272,45 @@ fn big_inputs_are_checked_in_time_or_refused_with_the_limit() {
     assert_eq!(r.code, 1, "{}", r.text());
     let want = format!("hosts: the file is {} bytes; ezk reads inventory files of at most 4 MiB", huge.len());
     assert!(r.text().contains(&want), "{want}\n{}", r.text());
+}
+
+/// A role's defaults are checked like inventory values where they are what a host gets: a role
+/// overridden in the home with a system directory as ETCD_DATA_DIR is refused by `ezk check`
+/// and `ezk render` (file:line of the default, and the fix), and not when the inventory sets
+/// its own ETCD_DATA_DIR.
+#[test]
+fn bad_role_defaults_are_refused_like_inventory_values() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let case = root.join("tests/fixtures/inventory/ok-allinone");
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join("clusters/c");
+    std::fs::create_dir_all(&dir).unwrap();
+    let hosts = std::fs::read_to_string(case.join("hosts")).unwrap();
+    std::fs::write(dir.join("hosts"), &hosts).unwrap();
+    std::fs::copy(case.join("config.yml"), dir.join("config.yml")).unwrap();
+    let role = home.path().join("roles/etcd");
+    for f in ["tasks.yml", "meta.yml", "templates/etcd.service.j2"] {
+        std::fs::create_dir_all(role.join(f).parent().unwrap()).unwrap();
+        std::fs::copy(root.join("roles/etcd").join(f), role.join(f)).unwrap();
+    }
+    let defaults = std::fs::read_to_string(root.join("roles/etcd/defaults.yml")).unwrap();
+    let bad = defaults.replace("ETCD_DATA_DIR: \"/var/lib/etcd\"", "ETCD_DATA_DIR: \"/var/lib\"");
+    assert_ne!(bad, defaults, "roles/etcd/defaults.yml sets ETCD_DATA_DIR");
+    std::fs::write(role.join("defaults.yml"), &bad).unwrap();
+    let line = bad.lines().position(|l| l.starts_with("ETCD_DATA_DIR:")).unwrap() + 1;
+    let want = format!(
+        "{}:{line}: ETCD_DATA_DIR \"/var/lib\" is deleted by `ezk destroy`, and /var/lib is a directory of the system\n  fix: give ETCD_DATA_DIR a directory of its own",
+        role.join("defaults.yml").display()
+    );
+    let r = ezk(home.path(), &["check", "c"]);
+    assert_eq!(r.code, 1, "{}", r.text());
+    assert!(r.text().contains(&want), "{want}\n{}", r.text());
+    let out = home.path().join("out");
+    let r = ezk(home.path(), &["render", "c", "02", "--out", out.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{}", r.text());
+    assert!(r.text().contains(&want), "{want}\n{}", r.text());
+    // The inventory's own value wins: the default is not what any host gets.
+    std::fs::write(dir.join("hosts"), format!("{hosts}ETCD_DATA_DIR=\"/data/etcd\"\n")).unwrap();
+    let r = ezk(home.path(), &["check", "c"]);
+    assert_eq!(r.code, 0, "{}", r.text());
 }

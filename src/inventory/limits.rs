@@ -26,7 +26,7 @@ pub const MAX_HOST_VARS: usize = 5_000_000;
 /// their own sizes plus 8 bytes each).
 pub const MAX_VALUE_BYTES: usize = 4 << 20;
 /// Most template instructions one variable may take to render (a loop over a huge range).
-pub const MAX_RENDER_STEPS: u64 = 10_000_000;
+pub const MAX_RENDER_STEPS: u64 = 1_000_000;
 
 /// A file's text: refused above `MAX_FILE_BYTES`, a leading byte-order mark dropped.
 pub fn read_text(path: &Path) -> Result<String, InventoryError> {

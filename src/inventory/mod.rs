@@ -16,7 +16,8 @@
 //!
 //! Files: `load.rs` reads a cluster's files into an `Inventory` (this file: its queries),
 //! `ini.rs`/`yaml.rs` parse, `range.rs` expands host ranges, `literal.rs` types INI values,
-//! `vars.rs` merges, `resolve.rs` renders, `validate.rs` validates, `limits.rs` bounds sizes
+//! `vars.rs` merges, `resolve.rs` renders, `validate.rs` validates (`values.rs`: what
+//! each known variable becomes and its check), `limits.rs` bounds sizes
 //! (and reads the files), `select.rs` is `--limit`,
 //! `examples.rs` what `ezk new` writes (address helpers are in `crate::addr`).
 
@@ -41,6 +42,7 @@ pub mod model;
 mod resolve;
 mod select;
 pub mod validate;
+pub mod values;
 mod vars;
 mod yaml;
 
@@ -190,6 +192,12 @@ impl Inventory {
     /// The lazy Jinja context of `host` with role defaults: renders only what a template uses.
     pub fn context(&self, host: &str, role_defaults: &Vars) -> minijinja::Value {
         self.resolver(role_defaults).context(host)
+    }
+
+    /// A resolver with `defaults` (definitions with their file:line) as the lowest layer,
+    /// not kept: for checking a role's defaults where they win (`validate::role_defaults`).
+    fn resolver_over(&self, defaults: &model::VarDefs) -> Arc<resolve::Resolver> {
+        load::build_resolver(&self.layers, &self.tree, &self.groups, defaults)
     }
 
     fn resolver(&self, role_defaults: &Vars) -> Arc<resolve::Resolver> {

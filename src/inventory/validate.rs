@@ -10,7 +10,10 @@
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
+use indexmap::IndexMap;
+
 use super::error::{InventoryError, Location};
+use super::values::{self, Bind, LISTENERS};
 use super::{Inventory, ResolveErrorKind};
 use crate::addr::{self as net, Cidr};
 
@@ -55,9 +58,45 @@ pub fn validate(inv: &Inventory) -> Vec<InventoryError> {
     c.groups();
     c.ex_lb();
     c.cluster_vars();
+    c.typed_values();
+    c.ports();
     let mut errors = c.errors;
     // Stable order: by file and line, keeping discovery order otherwise.
     errors.sort_by_key(|e| e.location().cloned());
+    errors
+}
+
+/// The values of one role's `defaults.yml` (`file` as messages name it, `text` its content)
+/// checked like the inventory's own (`typed_values`) on every host where the default is the
+/// value the host gets: a bad default in a role is found too, before it reaches a host.
+pub fn role_defaults(inv: &Inventory, file: &str, text: &str) -> Vec<InventoryError> {
+    // A defaults.yml that does not parse is reported by the role loader.
+    let Ok(defs) = super::yaml::parse_config(text, std::path::Path::new(file)) else {
+        return Vec::new();
+    };
+    let r = inv.resolver_over(&defs);
+    let mut seen = HashSet::new();
+    let mut errors = Vec::new();
+    for h in &inv.hosts {
+        for (name, def) in &defs {
+            let Some(kind) = values::kind_of(name) else {
+                continue;
+            };
+            if r.def_location(h, name) != Some(&def.at) {
+                continue; // the inventory's value wins: checked with the inventory.
+            }
+            // A default that does not render is reported when the role is planned.
+            let Ok(v) = r.resolve(h, name) else {
+                continue;
+            };
+            if let Some(p) = values::check(name, kind, &v) {
+                let e = InventoryError::invalid(def.at.clone(), p.msg, p.fix);
+                if seen.insert(e.to_string()) {
+                    errors.push(e);
+                }
+            }
+        }
+    }
     errors
 }
 
@@ -206,6 +245,21 @@ impl Checker<'_> {
                 .get(&h, "K8S_NODENAME")
                 .or_else(|| self.get(&h, "k8s_nodename").filter(|n| !n.is_empty()))
                 .unwrap_or_else(|| h.clone());
+            // The name Kubernetes gets (K8S_NODENAME's formula may build it from the host name):
+            // reported on the host's line, where k8s_nodename fixes it, unless k8s_nodename
+            // itself is wrong (reported above).
+            let own_ok = self
+                .get(&h, "k8s_nodename")
+                .is_none_or(|n| n.is_empty() || net::is_dns1123_subdomain(&n));
+            // A host name that is no name at all is reported by `host_names`.
+            if own_ok && bad_address(&h).is_none() && !net::is_dns1123_subdomain(&name) {
+                let at = self.host_at(&h);
+                self.invalid(
+                    at,
+                    format!("node name {name:?} of host {h} is not a valid DNS-1123 name"),
+                    "give the host k8s_nodename='<name>' (lower-case letters, digits, '-' and '.', starting and ending with a letter or digit)",
+                );
+            }
             match used.get(&name) {
                 Some(first) if *first != h => {
                     let (first_at, at) = (
@@ -352,6 +406,134 @@ impl Checker<'_> {
                 );
             }
         }
+    }
+
+    /// Every variable whose use ezk knows (`values::kind_of`: paths, ports, users, domains,
+    /// name lists, numbers), checked for that use on every host.
+    fn typed_values(&mut self) {
+        for h in self.inv.hosts.clone() {
+            for var in self.inv.var_names(&h) {
+                let Some(kind) = values::kind_of(&var) else {
+                    continue;
+                };
+                // A value that does not render is reported by `templates`.
+                let Ok(v) = self.inv.resolve(&h, &var) else {
+                    continue;
+                };
+                if let Some(p) = values::check(&var, kind, &v) {
+                    let at = self.var_at(&h, &var);
+                    self.invalid(at, p.msg, p.fix);
+                }
+            }
+        }
+    }
+
+    /// Two services of one host on one port (`values::LISTENERS`: what the roles start, on
+    /// which addresses), and, on Kubernetes hosts, a service port inside NODE_PORT_RANGE
+    /// (kube-proxy answers NodePorts on every address). Reported once per clash, with the
+    /// hosts it happens on.
+    fn ports(&mut self) {
+        let range = self.inv.hosts.first().and_then(|h| {
+            let r = self.get(h, "NODE_PORT_RANGE")?;
+            Some((
+                values::port_range(&r)?,
+                r,
+                self.var_at(h, "NODE_PORT_RANGE"),
+            ))
+        });
+        let mut found: IndexMap<(Location, String, String), Vec<String>> = IndexMap::new();
+        for h in self.inv.hosts.clone() {
+            let mut groups = self.inv.groups_of(&h);
+            groups.push("all".into());
+            let k8s = groups
+                .iter()
+                .any(|g| g == "kube_master" || g == "kube_node");
+            let lb_bind = self.get(&h, "EX_LB_BIND");
+            let mine: Vec<(&values::Listener, u16)> = LISTENERS
+                .iter()
+                .filter(|l| l.groups.iter().any(|g| groups.iter().any(|x| x == g)))
+                .filter_map(|l| Some((l, self.port_of(&h, l)?)))
+                .collect();
+            for (i, (a, pa)) in mine.iter().enumerate() {
+                for (b, pb) in &mine[i + 1..] {
+                    if pa != pb || !values::overlaps(a.bind, b.bind, lb_bind.as_deref()) {
+                        continue;
+                    }
+                    let (mover, other) = if b.var.is_some() { (b, a) } else { (a, b) };
+                    let var = mover.var.unwrap_or_default();
+                    let at = self.var_at(&h, var);
+                    let whose = match other.var {
+                        Some(v) if self.inv.var_location(&h, v).is_some() => {
+                            format!("{v}, {}", self.var_at(&h, v))
+                        }
+                        Some(v) => format!("{v} by default"),
+                        None => "a fixed port".into(),
+                    };
+                    let msg = format!(
+                        "{var} {pa} ({}) is also the port of {} ({whose})",
+                        mover.service, other.service
+                    );
+                    let fix = format!("give each service on a host its own port: change {var}");
+                    found.entry((at, msg, fix)).or_default().push(h.clone());
+                }
+            }
+            let Some(((low, high), r, range_at)) = range.as_ref().filter(|_| k8s) else {
+                continue;
+            };
+            for (l, p) in &mine {
+                if !(low..=high).contains(&p) || l.bind == Bind::Loopback {
+                    continue;
+                }
+                let (at, what, fix) = match l.var {
+                    Some(v) => (
+                        self.var_at(&h, v),
+                        format!("{v} {p} ({})", l.service),
+                        format!("move {v} out of NODE_PORT_RANGE, or NODE_PORT_RANGE away from it"),
+                    ),
+                    None => (
+                        range_at.clone(),
+                        format!("the port of {}, {p},", l.service),
+                        format!("move NODE_PORT_RANGE away from {p}"),
+                    ),
+                };
+                let range_is = if at == *range_at {
+                    format!("NODE_PORT_RANGE {r}")
+                } else {
+                    format!("NODE_PORT_RANGE {r} ({range_at})")
+                };
+                let msg = format!(
+                    "{what} lies in {range_is}: kube-proxy would hand its connections to a \
+                     NodePort service"
+                );
+                found.entry((at, msg, fix)).or_default().push(h.clone());
+            }
+        }
+        for ((at, msg, fix), hosts) in found {
+            let on = match hosts.as_slice() {
+                [one] => format!("host {one}"),
+                [a, b] => format!("hosts {a} and {b}"),
+                [a, b, rest @ ..] => format!("hosts {a}, {b} and {} more", rest.len()),
+                [] => continue,
+            };
+            self.invalid(at, format!("{on}: {msg}"), fix);
+        }
+    }
+
+    /// The port `l` listens on at `host`: its variable (for sshd also `ansible_ssh_port`), else
+    /// the default. None when the variable is not a port (reported by `typed_values`).
+    fn port_of(&self, host: &str, l: &values::Listener) -> Option<u16> {
+        let Some(var) = l.var else {
+            return Some(l.default);
+        };
+        let var = if var == "ansible_port" && self.inv.var_location(host, var).is_none() {
+            "ansible_ssh_port"
+        } else {
+            var
+        };
+        if self.inv.var_location(host, var).is_none() {
+            return Some(l.default);
+        }
+        values::as_port(&self.inv.resolve(host, var).ok()?)
     }
 
     fn cidr(&mut self, h: &str, var: &str, example: &str) -> Option<Cidr> {

@@ -28,7 +28,7 @@ pub use deploy_files::{CheckFiles, ClusterFiles, NoFiles};
 use crate::exec::Connection;
 use crate::exec::lock::{ClusterLock, LockError, lock_cluster};
 use crate::home::Home;
-use crate::inventory::{Inventory, InventoryErrors, Vars};
+use crate::inventory::{Inventory, InventoryError, InventoryErrors, Location, Vars, validate, values};
 use crate::plan::action::StepPlan;
 use crate::plan::{Catalog, DeployFiles, Library, PlanError, Planner, Variables};
 
@@ -51,7 +51,12 @@ impl Session {
     /// Open cluster `cluster` under `home`: read and validate its inventory (every problem at
     /// once, each with file:line and fix). Nothing else is read or written yet.
     pub fn open(home: &Home, cluster: &str, extra_vars: &[(String, String)]) -> Result<Session, InventoryErrors> {
-        Ok(Session::with(home, Inventory::load(home, cluster, extra_vars)?))
+        let inventory = Inventory::load(home, cluster, extra_vars)?;
+        let errors = check_connections(&inventory);
+        if !errors.is_empty() {
+            return Err(InventoryErrors(errors));
+        }
+        Ok(Session::with(home, inventory))
     }
 
     /// Open without validating the inventory (syntax errors are still errors): `ezk check`
@@ -86,7 +91,20 @@ impl Session {
     /// loaded and validated on first use.
     pub fn catalog(&self) -> Result<&Catalog, PlanError> {
         if self.catalog.get().is_none() {
-            let catalog = Catalog::load(&Library::with_overrides(self.home.root())?)?;
+            let lib = Library::with_overrides(self.home.root())?;
+            let catalog = Catalog::load(&lib)?;
+            // A role's default reaches the hosts like an inventory value: checked the same way.
+            PlanError::collect(
+                role_default_errors(&lib, &self.inventory)
+                    .into_iter()
+                    .map(|e| match e {
+                        InventoryError::Invalid { at, msg, fix } => {
+                            PlanError::load(&at.file.display().to_string(), Some(at.line), format!("{msg}\n  fix: {fix}"))
+                        }
+                        other => PlanError::load("roles", None, other.to_string()),
+                    })
+                    .collect(),
+            )?;
             let _ = self.catalog.set(catalog);
         }
         Ok(self.catalog.get().expect("set above"))
@@ -131,6 +149,58 @@ impl Session {
     pub fn k8s_ver(&self) -> Option<String> {
         k8s_ver(&self.inventory)
     }
+}
+
+/// Every role's `defaults.yml` checked against the inventory (`validate::role_defaults`): a
+/// bad default path, port or name is found before a step uses it.
+pub fn role_default_errors(lib: &Library, inv: &Inventory) -> Vec<InventoryError> {
+    let mut errors = Vec::new();
+    for role in lib.role_names() {
+        let Some(entry) = lib.get(&format!("roles/{role}/defaults.yml")) else {
+            continue;
+        };
+        if let Ok(text) = entry.text() {
+            errors.extend(validate::role_defaults(inv, &entry.display, text));
+        }
+    }
+    errors
+}
+
+/// The SSH settings of every host as its connection will use them, checked on this machine:
+/// a key file that exists, is readable and not readable by others (ssh ignores it otherwise),
+/// no empty key-file variable, jump hosts that are `[user@]host[:port]`. Reported once per
+/// place written.
+pub fn check_connections(inv: &Inventory) -> Vec<InventoryError> {
+    let mut seen = std::collections::HashSet::new();
+    let mut errors = Vec::new();
+    for h in &inv.hosts {
+        let conn = connection(inv, h);
+        let written = |names: &[&'static str]| names.iter().copied().find(|n| inv.var_location(h, n).is_some());
+        let mut found = Vec::new();
+        if let Some(var) = written(&["ansible_ssh_private_key_file", "ansible_private_key_file"]) {
+            match &conn.key_file {
+                Some(k) => found.extend(values::key_file(var, k).map(|p| (var, p))),
+                None => found.push((
+                    var,
+                    values::Problem {
+                        msg: format!("{var} is empty"),
+                        fix: format!("point {var} at the private key file, or remove it to use ssh's own keys"),
+                    },
+                )),
+            }
+        }
+        if let (Some(spec), Some(var)) = (&conn.jump, written(&["ansible_ssh_common_args", "ansible_ssh_extra_args"])) {
+            found.extend(values::jump(var, spec).map(|p| (var, p)));
+        }
+        for (var, p) in found {
+            let at = inv.var_location(h, var).cloned().unwrap_or_else(|| Location::new(inv.hosts_path(), 0));
+            let e = InventoryError::invalid(at, p.msg, p.fix);
+            if seen.insert(e.to_string()) {
+                errors.push(e);
+            }
+        }
+    }
+    errors
 }
 
 /// How to reach inventory host `host`: its Ansible connection variables read by
