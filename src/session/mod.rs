@@ -51,12 +51,7 @@ impl Session {
     /// Open cluster `cluster` under `home`: read and validate its inventory (every problem at
     /// once, each with file:line and fix). Nothing else is read or written yet.
     pub fn open(home: &Home, cluster: &str, extra_vars: &[(String, String)]) -> Result<Session, InventoryErrors> {
-        let inventory = Inventory::load(home, cluster, extra_vars)?;
-        let errors = check_connections(&inventory);
-        if !errors.is_empty() {
-            return Err(InventoryErrors(errors));
-        }
-        Ok(Session::with(home, inventory))
+        Ok(Session::with(home, Inventory::load(home, cluster, extra_vars)?))
     }
 
     /// Open without validating the inventory (syntax errors are still errors): `ezk check`
@@ -131,9 +126,15 @@ impl Session {
         self.planner(files)?.plan_steps(step)
     }
 
-    /// The connection of every host, in inventory order.
-    pub fn connections(&self) -> IndexMap<String, Connection> {
-        self.inventory.hosts.iter().map(|h| (h.clone(), connection(&self.inventory, h))).collect()
+    /// The connection of every host, in inventory order, once their SSH settings are checked
+    /// on this machine (`check_connections`: key files, jump hosts). Only what connects asks:
+    /// a render or a plan needs no key.
+    pub fn connections(&self) -> Result<IndexMap<String, Connection>, InventoryErrors> {
+        let errors = check_connections(&self.inventory);
+        if !errors.is_empty() {
+            return Err(InventoryErrors(errors));
+        }
+        Ok(self.inventory.hosts.iter().map(|h| (h.clone(), connection(&self.inventory, h))).collect())
     }
 
     /// The cluster lock (`clusters/<name>/.lock`), taken on first use and held until the
@@ -166,7 +167,8 @@ pub fn role_default_errors(lib: &Library, inv: &Inventory) -> Vec<InventoryError
     errors
 }
 
-/// The SSH settings of every host as its connection will use them, checked on this machine:
+/// The SSH settings of every host as its connection will use them, checked on this machine
+/// (by `ezk check`, and before any connection):
 /// a key file that exists, is readable and not readable by others (ssh ignores it otherwise),
 /// no empty key-file variable, jump hosts that are `[user@]host[:port]`. Reported once per
 /// place written.
