@@ -17,11 +17,12 @@ use crate::addr;
 /// What a variable becomes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    /// A path on the hosts (or, for `base_dir`, `cluster_dir`, `ETCD_RESTORE_DIR`, the deploy
-    /// machine).
+    /// A path on the hosts (or, for `base_dir` and `cluster_dir`, the deploy machine).
     Path { empty_ok: bool, removed: Removed },
     /// A TCP port, 1-65535.
     Port,
+    /// `LOW-HIGH`, two ports (NODE_PORT_RANGE).
+    PortRange,
     /// An SSH login name.
     User,
     /// A DNS domain (RFC 1123, lower case).
@@ -90,8 +91,12 @@ pub fn kind_of(name: &str) -> Option<Kind> {
             removed: Removed::Parent,
         }),
         n if REQUIRED_PATHS.contains(&n) => path(false),
-        "HARBOR_PATH" | "ETCD_RESTORE_DIR" => path(true),
+        "HARBOR_PATH" => path(true),
+        // Set by `ezk restore` itself to a directory of this machine (under the home, which may
+        // be relative): read by the `copy` module, never written into a command.
+        "ETCD_RESTORE_DIR" => None,
         "ansible_port" | "ansible_ssh_port" => Some(Kind::Port),
+        "NODE_PORT_RANGE" => Some(Kind::PortRange),
         "ansible_user" | "ansible_ssh_user" => Some(Kind::User),
         "CLUSTER_DNS_DOMAIN" | "HARBOR_DOMAIN" => Some(Kind::Domain),
         "MASTER_CERT_HOSTS" => Some(Kind::NamesOrIps),
@@ -133,6 +138,14 @@ pub fn check(name: &str, kind: Kind, v: &Value) -> Option<Problem> {
     match kind {
         Kind::Path { empty_ok, removed } => path(name, &text(v)?, empty_ok, removed),
         Kind::Port => port(name, v),
+        // Worded as `validate::cluster_vars` says it for the first host: one report, not two.
+        Kind::PortRange => {
+            let s = text(v)?;
+            port_range(&s).is_none().then(|| Problem {
+                msg: format!("{name} {s:?} is not a port range"),
+                fix: "write it as LOW-HIGH, e.g. 30000-32767".into(),
+            })
+        }
         Kind::User => user(name, &text(v)?),
         Kind::Domain => {
             let s = text(v)?;
