@@ -410,7 +410,7 @@ fn size_over(v: &J, limit: usize) -> bool {
 }
 
 /// Whether rendering can change `v` (a string with Jinja markup, at any depth).
-fn has_template(v: &Value) -> bool {
+pub(super) fn has_template(v: &Value) -> bool {
     match v {
         Value::String(s) => crate::template::is_template(s),
         Value::Sequence(items) => items.iter().any(has_template),

@@ -69,7 +69,15 @@ pub fn validate(inv: &Inventory) -> Vec<InventoryError> {
 /// The values of one role's `defaults.yml` (`file` as messages name it, `text` its content)
 /// checked like the inventory's own (`typed_values`) on every host where the default is the
 /// value the host gets: a bad default in a role is found too, before it reaches a host.
-pub fn role_defaults(inv: &Inventory, file: &str, text: &str) -> Vec<InventoryError> {
+/// `templates`: also defaults that are templates (`KUBE_LB_PORT: "{{ SECURE_PORT }}"`); a
+/// caller leaves them out while the inventory has problems of its own, which such a default
+/// would only repeat at the role's line.
+pub fn role_defaults(
+    inv: &Inventory,
+    file: &str,
+    text: &str,
+    templates: bool,
+) -> Vec<InventoryError> {
     // A defaults.yml that does not parse is reported by the role loader.
     let Ok(defs) = super::yaml::parse_config(text, std::path::Path::new(file)) else {
         return Vec::new();
@@ -84,6 +92,9 @@ pub fn role_defaults(inv: &Inventory, file: &str, text: &str) -> Vec<InventoryEr
             };
             if r.def_location(h, name) != Some(&def.at) {
                 continue; // the inventory's value wins: checked with the inventory.
+            }
+            if !templates && super::resolve::has_template(&def.value) {
+                continue;
             }
             // A default that does not render is reported when the role is planned.
             let Ok(v) = r.resolve(h, name) else {

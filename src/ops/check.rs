@@ -38,7 +38,10 @@ pub fn run(home: &Home, req: Request) -> Result<i32, Error> {
     // are checked like the inventory's values.
     let plan_errors = match crate::plan::Library::with_overrides(home.root()) {
         Ok(lib) => {
-            errors.extend(crate::session::role_default_errors(&lib, inv));
+            // Templated defaults only once the inventory is right: they would repeat its
+            // problems at the roles' lines.
+            let templates = errors.is_empty();
+            errors.extend(crate::session::role_default_errors(&lib, inv, templates));
             crate::plan::check_all(&lib, inv, &crate::session::CheckFiles)
         }
         Err(e) => vec![e],

@@ -27,7 +27,8 @@ pub fn run(home: &Home, req: Request) -> Result<i32, Error> {
         Err(code) => return Ok(code),
     };
     // The roles' defaults reach the hosts like inventory values: checked the same way first.
-    let errors = crate::session::role_default_errors(&Library::with_overrides(home.root())?, &session.inventory);
+    let lib = Library::with_overrides(home.root())?;
+    let errors = crate::session::role_default_errors(&lib, &session.inventory, true);
     if !errors.is_empty() {
         eprint!("{}", crate::inventory::InventoryErrors(errors));
         return Ok(1);

@@ -90,7 +90,7 @@ impl Session {
             let catalog = Catalog::load(&lib)?;
             // A role's default reaches the hosts like an inventory value: checked the same way.
             PlanError::collect(
-                role_default_errors(&lib, &self.inventory)
+                role_default_errors(&lib, &self.inventory, true)
                     .into_iter()
                     .map(|e| match e {
                         InventoryError::Invalid { at, msg, fix } => {
@@ -153,15 +153,15 @@ impl Session {
 }
 
 /// Every role's `defaults.yml` checked against the inventory (`validate::role_defaults`): a
-/// bad default path, port or name is found before a step uses it.
-pub fn role_default_errors(lib: &Library, inv: &Inventory) -> Vec<InventoryError> {
+/// bad default path, port or name is found before a step uses it. `templates`: see there.
+pub fn role_default_errors(lib: &Library, inv: &Inventory, templates: bool) -> Vec<InventoryError> {
     let mut errors = Vec::new();
     for role in lib.role_names() {
         let Some(entry) = lib.get(&format!("roles/{role}/defaults.yml")) else {
             continue;
         };
         if let Ok(text) = entry.text() {
-            errors.extend(validate::role_defaults(inv, &entry.display, text));
+            errors.extend(validate::role_defaults(inv, &entry.display, text, templates));
         }
     }
     errors
