@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use indexmap::IndexMap;
 
 use super::error::{InventoryError, Location};
-use super::values::{self, Bind, LISTENERS};
+use super::values::{self, LISTENERS};
 use super::{Inventory, ResolveErrorKind};
 use crate::addr::{self as net, Cidr};
 
@@ -442,7 +442,7 @@ impl Checker<'_> {
     /// Two services of one host on one port (`values::LISTENERS`: what the roles start, on
     /// which addresses), and, on Kubernetes hosts, a service port inside NODE_PORT_RANGE
     /// (kube-proxy answers NodePorts on every address). Reported once per clash, with the
-    /// hosts it happens on.
+    /// hosts it happens on, at the variable to change.
     fn ports(&mut self) {
         let range = self.inv.hosts.first().and_then(|h| {
             let r = self.get(h, "NODE_PORT_RANGE")?;
@@ -456,67 +456,98 @@ impl Checker<'_> {
         for h in self.inv.hosts.clone() {
             let mut groups = self.inv.groups_of(&h);
             groups.push("all".into());
+            let lb_bind = self.get(&h, "EX_LB_BIND");
+            let mine: Vec<Port> = LISTENERS
+                .iter()
+                .filter(|l| l.groups.iter().any(|g| groups.iter().any(|x| x == g)))
+                .filter_map(|l| self.port_of(&h, l))
+                .collect();
+            for (i, a) in mine.iter().enumerate() {
+                for b in &mine[i + 1..] {
+                    if a.port != b.port || !values::overlaps(a.l.bind, b.l.bind, lb_bind.as_deref())
+                    {
+                        continue;
+                    }
+                    // The one to change: a port the inventory set, else one that has a variable.
+                    let (mover, other) = match (a.set_by, b.set_by) {
+                        (_, Some(_)) => (b, a),
+                        (Some(_), None) => (a, b),
+                        _ if b.l.var.is_some() => (b, a),
+                        _ => (a, b),
+                    };
+                    let var = mover.var().unwrap_or_default();
+                    let msg = format!(
+                        "{var} {} ({}) is also the port of {} ({})",
+                        mover.port,
+                        mover.l.service,
+                        other.l.service,
+                        self.origin(&h, other)
+                    );
+                    let fix = format!("give each service on a host its own port: change {var}");
+                    found
+                        .entry((self.var_at(&h, var), msg, fix))
+                        .or_default()
+                        .push(h.clone());
+                }
+            }
             let k8s = groups
                 .iter()
                 .any(|g| g == "kube_master" || g == "kube_node");
-            let lb_bind = self.get(&h, "EX_LB_BIND");
-            let mine: Vec<(&values::Listener, u16)> = LISTENERS
-                .iter()
-                .filter(|l| l.groups.iter().any(|g| groups.iter().any(|x| x == g)))
-                .filter_map(|l| Some((l, self.port_of(&h, l)?)))
-                .collect();
-            for (i, (a, pa)) in mine.iter().enumerate() {
-                for (b, pb) in &mine[i + 1..] {
-                    if pa != pb || !values::overlaps(a.bind, b.bind, lb_bind.as_deref()) {
-                        continue;
-                    }
-                    let (mover, other) = if b.var.is_some() { (b, a) } else { (a, b) };
-                    let var = mover.var.unwrap_or_default();
-                    let at = self.var_at(&h, var);
-                    let whose = match other.var {
-                        Some(v) if self.inv.var_location(&h, v).is_some() => {
-                            format!("{v}, {}", self.var_at(&h, v))
-                        }
-                        Some(v) => format!("{v} by default"),
-                        None => "a fixed port".into(),
-                    };
-                    let msg = format!(
-                        "{var} {pa} ({}) is also the port of {} ({whose})",
-                        mover.service, other.service
-                    );
-                    let fix = format!("give each service on a host its own port: change {var}");
-                    found.entry((at, msg, fix)).or_default().push(h.clone());
-                }
-            }
             let Some(((low, high), r, range_at)) = range.as_ref().filter(|_| k8s) else {
                 continue;
             };
-            for (l, p) in &mine {
-                if !(low..=high).contains(&p) || l.bind == Bind::Loopback {
-                    continue;
-                }
-                let (at, what, fix) = match l.var {
-                    Some(v) => (
-                        self.var_at(&h, v),
-                        format!("{v} {p} ({})", l.service),
-                        format!("move {v} out of NODE_PORT_RANGE, or NODE_PORT_RANGE away from it"),
-                    ),
-                    None => (
-                        range_at.clone(),
-                        format!("the port of {}, {p},", l.service),
-                        format!("move NODE_PORT_RANGE away from {p}"),
-                    ),
-                };
-                let range_is = if at == *range_at {
+            // kube-proxy answers NodePorts on every address, loopback included (iptables mode
+            // routes 127.0.0.1 too): a listener inside the range can lose its connections.
+            let (set, given): (Vec<&Port>, Vec<&Port>) = mine
+                .iter()
+                .filter(|p| (*low..=*high).contains(&p.port))
+                .partition(|p| p.set_by.is_some());
+            let in_range = |at: &Location| {
+                if at == range_at {
                     format!("NODE_PORT_RANGE {r}")
                 } else {
                     format!("NODE_PORT_RANGE {r} ({range_at})")
-                };
+                }
+            };
+            for p in set {
+                let var = p.var().unwrap_or_default();
+                let at = self.var_at(&h, var);
                 let msg = format!(
-                    "{what} lies in {range_is}: kube-proxy would hand its connections to a \
-                     NodePort service"
+                    "{var} {} ({}) lies in {}: kube-proxy would hand its connections to a \
+                     NodePort service",
+                    p.port,
+                    p.l.service,
+                    in_range(&at)
                 );
+                let fix =
+                    format!("move {var} out of NODE_PORT_RANGE, or NODE_PORT_RANGE away from it");
                 found.entry((at, msg, fix)).or_default().push(h.clone());
+            }
+            // Ports the inventory did not choose (fixed, or defaults): the range moves.
+            if let (Some(lo), Some(hi)) = (
+                given.iter().map(|p| p.port).min(),
+                given.iter().map(|p| p.port).max(),
+            ) {
+                let names: Vec<String> = given
+                    .iter()
+                    .map(|p| format!("{} {}", p.l.service, p.port))
+                    .collect();
+                let msg = format!(
+                    "the ports of {} lie in {}: kube-proxy would hand their connections to a \
+                     NodePort service",
+                    names.join(", "),
+                    in_range(range_at)
+                );
+                let clear = if lo == hi {
+                    format!("{lo}")
+                } else {
+                    format!("{lo}-{hi}")
+                };
+                let fix = format!("keep NODE_PORT_RANGE clear of {clear} (e.g. 30000-32767)");
+                found
+                    .entry((range_at.clone(), msg, fix))
+                    .or_default()
+                    .push(h.clone());
             }
         }
         for ((at, msg, fix), hosts) in found {
@@ -530,21 +561,36 @@ impl Checker<'_> {
         }
     }
 
-    /// The port `l` listens on at `host`: its variable (for sshd also `ansible_ssh_port`), else
-    /// the default. None when the variable is not a port (reported by `typed_values`).
-    fn port_of(&self, host: &str, l: &values::Listener) -> Option<u16> {
-        let Some(var) = l.var else {
-            return Some(l.default);
+    /// The port listener `l` has on `host`: from its variable (for sshd also
+    /// `ansible_ssh_port`; for one that follows another, that one's), else its default. None
+    /// when the variable is not a port (reported by `typed_values`).
+    fn port_of(&self, host: &str, l: &'static values::Listener) -> Option<Port> {
+        let set = |v: &str| self.inv.var_location(host, v).is_some();
+        let from = l.var.and_then(|v| {
+            let alias = match (v, l.follows) {
+                ("ansible_port", _) => Some("ansible_ssh_port"),
+                (_, f) => f,
+            };
+            [Some(v), alias].into_iter().flatten().find(|v| set(v))
+        });
+        let port = match from {
+            Some(v) => values::as_port(&self.inv.resolve(host, v).ok()?)?,
+            None => l.default,
         };
-        let var = if var == "ansible_port" && self.inv.var_location(host, var).is_none() {
-            "ansible_ssh_port"
-        } else {
-            var
-        };
-        if self.inv.var_location(host, var).is_none() {
-            return Some(l.default);
+        Some(Port {
+            l,
+            port,
+            set_by: from,
+        })
+    }
+
+    /// Where `p`'s port comes from, for a message: `VAR, hosts:12`, `VAR by default`, or fixed.
+    fn origin(&self, host: &str, p: &Port) -> String {
+        match (p.set_by, p.l.var) {
+            (Some(v), _) => format!("{v}, {}", self.var_at(host, v)),
+            (None, Some(v)) => format!("{v} by default"),
+            (None, None) => "a fixed port".into(),
         }
-        values::as_port(&self.inv.resolve(host, var).ok()?)
     }
 
     fn cidr(&mut self, h: &str, var: &str, example: &str) -> Option<Cidr> {
@@ -577,6 +623,20 @@ impl Checker<'_> {
             format!("{var} is not set"),
             format!("add {var}=\"{example}\" under [all:vars] (or to config.yml)"),
         );
+    }
+}
+
+/// A service's port on one host, and the variable that set it (None: its default, or fixed).
+struct Port {
+    l: &'static values::Listener,
+    port: u16,
+    set_by: Option<&'static str>,
+}
+
+impl Port {
+    /// The variable to name: the one that set the port, else the listener's own.
+    fn var(&self) -> Option<&'static str> {
+        self.set_by.or(self.l.var)
     }
 }
 

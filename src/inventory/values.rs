@@ -562,6 +562,8 @@ pub struct Listener {
     pub var: Option<&'static str>,
     pub default: u16,
     pub bind: Bind,
+    /// Unset, the port is this variable's (kube-lb listens on SECURE_PORT by default).
+    pub follows: Option<&'static str>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -579,7 +581,8 @@ pub enum Bind {
 
 const K8S: &[&str] = &["kube_master", "kube_node"];
 
-/// Every listener the roles set up (defaults as in their defaults.yml; a test checks).
+/// Every listener the roles set up, with the addresses their configs bind (defaults as in
+/// their defaults.yml; a test checks). A role that listens on a new port adds a row.
 pub const LISTENERS: &[Listener] = &[
     Listener {
         service: "sshd",
@@ -587,6 +590,7 @@ pub const LISTENERS: &[Listener] = &[
         var: Some("ansible_port"),
         default: 22,
         bind: Bind::All,
+        follows: None,
     },
     Listener {
         service: "etcd clients",
@@ -594,6 +598,7 @@ pub const LISTENERS: &[Listener] = &[
         var: Some("ETCD_CLIENT_PORT"),
         default: 2379,
         bind: Bind::HostAndLoopback,
+        follows: None,
     },
     Listener {
         service: "etcd peers",
@@ -601,6 +606,7 @@ pub const LISTENERS: &[Listener] = &[
         var: Some("ETCD_PEER_PORT"),
         default: 2380,
         bind: Bind::Host,
+        follows: None,
     },
     Listener {
         service: "kube-apiserver",
@@ -608,6 +614,7 @@ pub const LISTENERS: &[Listener] = &[
         var: Some("SECURE_PORT"),
         default: 6443,
         bind: Bind::Host,
+        follows: None,
     },
     Listener {
         service: "the ex_lb load balancer",
@@ -615,6 +622,7 @@ pub const LISTENERS: &[Listener] = &[
         var: Some("EX_APISERVER_PORT"),
         default: 8443,
         bind: Bind::ExLbBind,
+        follows: None,
     },
     Listener {
         service: "harbor",
@@ -622,13 +630,23 @@ pub const LISTENERS: &[Listener] = &[
         var: Some("HARBOR_TLS_PORT"),
         default: 8443,
         bind: Bind::All,
+        follows: None,
+    },
+    Listener {
+        service: "kube-lb",
+        groups: K8S,
+        var: Some("KUBE_LB_PORT"),
+        default: 6443,
+        bind: Bind::Loopback,
+        follows: Some("SECURE_PORT"),
     },
     Listener {
         service: "kubelet",
         groups: K8S,
         var: None,
         default: 10250,
-        bind: Bind::All,
+        bind: Bind::Host,
+        follows: None,
     },
     Listener {
         service: "kubelet healthz",
@@ -636,6 +654,7 @@ pub const LISTENERS: &[Listener] = &[
         var: None,
         default: 10248,
         bind: Bind::Loopback,
+        follows: None,
     },
     Listener {
         service: "kube-proxy metrics",
@@ -643,13 +662,15 @@ pub const LISTENERS: &[Listener] = &[
         var: None,
         default: 10249,
         bind: Bind::Loopback,
+        follows: None,
     },
     Listener {
         service: "kube-proxy healthz",
         groups: K8S,
         var: None,
         default: 10256,
-        bind: Bind::All,
+        bind: Bind::Loopback,
+        follows: None,
     },
     Listener {
         service: "kube-controller-manager",
@@ -657,6 +678,7 @@ pub const LISTENERS: &[Listener] = &[
         var: None,
         default: 10257,
         bind: Bind::Loopback,
+        follows: None,
     },
     Listener {
         service: "kube-scheduler",
@@ -664,6 +686,7 @@ pub const LISTENERS: &[Listener] = &[
         var: None,
         default: 10259,
         bind: Bind::Loopback,
+        follows: None,
     },
 ];
 
@@ -675,13 +698,17 @@ impl Bind {
             Bind::Host => (false, true, false),
             Bind::Loopback => (false, false, true),
             Bind::HostAndLoopback => (false, true, true),
-            Bind::ExLbBind => match ex_lb_bind.and_then(|b| b.parse::<IpAddr>().ok()) {
-                Some(ip) if ip.is_unspecified() => (true, true, true),
-                Some(ip) if ip.is_loopback() => (false, false, true),
-                // A specific address (the VIP, or the host's): a clash only with a wildcard
-                // listener or one on the host address.
-                _ => (false, true, false),
-            },
+            Bind::ExLbBind => {
+                // Unset: the role's default, 0.0.0.0.
+                let ip = ex_lb_bind.map_or(Ok(IpAddr::from([0, 0, 0, 0])), str::parse);
+                match ip {
+                    Ok(ip) if ip.is_unspecified() => (true, true, true),
+                    Ok(ip) if ip.is_loopback() => (false, false, true),
+                    // A specific address (the VIP, or the host's): a clash only with a
+                    // wildcard listener or one on the host address.
+                    _ => (false, true, false),
+                }
+            }
         }
     }
 }
@@ -837,6 +864,10 @@ mod tests {
         assert!(!overlaps(Bind::Host, Bind::Loopback, None));
         assert!(overlaps(Bind::ExLbBind, Bind::Host, Some("0.0.0.0")));
         assert!(overlaps(Bind::ExLbBind, Bind::Host, Some("198.51.100.250")));
+        assert!(
+            overlaps(Bind::ExLbBind, Bind::Loopback, None),
+            "EX_LB_BIND defaults to 0.0.0.0"
+        );
         assert!(!overlaps(
             Bind::ExLbBind,
             Bind::Loopback,
