@@ -1,6 +1,8 @@
 //! Validation before any connection (`ezk check`): everything a kubeasz-style inventory can get
 //! wrong that is knowable offline — addresses, node names, group sizes, CIDRs, plugin names,
-//! and every templated variable evaluated for every host. Each problem names file:line and the
+//! every templated variable evaluated for every host, every value whose use is known checked
+//! for that use (`values`: paths, ports, users, names, numbers), ports two services of one host
+//! share. Each problem names file:line and the
 //! fix. `ezk check` adds its own findings (role templates, the artifact set) to the list and a
 //! summary of what was resolved (`ops::check`).
 //!
@@ -444,14 +446,23 @@ impl Checker<'_> {
     /// (kube-proxy answers NodePorts on every address). Reported once per clash, with the
     /// hosts it happens on, at the variable to change.
     fn ports(&mut self) {
-        let range = self.inv.hosts.first().and_then(|h| {
-            let r = self.get(h, "NODE_PORT_RANGE")?;
-            Some((
-                values::port_range(&r)?,
-                r,
-                self.var_at(h, "NODE_PORT_RANGE"),
-            ))
-        });
+        // Unset, Kubernetes' (and kube-master's) default range applies.
+        let range = self
+            .inv
+            .hosts
+            .first()
+            .and_then(|h| match self.get(h, "NODE_PORT_RANGE") {
+                Some(r) => Some((
+                    values::port_range(&r)?,
+                    r,
+                    self.var_at(h, "NODE_PORT_RANGE"),
+                )),
+                None => Some((
+                    (30000, 32767),
+                    "30000-32767 (Kubernetes' default)".into(),
+                    self.file_at(),
+                )),
+            });
         let mut found: IndexMap<(Location, String, String), Vec<String>> = IndexMap::new();
         for h in self.inv.hosts.clone() {
             let mut groups = self.inv.groups_of(&h);
@@ -503,7 +514,8 @@ impl Checker<'_> {
                 .filter(|p| (*low..=*high).contains(&p.port))
                 .partition(|p| p.set_by.is_some());
             let in_range = |at: &Location| {
-                if at == range_at {
+                // Unset (the default range), it has no line to point at.
+                if at == range_at || range_at.line == 0 {
                     format!("NODE_PORT_RANGE {r}")
                 } else {
                     format!("NODE_PORT_RANGE {r} ({range_at})")
