@@ -25,6 +25,7 @@ mod basics;
 mod certs;
 mod destroy;
 mod exec;
+mod kube_dns;
 mod kube_master;
 mod kube_network;
 mod kube_node;
@@ -63,6 +64,7 @@ const SUITES: &[&[Test]] = &[
     // The image-based network plugins: their manifests against the real API server (dry run),
     // network-apply for real (pods that cannot pull), the clean roles on a shared-lab host.
     kube_network::TESTS,
+    kube_dns::TESTS,
     // destroy takes the shared lab down to bare hosts (and builds it back): last.
     destroy::TESTS,
 ];
