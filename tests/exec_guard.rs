@@ -4,7 +4,7 @@
 //! (what runs, in which order, what travels on stdin) are fixtures: see
 //! `exec_guard_fixtures.rs` and `tests/fixtures/exec-guard/`.
 
-use ezk::exec::apply::parse_results;
+use ezk::exec::apply::{apply_script, parse_results};
 use ezk::exec::decide::{Change, Verdict, decide_role, pending_handlers};
 use ezk::exec::desired::desired_state;
 use ezk::exec::gather::{FactError, parse_facts};
@@ -117,6 +117,35 @@ fn command_guards_and_wait_probes() {
     let d = decide_role(&tasks, &w, &parse_facts("@@g 0 0\n@@w 2 0\n@@end\n", "", &tasks).unwrap());
     assert_eq!(d[0].verdict, Verdict::Change(vec![Change::Run]));
     assert_eq!(d[2].verdict, Verdict::Wait);
+}
+
+/// Guards are gathered in a role's first round trip, before its files go up: a guard met then
+/// that names a file an earlier task of the role changes (kube-master's RBAC apply behind
+/// `kubectl diff -f <the manifest it writes>`) must not skip its command on that stale answer.
+/// The apply checks the guard again, after the upload.
+#[test]
+fn a_guard_naming_a_file_changed_before_it_is_checked_again_in_the_apply() {
+    let m = "/etc/kubernetes/rbac.yaml";
+    let tasks = vec![
+        task("manifest", file(m, "kind: ClusterRole # v2\n", 0o644, false), &[]),
+        task("applied", Action::Command { cmd: format!("kubectl apply -f {m}"), creates: None, unless: Some(format!("kubectl diff -f {m}")) }, &[]),
+        task("other", Action::Command { cmd: "init".into(), creates: Some("/var/lib/x".into()), unless: None }, &[]),
+    ];
+    let w = desired_state(&tasks).unwrap();
+    let gathered = |content: &str| format!("{}{}@@g 1 1\n@@g 2 1\n@@end\n", f_line("f", "644", m), h_line(content, m));
+    // The manifest changes: the apply runs the command unless the guard, checked again, holds.
+    let d = decide_role(&tasks, &w, &parse_facts(&gathered("kind: ClusterRole # v1\n"), "", &tasks).unwrap());
+    assert_eq!(d[1].verdict, Verdict::Change(vec![Change::Recheck { path: m.into() }]));
+    assert_eq!(describe(&tasks[1], &w[1], &d[1]), vec![format!("run unless its guard still holds once {m} is changed: kubectl apply -f {m}")]);
+    // A guard that names no changed file keeps its answer.
+    assert!(matches!(d[2].verdict, Verdict::Skip(_)), "{:?}", d[2].verdict);
+    let script = apply_script(&tasks, &w, &d, &[]).script;
+    assert!(script.contains(&format!("kubectl diff -f {m}")), "{script}");
+    assert!(script.contains("'@@r 1 skipped'"), "the apply checks the guard again:\n{script}");
+    assert!(!script.contains("'@@r 2 "), "{script}");
+    // The manifest as wanted: the gathered answer stands.
+    let d = decide_role(&tasks, &w, &parse_facts(&gathered("kind: ClusterRole # v2\n"), "", &tasks).unwrap());
+    assert!(d.iter().all(|d| !d.needs_apply()), "{d:?}");
 }
 
 #[test]

@@ -33,6 +33,10 @@ pub enum Change {
     Restart { by: String },
     DaemonReload,
     Run,
+    /// Run, though the guard was met when gathered: the guard names `path`, which a task
+    /// before it in the role changes first, so that answer is stale (the apply checks the
+    /// guard again and reports `skipped` when it still holds).
+    Recheck { path: String },
 }
 
 /// The verdict for one task.
@@ -143,6 +147,8 @@ pub fn decide_role(tasks: &[Task], desired: &[Desired], facts: &Facts) -> Vec<De
     let mut notified: Vec<(String, String)> = owed_restarts(tasks, facts);
     // A unit file that landed without the daemon-reload that should have followed it.
     let mut unit_file_changed = facts.values().any(|f| f.pending_reload);
+    // Paths that tasks predicted to change write or remove, in task order.
+    let mut written: Vec<&str> = Vec::new();
     for (i, task) in tasks.iter().enumerate() {
         let tf = facts.get(&i).unwrap_or(&empty);
         let none = PathFact::none();
@@ -262,8 +268,11 @@ pub fn decide_role(tasks: &[Task], desired: &[Desired], facts: &Facts) -> Vec<De
                     unit_file_changed = false;
                 }
             }
-            Action::Command { .. } => match tf.guard_met {
-                Some(true) => d.verdict = Verdict::Skip("guard: already done".into()),
+            Action::Command { creates, unless, .. } => match tf.guard_met {
+                Some(true) => match stale_guard(&written, creates.as_deref(), unless.as_deref()) {
+                    Some(p) => changes.push(Change::Recheck { path: p.to_string() }),
+                    None => d.verdict = Verdict::Skip("guard: already done".into()),
+                },
                 _ => changes.push(Change::Run),
             },
             Action::WaitFor { .. } => {
@@ -275,6 +284,9 @@ pub fn decide_role(tasks: &[Task], desired: &[Desired], facts: &Facts) -> Vec<De
         if let Some(f) = fail {
             d.verdict = Verdict::Fail(f);
         } else if !changes.is_empty() {
+            if let Some(p) = written_path(&task.action) {
+                written.push(p);
+            }
             for u in &task.notify {
                 notified.push((u.clone(), task.name.clone()));
             }
@@ -283,6 +295,25 @@ pub fn decide_role(tasks: &[Task], desired: &[Desired], facts: &Facts) -> Vec<De
         out.push(d);
     }
     out
+}
+
+/// The path a file-like task writes or removes (what a later guard may read).
+fn written_path(action: &Action) -> Option<&str> {
+    match action {
+        Action::File(f) => Some(&f.path),
+        Action::Absent { path } | Action::Link { path, .. } => Some(path),
+        Action::Sysctl { file, .. } | Action::Modprobe { file, .. } => Some(file),
+        _ => None,
+    }
+}
+
+/// The first of `written` that a command's guard names: its gathered answer predates that
+/// change (guards are gathered in the role's first round trip, before its uploads).
+fn stale_guard<'a>(written: &[&'a str], creates: Option<&str>, unless: Option<&str>) -> Option<&'a str> {
+    written
+        .iter()
+        .copied()
+        .find(|p| [creates, unless].into_iter().flatten().any(|g| g.contains(p)))
 }
 
 /// Units still notified after the last task (no `Service` task of theirs followed the change,

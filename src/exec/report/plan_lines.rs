@@ -60,6 +60,9 @@ pub fn describe(task: &Task, want: &Desired, d: &Decision) -> Vec<String> {
                     Change::Restart { by } => out.push(format!("restart {t} ({by})")),
                     Change::DaemonReload => out.push("systemctl daemon-reload".into()),
                     Change::Run => out.push(format!("run: {t}")),
+                    Change::Recheck { path } => {
+                        out.push(format!("run unless its guard still holds once {path} is changed: {t}"))
+                    }
                 }
             }
         }
