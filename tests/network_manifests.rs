@@ -186,7 +186,7 @@ fn every_object_is_served_by_each_pinned_kubernetes_version() {
 }
 
 /// On the first master, network-apply (kubectl diff guard, then apply) comes after the role that
-/// writes the manifest: a role's guards are gathered before its own files go up.
+/// writes the manifest, and after kubectl-admin (the diagnosis script its wait runs).
 #[test]
 fn network_apply_runs_after_the_plugins_role_on_the_first_master() {
     for p in PLUGINS {
@@ -198,7 +198,7 @@ fn network_apply_runs_after_the_plugins_role_on_the_first_master() {
             .filter(|hr| hr.host == FIRST_MASTER)
             .map(|hr| hr.role.as_str())
             .collect();
-        assert_eq!(order, [p.net, "network-apply"], "{}", p.net);
+        assert_eq!(order, [p.net, "kubectl-admin", "network-apply"], "{}", p.net);
         // The other hosts get the plugin's role only.
         for w in &plans[0].waves {
             for hr in w.hosts.iter().filter(|hr| hr.host != FIRST_MASTER) {
