@@ -500,6 +500,11 @@ impl Checker<'_> {
             let mine: Vec<Port> = LISTENERS
                 .iter()
                 .filter(|l| l.groups.iter().any(|g| groups.iter().any(|x| x == g)))
+                .filter(|l| {
+                    l.when
+                        .iter()
+                        .all(|(v, want, unset)| self.get(&h, v).map_or(*unset, |x| x == *want))
+                })
                 .filter_map(|l| self.port_of(&h, l))
                 .collect();
             for (i, a) in mine.iter().enumerate() {

@@ -564,6 +564,10 @@ pub struct Listener {
     pub bind: Bind,
     /// Unset, the port is this variable's (kube-lb listens on SECURE_PORT by default).
     pub follows: Option<&'static str>,
+    /// Only where each (variable, value, unset) holds: the variable has that value, or is
+    /// unset and `unset` is true (its role default is that value; a test checks). A network
+    /// plugin's agents, a backend's daemon.
+    pub when: &'static [(&'static str, &'static str, bool)],
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -591,6 +595,7 @@ pub const LISTENERS: &[Listener] = &[
         default: 22,
         bind: Bind::All,
         follows: None,
+        when: &[],
     },
     Listener {
         service: "etcd clients",
@@ -599,6 +604,7 @@ pub const LISTENERS: &[Listener] = &[
         default: 2379,
         bind: Bind::HostAndLoopback,
         follows: None,
+        when: &[],
     },
     Listener {
         service: "etcd peers",
@@ -607,6 +613,7 @@ pub const LISTENERS: &[Listener] = &[
         default: 2380,
         bind: Bind::Host,
         follows: None,
+        when: &[],
     },
     Listener {
         service: "kube-apiserver",
@@ -615,6 +622,7 @@ pub const LISTENERS: &[Listener] = &[
         default: 6443,
         bind: Bind::Host,
         follows: None,
+        when: &[],
     },
     Listener {
         service: "the ex_lb load balancer",
@@ -623,6 +631,7 @@ pub const LISTENERS: &[Listener] = &[
         default: 8443,
         bind: Bind::ExLbBind,
         follows: None,
+        when: &[],
     },
     Listener {
         service: "harbor",
@@ -631,6 +640,7 @@ pub const LISTENERS: &[Listener] = &[
         default: 8443,
         bind: Bind::All,
         follows: None,
+        when: &[],
     },
     Listener {
         service: "kube-lb",
@@ -639,6 +649,7 @@ pub const LISTENERS: &[Listener] = &[
         default: 6443,
         bind: Bind::Loopback,
         follows: Some("SECURE_PORT"),
+        when: &[],
     },
     Listener {
         service: "kubelet",
@@ -647,6 +658,7 @@ pub const LISTENERS: &[Listener] = &[
         default: 10250,
         bind: Bind::Host,
         follows: None,
+        when: &[],
     },
     Listener {
         service: "kubelet healthz",
@@ -655,6 +667,7 @@ pub const LISTENERS: &[Listener] = &[
         default: 10248,
         bind: Bind::Loopback,
         follows: None,
+        when: &[],
     },
     Listener {
         service: "kube-proxy metrics",
@@ -663,6 +676,7 @@ pub const LISTENERS: &[Listener] = &[
         default: 10249,
         bind: Bind::Loopback,
         follows: None,
+        when: &[],
     },
     Listener {
         service: "kube-proxy healthz",
@@ -671,6 +685,7 @@ pub const LISTENERS: &[Listener] = &[
         default: 10256,
         bind: Bind::Loopback,
         follows: None,
+        when: &[],
     },
     Listener {
         service: "kube-controller-manager",
@@ -679,6 +694,7 @@ pub const LISTENERS: &[Listener] = &[
         default: 10257,
         bind: Bind::Loopback,
         follows: None,
+        when: &[],
     },
     Listener {
         service: "kube-scheduler",
@@ -687,6 +703,44 @@ pub const LISTENERS: &[Listener] = &[
         default: 10259,
         bind: Bind::Loopback,
         follows: None,
+        when: &[],
+    },
+    // The image-based network plugins' agents (hostNetwork pods on every node).
+    Listener {
+        service: "calico's BGP daemon (bird)",
+        groups: K8S,
+        var: None,
+        default: 179,
+        bind: Bind::All,
+        follows: None,
+        when: &[("CLUSTER_NETWORK", "calico", false), ("CALICO_NETWORKING_BACKEND", "bird", true)],
+    },
+    Listener {
+        service: "calico-node's health endpoint (felix)",
+        groups: K8S,
+        var: None,
+        default: 9099,
+        bind: Bind::Loopback,
+        follows: None,
+        when: &[("CLUSTER_NETWORK", "calico", false)],
+    },
+    Listener {
+        service: "kube-router's BGP",
+        groups: K8S,
+        var: None,
+        default: 179,
+        bind: Bind::Host,
+        follows: None,
+        when: &[("CLUSTER_NETWORK", "kube-router", false)],
+    },
+    Listener {
+        service: "kube-router's health endpoint",
+        groups: K8S,
+        var: None,
+        default: 20244,
+        bind: Bind::All,
+        follows: None,
+        when: &[("CLUSTER_NETWORK", "kube-router", false)],
     },
 ];
 
@@ -935,6 +989,18 @@ mod tests {
                         role.display()
                     );
                 }
+            }
+        }
+        // A listener's condition that holds when its variable is unset: the roles' default
+        // is that value.
+        for l in LISTENERS {
+            for (v, want, _) in l.when.iter().filter(|(_, _, unset)| *unset) {
+                let defaults: Vec<String> = roles
+                    .iter()
+                    .filter(|r| r.join("defaults.yml").exists())
+                    .filter_map(|r| yaml(&r.join("defaults.yml")).get(*v).and_then(|d| d.as_str().map(str::to_string)))
+                    .collect();
+                assert!(!defaults.is_empty() && defaults.iter().all(|d| d == want), "{}: {v} defaults {defaults:?}, want {want}", l.service);
             }
         }
         for l in LISTENERS {
