@@ -230,7 +230,7 @@ async fn the_version_set_comes_from_the_cluster_unless_k8s_ver_is_given() {
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("no artifact set for K8S_VER \"v1.20.1\"; known sets: first, second (K8S_VER of cluster old); set K8S_VER in "),
+        stderr.contains("no artifact set for K8S_VER \"v1.20.1\"; known sets: first; second (K8S_VER of cluster old); set K8S_VER in "),
         "{stderr}"
     );
     assert!(
