@@ -41,6 +41,9 @@ pub enum ArtifactError {
         "Kubernetes {ver} is a release this ezk knows but has not pinned: {missing}. ezk does not invent digests; to fetch it, name the release's own checksum file and ezk takes the Kubernetes binaries' digests from it (the other artifacts stay those pinned for {minor}): ezk download --k8s-ver {ver} --sha256sums https://dl.k8s.io/release/v{ver}/SHA256SUMS (or a local copy of that file)"
     )]
     Unpinned { ver: String, missing: String, minor: String },
+    /// A release's checksum file that cannot be read or used.
+    #[error("checksum file {src}: {msg}")]
+    Sums { src: String, msg: String },
     /// `--sha256sums` refused for a release.
     #[error("cannot pin Kubernetes {ver} from {from}: {msg}")]
     Pin { ver: String, from: String, msg: String },

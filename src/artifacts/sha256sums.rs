@@ -14,7 +14,7 @@ const MAX_BYTES: usize = 4 << 20;
 
 /// The text at `src`: an `http(s)://` URL, a `file://` URL or a path on this machine.
 pub async fn read(src: &str) -> Result<String, ArtifactError> {
-    let fail = |msg: String| ArtifactError::Http { url: src.to_string(), msg };
+    let fail = |msg: String| ArtifactError::Sums { src: src.to_string(), msg };
     if !(src.starts_with("http://") || src.starts_with("https://")) {
         let path = std::path::Path::new(src.strip_prefix("file://").unwrap_or(src));
         let bytes = std::fs::read(path).map_err(ArtifactError::io(path))?;
@@ -36,12 +36,12 @@ pub async fn read(src: &str) -> Result<String, ArtifactError> {
 
 fn text_of(bytes: Vec<u8>, src: &str) -> Result<String, ArtifactError> {
     if bytes.len() > MAX_BYTES {
-        return Err(ArtifactError::Http {
-            url: src.to_string(),
+        return Err(ArtifactError::Sums {
+            src: src.to_string(),
             msg: format!("{} bytes: too large for a checksum file", bytes.len()),
         });
     }
-    String::from_utf8(bytes).map_err(|_| ArtifactError::Http { url: src.to_string(), msg: "not a text file".into() })
+    String::from_utf8(bytes).map_err(|_| ArtifactError::Sums { src: src.to_string(), msg: "not a text file".into() })
 }
 
 /// The linux/amd64 digest of each of `binaries` in the sha256sum-style `text` read from `src`:
@@ -49,7 +49,7 @@ fn text_of(bytes: Vec<u8>, src: &str) -> Result<String, ArtifactError> {
 /// before it is allowed), optionally inside a PGP clear-signed envelope. Other lines are
 /// ignored; a binary listed twice with two digests, or not at all, is an error.
 pub fn kubernetes_digests(text: &str, binaries: &[String], src: &str) -> Result<IndexMap<String, String>, ArtifactError> {
-    let refuse = |msg: String| ArtifactError::Http { url: src.to_string(), msg };
+    let refuse = |msg: String| ArtifactError::Sums { src: src.to_string(), msg };
     let mut found: IndexMap<String, String> = IndexMap::new();
     for line in text.lines() {
         let line = line.trim();

@@ -75,52 +75,73 @@ impl Store {
         if already {
             return Ok(release);
         }
-        let path = self.pin_path(&release);
-        mkdir_parent(&path)?;
         let mut text = format!(
             "# Kubernetes {release}: Kubernetes binaries pinned by `ezk download --sha256sums`\n# from: {from}\n"
         );
         for (bin, sha) in digests {
             text.push_str(&format!("{sha}  {bin}\n"));
         }
-        let tmp = path.with_extension("sha256.tmp");
-        fs::write(&tmp, text).map_err(ArtifactError::io(&tmp))?;
-        fs::rename(&tmp, &path).map_err(ArtifactError::io(&path))?;
+        self.keep_pins(&release, &text)?;
         Ok(release)
     }
 
     /// Add the operator's pins under `down/pins/` to the manifest (a release the manifest pins
     /// itself keeps its own pins: a file that disagrees is an error).
     fn read_pins(&mut self) -> Result<(), ArtifactError> {
+        for (release, text) in self.pin_files()? {
+            let path = self.pin_path(&release);
+            self.apply_pins(&release, &text, &path.display().to_string())?;
+        }
+        Ok(())
+    }
+
+    /// `(release, text)` of every file under `down/pins/`, by name.
+    pub fn pin_files(&self) -> Result<Vec<(String, String)>, ArtifactError> {
         let dir = self.dir.join(PINS);
-        let Ok(entries) = fs::read_dir(&dir) else { return Ok(()) };
+        let Ok(entries) = fs::read_dir(&dir) else { return Ok(Vec::new()) };
         let mut files: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "sha256"))
             .collect();
         files.sort();
-        for path in files {
-            let text = fs::read_to_string(&path).map_err(ArtifactError::io(&path))?;
-            let release = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-            let from = text
-                .lines()
-                .find_map(|l| l.strip_prefix("# from: "))
-                .map_or_else(|| path.display().to_string(), |f| format!("{f} (kept in {})", path.display()));
-            let mut digests = IndexMap::new();
-            for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
-                match line.split_once("  ") {
-                    Some((sha, bin)) => digests.insert(bin.to_string(), sha.to_string()),
-                    None => {
-                        return Err(ArtifactError::Manifest {
-                            path: path.display().to_string(),
-                            msg: format!("line {line:?} is not `<sha256>  <binary>`; remove the file and pin the release again"),
-                        });
-                    }
-                };
-            }
-            Arc::make_mut(&mut self.manifest).pin_release(&release, &digests, &from)?;
+        files
+            .into_iter()
+            .map(|path| {
+                let release = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                let text = fs::read_to_string(&path).map_err(ArtifactError::io(&path))?;
+                Ok((release, text))
+            })
+            .collect()
+    }
+
+    /// Pin `release` with the digests of a pins file's `text` (as `pin_release` writes it), read
+    /// from `origin`.
+    pub fn apply_pins(&mut self, release: &str, text: &str, origin: &str) -> Result<(), ArtifactError> {
+        let from = text
+            .lines()
+            .find_map(|l| l.strip_prefix("# from: "))
+            .map_or_else(|| origin.to_string(), |f| format!("{f} (kept in {origin})"));
+        let mut digests = IndexMap::new();
+        for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+            let Some((sha, bin)) = line.split_once("  ") else {
+                return Err(ArtifactError::Manifest {
+                    path: origin.to_string(),
+                    msg: format!("line {line:?} is not `<sha256>  <binary>`; remove the file and pin the release again"),
+                });
+            };
+            digests.insert(bin.to_string(), sha.to_string());
         }
+        Arc::make_mut(&mut self.manifest).pin_release(release, &digests, &from)?;
         Ok(())
+    }
+
+    /// Keep a pins file's `text` for `release` in this store (a bundle's, once imported).
+    pub fn keep_pins(&self, release: &str, text: &str) -> Result<(), ArtifactError> {
+        let path = self.pin_path(release);
+        mkdir_parent(&path)?;
+        let tmp = path.with_extension("sha256.tmp");
+        fs::write(&tmp, text).map_err(ArtifactError::io(&tmp))?;
+        fs::rename(&tmp, &path).map_err(ArtifactError::io(&path))
     }
 
     pub fn dir(&self) -> &Path {

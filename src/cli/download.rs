@@ -39,7 +39,7 @@ or, where those exact packages are installed (not kubectl on machines with anoth
 
 WHICH SET: --k8s-ver V; else K8S_VER of CLUSTER (config.yml); else of the current cluster (see
 `ezk checkout`); else, with no cluster, the manifest's first set. V is a release with or
-without its v (1.31.2, v1.31.2). `ezk download --list` shows every release: 1.28.0 to 1.36.4,
+without its v (1.31.2, v1.31.2). `ezk download --list` shows every release, 1.28 to 1.36,
 each pinned by sha256 with its etcd, containerd, runc, CNI plugins, crictl, helm and calicoctl.
 
 UNPINNED RELEASES: a few releases are known but have no published digests ezk could pin
