@@ -133,16 +133,12 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
         );
         return Ok(0);
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .worker_threads(2)
-        .build()?;
     let wanted = match wanted_set(ctx, &args, &store)? {
         Ok(w) => w,
         Err(code) => return Ok(code),
     };
     if let Some(src) = &args.sha256sums {
-        pin_from(&rt, &mut store, &wanted.ver, src)?;
+        pin_from(&mut store, &wanted.ver, src)?;
     }
     let (set, _) = store.manifest().set(&wanted.ver).map_err(|e| match e {
         ArtifactError::UnknownVersion { .. } => format!("{e} ({}){}", wanted.why, wanted.fix),
@@ -169,7 +165,7 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
         let n = download::select(&k8s_ver, set, &opts.only)?.len();
         let store = Arc::new(store.clone());
         let progress: Arc<dyn progress::Progress> = Arc::from(progress::auto(n));
-        rt.block_on(download::download_all(store, &k8s_ver, &opts, progress))?
+        runtime()?.block_on(download::download_all(store, &k8s_ver, &opts, progress))?
     };
     Ok(report(&outcomes))
 }
@@ -210,26 +206,33 @@ fn wanted_set(ctx: &Context, args: &Args, store: &Store) -> Result<Result<Wanted
 
 /// Read the checksum file `src`, take release `ver`'s Kubernetes digests from it and pin them
 /// in the store (printed, with where they are kept).
-fn pin_from(rt: &tokio::runtime::Runtime, store: &mut Store, ver: &str, src: &str) -> Result<(), CliError> {
+fn pin_from(store: &mut Store, ver: &str, src: &str) -> Result<(), CliError> {
     let binaries = store
         .manifest()
         .kubernetes
         .as_ref()
         .map(|k| k.binaries.clone())
         .ok_or("this versions manifest has no catalog of Kubernetes releases to pin from")?;
-    let text = rt.block_on(sha256sums::read(src))?;
+    let text = runtime()?.block_on(sha256sums::read(src))?;
     let digests = sha256sums::kubernetes_digests(&text, &binaries, src)?;
     let was_unpinned = store.manifest().unpinned.contains_key(catalog::normalize(ver));
     let release = store.pin_release(ver, &digests, src)?;
-    if was_unpinned {
-        println!("pinned Kubernetes {release} from {src} (kept in {}):", store.dir().join("pins").join(format!("{release}.sha256")).display());
-    } else {
-        println!("{src} agrees with this ezk's pins of Kubernetes {release}:");
+    match store.manifest().sets[&release].pinned_from.as_deref() {
+        _ if was_unpinned => {
+            println!("pinned Kubernetes {release} from {src} (kept in {}):", store.dir().join("pins").join(format!("{release}.sha256")).display())
+        }
+        Some(from) => println!("{src} agrees with the pins of Kubernetes {release} you made from {from}:"),
+        None => println!("{src} agrees with this ezk's pins of Kubernetes {release}:"),
     }
     for (bin, sha) in &digests {
         println!("  {bin:<24} sha256:{sha}");
     }
     Ok(())
+}
+
+/// The runtime for HTTP, made only by the commands that fetch.
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(2).build()?)
 }
 
 /// Summary lines; exit code 1 when anything failed.

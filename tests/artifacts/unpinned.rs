@@ -8,27 +8,12 @@
 //! the mirror layout, with a SHA256SUMS in the layout of dl.k8s.io's (real Kubernetes binaries
 //! cannot be downloaded on this machine, and their size would not help the test).
 
-use std::path::Path;
-use std::process::Output;
-
+use crate::cli::{ezk, text};
 use crate::support::http_server::TestServer;
 use crate::support::sha256;
 
 const RELEASE: &str = "1.35.8";
 const BINARIES: [&str; 6] = ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy", "kubelet", "kubectl"];
-
-async fn ezk(home: &Path, args: &[&str]) -> Output {
-    tokio::process::Command::from(crate::common::ezk::command(home))
-        .arg("download")
-        .args(args)
-        .output()
-        .await
-        .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 /// The fake binary `name` of the test-double release.
 fn fake(name: &str) -> Vec<u8> {
@@ -126,7 +111,12 @@ async fn sha256sums_pins_the_release_from_that_file_and_later_runs_keep_it() {
     let out = ezk(home2.path(), &["--k8s-ver", RELEASE, "--only", &only()]).await;
     assert_eq!(text(&out.stdout).matches("already verified").count(), 6, "{}", text(&out.stdout));
 
-    // The same file again agrees; one that contradicts the kept pins is refused.
+    // The same file again agrees, and says whose pins it agrees with; one that contradicts the
+    // kept pins is refused.
+    let out = ezk(h, &["--k8s-ver", RELEASE, "--sha256sums", &sums_url, "--only", "kubelet"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains(&format!("{sums_url} agrees with the pins of Kubernetes {RELEASE} you made from {sums_url} (kept in")), "{stdout}");
     let other = sums().replace(&sha256(&fake("kubelet")), &"e".repeat(64));
     srv.serve("/other/SHA256SUMS", other.into_bytes());
     let out = ezk(h, &["--k8s-ver", RELEASE, "--sha256sums", &srv.url("/other/SHA256SUMS"), "--only", "kubelet"]).await;
