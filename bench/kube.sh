@@ -1,10 +1,11 @@
 #!/bin/bash
 # Bench of the Kubernetes steps on the 5-host lab (3 masters/etcd, 2 workers that are also the
 # ex_lb pair), release build, with the real v1.20.2 binaries (see bench/README.md):
-#   - `ezk setup <lab> all` from bare hosts to every node Ready (01 02 03 10 04 05 06), and its
-#     no-op re-run;
-#   - step by step on a second fresh lab: 04 kube-master, 05 kube-node, 06 network, each first
-#     run and no-op re-run (01 02 03 10 run first, untimed);
+#   - `ezk setup <lab> all` from bare hosts to every node Ready and CoreDNS answering (01 02 03
+#     10 04 05 06 07), and its no-op re-run;
+#   - step by step on a second fresh lab: 04 kube-master, 05 kube-node, 06 network, 07
+#     cluster-addon, each first run and no-op re-run (01 02 03 10 run first, untimed), and the
+#     time from the start of `setup 07` to the first DNS answer in a pod (dns-first-answer);
 #   - `ezk lab up` of 3 and 5 hosts;
 #   - the lab's Kubernetes build: from this machine's cache (into a fresh home), and, with
 #     COLD=1, from nothing (a private EZK_LAB_DIR: fetch, toolchain, full Go build; ~6 min).
@@ -80,13 +81,24 @@ for r in $(seq "$ROUNDS"); do
         sleep 1.2
         for i in 1 2 3; do setup_once "$lab" "$s" "$s-rerun"; done
     done
+    # A pod waits for DNS; the clock runs from the start of setup 07 to its first answer.
+    k="$WORK/down/bin/kubernetes-server/1.20.2/kubectl --kubeconfig $WORK/clusters/$lab/kubectl.kubeconfig"
+    $k run dnsprobe --image=ezk.local/busybox:1.35.0 --image-pull-policy=Never --restart=Never -- sleep 3600 >/dev/null
+    $k wait --for=condition=Ready pod/dnsprobe --timeout=120s >/dev/null
+    t0=$(now)
+    setup_once "$lab" 07 "07-first"
+    until $k exec dnsprobe -- nslookup kubernetes.default.svc.cluster.local >/dev/null 2>&1; do sleep 0.1; done
+    t1=$(now)
+    rec "dns-first-answer" "$(echo "$t1 - $t0" | bc)"
+    sleep 1.2
+    for i in 1 2 3; do setup_once "$lab" 07 "07-rerun"; done
     ready "$lab"
     down "$lab"
 done
 
 echo "| measure | median s | changed (all hosts) | round trips/host |"
 echo "|---|---|---|---|"
-for name in k8s-build-cold k8s-build-cache-hit+store lab-up-3 lab-up-5 all-first all-rerun 04-first 04-rerun 05-first 05-rerun 06-first 06-rerun; do
+for name in k8s-build-cold k8s-build-cache-hit+store lab-up-3 lab-up-5 all-first all-rerun 04-first 04-rerun 05-first 05-rerun 06-first 06-rerun 07-first 07-rerun dns-first-answer; do
     grep "^$name " "$WORK/samples" >/dev/null || continue
     med=$(grep "^$name " "$WORK/samples" | awk '{print $2}' | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}')
     ch=$(grep "^$name " "$WORK/samples" | awk '{print $3}' | sort -n | tail -1)

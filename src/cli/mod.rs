@@ -68,7 +68,7 @@ pub enum Command {
     Check(check::Args),
     /// Write, per host, every file a step would install (no host is contacted).
     Render(render::Args),
-    /// Run a step on the cluster's hosts: 01 prepare, 02 etcd, 03 runtime, 10 ex-lb, or all (--plan: show only).
+    /// Run a step on the cluster's hosts: 01 prepare, 02 etcd, 03 runtime, 04 kube-master, 05 kube-node, 06 network, 07 cluster-addon, 10 ex-lb, or all (--plan: show only).
     Setup(setup::Args),
     /// Stop every service ezk set up on the cluster's hosts and delete their data,
     /// certificates and configuration (kubeasz's `ezctl destroy`; asks first, --plan shows).

@@ -31,7 +31,8 @@ pub const TESTS: &[Test] = &[
 ];
 
 /// The test workload: one busybox httpd per node (a DaemonSet tolerating the masters' taint)
-/// answering with its pod name, a ClusterIP and a NodePort service in front.
+/// answering with its pod name, a ClusterIP and a NodePort service in front, and a headless
+/// service over the same pods (cluster DNS answers with every ready pod's address).
 const WEB: &str = r#"
 apiVersion: apps/v1
 kind: DaemonSet
@@ -54,7 +55,15 @@ kind: Service
 metadata: {name: ezk-web, namespace: default}
 spec:
   selector: {app: ezk-web}
-  ports: [{port: 80, targetPort: 8080}]
+  ports: [{name: http, port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ezk-web-headless, namespace: default}
+spec:
+  clusterIP: None
+  selector: {app: ezk-web}
+  ports: [{name: http, port: 8080}]
 ---
 apiVersion: v1
 kind: Service
@@ -70,7 +79,7 @@ fn node_names(lab: &Lab) -> Vec<String> {
 }
 
 /// Until every node reports Ready (at most `secs`).
-fn wait_all_ready(lab: &Lab, secs: u64) {
+pub fn wait_all_ready(lab: &Lab, secs: u64) {
     let start = Instant::now();
     loop {
         let out = kubectl(lab)
@@ -88,7 +97,7 @@ fn wait_all_ready(lab: &Lab, secs: u64) {
 }
 
 /// The DaemonSet runs on every node; pod name → (node, pod IP).
-fn ensure_web(lab: &Lab) -> Vec<(String, String, String)> {
+pub fn ensure_web(lab: &Lab) -> Vec<(String, String, String)> {
     let mut apply = kubectl(lab);
     apply.args(["apply", "-f", "-"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = apply.spawn().unwrap();
@@ -126,7 +135,7 @@ fn ensure_web(lab: &Lab) -> Vec<(String, String, String)> {
 }
 
 /// `wget` inside pod `pod`; busybox's wget `-T` crashes in Debian's 1.35 build, so `timeout`.
-fn fetch_in(lab: &Lab, pod: &str, url: &str) -> Result<String, String> {
+pub fn fetch_in(lab: &Lab, pod: &str, url: &str) -> Result<String, String> {
     let out = kubectl(lab)
         .args(["exec", pod, "--", "timeout", "5", "wget", "-q", "-O-", url])
         .output()
@@ -281,7 +290,7 @@ fn rerun_of_all_changes_nothing_and_restarts_nothing(_: &Lab) {
         let r = setup_ok(lab, "all", &[]);
         let ips: Vec<String> = lab.hosts.iter().map(|h| h.ip.clone()).collect();
         assert_nothing_changed(&r, &ips);
-        assert_eq!(r.recap["steps"].as_array().map(Vec::len), Some(7), "01 02 03 10 04 05 06 in one document");
+        assert_eq!(r.recap["steps"].as_array().map(Vec::len), Some(8), "01 02 03 10 04 05 06 07 in one document");
         let after: Vec<Vec<String>> = units.iter().map(|u| main_pids(lab, u, &all)).collect();
         assert_eq!(before, after, "a no-op run restarted one of {units:?}");
         assert_eq!(api_before, main_pids(lab, "kube-apiserver", &MASTERS));
