@@ -1,9 +1,9 @@
 //! A kubeasz 3.6 cluster as its users have it (`tests/fixtures/inventory/kubeasz-3.6-k8s-1.31.2/`:
 //! kubeasz's own config.yml keys, `K8S_VER: "1.31.2"` as `ezctl new` writes it) is a cluster ezk
 //! takes unchanged: `ezk check` passes with no warning (also with `v1.31.2`), and every step ezk
-//! offers renders for every host, with the choices of a 1.31 release. (`ezk check` on the case
-//! itself runs with the other inventory fixtures; here the render, which needs the artifact
-//! store, goes through `ops::render::render_with` with the deploy-files test double.)
+//! offers renders for every host, with the choices of a 1.31 release, before anything is
+//! downloaded: `ezk render` on a fresh home names each binary it will install instead of
+//! failing on the empty store.
 
 mod common;
 
@@ -11,10 +11,8 @@ use std::path::{Path, PathBuf};
 
 use ezk::home::Home;
 use ezk::plan::{Catalog, Library};
-use ezk::session::Session;
 
 use common::ezk::{Run, ezk};
-use common::files::FilesDouble;
 
 const CASE: &str = "kubeasz-3.6-k8s-1.31.2";
 
@@ -27,6 +25,15 @@ fn home() -> tempfile::TempDir {
     for f in ["hosts", "config.yml"] {
         std::fs::copy(src.join(f), dest.join(f)).unwrap();
     }
+    dir
+}
+
+/// `home()` with the hosts moved to loopback: for commands that would connect, so that a
+/// regression could not send traffic anywhere else.
+fn home_on_loopback() -> tempfile::TempDir {
+    let dir = home();
+    let hosts = dir.path().join("clusters").join(CASE).join("hosts");
+    std::fs::write(&hosts, std::fs::read_to_string(&hosts).unwrap().replace("198.51.100.", "127.0.0.")).unwrap();
     dir
 }
 
@@ -45,29 +52,32 @@ fn k8s_ver_with_or_without_v_passes_check() {
     }
 }
 
-/// Every file of every step, per host: `(host, path) -> bytes`, as `ezk render` writes them.
-fn render_all(home: &Path, extra: &[(String, String)]) -> (Vec<String>, Vec<(PathBuf, Vec<u8>)>) {
-    let home = Home::at(home);
-    let session = Session::open(&home, CASE, extra).unwrap_or_else(|e| panic!("{e}"));
-    let lib = Library::with_overrides(home.root()).unwrap();
+/// Every file of every step, per host: `(<step>/<host>/<path>, bytes)` as `ezk render` writes
+/// them (`extra`: `-e` values); the steps rendered; what each render said on stdout.
+fn render_all(home: &Path, extra: &[&str]) -> (Vec<String>, Vec<(PathBuf, Vec<u8>)>, String) {
+    let lib = Library::with_overrides(Home::at(home).root()).unwrap();
     let steps: Vec<String> = Catalog::load(&lib).unwrap().steps().iter().map(|s| s.to_string()).collect();
     let out = tempfile::tempdir().unwrap();
-    let mut rendered = Vec::new();
+    let (mut rendered, mut said) = (Vec::new(), String::new());
     for step in &steps {
         // `all` imports the others; restore and clean are operations of their own.
         if ["90", "95", "99"].iter().any(|n| step.starts_with(n)) {
             continue;
         }
         let dir = out.path().join(step);
-        let code = ezk::ops::render::render_with(&home, step, &dir, &session.inventory, &FilesDouble)
-            .unwrap_or_else(|e| panic!("step {step}: {e}"));
-        assert_eq!(code, 0, "step {step}");
+        let mut args = vec!["render", CASE, step, "--out", dir.to_str().unwrap()];
+        for e in extra {
+            args.extend(["-e", e]);
+        }
+        let Run { code, stdout, stderr } = ezk(home, &args);
+        assert_eq!(code, 0, "step {step}: {stdout}{stderr}");
+        said.push_str(&stdout);
         rendered.push(step.clone());
     }
     let mut files = Vec::new();
     walk(out.path(), out.path(), &mut files);
     files.sort();
-    (rendered, files)
+    (rendered, files, said)
 }
 
 fn walk(root: &Path, dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
@@ -96,7 +106,8 @@ fn file<'a>(files: &'a [(PathBuf, Vec<u8>)], step: &str, host: &str, suffix: &st
 #[test]
 fn every_step_renders_for_a_kubeasz_1_31_cluster() {
     let dir = home();
-    let (steps, files) = render_all(dir.path(), &[]);
+    assert!(!dir.path().join("down").exists(), "a fresh home: nothing downloaded");
+    let (steps, files, said) = render_all(dir.path(), &[]);
     for want in ["01", "02", "03", "04", "05", "06", "10"] {
         assert!(steps.iter().any(|s| s.starts_with(want)), "step {want} not offered: {steps:?}");
     }
@@ -116,14 +127,54 @@ fn every_step_renders_for_a_kubeasz_1_31_cluster() {
     assert!(kubelet_config.contains("containerRuntimeEndpoint: unix://") && kubelet_config.contains("seccompDefault: true"), "{kubelet_config}");
     let sched = file(&files, &step("04"), master, "kube-scheduler-config.yaml");
     assert!(sched.contains("apiVersion: kubescheduler.config.k8s.io/v1\n"), "{sched}");
+    // Each binary is named with its 1.31.2 set's version, not written; the render says which.
     let plan = file(&files, &step("04"), master, "PLAN.txt");
-    assert!(plan.contains("kube-apiserver"), "{plan}");
+    let line = "file /opt/kube/bin/kube-apiserver 0755 root:root - will install kube-apiserver 1.31.2 (not downloaded yet)";
+    assert!(plan.contains(line), "{plan}");
+    let runtime = file(&files, &step("03"), "198.51.100.4", "PLAN.txt");
+    for b in ["containerd 1.7.27", "runc 1.2.6", "crictl 1.31.1"] {
+        assert!(runtime.contains(&format!("will install {b} (not downloaded yet)")), "{b}: {runtime}");
+    }
+    assert!(!files.iter().any(|(p, _)| p.ends_with("bin/kube-apiserver")), "a binary file was rendered");
+    let note = said.lines().find(|l| l.contains("kube-apiserver 1.31.2")).unwrap_or_else(|| panic!("{said}"));
+    assert!(note.starts_with("not downloaded yet (named in PLAN.txt, needed by `ezk setup`): "), "{said}");
 
     // `v1.31.2` is the same release: the same files, byte for byte.
-    let (_, with_v) = render_all(dir.path(), &[("K8S_VER".into(), "v1.31.2".into())]);
+    let (_, with_v, _) = render_all(dir.path(), &["K8S_VER=v1.31.2"]);
     assert_eq!(with_v.len(), files.len());
     for ((p, a), (q, b)) in files.iter().zip(&with_v) {
         assert_eq!(p, q);
         assert!(a == b, "{} differs with K8S_VER v1.31.2", p.display());
     }
+}
+
+#[test]
+fn only_a_run_needs_the_binaries_and_it_names_how_to_fetch_them() {
+    // `ezk setup` (not `--plan`) stops once planned, before any connection.
+    let dir = home_on_loopback();
+    let Run { code, stdout, stderr } = ezk(dir.path(), &["setup", CASE, "04"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stderr.contains("not downloaded yet, so nothing was run"), "{stderr}");
+    for b in ["kube-apiserver", "kube-controller-manager", "kube-scheduler"] {
+        assert!(stderr.contains(&format!("  {b} 1.31.2: ezk download --k8s-ver 1.31.2 --only {b}\n")), "{b}: {stderr}");
+    }
+    assert!(!dir.path().join("clusters").join(CASE).join("logs").exists(), "a run was started");
+}
+
+#[test]
+fn an_unpinned_release_renders_and_its_run_names_the_checksum_file() {
+    // 1.35.8 exists but has no published digests: it renders like any release, and `setup`
+    // says that its download needs the release's own checksum file.
+    let dir = home_on_loopback();
+    let out = dir.path().join("out");
+    let Run { code, stdout, stderr } = ezk(dir.path(), &["render", CASE, "04", "--out", out.to_str().unwrap(), "-e", "K8S_VER=1.35.8"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let plan = std::fs::read_to_string(out.join("127.0.0.1/PLAN.txt")).unwrap();
+    assert!(plan.contains("will install kube-apiserver 1.35.8 (not downloaded yet)"), "{plan}");
+    let Run { code, stderr, .. } = ezk(dir.path(), &["setup", CASE, "02", "-e", "K8S_VER=1.35.8"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("  etcdctl 3.6.14: ezk download --k8s-ver 1.35.8 --sha256sums https://dl.k8s.io/release/v1.35.8/SHA256SUMS"),
+        "{stderr}"
+    );
 }

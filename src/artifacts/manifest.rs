@@ -205,6 +205,17 @@ impl Artifact {
         Digest(self.sha256.to_ascii_lowercase())
     }
 
+    /// The digest installed binary `name` of this artifact has, when the manifest pins the
+    /// file itself: a plain binary's own, a deb's or build's member, a reproducible build
+    /// output. None for an archive member (only the archive is pinned) or a recorded output.
+    pub fn file_sha256(&self, name: &str) -> Option<String> {
+        let pin = match self.kind {
+            Kind::Binary => Some(&self.sha256),
+            _ => self.member_sha256.get(name).or_else(|| self.build.as_ref()?.output_sha256.get(name)),
+        };
+        pin.map(|s| s.to_ascii_lowercase())
+    }
+
     /// `(path in archive or None for kind binary, installed binary name)` pairs.
     pub fn binaries(&self) -> Vec<(Option<&str>, &str)> {
         match self.kind {
