@@ -544,3 +544,43 @@ fn known_checksums_spare_rehashing_yet_any_write_is_seen() {
     assert_eq!(r4.hosts["h1"].changed, 1, "the rewritten binary must be put back: {}", r4.to_json());
     assert_eq!(sha_of(&bin), bin_sha);
 }
+
+#[test]
+fn a_binary_not_downloaded_yet_is_planned_and_never_applied() {
+    // `ezk setup --plan` before `ezk download`: the plan says what will be installed; a host
+    // that already has the file the manifest pins shows nothing to do; a run is refused before
+    // any connection.
+    let server = Sshd::start(None);
+    let s = setup(&[&server]);
+    let conns: IndexMap<String, Connection> = ["h1", "h2"].iter().map(|h| (h.to_string(), server.connection())).collect();
+    let bytes = b"kube-apiserver 1.31.2 as released\n";
+    let have = s.base.join("h2/kube-apiserver");
+    std::fs::create_dir_all(s.base.join("h1")).unwrap();
+    std::fs::create_dir_all(have.parent().unwrap()).unwrap();
+    std::fs::write(&have, bytes).unwrap();
+    std::fs::set_permissions(&have, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let content = Content::NotDownloaded {
+        name: "kube-apiserver".into(),
+        version: "1.31.2".into(),
+        sha256: Some(hex::encode(Sha256::digest(bytes))),
+        fetch: "ezk download --k8s-ver 1.31.2 --only kube-apiserver".into(),
+    };
+    let plan = step(
+        ["h1", "h2"]
+            .iter()
+            .map(|h| {
+                let t = task("binary", file(&s.base.join(h).join("kube-apiserver"), content.clone(), 0o755, false));
+                HostRolePlan { host: h.to_string(), role: "app".into(), tasks: vec![t] }
+            })
+            .collect(),
+    );
+    let rp = run_step(&s.cluster, &plan, &conns, &opts(true)).unwrap();
+    let want = s.base.join("h1/kube-apiserver").display().to_string();
+    assert_eq!(rp.plan["h1"], vec![format!("[app] new {want}: will install kube-apiserver 1.31.2 (not downloaded yet)")], "{:#?}", rp.plan);
+    assert!(rp.plan["h2"].is_empty(), "{:#?}", rp.plan);
+
+    let err = run_step(&s.cluster, &plan, &conns, &opts(false)).unwrap_err().to_string();
+    assert!(err.contains("nothing was changed on any host"), "{err}");
+    assert!(err.contains("kube-apiserver 1.31.2: ezk download --k8s-ver 1.31.2 --only kube-apiserver"), "{err}");
+    assert!(!s.base.join("h1/kube-apiserver").exists());
+}

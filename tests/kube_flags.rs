@@ -1,16 +1,18 @@
 //! Every flag of every Kubernetes unit ezk renders is one the pinned version accepts: the roles
-//! are planned for each version set of the manifest that installs Kubernetes (the lab's 1.20.2
-//! and upstream 1.34-1.36), and each `ExecStart=` flag is looked up in that version's real list:
-//! for 1.20, the built binaries' own `--help` (from this machine's build cache, which
-//! `tests/deps.sh` fills); for 1.34-1.36, the lists checked in under `tests/fixtures/k8s-flags/`
-//! (from each release's published reference pages; provenance in SOURCES.md there).
+//! are planned for each minor version the manifest installs (the lab's 1.20.2 and upstream
+//! 1.28-1.36: the newest pinned release of each minor, and every `versions.yml` set), and each
+//! `ExecStart=` flag is looked up in that version's real list: for 1.20, the built binaries'
+//! own `--help` (from this machine's build cache, which `tests/deps.sh` fills); for 1.28-1.36,
+//! the lists checked in under `tests/fixtures/k8s-flags/` (from each release's published
+//! reference pages; provenance in SOURCES.md there). The version-dependent choices are made per
+//! minor (`src/plan/kube.rs`), so one release a minor covers its patches.
 
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use ezk::artifacts::{Manifest, source_build};
+use ezk::artifacts::{Manifest, manifest, source_build};
 use ezk::home::Home;
 use ezk::plan::action::{Action, Content};
 use ezk::session::Session;
@@ -23,8 +25,18 @@ const STEPS: &[&str] = &["04", "05"];
 /// Version sets to check: (K8S_VER, where its flag lists come from).
 fn versions() -> Vec<(String, FlagSource)> {
     let m = Manifest::shipped().unwrap();
+    // versions.yml's sets, and the newest pinned release of each minor of the catalog.
+    let mut picked: Vec<String> = Manifest::parse(manifest::SHIPPED, manifest::SHIPPED_PATH).unwrap().sets.keys().cloned().collect();
+    for line in m.by_minor() {
+        if let Some(newest) = line.pinned.last()
+            && !picked.contains(newest)
+        {
+            picked.push(newest.clone());
+        }
+    }
     let mut out = Vec::new();
-    for (name, set) in &m.sets {
+    for name in picked {
+        let set = &m.sets[&name];
         let Some(api) = set.artifact_for("kube-apiserver") else { continue };
         let minor = api.version.split('.').take(2).collect::<Vec<_>>().join(".");
         let src = if api.build.is_some() {
@@ -32,7 +44,7 @@ fn versions() -> Vec<(String, FlagSource)> {
         } else {
             FlagSource::Lists(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/k8s-flags").join(minor))
         };
-        out.push((name.clone(), src));
+        out.push((name, src));
     }
     out
 }
@@ -147,7 +159,11 @@ fn every_rendered_flag_is_accepted_by_the_pinned_version() {
             assert!(bins.contains(b), "{ver}: {b} not rendered ({bins:?})");
         }
     }
-    assert!(checked.len() >= 4, "{checked:?}");
+    // The lab's 1.20, versions.yml's three and one release of each minor 1.28 .. 1.36.
+    assert!(checked.len() >= 13, "{checked:?}");
+    for minor in 28..=36 {
+        assert!(checked.keys().any(|v| v.starts_with(&format!("1.{minor}."))), "1.{minor} not checked: {checked:?}");
+    }
 }
 
 /// The check itself: a flag a version does not have is caught (the 1.20 controller-manager has

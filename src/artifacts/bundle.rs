@@ -6,7 +6,9 @@
 //! `bin/<name>/<version>/`. Import trusts nothing in the bundle: each file must match the
 //! importing ezk's own manifest, binaries are re-extracted from verified files, and deb
 //! binaries must match their pinned sha256. Any failure rejects the whole bundle and leaves
-//! the store as it was.
+//! the store as it was. The one thing taken from the bundle: `pins/<release>.sha256`, the
+//! Kubernetes digests an operator took for an unpinned release (`ezk download --sha256sums`),
+//! accepted only for releases this ezk lists as unpinned and never against its own pins.
 
 use std::fs;
 use std::path::{Component, Path, PathBuf};
@@ -35,6 +37,15 @@ pub fn write_bundle(store: &Store, out: &Path) -> Result<Contents, ArtifactError
     h.set_cksum();
     b.append_data(&mut h, "manifest.yml", &mut text)
         .map_err(|e| bad(e.to_string()))?;
+    // Before the files they pin, which import reads in order.
+    for (release, pins) in store.pin_files()? {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(pins.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, format!("pins/{release}.sha256"), pins.as_bytes())
+            .map_err(|e| bad(e.to_string()))?;
+    }
     let mut contents = Contents::new();
     for a in store.manifest().all_artifacts() {
         if !store.is_complete(a) {
@@ -74,6 +85,14 @@ pub fn import_bundle(store: &Store, bundle: &Path) -> Result<Contents, ArtifactE
     let staging = store.dir().join(format!(".import-{}", std::process::id()));
     let _ = fs::remove_dir_all(&staging);
     fs::create_dir_all(&staging).map_err(ArtifactError::io(&staging))?;
+    let pins = bundle_pins(bundle)?;
+    let mut pinned = store.clone();
+    for (release, text) in &pins {
+        pinned
+            .apply_pins(release, text, &format!("bundle {}", bundle.display()))
+            .map_err(|e| bad(format!("rejected, store unchanged: {e}")))?;
+    }
+    let store = &pinned;
     let result = stage_and_verify(store, bundle, &staging).and_then(|plan| {
         let mut contents = Contents::new();
         for (a, staged) in &plan {
@@ -86,10 +105,33 @@ pub fn import_bundle(store: &Store, bundle: &Path) -> Result<Contents, ArtifactE
         Ok(contents)
     });
     let _ = fs::remove_dir_all(&staging);
+    if result.is_ok() {
+        for (release, text) in &pins {
+            store.keep_pins(release, text)?;
+        }
+    }
     result.map_err(|e| match e {
         ArtifactError::Bundle { .. } => e,
         other => bad(format!("rejected, store unchanged: {other}")),
     })
+}
+
+/// The `pins/<release>.sha256` entries of a bundle: `(release, text)`.
+fn bundle_pins(bundle: &Path) -> Result<Vec<(String, String)>, ArtifactError> {
+    let bad = |msg: String| ArtifactError::Bundle { path: bundle.to_path_buf(), msg: format!("rejected, store unchanged: {msg}") };
+    let f = fs::File::open(bundle).map_err(ArtifactError::io(bundle))?;
+    let mut ar = tar::Archive::new(f);
+    let mut out = Vec::new();
+    for entry in ar.entries().map_err(|e| bad(e.to_string()))? {
+        let mut entry = entry.map_err(|e| bad(e.to_string()))?;
+        let path = entry.path().map_err(|e| bad(e.to_string()))?.to_string_lossy().into_owned();
+        let Some(release) = path.strip_prefix("pins/").and_then(|p| p.strip_suffix(".sha256")) else { continue };
+        let release = release.to_string();
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut entry, &mut text).map_err(|e| bad(format!("{path}: {e}")))?;
+        out.push((release, text));
+    }
+    Ok(out)
 }
 
 enum Staged {
@@ -137,7 +179,7 @@ fn stage_and_verify<'m>(
             .collect::<Result<_, _>>()?;
         let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
         match parts.as_slice() {
-            ["manifest.yml"] => continue,
+            ["manifest.yml"] | ["pins", _] => continue,
             ["files", name, version, filename] => {
                 let a = store
                     .manifest()

@@ -1,15 +1,24 @@
 //! The versions manifest: for each supported `K8S_VER`, every release artifact with its pinned
 //! upstream URL and digest, and which installed binaries it provides.
 //!
-//! The shipped manifest (`versions.yml`, embedded) is the only source of truth for what a file
-//! must hash to; a file is never trusted because of where it came from.
+//! The shipped manifest (`versions.yml` and the upstream catalog of `catalog.rs`, embedded) is
+//! the only source of truth for what a file must hash to; a file is never trusted because of
+//! where it came from. The one exception is asked for by name: `ezk download --sha256sums`
+//! pins a release the catalog lists as unpinned from the checksum file the operator names
+//! (`pin_release`), kept in the store (`Store::open` reads it back).
 
 use std::path::Path;
+use std::sync::{Arc, OnceLock};
 
 use indexmap::IndexMap;
 use serde::Deserialize;
 
 use super::ArtifactError;
+use super::catalog::{self, KubeFiles, Minor, minor_of, normalize, version_key};
+
+/// The Kubernetes binaries of a release (for manifests without the catalog, which names them).
+const KUBE_BINARIES: &[&str] =
+    &["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy", "kubelet", "kubectl"];
 
 /// The manifest shipped in the binary.
 pub const SHIPPED: &str = include_str!("versions.yml");
@@ -25,6 +34,15 @@ pub struct Manifest {
     /// The YAML this was parsed from (written into bundles for reference).
     #[serde(skip)]
     pub text: String,
+    /// Per minor version (`1.31`), what its releases install besides Kubernetes (catalog).
+    #[serde(skip)]
+    pub minors: IndexMap<String, Minor>,
+    /// Releases known but not pinned -> what is missing (catalog).
+    #[serde(skip)]
+    pub unpinned: IndexMap<String, String>,
+    /// Where the Kubernetes binaries of a catalog release come from (catalog).
+    #[serde(skip)]
+    pub kubernetes: Option<KubeFiles>,
 }
 
 /// The artifacts of one version set, and the container images made from them.
@@ -35,6 +53,10 @@ pub struct VersionSet {
     /// Images built on the deploy machine from this set's binaries (see `images`).
     #[serde(default)]
     pub images: Vec<ImageSpec>,
+    /// None: pinned by this ezk. Some: an unpinned release whose Kubernetes digests the
+    /// operator took from this checksum file (`ezk download --sha256sums`).
+    #[serde(skip)]
+    pub pinned_from: Option<String>,
 }
 
 /// A container image made on the deploy machine from binaries (no registry involved): one
@@ -183,6 +205,17 @@ impl Artifact {
         Digest(self.sha256.to_ascii_lowercase())
     }
 
+    /// The digest installed binary `name` of this artifact has, when the manifest pins the
+    /// file itself: a plain binary's own, a deb's or build's member, a reproducible build
+    /// output. None for an archive member (only the archive is pinned) or a recorded output.
+    pub fn file_sha256(&self, name: &str) -> Option<String> {
+        let pin = match self.kind {
+            Kind::Binary => Some(&self.sha256),
+            _ => self.member_sha256.get(name).or_else(|| self.build.as_ref()?.output_sha256.get(name)),
+        };
+        pin.map(|s| s.to_ascii_lowercase())
+    }
+
     /// `(path in archive or None for kind binary, installed binary name)` pairs.
     pub fn binaries(&self) -> Vec<(Option<&str>, &str)> {
         match self.kind {
@@ -206,9 +239,19 @@ fn is_hex(s: &str, len: usize) -> bool {
 }
 
 impl Manifest {
-    /// The manifest embedded in the binary.
-    pub fn shipped() -> Result<Manifest, ArtifactError> {
-        Manifest::parse(SHIPPED, SHIPPED_PATH)
+    /// The manifest embedded in the binary: `versions.yml` plus the upstream catalog, parsed
+    /// once per process (a command asks for it from several places).
+    pub fn shipped() -> Result<Arc<Manifest>, ArtifactError> {
+        static SHIPPED_MANIFEST: OnceLock<Result<Arc<Manifest>, String>> = OnceLock::new();
+        SHIPPED_MANIFEST
+            .get_or_init(|| {
+                let mut m = Manifest::parse(SHIPPED, SHIPPED_PATH).map_err(|e| e.to_string())?;
+                catalog::expand(&mut m).map_err(|e| e.to_string())?;
+                m.validate(catalog::UPSTREAM_PATH).map_err(|e| e.to_string())?;
+                Ok(Arc::new(m))
+            })
+            .clone()
+            .map_err(|msg| ArtifactError::Manifest { path: "the shipped versions manifest".into(), msg })
     }
 
     /// Load a manifest from a YAML file (tests, or an operator's own pinned set).
@@ -372,11 +415,19 @@ impl Manifest {
     }
 
     /// The set for a `K8S_VER` value: `v1.35.4` and `1.35.4` both match `1.35.4`; a minor
-    /// version (`v1.35`) matches when exactly one set has it.
+    /// version (`v1.35`) matches when exactly one set has it. A release the catalog knows but
+    /// has not pinned is `ArtifactError::Unpinned`, which says how to pin it.
     pub fn set(&self, k8s_ver: &str) -> Result<(&str, &VersionSet), ArtifactError> {
-        let want = k8s_ver.trim().trim_start_matches('v');
+        let want = normalize(k8s_ver);
         if let Some((k, v)) = self.sets.get_key_value(want) {
             return Ok((k.as_str(), v));
+        }
+        if let Some(missing) = self.unpinned.get(want) {
+            return Err(ArtifactError::Unpinned {
+                ver: want.to_string(),
+                missing: missing.clone(),
+                minor: minor_of(want).unwrap_or(want).to_string(),
+            });
         }
         let prefix = format!("{want}.");
         let hits: Vec<_> = self
@@ -387,10 +438,123 @@ impl Manifest {
         if let [(k, v)] = hits.as_slice() {
             return Ok((k.as_str(), v));
         }
-        Err(ArtifactError::UnknownVersion {
-            ver: k8s_ver.to_string(),
-            known: self.sets.keys().cloned().collect::<Vec<_>>().join(", "),
+        let known = if hits.is_empty() {
+            format!("known sets: {}", self.summary())
+        } else {
+            let line = self.by_minor().into_iter().find(|l| l.minor == want).map(|l| l.describe());
+            format!("{want} is a minor version; name one of its releases: {}", line.unwrap_or_default())
+        };
+        Err(ArtifactError::UnknownVersion { ver: k8s_ver.to_string(), known })
+    }
+
+    /// The Kubernetes version `K8S_VER` installs: its set's kube-apiserver (the lab's
+    /// `lab-debian`: `1.20.2`), or an unpinned release itself (its roles render all the same).
+    pub fn kube_version(&self, k8s_ver: &str) -> Option<String> {
+        match self.set(k8s_ver) {
+            Ok((_, set)) => set.artifact_for("kube-apiserver").map(|a| a.version.clone()),
+            Err(ArtifactError::Unpinned { ver, .. }) => Some(ver),
+            Err(_) => None,
+        }
+    }
+
+    /// Pin the unpinned release `k8s_ver` with the Kubernetes digests read from the checksum
+    /// file `from` (binary -> sha256, every binary of the catalog's `kubernetes.binaries`); its
+    /// other artifacts are its minor's. For a release this ezk pins already, the digests must
+    /// agree with its own (nothing changes); any other release is refused.
+    pub fn pin_release(
+        &mut self,
+        k8s_ver: &str,
+        digests: &IndexMap<String, String>,
+        from: &str,
+    ) -> Result<String, ArtifactError> {
+        let ver = normalize(k8s_ver).to_string();
+        let refuse = |msg: String| ArtifactError::Pin { ver: ver.clone(), from: from.to_string(), msg };
+        let kube = self
+            .kubernetes
+            .clone()
+            .ok_or_else(|| refuse("this manifest has no catalog of Kubernetes releases".into()))?;
+        for b in &kube.binaries {
+            if !digests.contains_key(b) {
+                return Err(refuse(format!("it has no line for bin/linux/amd64/{b}")));
+            }
+        }
+        if let Some(set) = self.sets.get(&ver) {
+            for b in &kube.binaries {
+                let ours = set.artifact_for(b).map(|a| a.sha256.as_str()).unwrap_or("");
+                if ours != digests[b] {
+                    let by = set.pinned_from.as_deref().map_or("this ezk".to_string(), |f| format!("you from {f}"));
+                    return Err(refuse(format!(
+                        "{b} is pinned by {by} as sha256:{ours}, the file says sha256:{}; nothing was changed",
+                        digests[b]
+                    )));
+                }
+            }
+            return Ok(ver);
+        }
+        if !self.unpinned.contains_key(&ver) {
+            return Err(refuse(format!("{ver} is not a release this ezk knows (known: {})", self.summary())));
+        }
+        let minor = &self.minors[minor_of(&ver).expect("catalog releases are x.y.z")];
+        let mut set = kube.release_set(&ver, digests, minor);
+        set.pinned_from = Some(from.to_string());
+        self.unpinned.shift_remove(&ver);
+        self.sets.insert(ver.clone(), set);
+        Ok(ver)
+    }
+
+    /// The releases of each minor version, newest minor first, then the other sets
+    /// (`lab-debian`) each on its own line.
+    pub fn by_minor(&self) -> Vec<MinorLine> {
+        let mut lines: Vec<MinorLine> = Vec::new();
+        let mut add = |release: &str, pinned: bool| {
+            let minor = minor_of(release).unwrap_or(release);
+            let i = match lines.iter().position(|l| l.minor == minor) {
+                Some(i) => i,
+                None => {
+                    lines.push(MinorLine { minor: minor.to_string(), pinned: Vec::new(), unpinned: Vec::new() });
+                    lines.len() - 1
+                }
+            };
+            if minor_of(release).is_none() {
+                // A set of another name (lab-debian) is a line of its own.
+            } else if pinned {
+                lines[i].pinned.push(release.to_string());
+            } else {
+                lines[i].unpinned.push(release.to_string());
+            }
+        };
+        for k in self.sets.keys() {
+            add(k, true);
+        }
+        for k in self.unpinned.keys() {
+            add(k, false);
+        }
+        for l in &mut lines {
+            l.pinned.sort_by_key(|v| version_key(v));
+            l.unpinned.sort_by_key(|v| version_key(v));
+        }
+        lines.sort_by_key(|l| (minor_of(&format!("{}.0", l.minor)).is_none(), std::cmp::Reverse(version_key(&l.minor))));
+        lines
+    }
+
+    /// What `release` installs besides the Kubernetes binaries: its minor's companions, or for a
+    /// set outside the catalog its artifacts other than Kubernetes' own.
+    pub fn companions(&self, release: &str) -> Vec<&Artifact> {
+        if let Some(m) = minor_of(release).and_then(|m| self.minors.get(m)) {
+            return m.companions.iter().collect();
+        }
+        let kube: &[String] = self.kubernetes.as_ref().map_or(&[], |k| &k.binaries);
+        self.sets.get(release).map_or_else(Vec::new, |vs| {
+            vs.artifacts
+                .iter()
+                .filter(|a| !kube.contains(&a.name) && !KUBE_BINARIES.contains(&a.name.as_str()))
+                .collect()
         })
+    }
+
+    /// Every release in one line, per minor (for messages).
+    pub fn summary(&self) -> String {
+        self.by_minor().iter().map(MinorLine::describe).collect::<Vec<_>>().join("; ")
     }
 
     /// The artifact called `name` at `version` whose file is `filename`, in any set.
@@ -422,6 +586,55 @@ impl Manifest {
             .values()
             .any(|s| s.artifacts.iter().any(|a| a.provides(name)))
     }
+}
+
+/// The releases of one minor version (or one set of another name, like `lab-debian`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MinorLine {
+    /// `1.31`, or the set's name.
+    pub minor: String,
+    /// Pinned releases, in version order (empty for a set of another name).
+    pub pinned: Vec<String>,
+    /// Known but unpinned releases, in version order.
+    pub unpinned: Vec<String>,
+}
+
+impl MinorLine {
+    /// `1.31.0 … 1.31.14` (a run of consecutive patches as its ends), `(1.35.8, 1.35.9
+    /// unpinned)`; a set of another name is its name.
+    pub fn describe(&self) -> String {
+        if self.pinned.is_empty() && self.unpinned.is_empty() {
+            return self.minor.clone();
+        }
+        let mut s = runs(&self.pinned);
+        if !self.unpinned.is_empty() {
+            if !s.is_empty() {
+                s.push(' ');
+            }
+            s.push_str(&format!("({} unpinned)", runs(&self.unpinned)));
+        }
+        s
+    }
+}
+
+/// Sorted releases of one minor as `a … b` runs of consecutive patches, comma-separated.
+fn runs(releases: &[String]) -> String {
+    let patch = |v: &str| v.rsplit('.').next().and_then(|p| p.parse::<u64>().ok()).unwrap_or(0);
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < releases.len() {
+        let mut j = i;
+        while j + 1 < releases.len() && patch(&releases[j + 1]) == patch(&releases[j]) + 1 {
+            j += 1;
+        }
+        out.push(match j - i {
+            0 => releases[i].clone(),
+            1 => format!("{}, {}", releases[i], releases[j]),
+            _ => format!("{} … {}", releases[i], releases[j]),
+        });
+        i = j + 1;
+    }
+    out.join(", ")
 }
 
 impl VersionSet {

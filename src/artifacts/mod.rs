@@ -10,12 +10,14 @@
 
 pub mod apt;
 pub mod bundle;
+pub mod catalog;
 pub mod download;
 pub mod extract;
 pub mod local;
 pub mod manifest;
 pub mod oci;
 pub mod progress;
+pub mod sha256sums;
 pub mod source_build;
 pub mod store;
 mod verified;
@@ -31,8 +33,20 @@ pub use store::{LocalBinary, Store};
 pub enum ArtifactError {
     #[error("{path}: invalid versions manifest: {msg}")]
     Manifest { path: String, msg: String },
-    #[error("no artifact set for K8S_VER {ver:?}; known sets: {known}")]
+    /// `known`: the releases there are, or how to name one.
+    #[error("no artifact set for K8S_VER {ver:?}; {known}")]
     UnknownVersion { ver: String, known: String },
+    /// A release the catalog knows but has no published digests for (versions-unpinned.txt).
+    #[error(
+        "Kubernetes {ver} is a release this ezk knows but has not pinned: {missing}. ezk does not invent digests; to fetch it, name the release's own checksum file and ezk takes the Kubernetes binaries' digests from it (the other artifacts stay those pinned for {minor}): ezk download --k8s-ver {ver} --sha256sums https://dl.k8s.io/release/v{ver}/SHA256SUMS (or a local copy of that file)"
+    )]
+    Unpinned { ver: String, missing: String, minor: String },
+    /// A release's checksum file that cannot be read or used.
+    #[error("checksum file {src}: {msg}")]
+    Sums { src: String, msg: String },
+    /// `--sha256sums` refused for a release.
+    #[error("cannot pin Kubernetes {ver} from {from}: {msg}")]
+    Pin { ver: String, from: String, msg: String },
     #[error("binary {name:?} is not in artifact set {set} of the versions manifest")]
     NotProvided { name: String, set: String },
     #[error("binary {name} (artifact set {set}) is not in the store {dir}; fetch it with: {cmd}")]

@@ -8,6 +8,8 @@
 //! down/bin/<name>/<version>/<binary>            extracted binary, mode 0755
 //! down/bin/<name>/<version>/SHA256SUMS          "<sha256>  <binary>" — written last: present = complete
 //! down/quarantine/<filename>.<unix time>        a file whose digest did not match; never used
+//! down/pins/<release>.sha256                     Kubernetes digests the operator took for an
+//!                                                unpinned release (`ezk download --sha256sums`)
 //! ```
 //!
 //! A file reaches `files/` only by rename after its digest matched; binaries are extracted
@@ -16,6 +18,9 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use indexmap::IndexMap;
 
 use super::extract::{self, Extracted};
 use super::manifest::{Artifact, Manifest};
@@ -34,23 +39,109 @@ pub struct LocalBinary {
 #[derive(Debug, Clone)]
 pub struct Store {
     dir: PathBuf,
-    manifest: Manifest,
+    manifest: Arc<Manifest>,
 }
 
 const SUMS: &str = "SHA256SUMS";
+const PINS: &str = "pins";
 
 impl Store {
-    /// The home's store with the shipped manifest.
+    /// The home's store with the shipped manifest, plus the releases the operator pinned in
+    /// this store with `ezk download --sha256sums` (`down/pins/`).
     pub fn open(home: &Home) -> Result<Store, ArtifactError> {
-        Ok(Store::at(home.store_dir(), Manifest::shipped()?))
+        let mut store = Store::at(home.store_dir(), Manifest::shipped()?);
+        store.read_pins()?;
+        Ok(store)
     }
 
     /// A store in `dir` governed by `manifest` (tests use their own manifest).
-    pub fn at(dir: impl Into<PathBuf>, manifest: Manifest) -> Store {
+    pub fn at(dir: impl Into<PathBuf>, manifest: impl Into<Arc<Manifest>>) -> Store {
         Store {
             dir: dir.into(),
-            manifest,
+            manifest: manifest.into(),
         }
+    }
+
+    fn pin_path(&self, release: &str) -> PathBuf {
+        self.dir.join(PINS).join(format!("{release}.sha256"))
+    }
+
+    /// Pin the unpinned release `k8s_ver` with the Kubernetes digests of the checksum file
+    /// `from` (see `Manifest::pin_release`) and keep them in `down/pins/<release>.sha256`, so
+    /// later commands (`ezk setup`) find the release. Returns the release.
+    pub fn pin_release(&mut self, k8s_ver: &str, digests: &IndexMap<String, String>, from: &str) -> Result<String, ArtifactError> {
+        let already = self.manifest.sets.contains_key(super::catalog::normalize(k8s_ver));
+        let release = Arc::make_mut(&mut self.manifest).pin_release(k8s_ver, digests, from)?;
+        if already {
+            return Ok(release);
+        }
+        let mut text = format!(
+            "# Kubernetes {release}: Kubernetes binaries pinned by `ezk download --sha256sums`\n# from: {from}\n"
+        );
+        for (bin, sha) in digests {
+            text.push_str(&format!("{sha}  {bin}\n"));
+        }
+        self.keep_pins(&release, &text)?;
+        Ok(release)
+    }
+
+    /// Add the operator's pins under `down/pins/` to the manifest (a release the manifest pins
+    /// itself keeps its own pins: a file that disagrees is an error).
+    fn read_pins(&mut self) -> Result<(), ArtifactError> {
+        for (release, text) in self.pin_files()? {
+            let path = self.pin_path(&release);
+            self.apply_pins(&release, &text, &path.display().to_string())?;
+        }
+        Ok(())
+    }
+
+    /// `(release, text)` of every file under `down/pins/`, by name.
+    pub fn pin_files(&self) -> Result<Vec<(String, String)>, ArtifactError> {
+        let dir = self.dir.join(PINS);
+        let Ok(entries) = fs::read_dir(&dir) else { return Ok(Vec::new()) };
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "sha256"))
+            .collect();
+        files.sort();
+        files
+            .into_iter()
+            .map(|path| {
+                let release = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                let text = fs::read_to_string(&path).map_err(ArtifactError::io(&path))?;
+                Ok((release, text))
+            })
+            .collect()
+    }
+
+    /// Pin `release` with the digests of a pins file's `text` (as `pin_release` writes it), read
+    /// from `origin`.
+    pub fn apply_pins(&mut self, release: &str, text: &str, origin: &str) -> Result<(), ArtifactError> {
+        let from = text
+            .lines()
+            .find_map(|l| l.strip_prefix("# from: "))
+            .map_or_else(|| origin.to_string(), |f| format!("{f} (kept in {origin})"));
+        let mut digests = IndexMap::new();
+        for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+            let Some((sha, bin)) = line.split_once("  ") else {
+                return Err(ArtifactError::Manifest {
+                    path: origin.to_string(),
+                    msg: format!("line {line:?} is not `<sha256>  <binary>`; remove the file and pin the release again"),
+                });
+            };
+            digests.insert(bin.to_string(), sha.to_string());
+        }
+        Arc::make_mut(&mut self.manifest).pin_release(release, &digests, &from)?;
+        Ok(())
+    }
+
+    /// Keep a pins file's `text` for `release` in this store (a bundle's, once imported).
+    pub fn keep_pins(&self, release: &str, text: &str) -> Result<(), ArtifactError> {
+        let path = self.pin_path(release);
+        mkdir_parent(&path)?;
+        let tmp = path.with_extension("sha256.tmp");
+        fs::write(&tmp, text).map_err(ArtifactError::io(&tmp))?;
+        fs::rename(&tmp, &path).map_err(ArtifactError::io(&path))
     }
 
     pub fn dir(&self) -> &Path {
@@ -59,6 +150,11 @@ impl Store {
 
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
+    }
+
+    /// The manifest, shared.
+    pub fn manifest_arc(&self) -> Arc<Manifest> {
+        self.manifest.clone()
     }
 
     /// Relative `<name>/<version>` of an artifact, shared by `files/`, `bin/` and mirrors.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::{CliError, CliResult, Context};
 use crate::artifacts::download::{self, Options, Outcome, Status};
-use crate::artifacts::{Manifest, Store, apt, bundle, local, progress};
+use crate::artifacts::{ArtifactError, Manifest, Store, apt, bundle, catalog, local, progress, sha256sums};
 
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = "\
@@ -38,7 +38,17 @@ or, where those exact packages are installed (not kubectl on machines with anoth
   ezk download --k8s-ver lab-debian --from-local /
 
 WHICH SET: --k8s-ver V; else K8S_VER of CLUSTER (config.yml); else of the current cluster (see
-`ezk checkout`); else, with no cluster, the manifest's first set.
+`ezk checkout`); else, with no cluster, the manifest's first set. V is a release with or
+without its v (1.31.2, v1.31.2). `ezk download --list` shows every release, 1.28 to 1.36,
+each pinned by sha256 with its etcd, containerd, runc, CNI plugins, crictl, helm and calicoctl.
+
+UNPINNED RELEASES: a few releases are known but have no published digests ezk could pin
+(marked `unpinned` in --list). ezk refuses to guess; name the release's own checksum file and
+ezk takes the six Kubernetes binaries' digests from it (the other artifacts keep the pins of
+that minor), keeps them in down/pins/<release>.sha256 for later commands, and refuses any
+downloaded binary that differs:
+  ezk download --k8s-ver 1.35.8 --sha256sums https://dl.k8s.io/release/v1.35.8/SHA256SUMS
+  ezk download --k8s-ver 1.35.8 --sha256sums ./SHA256SUMS        (a copy fetched elsewhere)
 ")]
 pub struct Args {
     /// Cluster whose K8S_VER (config.yml) picks the version set (default: the current cluster).
@@ -78,9 +88,15 @@ pub struct Args {
     #[arg(long, value_name = "BUNDLE.tar", conflicts_with_all = ["mirror"])]
     pub import: Option<PathBuf>,
 
-    /// List the version sets and their artifacts, with what is already in the store.
-    #[arg(long, conflicts_with_all = ["mirror", "bundle", "import", "from_local", "from_apt"])]
+    /// List every Kubernetes release per minor version with what it installs, unpinned ones
+    /// marked; with --k8s-ver or CLUSTER: that set's artifacts and what is in the store.
+    #[arg(long, conflicts_with_all = ["mirror", "bundle", "import", "from_local", "from_apt", "sha256sums"])]
     pub list: bool,
+
+    /// The release's own checksum file (URL, file:// URL or path), for a release this ezk has
+    /// not pinned: the Kubernetes binaries' digests are taken from it (see UNPINNED RELEASES).
+    #[arg(long, value_name = "URL|FILE", conflicts_with_all = ["bundle", "import", "from_apt"])]
+    pub sha256sums: Option<String>,
 
     /// Use this versions manifest instead of the shipped one (tests; `ezk setup` always uses
     /// the shipped manifest).
@@ -89,12 +105,15 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Context, args: Args) -> CliResult {
-    let store = match &args.manifest {
+    let mut store = match &args.manifest {
         Some(m) => Store::at(ctx.home.store_dir(), Manifest::load(m)?),
         None => Store::open(&ctx.home)?,
     };
     if args.list {
-        return list(&store);
+        let detail = args.k8s_ver.is_some() || args.cluster.is_some();
+        if !detail {
+            return list(&store);
+        }
     }
     if let Some(b) = &args.import {
         let got = bundle::import_bundle(&store, b)?;
@@ -114,10 +133,22 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
         );
         return Ok(0);
     }
-    let k8s_ver = match pick_set(ctx, &args, &store)? {
-        Ok(v) => v,
+    let wanted = match wanted_set(ctx, &args, &store)? {
+        Ok(w) => w,
         Err(code) => return Ok(code),
     };
+    if let Some(src) = &args.sha256sums {
+        pin_from(&mut store, &wanted.ver, src)?;
+    }
+    let (set, _) = store.manifest().set(&wanted.ver).map_err(|e| match e {
+        ArtifactError::UnknownVersion { .. } => format!("{e} ({}){}", wanted.why, wanted.fix),
+        e => format!("{e} ({})", wanted.why),
+    })?;
+    println!("artifact set {set} ({})", wanted.why);
+    let k8s_ver = set.to_string();
+    if args.list {
+        return list_set(&store, &k8s_ver);
+    }
     let outcomes = if args.from_apt {
         let mut progress = |l: &str| eprintln!("{} {l}", console::style("build:").cyan());
         apt::fill_from_apt(&store, &k8s_ver, &args.only, &mut progress)?
@@ -132,59 +163,76 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
         };
         let (_, set) = store.manifest().set(&k8s_ver)?;
         let n = download::select(&k8s_ver, set, &opts.only)?.len();
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .worker_threads(2)
-            .build()?;
         let store = Arc::new(store.clone());
         let progress: Arc<dyn progress::Progress> = Arc::from(progress::auto(n));
-        rt.block_on(download::download_all(store, &k8s_ver, &opts, progress))?
+        runtime()?.block_on(download::download_all(store, &k8s_ver, &opts, progress))?
     };
     Ok(report(&outcomes))
 }
 
-/// The version set to fetch, printed with where it came from: `--k8s-ver`, else K8S_VER of the
-/// named or current cluster, else the manifest's first set. `Err(code)` when the cluster's
-/// inventory does not load (its errors are printed).
-fn pick_set(ctx: &Context, args: &Args, store: &Store) -> Result<Result<String, i32>, CliError> {
-    // `fix`: what to change when the value names no set.
-    let (ver, why, fix) = if let Some(v) = &args.k8s_ver {
-        (v.clone(), "--k8s-ver".to_string(), String::new())
-    } else if let Some(cluster) = args
-        .cluster
-        .clone()
-        .or_else(|| ctx.home.current_cluster())
-    {
+/// The version the command is about, where that came from, and what to change when it names
+/// no set.
+struct Wanted {
+    ver: String,
+    why: String,
+    fix: String,
+}
+
+/// `--k8s-ver`, else K8S_VER of the named or current cluster, else the manifest's first set.
+/// `Err(code)` when the cluster's inventory does not load (its errors are printed).
+fn wanted_set(ctx: &Context, args: &Args, store: &Store) -> Result<Result<Wanted, i32>, CliError> {
+    if let Some(v) = &args.k8s_ver {
+        return Ok(Ok(Wanted { ver: v.clone(), why: "--k8s-ver".into(), fix: String::new() }));
+    }
+    if let Some(cluster) = args.cluster.clone().or_else(|| ctx.home.current_cluster()) {
         let inv = match crate::ops::open_or_report(&ctx.home, &cluster, &[]) {
             Ok(session) => session.inventory,
             Err(code) => return Ok(Err(code)),
         };
-        let v = crate::session::k8s_ver(&inv).ok_or_else(|| {
-            format!(
-                "cluster {cluster}: K8S_VER is not set in {}; set it there or pass --k8s-ver",
-                inv.dir.join("config.yml").display()
-            )
+        let config = inv.dir.join("config.yml");
+        let ver = crate::session::k8s_ver(&inv).ok_or_else(|| {
+            format!("cluster {cluster}: K8S_VER is not set in {}; set it there or pass --k8s-ver", config.display())
         })?;
-        let fix = format!(
-            "; set K8S_VER in {} to one of them, or pass --k8s-ver",
-            inv.dir.join("config.yml").display()
-        );
-        (v, format!("K8S_VER of cluster {cluster}"), fix)
-    } else {
-        let first = store.manifest().sets.keys().next().cloned();
-        let first = first.ok_or("the versions manifest has no sets")?;
-        (
-            first,
-            "no cluster: the manifest's first set".to_string(),
-            String::new(),
-        )
-    };
-    let (set, _) = store
+        return Ok(Ok(Wanted {
+            ver,
+            why: format!("K8S_VER of cluster {cluster}"),
+            fix: format!("; set K8S_VER in {} to one of them, or pass --k8s-ver", config.display()),
+        }));
+    }
+    let first = store.manifest().sets.keys().next().cloned();
+    let ver = first.ok_or("the versions manifest has no sets")?;
+    Ok(Ok(Wanted { ver, why: "no cluster: the manifest's first set".into(), fix: String::new() }))
+}
+
+/// Read the checksum file `src`, take release `ver`'s Kubernetes digests from it and pin them
+/// in the store (printed, with where they are kept).
+fn pin_from(store: &mut Store, ver: &str, src: &str) -> Result<(), CliError> {
+    let binaries = store
         .manifest()
-        .set(&ver)
-        .map_err(|e| format!("{e} ({why}){fix}"))?;
-    println!("artifact set {set} ({why})");
-    Ok(Ok(ver))
+        .kubernetes
+        .as_ref()
+        .map(|k| k.binaries.clone())
+        .ok_or("this versions manifest has no catalog of Kubernetes releases to pin from")?;
+    let text = runtime()?.block_on(sha256sums::read(src))?;
+    let digests = sha256sums::kubernetes_digests(&text, &binaries, src)?;
+    let was_unpinned = store.manifest().unpinned.contains_key(catalog::normalize(ver));
+    let release = store.pin_release(ver, &digests, src)?;
+    match store.manifest().sets[&release].pinned_from.as_deref() {
+        _ if was_unpinned => {
+            println!("pinned Kubernetes {release} from {src} (kept in {}):", store.dir().join("pins").join(format!("{release}.sha256")).display())
+        }
+        Some(from) => println!("{src} agrees with the pins of Kubernetes {release} you made from {from}:"),
+        None => println!("{src} agrees with this ezk's pins of Kubernetes {release}:"),
+    }
+    for (bin, sha) in &digests {
+        println!("  {bin:<24} sha256:{sha}");
+    }
+    Ok(())
+}
+
+/// The runtime for HTTP, made only by the commands that fetch.
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(2).build()?)
 }
 
 /// Summary lines; exit code 1 when anything failed.
@@ -232,24 +280,52 @@ fn report(outcomes: &[Outcome]) -> i32 {
     }
 }
 
+/// Every release per minor version, newest first, with what it installs besides Kubernetes and
+/// which releases are complete in the store.
 fn list(store: &Store) -> CliResult {
-    for (set, vs) in &store.manifest().sets {
-        println!("{set}:");
-        for a in &vs.artifacts {
-            let bins: Vec<&str> = a.binaries().into_iter().map(|(_, b)| b).collect();
-            let state = if store.is_complete(a) {
-                "in store"
-            } else {
-                "missing"
-            };
-            println!(
-                "  {:<28} {:<22} {:<9} {}",
-                a.name,
-                a.version,
-                state,
-                bins.join(" ")
-            );
+    let m = store.manifest();
+    println!("Kubernetes releases (K8S_VER: \"1.31.2\" or \"v1.31.2\"), per minor version, with what each installs:");
+    for line in m.by_minor() {
+        let Some(newest) = line.pinned.last().or(line.unpinned.last()).or(Some(&line.minor)) else { continue };
+        let companions: Vec<String> = m
+            .companions(newest)
+            .iter()
+            .map(|a| format!("{} {}", a.name, a.version))
+            .collect();
+        match line.describe() {
+            d if d == line.minor => println!("{}:", line.minor),
+            d => println!("{}: {d}", line.minor),
         }
+        println!("      {}", companions.join(", "));
+        let complete: Vec<&str> = m
+            .sets
+            .iter()
+            .filter(|(k, _)| line.pinned.contains(k) || **k == line.minor)
+            .filter(|(_, vs)| vs.artifacts.iter().all(|a| store.is_complete(a)))
+            .map(|(k, _)| k.as_str())
+            .collect();
+        if !complete.is_empty() {
+            println!("      in the store: {}", complete.join(", "));
+        }
+        for r in &line.pinned {
+            if let Some(from) = m.sets[r].pinned_from.as_deref() {
+                println!("      {r}: Kubernetes binaries pinned by you from {from}");
+            }
+        }
+    }
+    if !m.unpinned.is_empty() {
+        println!("unpinned: no published digests found; `ezk download --help` (UNPINNED RELEASES) says how to fetch one");
+    }
+    Ok(0)
+}
+
+/// One set's artifacts, with what is already in the store.
+fn list_set(store: &Store, k8s_ver: &str) -> CliResult {
+    let (_, vs) = store.manifest().set(k8s_ver)?;
+    for a in &vs.artifacts {
+        let bins: Vec<&str> = a.binaries().into_iter().map(|(_, b)| b).collect();
+        let state = if store.is_complete(a) { "in store" } else { "missing" };
+        println!("  {:<28} {:<22} {:<9} {}", a.name, a.version, state, bins.join(" "));
     }
     Ok(0)
 }

@@ -32,6 +32,9 @@ pub enum Desired {
 pub enum FileSource {
     Inline(Vec<u8>),
     Local(PathBuf),
+    /// A binary the store does not hold yet (`will install …`): plan mode only, a run refuses
+    /// the plan before connecting (`runner`).
+    NotDownloaded(String),
 }
 
 impl Desired {
@@ -47,7 +50,14 @@ impl Desired {
         match self {
             Desired::File { source: FileSource::Inline(b), .. } => Some(StdinPart::Bytes(b.clone())),
             Desired::File { source: FileSource::Local(p), .. } => Some(StdinPart::File(p.clone())),
-            Desired::Nothing => None,
+            Desired::File { source: FileSource::NotDownloaded(_), .. } | Desired::Nothing => None,
+        }
+    }
+    /// `will install <name> <version> (not downloaded yet)` for a binary not in the store.
+    pub fn not_downloaded(&self) -> Option<&str> {
+        match self {
+            Desired::File { source: FileSource::NotDownloaded(what), .. } => Some(what),
+            _ => None,
         }
     }
     /// The wanted bytes when held in memory (for plan diffs).
@@ -132,6 +142,13 @@ pub fn desired_state(tasks: &[Task]) -> Result<Vec<Desired>, DesiredError> {
                         diffable: false,
                     })
                 }
+                // Unknown bytes: a host matches only a pinned digest of the file itself.
+                c @ Content::NotDownloaded { sha256, .. } => Ok(Desired::File {
+                    sha256: sha256.clone().unwrap_or_default(),
+                    size: 0,
+                    source: FileSource::NotDownloaded(c.not_downloaded().expect("not downloaded")),
+                    diffable: false,
+                }),
             },
             Action::Sysctl { entries, .. } => Ok(inline(sysctl_file(entries), false)),
             Action::Modprobe { modules, .. } => Ok(inline(modules_file(modules), false)),

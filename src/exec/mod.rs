@@ -107,6 +107,9 @@ pub enum ExecError {
     NoConnection { host: String },
     #[error(transparent)]
     Desired(#[from] desired::DesiredError),
+    /// A plan with binaries the store does not hold can be shown, not run.
+    #[error("step {step} installs binaries that are not downloaded yet; nothing was changed on any host. Fetch them first:\n{list}")]
+    NotDownloaded { step: String, list: String },
     #[error("cannot create the run log {path}: {source}")]
     Log { path: PathBuf, source: std::io::Error },
     #[error("cannot start the async runtime: {0}")]

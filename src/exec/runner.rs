@@ -45,7 +45,11 @@ pub async fn run_plan<C: Connector>(
 ) -> Result<Recap, ExecError> {
     let started = Instant::now();
     // Validate before the first connection: every host has connection data, every local file
-    // to upload exists.
+    // to upload exists (and, unless this is a plan, is in the store at all).
+    let missing = crate::plan::action::not_downloaded(std::slice::from_ref(plan));
+    if !opts.plan_only && !missing.is_empty() {
+        return Err(ExecError::NotDownloaded { step: plan.step.clone(), list: fetch_list(&missing) });
+    }
     let mut host_order: Vec<String> = Vec::new();
     let mut all_desired: Vec<Vec<Vec<Desired>>> = Vec::new();
     for wave in &plan.waves {
@@ -136,6 +140,11 @@ pub async fn run_plan<C: Connector>(
     }
     recap.seconds = started.elapsed().as_secs_f64();
     Ok(recap)
+}
+
+/// `  <name> <version>: <command>` lines, one per binary.
+pub fn fetch_list(missing: &[(String, String)]) -> String {
+    missing.iter().map(|(what, fetch)| format!("  {what}: {fetch}")).collect::<Vec<_>>().join("\n")
 }
 
 /// Open every host's connection (handshakes under `limits`). A host that cannot be reached is

@@ -1,7 +1,9 @@
 //! `ezk render <cluster> <step> --out DIR` (arguments in `cli/render.rs`): write, per host,
 //! every file a step would install (secrets included, 0600) and a PLAN.txt of every action,
 //! without contacting any host. Certificates are issued or reused, binaries found in the store:
-//! the plan is the one `ezk setup` would run.
+//! the plan is the one `ezk setup` would run. A binary not downloaded yet is named in PLAN.txt
+//! (`will install <name> <version> (not downloaded yet)`), not written: rendering needs no
+//! download.
 
 use std::path::PathBuf;
 
@@ -58,5 +60,10 @@ pub fn render_with(
         summary.files,
         out.display()
     );
+    let missing = crate::plan::action::not_downloaded(&plans);
+    if !missing.is_empty() {
+        let names: Vec<&str> = missing.iter().map(|(what, _)| what.as_str()).collect();
+        println!("not downloaded yet (named in PLAN.txt, needed by `ezk setup`): {}", names.join(", "));
+    }
     Ok(0)
 }

@@ -84,8 +84,9 @@ fn refuse_own_command(s: &mut Setup) -> Step {
     Ok(Flow::Next)
 }
 
-/// Certificates issued or reused, binaries found in the store (a missing one stops here,
-/// naming the download command), every template rendered for every host. A step that reads
+/// Certificates issued or reused, binaries found in the store, every template rendered for
+/// every host. A binary not downloaded yet is shown by `--plan` as what will be installed; a
+/// run stops here, before any step, naming the commands that fetch them. A step that reads
 /// the cluster's nodes (the network) is planned with what the API says now, if it answers (a
 /// cluster being set up from bare hosts has no nodes yet: that step is planned again, with
 /// fresh facts, right before it runs).
@@ -94,6 +95,14 @@ fn plan_steps(s: &mut Setup) -> Step {
     if s.plans.iter().any(|p| p.needs_nodes) {
         s.session.fetch_node_facts(None)?;
         s.plans = s.session.plan(&s.req.step, s.session.files()?)?;
+    }
+    let missing = crate::plan::action::not_downloaded(&s.plans);
+    if !s.req.run.plan_only && !missing.is_empty() {
+        return Err(format!(
+            "the steps install binaries that are not downloaded yet, so nothing was run (`--plan` needs no download). Fetch them first:\n{}",
+            crate::exec::runner::fetch_list(&missing)
+        )
+        .into());
     }
     Ok(Flow::Next)
 }

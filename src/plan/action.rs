@@ -13,6 +13,23 @@ pub enum Content {
     Inline(#[serde(skip)] Vec<u8>),
     /// A file on the deploy machine (artifact store), with its known sha256 (hex).
     Local { path: PathBuf, sha256: String },
+    /// A binary of the cluster's version set that the artifact store does not hold yet: a plan
+    /// shows it, only a run needs it (the executor refuses to apply it, naming `fetch`).
+    /// `sha256`: the installed file's digest when the manifest pins the file itself (a plain
+    /// binary, a deb member), so a plan can still tell whether a host has it.
+    NotDownloaded { name: String, version: String, sha256: Option<String>, fetch: String },
+}
+
+impl Content {
+    /// `will install <name> <version> (not downloaded yet)` for a binary not in the store.
+    pub fn not_downloaded(&self) -> Option<String> {
+        match self {
+            Content::NotDownloaded { name, version, .. } => {
+                Some(format!("will install {name} {version} (not downloaded yet)"))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// A file the host must have, byte for byte.
@@ -95,6 +112,24 @@ pub struct Wave {
     /// Roles of this wave whose restarts run at most N hosts at a time (`meta.yml` `serial`).
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub serial: std::collections::BTreeMap<String, u32>,
+}
+
+/// The binaries `plans` install that the store does not hold yet, each once: `(what, the
+/// command that fetches it)`. A plan with any cannot run (`ezk setup` says so before it
+/// connects); it can be shown and rendered.
+pub fn not_downloaded(plans: &[StepPlan]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let files = plans.iter().flat_map(|p| &p.waves).flat_map(|w| &w.hosts).flat_map(|h| &h.tasks);
+    for t in files {
+        if let Action::File(FileSpec { content: Content::NotDownloaded { name, version, fetch, .. }, .. }) = &t.action
+        {
+            let what = format!("{name} {version}");
+            if !out.iter().any(|(w, _)| *w == what) {
+                out.push((what, fetch.clone()));
+            }
+        }
+    }
+    out
 }
 
 /// A whole step (`02 etcd`) as ordered waves.

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
 
+use super::action::Content;
 use crate::inventory::Vars;
 
 /// Groups and per-host variables of one cluster.
@@ -92,6 +93,13 @@ pub trait DeployFiles {
     fn secret(&self, host: &str, name: &str) -> Result<String, String>;
     /// Binary `name` from the artifact store.
     fn binary(&self, name: &str) -> Result<StoredBinary, String>;
+    /// Binary `name` as a file a host receives: the stored file, or (files that know the
+    /// version set) `Content::NotDownloaded` when the store does not hold it yet, so a plan
+    /// or a render works before any download.
+    fn binary_content(&self, name: &str) -> Result<Content, String> {
+        let b = self.binary(name)?;
+        Ok(Content::Local { path: b.path, sha256: b.sha256 })
+    }
     /// Image `name` of the artifact set from the store.
     fn image(&self, name: &str) -> Result<StoredImage, String>;
     /// The sha256 (hex) of a file on the deploy machine, for a `copy` whose `src` is an absolute

@@ -1,10 +1,11 @@
 //! Every choice that depends on the Kubernetes version, in one place.
 //!
-//! One set of roles serves every version the artifact manifest pins (the lab's 1.20.2 and the
-//! upstream 1.34-1.36 sets). Where a flag or a config API differs between versions, the roles
-//! ask the `kube` object in their template context instead of testing versions themselves:
+//! One set of roles serves every version the artifact manifest pins (the lab's 1.20.2 and every
+//! upstream release 1.28-1.36). Where a flag or a config API differs between versions, the
+//! roles ask the `kube` object in their template context instead of testing versions themselves.
+//! Nothing ezk renders changed between 1.28 and 1.36, so the upstream column holds for all:
 //!
-//! | `kube.` | 1.20 | 1.34-1.36 | why |
+//! | `kube.` | 1.20 | 1.28-1.36 | why |
 //! |---|---|---|---|
 //! | `version`, `minor` | `1.20.2`, 20 | e.g. `1.36.3`, 36 | the artifact set's kube-apiserver |
 //! | `insecure_port_flags` | true | false | `--port=0` turns off the plain-HTTP port the 1.20 controller-manager and scheduler still serve by default (the apiserver's is gone since 1.20: its `--insecure-port` is a no-op there); the flag is gone since 1.24. Given a config file, the 1.20 scheduler serves its plain port whatever `--port` says (an empty address in the file means the default), so it gets flags instead, as kubeadm did |
@@ -12,11 +13,11 @@
 //! | `kubelet_remote_runtime_flag` | true | false | 1.20 needs `--container-runtime=remote` (its default is docker); the flag is gone since 1.27 |
 //! | `kubelet_endpoint_in_config` | false | true | `containerRuntimeEndpoint` in KubeletConfiguration exists since 1.27; 1.20 silently ignores it, so it gets `--container-runtime-endpoint` |
 //! | `kubelet_seccomp_default` | false | true | `seccompDefault` (RuntimeDefault for every pod) is GA since 1.27; 1.20 refuses the flag |
-//! | `kubelet_pod_infra_flag` | true | false | `--pod-infra-container-image` keeps 1.20's image GC from deleting the sandbox image (containerd 1.6 does not pin it); deprecated later, gone in 1.35 |
+//! | `kubelet_pod_infra_flag` | true | false | `--pod-infra-container-image` keeps 1.20's image GC from deleting the sandbox image (the lab's containerd 1.6.20 does not pin it); from 1.27 kubelet takes the pin from the runtime, and containerd pins the sandbox image from 1.6.22 and 1.7.3 (every upstream set has 1.7.22 or later); the flag is deprecated from 1.27 and gone in 1.35 |
 //!
-//! Each rendered unit's flags are checked against the real flag list of every pinned version
-//! (the lab's 1.20 binaries' `--help`, and the published reference lists of 1.34-1.36 under
-//! `tests/fixtures/k8s-flags/`).
+//! Each rendered unit's flags are checked against the real flag list of every pinned minor
+//! (the lab's 1.20 binaries' `--help`, and the published reference lists of 1.28-1.36 under
+//! `tests/fixtures/k8s-flags/`, by `tests/kube_flags.rs`).
 
 use minijinja::Value;
 use serde::Serialize;
@@ -77,11 +78,14 @@ mod tests {
         assert!(lab.insecure_port_flags && lab.kubelet_remote_runtime_flag);
         assert!(!lab.kubelet_endpoint_in_config && !lab.kubelet_seccomp_default);
         assert_eq!(lab.scheduler_config_api, "kubescheduler.config.k8s.io/v1beta1");
-        let up = KubeRelease::for_version("v1.36.3").unwrap();
-        assert_eq!((up.minor, up.version.as_str()), (36, "1.36.3"));
-        assert!(!up.insecure_port_flags && !up.kubelet_remote_runtime_flag);
-        assert!(up.kubelet_endpoint_in_config && up.kubelet_seccomp_default);
-        assert_eq!(up.scheduler_config_api, "kubescheduler.config.k8s.io/v1");
+        for v in ["1.28.0", "1.31.2", "v1.33.13", "v1.36.3"] {
+            let up = KubeRelease::for_version(v).unwrap();
+            assert_eq!(up.version, v.trim_start_matches('v'));
+            assert!(!up.insecure_port_flags && !up.kubelet_remote_runtime_flag && !up.kubelet_pod_infra_flag, "{v}");
+            assert!(up.kubelet_endpoint_in_config && up.kubelet_seccomp_default, "{v}");
+            assert_eq!(up.scheduler_config_api, "kubescheduler.config.k8s.io/v1", "{v}");
+        }
+        assert_eq!(KubeRelease::for_version("1.31.2").unwrap().minor, 31);
         assert_eq!(KubeRelease::for_version("lab-debian"), None);
         assert_eq!(KubeRelease::for_version("2.0.0"), None);
     }

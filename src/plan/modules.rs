@@ -153,14 +153,10 @@ impl HostRender<'_> {
             }
             Module::Binary(a) => {
                 let name = self.string(&a.name, ctx, "name").map_err(fail)?;
-                let b = self
+                let content = self
                     .files
-                    .binary(&name)
+                    .binary_content(&name)
                     .map_err(|e| fail(format!("binary `{name}`: {e}")))?;
-                let content = Content::Local {
-                    path: b.path,
-                    sha256: b.sha256,
-                };
                 vec![Action::File(FileSpec {
                     path: self.path(&a.dest, ctx, "dest").map_err(fail)?,
                     content,

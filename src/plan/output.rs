@@ -112,6 +112,8 @@ pub fn write_render(plans: &[StepPlan], out: &Path) -> Result<RenderSummary, Pla
                     Content::Local { path, .. } => {
                         std::os::unix::fs::symlink(path, &target).map_err(io(&target))?
                     }
+                    // Nothing to link to yet; PLAN.txt names what will be installed.
+                    Content::NotDownloaded { .. } => continue,
                 }
                 if written.insert(f.path.clone()) {
                     files += 1;
@@ -139,13 +141,14 @@ pub fn describe(a: &Action) -> String {
     match a {
         Action::File(f) => {
             let src = match &f.content {
-                Content::Inline(b) => format!("{} bytes", b.len()),
+                Content::Inline(b) => format!("({} bytes)", b.len()),
                 Content::Local { path, sha256 } => {
-                    format!("from {} sha256 {sha256}", path.display())
+                    format!("(from {} sha256 {sha256})", path.display())
                 }
+                c @ Content::NotDownloaded { .. } => format!("- {}", c.not_downloaded().expect("not downloaded")),
             };
             format!(
-                "file {} {:04o} {}:{} ({src}){}",
+                "file {} {:04o} {}:{} {src}{}",
                 f.path,
                 f.mode,
                 f.owner,

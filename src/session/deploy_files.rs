@@ -12,6 +12,7 @@ use crate::artifacts::{ArtifactError, Store};
 use crate::home::Home;
 use crate::inventory::Inventory;
 use crate::pki::Pki;
+use crate::plan::action::Content;
 use crate::plan::{CertPem, DeployFiles, StoredBinary, StoredImage};
 
 /// Certificates, kubeconfigs and binaries from the cluster's PKI and the artifact store. A
@@ -36,6 +37,30 @@ impl ClusterFiles {
     pub fn new(pki: Pki, store: Store, k8s_ver: Option<String>) -> Self {
         ClusterFiles { pki, store, k8s_ver, binaries: Mutex::new(HashMap::new()) }
     }
+
+    fn version_set(&self) -> Result<&str, String> {
+        Ok(self.k8s_ver.as_deref().ok_or("K8S_VER is not set in config.yml; it picks the artifact version set")?)
+    }
+
+    /// Binary `name` of set `ver` from the store, hashed once per run.
+    fn stored(&self, name: &str, ver: &str) -> Result<StoredBinary, ArtifactError> {
+        if let Some(b) = self.binaries.lock().unwrap().get(name) {
+            return Ok(b.clone());
+        }
+        let b = self.store.binary(name, ver)?;
+        let b = StoredBinary { path: b.path, sha256: b.sha256 };
+        self.binaries.lock().unwrap().insert(name.to_string(), b.clone());
+        Ok(b)
+    }
+
+    /// A store error as the planner reports it, with the command that fetches the binary.
+    fn explain(&self, e: ArtifactError, name: &str, ver: &str) -> String {
+        match e {
+            // Its message already ends with the command that fetches it.
+            ArtifactError::Missing { .. } => e.to_string(),
+            e => format!("{e}\n  fetch it with: {}", self.store.fetch_hint(&[name], ver)),
+        }
+    }
 }
 
 impl DeployFiles for ClusterFiles {
@@ -57,21 +82,43 @@ impl DeployFiles for ClusterFiles {
     }
 
     fn binary(&self, name: &str) -> Result<StoredBinary, String> {
-        if let Some(b) = self.binaries.lock().unwrap().get(name) {
-            return Ok(b.clone());
+        let ver = self.version_set()?;
+        self.stored(name, ver).map_err(|e| self.explain(e, name, ver))
+    }
+
+    fn binary_content(&self, name: &str) -> Result<Content, String> {
+        let ver = self.version_set()?;
+        match self.stored(name, ver) {
+            Ok(b) => Ok(Content::Local { path: b.path, sha256: b.sha256 }),
+            Err(ArtifactError::Missing { cmd, .. }) => {
+                let (_, set) = self.store.manifest().set(ver).map_err(|e| e.to_string())?;
+                let a = set.artifact_for(name).or_else(|| set.build_output(name)).ok_or("not in the version set")?;
+                Ok(Content::NotDownloaded {
+                    name: name.to_string(),
+                    version: a.version.clone(),
+                    sha256: a.file_sha256(name),
+                    fetch: cmd,
+                })
+            }
+            // Renders like any release; only its download needs the release's checksum file.
+            Err(ArtifactError::Unpinned { ver: release, minor, .. }) => {
+                let m = self.store.manifest();
+                let companion = m.minors.get(&minor).and_then(|mi| mi.companions.iter().find(|a| a.provides(name)));
+                let kube = m.kubernetes.as_ref().is_some_and(|k| k.binaries.iter().any(|b| b == name));
+                let (version, sha256) = match companion {
+                    Some(a) => (a.version.clone(), a.file_sha256(name)),
+                    None if kube => (release.clone(), None),
+                    None => return Err(format!("binary {name:?} is not installed by Kubernetes {release}")),
+                };
+                Ok(Content::NotDownloaded {
+                    name: name.to_string(),
+                    version,
+                    sha256,
+                    fetch: format!("ezk download --k8s-ver {release} --sha256sums https://dl.k8s.io/release/v{release}/SHA256SUMS"),
+                })
+            }
+            Err(e) => Err(self.explain(e, name, ver)),
         }
-        let ver = self
-            .k8s_ver
-            .as_deref()
-            .ok_or("K8S_VER is not set in config.yml; it picks the artifact version set")?;
-        let b = self.store.binary(name, ver).map_err(|e| match e {
-            // Its message already ends with the command that fetches it.
-            ArtifactError::Missing { .. } => e.to_string(),
-            e => format!("{e}\n  fetch it with: {}", self.store.fetch_hint(&[name], ver)),
-        })?;
-        let b = StoredBinary { path: b.path, sha256: b.sha256 };
-        self.binaries.lock().unwrap().insert(name.to_string(), b.clone());
-        Ok(b)
     }
 
     fn image(&self, name: &str) -> Result<StoredImage, String> {

@@ -226,11 +226,9 @@ impl Variables for Inventory {
     }
 
     /// The version of the kube-apiserver that K8S_VER's artifact set installs (the lab's
-    /// `lab-debian` set: `1.20.2`).
+    /// `lab-debian` set: `1.20.2`; an unpinned release: itself).
     fn kube_version(&self) -> Option<String> {
-        let manifest = crate::artifacts::Manifest::shipped().ok()?;
-        let (_, set) = manifest.set(&k8s_ver(self)?).ok()?;
-        set.artifact_for("kube-apiserver").map(|a| a.version.clone())
+        crate::artifacts::Manifest::shipped().ok()?.kube_version(&k8s_ver(self)?)
     }
 
     fn vars_for(&self, host: &str, role_defaults: &Vars) -> Result<Vars, String> {

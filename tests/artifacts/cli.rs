@@ -10,7 +10,7 @@ use crate::support::{releases, snapshot, upstream_path};
 
 /// `ezk download <args>` with this home, without blocking the runtime that serves the test
 /// releases.
-async fn ezk(home: &Path, args: &[&str]) -> Output {
+pub(crate) async fn ezk(home: &Path, args: &[&str]) -> Output {
     tokio::process::Command::from(crate::common::ezk::command(home))
         .arg("download")
         .args(args)
@@ -31,7 +31,7 @@ async fn serve_releases() -> (TestServer, tempfile::TempDir, std::path::PathBuf)
     (srv, dir, manifest)
 }
 
-fn text(b: &[u8]) -> String {
+pub(crate) fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
@@ -230,7 +230,7 @@ async fn the_version_set_comes_from_the_cluster_unless_k8s_ver_is_given() {
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("no artifact set for K8S_VER \"v1.20.1\"; known sets: first, second (K8S_VER of cluster old); set K8S_VER in "),
+        stderr.contains("no artifact set for K8S_VER \"v1.20.1\"; known sets: first; second (K8S_VER of cluster old); set K8S_VER in "),
         "{stderr}"
     );
     assert!(

@@ -13,3 +13,4 @@ mod manifest;
 mod roles;
 mod source_build;
 mod support;
+mod unpinned;

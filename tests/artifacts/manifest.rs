@@ -1,7 +1,9 @@
 //! The shipped versions manifest: shape (https URL + 64-hex sha256 for every entry),
-//! version-set lookup from K8S_VER, the binaries each Kubernetes set must provide, and the
-//! validation errors a broken manifest gets.
+//! version-set lookup from K8S_VER, the binaries each Kubernetes set must provide, the upstream
+//! catalog's consistency (every release 1.28 .. 1.36 pinned or listed unpinned, companions one
+//! per minor), and the validation errors a broken manifest gets.
 
+use ezk::artifacts::catalog::minor_of;
 use ezk::artifacts::{ArtifactError, Manifest};
 
 fn is_hex(s: &str, n: usize) -> bool {
@@ -13,7 +15,7 @@ fn is_hex(s: &str, n: usize) -> bool {
 #[test]
 fn every_shipped_entry_has_an_https_url_and_a_pinned_sha256() {
     let m = Manifest::shipped().unwrap();
-    assert!(m.sets.len() >= 3, "two Kubernetes sets and lab-debian");
+    assert!(m.sets.len() >= 3 + 111, "versions.yml's sets and the catalog's releases");
     for (set, vs) in &m.sets {
         for a in &vs.artifacts {
             let what = format!("{set}/{} {}", a.name, a.version);
@@ -69,12 +71,23 @@ const K8S_BINARIES: &[&str] = &[
 #[test]
 fn each_kubernetes_set_provides_every_role_binary() {
     let m = Manifest::shipped().unwrap();
-    for ver in ["v1.36.3", "v1.35.4", "v1.34.7"] {
-        let (_, set) = m.set(ver).unwrap();
+    let mut n = 0;
+    for (ver, set) in &m.sets {
+        if ver == "lab-debian" {
+            continue;
+        }
+        n += 1;
         for b in K8S_BINARIES {
             assert!(set.provides(b), "{ver} lacks {b}");
         }
+        // The Kubernetes binaries are the release's own.
+        for b in &K8S_BINARIES[..6] {
+            let a = set.artifact_for(b).unwrap();
+            assert_eq!(a.version, *ver, "{ver}: {b}");
+            assert_eq!(a.url, format!("https://dl.k8s.io/release/v{ver}/bin/linux/amd64/{b}"));
+        }
     }
+    assert!(n >= 114, "{n} Kubernetes sets");
     // The lab set holds what Debian ships: enough for prepare, etcd, runtime.
     let (_, lab) = m.set("lab-debian").unwrap();
     for b in [
@@ -87,6 +100,50 @@ fn each_kubernetes_set_provides_every_role_binary() {
         "loopback",
     ] {
         assert!(lab.provides(b), "lab-debian lacks {b}");
+    }
+}
+
+/// Every patch release of every minor 1.28 .. 1.36 is known, from .0 to the newest: pinned, or
+/// listed as unpinned (with what is missing), never both; each minor's releases share one set of
+/// companions, the catalog's, and so do versions.yml's sets of that minor.
+#[test]
+fn the_catalog_covers_every_release_of_each_minor() {
+    let m = Manifest::shipped().unwrap();
+    for minor in 28..=36 {
+        let name = format!("1.{minor}");
+        let line = m.by_minor().into_iter().find(|l| l.minor == name).unwrap_or_else(|| panic!("no {name}"));
+        let mut all: Vec<u64> = line
+            .pinned
+            .iter()
+            .chain(&line.unpinned)
+            .map(|v| v.rsplit('.').next().unwrap().parse().unwrap())
+            .collect();
+        all.sort();
+        let want: Vec<u64> = (0..all.len() as u64).collect();
+        assert_eq!(all, want, "{name}: a gap or a duplicate in its releases");
+        assert!(line.pinned.len() >= 5, "{name}: {line:?}");
+        let companions = &m.minors[&name].companions;
+        for names in ["etcd", "containerd", "runc", "cni-plugins", "crictl", "helm", "calicoctl"] {
+            assert!(companions.iter().any(|a| a.name == names), "{name} has no {names}");
+        }
+        for r in &line.pinned {
+            let set = &m.sets[r];
+            let others: Vec<_> = set.artifacts.iter().filter(|a| !K8S_BINARIES[..6].contains(&a.name.as_str())).collect();
+            assert_eq!(others.len(), companions.len(), "{r}");
+            for (a, c) in others.iter().zip(companions) {
+                assert_eq!((&a.name, &a.version, &a.sha256), (&c.name, &c.version, &c.sha256), "{r}");
+            }
+        }
+        for r in &line.unpinned {
+            assert!(!m.sets.contains_key(r), "{r} is pinned and unpinned");
+            assert!(!m.unpinned[r].is_empty(), "{r}: say what is missing");
+            assert_eq!(minor_of(r), Some(name.as_str()));
+        }
+    }
+    // 1.36.4 is pinned (kops' later asset data); these are not.
+    assert!(m.sets.contains_key("1.36.4"));
+    for r in ["1.35.8", "1.34.11"] {
+        assert!(m.unpinned.contains_key(r), "{r}");
     }
 }
 
@@ -116,18 +173,67 @@ fn provides_answers_for_role_binary_names() {
 }
 
 #[test]
-fn k8s_ver_selects_a_set_with_or_without_v_and_by_minor() {
+fn k8s_ver_selects_a_set_with_or_without_v() {
     let m = Manifest::shipped().unwrap();
     assert_eq!(m.set("v1.35.4").unwrap().0, "1.35.4");
     assert_eq!(m.set("1.34.7").unwrap().0, "1.34.7");
-    assert_eq!(m.set("v1.35").unwrap().0, "1.35.4");
+    // kubeasz's ezctl writes K8S_VER without the v; ezk's own example with it.
+    assert_eq!(m.set("1.31.2").unwrap().0, "1.31.2");
+    assert_eq!(m.set("v1.31.2").unwrap().0, "1.31.2");
+    assert_eq!(m.set(" v1.28.0 ").unwrap().0, "1.28.0");
+    assert_eq!(m.kube_version("v1.31.2").as_deref(), Some("1.31.2"));
+    assert_eq!(m.kube_version("lab-debian").as_deref(), Some("1.20.2"));
+    // A minor alone names many releases now: refused, listing them.
+    let msg = m.set("v1.35").unwrap_err().to_string();
+    assert!(msg.contains("1.35 is a minor version; name one of its releases: 1.35.0 … 1.35.7"), "{msg}");
     let err = m.set("v1.20.1").unwrap_err();
     assert!(matches!(err, ArtifactError::UnknownVersion { .. }));
     let msg = err.to_string();
     assert!(
-        msg.contains("v1.20.1") && msg.contains("1.35.4") && msg.contains("lab-debian"),
+        msg.contains("v1.20.1") && msg.contains("1.28.0 … 1.28.15") && msg.contains("lab-debian"),
         "{msg}"
     );
+}
+
+/// An unpinned release is known (its roles render for it) but has no set: the error names it,
+/// what is missing and the fix.
+#[test]
+fn an_unpinned_release_says_how_to_pin_it() {
+    let m = Manifest::shipped().unwrap();
+    let err = m.set("v1.35.8").unwrap_err();
+    assert!(matches!(err, ArtifactError::Unpinned { .. }), "{err:?}");
+    let msg = err.to_string();
+    for want in [
+        "Kubernetes 1.35.8 is a release this ezk knows but has not pinned",
+        "no published sha256 for kube-apiserver",
+        "--sha256sums https://dl.k8s.io/release/v1.35.8/SHA256SUMS",
+        "pinned for 1.35",
+    ] {
+        assert!(msg.contains(want), "{want:?} in {msg}");
+    }
+    assert_eq!(m.kube_version("1.35.8").as_deref(), Some("1.35.8"));
+}
+
+/// `pin_release`: an unpinned release gets its minor's companions and the given digests; a
+/// pinned one must agree; anything else is refused.
+#[test]
+fn pin_release_takes_digests_only_where_asked() {
+    let mut m = (*Manifest::shipped().unwrap()).clone();
+    let bins = m.kubernetes.clone().unwrap().binaries;
+    let digests: indexmap::IndexMap<String, String> = bins.iter().map(|b| (b.clone(), "c".repeat(64))).collect();
+    assert_eq!(m.pin_release("v1.35.8", &digests, "sums").unwrap(), "1.35.8");
+    let (_, set) = m.set("1.35.8").unwrap();
+    assert_eq!(set.pinned_from.as_deref(), Some("sums"));
+    assert_eq!(set.artifact_for("kubelet").unwrap().sha256, "c".repeat(64));
+    assert_eq!(set.artifact_for("etcd").unwrap().version, m.minors["1.35"].companions[0].version);
+    let err = m.pin_release("1.31.2", &digests, "sums").unwrap_err().to_string();
+    assert!(err.contains("kube-apiserver is pinned by this ezk as sha256:"), "{err}");
+    let err = m.pin_release("1.27.3", &digests, "sums").unwrap_err().to_string();
+    assert!(err.contains("1.27.3 is not a release this ezk knows"), "{err}");
+    let mut short = digests.clone();
+    short.shift_remove("kubectl");
+    let err = m.pin_release("1.34.11", &short, "sums").unwrap_err().to_string();
+    assert!(err.contains("no line for bin/linux/amd64/kubectl"), "{err}");
 }
 
 #[test]

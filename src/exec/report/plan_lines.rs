@@ -32,6 +32,10 @@ pub fn describe(task: &Task, want: &Desired, d: &Decision) -> Vec<String> {
         Verdict::Change(changes) => {
             for c in changes {
                 match c {
+                    Change::NewFile { .. } | Change::Content { .. } if want.not_downloaded().is_some() => {
+                        let verb = if matches!(c, Change::NewFile { .. }) { "new" } else { "changed" };
+                        out.push(format!("{verb} {t}: {}", want.not_downloaded().expect("matched")));
+                    }
                     Change::NewFile { size } => out.push(format!("new {t} ({size} bytes)")),
                     Change::Content { old } => {
                         // The host's copy counts too: a key there must not show as `-` lines.
