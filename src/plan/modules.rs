@@ -172,7 +172,18 @@ impl HostRender<'_> {
             }
             Module::Image(a) => {
                 let name = self.string(&a.name, ctx, "name").map_err(fail)?;
-                let ctr = self.string(&a.ctr, ctx, "ctr").map_err(fail)?;
+                if let Some(root) = &a.registry_dir {
+                    let root = self.path(root, ctx, "registry_dir").map_err(fail)?;
+                    let img = self
+                        .files
+                        .image_blobs(&name)
+                        .map_err(|e| fail(format!("image `{name}`: {e}")))?;
+                    return Ok(registry_storage(&root, &img));
+                }
+                let ctr = match &a.ctr {
+                    Some(c) => self.string(c, ctx, "ctr").map_err(fail)?,
+                    None => return Err(fail("image needs `ctr` or `registry_dir`".into())),
+                };
                 let dir = match &a.dir {
                     Some(d) => self.path(d, ctx, "dir").map_err(fail)?,
                     None => "/var/lib/ezk/images".to_string(),
@@ -360,4 +371,45 @@ mod removable_tests {
             assert_eq!(removable(p.into()).unwrap(), p);
         }
     }
+}
+
+/// An image laid into the storage of a registry (the `filesystem` driver's layout under
+/// `root`, as Debian's docker-registry reads it): every blob under
+/// `docker/registry/v2/blobs/sha256/<2 hex>/<hex>/data`, pushed from the store and checked by
+/// sha256 like any file; the repository's links to its config and layers (`_layers`), to its
+/// manifest (`_manifests/revisions`) and from its tag (`_manifests/tags/<tag>/current` and
+/// `index`), each holding `sha256:<hex>`. A host that has the blobs gets nothing again.
+fn registry_storage(root: &str, img: &super::inputs::ImageBlobs) -> Vec<Action> {
+    let v2 = format!("{}/docker/registry/v2", root.trim_end_matches('/'));
+    let repo = format!("{v2}/repositories/{}", img.repository);
+    let file = |path: String, content: Content| {
+        Action::File(FileSpec {
+            path,
+            content,
+            mode: 0o644,
+            owner: "root".into(),
+            group: "root".into(),
+            secret: false,
+        })
+    };
+    let hex = |d: &str| d.trim_start_matches("sha256:").to_string();
+    let blob = |(digest, path): &(String, std::path::PathBuf)| {
+        let h = hex(digest);
+        file(
+            format!("{v2}/blobs/sha256/{}/{h}/data", &h[..2.min(h.len())]),
+            Content::Local { path: path.clone(), sha256: h.clone() },
+        )
+    };
+    let link = |path: String, digest: &str| file(path, Content::Inline(format!("sha256:{}", hex(digest)).into_bytes()));
+    let mut out = Vec::new();
+    for b in &img.blobs {
+        out.push(blob(b));
+        out.push(link(format!("{repo}/_layers/sha256/{}/link", hex(&b.0)), &b.0));
+    }
+    let m = &img.manifest.0;
+    out.push(blob(&img.manifest));
+    out.push(link(format!("{repo}/_manifests/revisions/sha256/{}/link", hex(m)), m));
+    out.push(link(format!("{repo}/_manifests/tags/{}/index/sha256/{}/link", img.tag, hex(m)), m));
+    out.push(link(format!("{repo}/_manifests/tags/{}/current/link", img.tag), m));
+    out
 }

@@ -161,6 +161,21 @@ impl Variables for Inventory {
         set.artifact_for("kube-apiserver").map(|a| a.version.clone())
     }
 
+    /// The images of K8S_VER's artifact set, by name, with what their references say.
+    fn images(&self) -> Option<indexmap::IndexMap<String, crate::plan::ImageName>> {
+        let manifest = crate::artifacts::Manifest::shipped().ok()?;
+        let (_, set) = manifest.set(&k8s_ver(self)?).ok()?;
+        let mut out = indexmap::IndexMap::new();
+        for i in &set.images {
+            let Ok(r) = crate::artifacts::registry::ImageRef::parse(&i.reference) else { continue };
+            out.insert(
+                i.name.clone(),
+                crate::plan::ImageName { reference: i.reference.clone(), registry: r.registry, repository: r.repository, tag: r.tag },
+            );
+        }
+        Some(out)
+    }
+
     fn vars_for(&self, host: &str, role_defaults: &Vars) -> Result<Vars, String> {
         let mut v = Inventory::vars_for(self, host, role_defaults).map_err(|e| e.to_string())?;
         // Given once through `hostvars()` below, shared by every host's context.
