@@ -27,6 +27,8 @@ pub const NETWORKS: &[&str] = &[
 /// Container runtimes ezk installs. kubeasz also offers docker, for Kubernetes before 1.24;
 /// Kubernetes 1.24 removed dockershim, so docker is not offered.
 pub const RUNTIMES: &[&str] = &["containerd"];
+/// How hosts get the artifact set's images (`IMAGE_DELIVERY`, optional: roles default to import).
+pub const IMAGE_DELIVERIES: &[&str] = &["import", "registry"];
 /// Cluster-wide variables `ezk check` shows.
 pub const SHOWN_VARS: &[&str] = &[
     "CLUSTER_NAME",
@@ -305,6 +307,16 @@ impl Checker<'_> {
         };
         choice(self, "CLUSTER_NETWORK", NETWORKS);
         choice(self, "CONTAINER_RUNTIME", RUNTIMES);
+        if let Some(v) = self.get(&h, "IMAGE_DELIVERY")
+            && !IMAGE_DELIVERIES.contains(&v.as_str())
+        {
+            let at = self.var_at(&h, "IMAGE_DELIVERY");
+            self.invalid(
+                at,
+                format!("IMAGE_DELIVERY {v:?} is not supported"),
+                format!("use one of: {}", IMAGE_DELIVERIES.join(", ")),
+            );
+        }
         let service = self.cidr(&h, "SERVICE_CIDR", "10.68.0.0/16");
         let cluster = self.cidr(&h, "CLUSTER_CIDR", "172.20.0.0/16");
         if let (Some(s), Some(c)) = (service, cluster)
