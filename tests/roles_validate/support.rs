@@ -169,6 +169,8 @@ fn render_all() -> Rendered {
         "-e",
         "CONTAINERD_RESTRICT_OOM_SCORE_ADJ=false",
         "-e",
+        "IMAGE_DELIVERY=registry",
+        "-e",
         &containerd_vars,
     ];
     let mut args = vec!["render", "demo", "all", "--out"];
