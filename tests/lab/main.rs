@@ -26,6 +26,7 @@ mod certs;
 mod destroy;
 mod exec;
 mod kube_dns;
+mod kube_images;
 mod kube_master;
 mod kube_node;
 mod lifecycle;
@@ -61,6 +62,7 @@ const SUITES: &[&[Test]] = &[
     kube_master::TESTS,
     kube_node::TESTS,
     kube_dns::TESTS,
+    kube_images::TESTS,
     // destroy takes the shared lab down to bare hosts (and builds it back): last.
     destroy::TESTS,
 ];
