@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 use indexmap::IndexMap;
 
 use super::error::{InventoryError, InventoryErrors, Location};
-use super::{Inventory, KUBEASZ_GROUPS, ini, model, resolve, validate, vars, yaml};
+use super::{Inventory, KUBEASZ_GROUPS, ini, limits, model, resolve, validate, vars, yaml};
 use crate::home::Home;
 
 impl Inventory {
@@ -46,12 +46,7 @@ impl Inventory {
         let ini_path = dir.join("hosts");
         let yaml_path = dir.join("hosts.yml");
         let config_file = dir.join("config.yml");
-        let read = |p: &Path| {
-            std::fs::read_to_string(p).map_err(|e| InventoryError::Io {
-                path: p.to_path_buf(),
-                reason: e.to_string(),
-            })
-        };
+        let read = limits::read_text;
         let mut errors = Vec::new();
         let (hosts_file, (source, errs)) = if ini_path.is_file() {
             (
@@ -99,20 +94,18 @@ impl Inventory {
         if !errors.is_empty() {
             return Err(InventoryErrors(errors));
         }
+        let too_big = limits::check_counts(&source, &tree, &config, &extra, &hosts_file);
+        if !too_big.is_empty() {
+            return Err(InventoryErrors(too_big));
+        }
         let mut groups: IndexMap<String, Vec<String>> = IndexMap::new();
         groups.insert("all".into(), tree.members["all"].clone());
         for (g, m) in &tree.members {
             groups.entry(g.clone()).or_insert_with(|| m.clone());
         }
         let hosts: Vec<String> = source.hosts.keys().cloned().collect();
-        let base = build_resolver(
-            &source,
-            &tree,
-            &groups,
-            &model::VarDefs::new(),
-            &config,
-            &extra,
-        );
+        let layers = vars::layers_by_host(&source, &tree, &config, &extra);
+        let base = build_resolver(&layers, &tree, &groups, &model::VarDefs::new());
         Ok(Inventory {
             cluster: cluster.to_string(),
             dir: dir.to_path_buf(),
@@ -121,30 +114,26 @@ impl Inventory {
             hosts_file,
             config_file,
             source,
-            config,
-            extra,
+            layers,
             tree,
             base,
+            with_defaults: Default::default(),
             hostvars: OnceLock::new(),
         })
     }
 }
 
 pub(super) fn build_resolver(
-    source: &model::Source,
+    layers: &IndexMap<String, vars::Layers>,
     tree: &vars::GroupTree,
     groups: &IndexMap<String, Vec<String>>,
     defaults: &model::VarDefs,
-    config: &model::VarDefs,
-    extra: &model::VarDefs,
 ) -> Arc<resolve::Resolver> {
+    let defaults = Arc::new(defaults.clone());
     let mut per_host = IndexMap::new();
     let mut names = HashMap::new();
-    for h in source.hosts.keys() {
-        per_host.insert(
-            h.clone(),
-            vars::merge_for_host(source, tree, defaults, config, extra, h),
-        );
+    for (h, l) in layers {
+        per_host.insert(h.clone(), l.over(&defaults));
         names.insert(h.clone(), tree.groups_of(h));
     }
     resolve::Resolver::new(per_host, groups, names)

@@ -16,7 +16,9 @@
 //!
 //! Files: `load.rs` reads a cluster's files into an `Inventory` (this file: its queries),
 //! `ini.rs`/`yaml.rs` parse, `range.rs` expands host ranges, `literal.rs` types INI values,
-//! `vars.rs` merges, `resolve.rs` renders, `validate.rs` validates, `select.rs` is `--limit`,
+//! `vars.rs` merges, `resolve.rs` renders, `validate.rs` validates (`values.rs`: what
+//! each known variable becomes and its check), `limits.rs` bounds sizes
+//! (and reads the files), `select.rs` is `--limit`,
 //! `examples.rs` what `ezk new` writes (address helpers are in `crate::addr`).
 
 // Errors carry file, line, host and fix text; they are collected for a report, not raised in
@@ -24,13 +26,15 @@
 #![allow(clippy::result_large_err)]
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use indexmap::IndexMap;
 
 mod error;
 pub mod examples;
 mod ini;
+pub mod limits;
 mod literal;
 mod load;
 mod range;
@@ -38,6 +42,7 @@ pub mod model;
 mod resolve;
 mod select;
 pub mod validate;
+pub mod values;
 mod vars;
 mod yaml;
 
@@ -73,11 +78,15 @@ pub struct Inventory {
     hosts_file: PathBuf,
     config_file: PathBuf,
     source: model::Source,
-    config: model::VarDefs,
-    extra: model::VarDefs,
+    /// Every host's variable layers (config.yml, inventory, `-e`), without role defaults.
+    layers: IndexMap<String, vars::Layers>,
     tree: vars::GroupTree,
     /// Resolver without role defaults (what `hostvars`, `validate` and `var_str` use).
     base: Arc<resolve::Resolver>,
+    /// One resolver per distinct set of role defaults, made on first use: the planner asks for
+    /// every (host, role), and building a resolver merges every host's variables, so without
+    /// this a step would cost hosts² × variables.
+    with_defaults: Arc<Mutex<HashMap<String, Arc<resolve::Resolver>>>>,
     hostvars: OnceLock<Value>,
 }
 
@@ -142,6 +151,18 @@ impl Inventory {
     /// `inventory_hostname`, `groups`, `group_names` and `hostvars` (every host's inventory
     /// variables, without role defaults — as in Ansible).
     pub fn vars_for(&self, host: &str, role_defaults: &Vars) -> Result<Vars, InventoryError> {
+        let mut out = self.vars_without_hostvars(host, role_defaults)?;
+        out.insert("hostvars".into(), self.hostvars().clone());
+        Ok(out)
+    }
+
+    /// `vars_for` without `hostvars`, for a caller that shares one `hostvars` between hosts:
+    /// copying every host's variables into every host's answer would cost hosts² × variables.
+    pub fn vars_without_hostvars(
+        &self,
+        host: &str,
+        role_defaults: &Vars,
+    ) -> Result<Vars, InventoryError> {
         let r = self.resolver(role_defaults);
         let mut out = Vars::new();
         for name in r.names(host) {
@@ -165,7 +186,6 @@ impl Inventory {
             "group_names".into(),
             serde_yaml::to_value(self.groups_of(host)).unwrap_or(Value::Null),
         );
-        out.insert("hostvars".into(), self.hostvars().clone());
         Ok(out)
     }
 
@@ -174,19 +194,26 @@ impl Inventory {
         self.resolver(role_defaults).context(host)
     }
 
+    /// A resolver with `defaults` (definitions with their file:line) as the lowest layer,
+    /// not kept: for checking a role's defaults where they win (`validate::role_defaults`).
+    fn resolver_over(&self, defaults: &model::VarDefs) -> Arc<resolve::Resolver> {
+        load::build_resolver(&self.layers, &self.tree, &self.groups, defaults)
+    }
+
     fn resolver(&self, role_defaults: &Vars) -> Arc<resolve::Resolver> {
         if role_defaults.is_empty() {
             return self.base.clone();
         }
-        let defaults = vars::default_defs(role_defaults);
-        load::build_resolver(
-            &self.source,
-            &self.tree,
-            &self.groups,
-            &defaults,
-            &self.config,
-            &self.extra,
-        )
+        // Role defaults are a few dozen values: their YAML text is a cheap, exact key.
+        let key = serde_yaml::to_string(role_defaults).unwrap_or_default();
+        let mut cache = self.with_defaults.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .entry(key)
+            .or_insert_with(|| {
+                let defaults = vars::default_defs(role_defaults);
+                load::build_resolver(&self.layers, &self.tree, &self.groups, &defaults)
+            })
+            .clone()
     }
 
     /// Every host's inventory variables (no role defaults), computed once: Ansible's `hostvars`.

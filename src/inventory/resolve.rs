@@ -13,12 +13,13 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use indexmap::IndexMap;
-use minijinja::value::{Enumerator, Object, Value as J};
+use minijinja::value::{Enumerator, Object, Value as J, ValueKind};
 use minijinja::{Environment, ErrorKind};
 
 use super::Value;
 use super::error::{InventoryError, Location};
-use super::model::VarDefs;
+use super::limits;
+use super::vars::Layers;
 
 /// Why one variable could not be evaluated for one host.
 #[derive(Debug, Clone)]
@@ -76,11 +77,17 @@ pub const MAGIC: &[&str] = &[
 /// Every host's merged (unrendered) variables and the group map, rendered on demand.
 pub struct Resolver {
     env: Environment<'static>,
-    hosts: IndexMap<String, VarDefs>,
+    hosts: IndexMap<String, Layers>,
     groups: J,
     group_names: HashMap<String, Vec<String>>,
-    cache: Mutex<HashMap<(String, String), J>>,
+    /// Rendered templates by host, then variable (plain values are converted when asked),
+    /// failures included: a template that fails slowly (out of steps, too big) fails once.
+    /// Cycles are not kept: their message depends on where the walk entered them.
+    cache: Mutex<HashMap<String, Rendered>>,
 }
+
+/// One host's rendered variables.
+type Rendered = HashMap<String, Result<J, ResolveError>>;
 
 impl fmt::Debug for Resolver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -91,14 +98,16 @@ impl fmt::Debug for Resolver {
 }
 
 impl Resolver {
-    /// `hosts`: host → merged definitions; `groups`: group → members; `group_names`: host → its groups.
+    /// `hosts`: host → its definitions; `groups`: group → members; `group_names`: host → its groups.
     pub fn new(
-        hosts: IndexMap<String, VarDefs>,
+        hosts: IndexMap<String, Layers>,
         groups: &IndexMap<String, Vec<String>>,
         group_names: HashMap<String, Vec<String>>,
     ) -> Arc<Resolver> {
+        let mut env = crate::template::environment();
+        env.set_fuel(Some(limits::MAX_RENDER_STEPS));
         Arc::new(Resolver {
-            env: crate::template::environment(),
+            env,
             hosts,
             groups: J::from_serialize(groups),
             group_names,
@@ -117,10 +126,7 @@ impl Resolver {
 
     /// The host's variable names, in precedence-merge order.
     pub fn names(&self, host: &str) -> Vec<String> {
-        self.hosts
-            .get(host)
-            .map(|v| v.keys().cloned().collect())
-            .unwrap_or_default()
+        self.hosts.get(host).map(Layers::names).unwrap_or_default()
     }
 
     /// Where the winning definition of `var` for `host` was written.
@@ -142,9 +148,10 @@ impl Resolver {
             .cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&(host.to_string(), var.to_string()))
+            .get(host)
+            .and_then(|h| h.get(var))
         {
-            return Ok(v.clone());
+            return v.clone();
         }
         let Some(def) = self.hosts.get(host).and_then(|h| h.get(var)) else {
             return Err(ResolveError {
@@ -156,6 +163,9 @@ impl Resolver {
                 kind: ResolveErrorKind::Undefined,
             });
         };
+        if !has_template(&def.value) {
+            return Ok(J::from_serialize(&def.value));
+        }
         let key = (self.id(), host.to_string(), var.to_string());
         let cycle = STACK.with(|s| {
             let s = s.borrow();
@@ -181,12 +191,15 @@ impl Resolver {
         STACK.with(|s| s.borrow_mut().push(key));
         let out = self.render_value(host, var, &def.at, &def.value);
         STACK.with(|s| s.borrow_mut().pop());
-        let v = out?;
-        self.cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert((host.to_string(), var.to_string()), v.clone());
-        Ok(v)
+        if !matches!(&out, Err(e) if e.kind == ResolveErrorKind::Cycle) {
+            self.cache
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(host.to_string())
+                .or_default()
+                .insert(var.to_string(), out.clone());
+        }
+        out
     }
 
     fn render_value(
@@ -247,6 +260,21 @@ impl Resolver {
         match result {
             Ok(v) => {
                 INNER.with(|i| i.borrow_mut().take());
+                if size_over(&v, limits::MAX_VALUE_BYTES) {
+                    return Err(ResolveError {
+                        host: host.into(),
+                        var: var.into(),
+                        at: at.clone(),
+                        msg: format!(
+                            "the value renders to more than {} MiB",
+                            limits::MAX_VALUE_BYTES >> 20
+                        ),
+                        fix: "check the templates it uses: one that repeats another (x + x) \
+                              doubles with every level"
+                            .into(),
+                        kind: ResolveErrorKind::Render,
+                    });
+                }
                 Ok(v)
             }
             Err(e) => {
@@ -274,6 +302,16 @@ impl Resolver {
             fix,
             kind,
         };
+        if e.kind() == ErrorKind::OutOfFuel {
+            return mk(
+                format!(
+                    "the template takes more than {} steps to render",
+                    limits::MAX_RENDER_STEPS
+                ),
+                "check its loops (a loop over a huge range, or loops nested too deep)".into(),
+                ResolveErrorKind::Render,
+            );
+        }
         if e.kind() == ErrorKind::SyntaxError {
             return mk(
                 format!("Jinja syntax error in {s:?}: {}", detail(e)),
@@ -326,6 +364,59 @@ fn detail(e: &minijinja::Error) -> String {
     match e.detail() {
         Some(d) => format!("{} ({d})", e.kind()),
         None => e.kind().to_string(),
+    }
+}
+
+/// Whether the rendered value `v` is bigger than `limit` bytes (strings count their bytes,
+/// each list or map item 8 more); stops counting once over.
+fn size_over(v: &J, limit: usize) -> bool {
+    fn walk(v: &J, left: &mut usize) -> bool {
+        if let Some(s) = v.as_str() {
+            return match left.checked_sub(s.len()) {
+                Some(l) => {
+                    *left = l;
+                    false
+                }
+                None => true,
+            };
+        }
+        // The lazy host objects (`hostvars`, a host's context) are not data: not walked.
+        let lazy = v.downcast_object_ref::<HostCtx>().is_some()
+            || v.downcast_object_ref::<HostVars>().is_some();
+        if !lazy
+            // Iterable: `a + b` of two lists is a lazy chain, walked like a list.
+            && matches!(v.kind(), ValueKind::Seq | ValueKind::Map | ValueKind::Iterable)
+            && let Ok(items) = v.try_iter()
+        {
+            for k in items {
+                let Some(l) = left.checked_sub(8) else {
+                    return true;
+                };
+                *left = l;
+                let item = if v.kind() == ValueKind::Map {
+                    v.get_item(&k).unwrap_or_default()
+                } else {
+                    k
+                };
+                if walk(&item, left) {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+    let mut left = limit;
+    walk(v, &mut left)
+}
+
+/// Whether rendering can change `v` (a string with Jinja markup, at any depth).
+pub(super) fn has_template(v: &Value) -> bool {
+    match v {
+        Value::String(s) => crate::template::is_template(s),
+        Value::Sequence(items) => items.iter().any(has_template),
+        Value::Mapping(m) => m.values().any(has_template),
+        Value::Tagged(t) => has_template(&t.value),
+        _ => false,
     }
 }
 

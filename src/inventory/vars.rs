@@ -7,6 +7,7 @@
 //! ezk deliberately ranks it under the inventory so `hosts` can override cluster-wide settings.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use indexmap::IndexMap;
 
@@ -20,6 +21,9 @@ pub struct GroupTree {
     pub members: IndexMap<String, Vec<String>>,
     /// group → depth (`all` = 0, top-level groups = 1, a child = parent + 1).
     pub depth: HashMap<String, usize>,
+    /// host → its groups in precedence order (see `groups_of`), computed once: asked per host
+    /// and role, a walk of every group's members would make a large inventory quadratic.
+    by_host: HashMap<String, Vec<String>>,
 }
 
 impl GroupTree {
@@ -50,20 +54,23 @@ impl GroupTree {
         {
             set_depth(src, name, 1, &mut tree.depth, &mut Vec::new());
         }
+        let mut by_host: HashMap<String, Vec<String>> = HashMap::new();
+        for (g, members) in tree.members.iter().filter(|(g, _)| *g != "all") {
+            for h in members {
+                by_host.entry(h.clone()).or_default().push(g.clone());
+            }
+        }
+        for gs in by_host.values_mut() {
+            gs.sort_by_key(|g| (tree.depth.get(g).copied().unwrap_or(1), g.clone()));
+        }
+        tree.by_host = by_host;
         errors.dedup();
         (tree, errors)
     }
 
     /// Groups containing `host`, lowest precedence first, without `all`.
     pub fn groups_of(&self, host: &str) -> Vec<String> {
-        let mut gs: Vec<&String> = self
-            .members
-            .iter()
-            .filter(|(g, m)| *g != "all" && m.iter().any(|h| h == host))
-            .map(|(g, _)| g)
-            .collect();
-        gs.sort_by_key(|g| (self.depth.get(*g).copied().unwrap_or(1), (*g).clone()));
-        gs.into_iter().cloned().collect()
+        self.by_host.get(host).cloned().unwrap_or_default()
     }
 }
 
@@ -119,7 +126,89 @@ fn set_depth(
     stack.pop();
 }
 
+/// One host's variable definitions as the layers that apply to it, lowest precedence first:
+/// role defaults, config.yml, `[all:vars]`, its groups' vars, its own vars, `-e`. The layers
+/// are shared by every host (one copy of config.yml, not one per host); a name is looked up
+/// from the top layer down.
+#[derive(Debug, Clone, Default)]
+pub struct Layers(Vec<Arc<VarDefs>>);
+
+impl Layers {
+    /// These layers with `defaults` below them all.
+    pub fn over(&self, defaults: &Arc<VarDefs>) -> Layers {
+        let mut v = Vec::with_capacity(self.0.len() + 1);
+        v.push(defaults.clone());
+        v.extend(self.0.iter().cloned());
+        Layers(v)
+    }
+
+    /// The winning definition of `name`.
+    pub fn get(&self, name: &str) -> Option<&VarDef> {
+        self.0.iter().rev().find_map(|l| l.get(name))
+    }
+
+    pub fn contains_key(&self, name: &str) -> bool {
+        self.0.iter().any(|l| l.contains_key(name))
+    }
+
+    /// Every defined name, in the order a merge lowest-first would give (a name keeps the place
+    /// of its lowest definition).
+    pub fn names(&self) -> Vec<String> {
+        let mut seen: HashSet<&str> = HashSet::new();
+        let mut out = Vec::new();
+        for l in &self.0 {
+            for k in l.keys() {
+                if seen.insert(k.as_str()) {
+                    out.push(k.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// The layers merged into one map (later definitions replace earlier).
+    #[cfg(test)]
+    fn merged(&self) -> VarDefs {
+        self.names()
+            .into_iter()
+            .filter_map(|n| Some((n.clone(), self.get(&n)?.clone())))
+            .collect()
+    }
+}
+
+/// Every host's layers (without role defaults: see `Layers::over`), sharing one copy of each
+/// group's and each file's definitions.
+pub fn layers_by_host(
+    src: &Source,
+    tree: &GroupTree,
+    config: &VarDefs,
+    extra: &VarDefs,
+) -> IndexMap<String, Layers> {
+    let config = Arc::new(config.clone());
+    let extra = Arc::new(extra.clone());
+    let groups: HashMap<&str, Arc<VarDefs>> = src
+        .groups
+        .iter()
+        .filter(|(_, d)| !d.vars.is_empty())
+        .map(|(g, d)| (g.as_str(), Arc::new(d.vars.clone())))
+        .collect();
+    src.hosts
+        .iter()
+        .map(|(h, def)| {
+            let mut l = vec![config.clone()];
+            l.extend(groups.get("all").cloned());
+            for g in tree.groups_of(h) {
+                l.extend(groups.get(g.as_str()).cloned());
+            }
+            l.push(Arc::new(def.vars.clone()));
+            l.push(extra.clone());
+            (h.clone(), Layers(l))
+        })
+        .collect()
+}
+
 /// The layers that apply to one host, merged lowest first: later definitions replace earlier.
+#[cfg(test)]
 pub fn merge_for_host(
     src: &Source,
     tree: &GroupTree,
@@ -128,26 +217,12 @@ pub fn merge_for_host(
     extra: &VarDefs,
     host: &str,
 ) -> VarDefs {
-    let mut out: VarDefs = defaults.clone();
-    let mut put = |defs: &VarDefs| {
-        for (k, v) in defs {
-            out.insert(k.clone(), v.clone());
-        }
-    };
-    put(config);
-    if let Some(all) = src.groups.get("all") {
-        put(&all.vars);
-    }
-    for g in tree.groups_of(host) {
-        if let Some(def) = src.groups.get(&g) {
-            put(&def.vars);
-        }
-    }
-    if let Some(h) = src.hosts.get(host) {
-        put(&h.vars);
-    }
-    put(extra);
-    out
+    layers_by_host(src, tree, config, extra)
+        .get(host)
+        .cloned()
+        .unwrap_or_default()
+        .over(&Arc::new(defaults.clone()))
+        .merged()
 }
 
 /// `-e` definitions in command-line order, a later one winning: `key=value` pairs are strings,
@@ -159,10 +234,13 @@ pub fn extra_defs(extra: &[(String, String)]) -> (VarDefs, Vec<InventoryError>) 
     for (k, v) in extra {
         if k == "@" {
             let file = std::path::Path::new(v);
-            let parsed = std::fs::read_to_string(file)
-                .map_err(|e| InventoryError::Io {
-                    path: file.to_path_buf(),
-                    reason: format!("{e} (named by -e @{v})"),
+            let parsed = super::limits::read_text(file)
+                .map_err(|e| match e {
+                    InventoryError::Io { path, reason } => InventoryError::Io {
+                        path,
+                        reason: format!("{reason} (named by -e @{v})"),
+                    },
+                    other => other,
                 })
                 .and_then(|text| super::yaml::parse_config(&text, file));
             match parsed {

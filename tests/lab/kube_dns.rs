@@ -5,6 +5,9 @@
 //! Service with every ready pod, SRV records for a named port; an outside name fails instead of
 //! hanging (the lab has no outside DNS); resolution returns once deleted CoreDNS pods are
 //! replaced; a re-run of 07 changes nothing and a Corefile setting is applied by a re-run.
+//! The add-ons whose images the lab cannot have (node-local DNS cache, metrics-server, the
+//! dashboard) are rendered by step 07 and checked by the real API server with a server-side
+//! dry run.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -21,6 +24,7 @@ pub const TESTS: &[Test] = &[
     Test { name: "kube_dns::an_outside_name_fails_without_hanging", run: an_outside_name_fails_without_hanging },
     Test { name: "kube_dns::resolution_returns_after_coredns_pods_are_deleted", run: resolution_returns_after_coredns_pods_are_deleted },
     Test { name: "kube_dns::a_rerun_changes_nothing_and_a_setting_is_applied", run: a_rerun_changes_nothing_and_a_setting_is_applied },
+    Test { name: "kube_dns::every_addon_manifest_passes_a_server_side_dry_run", run: every_addon_manifest_passes_a_server_side_dry_run },
 ];
 
 const DOMAIN: &str = "cluster.local";
@@ -209,5 +213,40 @@ fn a_rerun_changes_nothing_and_a_setting_is_applied(_: &Lab) {
         assert_nothing_changed(&setup_ok(lab, "07", &[]), &first);
         let corefile = kubectl_ok(lab, &["-n", "kube-system", "get", "cm", "coredns", "-o", "jsonpath={.data.Corefile}"]);
         assert!(corefile.contains("cache 30"), "{corefile}");
+    });
+}
+
+/// Step 07 with every add-on on, rendered for the lab's cluster, and each manifest accepted by
+/// the lab's kube-apiserver (`kubectl apply --dry-run=server`: schema, defaulting, admission);
+/// the node-local cache in both kube-proxy modes (it binds the kube-dns address in iptables
+/// mode only).
+fn every_addon_manifest_passes_a_server_side_dry_run(_: &Lab) {
+    with_cluster_lab(|lab| {
+        ensure_control_plane(lab);
+        let (_, dns) = service_ips(lab);
+        for mode in ["iptables", "ipvs"] {
+            let dir = tempfile::tempdir().unwrap();
+            let out = lab.ezk(&[
+                "render", &lab.name, "07", "--out", &dir.path().display().to_string(),
+                "-e", "metricsserver_install=yes", "-e", "dashboard_install=yes",
+                "-e", "ENABLE_LOCAL_DNS_CACHE=true", "-e", &format!("PROXY_MODE={mode}"),
+            ]);
+            assert!(out.status.success(), "{}", text(&out));
+            let addons = dir.path().join(&lab.hosts[MASTERS[0]].ip).join("etc/kubernetes/ezk/addons");
+            let mut files: Vec<String> = std::fs::read_dir(&addons).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+            files.sort();
+            assert_eq!(files, ["coredns.yaml", "dashboard.yaml", "metrics-server.yaml", "nodelocaldns.yaml"]);
+            for f in &files {
+                let path = addons.join(f);
+                let out = kubectl(lab).args(["apply", "--dry-run=server", "-f"]).arg(&path).output().unwrap();
+                assert!(out.status.success(), "{mode} {f}: {}", text(&out));
+            }
+            let cache = std::fs::read_to_string(addons.join("nodelocaldns.yaml")).unwrap();
+            let binds_service = cache.contains(&format!("bind 169.254.20.10 {dns}\n"));
+            assert_eq!(binds_service, mode == "iptables", "{mode}:\n{cache}");
+            // metrics-server verifies the kubelets' serving certificates.
+            let ms = std::fs::read_to_string(addons.join("metrics-server.yaml")).unwrap();
+            assert!(ms.contains("- --kubelet-certificate-authority=") && !ms.contains("- --kubelet-insecure-tls"), "{ms}");
+        }
     });
 }
