@@ -8,9 +8,9 @@
 //!
 //! The image carries every OS package the roles expect, because lab hosts have no network
 //! access of their own. Services that would start on boot and bind ports (nginx, haproxy,
-//! keepalived, chrony, docker-registry, rpcbind from nfs-common) are disabled in the image: the roles decide
-//! what runs. ssh and systemd-networkd are enabled. The image has no ssh host keys and an empty machine-id: each
-//! host gets its own (see `host`).
+//! keepalived, chrony, docker-registry, rpcbind from nfs-common) are disabled in the image:
+//! the roles decide what runs. ssh and systemd-networkd are enabled. The image has no ssh host
+//! keys and an empty machine-id: each host gets its own (see `host`).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
