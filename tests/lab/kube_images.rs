@@ -6,7 +6,7 @@
 //! containerd pulls both from the registry (its access log shows the node's requests; the lab
 //! has no route out, so nothing can come from outside), at the digests the store recorded. A
 //! re-run changes nothing; a run back in the default mode (import) removes the hosts.toml files
-//! and imports again.
+//! and stops the registry.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -137,10 +137,12 @@ fn pods_pull_pause_and_busybox_from_the_cluster_registry(_: &Lab) {
         let ips: Vec<String> = lab.hosts.iter().map(|h| h.ip.clone()).collect();
         assert_nothing_changed(&again, &ips);
 
-        // Back to the default: the hosts.toml files go, the images are imported again.
+        // Back to the default: the hosts.toml files go, the registry stops and its files go.
         setup_ok(lab, "03", &[]);
         for i in 0..lab.hosts.len() {
             assert!(lab.sh(i, "test -e /etc/containerd/certs.d/ezk.local/hosts.toml || echo gone").contains("gone"), "host {i}");
         }
+        assert_eq!(lab.sh(MASTERS[0], "systemctl is-active ezk-registry || true").trim(), "inactive");
+        assert!(lab.sh(MASTERS[0], "ls /var/lib/ezk-registry /etc/ezk-registry 2>&1 || true").contains("No such file"));
     });
 }
