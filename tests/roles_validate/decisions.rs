@@ -90,6 +90,11 @@ fn containerd_options_are_honoured() {
     assert_eq!(local[&key(host, "override_path")], "true");
     assert_eq!(local[&key(host, "ca")], "\"/etc/kubernetes/ssl/ca.pem\"");
     assert!(!local.contains_key(&key("", "server")), "a miss goes on to ezk.local itself");
+    // A registry INSECURE_REG names keeps the hosts.toml INSECURE_REG writes (one writer).
+    let k8s = r.read("options", LB_BACKUP, "/etc/containerd/certs.d/registry.k8s.io/hosts.toml");
+    let k8s = crate::containerd::toml_keys(&k8s);
+    assert_eq!(k8s[&key("host.\"https://registry.k8s.io\"", "skip_verify")], "true");
+    assert!(!k8s.keys().any(|(section, _)| section.contains(":5000/v2/")), "{k8s:?}");
     // The registry host serves the store's images from its storage, read-only, over TLS.
     let conf = r.read("options", "198.18.9.11", "/etc/ezk-registry/config.yml");
     assert!(conf.contains("readonly:\n      enabled: true") && conf.contains("addr: \":5000\""), "{conf}");

@@ -143,7 +143,7 @@ fn render_all() -> Rendered {
         &vars_file,
         "ENABLE_MIRROR_REGISTRY: true\n\
          DOCKER_IO_MIRRORS: [\"https://mirror-a.example.test\", \"https://mirror-b.example.test\"]\n\
-         INSECURE_REG: [\"http://reg.example.test:5000\", \"https://harbor.example.test\"]\n",
+         INSECURE_REG: [\"http://reg.example.test:5000\", \"https://harbor.example.test\", \"https://registry.k8s.io\"]\n",
     )
     .unwrap();
     let containerd_vars = format!("@{}", vars_file.display());
