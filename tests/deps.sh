@@ -2,15 +2,16 @@
 # Install what ezk's lab and test suite need on a Debian 12 deploy machine (run as root), and
 # build the lab's Kubernetes once (cached machine-wide in /var/lib/ezk/builds/; ~6 min on 2
 # cores the first time, about a second after that).
-# Services that packages would start (nginx, haproxy, etcd, ...) are kept from starting here:
-# the deploy machine only needs their binaries (config checks, etcd for TLS tests, the mirror).
+# Services that packages would start (nginx, haproxy, etcd, docker-registry, ...) are kept from starting here:
+# the deploy machine only needs their binaries (config checks, etcd for TLS tests, the mirror,
+# docker-registry for the image download tests).
 set -euo pipefail
 if [ "$(id -u)" != 0 ]; then echo "tests/deps.sh: run as root (sudo tests/deps.sh)" >&2; exit 1; fi
 export DEBIAN_FRONTEND=noninteractive
 pkgs=(systemd-container debootstrap iproute2 openssh-client openssh-server openssl ca-certificates
       etcd-server etcd-client containerd runc containernetworking-plugins
       nginx libnginx-mod-stream haproxy keepalived chrony util-linux procps curl kmod
-      gcc libc6-dev binutils)
+      gcc libc6-dev binutils docker-registry)
 # kubectl: Debian's kubernetes-client unless some kubectl is already installed.
 command -v kubectl >/dev/null 2>&1 || pkgs+=(kubernetes-client)
 missing=()

@@ -6,9 +6,15 @@
 //! `bin/<name>/<version>/`. Import trusts nothing in the bundle: each file must match the
 //! importing ezk's own manifest, binaries are re-extracted from verified files, and deb
 //! binaries must match their pinned sha256. Any failure rejects the whole bundle and leaves
-//! the store as it was. The one thing taken from the bundle: `pins/<release>.sha256`, the
+//! the store as it was. Taken from the bundle as the operator's own choice: `pins/<release>.sha256`, the
 //! Kubernetes digests an operator took for an unpinned release (`ezk download --sha256sums`),
 //! accepted only for releases this ezk lists as unpinned and never against its own pins.
+//!
+//! Container images fetched by digest travel as their OCI layouts under
+//! `images/<set>/<name>/`; on import each is checked end to end against the importing ezk's pin
+//! (`oci::check_pulled`: the pinned blob, its linux/amd64 manifest, every blob's digest) before
+//! it is packed into the store. Images made from binaries are not carried: the import makes
+//! them again from the binaries it verified (the same binaries give the same image).
 
 use std::fs;
 use std::path::{Component, Path, PathBuf};
@@ -69,6 +75,18 @@ pub fn write_bundle(store: &Store, out: &Path) -> Result<Contents, ArtifactError
         }
         contents.push((a.name.clone(), a.version.clone()));
     }
+    for (set, vs) in &store.manifest().sets {
+        for img in vs.images.iter().filter(|i| i.pulled()) {
+            let have = super::oci::image(store, set, &img.name);
+            if !have.is_ok_and(|i| i.record.pinned == img.digest) {
+                continue;
+            }
+            let dir = super::oci::paths(store, set, &img.name).2;
+            let name = Path::new("images").join(set).join(&img.name);
+            b.append_dir_all(&name, &dir).map_err(|e| bad(e.to_string()))?;
+            contents.push((format!("image {}", img.name), set.clone()));
+        }
+    }
     b.into_inner()
         .and_then(|f| f.sync_all())
         .map_err(|e| bad(e.to_string()))?;
@@ -95,12 +113,26 @@ pub fn import_bundle(store: &Store, bundle: &Path) -> Result<Contents, ArtifactE
     let store = &pinned;
     let result = stage_and_verify(store, bundle, &staging).and_then(|plan| {
         let mut contents = Contents::new();
-        for (a, staged) in &plan {
+        for (a, staged) in &plan.artifacts {
             match staged {
                 Staged::File(p) => store.ingest(a, p, &format!("bundle {}", bundle.display()))?,
                 Staged::Bins(dir) => store.install_pinned(a, |_, bin| dir.join(bin))?,
             }
             contents.push((a.name.clone(), a.version.clone()));
+        }
+        for img in &plan.images {
+            let (tar, _, _) = super::oci::paths(store, &img.set, &img.name);
+            let staged_tar = tar.with_extension("new.tar");
+            let record = super::oci::pack(&img.dir, &img.manifest, &img.reference, Some(img.pinned.clone()), &staged_tar)?;
+            super::oci::commit(store, &img.set, &img.name, &img.dir, &staged_tar, &record)?;
+            contents.push((format!("image {}", img.name), img.set.clone()));
+        }
+        // Images made from binaries: made again here, for every set whose binaries are now all
+        // in the store (best effort: a set that lacks some stays without its images).
+        for set in store.manifest().sets.keys() {
+            if let Ok(made) = super::oci::build_set(store, set) {
+                contents.extend(made.into_iter().map(|(n, _, _)| (format!("image {n}"), set.clone())));
+            }
         }
         Ok(contents)
     });
@@ -139,12 +171,28 @@ enum Staged {
     Bins(PathBuf),
 }
 
+/// An image of the bundle, staged and checked against its pin.
+struct StagedImage {
+    set: String,
+    name: String,
+    reference: String,
+    pinned: String,
+    dir: PathBuf,
+    manifest: super::oci::Descriptor,
+}
+
+/// What an import installs, once everything in it was checked.
+struct Plan<'m> {
+    artifacts: Vec<(&'m Artifact, Staged)>,
+    images: Vec<StagedImage>,
+}
+
 /// Unpack into `staging` and check every entry against the manifest; nothing touches the store.
 fn stage_and_verify<'m>(
     store: &'m Store,
     bundle: &Path,
     staging: &Path,
-) -> Result<Vec<(&'m Artifact, Staged)>, ArtifactError> {
+) -> Result<Plan<'m>, ArtifactError> {
     let bad = |msg: String| ArtifactError::Bundle {
         path: bundle.to_path_buf(),
         msg: format!("rejected, store unchanged: {msg}"),
@@ -153,6 +201,7 @@ fn stage_and_verify<'m>(
     let mut ar = tar::Archive::new(f);
     let mut plan: Vec<(&Artifact, Staged)> = Vec::new();
     let mut bin_dirs: Vec<(&Artifact, PathBuf)> = Vec::new();
+    let mut image_dirs: Vec<(String, String)> = Vec::new();
     for entry in ar.entries().map_err(|e| bad(e.to_string()))? {
         let mut entry = entry.map_err(|e| bad(e.to_string()))?;
         let path = entry.path().map_err(|e| bad(e.to_string()))?.into_owned();
@@ -180,6 +229,19 @@ fn stage_and_verify<'m>(
         let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
         match parts.as_slice() {
             ["manifest.yml"] | ["pins", _] => continue,
+            ["images", set, name, rest @ ..] if !rest.is_empty() => {
+                let pulled = store.manifest().sets.get(*set).and_then(|s| s.image(name)).is_some_and(|i| i.pulled());
+                if !pulled {
+                    return Err(bad(format!("{} is not an image fetched by digest in this ezk's manifest", path.display())));
+                }
+                let dest = staging.join(&path);
+                fs::create_dir_all(dest.parent().expect("has parent")).map_err(ArtifactError::io(staging))?;
+                entry.unpack(&dest).map_err(|e| bad(format!("{}: {e}", path.display())))?;
+                let key = (set.to_string(), name.to_string());
+                if !image_dirs.contains(&key) {
+                    image_dirs.push(key);
+                }
+            }
             ["files", name, version, filename] => {
                 let a = store
                     .manifest()
@@ -252,5 +314,14 @@ fn stage_and_verify<'m>(
         }
         plan.push((a, Staged::Bins(dir)));
     }
-    Ok(plan)
+    let mut images = Vec::new();
+    for (set, name) in image_dirs {
+        let spec = store.manifest().sets[&set].image(&name).expect("checked above");
+        let pinned = spec.digest.clone().expect("pulled");
+        let dir = staging.join("images").join(&set).join(&name);
+        let manifest = super::oci::check_pulled(&dir, &pinned)
+            .map_err(|e| bad(format!("image {name} (set {set}, pinned {pinned}): {e}")))?;
+        images.push(StagedImage { set, name, reference: spec.reference.clone(), pinned, dir, manifest });
+    }
+    Ok(Plan { artifacts: plan, images })
 }

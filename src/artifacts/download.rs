@@ -1,4 +1,6 @@
-//! Filling the store over HTTP: parallel (bounded), resumable with `Range`, verified.
+//! Filling the store over HTTP: parallel (bounded), resumable with `Range`, verified. Release
+//! files here; the set's container images pinned by digest through `registry`, in the same
+//! bounded pool.
 //!
 //! Each artifact downloads to `<file>.part`. An interrupted run leaves the `.part`; the next
 //! run asks for `Range: bytes=<len>-` and appends. A connection cut mid-transfer within a run
@@ -12,7 +14,7 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
 use super::ArtifactError;
-use super::manifest::{Artifact, VersionSet};
+use super::manifest::{Artifact, ImageSpec, VersionSet};
 use super::progress::Progress;
 use super::store::{Store, mkdir_parent};
 
@@ -93,6 +95,22 @@ pub fn select<'a>(
     Ok(out)
 }
 
+/// The images of `set` fetched from registries that `only` selects (all of them when `only` is
+/// empty; else those it names), and the names of `only` that are not such images.
+pub fn split_images(set: &VersionSet, only: &[String]) -> (Vec<ImageSpec>, Vec<String>) {
+    let pulled = set.images.iter().filter(|i| i.pulled());
+    if only.is_empty() {
+        return (pulled.cloned().collect(), Vec::new());
+    }
+    let images = pulled.filter(|i| only.contains(&i.name)).cloned().collect();
+    let rest = only
+        .iter()
+        .filter(|n| !set.images.iter().any(|i| i.pulled() && &i.name == *n))
+        .cloned()
+        .collect();
+    (images, rest)
+}
+
 /// The URL to fetch `a` from: upstream, or the mirror's `<name>/<version>/<filename>`.
 pub fn url_for(a: &Artifact, mirror: Option<&str>) -> String {
     match mirror {
@@ -115,10 +133,12 @@ pub async fn download_all(
     progress: Arc<dyn Progress>,
 ) -> Result<Vec<Outcome>, ArtifactError> {
     let (set_name, set) = store.manifest().set(k8s_ver)?;
-    let arts: Vec<Artifact> = select(set_name, set, &opts.only)?
-        .into_iter()
-        .cloned()
-        .collect();
+    let (images, only) = split_images(set, &opts.only);
+    let arts: Vec<Artifact> = if opts.only.is_empty() || !only.is_empty() {
+        select(set_name, set, &only)?.into_iter().cloned().collect()
+    } else {
+        Vec::new()
+    };
     let client = reqwest::Client::builder()
         .user_agent(concat!("ezk/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(20))
@@ -148,6 +168,28 @@ pub async fn download_all(
             Outcome {
                 artifact: a.name.clone(),
                 url,
+                result,
+            }
+        }));
+    }
+    for spec in images {
+        let (store, client, sem, progress) =
+            (store.clone(), client.clone(), sem.clone(), progress.clone());
+        let (set_name, attempts) = (set_name.to_string(), opts.attempts.max(1));
+        tasks.push(tokio::spawn(async move {
+            let _permit = sem.acquire_owned().await.expect("semaphore never closed");
+            let name = format!("image {}", spec.name);
+            let result =
+                super::registry::pull(&store, &set_name, &spec, &client, attempts, progress.as_ref())
+                    .await;
+            match &result {
+                Ok(Status::AlreadyVerified) => progress.note(&name, "already verified"),
+                Ok(_) => progress.finish(&name, true, "verified"),
+                Err(e) => progress.finish(&name, false, &e.to_string()),
+            }
+            Outcome {
+                artifact: name,
+                url: format!("{}@{}", spec.reference, spec.digest.clone().unwrap_or_default()),
                 result,
             }
         }));
@@ -206,8 +248,14 @@ async fn fetch_one(
         if tries > 1 {
             tokio::time::sleep(Duration::from_millis(200 * u64::from(tries))).await;
         }
-        match transfer(client, url, &part, a, progress, &mut started).await {
+        match transfer(client.get(url), &part, &a.name, progress, &mut started, None).await {
             Ok(()) => break,
+            Err(Transfer::Unauthorized(_)) => {
+                return Err(ArtifactError::Http {
+                    url: url.to_string(),
+                    msg: "HTTP 401 Unauthorized".into(),
+                });
+            }
             Err(Transfer::Fatal(msg)) => {
                 return Err(ArtifactError::Http {
                     url: url.to_string(),
@@ -251,25 +299,32 @@ async fn ingest(
         })?
 }
 
-enum Transfer {
+/// Why one request did not complete a file.
+pub(crate) enum Transfer {
+    /// Worth another request (a cut connection, a 5xx): it resumes where the file ends.
     Retry(String),
     Fatal(String),
+    /// HTTP 401, with the `WWW-Authenticate` challenge (a registry's token has to be fetched).
+    Unauthorized(Option<String>),
 }
 
-/// One request: continue `part` from its current length; Ok when the body ended complete.
-async fn transfer(
-    client: &reqwest::Client,
-    url: &str,
+/// One request (`req`, a GET): continue `part` from its current length; Ok when the body ended
+/// complete. `hasher`, when given, holds the sha256 state of the bytes already in `part` and
+/// is fed every byte written (reset when the server sends the whole file again), so the
+/// digest is known when the last byte arrives.
+pub(crate) async fn transfer(
+    mut req: reqwest::RequestBuilder,
     part: &std::path::Path,
-    a: &Artifact,
+    name: &str,
     progress: &dyn Progress,
     started: &mut bool,
+    mut hasher: Option<&mut sha2::Sha256>,
 ) -> Result<(), Transfer> {
+    use sha2::Digest as _;
     let have = tokio::fs::metadata(part)
         .await
         .map(|m| m.len())
         .unwrap_or(0);
-    let mut req = client.get(url);
     if have > 0 {
         req = req.header(reqwest::header::RANGE, format!("bytes={have}-"));
     }
@@ -296,15 +351,26 @@ async fn transfer(
         // The .part already holds the whole file (e.g. cut right after the last byte).
         416 if have > 0 => return Ok(()),
         200 => false,
+        401 => {
+            let challenge = resp
+                .headers()
+                .get(reqwest::header::WWW_AUTHENTICATE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            return Err(Transfer::Unauthorized(challenge));
+        }
         s if (500..600).contains(&s) || s == 429 => {
             return Err(Transfer::Retry(format!("HTTP {status}")));
         }
         _ => return Err(Transfer::Fatal(format!("HTTP {status}"))),
     };
     let offset = if append { have } else { 0 };
+    if !append && let Some(h) = hasher.as_deref_mut() {
+        *h = sha2::Sha256::new();
+    }
     let total = resp.content_length().map(|l| l + offset);
     if !*started {
-        progress.start(&a.name, total, offset);
+        progress.start(name, total, offset);
         *started = true;
     }
     let mut f = tokio::fs::OpenOptions::new()
@@ -322,8 +388,11 @@ async fn transfer(
                 if let Err(e) = f.write_all(&chunk).await {
                     break Err(Transfer::Fatal(format!("{}: {e}", part.display())));
                 }
+                if let Some(h) = hasher.as_deref_mut() {
+                    h.update(&chunk);
+                }
                 got += chunk.len() as u64;
-                progress.advance(&a.name, chunk.len() as u64);
+                progress.advance(name, chunk.len() as u64);
             }
             Ok(None) => break Ok(()),
             Err(e) => {

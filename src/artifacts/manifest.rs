@@ -59,17 +59,23 @@ pub struct VersionSet {
     pub pinned_from: Option<String>,
 }
 
-/// A container image made on the deploy machine from binaries (no registry involved): one
-/// layer holding `files` and `links`, written as an OCI archive into the store.
+/// A container image of the set, in the store as an OCI layout and archive. Either made on the
+/// deploy machine from binaries (`files`, `links`: one layer; no registry involved) or fetched
+/// from its registry (`digest`: the reference pinned to that manifest or index digest).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImageSpec {
-    /// Store name (`down/images/<name>/`).
+    /// Store name (`down/images/<set>/<name>/`).
     pub name: String,
     /// The reference containerd knows it by (`SANDBOX_IMAGE` and pod specs name it).
     #[serde(rename = "ref")]
     pub reference: String,
+    /// For an image fetched from its registry: the digest (`sha256:<hex>`) its reference is
+    /// pinned to, as the registry publishes it (a multi-platform index or one manifest).
+    #[serde(default)]
+    pub digest: Option<String>,
     /// Path in the image -> binary of this set (`pause`: the `pause` output of a build).
+    #[serde(default)]
     pub files: IndexMap<String, String>,
     /// Symlinks: path in the image -> target.
     #[serde(default)]
@@ -398,6 +404,22 @@ impl Manifest {
                 }
             }
             for img in &vs.images {
+                let bad = |msg: &str| ArtifactError::Manifest {
+                    path: origin.to_string(),
+                    msg: format!("set {set}, image {}: {msg}", img.name),
+                };
+                match &img.digest {
+                    Some(d) if !d.strip_prefix("sha256:").is_some_and(|h| is_hex(h, 64)) => {
+                        return Err(bad("digest is not sha256:<64 hex digits>"));
+                    }
+                    Some(_) if !img.files.is_empty() || !img.links.is_empty() || img.user.is_some() || !img.entrypoint.is_empty() || !img.cmd.is_empty() => {
+                        return Err(bad("an image pulled by digest takes no files, links, entrypoint, cmd or user"));
+                    }
+                    None if img.files.is_empty() => {
+                        return Err(bad("needs files (made here) or digest (pulled from its registry)"));
+                    }
+                    _ => {}
+                }
                 for bin in img.files.values() {
                     if !vs.provides(bin) && vs.build_output(bin).is_none() {
                         return Err(ArtifactError::Manifest {
@@ -660,5 +682,12 @@ impl VersionSet {
     /// The image called `name`.
     pub fn image(&self, name: &str) -> Option<&ImageSpec> {
         self.images.iter().find(|i| i.name == name)
+    }
+}
+
+impl ImageSpec {
+    /// Whether this image is fetched from its registry (else made here from binaries).
+    pub fn pulled(&self) -> bool {
+        self.digest.is_some()
     }
 }

@@ -4,8 +4,8 @@
 //! (and the binaries extracted from them, with their sha256) under the home's `down/`;
 //! `download` fills it over HTTP (parallel, resumable), `local` from a directory or the
 //! installed Debian packages, `apt` through apt-get (the lab's pinned .debs, and the builds of
-//! `source_build`, whose binaries `oci` packs into container images), `bundle` moves a verified
-//! store to an offline machine.
+//! `source_build`, whose binaries `oci` packs into container images), `registry` fetches the
+//! container images pinned by digest, `bundle` moves a verified store to an offline machine.
 //! Nothing enters the store before its digest matches the manifest.
 
 pub mod apt;
@@ -17,6 +17,7 @@ pub mod local;
 pub mod manifest;
 pub mod oci;
 pub mod progress;
+pub mod registry;
 pub mod sha256sums;
 pub mod source_build;
 pub mod store;

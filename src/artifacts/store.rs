@@ -8,6 +8,7 @@
 //! down/bin/<name>/<version>/<binary>            extracted binary, mode 0755
 //! down/bin/<name>/<version>/SHA256SUMS          "<sha256>  <binary>" — written last: present = complete
 //! down/quarantine/<filename>.<unix time>        a file whose digest did not match; never used
+//! down/images/<set>/<name>/, .tar, .json         container images (see `oci`)
 //! down/pins/<release>.sha256                     Kubernetes digests the operator took for an
 //!                                                unpinned release (`ezk download --sha256sums`)
 //! ```
@@ -421,13 +422,18 @@ impl Store {
     }
 
     fn quarantine(&self, a: &Artifact, src: &Path) -> Result<PathBuf, ArtifactError> {
+        self.quarantine_as(a.filename(), src)
+    }
+
+    /// Move `src` (a file whose digest did not match) into quarantine as `<name>.<time>`.
+    pub fn quarantine_as(&self, name: &str, src: &Path) -> Result<PathBuf, ArtifactError> {
         let qd = self.quarantine_dir();
         fs::create_dir_all(&qd).map_err(ArtifactError::io(&qd))?;
         let ts = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0);
-        let q = qd.join(format!("{}.{ts}", a.filename()));
+        let q = qd.join(format!("{name}.{ts}"));
         move_file(src, &q)?;
         Ok(q)
     }

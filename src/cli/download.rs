@@ -16,10 +16,20 @@ STORE AND MIRROR LAYOUT
   <home>/down/files/<name>/<version>/<filename>   verified release files
   <home>/down/bin/<name>/<version>/<binary>       binaries extracted from them (+ SHA256SUMS)
   <home>/down/quarantine/                          files whose digest did not match (never used)
+  <home>/down/images/<set>/<name>/, .tar, .json   container images: OCI layout, the archive
+                                                  `ctr images import` reads, and its record
   A mirror is any HTTP(S) server laid out like down/files/: with --mirror URL, artifact
   <name> <version> is fetched from URL/<name>/<version>/<filename>, where <filename> is the last
   path segment of its upstream URL (e.g. URL/etcd/3.6.14/etcd-v3.6.14-linux-amd64.tar.gz).
   Serving a filled store's down/files/ directory makes a mirror.
+
+IMAGES
+  The set's container images pinned by digest (`images:` with a `digest` in the versions
+  manifest) are fetched from their registries over the registry HTTP API: anonymous bearer
+  tokens, the linux/amd64 manifest of a multi-platform index, every blob sha256-checked as it
+  arrives (a mismatch is quarantined), resumed with Range after a cut. --only takes image names
+  too. Images made from binaries (the lab's) are made by --from-apt. --bundle/--import carry
+  fetched images (each re-checked against its pin on import) and make the others again.
 
 EXAMPLES
   ezk download --k8s-ver v1.36.3                 all artifacts of that set
@@ -162,7 +172,13 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
             ..Options::default()
         };
         let (_, set) = store.manifest().set(&k8s_ver)?;
-        let n = download::select(&k8s_ver, set, &opts.only)?.len();
+        let (images, only) = download::split_images(set, &opts.only);
+        let arts = if opts.only.is_empty() || !only.is_empty() {
+            download::select(&k8s_ver, set, &only)?.len()
+        } else {
+            0
+        };
+        let n = arts + images.len();
         let store = Arc::new(store.clone());
         let progress: Arc<dyn progress::Progress> = Arc::from(progress::auto(n));
         runtime()?.block_on(download::download_all(store, &k8s_ver, &opts, progress))?
@@ -321,11 +337,24 @@ fn list(store: &Store) -> CliResult {
 
 /// One set's artifacts, with what is already in the store.
 fn list_set(store: &Store, k8s_ver: &str) -> CliResult {
-    let (_, vs) = store.manifest().set(k8s_ver)?;
+    let (set, vs) = store.manifest().set(k8s_ver)?;
     for a in &vs.artifacts {
         let bins: Vec<&str> = a.binaries().into_iter().map(|(_, b)| b).collect();
         let state = if store.is_complete(a) { "in store" } else { "missing" };
         println!("  {:<28} {:<22} {:<9} {}", a.name, a.version, state, bins.join(" "));
+    }
+    for i in &vs.images {
+        let rec = crate::artifacts::oci::image(store, set, &i.name).ok().map(|l| l.record);
+        let state = match (&i.digest, rec) {
+            (Some(pin), Some(r)) if r.pinned.as_ref() == Some(pin) => "in store",
+            (None, Some(_)) => "in store",
+            _ => "missing",
+        };
+        let how = match &i.digest {
+            Some(d) => format!("{}@{d}", i.reference),
+            None => format!("{} (made here from binaries)", i.reference),
+        };
+        println!("  {:<28} {:<22} {:<9} {how}", format!("image {}", i.name), "", state);
     }
     Ok(0)
 }

@@ -32,6 +32,8 @@ pub const NETWORKS: &[&str] = &[
 /// Container runtimes ezk installs. kubeasz also offers docker, for Kubernetes before 1.24;
 /// Kubernetes 1.24 removed dockershim, so docker is not offered.
 pub const RUNTIMES: &[&str] = &["containerd"];
+/// How hosts get the artifact set's images (`IMAGE_DELIVERY`, optional: roles default to import).
+pub const IMAGE_DELIVERIES: &[&str] = &["import", "registry"];
 /// Cluster-wide variables `ezk check` shows.
 pub const SHOWN_VARS: &[&str] = &[
     "CLUSTER_NAME",
@@ -205,6 +207,17 @@ impl Checker<'_> {
         self.inv.var_str(host, var)
     }
 
+    /// The host that runs the cluster's image registry: with `IMAGE_DELIVERY: registry`,
+    /// `LOCAL_REGISTRY_HOST` or (the role's default) the first master.
+    fn registry_host(&self) -> Option<String> {
+        let first = self.inv.hosts.first()?;
+        if self.get(first, "IMAGE_DELIVERY").as_deref() != Some("registry") {
+            return None;
+        }
+        self.get(first, "LOCAL_REGISTRY_HOST")
+            .or_else(|| self.inv.hosts_in("kube_master").first().cloned())
+    }
+
     fn host_names(&mut self) {
         for h in self.inv.hosts.clone() {
             let at = self.host_at(&h);
@@ -375,6 +388,28 @@ impl Checker<'_> {
             self.calico_options(&h);
         }
         choice(self, "CONTAINER_RUNTIME", RUNTIMES);
+        if let Some(v) = self.get(&h, "IMAGE_DELIVERY")
+            && !IMAGE_DELIVERIES.contains(&v.as_str())
+        {
+            let at = self.var_at(&h, "IMAGE_DELIVERY");
+            self.invalid(
+                at,
+                format!("IMAGE_DELIVERY {v:?} is not supported"),
+                format!("use one of: {}", IMAGE_DELIVERIES.join(", ")),
+            );
+        }
+        // Nodes reach the registry at this name and its certificate carries it: a host of
+        // this inventory (kubeasz writes hosts as their addresses), never an outside name.
+        if let Some(r) = self.get(&h, "LOCAL_REGISTRY_HOST")
+            && !self.inv.hosts.contains(&r)
+        {
+            let at = self.var_at(&h, "LOCAL_REGISTRY_HOST");
+            self.invalid(
+                at,
+                format!("LOCAL_REGISTRY_HOST {r:?} is not a host of this inventory"),
+                "name one of the inventory's hosts as written in hosts (or remove it: the first master)",
+            );
+        }
         let service = self.cidr(&h, "SERVICE_CIDR", "10.68.0.0/16");
         let cluster = self.cidr(&h, "CLUSTER_CIDR", "172.20.0.0/16");
         if let (Some(s), Some(c)) = (service, cluster)
@@ -495,10 +530,14 @@ impl Checker<'_> {
                     self.file_at(),
                 )),
             });
+        let registry = self.registry_host();
         let mut found: IndexMap<(Location, String, String), Vec<String>> = IndexMap::new();
         for h in self.inv.hosts.clone() {
             let mut groups = self.inv.groups_of(&h);
             groups.push("all".into());
+            if registry.as_ref() == Some(&h) {
+                groups.push(values::REGISTRY_HOST.into());
+            }
             let lb_bind = self.get(&h, "EX_LB_BIND");
             let mine: Vec<Port> = LISTENERS
                 .iter()

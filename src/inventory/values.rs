@@ -65,6 +65,7 @@ const REMOVED_PATHS: &[(&str, bool)] = &[
     ("CONTAINERD_STATE_DIR", false),
     ("KUBELET_ROOT_DIR", false),
     ("KUBE_LB_DIR", false),
+    ("LOCAL_REGISTRY_DIR", false),
 ];
 
 /// Paths that must be set.
@@ -585,6 +586,10 @@ pub enum Bind {
 
 const K8S: &[&str] = &["kube_master", "kube_node"];
 
+/// Not an inventory group: the one host that runs the cluster's image registry
+/// (`IMAGE_DELIVERY: registry`, `LOCAL_REGISTRY_HOST`), for its listener.
+pub const REGISTRY_HOST: &str = "(LOCAL_REGISTRY_HOST)";
+
 /// Every listener the roles set up, with the addresses their configs bind (defaults as in
 /// their defaults.yml; a test checks). A role that listens on a new port adds a row.
 pub const LISTENERS: &[Listener] = &[
@@ -695,6 +700,14 @@ pub const LISTENERS: &[Listener] = &[
         bind: Bind::Loopback,
         follows: None,
         when: &[],
+    },
+    Listener {
+        service: "the cluster's image registry",
+        groups: &[REGISTRY_HOST],
+        var: Some("LOCAL_REGISTRY_PORT"),
+        default: 5000,
+        bind: Bind::All,
+        follows: None,
     },
     Listener {
         service: "kube-scheduler",

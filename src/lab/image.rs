@@ -8,9 +8,9 @@
 //!
 //! The image carries every OS package the roles expect, because lab hosts have no network
 //! access of their own. Services that would start on boot and bind ports (nginx, haproxy,
-//! keepalived, chrony, rpcbind from nfs-common) are disabled in the image: the roles decide
-//! what runs. ssh and systemd-networkd are enabled. The image has no ssh host keys and an empty machine-id: each
-//! host gets its own (see `host`).
+//! keepalived, chrony, docker-registry, rpcbind from nfs-common) are disabled in the image:
+//! the roles decide what runs. ssh and systemd-networkd are enabled. The image has no ssh host
+//! keys and an empty machine-id: each host gets its own (see `host`).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -31,6 +31,8 @@ pub const PACKAGES: &[&str] = &[
     "procps", "less", "kmod", "iptables", "iputils-ping", "openssl", "curl",
     // ex-lb and chrony roles
     "nginx", "libnginx-mod-stream", "haproxy", "keepalived", "chrony",
+    // local-registry role (IMAGE_DELIVERY=registry)
+    "docker-registry",
     // prepare role's PREPARE_PACKAGES (installed offline = verified present)
     "bash-completion", "conntrack", "ipset", "ipvsadm", "jq", "libseccomp2", "lvm2", "nfs-common",
     "psmisc", "rsync", "socat",
@@ -39,6 +41,7 @@ pub const PACKAGES: &[&str] = &[
 /// Services disabled in the image so nothing binds ports until a role starts it.
 pub const DISABLED_UNITS: &[&str] = &[
     "nginx",
+    "docker-registry",
     "haproxy",
     "keepalived",
     "chrony",

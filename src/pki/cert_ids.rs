@@ -105,6 +105,8 @@ pub enum Role {
     Etcd,
     Master,
     Node,
+    /// The host that serves the cluster's image registry (`IMAGE_DELIVERY: registry`).
+    Registry,
 }
 
 /// Which names a leaf certificate carries besides its CN.
@@ -118,6 +120,8 @@ pub enum Sans {
     Apiserver,
     /// The node's own address and name (one certificate per node).
     Node,
+    /// The image registry host's address and name (none issued without a registry host).
+    Registry,
 }
 
 /// Where a kubeconfig's server is.
@@ -206,6 +210,8 @@ pub const IDS: &[IdDef] = {
         IdDef { id: "kube-proxy", kind: leaf(C::Cluster, "system:kube-proxy", &[], Sans::None, CLIENT, Some(Server::NodeLb)), holders: &[R::Node], what: "kube-proxy" },
         IdDef { id: "kubelet", kind: leaf(C::Cluster, "system:node:{node}", &["system:nodes"], Sans::Node, (true, true), Some(Server::NodeLb)), holders: &[R::Node], what: "kubelet client and serving certificate, one per node (that node only)" },
         IdDef { id: "etcd-client", kind: leaf(C::Etcd, "etcd-client", &[], Sans::None, CLIENT, None), holders: &[], what: "etcdctl on the deploy machine (backup, restore)" },
+        // Nodes trust it through ca.pem, which every node has (containerd's certs.d hosts.toml).
+        IdDef { id: "registry", kind: leaf(C::Cluster, "ezk-registry", &[], Sans::Registry, (true, false), None), holders: &[R::Registry], what: "the cluster's image registry (IMAGE_DELIVERY=registry), serving certificate" },
     ]
 };
 
@@ -263,6 +269,9 @@ pub fn roles_of(spec: &PkiSpec, host: &str) -> Vec<Role> {
     }
     if spec.nodes.iter().any(|m| m.host == host) {
         r.push(Role::Node);
+    }
+    if spec.registry.as_ref().is_some_and(|m| m.host == host) {
+        r.push(Role::Registry);
     }
     r
 }
@@ -322,6 +331,13 @@ pub fn leaves(spec: &PkiSpec) -> Result<Vec<LeafDef>, PkiError> {
             Sans::None => out.push(make(cn.to_string(), vec![])),
             Sans::EtcdMembers => out.push(make(cn.to_string(), etcd_sans.clone())),
             Sans::Apiserver => out.push(make(cn.to_string(), api_sans.clone())),
+            Sans::Registry => {
+                if let Some(m) = &spec.registry {
+                    let mut sans = vec![San::Ip(m.ip)];
+                    sans.extend(name_san(&m.name));
+                    out.push(make(cn.to_string(), sans));
+                }
+            }
             Sans::Node => {
                 for n in &spec.nodes {
                     let mut sans = vec![San::Ip(n.ip)];

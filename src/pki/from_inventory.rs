@@ -22,6 +22,8 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("EX_APISERVER_PORT", "8443"),
     ("CA_EXPIRY", "876000h"),
     ("CERT_EXPIRY", "438000h"),
+    // roles/local-registry and roles/containerd defaults (LOCAL_REGISTRY_HOST: the first master).
+    ("IMAGE_DELIVERY", "import"),
 ];
 
 /// The PKI inputs of `inv`:
@@ -30,7 +32,9 @@ const DEFAULTS: &[(&str, &str)] = &[
 ///   `K8S_NODENAME` (else a non-empty `k8s_nodename`, else the hostname, as `ezk check` does);
 /// - every address is the inventory hostname, or `ansible_host` when the hostname is a name;
 /// - VIPs: the distinct `EX_APISERVER_VIP` of the `ex_lb` hosts; `EX_APISERVER_PORT` from the
-///   first ex_lb host; the node-local apiserver LB listens on `SECURE_PORT` (kubeasz's kube-lb).
+///   first ex_lb host; the node-local apiserver LB listens on `SECURE_PORT` (kubeasz's kube-lb);
+/// - the image registry host (`IMAGE_DELIVERY: registry`): `LOCAL_REGISTRY_HOST`, else the first
+///   master.
 pub fn from_inventory(inv: &Inventory) -> Result<PkiSpec, PkiError> {
     let masters_hosts = inv.hosts_in("kube_master");
     let first = masters_hosts.first().ok_or_else(|| PkiError::Spec {
@@ -100,6 +104,13 @@ pub fn from_inventory(inv: &Inventory) -> Result<PkiSpec, PkiError> {
             vips.push(ip);
         }
     }
+    let registry = match cluster("IMAGE_DELIVERY")?.as_str() {
+        "registry" => {
+            let h = opt_string(inv, first, "LOCAL_REGISTRY_HOST")?.unwrap_or_else(|| first.clone());
+            Some(Member { name: h.clone(), ip: address(inv, &h)?, host: h })
+        }
+        _ => None,
+    };
     let ex_port_host = lb_hosts.first().unwrap_or(first);
     let secure_port = port(inv, first, "SECURE_PORT")?;
 
@@ -118,6 +129,7 @@ pub fn from_inventory(inv: &Inventory) -> Result<PkiSpec, PkiError> {
         node_lb_port: secure_port,
         ca_expiry: cluster("CA_EXPIRY")?,
         cert_expiry: cluster("CERT_EXPIRY")?,
+        registry,
     })
 }
 

@@ -68,6 +68,10 @@ pub struct PkiSpec {
     pub ca_expiry: String,
     /// `CERT_EXPIRY`, e.g. "438000h".
     pub cert_expiry: String,
+    /// The host that serves the cluster's image registry (`LOCAL_REGISTRY_HOST` when
+    /// `IMAGE_DELIVERY` is `registry`); None: no registry certificate.
+    #[serde(default)]
+    pub registry: Option<Member>,
 }
 
 impl PkiSpec {

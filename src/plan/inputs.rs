@@ -36,6 +36,12 @@ pub trait Variables {
         None
     }
 
+    /// The images of the cluster's artifact set, by name, as templates see them (`images`);
+    /// None leaves `images` undefined.
+    fn images(&self) -> Option<IndexMap<String, ImageName>> {
+        None
+    }
+
     /// Every host, in inventory order.
     fn hosts(&self) -> Vec<String> {
         let g = self.groups();
@@ -82,6 +88,28 @@ pub struct StoredImage {
     pub digest: String,
 }
 
+/// What a registry needs to serve an image of the store: the repository it is served under
+/// (`<registry>/<repository>`, e.g. `registry.k8s.io/pause`), its tag, its manifest and the
+/// config and layer blobs the manifest names, each a verified file: (digest `sha256:…`, path).
+#[derive(Debug, Clone)]
+pub struct ImageBlobs {
+    pub repository: String,
+    pub tag: String,
+    pub manifest: (String, PathBuf),
+    pub blobs: Vec<(String, PathBuf)>,
+}
+
+/// An image of the artifact set as templates see it (`images.<name>.registry`, …): what its
+/// reference says, from the versions manifest (nothing needs to be downloaded).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ImageName {
+    pub reference: String,
+    /// Registry host as the reference writes it (`registry.k8s.io`, `docker.io`, `ezk.local`).
+    pub registry: String,
+    pub repository: String,
+    pub tag: String,
+}
+
 /// File contents that come from the deploy machine rather than from templates.
 pub trait DeployFiles {
     /// Certificate `id` (e.g. `etcd`, `kubernetes`, `kubelet`) as issued for `host`.
@@ -102,6 +130,10 @@ pub trait DeployFiles {
     }
     /// Image `name` of the artifact set from the store.
     fn image(&self, name: &str) -> Result<StoredImage, String>;
+    /// The manifest and blobs of image `name`, for a registry to serve (`image: {registry_dir}`).
+    fn image_blobs(&self, name: &str) -> Result<ImageBlobs, String> {
+        Err(format!("image `{name}`: its blobs are not available here"))
+    }
     /// The sha256 (hex) of a file on the deploy machine, for a `copy` whose `src` is an absolute
     /// path (as in Ansible): the file is streamed from disk at apply time, never held in the
     /// plan. The error names the path.

@@ -104,7 +104,16 @@ pub fn validate(t: &TaskDef, env: &Environment<'static>, role: &RoleFiles) -> Re
         // when the task is planned, by `ezk check` too.
         Module::Kubeconfig(a) => collect_all(&[&a.name, &a.dest], &[], &mut strings),
         Module::Secret(a) => collect_all(&[&a.name, &a.dest], &[], &mut strings),
-        Module::Image(a) => collect_all(&[&a.name, &a.ctr], &[&a.dir], &mut strings),
+        Module::Image(a) => {
+            collect_all(&[&a.name], &[&a.ctr, &a.dir, &a.registry_dir], &mut strings);
+            match (&a.ctr, &a.registry_dir) {
+                (Some(_), None) | (None, Some(_)) => {}
+                _ => return Err("image needs exactly one of `ctr` (import on the host) or `registry_dir` (serve from its registry)".into()),
+            }
+            if a.registry_dir.is_some() && a.dir.is_some() {
+                return Err("image: `dir` goes with `ctr`, not with `registry_dir`".into());
+            }
+        }
         Module::Sysctl(a) => collect_all(&[&a.file, &a.entries], &[], &mut strings),
         Module::Modprobe(a) => collect_all(&[&a.file, &a.modules], &[], &mut strings),
         Module::Package(a) => collect_all(&[&a.names], &[], &mut strings),

@@ -33,7 +33,7 @@ mod task;
 
 pub use catalog::Catalog;
 pub use error::PlanError;
-pub use inputs::{CertPem, DeployFiles, StoredBinary, StoredImage, Variables};
+pub use inputs::{CertPem, DeployFiles, ImageBlobs, ImageName, StoredBinary, StoredImage, Variables};
 pub use library::{Entry, Library};
 pub use output::{describe, write_render, RenderSummary};
 pub use planner::{Planner, check_all, check_catalog};

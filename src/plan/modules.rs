@@ -168,7 +168,18 @@ impl HostRender<'_> {
             }
             Module::Image(a) => {
                 let name = self.string(&a.name, ctx, "name").map_err(fail)?;
-                let ctr = self.string(&a.ctr, ctx, "ctr").map_err(fail)?;
+                if let Some(root) = &a.registry_dir {
+                    let root = self.path(root, ctx, "registry_dir").map_err(fail)?;
+                    let img = self
+                        .files
+                        .image_blobs(&name)
+                        .map_err(|e| fail(format!("image `{name}`: {e}")))?;
+                    return Ok(registry_storage(&root, &img));
+                }
+                let ctr = match &a.ctr {
+                    Some(c) => self.string(c, ctx, "ctr").map_err(fail)?,
+                    None => return Err(fail("image needs `ctr` or `registry_dir`".into())),
+                };
                 let dir = match &a.dir {
                     Some(d) => self.path(d, ctx, "dir").map_err(fail)?,
                     None => "/var/lib/ezk/images".to_string(),
@@ -355,5 +366,103 @@ mod removable_tests {
         for p in ["/var/lib/etcd", "/etc/kubernetes", "/etc/systemd/system/etcd.service"] {
             assert_eq!(removable(p.into()).unwrap(), p);
         }
+    }
+}
+
+/// An image laid into the storage of a registry (the `filesystem` driver's layout under
+/// `root`, as Debian's docker-registry reads it): every blob under
+/// `docker/registry/v2/blobs/sha256/<2 hex>/<hex>/data`, pushed from the store and checked by
+/// sha256 like any file; the repository's links to its config and layers (`_layers`), to its
+/// manifest (`_manifests/revisions`) and from its tag (`_manifests/tags/<tag>/current` and
+/// `index`), each holding `sha256:<hex>`. A host that has the blobs gets nothing again. The
+/// directories are 0755 and the files 0644, root's: the registry reads them as its own user.
+fn registry_storage(root: &str, img: &super::inputs::ImageBlobs) -> Vec<Action> {
+    let v2 = format!("{}/docker/registry/v2", root.trim_end_matches('/'));
+    let repo = format!("{v2}/repositories/{}", img.repository);
+    let file = |path: String, content: Content| {
+        Action::File(FileSpec {
+            path,
+            content,
+            mode: 0o644,
+            owner: "root".into(),
+            group: "root".into(),
+            secret: false,
+        })
+    };
+    let hex = |d: &str| d.trim_start_matches("sha256:").to_string();
+    let blob = |(digest, path): &(String, std::path::PathBuf)| {
+        let h = hex(digest);
+        file(
+            format!("{v2}/blobs/sha256/{}/{h}/data", &h[..2.min(h.len())]),
+            Content::Local { path: path.clone(), sha256: h.clone() },
+        )
+    };
+    let link = |path: String, digest: &str| file(path, Content::Inline(format!("sha256:{}", hex(digest)).into_bytes()));
+    let mut out = Vec::new();
+    for b in &img.blobs {
+        out.push(blob(b));
+        out.push(link(format!("{repo}/_layers/sha256/{}/link", hex(&b.0)), &b.0));
+    }
+    let m = &img.manifest.0;
+    out.push(blob(&img.manifest));
+    out.push(link(format!("{repo}/_manifests/revisions/sha256/{}/link", hex(m)), m));
+    out.push(link(format!("{repo}/_manifests/tags/{}/index/sha256/{}/link", img.tag, hex(m)), m));
+    out.push(link(format!("{repo}/_manifests/tags/{}/current/link", img.tag), m));
+    // The registry runs unprivileged and ezk creates missing parents 0700: every directory
+    // between the root and a file is made 0755 first (a set: parents sort before children).
+    let top = root.trim_end_matches('/');
+    let mut dirs = std::collections::BTreeSet::new();
+    for a in &out {
+        let Action::File(f) = a else { continue };
+        let mut d = std::path::Path::new(&f.path).parent();
+        while let Some(p) = d.and_then(|p| p.to_str()).filter(|p| p.len() > top.len()) {
+            dirs.insert(p.to_string());
+            d = std::path::Path::new(p).parent();
+        }
+    }
+    let dirs = dirs.into_iter().map(|path| Action::Directory { path, mode: 0o755, owner: "root".into(), group: "root".into() });
+    dirs.chain(out).collect()
+}
+
+#[cfg(test)]
+mod registry_storage_tests {
+    use super::*;
+
+    #[test]
+    fn every_file_has_its_directories_readable_made_first() {
+        let sha = |c: char| format!("sha256:{}", c.to_string().repeat(64));
+        let img = super::super::inputs::ImageBlobs {
+            repository: "ezk.local/busybox".into(),
+            tag: "1.35.0".into(),
+            manifest: (sha('a'), "/store/m".into()),
+            blobs: vec![(sha('b'), "/store/b".into()), (sha('c'), "/store/c".into())],
+        };
+        let actions = registry_storage("/srv/reg/", &img);
+        let mut made = vec!["/srv/reg".to_string()];
+        let mut files = 0;
+        for a in &actions {
+            match a {
+                Action::Directory { path, mode, .. } => {
+                    assert_eq!(*mode, 0o755, "{path}");
+                    let parent = std::path::Path::new(path).parent().unwrap().to_str().unwrap();
+                    assert!(made.iter().any(|m| m == parent), "{path} before its parent");
+                    made.push(path.clone());
+                }
+                Action::File(f) => {
+                    files += 1;
+                    let parent = std::path::Path::new(&f.path).parent().unwrap().to_str().unwrap();
+                    assert!(made.iter().any(|m| m == parent), "{} before its directory", f.path);
+                    assert_eq!(f.mode, 0o644);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // 3 blobs, a layer link per config/layer blob, the manifest's revision, tag index and current.
+        assert_eq!(files, 3 + 2 + 3);
+        let data = format!("/srv/reg/docker/registry/v2/blobs/sha256/bb/{}/data", "b".repeat(64));
+        assert!(actions.iter().any(|a| matches!(a, Action::File(f) if f.path == data)));
+        let current = "/srv/reg/docker/registry/v2/repositories/ezk.local/busybox/_manifests/tags/1.35.0/current/link";
+        assert!(actions.iter().any(|a| matches!(a, Action::File(f) if f.path == current
+            && matches!(&f.content, Content::Inline(b) if *b == sha('a').into_bytes()))));
     }
 }

@@ -80,6 +80,7 @@ impl Planner<'_> {
                 .kube_version()
                 .and_then(|v| super::kube::KubeRelease::for_version(&v))
                 .map(|k| k.value()),
+            images: self.vars.images().map(|i| Value::from_serialize(&i)),
             nodes: self.nodes.clone().unwrap_or_else(|| Value::from(std::collections::BTreeMap::<String, Value>::new())),
         };
         let mut cache: HashMap<(String, String), Result<Value, String>> = HashMap::new();
@@ -223,6 +224,11 @@ impl Planner<'_> {
                 if let Some(k) = &shared.kube {
                     extra.push(("kube", k.clone()));
                 }
+                if let Some(i) = &shared.images
+                    && !v.contains_key("images")
+                {
+                    extra.push(("images", i.clone()));
+                }
                 extra.push(("k8s_nodes", shared.nodes.clone()));
                 let own = Value::from_serialize(&v);
                 if extra.is_empty() {
@@ -295,6 +301,8 @@ struct Shared {
     hostvars: Option<Value>,
     /// The version-dependent choices (`plan::kube`), when the cluster's version is known.
     kube: Option<Value>,
+    /// The artifact set's images by name (`Variables::images`).
+    images: Option<Value>,
     /// `k8s_nodes`.
     nodes: Value,
 }

@@ -40,11 +40,14 @@ args!(/// `kubeconfig: {name, dest}`
 args!(/// `secret: {name, dest}` — a secret file made and kept on the deploy machine (the PKI's
     /// `encryption-config`), installed 0600 and never shown.
     SecretArgs { name, dest; });
-args!(/// `image: {name, ctr, dir}` — a container image of the artifact set (made on the deploy
-    /// machine, see `artifacts::oci`), its archive pushed into `dir` (default
+args!(/// `image: {name, ctr, dir}` — a container image of the artifact set (in the deploy
+    /// machine's store, see `artifacts::oci`), its archive pushed into `dir` (default
     /// /var/lib/ezk/images) and imported with `ctr` (the containerd client command line) unless
-    /// containerd already has that image at that digest.
-    ImageArgs { name, ctr; dir });
+    /// containerd already has that image at that digest. `image: {name, registry_dir}` instead
+    /// lays it into the storage of the registry whose root is `registry_dir` (its manifest and
+    /// blobs, each a file checked by sha256, and the repository's links), for that registry to
+    /// serve it read-only.
+    ImageArgs { name; ctr, dir, registry_dir });
 args!(/// `sysctl: {file, entries: {key: value}}`
     SysctlArgs { file, entries; });
 args!(/// `modprobe: {file, modules: [...]}`

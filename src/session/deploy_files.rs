@@ -13,7 +13,7 @@ use crate::home::Home;
 use crate::inventory::Inventory;
 use crate::pki::Pki;
 use crate::plan::action::Content;
-use crate::plan::{CertPem, DeployFiles, StoredBinary, StoredImage};
+use crate::plan::{CertPem, DeployFiles, ImageBlobs, StoredBinary, StoredImage};
 
 /// Certificates, kubeconfigs and binaries from the cluster's PKI and the artifact store. A
 /// binary is hashed once per run, however many hosts receive it.
@@ -127,6 +127,19 @@ impl DeployFiles for ClusterFiles {
         Ok(StoredImage { path: i.archive, sha256: i.record.archive_sha256, reference: i.record.reference, digest: i.record.digest })
     }
 
+    fn image_blobs(&self, name: &str) -> Result<ImageBlobs, String> {
+        let ver = self.k8s_ver.as_deref().ok_or("K8S_VER is not set in config.yml; it picks the artifact version set")?;
+        let rec = crate::artifacts::oci::image(&self.store, ver, name).map_err(|e| e.to_string())?.record;
+        let r = crate::artifacts::registry::ImageRef::parse(&rec.reference)?;
+        let l = crate::artifacts::oci::layout(&self.store, ver, name).map_err(|e| e.to_string())?;
+        Ok(ImageBlobs {
+            repository: r.mirror_repository(),
+            tag: r.tag,
+            manifest: (l.manifest.digest, l.manifest.path),
+            blobs: l.blobs.into_iter().map(|b| (b.digest, b.path)).collect(),
+        })
+    }
+
     fn local_file(&self, path: &Path) -> Result<String, String> {
         local_sha256(path)
     }
@@ -198,6 +211,10 @@ impl DeployFiles for CheckFiles {
     }
     fn image(&self, name: &str) -> Result<StoredImage, String> {
         Ok(StoredImage { path: name.into(), sha256: String::new(), reference: name.into(), digest: String::new() })
+    }
+    fn image_blobs(&self, name: &str) -> Result<ImageBlobs, String> {
+        let digest = format!("sha256:{}", "0".repeat(64));
+        Ok(ImageBlobs { repository: name.into(), tag: "check".into(), manifest: (digest, name.into()), blobs: Vec::new() })
     }
     /// Not hashed (no bytes are needed to find template errors), but a file that cannot be
     /// opened is the same error a real plan would report.

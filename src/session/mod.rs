@@ -231,6 +231,21 @@ impl Variables for Inventory {
         crate::artifacts::Manifest::shipped().ok()?.kube_version(&k8s_ver(self)?)
     }
 
+    /// The images of K8S_VER's artifact set, by name, with what their references say.
+    fn images(&self) -> Option<indexmap::IndexMap<String, crate::plan::ImageName>> {
+        let manifest = crate::artifacts::Manifest::shipped().ok()?;
+        let (_, set) = manifest.set(&k8s_ver(self)?).ok()?;
+        let mut out = indexmap::IndexMap::new();
+        for i in &set.images {
+            let Ok(r) = crate::artifacts::registry::ImageRef::parse(&i.reference) else { continue };
+            out.insert(
+                i.name.clone(),
+                crate::plan::ImageName { reference: i.reference.clone(), registry: r.registry, repository: r.repository, tag: r.tag },
+            );
+        }
+        Some(out)
+    }
+
     fn vars_for(&self, host: &str, role_defaults: &Vars) -> Result<Vars, String> {
         // `hostvars` is given once through `hostvars()` below, shared by every host's context.
         Inventory::vars_without_hostvars(self, host, role_defaults).map_err(|e| e.to_string())

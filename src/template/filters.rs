@@ -1,6 +1,6 @@
 //! Ansible filters and tests that minijinja lacks, as kubeasz's templates and config.yml use
 //! them: `bool`, `ipaddr` (the subset kubeasz uses), `regex_replace`, `regex_search`,
-//! `union`/`difference`/`intersect`, `ternary`, `basename`/`dirname`, `to_json`,
+//! `union`/`difference`/`intersect`, `ternary`, `basename`/`dirname`, `to_json`, `extract`,
 //! and the `version` test. minijinja already has `int`, `string`, `unique`, `default`, `join`,
 //! `replace`, `lower`, `length`...
 
@@ -31,7 +31,18 @@ pub(super) fn register(env: &mut Environment<'static>) {
     env.add_filter("to_json", |v: Value| {
         serde_json::to_string(&v).unwrap_or_default()
     });
+    env.add_filter("extract", extract);
     env.add_test("version", version_test);
+}
+
+/// Ansible's `extract`: `key | extract(container)` is `container[key]`, so
+/// `names | map('extract', images)` looks each name up. A missing key is an error naming it.
+fn extract(key: Value, container: Value) -> Result<Value, Error> {
+    let v = container.get_item(&key)?;
+    if v.is_undefined() {
+        return Err(Error::new(ErrorKind::UndefinedError, format!("extract: no {key} in {}", container.kind())));
+    }
+    Ok(v)
 }
 
 fn bad(msg: String) -> Error {

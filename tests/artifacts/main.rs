@@ -10,6 +10,7 @@ mod cli;
 mod download;
 mod local;
 mod manifest;
+mod registry;
 mod roles;
 mod source_build;
 mod support;

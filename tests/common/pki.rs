@@ -31,6 +31,7 @@ pub fn spec(
         node_lb_port: 6443,
         ca_expiry: "876000h".into(),
         cert_expiry: "438000h".into(),
+        registry: None,
     }
 }
 

@@ -26,6 +26,7 @@ mod certs;
 mod destroy;
 mod exec;
 mod kube_dns;
+mod kube_images;
 mod kube_master;
 mod kube_network;
 mod kube_node;
@@ -65,6 +66,7 @@ const SUITES: &[&[Test]] = &[
     // network-apply for real (pods that cannot pull), the clean roles on a shared-lab host.
     kube_network::TESTS,
     kube_dns::TESTS,
+    kube_images::TESTS,
     // destroy takes the shared lab down to bare hosts (and builds it back): last.
     destroy::TESTS,
 ];

@@ -74,8 +74,36 @@ fn containerd_options_are_honoured() {
     assert_eq!(certs("default"), Vec::<String>::new());
     assert_eq!(
         certs("options"),
-        ["docker.io/hosts.toml", "harbor.example.test/hosts.toml", "reg.example.test:5000/hosts.toml"]
+        [
+            "docker.io/hosts.toml",
+            "ezk.local/hosts.toml",
+            "harbor.example.test/hosts.toml",
+            "reg.example.test:5000/hosts.toml",
+            "registry.k8s.io/hosts.toml",
+        ],
+        "IMAGE_DELIVERY=registry: one per registry of the lab's PRELOAD_IMAGES"
     );
+    // Pulls of ezk.local's images go to the registry on the first master, trusted by the CA.
+    let local = r.read("options", LB_BACKUP, "/etc/containerd/certs.d/ezk.local/hosts.toml");
+    let local = crate::containerd::toml_keys(&local);
+    let host = "host.\"https://198.18.9.11:5000/v2/ezk.local\"";
+    assert_eq!(local[&key(host, "override_path")], "true");
+    assert_eq!(local[&key(host, "ca")], "\"/etc/kubernetes/ssl/ca.pem\"");
+    assert!(!local.contains_key(&key("", "server")), "a miss goes on to ezk.local itself");
+    // A registry INSECURE_REG names keeps the hosts.toml INSECURE_REG writes (one writer).
+    let k8s = r.read("options", LB_BACKUP, "/etc/containerd/certs.d/registry.k8s.io/hosts.toml");
+    let k8s = crate::containerd::toml_keys(&k8s);
+    assert_eq!(k8s[&key("host.\"https://registry.k8s.io\"", "skip_verify")], "true");
+    assert!(!k8s.keys().any(|(section, _)| section.contains(":5000/v2/")), "{k8s:?}");
+    // The registry host serves the store's images from its storage, read-only, over TLS.
+    let conf = r.read("options", "198.18.9.11", "/etc/ezk-registry/config.yml");
+    assert!(conf.contains("readonly:\n      enabled: true") && conf.contains("addr: \":5000\""), "{conf}");
+    let storage = r.variant("options").join("198.18.9.11/var/lib/ezk-registry/docker/registry/v2");
+    let busybox = storage.join("repositories/ezk.local/busybox/_manifests/tags/1.35.0/current/link");
+    let manifest = std::fs::read_to_string(&busybox).unwrap();
+    let hex = manifest.trim_start_matches("sha256:");
+    assert!(storage.join(format!("blobs/sha256/{}/{hex}/data", &hex[..2])).is_file(), "{manifest}");
+    assert!(!r.variant("options").join("198.18.9.12/var/lib/ezk-registry").exists(), "one registry host");
     let reg = r.read("options", LB_BACKUP, "/etc/containerd/certs.d/reg.example.test:5000/hosts.toml");
     let reg = crate::containerd::toml_keys(&reg);
     assert_eq!(reg[&key("", "server")], "\"http://reg.example.test:5000\"");

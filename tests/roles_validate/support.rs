@@ -143,7 +143,7 @@ fn render_all() -> Rendered {
         &vars_file,
         "ENABLE_MIRROR_REGISTRY: true\n\
          DOCKER_IO_MIRRORS: [\"https://mirror-a.example.test\", \"https://mirror-b.example.test\"]\n\
-         INSECURE_REG: [\"http://reg.example.test:5000\", \"https://harbor.example.test\"]\n",
+         INSECURE_REG: [\"http://reg.example.test:5000\", \"https://harbor.example.test\", \"https://registry.k8s.io\"]\n",
     )
     .unwrap();
     let containerd_vars = format!("@{}", vars_file.display());
@@ -168,6 +168,8 @@ fn render_all() -> Rendered {
         "SANDBOX_IMAGE=reg.example.test:5000/pause:3.10",
         "-e",
         "CONTAINERD_RESTRICT_OOM_SCORE_ADJ=false",
+        "-e",
+        "IMAGE_DELIVERY=registry",
         "-e",
         &containerd_vars,
     ];
