@@ -2,9 +2,8 @@
 //! `-e` values read into their definitions (each with file:line), the group tree built, and
 //! the resolver that renders every host's variables made; `load` then validates.
 
-use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use indexmap::IndexMap;
 
@@ -105,14 +104,7 @@ impl Inventory {
             groups.entry(g.clone()).or_insert_with(|| m.clone());
         }
         let hosts: Vec<String> = source.hosts.keys().cloned().collect();
-        let base = build_resolver(
-            &source,
-            &tree,
-            &groups,
-            &model::VarDefs::new(),
-            &config,
-            &extra,
-        );
+        let base = resolve::Resolver::build(vars::layers(&source, &tree, &config, &extra), &groups);
         Ok(Inventory {
             cluster: cluster.to_string(),
             dir: dir.to_path_buf(),
@@ -121,31 +113,9 @@ impl Inventory {
             hosts_file,
             config_file,
             source,
-            config,
-            extra,
-            tree,
             base,
+            scopes: Default::default(),
             hostvars: OnceLock::new(),
         })
     }
-}
-
-pub(super) fn build_resolver(
-    source: &model::Source,
-    tree: &vars::GroupTree,
-    groups: &IndexMap<String, Vec<String>>,
-    defaults: &model::VarDefs,
-    config: &model::VarDefs,
-    extra: &model::VarDefs,
-) -> Arc<resolve::Resolver> {
-    let mut per_host = IndexMap::new();
-    let mut names = HashMap::new();
-    for h in source.hosts.keys() {
-        per_host.insert(
-            h.clone(),
-            vars::merge_for_host(source, tree, defaults, config, extra, h),
-        );
-        names.insert(h.clone(), tree.groups_of(h));
-    }
-    resolve::Resolver::new(per_host, groups, names)
 }

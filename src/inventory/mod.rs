@@ -10,7 +10,10 @@
 //! - `vars_for(host, role_defaults)` merges role defaults < config.yml < [all:vars] < group vars
 //!   < host vars < -e, and renders every templated value for that host (lazy Jinja, with
 //!   `inventory_hostname`, `groups`, `hostvars`). `context(host, role_defaults)` gives the same
-//!   as a lazy minijinja value for rendering role templates.
+//!   as a lazy minijinja value; `role_context(host, role, role_defaults)` is what the planner
+//!   renders a role with: one scope per role made once per run, each host's values rendered
+//!   once and shared between scopes when they do not depend on role defaults (planning is
+//!   linear in hosts: nothing is merged or copied per host × role).
 //! - `var_str(host, name)` answers one variable as text (how `exec::Connection` reads a host's
 //!   Ansible connection variables, through `session::connection`).
 //!
@@ -24,7 +27,8 @@
 #![allow(clippy::result_large_err)]
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use indexmap::IndexMap;
 
@@ -42,7 +46,7 @@ mod vars;
 mod yaml;
 
 pub use error::{InventoryError, InventoryErrors, Location};
-pub use resolve::{ResolveError, ResolveErrorKind};
+pub use resolve::{ResolveError, ResolveErrorKind, render_count};
 
 /// A variable value (YAML data model: strings, numbers, bools, lists, maps).
 pub type Value = serde_yaml::Value;
@@ -73,11 +77,11 @@ pub struct Inventory {
     hosts_file: PathBuf,
     config_file: PathBuf,
     source: model::Source,
-    config: model::VarDefs,
-    extra: model::VarDefs,
-    tree: vars::GroupTree,
-    /// Resolver without role defaults (what `hostvars`, `validate` and `var_str` use).
-    base: Arc<resolve::Resolver>,
+    /// The inventory's own scope, without role defaults (what `hostvars`, `validate` and
+    /// `var_str` use); every scope with role defaults shares its resolver.
+    base: Arc<resolve::Scope>,
+    /// The scope of each role (by name) the planner asked for, made once per run.
+    scopes: Arc<Mutex<HashMap<String, Arc<resolve::Scope>>>>,
     hostvars: OnceLock<Value>,
 }
 
@@ -103,8 +107,8 @@ impl Inventory {
     }
 
     /// Groups containing `host`, lowest precedence first (without `all`).
-    pub fn groups_of(&self, host: &str) -> Vec<String> {
-        self.tree.groups_of(host)
+    pub fn groups_of(&self, host: &str) -> &[String] {
+        self.base.groups_of(host)
     }
 
     /// Where the winning definition of `var` for `host` is (role defaults not considered).
@@ -174,19 +178,39 @@ impl Inventory {
         self.resolver(role_defaults).context(host)
     }
 
-    fn resolver(&self, role_defaults: &Vars) -> Arc<resolve::Resolver> {
+    /// The template context of `host` for role `role` (whose defaults are `role_defaults`),
+    /// as the planner renders the role's tasks and templates with: every variable lazily (the
+    /// role's defaults the lowest layer), `inventory_hostname`, `groups`, `group_names`, and
+    /// `hostvars` (every host's inventory variables, without role defaults, as in Ansible).
+    /// The role's scope is made once per run and every host's values in it are rendered once,
+    /// shared with every other scope when they do not depend on role defaults. Fails, like
+    /// `vars_for`, on the first variable of the host that holds Jinja and cannot be rendered
+    /// (an undefined name is left to where it is used).
+    pub fn role_context(
+        &self,
+        host: &str,
+        role: &str,
+        role_defaults: &Vars,
+    ) -> Result<minijinja::Value, InventoryError> {
+        let scope = {
+            let mut scopes = self.scopes.lock().unwrap_or_else(|p| p.into_inner());
+            let fresh = || self.base.with_defaults(vars::default_defs(role_defaults));
+            let s = scopes.entry(role.to_string()).or_insert_with(fresh);
+            // Another set of defaults under the same name (a test's catalog): its own scope.
+            if !same_defaults(s.defaults(), role_defaults) {
+                *s = fresh();
+            }
+            s.clone()
+        };
+        scope.check_host(host)?;
+        Ok(scope.context_with_hostvars(host, &self.base))
+    }
+
+    fn resolver(&self, role_defaults: &Vars) -> Arc<resolve::Scope> {
         if role_defaults.is_empty() {
             return self.base.clone();
         }
-        let defaults = vars::default_defs(role_defaults);
-        load::build_resolver(
-            &self.source,
-            &self.tree,
-            &self.groups,
-            &defaults,
-            &self.config,
-            &self.extra,
-        )
+        self.base.with_defaults(vars::default_defs(role_defaults))
     }
 
     /// Every host's inventory variables (no role defaults), computed once: Ansible's `hostvars`.
@@ -206,6 +230,12 @@ impl Inventory {
             Value::Mapping(all)
         })
     }
+}
+
+/// Whether a scope's defaults are `role_defaults` (same names, same values).
+fn same_defaults(defs: &model::VarDefs, role_defaults: &Vars) -> bool {
+    defs.len() == role_defaults.len()
+        && defs.iter().zip(role_defaults).all(|((k, d), (k2, v))| k == k2 && d.value == *v)
 }
 
 fn to_yaml(v: &minijinja::Value) -> Value {

@@ -181,7 +181,7 @@ impl Checker<'_> {
 
     fn node_names(&mut self) {
         let mut used: HashMap<String, String> = HashMap::new();
-        let k8s: Vec<String> = self
+        let k8s: HashSet<String> = self
             .inv
             .hosts_in("kube_master")
             .iter()

@@ -20,6 +20,9 @@ pub struct GroupTree {
     pub members: IndexMap<String, Vec<String>>,
     /// group → depth (`all` = 0, top-level groups = 1, a child = parent + 1).
     pub depth: HashMap<String, usize>,
+    /// host → its groups, lowest precedence first, without `all` (made once: asking each
+    /// host's groups by scanning every group's members is quadratic in hosts).
+    of_host: HashMap<String, Vec<String>>,
 }
 
 impl GroupTree {
@@ -30,7 +33,7 @@ impl GroupTree {
         for name in src.groups.keys() {
             let mut stack = Vec::new();
             let mut out = Vec::new();
-            collect(src, name, &mut stack, &mut out, &mut errors);
+            collect(src, name, &mut stack, &mut out, &mut HashSet::new(), &mut errors);
             tree.members.insert(name.clone(), out);
         }
         // `all` holds every host, in first-appearance order.
@@ -50,20 +53,21 @@ impl GroupTree {
         {
             set_depth(src, name, 1, &mut tree.depth, &mut Vec::new());
         }
+        for (g, members) in tree.members.iter().filter(|(g, _)| *g != "all") {
+            for h in members {
+                tree.of_host.entry(h.clone()).or_default().push(g.clone());
+            }
+        }
+        for gs in tree.of_host.values_mut() {
+            gs.sort_by_key(|g| (tree.depth.get(g).copied().unwrap_or(1), g.clone()));
+        }
         errors.dedup();
         (tree, errors)
     }
 
     /// Groups containing `host`, lowest precedence first, without `all`.
-    pub fn groups_of(&self, host: &str) -> Vec<String> {
-        let mut gs: Vec<&String> = self
-            .members
-            .iter()
-            .filter(|(g, m)| *g != "all" && m.iter().any(|h| h == host))
-            .map(|(g, _)| g)
-            .collect();
-        gs.sort_by_key(|g| (self.depth.get(*g).copied().unwrap_or(1), (*g).clone()));
-        gs.into_iter().cloned().collect()
+    pub fn groups_of(&self, host: &str) -> &[String] {
+        self.of_host.get(host).map(Vec::as_slice).unwrap_or(&[])
     }
 }
 
@@ -72,6 +76,7 @@ fn collect(
     g: &str,
     stack: &mut Vec<String>,
     out: &mut Vec<String>,
+    seen: &mut HashSet<String>,
     errors: &mut Vec<InventoryError>,
 ) {
     let Some(def) = src.groups.get(g) else { return };
@@ -87,13 +92,13 @@ fn collect(
         return;
     }
     for h in &def.hosts {
-        if !out.contains(h) {
+        if seen.insert(h.clone()) {
             out.push(h.clone());
         }
     }
     stack.push(g.to_string());
     for c in &def.children {
-        collect(src, c, stack, out, errors);
+        collect(src, c, stack, out, seen, errors);
     }
     stack.pop();
 }
@@ -119,7 +124,46 @@ fn set_depth(
     stack.pop();
 }
 
+/// The layers that apply to one host, lowest precedence first: `layers` (config.yml,
+/// `[all:vars]`, then each group's vars, each host's vars, `-e`) as the resolver keeps them,
+/// and per host the indices of its layers in precedence order. Nothing is copied per host.
+pub fn layers(
+    src: &Source,
+    tree: &GroupTree,
+    config: &VarDefs,
+    extra: &VarDefs,
+) -> super::resolve::Layers {
+    let mut layers = vec![config.clone()];
+    let mut common = vec![0];
+    if let Some(all) = src.groups.get("all") {
+        layers.push(all.vars.clone());
+        common.push(1);
+    }
+    let mut group_layer: HashMap<&str, usize> = HashMap::new();
+    for (g, def) in src.groups.iter().filter(|(g, d)| *g != "all" && !d.vars.is_empty()) {
+        group_layer.insert(g, layers.len());
+        layers.push(def.vars.clone());
+    }
+    let extra_layer = layers.len();
+    layers.push(extra.clone());
+    let mut hosts = IndexMap::new();
+    for (h, def) in &src.hosts {
+        let mut chain = common.clone();
+        let groups = tree.groups_of(h).to_vec();
+        chain.extend(groups.iter().filter_map(|g| group_layer.get(g.as_str())));
+        if !def.vars.is_empty() {
+            chain.push(layers.len());
+            layers.push(def.vars.clone());
+        }
+        chain.push(extra_layer);
+        hosts.insert(h.clone(), (chain, groups));
+    }
+    super::resolve::Layers { layers, hosts }
+}
+
 /// The layers that apply to one host, merged lowest first: later definitions replace earlier.
+/// (What the resolver's layer lookup must agree with; a test compares them.)
+#[cfg(test)]
 pub fn merge_for_host(
     src: &Source,
     tree: &GroupTree,
@@ -139,7 +183,7 @@ pub fn merge_for_host(
         put(&all.vars);
     }
     for g in tree.groups_of(host) {
-        if let Some(def) = src.groups.get(&g) {
+        if let Some(def) = src.groups.get(g) {
             put(&def.vars);
         }
     }
@@ -259,6 +303,15 @@ G=all
             Some("extra"),
             "-e over everything"
         );
+        // The resolver's layers (nothing merged per host) give the same winner, in the same order.
+        let groups = tree.members.clone();
+        let scope = super::super::resolve::Resolver::build(layers(&src, &tree, &config, &extra), &groups)
+            .with_defaults(defaults.clone());
+        assert_eq!(scope.names("h1"), m.keys().cloned().collect::<Vec<_>>());
+        for (k, d) in &m {
+            assert_eq!(scope.def_location("h1", k), Some(&d.at), "{k}");
+            assert_eq!(scope.resolve("h1", k).unwrap().as_str(), d.value.as_str(), "{k}");
+        }
     }
 
     #[test]

@@ -146,8 +146,9 @@ pub fn k8s_ver(inv: &Inventory) -> Option<String> {
     inv.var_str(first, "K8S_VER")
 }
 
-/// The inventory as the planner reads it: each host's variables resolved lazily with the
-/// role's defaults as the lowest layer, and Ansible's `hostvars` given once for all hosts.
+/// The inventory as the planner reads it: each host's context per role, its variables resolved
+/// lazily (once per run) with the role's defaults as the lowest layer, and Ansible's `hostvars`
+/// shared by every host's context.
 impl Variables for Inventory {
     fn groups(&self) -> &indexmap::IndexMap<String, Vec<String>> {
         &self.groups
@@ -159,6 +160,10 @@ impl Variables for Inventory {
         let manifest = crate::artifacts::Manifest::shipped().ok()?;
         let (_, set) = manifest.set(&k8s_ver(self)?).ok()?;
         set.artifact_for("kube-apiserver").map(|a| a.version.clone())
+    }
+
+    fn role_context(&self, host: &str, role: &str, role_defaults: &Vars) -> Option<Result<minijinja::Value, String>> {
+        Some(Inventory::role_context(self, host, role, role_defaults).map_err(|e| e.to_string()))
     }
 
     fn vars_for(&self, host: &str, role_defaults: &Vars) -> Result<Vars, String> {
