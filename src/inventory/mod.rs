@@ -10,10 +10,11 @@
 //! - `vars_for(host, role_defaults)` merges role defaults < config.yml < [all:vars] < group vars
 //!   < host vars < -e, and renders every templated value for that host (lazy Jinja, with
 //!   `inventory_hostname`, `groups`, `hostvars`). `context(host, role_defaults)` gives the same
-//!   as a lazy minijinja value; `role_context(host, role, role_defaults)` is what the planner
-//!   renders a role with: one scope per role made once per run, each host's values rendered
-//!   once and shared between scopes when they do not depend on role defaults (planning is
-//!   linear in hosts: nothing is merged or copied per host × role).
+//!   as a lazy minijinja value; `role_context(host, role, role_defaults, run_defaults)` is
+//!   what the planner renders a role with: one scope per role made once per run, each host's
+//!   values rendered once and shared between scopes when they do not depend on role defaults
+//!   (planning is linear in hosts: nothing is merged or copied per host × role), `hostvars`
+//!   read in `run_context(run_defaults)`, which the PKI reads too.
 //! - `var_str(host, name)` answers one variable as text (how `exec::Connection` reads a host's
 //!   Ansible connection variables, through `session::connection`).
 //!
@@ -46,7 +47,7 @@ mod vars;
 mod yaml;
 
 pub use error::{InventoryError, InventoryErrors, Location};
-pub use resolve::{ResolveError, ResolveErrorKind, render_count};
+pub use resolve::{ResolveError, ResolveErrorKind, Scope, render_count};
 
 /// A variable value (YAML data model: strings, numbers, bools, lists, maps).
 pub type Value = serde_yaml::Value;
@@ -181,29 +182,41 @@ impl Inventory {
     /// The template context of `host` for role `role` (whose defaults are `role_defaults`),
     /// as the planner renders the role's tasks and templates with: every variable lazily (the
     /// role's defaults the lowest layer), `inventory_hostname`, `groups`, `group_names`, and
-    /// `hostvars` (every host's inventory variables, without role defaults, as in Ansible).
-    /// The role's scope is made once per run and every host's values in it are rendered once,
-    /// shared with every other scope when they do not depend on role defaults. Fails, like
-    /// `vars_for`, on the first variable of the host that holds Jinja and cannot be rendered
-    /// (an undefined name is left to where it is used).
+    /// `hostvars`: every host's variables in the run's context (`run_context`). The role's
+    /// scope is made once per run and every host's values in it are rendered once, shared with
+    /// every other scope when they do not depend on role defaults. Fails, like `vars_for`, on
+    /// the first variable of the host that holds Jinja and cannot be rendered (an undefined name
+    /// is left to where it is used).
     pub fn role_context(
         &self,
         host: &str,
         role: &str,
         role_defaults: &Vars,
+        run_defaults: &Vars,
     ) -> Result<minijinja::Value, InventoryError> {
-        let scope = {
-            let mut scopes = self.scopes.lock().unwrap_or_else(|p| p.into_inner());
-            let fresh = || self.base.with_defaults(vars::default_defs(role_defaults));
-            let s = scopes.entry(role.to_string()).or_insert_with(fresh);
-            // Another set of defaults under the same name (a test's catalog): its own scope.
-            if !same_defaults(s.defaults(), role_defaults) {
-                *s = fresh();
-            }
-            s.clone()
-        };
+        let scope = self.scope(role, role_defaults);
         scope.check_host(host)?;
-        Ok(scope.context_with_hostvars(host, &self.base))
+        Ok(scope.context_with_hostvars(host, &self.run_context(run_defaults)))
+    }
+
+    /// The run's one context per host: the inventory's variables over `run_defaults` (every
+    /// role's defaults, `Catalog::run_defaults`), made once per run. Templates read it as
+    /// `hostvars`; the PKI reads it, so certificates name what the roles render.
+    pub fn run_context(&self, run_defaults: &Vars) -> Arc<Scope> {
+        // No role is named "": the run's own entry.
+        self.scope("", run_defaults)
+    }
+
+    /// The scope named `name` (a role), made on first use.
+    fn scope(&self, name: &str, defaults: &Vars) -> Arc<Scope> {
+        let mut scopes = self.scopes.lock().unwrap_or_else(|p| p.into_inner());
+        let fresh = || self.resolver(defaults);
+        let s = scopes.entry(name.to_string()).or_insert_with(fresh);
+        // Another set of defaults under the same name (a test's catalog): its own scope.
+        if !same_defaults(s.defaults(), defaults) {
+            *s = fresh();
+        }
+        s.clone()
     }
 
     fn resolver(&self, role_defaults: &Vars) -> Arc<resolve::Scope> {

@@ -23,13 +23,15 @@ pub trait Variables {
 
     /// The whole template context of `host` for role `role` (whose defaults are
     /// `role_defaults`): every variable, `inventory_hostname`, `groups`, `group_names` and
-    /// `hostvars`, made lazily from values resolved once per run (`Inventory::role_context`).
-    /// None: the planner makes it from [`Variables::vars_for`] and [`Variables::hostvars`].
+    /// `hostvars` (every host's variables over `run_defaults`, every role's defaults), made
+    /// lazily from values resolved once per run (`Inventory::role_context`). None: the planner
+    /// makes it from [`Variables::vars_for`] and [`Variables::hostvars`].
     fn role_context(
         &self,
         _host: &str,
         _role: &str,
         _role_defaults: &Vars,
+        _run_defaults: &Vars,
     ) -> Option<Result<minijinja::Value, String>> {
         None
     }

@@ -210,7 +210,7 @@ impl Planner<'_> {
     ) -> Option<Value> {
         let key = (host.to_string(), role.name.clone());
         let r = cache.entry(key).or_insert_with(|| {
-            let own = match self.vars.role_context(host, &role.name, &role.defaults) {
+            let own = match self.vars.role_context(host, &role.name, &role.defaults, self.catalog.run_defaults()) {
                 Some(ctx) => ctx,
                 None => self.vars.vars_for(host, &role.defaults).map(|v| {
                     let mut magic: Vec<(&str, Value)> = Vec::new();
