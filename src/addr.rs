@@ -1,4 +1,5 @@
-//! Addresses and names: IPs, CIDRs, host names, DNS-1123 node names. A leaf module shared by
+//! Addresses and names: IPs, CIDRs, host names, DNS-1123 node names and domains, interface
+//! names, ssh jump hops. A leaf module shared by
 //! inventory validation (`inventory::validate`) and the Jinja filters (`template`), so neither
 //! has to import the other for address arithmetic.
 
@@ -114,6 +115,61 @@ pub fn is_dns1123_subdomain(s: &str) -> bool {
         })
 }
 
+/// A DNS name as certificates and cluster domains need it: RFC 1123 labels of lower-case
+/// letters, digits and '-' (not at either end), each at most 63 characters, at most 253 in all.
+pub fn is_dns_name(s: &str) -> bool {
+    is_dns1123_subdomain(s) && s.split('.').all(|l| l.len() <= 63)
+}
+
+/// A Linux network interface name (`eth0`, `ens3`, `bond0.100`): 1-15 bytes, none of them '/',
+/// ':' or whitespace.
+pub fn is_interface_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 15
+        && s != "."
+        && s != ".."
+        && s.bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':')
+}
+
+/// `[user@]host[:port]`, one hop of an ssh jump (`-J`, ProxyJump): what is wrong with it
+/// (the caller names the hop).
+pub fn jump_problem(hop: &str) -> Option<String> {
+    let (user, rest) = match hop.rsplit_once('@') {
+        Some((u, r)) => (Some(u), r),
+        None => (None, hop),
+    };
+    if user.is_some_and(|u| {
+        u.is_empty()
+            || !u
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    }) {
+        return Some("the user is not a valid user name".into());
+    }
+    // `host:port`, `[v6]:port` or a bare host / IPv6 address.
+    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+        match v6.split_once(']') {
+            Some((h, p)) => (h, p.strip_prefix(':')),
+            None => return Some("it has a [ without ]".into()),
+        }
+    } else if rest.matches(':').count() == 1 {
+        let (h, p) = rest.split_once(':').unwrap_or((rest, ""));
+        (h, Some(p))
+    } else {
+        (rest, None)
+    };
+    if host.parse::<IpAddr>().is_err() && !is_hostname(host) {
+        return Some(format!("{host:?} is not an IP address or host name"));
+    }
+    if let Some(p) = port
+        && !matches!(p.parse::<u16>(), Ok(n) if n > 0 && !p.starts_with('0'))
+    {
+        return Some(format!("port {p:?} is not a port number (1-65535)"));
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,5 +207,40 @@ mod tests {
         assert!(is_dns1123_subdomain("k8s-198-51-100-1"));
         assert!(!is_dns1123_subdomain("Master_1"));
         assert!(!is_dns1123_subdomain("-a"));
+        assert!(is_dns_name("cluster.local"));
+        assert!(
+            !is_dns_name(&"a".repeat(64)),
+            "a label is at most 63 characters"
+        );
+        assert!(!is_dns_name("Cluster.local") && !is_dns_name("a_b.test") && !is_dns_name("a..b"));
+        assert!(is_interface_name("eth0") && is_interface_name("bond0.100"));
+        assert!(
+            !is_interface_name("eth0:1")
+                && !is_interface_name("a b")
+                && !is_interface_name("averyverylongname0")
+        );
+    }
+
+    #[test]
+    fn jump_hops() {
+        for ok in [
+            "bastion",
+            "ops@bastion.example.test:2222",
+            "198.51.100.1",
+            "[2001:db8::1]:22",
+            "2001:db8::1",
+        ] {
+            assert_eq!(jump_problem(ok), None, "{ok}");
+        }
+        for bad in [
+            "@bastion",
+            "a b@host",
+            "bastion:0",
+            "bastion:99999",
+            "host_1",
+            "[::1",
+        ] {
+            assert!(jump_problem(bad).is_some(), "{bad}");
+        }
     }
 }

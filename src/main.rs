@@ -1,9 +1,7 @@
 //! The `ezk` binary: parse the command line, run it, turn any error into one report and an exit code.
 
-use clap::Parser;
-
 fn main() {
-    let cli = ezk::cli::Cli::parse();
+    let cli = ezk::cli::parse();
     match ezk::cli::run(cli) {
         Ok(code) => std::process::exit(code),
         Err(err) => {

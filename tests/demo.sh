@@ -24,8 +24,8 @@ step "lab: 5 real systemd hosts on a private bridge"
 step "check the generated inventory (no host contacted)"
 "$ezk" check "$name" | tail -n 3
 step "artifact store: Debian's etcd/containerd/runc/CNI, Kubernetes v1.20.2 from Debian's source, images"
-"$ezk" download "$name" --from-apt | tail -n 4
-step "ezk setup $name all: 01 prepare, 02 etcd, 03 runtime, 10 ex-lb, 04 kube-master, 05 kube-node, 06 network"
+"$ezk" download "$name" --from-apt | tail -n 5
+step "ezk setup $name all: 01 prepare, 02 etcd, 03 runtime, 10 ex-lb, 04 kube-master, 05 kube-node, 06 network, 07 cluster-addon"
 time "$ezk" setup "$name" all | grep -E '^(== step|HOST|[0-9.]+ +[0-9])'
 
 step "the cluster, from this machine (clusters/$name/kubectl.kubeconfig, through the VIP)"
@@ -46,6 +46,13 @@ spec:
         image: ezk.local/busybox:1.35.0
         imagePullPolicy: Never
         command: ["sh", "-c", "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www"]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: demo-web, namespace: default}
+spec:
+  selector: {app: demo-web}
+  ports: [{name: http, port: 80, targetPort: 8080}]
 EOF
 kubectl rollout status daemonset/demo-web --timeout=120s
 kubectl get pods -o wide
@@ -53,6 +60,10 @@ first=$(kubectl get pods -l app=demo-web -o jsonpath='{.items[0].metadata.name}'
 other=$(kubectl get pods -l app=demo-web -o jsonpath='{.items[-1].status.podIP}')
 step "pod $first fetches http://$other:8080/ (a pod on another node, over the host-gw routes)"
 kubectl exec "$first" -- timeout 5 wget -q -O- "http://$other:8080/"
+step "cluster DNS (CoreDNS, step 07): pod $first fetches http://demo-web/ by the Service's name"
+kubectl -n kube-system get pods -l k8s-app=kube-dns -o wide
+kubectl exec "$first" -- nslookup demo-web.default.svc.cluster.local
+kubectl exec "$first" -- timeout 5 wget -q -O- "http://demo-web/"
 
 step "no-op re-run of all: nothing changes, nothing restarts"
 time "$ezk" setup "$name" all | grep -E '^(HOST|[0-9.]+ +[0-9])' | tail -n 6

@@ -134,6 +134,7 @@ fn run_case(dir: &Path) -> Result<(), String> {
         let errors = check_all(
             &Library::from_dir(dir).unwrap(),
             &InventoryDouble::new(case.clone()),
+            &ezk::session::CheckFiles,
         );
         if errors.is_empty() {
             Ok(Vec::new())
@@ -165,6 +166,7 @@ fn run_case(dir: &Path) -> Result<(), String> {
             let problems = check_all(
                 &Library::from_dir(dir).unwrap(),
                 &InventoryDouble::new(case.clone()),
+                &ezk::session::CheckFiles,
             );
             if !problems.is_empty() {
                 return Err(format!(

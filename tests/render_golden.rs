@@ -66,7 +66,7 @@ fn every_step_renders_byte_identical_for_3_hosts() {
     let dir = case();
     let inv = Inventory::from_dir(&dir, "gold", &[]).unwrap();
     let catalog = Catalog::load(&Library::embedded()).unwrap();
-    assert!(check_catalog(&catalog, &inv).is_empty(), "ezk check of the case fails");
+    assert!(check_catalog(&catalog, &inv, &ezk::session::CheckFiles).is_empty(), "ezk check of the case fails");
     let out = tempfile::tempdir().unwrap();
     let mut steps = 0;
     // Every step as `ezk setup`/`destroy`/`restore` plans it, 06 with the nodes' facts (as

@@ -31,7 +31,7 @@ fn cluster(home: &Path, workers: usize) -> Inventory {
 fn work(catalog: &Catalog, inv: &Inventory) -> (u64, u64) {
     let (r0, c0) = (render_count(), compile_count());
     assert!(validate::validate(inv).is_empty(), "the example inventory validates");
-    let problems = check_catalog(catalog, inv);
+    let problems = check_catalog(catalog, inv, &ezk::session::CheckFiles);
     assert!(problems.is_empty(), "{problems:?}");
     (render_count() - r0, compile_count() - c0)
 }

@@ -109,6 +109,24 @@ pub struct BuildSpec {
     /// `pause`, C built with this machine's gcc and glibc, whose digest follows those).
     #[serde(default)]
     pub outputs: Vec<String>,
+    /// Pins for outputs whose bytes do not depend on the machine (Go built static and
+    /// trimmed): checked when built and each time the cache entry is installed.
+    #[serde(default)]
+    pub output_sha256: IndexMap<String, String>,
+    /// Source files that ship inside ezk (`src/artifacts/sources/`), each handed to the recipe
+    /// in the environment variable `env` once it matched its pin.
+    #[serde(default)]
+    pub bundled: Vec<BundledSource>,
+}
+
+/// A source file compiled into ezk, given to a recipe.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundledSource {
+    pub file: String,
+    pub sha256: String,
+    /// The recipe's environment variable that holds the file's path.
+    pub env: String,
 }
 
 /// One pinned toolchain .deb.
@@ -274,6 +292,27 @@ impl Manifest {
                                     a,
                                     format!("build.source {:?} is not package=version", b.source),
                                 ));
+                            }
+                            for s in &b.bundled {
+                                if !super::source_build::bundled_exists(&s.file) {
+                                    return Err(bad(
+                                        set,
+                                        a,
+                                        format!("build.bundled {:?}: no such file ships in this ezk (src/artifacts/sources/)", s.file),
+                                    ));
+                                }
+                                if !is_hex(&s.sha256, 64) {
+                                    return Err(bad(set, a, format!("build.bundled {:?}: sha256 is not 64 hex digits", s.file)));
+                                }
+                            }
+                            for (o, s) in &b.output_sha256 {
+                                if !b.outputs.contains(o) || !is_hex(s, 64) {
+                                    return Err(bad(
+                                        set,
+                                        a,
+                                        format!("build.output_sha256 {o:?}: pins an output listed in build.outputs, by 64 hex digits"),
+                                    ));
+                                }
                             }
                         }
                     }

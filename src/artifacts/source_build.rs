@@ -35,6 +35,17 @@ use super::{ArtifactError, sha256_file};
 /// Recipes shipped in ezk: (name, script).
 const RECIPES: &[(&str, &str)] = &[("kubernetes", include_str!("recipes/kubernetes.sh"))];
 
+/// Source files shipped inside ezk (see `sources/README.md`): (file name, bytes).
+const BUNDLED: &[(&str, &[u8])] = &[(
+    "coredns-1.8.3-src.tar.xz",
+    include_bytes!("sources/coredns-1.8.3-src.tar.xz"),
+)];
+
+/// Whether ezk ships the source file `name`.
+pub fn bundled_exists(name: &str) -> bool {
+    BUNDLED.iter().any(|(n, _)| *n == name)
+}
+
 /// Tools a build needs on the deploy machine, with the Debian package of each.
 const TOOLS: &[(&str, &str)] = &[
     ("apt-get", "apt"),
@@ -90,6 +101,12 @@ pub fn key(a: &Artifact) -> String {
     }
     for o in &b.outputs {
         h.update(format!("output {o}\n"));
+    }
+    for (o, s) in &b.output_sha256 {
+        h.update(format!("output {o} {s}\n"));
+    }
+    for s in &b.bundled {
+        h.update(format!("bundled {} {} {}\n", s.file, s.sha256, s.env));
     }
     hex::encode(h.finalize())[..16].to_string()
 }
@@ -201,7 +218,15 @@ fn install(store: &Store, a: &Artifact, e: &Entry) -> Result<(), ArtifactError> 
     let extras: Vec<(String, String)> = spec(a)
         .outputs
         .iter()
-        .map(|o| (o.clone(), recorded.get(o).cloned().unwrap_or_default()))
+        .map(|o| {
+            let sum = spec(a)
+                .output_sha256
+                .get(o)
+                .map(|s| s.to_ascii_lowercase())
+                .or_else(|| recorded.get(o).cloned())
+                .unwrap_or_default();
+            (o.clone(), sum)
+        })
         .collect();
     store
         .install_build(a, &e.out(), &extras)
@@ -309,6 +334,29 @@ fn build(
         toolchain.push(deb);
     }
 
+    // Sources that ship inside ezk, each checked against its pin.
+    let mut bundled_env = Vec::new();
+    for s in &b.bundled {
+        let bytes = BUNDLED
+            .iter()
+            .find(|(n, _)| *n == s.file)
+            .map(|(_, b)| *b)
+            .expect("validated");
+        let got = hex::encode(Sha256::digest(bytes));
+        if got != s.sha256.to_ascii_lowercase() {
+            return Err(build_err(
+                a,
+                format!(
+                    "the bundled source {} has sha256 {got}, the manifest pins {}; not used",
+                    s.file, s.sha256
+                ),
+            ));
+        }
+        let p = inputs.join(&s.file);
+        std::fs::write(&p, bytes).map_err(ArtifactError::io(&p))?;
+        bundled_env.push((s.env.clone(), p));
+    }
+
     // The recipe.
     let script = tmp.join("recipe.sh");
     std::fs::write(&script, recipe(&b.recipe).expect("validated"))
@@ -333,6 +381,7 @@ fn build(
             a.members.keys().cloned().collect::<Vec<_>>().join(" "),
         )
         .envs(&b.env)
+        .envs(bundled_env)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -369,6 +418,13 @@ fn build(
     for o in &b.outputs {
         let got = sha256_file(&out.join(o))
             .map_err(|err| fail(format!("the recipe made no {o} ({err})")))?;
+        if let Some(want) = b.output_sha256.get(o).map(|s| s.to_ascii_lowercase())
+            && got != want
+        {
+            return Err(fail(format!(
+                "{o} built with sha256 {got}, the manifest pins {want}: the build did not reproduce the pinned binary"
+            )));
+        }
         sums.insert(o.clone(), got);
     }
     let text: String = sums.iter().map(|(n, s)| format!("{s}  {n}\n")).collect();

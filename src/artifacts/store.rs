@@ -104,7 +104,17 @@ impl Store {
     /// Whether every binary of `a` is in the store (nothing to fetch).
     pub fn is_complete(&self, a: &Artifact) -> bool {
         match self.recorded(a) {
-            Some(m) => a.binaries().iter().all(|(_, b)| m.contains_key(*b)),
+            // A build's outputs too (a manifest that adds one, e.g. CoreDNS beside pause,
+            // installs the build again), each pinned one with its pinned digest.
+            Some(m) => {
+                a.binaries().iter().all(|(_, b)| m.contains_key(*b))
+                    && a.build.as_ref().is_none_or(|b| {
+                        b.outputs.iter().all(|o| match b.output_sha256.get(o) {
+                            Some(pin) => m.get(o).is_some_and(|s| s.eq_ignore_ascii_case(pin)),
+                            None => m.contains_key(o),
+                        })
+                    })
+            }
             None => false,
         }
     }

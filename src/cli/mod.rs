@@ -68,7 +68,7 @@ pub enum Command {
     Check(check::Args),
     /// Write, per host, every file a step would install (no host is contacted).
     Render(render::Args),
-    /// Run a step on the cluster's hosts: 01 prepare, 02 etcd, 03 runtime, 10 ex-lb, or all (--plan: show only).
+    /// Run a step on the cluster's hosts: 01 prepare, 02 etcd, 03 runtime, 04 kube-master, 05 kube-node, 06 network, 07 cluster-addon, 10 ex-lb, or all (--plan: show only).
     Setup(setup::Args),
     /// Stop every service ezk set up on the cluster's hosts and delete their data,
     /// certificates and configuration (kubeasz's `ezctl destroy`; asks first, --plan shows).
@@ -96,6 +96,15 @@ pub enum Command {
     KcaRenew(kca_renew::Args),
     /// A local sandbox of real systemd hosts to try ezk on: up, down, status.
     Lab(lab::Args),
+}
+
+/// Parse this process's command line. Help texts made from data (the PKI's table of ids for
+/// `ezk certs --help`) are added to clap's command first, so they cannot drift from it.
+pub fn parse() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let cmd = Cli::command().mut_subcommand("certs", |c| c.after_long_help(crate::ops::certs::ids_help()));
+    let matches = cmd.get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
 /// Run the parsed command line.

@@ -42,8 +42,9 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
         )
         .into());
     }
-    let home = std::path::absolute(ctx.home.root())?;
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    // base_dir must be absolute and normalised (`ezk check`): `--home ../x` resolved.
+    let home = std::fs::canonicalize(ctx.home.root())?;
     write(
         &dir.join("hosts"),
         &examples::hosts(args.layout, name, &home),

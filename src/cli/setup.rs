@@ -12,8 +12,8 @@ use crate::ops;
 pub struct Args {
     /// Cluster name (clusters/<name>/).
     pub cluster: String,
-    /// Step: a number (01, 02, 03, 10), a name (prepare, etcd, runtime, ex-lb), both (02.etcd), or
-    /// 90/all. The steps are the playbooks shipped in the binary (plus any under <home>/playbooks/).
+    /// Step: a number (01 ... 07, 10), a name (prepare, etcd, runtime, kube-master, kube-node,
+    /// network, cluster-addon, ex-lb), both (02.etcd), or 90/all. The steps are the playbooks shipped in the binary (plus any under <home>/playbooks/).
     pub step: String,
     /// Only these hosts (repeatable, comma-separated): group names, host names, `all`, and
     /// `!name` to leave one out, like ansible-playbook --limit. Every host is still planned (its

@@ -1,7 +1,8 @@
 //! The inventory examples shipped in `inventory-examples/`, embedded in the binary so
 //! `ezk new` (and `ezk lab`, which writes config.yml from the same text) works from any
 //! directory. Placeholders, as kubeasz's `ezctl new` substitutes them: `_cluster_name_` → the
-//! cluster name, `_ezk_home_` → the absolute ezk home (kubeasz's base_dir, /etc/kubeasz).
+//! cluster name, `/_ezk_home_` → the absolute ezk home (kubeasz's base_dir, /etc/kubeasz;
+//! the placeholder is an absolute path so that the examples as shipped pass `ezk check`).
 
 use std::path::Path;
 
@@ -34,5 +35,5 @@ pub fn config_yml(cluster: &str, home: &Path) -> String {
 
 fn substitute(text: &str, cluster: &str, home: &Path) -> String {
     text.replace("_cluster_name_", cluster)
-        .replace("_ezk_home_", &home.display().to_string())
+        .replace("/_ezk_home_", &home.display().to_string())
 }

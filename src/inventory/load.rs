@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use indexmap::IndexMap;
 
 use super::error::{InventoryError, InventoryErrors, Location};
-use super::{Inventory, KUBEASZ_GROUPS, ini, model, resolve, validate, vars, yaml};
+use super::{Inventory, KUBEASZ_GROUPS, ini, limits, model, resolve, validate, vars, yaml};
 use crate::home::Home;
 
 impl Inventory {
@@ -45,12 +45,7 @@ impl Inventory {
         let ini_path = dir.join("hosts");
         let yaml_path = dir.join("hosts.yml");
         let config_file = dir.join("config.yml");
-        let read = |p: &Path| {
-            std::fs::read_to_string(p).map_err(|e| InventoryError::Io {
-                path: p.to_path_buf(),
-                reason: e.to_string(),
-            })
-        };
+        let read = limits::read_text;
         let mut errors = Vec::new();
         let (hosts_file, (source, errs)) = if ini_path.is_file() {
             (
@@ -97,6 +92,10 @@ impl Inventory {
         errors.extend(errs);
         if !errors.is_empty() {
             return Err(InventoryErrors(errors));
+        }
+        let too_big = limits::check_counts(&source, &tree, &config, &extra, &hosts_file);
+        if !too_big.is_empty() {
+            return Err(InventoryErrors(too_big));
         }
         let mut groups: IndexMap<String, Vec<String>> = IndexMap::new();
         groups.insert("all".into(), tree.members["all"].clone());

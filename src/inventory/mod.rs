@@ -20,7 +20,9 @@
 //!
 //! Files: `load.rs` reads a cluster's files into an `Inventory` (this file: its queries),
 //! `ini.rs`/`yaml.rs` parse, `range.rs` expands host ranges, `literal.rs` types INI values,
-//! `vars.rs` merges, `resolve.rs` renders, `validate.rs` validates, `select.rs` is `--limit`,
+//! `vars.rs` merges, `resolve.rs` renders, `validate.rs` validates (`values.rs`: what
+//! each known variable becomes and its check), `limits.rs` bounds sizes
+//! (and reads the files), `select.rs` is `--limit`,
 //! `examples.rs` what `ezk new` writes (address helpers are in `crate::addr`).
 
 // Errors carry file, line, host and fix text; they are collected for a report, not raised in
@@ -36,6 +38,7 @@ use indexmap::IndexMap;
 mod error;
 pub mod examples;
 mod ini;
+pub mod limits;
 mod literal;
 mod load;
 mod range;
@@ -43,6 +46,7 @@ pub mod model;
 mod resolve;
 mod select;
 pub mod validate;
+pub mod values;
 mod vars;
 mod yaml;
 
@@ -147,6 +151,18 @@ impl Inventory {
     /// `inventory_hostname`, `groups`, `group_names` and `hostvars` (every host's inventory
     /// variables, without role defaults — as in Ansible).
     pub fn vars_for(&self, host: &str, role_defaults: &Vars) -> Result<Vars, InventoryError> {
+        let mut out = self.vars_without_hostvars(host, role_defaults)?;
+        out.insert("hostvars".into(), self.hostvars().clone());
+        Ok(out)
+    }
+
+    /// `vars_for` without `hostvars`, for a caller that shares one `hostvars` between hosts:
+    /// copying every host's variables into every host's answer would cost hosts² × variables.
+    pub fn vars_without_hostvars(
+        &self,
+        host: &str,
+        role_defaults: &Vars,
+    ) -> Result<Vars, InventoryError> {
         let r = self.resolver(role_defaults);
         let mut out = Vars::new();
         for name in r.names(host) {
@@ -170,7 +186,6 @@ impl Inventory {
             "group_names".into(),
             serde_yaml::to_value(self.groups_of(host)).unwrap_or(Value::Null),
         );
-        out.insert("hostvars".into(), self.hostvars().clone());
         Ok(out)
     }
 
@@ -217,6 +232,12 @@ impl Inventory {
             *s = fresh();
         }
         s.clone()
+    }
+
+    /// A scope with `defaults` (definitions with their file:line) as the lowest layer, not
+    /// kept: for checking a role's defaults where they win (`validate::role_defaults`).
+    fn resolver_over(&self, defaults: &model::VarDefs) -> Arc<resolve::Scope> {
+        self.base.with_defaults(defaults.clone())
     }
 
     fn resolver(&self, role_defaults: &Vars) -> Arc<resolve::Scope> {

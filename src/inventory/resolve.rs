@@ -22,11 +22,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use indexmap::{IndexMap, IndexSet};
-use minijinja::value::{Enumerator, Object, Value as J};
+use minijinja::value::{Enumerator, Object, Value as J, ValueKind};
 use minijinja::{Environment, ErrorKind};
 
 use super::Value;
 use super::error::{InventoryError, Location};
+use super::limits;
 use super::model::{VarDef, VarDefs};
 
 /// Why one variable could not be evaluated for one host.
@@ -130,37 +131,30 @@ impl Defs {
     }
 }
 
-/// Whether a value holds Jinja anywhere (a string, or one inside a list or map).
-fn holds_template(v: &Value) -> bool {
-    match v {
-        Value::String(s) => crate::template::is_template(s),
-        Value::Sequence(items) => items.iter().any(holds_template),
-        Value::Mapping(m) => m.values().any(holds_template),
-        _ => false,
-    }
-}
-
 fn templated_keys(defs: &VarDefs) -> Vec<usize> {
-    defs.values().enumerate().filter(|(_, d)| holds_template(&d.value)).map(|(i, _)| i).collect()
+    defs.values().enumerate().filter(|(_, d)| has_template(&d.value)).map(|(i, _)| i).collect()
 }
 
-/// Rendered values per host (by host index), then by name.
-struct Cache(Mutex<Vec<HashMap<Box<str>, J>>>);
+/// Rendered values per host (by host index), then by name, failures included: a template
+/// that fails slowly (out of steps, too big) fails once. Plain values are not kept (converted
+/// when asked), nor cycles (their message depends on where the walk entered them).
+struct Cache(Mutex<Vec<HashMap<Box<str>, Result<J, ResolveError>>>>);
 
 impl Cache {
     fn new(hosts: usize) -> Cache {
         Cache(Mutex::new((0..hosts).map(|_| HashMap::new()).collect()))
     }
 
-    fn get(&self, h: usize, var: &str) -> Option<J> {
+    fn get(&self, h: usize, var: &str) -> Option<Result<J, ResolveError>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).get(h)?.get(var).cloned()
     }
 
-    fn contains(&self, h: usize, var: &str) -> bool {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).get(h).is_some_and(|m| m.contains_key(var))
+    /// Rendered already, successfully.
+    fn renders(&self, h: usize, var: &str) -> bool {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).get(h).is_some_and(|m| matches!(m.get(var), Some(Ok(_))))
     }
 
-    fn put(&self, h: usize, var: &str, v: J) {
+    fn put(&self, h: usize, var: &str, v: Result<J, ResolveError>) {
         if let Some(m) = self.0.lock().unwrap_or_else(|p| p.into_inner()).get_mut(h) {
             m.insert(var.into(), v);
         }
@@ -199,8 +193,10 @@ impl Resolver {
             .into_iter()
             .map(|(h, (chain, groups))| (h, HostEntry { chain, groups }))
             .collect();
+        let mut env = crate::template::environment();
+        env.set_fuel(Some(limits::MAX_RENDER_STEPS));
         let r = Arc::new(Resolver {
-            env: crate::template::environment(),
+            env,
             shared: Cache::new(hosts.len()),
             defs: Defs { layers: layers.layers, templated, hosts },
             groups: J::from_serialize(groups),
@@ -341,11 +337,11 @@ impl Scope {
         let mut names: Vec<((usize, usize), &str)> = Vec::new();
         for var in candidates {
             // Rendered already: it renders.
-            if self.r.shared.contains(h, var) || self.cache.contains(h, var) {
+            if self.r.shared.renders(h, var) || self.cache.renders(h, var) {
                 continue;
             }
             if names.iter().all(|(_, n)| *n != var)
-                && self.def(h, var).is_some_and(|(d, _)| holds_template(&d.value))
+                && self.def(h, var).is_some_and(|(d, _)| has_template(&d.value))
             {
                 names.push((place(var), var));
             }
@@ -362,15 +358,21 @@ impl Scope {
 
     fn resolve_at(self: &Arc<Self>, h: usize, host: &str, var: &str) -> Result<J, ResolveError> {
         if let Some(v) = self.r.shared.get(h, var) {
-            return Ok(v);
+            return v;
         }
         if let Some(v) = self.cache.get(h, var) {
             mark_scoped();
-            return Ok(v);
+            return v;
         }
         let Some((def, from_defaults)) = self.def(h, var) else {
             return Err(undefined(host, var));
         };
+        if !has_template(&def.value) {
+            if from_defaults {
+                mark_scoped();
+            }
+            return Ok(J::from_serialize(&def.value));
+        }
         let key = (self.id, h, var.to_string());
         let cycle = STACK.with(|s| {
             let s = s.borrow();
@@ -402,9 +404,10 @@ impl Scope {
         if scoped {
             mark_scoped();
         }
-        let v = out?;
-        if scoped { &self.cache } else { &self.r.shared }.put(h, var, v.clone());
-        Ok(v)
+        if !matches!(&out, Err(e) if e.kind == ResolveErrorKind::Cycle) {
+            if scoped { &self.cache } else { &self.r.shared }.put(h, var, out.clone());
+        }
+        out
     }
 
     fn render_value(
@@ -465,6 +468,21 @@ impl Scope {
         match result {
             Ok(v) => {
                 INNER.with(|i| i.borrow_mut().take());
+                if size_over(&v, limits::MAX_VALUE_BYTES) {
+                    return Err(ResolveError {
+                        host: host.into(),
+                        var: var.into(),
+                        at: at.clone(),
+                        msg: format!(
+                            "the value renders to more than {} MiB",
+                            limits::MAX_VALUE_BYTES >> 20
+                        ),
+                        fix: "check the templates it uses: one that repeats another (x + x) \
+                              doubles with every level"
+                            .into(),
+                        kind: ResolveErrorKind::Render,
+                    });
+                }
                 Ok(v)
             }
             Err(e) => {
@@ -492,6 +510,16 @@ impl Scope {
             fix,
             kind,
         };
+        if e.kind() == ErrorKind::OutOfFuel {
+            return mk(
+                format!(
+                    "the template takes more than {} steps to render",
+                    limits::MAX_RENDER_STEPS
+                ),
+                "check its loops (a loop over a huge range, or loops nested too deep)".into(),
+                ResolveErrorKind::Render,
+            );
+        }
         if e.kind() == ErrorKind::SyntaxError {
             return mk(
                 format!("Jinja syntax error in {s:?}: {}", detail(e)),
@@ -558,6 +586,59 @@ fn detail(e: &minijinja::Error) -> String {
     }
 }
 
+/// Whether the rendered value `v` is bigger than `limit` bytes (strings count their bytes,
+/// each list or map item 8 more); stops counting once over.
+fn size_over(v: &J, limit: usize) -> bool {
+    fn walk(v: &J, left: &mut usize) -> bool {
+        if let Some(s) = v.as_str() {
+            return match left.checked_sub(s.len()) {
+                Some(l) => {
+                    *left = l;
+                    false
+                }
+                None => true,
+            };
+        }
+        // The lazy host objects (`hostvars`, a host's context) are not data: not walked.
+        let lazy = v.downcast_object_ref::<HostCtx>().is_some()
+            || v.downcast_object_ref::<HostVars>().is_some();
+        if !lazy
+            // Iterable: `a + b` of two lists is a lazy chain, walked like a list.
+            && matches!(v.kind(), ValueKind::Seq | ValueKind::Map | ValueKind::Iterable)
+            && let Ok(items) = v.try_iter()
+        {
+            for k in items {
+                let Some(l) = left.checked_sub(8) else {
+                    return true;
+                };
+                *left = l;
+                let item = if v.kind() == ValueKind::Map {
+                    v.get_item(&k).unwrap_or_default()
+                } else {
+                    k
+                };
+                if walk(&item, left) {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+    let mut left = limit;
+    walk(v, &mut left)
+}
+
+/// Whether rendering can change `v` (a string with Jinja markup, at any depth).
+pub(super) fn has_template(v: &Value) -> bool {
+    match v {
+        Value::String(s) => crate::template::is_template(s),
+        Value::Sequence(items) => items.iter().any(has_template),
+        Value::Mapping(m) => m.values().any(has_template),
+        Value::Tagged(t) => has_template(&t.value),
+        _ => false,
+    }
+}
+
 /// `{{ expr }}` alone (whitespace control allowed): the expression, to evaluate with its type.
 fn single_expression(s: &str) -> Option<&str> {
     let t = s.trim();
@@ -594,7 +675,7 @@ impl Object for HostCtx {
             "group_names" => Some(J::from_serialize(s.groups_of(&self.name))),
             "hostvars" => Some(J::from_object(HostVars { scope: self.hostvars.clone() })),
             _ => {
-                if let Some(v) = s.r.shared.get(self.h, k) {
+                if let Some(Ok(v)) = s.r.shared.get(self.h, k) {
                     return Some(v);
                 }
                 if s.def(self.h, k).is_none() {

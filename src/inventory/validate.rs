@@ -1,6 +1,8 @@
 //! Validation before any connection (`ezk check`): everything a kubeasz-style inventory can get
 //! wrong that is knowable offline — addresses, node names, group sizes, CIDRs, plugin names,
-//! and every templated variable evaluated for every host. Each problem names file:line and the
+//! every templated variable evaluated for every host, every value whose use is known checked
+//! for that use (`values`: paths, ports, users, names, numbers), ports two services of one host
+//! share. Each problem names file:line and the
 //! fix. `ezk check` adds its own findings (role templates, the artifact set) to the list and a
 //! summary of what was resolved (`ops::check`).
 //!
@@ -10,7 +12,10 @@
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
+use indexmap::IndexMap;
+
 use super::error::{InventoryError, Location};
+use super::values::{self, LISTENERS};
 use super::{Inventory, ResolveErrorKind};
 use crate::addr::{self as net, Cidr};
 
@@ -55,9 +60,56 @@ pub fn validate(inv: &Inventory) -> Vec<InventoryError> {
     c.groups();
     c.ex_lb();
     c.cluster_vars();
+    c.typed_values();
+    c.ports();
     let mut errors = c.errors;
     // Stable order: by file and line, keeping discovery order otherwise.
     errors.sort_by_key(|e| e.location().cloned());
+    errors
+}
+
+/// The values of one role's `defaults.yml` (`file` as messages name it, `text` its content)
+/// checked like the inventory's own (`typed_values`) on every host where the default is the
+/// value the host gets: a bad default in a role is found too, before it reaches a host.
+/// `templates`: also defaults that are templates (`KUBE_LB_PORT: "{{ SECURE_PORT }}"`); a
+/// caller leaves them out while the inventory has problems of its own, which such a default
+/// would only repeat at the role's line.
+pub fn role_defaults(
+    inv: &Inventory,
+    file: &str,
+    text: &str,
+    templates: bool,
+) -> Vec<InventoryError> {
+    // A defaults.yml that does not parse is reported by the role loader.
+    let Ok(defs) = super::yaml::parse_config(text, std::path::Path::new(file)) else {
+        return Vec::new();
+    };
+    let r = inv.resolver_over(&defs);
+    let mut seen = HashSet::new();
+    let mut errors = Vec::new();
+    for h in &inv.hosts {
+        for (name, def) in &defs {
+            let Some(kind) = values::kind_of(name) else {
+                continue;
+            };
+            if r.def_location(h, name) != Some(&def.at) {
+                continue; // the inventory's value wins: checked with the inventory.
+            }
+            if !templates && super::resolve::has_template(&def.value) {
+                continue;
+            }
+            // A default that does not render is reported when the role is planned.
+            let Ok(v) = r.resolve(h, name) else {
+                continue;
+            };
+            if let Some(p) = values::check(name, kind, &v) {
+                let e = InventoryError::invalid(def.at.clone(), p.msg, p.fix);
+                if seen.insert(e.to_string()) {
+                    errors.push(e);
+                }
+            }
+        }
+    }
     errors
 }
 
@@ -206,6 +258,21 @@ impl Checker<'_> {
                 .get(&h, "K8S_NODENAME")
                 .or_else(|| self.get(&h, "k8s_nodename").filter(|n| !n.is_empty()))
                 .unwrap_or_else(|| h.clone());
+            // The name Kubernetes gets (K8S_NODENAME's formula may build it from the host name):
+            // reported on the host's line, where k8s_nodename fixes it, unless k8s_nodename
+            // itself is wrong (reported above).
+            let own_ok = self
+                .get(&h, "k8s_nodename")
+                .is_none_or(|n| n.is_empty() || net::is_dns1123_subdomain(&n));
+            // A host name that is no name at all is reported by `host_names`.
+            if own_ok && bad_address(&h).is_none() && !net::is_dns1123_subdomain(&name) {
+                let at = self.host_at(&h);
+                self.invalid(
+                    at,
+                    format!("node name {name:?} of host {h} is not a valid DNS-1123 name"),
+                    "give the host k8s_nodename='<name>' (lower-case letters, digits, '-' and '.', starting and ending with a letter or digit)",
+                );
+            }
             match used.get(&name) {
                 Some(first) if *first != h => {
                     let (first_at, at) = (
@@ -354,6 +421,190 @@ impl Checker<'_> {
         }
     }
 
+    /// Every variable whose use ezk knows (`values::kind_of`: paths, ports, users, domains,
+    /// name lists, numbers), checked for that use on every host.
+    fn typed_values(&mut self) {
+        for h in self.inv.hosts.clone() {
+            for var in self.inv.var_names(&h) {
+                let Some(kind) = values::kind_of(&var) else {
+                    continue;
+                };
+                // A value that does not render is reported by `templates`.
+                let Ok(v) = self.inv.resolve(&h, &var) else {
+                    continue;
+                };
+                if let Some(p) = values::check(&var, kind, &v) {
+                    let at = self.var_at(&h, &var);
+                    self.invalid(at, p.msg, p.fix);
+                }
+            }
+        }
+    }
+
+    /// Two services of one host on one port (`values::LISTENERS`: what the roles start, on
+    /// which addresses), and, on Kubernetes hosts, a service port inside NODE_PORT_RANGE
+    /// (kube-proxy answers NodePorts on every address). Reported once per clash, with the
+    /// hosts it happens on, at the variable to change.
+    fn ports(&mut self) {
+        // Unset, Kubernetes' (and kube-master's) default range applies.
+        let range = self
+            .inv
+            .hosts
+            .first()
+            .and_then(|h| match self.get(h, "NODE_PORT_RANGE") {
+                Some(r) => Some((
+                    values::port_range(&r)?,
+                    r,
+                    self.var_at(h, "NODE_PORT_RANGE"),
+                )),
+                None => Some((
+                    (30000, 32767),
+                    "30000-32767 (Kubernetes' default)".into(),
+                    self.file_at(),
+                )),
+            });
+        let mut found: IndexMap<(Location, String, String), Vec<String>> = IndexMap::new();
+        for h in self.inv.hosts.clone() {
+            let mut groups = self.inv.groups_of(&h).to_vec();
+            groups.push("all".into());
+            let lb_bind = self.get(&h, "EX_LB_BIND");
+            let mine: Vec<Port> = LISTENERS
+                .iter()
+                .filter(|l| l.groups.iter().any(|g| groups.iter().any(|x| x == g)))
+                .filter_map(|l| self.port_of(&h, l))
+                .collect();
+            for (i, a) in mine.iter().enumerate() {
+                for b in &mine[i + 1..] {
+                    if a.port != b.port || !values::overlaps(a.l.bind, b.l.bind, lb_bind.as_deref())
+                    {
+                        continue;
+                    }
+                    // The one to change: a port the inventory set, else one that has a variable.
+                    let (mover, other) = match (a.set_by, b.set_by) {
+                        (_, Some(_)) => (b, a),
+                        (Some(_), None) => (a, b),
+                        _ if b.l.var.is_some() => (b, a),
+                        _ => (a, b),
+                    };
+                    let var = mover.var().unwrap_or_default();
+                    let msg = format!(
+                        "{var} {} ({}) is also the port of {} ({})",
+                        mover.port,
+                        mover.l.service,
+                        other.l.service,
+                        self.origin(&h, other)
+                    );
+                    let fix = format!("give each service on a host its own port: change {var}");
+                    found
+                        .entry((self.var_at(&h, var), msg, fix))
+                        .or_default()
+                        .push(h.clone());
+                }
+            }
+            let k8s = groups
+                .iter()
+                .any(|g| g == "kube_master" || g == "kube_node");
+            let Some(((low, high), r, range_at)) = range.as_ref().filter(|_| k8s) else {
+                continue;
+            };
+            // kube-proxy answers NodePorts on every address, loopback included (iptables mode
+            // routes 127.0.0.1 too): a listener inside the range can lose its connections.
+            let (set, given): (Vec<&Port>, Vec<&Port>) = mine
+                .iter()
+                .filter(|p| (*low..=*high).contains(&p.port))
+                .partition(|p| p.set_by.is_some());
+            let in_range = |at: &Location| {
+                // Unset (the default range), it has no line to point at.
+                if at == range_at || range_at.line == 0 {
+                    format!("NODE_PORT_RANGE {r}")
+                } else {
+                    format!("NODE_PORT_RANGE {r} ({range_at})")
+                }
+            };
+            for p in set {
+                let var = p.var().unwrap_or_default();
+                let at = self.var_at(&h, var);
+                let msg = format!(
+                    "{var} {} ({}) lies in {}: kube-proxy would hand its connections to a \
+                     NodePort service",
+                    p.port,
+                    p.l.service,
+                    in_range(&at)
+                );
+                let fix =
+                    format!("move {var} out of NODE_PORT_RANGE, or NODE_PORT_RANGE away from it");
+                found.entry((at, msg, fix)).or_default().push(h.clone());
+            }
+            // Ports the inventory did not choose (fixed, or defaults): the range moves.
+            if let (Some(lo), Some(hi)) = (
+                given.iter().map(|p| p.port).min(),
+                given.iter().map(|p| p.port).max(),
+            ) {
+                let names: Vec<String> = given
+                    .iter()
+                    .map(|p| format!("{} {}", p.l.service, p.port))
+                    .collect();
+                let msg = format!(
+                    "the ports of {} lie in {}: kube-proxy would hand their connections to a \
+                     NodePort service",
+                    names.join(", "),
+                    in_range(range_at)
+                );
+                let clear = if lo == hi {
+                    format!("{lo}")
+                } else {
+                    format!("{lo}-{hi}")
+                };
+                let fix = format!("keep NODE_PORT_RANGE clear of {clear} (e.g. 30000-32767)");
+                found
+                    .entry((range_at.clone(), msg, fix))
+                    .or_default()
+                    .push(h.clone());
+            }
+        }
+        for ((at, msg, fix), hosts) in found {
+            let on = match hosts.as_slice() {
+                [one] => format!("host {one}"),
+                [a, b] => format!("hosts {a} and {b}"),
+                [a, b, rest @ ..] => format!("hosts {a}, {b} and {} more", rest.len()),
+                [] => continue,
+            };
+            self.invalid(at, format!("{on}: {msg}"), fix);
+        }
+    }
+
+    /// The port listener `l` has on `host`: from its variable (for sshd also
+    /// `ansible_ssh_port`; for one that follows another, that one's), else its default. None
+    /// when the variable is not a port (reported by `typed_values`).
+    fn port_of(&self, host: &str, l: &'static values::Listener) -> Option<Port> {
+        let set = |v: &str| self.inv.var_location(host, v).is_some();
+        let from = l.var.and_then(|v| {
+            let alias = match (v, l.follows) {
+                ("ansible_port", _) => Some("ansible_ssh_port"),
+                (_, f) => f,
+            };
+            [Some(v), alias].into_iter().flatten().find(|v| set(v))
+        });
+        let port = match from {
+            Some(v) => values::as_port(&self.inv.resolve(host, v).ok()?)?,
+            None => l.default,
+        };
+        Some(Port {
+            l,
+            port,
+            set_by: from,
+        })
+    }
+
+    /// Where `p`'s port comes from, for a message: `VAR, hosts:12`, `VAR by default`, or fixed.
+    fn origin(&self, host: &str, p: &Port) -> String {
+        match (p.set_by, p.l.var) {
+            (Some(v), _) => format!("{v}, {}", self.var_at(host, v)),
+            (None, Some(v)) => format!("{v} by default"),
+            (None, None) => "a fixed port".into(),
+        }
+    }
+
     fn cidr(&mut self, h: &str, var: &str, example: &str) -> Option<Cidr> {
         let Some(v) = self.get(h, var) else {
             self.missing(h, var, example);
@@ -384,6 +635,20 @@ impl Checker<'_> {
             format!("{var} is not set"),
             format!("add {var}=\"{example}\" under [all:vars] (or to config.yml)"),
         );
+    }
+}
+
+/// A service's port on one host, and the variable that set it (None: its default, or fixed).
+struct Port {
+    l: &'static values::Listener,
+    port: u16,
+    set_by: Option<&'static str>,
+}
+
+impl Port {
+    /// The variable to name: the one that set the port, else the listener's own.
+    fn var(&self) -> Option<&'static str> {
+        self.set_by.or(self.l.var)
     }
 }
 

@@ -203,10 +203,13 @@ pub fn extra_defs(extra: &[(String, String)]) -> (VarDefs, Vec<InventoryError>) 
     for (k, v) in extra {
         if k == "@" {
             let file = std::path::Path::new(v);
-            let parsed = std::fs::read_to_string(file)
-                .map_err(|e| InventoryError::Io {
-                    path: file.to_path_buf(),
-                    reason: format!("{e} (named by -e @{v})"),
+            let parsed = super::limits::read_text(file)
+                .map_err(|e| match e {
+                    InventoryError::Io { path, reason } => InventoryError::Io {
+                        path,
+                        reason: format!("{reason} (named by -e @{v})"),
+                    },
+                    other => other,
                 })
                 .and_then(|text| super::yaml::parse_config(&text, file));
             match parsed {

@@ -101,6 +101,14 @@ pub fn prepare(
     }
     write("etc/hosts", &hosts, 0o644)?;
     write("etc/machine-id", &format!("{}\n", h.machine_id), 0o444)?;
+    // No outside DNS here: names go to the host itself, where nothing answers on port 53, so a
+    // lookup of an outside name (CoreDNS forwards to this file's nameserver) fails at once
+    // instead of waiting on the machine's resolver, which the lab cannot and must not reach.
+    write(
+        "etc/resolv.conf",
+        &format!("# ezk lab: no outside DNS\nnameserver {}\noptions timeout:1 attempts:1\n", h.ip),
+        0o644,
+    )?;
     write(INIT_PATH, INIT, 0o755)?;
     for (name, value) in SYSCTLS {
         write(

@@ -180,8 +180,12 @@ pub fn hosts_file(input: &InventoryInput) -> String {
         "# no registry: pods start from the pause image made from the lab's Kubernetes build\n",
     );
     s.push_str("SANDBOX_IMAGE=\"ezk.local/pause:3.4\"\n");
-    s.push_str("# ... imported on every node with the test image (busybox: a shell, httpd, wget, nc)\n");
-    s.push_str("PRELOAD_IMAGES=[\"pause\", \"busybox\"]\n");
+    s.push_str("# ... imported on every node with CoreDNS (built offline with Kubernetes) and the test image\n# (busybox: a shell, httpd, wget, nc, nslookup)\n");
+    s.push_str("PRELOAD_IMAGES=[\"pause\", \"coredns\", \"busybox\"]\n");
+    s.push_str("# the CoreDNS the lab builds (step 07 names its image registry.k8s.io/coredns/coredns:v1.8.3)\n");
+    s.push_str("corednsVer=\"1.8.3\"\n");
+    s.push_str("# no image for the node-local DNS cache, metrics-server or the dashboard here (their manifests\n# are checked with a server-side dry run in the lab tests): kubelets ask CoreDNS directly\n");
+    s.push_str("ENABLE_LOCAL_DNS_CACHE=false\nmetricsserver_install=\"no\"\ndashboard_install=\"no\"\n");
     s.push_str("# the conntrack table size is the machine's (read-only in a host): kube-proxy leaves it\n");
     s.push_str("KUBE_PROXY_CONNTRACK_MAX_PER_CORE=0\n");
     s.push_str("# no default route on a lab host: kube-apiserver reaches Service addresses (webhooks) by this one\n");

@@ -188,6 +188,10 @@ fn remote(
     };
     let expected = certs_audit::expected_files(&pki, &plans);
     let forbidden = certs_audit::forbidden_files(&pki, &expected);
+    let bad_ssh = crate::session::check_connections(inv);
+    if !bad_ssh.is_empty() {
+        return Err(crate::inventory::InventoryErrors(bad_ssh).into());
+    }
     let probes: IndexMap<String, (Connection, Vec<Probe>)> = inv
         .hosts
         .iter()
@@ -243,4 +247,9 @@ pub fn cluster_name(cluster_dir: &Path) -> String {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "<cluster>".into())
+}
+
+/// The PKI's table of ids, for `ezk certs --help`.
+pub fn ids_help() -> String {
+    crate::pki::help_table()
 }

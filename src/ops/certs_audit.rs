@@ -15,7 +15,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use crate::exec::gather::host_files::{Found, Probe, Request};
 use crate::pki::inspect::{RemoteCopy, RemoteStatus, compare_remote, inspect_pem};
-use crate::pki::{CERT_IDS, CertFiles, KUBECONFIG_NAMES, Pki, sha256_hex};
+use crate::pki::{CertFiles, Pki, cert_ids, kubeconfigs, sha256_hex};
 use crate::plan::action::{Action, Content, StepPlan};
 use crate::plan::{CertPem, DeployFiles, StoredBinary};
 
@@ -91,13 +91,11 @@ struct HostFiles {
 impl HostFiles {
     fn of(pki: &Pki, host: &str) -> HostFiles {
         HostFiles {
-            certs: CERT_IDS
-                .iter()
-                .filter_map(|id| pki.cert_files(id, host).ok().map(|f| (*id, f)))
+            certs: cert_ids()
+                .filter_map(|id| pki.cert_files(id, host).ok().map(|f| (id, f)))
                 .collect(),
-            kubeconfigs: KUBECONFIG_NAMES
-                .iter()
-                .filter_map(|n| pki.kubeconfig(n, host).ok().map(|k| (*n, k)))
+            kubeconfigs: kubeconfigs()
+                .filter_map(|(n, _)| pki.kubeconfig(n, host).ok().map(|k| (n, k)))
                 .collect(),
         }
     }

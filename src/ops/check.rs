@@ -29,16 +29,24 @@ pub fn run(home: &Home, req: Request) -> Result<i32, Error> {
     };
     let inv = &session.inventory;
     let mut errors = validate::validate(inv);
+    errors.extend(crate::session::check_connections(inv));
     if let Some(e) = unknown_artifact_set(inv) {
         errors.push(e);
-        errors.sort_by_key(|e| e.location().cloned());
     }
     // Role templates and tasks are rendered for every host in memory: an undefined variable or
-    // a Jinja error in a role is found here, before any host is contacted.
+    // a Jinja error in a role is found here, before any host is contacted. The roles' defaults
+    // are checked like the inventory's values.
     let plan_errors = match crate::plan::Library::with_overrides(home.root()) {
-        Ok(lib) => crate::plan::check_all(&lib, inv),
+        Ok(lib) => {
+            // Templated defaults only once the inventory is right: they would repeat its
+            // problems at the roles' lines.
+            let templates = errors.is_empty();
+            errors.extend(crate::session::role_default_errors(&lib, inv, templates));
+            crate::plan::check_all(&lib, inv, &crate::session::CheckFiles)
+        }
         Err(e) => vec![e],
     };
+    errors.sort_by_key(|e| e.location().cloned());
     for e in &plan_errors {
         eprintln!("{e}");
     }

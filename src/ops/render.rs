@@ -26,6 +26,13 @@ pub fn run(home: &Home, req: Request) -> Result<i32, Error> {
         Ok(s) => s,
         Err(code) => return Ok(code),
     };
+    // The roles' defaults reach the hosts like inventory values: checked the same way first.
+    let lib = Library::with_overrides(home.root())?;
+    let errors = crate::session::role_default_errors(&lib, &session.inventory, true);
+    if !errors.is_empty() {
+        eprint!("{}", crate::inventory::InventoryErrors(errors));
+        return Ok(1);
+    }
     let files = session.files()?;
     render_with(home, &req.step, &req.out, &session.inventory, files)
 }

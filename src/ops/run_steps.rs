@@ -19,7 +19,7 @@ pub struct Ready {
 /// Take the cluster lock (held to the end of the operation) and build the connections.
 pub fn prepare(session: &mut Session) -> Result<Ready, Error> {
     session.lock()?;
-    Ok(Ready { conns: session.connections() })
+    Ok(Ready { conns: session.connections()? })
 }
 
 /// Makes a step's plan again right before it runs (for steps that read the running cluster,

@@ -3,17 +3,10 @@
 
 use serde::Serialize;
 
+use super::cert_ids::Server;
+
 use super::error::PkiError;
 use super::{CertFiles, Pki};
-
-/// The five kubeconfig names `Pki::kubeconfig` knows.
-pub const KUBECONFIG_NAMES: &[&str] = &[
-    "admin",
-    "kube-controller-manager",
-    "kube-scheduler",
-    "kube-proxy",
-    "kubelet",
-];
 
 #[derive(Serialize)]
 struct Kubeconfig<'a> {
@@ -152,27 +145,27 @@ pub fn base64(data: &[u8]) -> String {
 
 /// Which server each kubeconfig points at, and the kubeconfigs a host receives.
 impl Pki {
-    /// Kubeconfig `name` (see `KUBECONFIG_NAMES`) for `host`, with the server each component
-    /// uses: admin → VIP:EX_APISERVER_PORT (else first master:SECURE_PORT); controller-manager
-    /// and scheduler → their own master's apiserver (its address:SECURE_PORT: kube-apiserver
-    /// binds the host address, and 127.0.0.1:SECURE_PORT is the node-local LB on a master
-    /// that is also a node); kube-proxy and kubelet → the node-local LB.
+    /// Kubeconfig `name` (an id of the catalog with a kubeconfig) for `host`, pointing where
+    /// the catalog says: admin → VIP:EX_APISERVER_PORT (else the first master:SECURE_PORT);
+    /// controller-manager and scheduler → their own master's apiserver (its address:
+    /// SECURE_PORT: kube-apiserver binds the host address, and 127.0.0.1:SECURE_PORT is kube-lb
+    /// on a master that is also a node); kube-proxy and kubelet → the node-local kube-lb.
     pub fn kubeconfig(&self, name: &str, host: &str) -> Result<String, PkiError> {
-        if !KUBECONFIG_NAMES.contains(&name) {
+        let Some((_, to)) = super::kubeconfigs().find(|(n, _)| *n == name) else {
             return Err(PkiError::Unknown {
                 id: name.into(),
-                known: KUBECONFIG_NAMES.join(", "),
+                known: super::kubeconfigs().map(|(n, _)| n).collect::<Vec<_>>().join(", "),
             });
-        }
+        };
         let files = self.cert_files(name, host)?;
         let loopback = std::net::IpAddr::from([127, 0, 0, 1]);
-        let server = match name {
-            "admin" => self.admin_server(),
-            "kube-controller-manager" | "kube-scheduler" => {
+        let server = match to {
+            Server::Admin => self.admin_server(),
+            Server::OwnMaster => {
                 let me = self.spec.masters.iter().find(|m| m.host == host);
                 server_url(me.map_or(loopback, |m| m.ip), self.spec.secure_port)
             }
-            _ => server_url(loopback, self.spec.node_lb_port),
+            Server::NodeLb => server_url(loopback, self.spec.node_lb_port),
         };
         let user = match name {
             "kubelet" => self.kubelet_def(host)?.cn.clone(),

@@ -26,10 +26,9 @@ pub mod ssl_dir;
 use std::path::{Path, PathBuf};
 
 pub use ca::sha256_hex;
-pub use cert_ids::{CERT_IDS, CaKind, Role};
+pub use cert_ids::{CaKind, IDS, IdDef, IdKind, Role, Server, cert_ids, help_table, kubeconfigs, secret_ids};
 pub use error::PkiError;
 pub use from_inventory::from_inventory;
-pub use kubeconfig::KUBECONFIG_NAMES;
 pub use spec::{Member, PkiSpec};
 
 use cert_ids::LeafDef;
@@ -199,21 +198,19 @@ impl Pki {
                 ca_pem: Some(pem),
             })
         };
-        match id {
-            "ca" => ca_only(CaKind::Cluster),
-            "etcd-ca" => ca_only(CaKind::Etcd),
-            "front-proxy-ca" => ca_only(CaKind::FrontProxy),
-            "ca-key" => {
+        match cert_ids::id_def(id).map(|d| d.kind) {
+            Some(IdKind::Ca(kind)) => ca_only(kind),
+            Some(IdKind::CaWithKey) => {
                 let mut f = ca_only(CaKind::Cluster)?;
                 f.key_pem = Some(SecretPem(self.read("ca-key.pem")?));
                 Ok(f)
             }
-            "sa" => Ok(CertFiles {
+            Some(IdKind::SaKeyPair) => Ok(CertFiles {
                 cert_pem: self.read("sa.pub")?,
                 key_pem: Some(SecretPem(self.read("sa.key")?)),
                 ca_pem: None,
             }),
-            _ => {
+            Some(IdKind::Leaf { .. }) => {
                 let def = self
                     .leaves
                     .iter()
@@ -225,6 +222,7 @@ impl Pki {
                     ca_pem: Some(self.read(&format!("{}.pem", def.ca.stem()))?),
                 })
             }
+            Some(IdKind::Secret) | None => Err(unknown(id)),
         }
     }
 }
@@ -233,7 +231,7 @@ impl Pki {
 fn unknown(id: &str) -> PkiError {
     PkiError::Unknown {
         id: id.into(),
-        known: CERT_IDS.join(", "),
+        known: IDS.iter().map(|d| d.id).collect::<Vec<_>>().join(", "),
     }
 }
 

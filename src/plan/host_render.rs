@@ -15,15 +15,6 @@ use super::inputs::DeployFiles;
 use super::task::{self, Arg, TaskDef};
 use crate::template::is_template;
 
-/// Kubeconfig names the `kubeconfig` module accepts.
-pub const KUBECONFIGS: &[&str] = &[
-    "admin",
-    "kube-controller-manager",
-    "kube-scheduler",
-    "kube-proxy",
-    "kubelet",
-];
-
 /// Where systemd reads unit files from; a file landing here, or removed from here, calls for a
 /// daemon-reload.
 const UNIT_DIRS: &[&str] = &[

@@ -1,5 +1,5 @@
 //! Load-time checks of a task: what can be known without a host — Jinja syntax of every
-//! string, literal modes and states, kubeconfig names, that a template or file exists.
+//! string, literal modes and states, that a template or file exists.
 
 use std::collections::BTreeSet;
 
@@ -100,17 +100,9 @@ pub fn validate(t: &TaskDef, env: &Environment<'static>, role: &RoleFiles) -> Re
         }
         Module::Binary(a) => collect_all(&[&a.name, &a.dest], &[&a.mode], &mut strings),
         Module::Cert(a) => collect_all(&[&a.name, &a.dest], &[&a.key, &a.ca], &mut strings),
-        Module::Kubeconfig(a) => {
-            collect_all(&[&a.name, &a.dest], &[], &mut strings);
-            if let Some(n) = lit(&a.name)
-                && !super::host_render::KUBECONFIGS.contains(&n.as_str())
-            {
-                return Err(format!(
-                    "kubeconfig `{n}` is not one of {}",
-                    super::host_render::KUBECONFIGS.join(", ")
-                ));
-            }
-        }
+        // Which names exist is the PKI's to say (its catalog is the one list of ids): checked
+        // when the task is planned, by `ezk check` too.
+        Module::Kubeconfig(a) => collect_all(&[&a.name, &a.dest], &[], &mut strings),
         Module::Secret(a) => collect_all(&[&a.name, &a.dest], &[], &mut strings),
         Module::Image(a) => collect_all(&[&a.name, &a.ctr], &[&a.dir], &mut strings),
         Module::Sysctl(a) => collect_all(&[&a.file, &a.entries], &[], &mut strings),

@@ -5,7 +5,7 @@ use minijinja::Value;
 
 use super::action::{Action, Content, FileSpec, UnitState, WaitTarget};
 use super::convert::{parse_tcp, scalar, unit_state};
-use super::host_render::{HostRender, KUBECONFIGS, RenderFailure};
+use super::host_render::{HostRender, RenderFailure};
 use super::task::{self, Arg, Module, TaskDef};
 
 impl HostRender<'_, '_> {
@@ -226,12 +226,6 @@ impl HostRender<'_, '_> {
             }
             Module::Kubeconfig(a) => {
                 let name = self.string(&a.name, ctx, "name").map_err(fail)?;
-                if !KUBECONFIGS.contains(&name.as_str()) {
-                    return Err(fail(format!(
-                        "kubeconfig `{name}` is not one of {}",
-                        KUBECONFIGS.join(", ")
-                    )));
-                }
                 let k = self
                     .files
                     .kubeconfig(self.host, &name)

@@ -12,7 +12,7 @@ use super::dag;
 use super::error::PlanError;
 use super::playbook::{Body, Playbook};
 use super::host_render::{HostRender, RenderFailure};
-use super::inputs::{CheckOnly, DeployFiles, Variables};
+use super::inputs::{DeployFiles, Variables};
 use super::library::Library;
 use minijinja::Value;
 use minijinja::value::merge_maps;
@@ -256,22 +256,23 @@ impl Planner<'_> {
 
 /// All problems found in `lib` rendered against `vars`; empty when every step renders.
 ///
-/// Certificates, kubeconfigs and binaries are not fetched (they cannot hold template errors),
-/// so this needs neither the PKI nor the artifact store.
-pub fn check_all(lib: &Library, vars: &dyn Variables) -> Vec<PlanError> {
+/// `files` answers what the deploy machine would provide; for `ezk check` it checks each id
+/// and name but gives no content (certificates, kubeconfigs and binaries cannot hold template
+/// errors), so neither the PKI nor the artifact store is needed.
+pub fn check_all(lib: &Library, vars: &dyn Variables, files: &dyn DeployFiles) -> Vec<PlanError> {
     let catalog = match Catalog::load(lib) {
         Ok(c) => c,
         Err(e) => return e.into_list(),
     };
-    check_catalog(&catalog, vars)
+    check_catalog(&catalog, vars, files)
 }
 
 /// Render every step of an already loaded catalog; see [`check_all`].
-pub fn check_catalog(catalog: &Catalog, vars: &dyn Variables) -> Vec<PlanError> {
+pub fn check_catalog(catalog: &Catalog, vars: &dyn Variables, files: &dyn DeployFiles) -> Vec<PlanError> {
     let planner = Planner {
         catalog,
         vars,
-        files: &CheckOnly,
+        files,
         nodes: None,
     };
     let mut seen = std::collections::HashSet::new();

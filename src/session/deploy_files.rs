@@ -114,3 +114,66 @@ impl DeployFiles for NoFiles {
 fn local_sha256(path: &Path) -> Result<String, String> {
     crate::artifacts::sha256_file(path).map_err(|e| e.to_string())
 }
+
+/// For `ezk check`: every certificate, kubeconfig and secret id is checked against the PKI's
+/// catalog (an unknown one is the error a real plan would give; a certificate's parts are
+/// those its kind has), but no content is made: no certificate is issued, nothing is read
+/// from the store. Never used to build a plan that is applied or written.
+pub struct CheckFiles;
+
+impl DeployFiles for CheckFiles {
+    fn cert(&self, _: &str, id: &str) -> Result<CertPem, String> {
+        use crate::pki::IdKind;
+        let kind = crate::pki::IDS.iter().find(|d| d.id == id && d.kind != IdKind::Secret).map(|d| d.kind);
+        let (key, ca) = match kind {
+            None => return Err(format!("unknown certificate id; known: {}", crate::pki::cert_ids().collect::<Vec<_>>().join(", "))),
+            Some(IdKind::Ca(_)) => (false, true),
+            Some(IdKind::SaKeyPair) => (true, false),
+            Some(_) => (true, true),
+        };
+        Ok(CertPem { cert_pem: String::new(), key_pem: key.then(String::new), ca_pem: ca.then(String::new) })
+    }
+    fn kubeconfig(&self, _: &str, name: &str) -> Result<String, String> {
+        crate::pki::kubeconfigs()
+            .any(|(n, _)| n == name)
+            .then(String::new)
+            .ok_or_else(|| format!("unknown kubeconfig; known: {}", crate::pki::kubeconfigs().map(|(n, _)| n).collect::<Vec<_>>().join(", ")))
+    }
+    fn secret(&self, _: &str, name: &str) -> Result<String, String> {
+        crate::pki::secret_ids()
+            .any(|n| n == name)
+            .then(String::new)
+            .ok_or_else(|| format!("unknown secret; known: {}", crate::pki::secret_ids().collect::<Vec<_>>().join(", ")))
+    }
+    fn binary(&self, name: &str) -> Result<StoredBinary, String> {
+        Ok(StoredBinary { path: name.into(), sha256: String::new() })
+    }
+    fn image(&self, name: &str) -> Result<StoredImage, String> {
+        Ok(StoredImage { path: name.into(), sha256: String::new(), reference: name.into(), digest: String::new() })
+    }
+    /// Not hashed (no bytes are needed to find template errors), but a file that cannot be
+    /// opened is the same error a real plan would report.
+    fn local_file(&self, path: &Path) -> Result<String, String> {
+        std::fs::File::open(path).map(|_| String::new()).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `ezk check` finds an id a role names that the PKI does not have, and a part (`key:`) an
+    /// id has none of, as a real plan would.
+    #[test]
+    fn check_files_know_the_pki_catalog() {
+        assert!(CheckFiles.cert("h", "kubernetes").unwrap().key_pem.is_some());
+        assert!(CheckFiles.cert("h", "ca").unwrap().key_pem.is_none());
+        assert!(CheckFiles.cert("h", "sa").unwrap().ca_pem.is_none());
+        let e = CheckFiles.cert("h", "kubernetess").unwrap_err();
+        assert!(e.contains("unknown certificate id") && e.contains("apiserver-etcd-client"), "{e}");
+        assert!(CheckFiles.kubeconfig("h", "kubelet").is_ok());
+        assert!(CheckFiles.kubeconfig("h", "kubernetes").unwrap_err().contains("known: admin"));
+        assert!(CheckFiles.secret("h", "encryption-config").is_ok());
+        assert!(CheckFiles.cert("h", "encryption-config").is_err(), "a secret is no certificate");
+    }
+}

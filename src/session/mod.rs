@@ -23,12 +23,12 @@ use std::path::Path;
 
 use indexmap::IndexMap;
 
-pub use deploy_files::{ClusterFiles, NoFiles};
+pub use deploy_files::{CheckFiles, ClusterFiles, NoFiles};
 
 use crate::exec::Connection;
 use crate::exec::lock::{ClusterLock, LockError, lock_cluster};
 use crate::home::Home;
-use crate::inventory::{Inventory, InventoryErrors, Vars};
+use crate::inventory::{Inventory, InventoryError, InventoryErrors, Location, Vars, validate, values};
 use crate::plan::action::StepPlan;
 use crate::plan::{Catalog, DeployFiles, Library, PlanError, Planner, Variables};
 
@@ -86,7 +86,20 @@ impl Session {
     /// loaded and validated on first use.
     pub fn catalog(&self) -> Result<&Catalog, PlanError> {
         if self.catalog.get().is_none() {
-            let catalog = Catalog::load(&Library::with_overrides(self.home.root())?)?;
+            let lib = Library::with_overrides(self.home.root())?;
+            let catalog = Catalog::load(&lib)?;
+            // A role's default reaches the hosts like an inventory value: checked the same way.
+            PlanError::collect(
+                role_default_errors(&lib, &self.inventory, true)
+                    .into_iter()
+                    .map(|e| match e {
+                        InventoryError::Invalid { at, msg, fix } => {
+                            PlanError::load(&at.file.display().to_string(), Some(at.line), format!("{msg}\n  fix: {fix}"))
+                        }
+                        other => PlanError::load("roles", None, other.to_string()),
+                    })
+                    .collect(),
+            )?;
             let _ = self.catalog.set(catalog);
         }
         Ok(self.catalog.get().expect("set above"))
@@ -122,9 +135,15 @@ impl Session {
         self.planner(files)?.plan_steps(step)
     }
 
-    /// The connection of every host, in inventory order.
-    pub fn connections(&self) -> IndexMap<String, Connection> {
-        self.inventory.hosts.iter().map(|h| (h.clone(), connection(&self.inventory, h))).collect()
+    /// The connection of every host, in inventory order, once their SSH settings are checked
+    /// on this machine (`check_connections`: key files, jump hosts). Only what connects asks:
+    /// a render or a plan needs no key.
+    pub fn connections(&self) -> Result<IndexMap<String, Connection>, InventoryErrors> {
+        let errors = check_connections(&self.inventory);
+        if !errors.is_empty() {
+            return Err(InventoryErrors(errors));
+        }
+        Ok(self.inventory.hosts.iter().map(|h| (h.clone(), connection(&self.inventory, h))).collect())
     }
 
     /// The cluster lock (`clusters/<name>/.lock`), taken on first use and held until the
@@ -140,6 +159,59 @@ impl Session {
     pub fn k8s_ver(&self) -> Option<String> {
         k8s_ver(&self.inventory)
     }
+}
+
+/// Every role's `defaults.yml` checked against the inventory (`validate::role_defaults`): a
+/// bad default path, port or name is found before a step uses it. `templates`: see there.
+pub fn role_default_errors(lib: &Library, inv: &Inventory, templates: bool) -> Vec<InventoryError> {
+    let mut errors = Vec::new();
+    for role in lib.role_names() {
+        let Some(entry) = lib.get(&format!("roles/{role}/defaults.yml")) else {
+            continue;
+        };
+        if let Ok(text) = entry.text() {
+            errors.extend(validate::role_defaults(inv, &entry.display, text, templates));
+        }
+    }
+    errors
+}
+
+/// The SSH settings of every host as its connection will use them, checked on this machine
+/// (by `ezk check`, and before any connection):
+/// a key file that exists, is readable and not readable by others (ssh ignores it otherwise),
+/// no empty key-file variable, jump hosts that are `[user@]host[:port]`. Reported once per
+/// place written.
+pub fn check_connections(inv: &Inventory) -> Vec<InventoryError> {
+    let mut seen = std::collections::HashSet::new();
+    let mut errors = Vec::new();
+    for h in &inv.hosts {
+        let conn = connection(inv, h);
+        let written = |names: &[&'static str]| names.iter().copied().find(|n| inv.var_location(h, n).is_some());
+        let mut found = Vec::new();
+        if let Some(var) = written(&["ansible_ssh_private_key_file", "ansible_private_key_file"]) {
+            match &conn.key_file {
+                Some(k) => found.extend(values::key_file(var, k).map(|p| (var, p))),
+                None => found.push((
+                    var,
+                    values::Problem {
+                        msg: format!("{var} is empty"),
+                        fix: format!("point {var} at the private key file, or remove it to use ssh's own keys"),
+                    },
+                )),
+            }
+        }
+        if let (Some(spec), Some(var)) = (&conn.jump, written(&["ansible_ssh_common_args", "ansible_ssh_extra_args"])) {
+            found.extend(values::jump(var, spec).map(|p| (var, p)));
+        }
+        for (var, p) in found {
+            let at = inv.var_location(h, var).cloned().unwrap_or_else(|| Location::new(inv.hosts_path(), 0));
+            let e = InventoryError::invalid(at, p.msg, p.fix);
+            if seen.insert(e.to_string()) {
+                errors.push(e);
+            }
+        }
+    }
+    errors
 }
 
 /// How to reach inventory host `host`: its Ansible connection variables read by
@@ -176,10 +248,8 @@ impl Variables for Inventory {
     }
 
     fn vars_for(&self, host: &str, role_defaults: &Vars) -> Result<Vars, String> {
-        let mut v = Inventory::vars_for(self, host, role_defaults).map_err(|e| e.to_string())?;
-        // Given once through `hostvars()` below, shared by every host's context.
-        v.shift_remove("hostvars");
-        Ok(v)
+        // `hostvars` is given once through `hostvars()` below, shared by every host's context.
+        Inventory::vars_without_hostvars(self, host, role_defaults).map_err(|e| e.to_string())
     }
 
     fn hostvars(&self) -> Option<Vars> {

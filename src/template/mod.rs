@@ -3,11 +3,14 @@
 //! undefined variables are errors) with the Ansible filters kubeasz templates use.
 //!
 //! Filters live in `filters.rs`; add new ones there and register them in `environment()`.
+//! The quoting filters (one per syntax a role writes into: shell, systemd, YAML, TOML, nginx,
+//! haproxy, plain config words and lines) are in `quote.rs`.
 
 use minijinja::{Environment, UndefinedBehavior};
 
 mod filters;
 mod methods;
+mod quote;
 
 /// A fresh environment with ezk's settings and filters. Templates are added by the caller
 /// (`add_template_owned`) or rendered ad hoc with `render_str`.
@@ -20,6 +23,7 @@ pub fn environment() -> Environment<'static> {
     env.set_trim_blocks(true);
     env.set_keep_trailing_newline(true);
     filters::register(&mut env);
+    quote::register(&mut env);
     env.set_unknown_method_callback(methods::call);
     env
 }

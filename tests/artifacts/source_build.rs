@@ -129,6 +129,41 @@ fn a_second_home_installs_the_build_from_the_machine_cache() {
         elf_interpreter(&std::fs::read(&pause.path).unwrap()),
         Some(false)
     );
+    // CoreDNS, built from the bundle against the same tree: pinned, static, the version built.
+    let coredns = store.binary("coredns", "lab-debian").unwrap();
+    let pin = &a.build.as_ref().unwrap().output_sha256["coredns"];
+    assert_eq!(&sha256_path(&coredns.path), pin);
+    assert_eq!(elf_interpreter(&std::fs::read(&coredns.path).unwrap()), Some(false));
+    let v = Command::new(&coredns.path).arg("-version").output().unwrap();
+    assert!(String::from_utf8_lossy(&v.stdout).starts_with("CoreDNS-1.8.3\n"), "{}", text(&v));
+    let plugins = Command::new(&coredns.path).arg("-plugins").output().unwrap();
+    let plugins = String::from_utf8_lossy(&plugins.stdout);
+    for p in ["kubernetes", "forward", "cache", "loop", "reload", "health", "ready", "loadbalance", "errors", "prometheus"] {
+        assert!(plugins.contains(&format!("dns.{p}\n")), "{p} not compiled in:\n{plugins}");
+    }
+    assert!(!plugins.contains("dns.route53"), "plugins beyond COREDNS_PLUGINS:\n{plugins}");
+}
+
+/// A store filled before the manifest named a new build output (CoreDNS was added beside pause)
+/// is not complete: `download` installs the build again instead of saying "already verified".
+#[test]
+fn a_store_without_a_new_output_is_filled_again() {
+    machine_entry();
+    let home = tempfile::tempdir().unwrap();
+    assert!(fill_kubernetes(home.path(), None).status.success());
+    let a = kubernetes_server();
+    let store = Store::at(home.path().join("down"), Manifest::shipped().unwrap());
+    assert!(store.is_complete(&a));
+    // As an older ezk left it: no coredns line in the record.
+    let dir = store.binary("kube-apiserver", "lab-debian").unwrap().path.parent().unwrap().to_path_buf();
+    let sums = dir.join("SHA256SUMS");
+    let old: String = std::fs::read_to_string(&sums).unwrap().lines().filter(|l| !l.ends_with("  coredns")).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&sums, old).unwrap();
+    assert!(!store.is_complete(&a));
+    let out = fill_kubernetes(home.path(), None);
+    assert!(out.status.success() && !text(&out).contains("kubernetes-server            already verified"), "{}", text(&out));
+    assert!(store.is_complete(&a));
+    assert!(store.binary("coredns", "lab-debian").is_ok());
 }
 
 /// Whether a 64-bit little-endian ELF has a PT_INTERP program header (None: not such an ELF).

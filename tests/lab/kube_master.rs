@@ -126,6 +126,18 @@ fn control_plane_behind_the_vip(_: &Lab) {
         // The RBAC kube-apiserver needs on kubelets, applied once from the first master.
         let crb = kubectl_ok(lab, &["get", "clusterrolebinding", "ezk:kube-apiserver-kubelet-client", "-o", "jsonpath={.roleRef.name} {.subjects[0].name}"]);
         assert_eq!(crb, "system:kubelet-api-admin kube-apiserver-kubelet-client");
+        // --plan shows what a change would do, never a secret: a lost encryption config is
+        // named, its key is not printed (nor any private key); nothing changes on the host.
+        let key = std::fs::read_to_string(lab.cluster_dir().join("ssl/encryption.key")).unwrap();
+        lab.sh(0, "mv /etc/kubernetes/encryption-config.yaml /root/enc.bak");
+        let p = setup_ok(lab, "04", &["--plan", "-e", "KUBE_APISERVER_AUDIT_MAXAGE=9"]);
+        let (diff, actions) = p.plan_split(&masters[0], "kube-master");
+        assert!(diff.iter().any(|l| l.contains("+  --audit-log-maxage=9")), "{diff:#?}");
+        assert!(actions.iter().any(|l| l.contains("/etc/kubernetes/encryption-config.yaml")), "{actions:#?}");
+        assert!(!p.output.contains(key.trim()), "--plan printed the encryption key");
+        assert!(!p.output.contains("PRIVATE KEY"), "--plan printed a private key");
+        assert_eq!(lab.sh(0, "test -e /etc/kubernetes/encryption-config.yaml && echo there || echo gone"), "gone");
+        lab.sh(0, "mv /root/enc.bak /etc/kubernetes/encryption-config.yaml");
         // A re-run changes nothing and restarts nothing.
         let pids: Vec<String> = MASTERS.iter().map(|&i| main_pid(lab, i, "kube-apiserver")).collect();
         let again = setup_ok(lab, "04", &[]);

@@ -26,11 +26,13 @@ pub const TESTS: &[Test] = &[
     Test { name: "kube_node::logs_and_exec_work", run: logs_and_exec_work },
     Test { name: "kube_node::nodes_stay_ready_with_an_apiserver_down", run: nodes_stay_ready_with_an_apiserver_down },
     Test { name: "kube_node::rerun_of_all_changes_nothing_and_restarts_nothing", run: rerun_of_all_changes_nothing_and_restarts_nothing },
+    Test { name: "kube_node::a_kube_lb_change_reloads_it_without_a_restart", run: a_kube_lb_change_reloads_it_without_a_restart },
     Test { name: "kube_node::destroy_leaves_nothing_and_setup_builds_it_again", run: destroy_leaves_nothing_and_setup_builds_it_again },
 ];
 
 /// The test workload: one busybox httpd per node (a DaemonSet tolerating the masters' taint)
-/// answering with its pod name, a ClusterIP and a NodePort service in front.
+/// answering with its pod name, a ClusterIP and a NodePort service in front, and a headless
+/// service over the same pods (cluster DNS answers with every ready pod's address).
 const WEB: &str = r#"
 apiVersion: apps/v1
 kind: DaemonSet
@@ -53,7 +55,15 @@ kind: Service
 metadata: {name: ezk-web, namespace: default}
 spec:
   selector: {app: ezk-web}
-  ports: [{port: 80, targetPort: 8080}]
+  ports: [{name: http, port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ezk-web-headless, namespace: default}
+spec:
+  clusterIP: None
+  selector: {app: ezk-web}
+  ports: [{name: http, port: 8080}]
 ---
 apiVersion: v1
 kind: Service
@@ -69,7 +79,7 @@ fn node_names(lab: &Lab) -> Vec<String> {
 }
 
 /// Until every node reports Ready (at most `secs`).
-fn wait_all_ready(lab: &Lab, secs: u64) {
+pub fn wait_all_ready(lab: &Lab, secs: u64) {
     let start = Instant::now();
     loop {
         let out = kubectl(lab)
@@ -87,7 +97,7 @@ fn wait_all_ready(lab: &Lab, secs: u64) {
 }
 
 /// The DaemonSet runs on every node; pod name → (node, pod IP).
-fn ensure_web(lab: &Lab) -> Vec<(String, String, String)> {
+pub fn ensure_web(lab: &Lab) -> Vec<(String, String, String)> {
     let mut apply = kubectl(lab);
     apply.args(["apply", "-f", "-"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = apply.spawn().unwrap();
@@ -125,7 +135,7 @@ fn ensure_web(lab: &Lab) -> Vec<(String, String, String)> {
 }
 
 /// `wget` inside pod `pod`; busybox's wget `-T` crashes in Debian's 1.35 build, so `timeout`.
-fn fetch_in(lab: &Lab, pod: &str, url: &str) -> Result<String, String> {
+pub fn fetch_in(lab: &Lab, pod: &str, url: &str) -> Result<String, String> {
     let out = kubectl(lab)
         .args(["exec", pod, "--", "timeout", "5", "wget", "-q", "-O-", url])
         .output()
@@ -280,10 +290,46 @@ fn rerun_of_all_changes_nothing_and_restarts_nothing(_: &Lab) {
         let r = setup_ok(lab, "all", &[]);
         let ips: Vec<String> = lab.hosts.iter().map(|h| h.ip.clone()).collect();
         assert_nothing_changed(&r, &ips);
-        assert_eq!(r.recap["steps"].as_array().map(Vec::len), Some(7), "01 02 03 10 04 05 06 in one document");
+        assert_eq!(r.recap["steps"].as_array().map(Vec::len), Some(8), "01 02 03 10 04 05 06 07 in one document");
         let after: Vec<Vec<String>> = units.iter().map(|u| main_pids(lab, u, &all)).collect();
         assert_eq!(before, after, "a no-op run restarted one of {units:?}");
         assert_eq!(api_before, main_pids(lab, "kube-apiserver", &MASTERS));
+    });
+}
+
+/// kube-lb.conf changes (here its fail timeout; in an add-master, its upstream list): only that
+/// file changes, nginx reloads it (kube-lb's main process stays), kubelets keep their
+/// connections and every node stays Ready.
+fn a_kube_lb_change_reloads_it_without_a_restart(_: &Lab) {
+    with_cluster_lab(|lab| {
+        ensure_control_plane(lab);
+        let all: Vec<usize> = (0..lab.hosts.len()).collect();
+        let lb = main_pids(lab, "kube-lb", &all);
+        let kubelet = main_pids(lab, "kubelet", &all);
+        let ips: Vec<String> = lab.hosts.iter().map(|h| h.ip.clone()).collect();
+        let p = setup_ok(lab, "05", &["--plan", "-e", "KUBE_LB_FAIL_TIMEOUT=7s"]);
+        for ip in &ips {
+            let (diff, actions) = p.plan_split(ip, "kube-lb");
+            assert_eq!(diff.len(), 6, "three upstream lines change on {ip}: {diff:#?}");
+            assert!(diff.iter().all(|l| l.contains("fail_timeout=")), "{diff:#?}");
+            assert_eq!(
+                actions,
+                ["[kube-lb] changed /etc/kube-lb/kube-lb.conf", "[kube-lb] restart kube-lb-reload (kube-lb upstreams (every master))"],
+                "{ip}"
+            );
+        }
+        let r = setup_ok(lab, "05", &["-e", "KUBE_LB_FAIL_TIMEOUT=7s"]);
+        for (i, ip) in ips.iter().enumerate() {
+            assert_eq!(r.count(ip, "changed"), 2, "the file and the reload on {ip}:\n{}", r.output);
+            assert!(lab.sh(i, "cat /etc/kube-lb/kube-lb.conf").contains("fail_timeout=7s"));
+            assert!(lab.sh(i, "journalctl -u kube-lb --no-pager | grep -c 'Reloaded\\|Reloading' || true") != "0", "kube-lb not reloaded on {ip}");
+        }
+        assert_eq!(main_pids(lab, "kube-lb", &all), lb, "kube-lb restarted instead of reloading");
+        assert_eq!(main_pids(lab, "kubelet", &all), kubelet, "kubelet restarted");
+        wait_all_ready(lab, 30);
+        // Back to the inventory's value: the same, then quiet.
+        setup_ok(lab, "05", &[]);
+        assert_nothing_changed(&setup_ok(lab, "05", &[]), &ips);
     });
 }
 

@@ -25,6 +25,7 @@ mod basics;
 mod certs;
 mod destroy;
 mod exec;
+mod kube_dns;
 mod kube_master;
 mod kube_node;
 mod lifecycle;
@@ -59,6 +60,7 @@ const SUITES: &[&[Test]] = &[
     // Kubernetes, on a 5-host lab of its own (booted by the first of these tests).
     kube_master::TESTS,
     kube_node::TESTS,
+    kube_dns::TESTS,
     // destroy takes the shared lab down to bare hosts (and builds it back): last.
     destroy::TESTS,
 ];

@@ -6,7 +6,7 @@ use std::process::Command;
 use crate::support::{run, spec, verify, x509_text};
 use ezk::pki::inspect::{RemoteCopy, RemoteStatus, compare_remote, render_mismatches};
 use ezk::ops::certs::local_table;
-use ezk::pki::{KUBECONFIG_NAMES, Pki, PkiError};
+use ezk::pki::{Pki, PkiError, kubeconfigs};
 
 const MASTER: &str = "198.18.9.11";
 const WORKER: &str = "198.18.9.21";
@@ -135,7 +135,7 @@ fn kubeconfigs_read_by_kubectl() {
             "system:node:worker-1",
         ),
     ];
-    assert_eq!(cases.len(), KUBECONFIG_NAMES.len());
+    assert_eq!(cases.len(), kubeconfigs().count());
     for (name, host, server, user) in cases {
         let kc = pki.kubeconfig(name, host).unwrap();
         let got = kubectl_view(

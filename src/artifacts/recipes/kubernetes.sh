@@ -12,6 +12,8 @@
 #   COMMIT     its upstream commit, stamped into the binaries
 #   BUILD_DATE the upstream release's build date, stamped (fixed, so the build is reproducible)
 #   BINARIES   the Go binaries to build (cmd/<name>), space-separated
+#   COREDNS_SRC     (optional) the CoreDNS source bundle shipped in ezk: CoreDNS is built too
+#   COREDNS_PLUGINS the CoreDNS plugins compiled in (plugin.cfg names), space-separated
 # Lines starting with "== " are progress steps (ezk shows them); everything goes to the log.
 #
 # Why these choices (facts, not taste):
@@ -27,6 +29,13 @@
 # - pause (the pod sandbox's process) is C: built static with this machine's gcc, as upstream's
 #   build/pause/Makefile does. Its sha256 follows gcc and glibc, so it is recorded, not pinned.
 # - Debian's own patches change kubectl's packaging only; the pristine upstream tree is built.
+# - CoreDNS (cluster DNS; Debian has no package): v1.8.3 pins exactly the client-go, api and
+#   apimachinery v0.20.2 this tree vendors, so it builds in GOPATH mode against a copy of this
+#   tree's vendor/ (symlinks into staging/ dereferenced), minus the two modules that are too old
+#   or pruned here (miekg/dns 1.1.4, prometheus/client_golang without promauto), plus the ten
+#   small modules of the bundle at the versions CoreDNS pins. Only the plugins a cluster's
+#   Corefile uses are compiled in (upstream's plugin.cfg, filtered, keeping its order: the
+#   order is the order a query passes the plugins).
 set -euo pipefail
 : "${WORK:?}" "${OUT:?}" "${SRC:?}" "${TOOLCHAIN:?}" "${GOCACHE:?}" "${VERSION:?}" "${COMMIT:?}" "${BUILD_DATE:?}" "${BINARIES:?}"
 
@@ -82,4 +91,30 @@ pause_tag=$(sed -n 's/^TAG *= *//p' build/pause/Makefile)
 gcc -Os -Wall -Werror -static -DVERSION="v$pause_tag-debian" -o "$OUT/pause" build/pause/linux/pause.c
 strip "$OUT/pause"
 echo "$pause_tag" > "$OUT/pause.version"
+if [ -n "${COREDNS_SRC:-}" ]; then
+  echo "== coredns"
+  : "${COREDNS_PLUGINS:?}"
+  cdir="$GOPATH/src/github.com/coredns/coredns"
+  mkdir -p "$WORK/coredns-src" "${cdir%/*}"
+  tar -xJf "$COREDNS_SRC" -C "$WORK/coredns-src"
+  bundle=$(echo "$WORK"/coredns-src/coredns-*-src)
+  mv "$bundle/coredns" "$cdir"
+  cp -aL "$tree/vendor" "$cdir/vendor"
+  rm -rf "$cdir/vendor/modules.txt" "$cdir/vendor/github.com/miekg/dns" "$cdir/vendor/github.com/prometheus/client_golang"
+  cp -a "$bundle/deps/." "$cdir/vendor/"
+  cd "$cdir"
+  : > plugin.cfg.kept
+  while IFS= read -r line; do
+    case "$line" in \#*|"") continue ;; esac
+    for p in $COREDNS_PLUGINS; do [ "$p" = "${line%%:*}" ] && echo "$line" >> plugin.cfg.kept; done
+  done < plugin.cfg
+  [ "$(wc -l < plugin.cfg.kept)" -eq "$(echo $COREDNS_PLUGINS | wc -w)" ] \
+    || { echo "COREDNS_PLUGINS names a plugin CoreDNS does not have: $COREDNS_PLUGINS" >&2; exit 1; }
+  mv plugin.cfg.kept plugin.cfg
+  GO111MODULE=off go run directives_generate.go
+  commit=$(sed -n 's|^github.com/coredns/coredns [^ ]* ||p' "$bundle/SOURCES")
+  GO111MODULE=off go build -trimpath -ldflags "-s -w -X github.com/coredns/coredns/coremain.GitCommit=${commit:0:8}" \
+    -o "$OUT/coredns" .
+  "$OUT/coredns" -version
+fi
 echo "== done"
