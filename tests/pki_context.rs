@@ -56,9 +56,33 @@ fn node_names_come_from_the_same_variables_as_the_prepare_role() {
         .find(|c| c.starts_with("hostnamectl set-hostname "))
         .expect("prepare sets the hostname");
     assert!(hostname.starts_with("hostnamectl set-hostname k8s-198-51-100-12 "), "{hostname}");
-    // Every node finds it under that name in /etc/hosts (`hostvars` is the same context).
-    let hosts_line = commands("198.51.100.11").iter().any(|c| c.contains("echo '198.51.100.12    k8s-198-51-100-12  # ezk'"));
-    assert!(hosts_line, "/etc/hosts entry of 198.51.100.12 on 198.51.100.11");
+    // Every node finds it under that name in /etc/hosts (`hostvars` is the same context): the
+    // planned command run for real by sh, on a copy of /etc/hosts, adds the missing names once.
+    let (cmd, unless) = plan
+        .waves
+        .iter()
+        .flat_map(|w| &w.hosts)
+        .filter(|hr| hr.host == "198.51.100.11")
+        .flat_map(|hr| &hr.tasks)
+        .find(|t| t.name == "node names in /etc/hosts")
+        .and_then(|t| match &t.action {
+            Action::Command { cmd, unless, .. } => Some((cmd.clone(), unless.clone().expect("an unless"))),
+            _ => None,
+        })
+        .expect("prepare writes the node names");
+    let etc_hosts = home.path().join("etc-hosts");
+    std::fs::write(&etc_hosts, "127.0.0.1\tlocalhost\n198.51.100.11 master-1\n").unwrap();
+    let on_copy = |c: &str| c.replace("/etc/hosts", etc_hosts.to_str().unwrap());
+    let sh = |c: &str| std::process::Command::new("sh").arg("-c").arg(on_copy(c)).status().unwrap().success();
+    assert!(!sh(&unless), "a name is missing: the task must run");
+    assert!(sh(&cmd));
+    assert!(sh(&cmd), "a second run");
+    assert!(sh(&unless), "every name there: the task is skipped");
+    assert_eq!(
+        std::fs::read_to_string(&etc_hosts).unwrap(),
+        "127.0.0.1\tlocalhost\n198.51.100.11 master-1\n198.51.100.12    k8s-198-51-100-12  # ezk\n",
+        "only the missing name added, once"
+    );
     // Values the roles default are the roles' (kube-master's SERVICE_CIDR, CLUSTER_DNS_DOMAIN).
     assert_eq!(spec.cluster_dns_domain, "cluster.local");
     assert_eq!(spec.secure_port, 6443);

@@ -51,7 +51,7 @@ mod vars;
 mod yaml;
 
 pub use error::{InventoryError, InventoryErrors, Location};
-pub use resolve::{ResolveError, ResolveErrorKind, Scope, render_count};
+pub use resolve::{ResolveError, ResolveErrorKind, Scope, hostvars_lookups, render_count};
 
 /// A variable value (YAML data model: strings, numbers, bools, lists, maps).
 pub type Value = serde_yaml::Value;

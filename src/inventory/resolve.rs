@@ -107,6 +107,18 @@ pub fn render_count() -> u64 {
     RENDERS.with(|r| r.get())
 }
 
+thread_local! {
+    /// `hostvars[host]` lookups on this thread (see `hostvars_lookups`).
+    static HOSTVARS_LOOKUPS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// `hostvars[host]` lookups made so far on this thread: a role text that walks every host
+/// (every node name in /etc/hosts) makes hosts lookups, hosts² if it is rendered per host
+/// (`tests/scale_linear.rs`).
+pub fn hostvars_lookups() -> u64 {
+    HOSTVARS_LOOKUPS.with(|c| c.get())
+}
+
 /// Every host's definitions, as layers: `layers[chain[i]]`, lowest precedence first.
 struct Defs {
     layers: Vec<VarDefs>,
@@ -710,6 +722,7 @@ struct HostVars {
 impl Object for HostVars {
     fn get_value(self: &Arc<Self>, key: &J) -> Option<J> {
         let h = key.as_str()?;
+        HOSTVARS_LOOKUPS.with(|c| c.set(c.get() + 1));
         self.scope.index(h).is_some().then(|| self.scope.context(h))
     }
 

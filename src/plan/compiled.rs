@@ -2,7 +2,10 @@
 //! of a task's arguments and `when`s, so parsing it and listing the names it uses per host
 //! made a step cost hosts × tasks parses. Here each distinct text is parsed once, and its
 //! names listed once; a text that does not compile is not kept (the caller compiles it again
-//! to report the error as before).
+//! to report the error as before). A template text that reads only what every host of the
+//! step shares (`groups`, `hostvars`: e.g. every node's name for /etc/hosts) renders the same
+//! for every host: it is rendered once per step, so a text that walks every host costs hosts,
+//! not hosts².
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -40,7 +43,12 @@ pub struct Compiled<'env> {
     /// shared and read-only; this one holds nothing else).
     texts: RefCell<Environment<'static>>,
     text_names: RefCell<HashMap<String, Names>>,
+    /// Renders of texts that read only `SHARED` names, by text.
+    shared_renders: RefCell<HashMap<String, String>>,
 }
+
+/// The names whose value is the same in every host's context during one step.
+const SHARED: &[&str] = &["groups", "hostvars"];
 
 impl<'env> Compiled<'env> {
     pub fn new(env: &'env Environment<'static>) -> Self {
@@ -49,6 +57,7 @@ impl<'env> Compiled<'env> {
             exprs: RefCell::default(),
             texts: RefCell::new(crate::template::environment()),
             text_names: RefCell::default(),
+            shared_renders: RefCell::default(),
         }
     }
 
@@ -81,8 +90,16 @@ impl<'env> Compiled<'env> {
                 names
             }
         };
+        let host_independent = names.names.iter().all(|n| SHARED.contains(&n.as_str()));
+        if host_independent && let Some(out) = self.shared_renders.borrow().get(s) {
+            return Some((Ok(out.clone()), names));
+        }
         let texts = self.texts.borrow();
         let t = texts.get_template(s).ok()?;
-        Some((t.render(ctx), names))
+        let out = t.render(ctx);
+        if host_independent && let Ok(r) = &out {
+            self.shared_renders.borrow_mut().insert(s.to_string(), r.clone());
+        }
+        Some((out, names))
     }
 }
