@@ -2,9 +2,8 @@
 //! `-e` values read into their definitions (each with file:line), the group tree built, and
 //! the resolver that renders every host's variables made; `load` then validates.
 
-use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use indexmap::IndexMap;
 
@@ -104,8 +103,7 @@ impl Inventory {
             groups.entry(g.clone()).or_insert_with(|| m.clone());
         }
         let hosts: Vec<String> = source.hosts.keys().cloned().collect();
-        let layers = vars::layers_by_host(&source, &tree, &config, &extra);
-        let base = build_resolver(&layers, &tree, &groups, &model::VarDefs::new());
+        let base = resolve::Resolver::build(vars::layers(&source, &tree, &config, &extra), &groups);
         Ok(Inventory {
             cluster: cluster.to_string(),
             dir: dir.to_path_buf(),
@@ -114,27 +112,9 @@ impl Inventory {
             hosts_file,
             config_file,
             source,
-            layers,
-            tree,
             base,
-            with_defaults: Default::default(),
+            scopes: Default::default(),
             hostvars: OnceLock::new(),
         })
     }
-}
-
-pub(super) fn build_resolver(
-    layers: &IndexMap<String, vars::Layers>,
-    tree: &vars::GroupTree,
-    groups: &IndexMap<String, Vec<String>>,
-    defaults: &model::VarDefs,
-) -> Arc<resolve::Resolver> {
-    let defaults = Arc::new(defaults.clone());
-    let mut per_host = IndexMap::new();
-    let mut names = HashMap::new();
-    for (h, l) in layers {
-        per_host.insert(h.clone(), l.over(&defaults));
-        names.insert(h.clone(), tree.groups_of(h));
-    }
-    resolve::Resolver::new(per_host, groups, names)
 }

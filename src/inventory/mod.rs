@@ -10,7 +10,11 @@
 //! - `vars_for(host, role_defaults)` merges role defaults < config.yml < [all:vars] < group vars
 //!   < host vars < -e, and renders every templated value for that host (lazy Jinja, with
 //!   `inventory_hostname`, `groups`, `hostvars`). `context(host, role_defaults)` gives the same
-//!   as a lazy minijinja value for rendering role templates.
+//!   as a lazy minijinja value; `role_context(host, role, role_defaults, run_defaults)` is
+//!   what the planner renders a role with: one scope per role made once per run, each host's
+//!   values rendered once and shared between scopes when they do not depend on role defaults
+//!   (planning is linear in hosts: nothing is merged or copied per host × role), `hostvars`
+//!   read in `run_context(run_defaults)`, which the PKI reads too.
 //! - `var_str(host, name)` answers one variable as text (how `exec::Connection` reads a host's
 //!   Ansible connection variables, through `session::connection`).
 //!
@@ -47,7 +51,7 @@ mod vars;
 mod yaml;
 
 pub use error::{InventoryError, InventoryErrors, Location};
-pub use resolve::{ResolveError, ResolveErrorKind};
+pub use resolve::{ResolveError, ResolveErrorKind, Scope, hostvars_lookups, render_count};
 
 /// A variable value (YAML data model: strings, numbers, bools, lists, maps).
 pub type Value = serde_yaml::Value;
@@ -78,15 +82,11 @@ pub struct Inventory {
     hosts_file: PathBuf,
     config_file: PathBuf,
     source: model::Source,
-    /// Every host's variable layers (config.yml, inventory, `-e`), without role defaults.
-    layers: IndexMap<String, vars::Layers>,
-    tree: vars::GroupTree,
-    /// Resolver without role defaults (what `hostvars`, `validate` and `var_str` use).
-    base: Arc<resolve::Resolver>,
-    /// One resolver per distinct set of role defaults, made on first use: the planner asks for
-    /// every (host, role), and building a resolver merges every host's variables, so without
-    /// this a step would cost hosts² × variables.
-    with_defaults: Arc<Mutex<HashMap<String, Arc<resolve::Resolver>>>>,
+    /// The inventory's own scope, without role defaults (what `hostvars`, `validate` and
+    /// `var_str` use); every scope with role defaults shares its resolver.
+    base: Arc<resolve::Scope>,
+    /// The scope of each role (by name) the planner asked for, made once per run.
+    scopes: Arc<Mutex<HashMap<String, Arc<resolve::Scope>>>>,
     hostvars: OnceLock<Value>,
 }
 
@@ -112,8 +112,8 @@ impl Inventory {
     }
 
     /// Groups containing `host`, lowest precedence first (without `all`).
-    pub fn groups_of(&self, host: &str) -> Vec<String> {
-        self.tree.groups_of(host)
+    pub fn groups_of(&self, host: &str) -> &[String] {
+        self.base.groups_of(host)
     }
 
     /// Where the winning definition of `var` for `host` is (role defaults not considered).
@@ -194,26 +194,57 @@ impl Inventory {
         self.resolver(role_defaults).context(host)
     }
 
-    /// A resolver with `defaults` (definitions with their file:line) as the lowest layer,
-    /// not kept: for checking a role's defaults where they win (`validate::role_defaults`).
-    fn resolver_over(&self, defaults: &model::VarDefs) -> Arc<resolve::Resolver> {
-        load::build_resolver(&self.layers, &self.tree, &self.groups, defaults)
+    /// The template context of `host` for role `role` (whose defaults are `role_defaults`),
+    /// as the planner renders the role's tasks and templates with: every variable lazily (the
+    /// role's defaults the lowest layer), `inventory_hostname`, `groups`, `group_names`, and
+    /// `hostvars`: every host's variables in the run's context (`run_context`). The role's
+    /// scope is made once per run and every host's values in it are rendered once, shared with
+    /// every other scope when they do not depend on role defaults. Fails, like `vars_for`, on
+    /// the first variable of the host that holds Jinja and cannot be rendered (an undefined name
+    /// is left to where it is used).
+    pub fn role_context(
+        &self,
+        host: &str,
+        role: &str,
+        role_defaults: &Vars,
+        run_defaults: &Vars,
+    ) -> Result<minijinja::Value, InventoryError> {
+        let scope = self.scope(role, role_defaults);
+        scope.check_host(host)?;
+        Ok(scope.context_with_hostvars(host, &self.run_context(run_defaults)))
     }
 
-    fn resolver(&self, role_defaults: &Vars) -> Arc<resolve::Resolver> {
+    /// The run's one context per host: the inventory's variables over `run_defaults` (every
+    /// role's defaults, `Catalog::run_defaults`), made once per run. Templates read it as
+    /// `hostvars`; the PKI reads it, so certificates name what the roles render.
+    pub fn run_context(&self, run_defaults: &Vars) -> Arc<Scope> {
+        // No role is named "": the run's own entry.
+        self.scope("", run_defaults)
+    }
+
+    /// The scope named `name` (a role), made on first use.
+    fn scope(&self, name: &str, defaults: &Vars) -> Arc<Scope> {
+        let mut scopes = self.scopes.lock().unwrap_or_else(|p| p.into_inner());
+        let fresh = || self.resolver(defaults);
+        let s = scopes.entry(name.to_string()).or_insert_with(fresh);
+        // Another set of defaults under the same name (a test's catalog): its own scope.
+        if !same_defaults(s.defaults(), defaults) {
+            *s = fresh();
+        }
+        s.clone()
+    }
+
+    /// A scope with `defaults` (definitions with their file:line) as the lowest layer, not
+    /// kept: for checking a role's defaults where they win (`validate::role_defaults`).
+    fn resolver_over(&self, defaults: &model::VarDefs) -> Arc<resolve::Scope> {
+        self.base.with_defaults(defaults.clone())
+    }
+
+    fn resolver(&self, role_defaults: &Vars) -> Arc<resolve::Scope> {
         if role_defaults.is_empty() {
             return self.base.clone();
         }
-        // Role defaults are a few dozen values: their YAML text is a cheap, exact key.
-        let key = serde_yaml::to_string(role_defaults).unwrap_or_default();
-        let mut cache = self.with_defaults.lock().unwrap_or_else(|p| p.into_inner());
-        cache
-            .entry(key)
-            .or_insert_with(|| {
-                let defaults = vars::default_defs(role_defaults);
-                load::build_resolver(&self.layers, &self.tree, &self.groups, &defaults)
-            })
-            .clone()
+        self.base.with_defaults(vars::default_defs(role_defaults))
     }
 
     /// Every host's inventory variables (no role defaults), computed once: Ansible's `hostvars`.
@@ -233,6 +264,12 @@ impl Inventory {
             Value::Mapping(all)
         })
     }
+}
+
+/// Whether a scope's defaults are `role_defaults` (same names, same values).
+fn same_defaults(defs: &model::VarDefs, role_defaults: &Vars) -> bool {
+    defs.len() == role_defaults.len()
+        && defs.iter().zip(role_defaults).all(|((k, d), (k2, v))| k == k2 && d.value == *v)
 }
 
 fn to_yaml(v: &minijinja::Value) -> Value {

@@ -246,7 +246,7 @@ impl Checker<'_> {
 
     fn node_names(&mut self) {
         let mut used: HashMap<String, String> = HashMap::new();
-        let k8s: Vec<String> = self
+        let k8s: HashSet<String> = self
             .inv
             .hosts_in("kube_master")
             .iter()
@@ -533,7 +533,7 @@ impl Checker<'_> {
         let registry = self.registry_host();
         let mut found: IndexMap<(Location, String, String), Vec<String>> = IndexMap::new();
         for h in self.inv.hosts.clone() {
-            let mut groups = self.inv.groups_of(&h);
+            let mut groups = self.inv.groups_of(&h).to_vec();
             groups.push("all".into());
             if registry.as_ref() == Some(&h) {
                 groups.push(values::REGISTRY_HOST.into());

@@ -7,7 +7,6 @@
 //! ezk deliberately ranks it under the inventory so `hosts` can override cluster-wide settings.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 
 use indexmap::IndexMap;
 
@@ -21,9 +20,9 @@ pub struct GroupTree {
     pub members: IndexMap<String, Vec<String>>,
     /// group → depth (`all` = 0, top-level groups = 1, a child = parent + 1).
     pub depth: HashMap<String, usize>,
-    /// host → its groups in precedence order (see `groups_of`), computed once: asked per host
-    /// and role, a walk of every group's members would make a large inventory quadratic.
-    by_host: HashMap<String, Vec<String>>,
+    /// host → its groups, lowest precedence first, without `all` (made once: asking each
+    /// host's groups by scanning every group's members is quadratic in hosts).
+    of_host: HashMap<String, Vec<String>>,
 }
 
 impl GroupTree {
@@ -34,7 +33,7 @@ impl GroupTree {
         for name in src.groups.keys() {
             let mut stack = Vec::new();
             let mut out = Vec::new();
-            collect(src, name, &mut stack, &mut out, &mut errors);
+            collect(src, name, &mut stack, &mut out, &mut HashSet::new(), &mut errors);
             tree.members.insert(name.clone(), out);
         }
         // `all` holds every host, in first-appearance order.
@@ -54,23 +53,21 @@ impl GroupTree {
         {
             set_depth(src, name, 1, &mut tree.depth, &mut Vec::new());
         }
-        let mut by_host: HashMap<String, Vec<String>> = HashMap::new();
         for (g, members) in tree.members.iter().filter(|(g, _)| *g != "all") {
             for h in members {
-                by_host.entry(h.clone()).or_default().push(g.clone());
+                tree.of_host.entry(h.clone()).or_default().push(g.clone());
             }
         }
-        for gs in by_host.values_mut() {
+        for gs in tree.of_host.values_mut() {
             gs.sort_by_key(|g| (tree.depth.get(g).copied().unwrap_or(1), g.clone()));
         }
-        tree.by_host = by_host;
         errors.dedup();
         (tree, errors)
     }
 
     /// Groups containing `host`, lowest precedence first, without `all`.
-    pub fn groups_of(&self, host: &str) -> Vec<String> {
-        self.by_host.get(host).cloned().unwrap_or_default()
+    pub fn groups_of(&self, host: &str) -> &[String] {
+        self.of_host.get(host).map(Vec::as_slice).unwrap_or(&[])
     }
 }
 
@@ -79,6 +76,7 @@ fn collect(
     g: &str,
     stack: &mut Vec<String>,
     out: &mut Vec<String>,
+    seen: &mut HashSet<String>,
     errors: &mut Vec<InventoryError>,
 ) {
     let Some(def) = src.groups.get(g) else { return };
@@ -94,13 +92,13 @@ fn collect(
         return;
     }
     for h in &def.hosts {
-        if !out.contains(h) {
+        if seen.insert(h.clone()) {
             out.push(h.clone());
         }
     }
     stack.push(g.to_string());
     for c in &def.children {
-        collect(src, c, stack, out, errors);
+        collect(src, c, stack, out, seen, errors);
     }
     stack.pop();
 }
@@ -126,88 +124,45 @@ fn set_depth(
     stack.pop();
 }
 
-/// One host's variable definitions as the layers that apply to it, lowest precedence first:
-/// role defaults, config.yml, `[all:vars]`, its groups' vars, its own vars, `-e`. The layers
-/// are shared by every host (one copy of config.yml, not one per host); a name is looked up
-/// from the top layer down.
-#[derive(Debug, Clone, Default)]
-pub struct Layers(Vec<Arc<VarDefs>>);
-
-impl Layers {
-    /// These layers with `defaults` below them all.
-    pub fn over(&self, defaults: &Arc<VarDefs>) -> Layers {
-        let mut v = Vec::with_capacity(self.0.len() + 1);
-        v.push(defaults.clone());
-        v.extend(self.0.iter().cloned());
-        Layers(v)
-    }
-
-    /// The winning definition of `name`.
-    pub fn get(&self, name: &str) -> Option<&VarDef> {
-        self.0.iter().rev().find_map(|l| l.get(name))
-    }
-
-    pub fn contains_key(&self, name: &str) -> bool {
-        self.0.iter().any(|l| l.contains_key(name))
-    }
-
-    /// Every defined name, in the order a merge lowest-first would give (a name keeps the place
-    /// of its lowest definition).
-    pub fn names(&self) -> Vec<String> {
-        let mut seen: HashSet<&str> = HashSet::new();
-        let mut out = Vec::new();
-        for l in &self.0 {
-            for k in l.keys() {
-                if seen.insert(k.as_str()) {
-                    out.push(k.clone());
-                }
-            }
-        }
-        out
-    }
-
-    /// The layers merged into one map (later definitions replace earlier).
-    #[cfg(test)]
-    fn merged(&self) -> VarDefs {
-        self.names()
-            .into_iter()
-            .filter_map(|n| Some((n.clone(), self.get(&n)?.clone())))
-            .collect()
-    }
-}
-
-/// Every host's layers (without role defaults: see `Layers::over`), sharing one copy of each
-/// group's and each file's definitions.
-pub fn layers_by_host(
+/// The layers that apply to one host, lowest precedence first: `layers` (config.yml,
+/// `[all:vars]`, then each group's vars, each host's vars, `-e`) as the resolver keeps them,
+/// and per host the indices of its layers in precedence order. Nothing is copied per host.
+pub fn layers(
     src: &Source,
     tree: &GroupTree,
     config: &VarDefs,
     extra: &VarDefs,
-) -> IndexMap<String, Layers> {
-    let config = Arc::new(config.clone());
-    let extra = Arc::new(extra.clone());
-    let groups: HashMap<&str, Arc<VarDefs>> = src
-        .groups
-        .iter()
-        .filter(|(_, d)| !d.vars.is_empty())
-        .map(|(g, d)| (g.as_str(), Arc::new(d.vars.clone())))
-        .collect();
-    src.hosts
-        .iter()
-        .map(|(h, def)| {
-            let mut l = vec![config.clone()];
-            l.extend(groups.get("all").cloned());
-            for g in tree.groups_of(h) {
-                l.extend(groups.get(g.as_str()).cloned());
-            }
-            l.push(Arc::new(def.vars.clone()));
-            l.push(extra.clone());
-            (h.clone(), Layers(l))
-        })
-        .collect()
+) -> super::resolve::Layers {
+    let mut layers = vec![config.clone()];
+    let mut common = vec![0];
+    if let Some(all) = src.groups.get("all") {
+        layers.push(all.vars.clone());
+        common.push(1);
+    }
+    let mut group_layer: HashMap<&str, usize> = HashMap::new();
+    for (g, def) in src.groups.iter().filter(|(g, d)| *g != "all" && !d.vars.is_empty()) {
+        group_layer.insert(g, layers.len());
+        layers.push(def.vars.clone());
+    }
+    let extra_layer = layers.len();
+    layers.push(extra.clone());
+    let mut hosts = IndexMap::new();
+    for (h, def) in &src.hosts {
+        let mut chain = common.clone();
+        let groups = tree.groups_of(h).to_vec();
+        chain.extend(groups.iter().filter_map(|g| group_layer.get(g.as_str())));
+        if !def.vars.is_empty() {
+            chain.push(layers.len());
+            layers.push(def.vars.clone());
+        }
+        chain.push(extra_layer);
+        hosts.insert(h.clone(), (chain, groups));
+    }
+    super::resolve::Layers { layers, hosts }
 }
 
 /// The layers that apply to one host, merged lowest first: later definitions replace earlier.
+/// (What the resolver's layer lookup must agree with; a test compares them.)
 #[cfg(test)]
 pub fn merge_for_host(
     src: &Source,
@@ -217,12 +172,26 @@ pub fn merge_for_host(
     extra: &VarDefs,
     host: &str,
 ) -> VarDefs {
-    layers_by_host(src, tree, config, extra)
-        .get(host)
-        .cloned()
-        .unwrap_or_default()
-        .over(&Arc::new(defaults.clone()))
-        .merged()
+    let mut out: VarDefs = defaults.clone();
+    let mut put = |defs: &VarDefs| {
+        for (k, v) in defs {
+            out.insert(k.clone(), v.clone());
+        }
+    };
+    put(config);
+    if let Some(all) = src.groups.get("all") {
+        put(&all.vars);
+    }
+    for g in tree.groups_of(host) {
+        if let Some(def) = src.groups.get(g) {
+            put(&def.vars);
+        }
+    }
+    if let Some(h) = src.hosts.get(host) {
+        put(&h.vars);
+    }
+    put(extra);
+    out
 }
 
 /// `-e` definitions in command-line order, a later one winning: `key=value` pairs are strings,
@@ -337,6 +306,15 @@ G=all
             Some("extra"),
             "-e over everything"
         );
+        // The resolver's layers (nothing merged per host) give the same winner, in the same order.
+        let groups = tree.members.clone();
+        let scope = super::super::resolve::Resolver::build(layers(&src, &tree, &config, &extra), &groups)
+            .with_defaults(defaults.clone());
+        assert_eq!(scope.names("h1"), m.keys().cloned().collect::<Vec<_>>());
+        for (k, d) in &m {
+            assert_eq!(scope.def_location("h1", k), Some(&d.at), "{k}");
+            assert_eq!(scope.resolve("h1", k).unwrap().as_str(), d.value.as_str(), "{k}");
+        }
     }
 
     #[test]

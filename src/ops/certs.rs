@@ -23,9 +23,8 @@ use super::phase::{Flow, Phase, Step};
 use crate::exec::Connection;
 use crate::exec::gather::host_files::{self, Request as Probe};
 use crate::home::Home;
-use crate::inventory::Inventory;
 use crate::pki::inspect::{local_report, render_table};
-use crate::pki::{self, Pki, PkiError, PkiSpec};
+use crate::pki::{Pki, PkiError, PkiSpec};
 use crate::session::{Session, connection};
 
 /// What to report.
@@ -74,7 +73,7 @@ pub fn run(home: &Home, req: Request) -> Result<i32, Error> {
 }
 
 fn read_spec(c: &mut Certs) -> Step {
-    c.spec = Some(inventory_spec(&c.session.inventory)?);
+    c.spec = Some(inventory_spec(&c.session)?);
     Ok(Flow::Next)
 }
 
@@ -98,9 +97,10 @@ fn audit_hosts(c: &mut Certs) -> Step {
     Ok(Flow::Next)
 }
 
-/// The PKI inputs of a cluster, from its validated inventory; a problem names the inventory.
-pub fn inventory_spec(inv: &Inventory) -> Result<PkiSpec, Error> {
-    Ok(pki::from_inventory(inv).map_err(|e| format!("{}: {e}", inv.hosts_path().display()))?)
+/// The PKI inputs of a cluster, from its validated inventory (with the roles' defaults, as
+/// `Session::pki_spec` reads them); a problem names the inventory.
+pub fn inventory_spec(session: &Session) -> Result<PkiSpec, Error> {
+    session.pki_spec()
 }
 
 /// The local table of every certificate under ssl/. Exit code 1 when a certificate is missing,

@@ -26,7 +26,7 @@ pub struct Request {
 pub fn run(home: &Home, req: Request) -> Result<i32, Error> {
     let cluster = home.cluster_or_current(req.cluster)?;
     let session = Session::open(home, &cluster, &req.extra_vars)?;
-    let spec = inventory_spec(&session.inventory)?;
+    let spec = inventory_spec(&session)?;
     Ok(renew(session.dir(), &spec, req.new_ca, &mut std::io::stdout().lock())?)
 }
 

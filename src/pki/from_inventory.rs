@@ -2,8 +2,12 @@
 //!
 //! Groups give the members (`etcd`, `kube_master`, `kube_node`, `ex_lb`); cluster-wide values
 //! (CLUSTER_NAME, SERVICE_CIDR, ...) are read for the first master, as they come from
-//! config.yml or `[all:vars]`. A value that is absent takes kubeasz's default; a value that is
-//! present but unusable is an error naming the variable, the host and, where known, file:line.
+//! config.yml or `[all:vars]`. Every value is read as the roles render it: from the same
+//! per-host variables, with the roles' defaults as the lowest layer (`role_defaults`, every
+//! role's: `Catalog::run_defaults`), so a node name, the service CIDR or a port cannot differ
+//! between a certificate and the files that use it. Only the values no role reads (the cluster
+//! name and the certificates' lifetimes) have a default here. A value that is present but
+//! unusable is an error naming the variable, the host and, where known, file:line.
 
 use std::net::IpAddr;
 
@@ -11,31 +15,46 @@ use minijinja::value::ValueKind;
 
 use super::error::PkiError;
 use super::spec::{Member, PkiSpec};
-use crate::inventory::{Inventory, InventoryError};
+use crate::inventory::{InventoryError, Vars};
 
-/// kubeasz's defaults for the values the PKI reads (roles/*/defaults and example config.yml).
+/// kubeasz's defaults (its example config.yml) for the values only the PKI reads; every other
+/// value comes from the roles' defaults, as the roles see it.
 const DEFAULTS: &[(&str, &str)] = &[
     ("CLUSTER_NAME", "cluster1"),
-    ("SERVICE_CIDR", "10.68.0.0/16"),
-    ("CLUSTER_DNS_DOMAIN", "cluster.local"),
-    ("SECURE_PORT", "6443"),
-    ("EX_APISERVER_PORT", "8443"),
     ("CA_EXPIRY", "876000h"),
     ("CERT_EXPIRY", "438000h"),
-    // roles/local-registry and roles/containerd defaults (LOCAL_REGISTRY_HOST: the first master).
-    ("IMAGE_DELIVERY", "import"),
 ];
+
+/// The inventory as the roles see it: its variables over the roles' defaults.
+struct Read<'a> {
+    inv: &'a crate::inventory::Inventory,
+    vars: std::sync::Arc<crate::inventory::Scope>,
+}
+
+impl Read<'_> {
+    fn hosts_in(&self, group: &str) -> &[String] {
+        self.inv.hosts_in(group)
+    }
+    fn hosts_path(&self) -> &std::path::Path {
+        self.inv.hosts_path()
+    }
+    fn var_location(&self, host: &str, var: &str) -> Option<&crate::inventory::Location> {
+        self.vars.def_location(host, var)
+    }
+}
 
 /// The PKI inputs of `inv`:
 /// - etcd members named `etcd-<inventory_hostname>` (kubeasz's and the etcd role's `--name`);
 /// - masters and nodes (`kube_master` ∪ `kube_node`, masters first, no duplicates) named by
-///   `K8S_NODENAME` (else a non-empty `k8s_nodename`, else the hostname, as `ezk check` does);
+///   `K8S_NODENAME` as the roles render it (the prepare role's default `k8s-<host>` when the
+///   inventory does not set it; an empty one falls back to `k8s_nodename`, then the hostname);
 /// - every address is the inventory hostname, or `ansible_host` when the hostname is a name;
 /// - VIPs: the distinct `EX_APISERVER_VIP` of the `ex_lb` hosts; `EX_APISERVER_PORT` from the
 ///   first ex_lb host; the node-local apiserver LB listens on `SECURE_PORT` (kubeasz's kube-lb);
 /// - the image registry host (`IMAGE_DELIVERY: registry`): `LOCAL_REGISTRY_HOST`, else the first
 ///   master.
-pub fn from_inventory(inv: &Inventory) -> Result<PkiSpec, PkiError> {
+pub fn from_inventory(inv: &crate::inventory::Inventory, role_defaults: &Vars) -> Result<PkiSpec, PkiError> {
+    let inv = &Read { inv, vars: inv.run_context(role_defaults) };
     let masters_hosts = inv.hosts_in("kube_master");
     let first = masters_hosts.first().ok_or_else(|| PkiError::Spec {
         var: "kube_master".into(),
@@ -135,7 +154,7 @@ pub fn from_inventory(inv: &Inventory) -> Result<PkiSpec, PkiError> {
 
 /// The address that goes into certificates: the hostname when it is an IP (kubeasz's
 /// convention), else `ansible_host`.
-fn address(inv: &Inventory, host: &str) -> Result<IpAddr, PkiError> {
+fn address(inv: &Read, host: &str) -> Result<IpAddr, PkiError> {
     if let Ok(ip) = host.parse() {
         return Ok(ip);
     }
@@ -150,7 +169,7 @@ fn address(inv: &Inventory, host: &str) -> Result<IpAddr, PkiError> {
     })
 }
 
-fn node_name(inv: &Inventory, host: &str) -> Result<String, PkiError> {
+fn node_name(inv: &Read, host: &str) -> Result<String, PkiError> {
     if let Some(n) = opt_string(inv, host, "K8S_NODENAME")?.filter(|n| !n.is_empty()) {
         return Ok(n);
     }
@@ -159,7 +178,7 @@ fn node_name(inv: &Inventory, host: &str) -> Result<String, PkiError> {
         .unwrap_or_else(|| host.to_string()))
 }
 
-fn port(inv: &Inventory, host: &str, var: &str) -> Result<u16, PkiError> {
+fn port(inv: &Read, host: &str, var: &str) -> Result<u16, PkiError> {
     let v = string_var(inv, host, var)?;
     v.trim()
         .parse::<u16>()
@@ -175,24 +194,28 @@ fn port(inv: &Inventory, host: &str, var: &str) -> Result<u16, PkiError> {
         })
 }
 
-/// A string variable, or kubeasz's default from `DEFAULTS` when absent.
-fn string_var(inv: &Inventory, host: &str, var: &str) -> Result<String, PkiError> {
+/// A string variable, else kubeasz's default from `DEFAULTS` (for the PKI's own values); a
+/// value neither the inventory nor a role defines is an error.
+fn string_var(inv: &Read, host: &str, var: &str) -> Result<String, PkiError> {
     match opt_string(inv, host, var)? {
         Some(v) => Ok(v),
-        None => Ok(DEFAULTS
+        None => DEFAULTS
             .iter()
             .find(|(k, _)| *k == var)
             .map(|(_, d)| d.to_string())
-            .unwrap_or_default()),
+            .ok_or_else(|| PkiError::Spec {
+                var: var.into(),
+                msg: format!("is not set for host {host}; set it in config.yml or [all:vars]"),
+            }),
     }
 }
 
-fn opt_string(inv: &Inventory, host: &str, var: &str) -> Result<Option<String>, PkiError> {
+fn opt_string(inv: &Read, host: &str, var: &str) -> Result<Option<String>, PkiError> {
     Ok(get(inv, host, var)?.map(|v| v.to_string().trim().to_string()))
 }
 
 /// A list variable (a YAML list, or one string; comma-separated strings are split).
-fn string_list(inv: &Inventory, host: &str, var: &str) -> Result<Vec<String>, PkiError> {
+fn string_list(inv: &Read, host: &str, var: &str) -> Result<Vec<String>, PkiError> {
     let Some(v) = get(inv, host, var)? else {
         return Ok(Vec::new());
     };
@@ -212,18 +235,18 @@ fn string_list(inv: &Inventory, host: &str, var: &str) -> Result<Vec<String>, Pk
 }
 
 /// The rendered value, `None` when the variable is not defined for the host (or is null).
-fn get(inv: &Inventory, host: &str, var: &str) -> Result<Option<minijinja::Value>, PkiError> {
+fn get(inv: &Read, host: &str, var: &str) -> Result<Option<minijinja::Value>, PkiError> {
     if inv.var_location(host, var).is_none() {
         return Ok(None);
     }
-    let v = inv.resolve(host, var).map_err(|e| PkiError::Spec {
+    let v = inv.vars.resolve(host, var).map_err(|e| PkiError::Spec {
         var: var.into(),
         msg: format!("for host {host}: {}", InventoryError::from(e)),
     })?;
     Ok((!v.is_none() && !v.is_undefined()).then_some(v))
 }
 
-fn spec_err(inv: &Inventory, host: &str, var: &str, msg: String) -> PkiError {
+fn spec_err(inv: &Read, host: &str, var: &str, msg: String) -> PkiError {
     let at = inv
         .var_location(host, var)
         .map(|l| format!(" ({l})"))

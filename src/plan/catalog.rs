@@ -18,6 +18,7 @@ pub struct Catalog {
     /// Sorted by step number, then name.
     pub playbooks: Vec<Playbook>,
     env: Environment<'static>,
+    run_defaults: crate::inventory::Vars,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -65,10 +66,42 @@ impl Catalog {
         }
         PlanError::collect(errors)?;
         Ok(Catalog {
+            run_defaults: Catalog::merge_defaults(&roles),
             roles,
             playbooks,
             env,
         })
+    }
+
+    /// Every role's defaults merged: the lowest layer of the run's one context per host, which
+    /// templates read as `hostvars` and the PKI reads for node names, the service CIDR and
+    /// ports, so they agree with what each role renders (`K8S_NODENAME` is `k8s-<host>` in
+    /// `hostvars`, in the kubelet's certificate and for `prepare` when the inventory does not
+    /// set it). A role's own variables still see only its own defaults. A name two roles give
+    /// different defaults is left out: no single value is the roles' one.
+    pub fn run_defaults(&self) -> &crate::inventory::Vars {
+        &self.run_defaults
+    }
+
+    /// Every role's defaults merged (see `run_defaults`).
+    fn merge_defaults(roles: &BTreeMap<String, Role>) -> crate::inventory::Vars {
+        let mut out = crate::inventory::Vars::new();
+        let mut conflicting = std::collections::HashSet::new();
+        for role in roles.values() {
+            for (k, v) in &role.defaults {
+                match out.get(k) {
+                    Some(seen) if seen != v => {
+                        conflicting.insert(k.clone());
+                    }
+                    Some(_) => {}
+                    None => {
+                        out.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        out.retain(|k, _| !conflicting.contains(k));
+        out
     }
 
     /// The environment with every role template registered.

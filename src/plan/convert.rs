@@ -18,8 +18,8 @@ pub fn whole_expr(s: &str) -> Option<&str> {
 }
 
 /// Names used by a failing text that the host's variables lack.
-pub fn missing(
-    used: std::collections::HashSet<String>,
+pub fn missing<'n>(
+    used: impl IntoIterator<Item = &'n String>,
     ctx: &Value,
     env: &Environment<'static>,
 ) -> String {
@@ -27,6 +27,7 @@ pub fn missing(
     let mut m: Vec<String> = used
         .into_iter()
         .filter(|n| !globals.contains(n) && ctx.get_attr(n).map_or(true, |v| v.is_undefined()))
+        .cloned()
         .collect();
     m.sort();
     match m.len() {
@@ -47,28 +48,38 @@ pub fn missing(
 /// arguments: a name the text uses that the host lacks is an error, unless the text tests
 /// definedness, supplies a default, or branches (`if`: the name may be on a branch not taken).
 /// Template files are not checked this way: their branches are the norm.
-pub fn unguarded(
-    src: &str,
-    used: std::collections::HashSet<String>,
-    ctx: &Value,
-    env: &Environment<'static>,
-) -> Result<(), String> {
-    let guarded = ["defined", "default", "d(", "{%", " if "];
-    if guarded.iter().any(|g| src.contains(g)) {
+pub fn unguarded(used: &Used, ctx: &Value, env: &Environment<'static>) -> Result<(), String> {
+    if used.guarded {
+        return Ok(());
+    }
+    let used = &used.names;
+    // Most texts use only names the host has: the globals are listed only when one lacks.
+    if used.iter().all(|n| ctx.get_attr(n).is_ok_and(|v| !v.is_undefined())) {
         return Ok(());
     }
     let globals: Vec<String> = env.globals().map(|(k, _)| k.to_string()).collect();
-    let lacking: Vec<String> = used
-        .into_iter()
+    let lacking: Vec<&String> = used
+        .iter()
         .filter(|n| !globals.contains(n) && ctx.get_attr(n).map_or(true, |v| v.is_undefined()))
         .collect();
     if lacking.is_empty() {
         return Ok(());
     }
-    Err(format!(
-        "undefined {}",
-        missing(lacking.into_iter().collect(), ctx, env)
-    ))
+    Err(format!("undefined {}", missing(lacking, ctx, env)))
+}
+
+/// The names a text uses, and whether it guards them (see [`unguarded`]).
+#[derive(Debug)]
+pub struct Used {
+    pub names: std::collections::HashSet<String>,
+    pub guarded: bool,
+}
+
+impl Used {
+    pub fn new(src: &str, names: std::collections::HashSet<String>) -> Used {
+        let guards = ["defined", "default", "d(", "{%", " if "];
+        Used { names, guarded: guards.iter().any(|g| src.contains(g)) }
+    }
 }
 
 /// `systemd` state names.

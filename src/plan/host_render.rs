@@ -1,9 +1,12 @@
 //! Rendering one role for one host: `loop`/`item`, per-task `when`, Jinja-rendered arguments
 //! typed into `action::Task`s, `notify`, and the `DaemonReload` a unit-file change calls for.
 
-use minijinja::{Environment, ErrorKind, Value, context};
+use std::rc::Rc;
+
+use minijinja::{Environment, ErrorKind, Expression, Value, context};
 
 use super::action::{Action, FileSpec, Task};
+use super::compiled::{Compiled, Names};
 use super::convert::{
     clip, missing, parse_mode, scalar, short, strip_braces, unguarded, whole_expr,
 };
@@ -28,8 +31,10 @@ pub struct RenderFailure {
 }
 
 /// Everything needed to render tasks for one host.
-pub struct HostRender<'a> {
+pub struct HostRender<'a, 'c> {
     pub env: &'a Environment<'static>,
+    /// Task texts compiled once for every host of the step.
+    pub compiled: &'a Compiled<'c>,
     pub role: &'a Role,
     pub host: &'a str,
     /// The host's variables as a template context (see `Planner`).
@@ -37,7 +42,7 @@ pub struct HostRender<'a> {
     pub files: &'a dyn DeployFiles,
 }
 
-impl HostRender<'_> {
+impl<'c> HostRender<'_, 'c> {
     /// Render every task of the role; all failures are returned, not just the first.
     pub fn tasks(&self) -> Result<Vec<Task>, Vec<RenderFailure>> {
         let base = self.base.clone();
@@ -140,24 +145,19 @@ impl HostRender<'_> {
             }
             Arg::String(s) => {
                 let expr = strip_braces(s);
-                let e = self
-                    .env
-                    .compile_expression(expr)
+                let (e, used) = self
+                    .expression(s, expr)
                     .map_err(|e| format!("when `{s}`: {}", task::detail(&e)))?;
                 let v = e.eval(ctx).map_err(|err| {
-                    format!(
-                        "when `{s}`: {}",
-                        self.explain(&err, e.undeclared_variables(false), ctx)
-                    )
+                    format!("when `{s}`: {}", self.explain(&err, &used.names, ctx))
                 })?;
                 if v.is_undefined() {
                     return Err(format!(
                         "when `{s}`: undefined {}",
-                        missing(e.undeclared_variables(false), ctx, self.env)
+                        missing(used.names.iter(), ctx, self.env)
                     ));
                 }
-                unguarded(s, e.undeclared_variables(false), ctx, self.env)
-                    .map_err(|m| format!("when `{s}`: {m}"))?;
+                unguarded(&used, ctx, self.env).map_err(|m| format!("when `{s}`: {m}"))?;
                 Ok(v.is_true())
             }
             _ => Err("`when` must be an expression, a list of expressions, or a boolean".into()),
@@ -170,42 +170,36 @@ impl HostRender<'_> {
         Ok(match v {
             Arg::String(s) if is_template(s) => match whole_expr(s) {
                 Some(expr) => {
-                    let e = self
-                        .env
-                        .compile_expression(expr)
+                    let (e, used) = self
+                        .expression(s, expr)
                         .map_err(|e| format!("{}: {}", clip(s), task::detail(&e)))?;
                     let val = e.eval(ctx).map_err(|err| {
-                        format!(
-                            "{}: {}",
-                            clip(s),
-                            self.explain(&err, e.undeclared_variables(false), ctx)
-                        )
+                        format!("{}: {}", clip(s), self.explain(&err, &used.names, ctx))
                     })?;
                     if val.is_undefined() {
                         return Err(format!(
                             "{}: undefined {}",
                             clip(s),
-                            missing(e.undeclared_variables(false), ctx, self.env)
+                            missing(used.names.iter(), ctx, self.env)
                         ));
                     }
-                    unguarded(s, e.undeclared_variables(false), ctx, self.env)
-                        .map_err(|m| format!("{}: {m}", clip(s)))?;
+                    unguarded(&used, ctx, self.env).map_err(|m| format!("{}: {m}", clip(s)))?;
                     serde_yaml::to_value(&val).map_err(|e| format!("{}: {e}", clip(s)))?
                 }
                 None => {
-                    let t = self
-                        .env
-                        .template_from_str(s)
-                        .map_err(|e| format!("{}: {}", clip(s), task::detail(&e)))?;
-                    let r = t.render(ctx).map_err(|err| {
-                        format!(
+                    let Some((r, used)) = self.compiled.render(s, ctx) else {
+                        // Does not compile: the same error as ever.
+                        let e = self.env.template_from_str(s).err();
+                        return Err(format!(
                             "{}: {}",
                             clip(s),
-                            self.explain(&err, t.undeclared_variables(false), ctx)
-                        )
+                            e.map_or_else(|| "cannot compile".to_string(), |e| task::detail(&e))
+                        ));
+                    };
+                    let r = r.map_err(|err| {
+                        format!("{}: {}", clip(s), self.explain(&err, &used.names, ctx))
                     })?;
-                    unguarded(s, t.undeclared_variables(false), ctx, self.env)
-                        .map_err(|m| format!("{}: {m}", clip(s)))?;
+                    unguarded(&used, ctx, self.env).map_err(|m| format!("{}: {m}", clip(s)))?;
                     Arg::String(r)
                 }
             },
@@ -282,11 +276,22 @@ impl HostRender<'_> {
         }
     }
 
+    /// The compiled expression `expr` (once per step) and the names it uses, or why it does
+    /// not compile.
+    fn expression(&self, src: &str, expr: &str) -> Result<(Rc<Expression<'c, 'static>>, Names), minijinja::Error> {
+        match self.compiled.expression(src, expr) {
+            Some(e) => Ok(e),
+            None => Err(self.env.compile_expression(expr).err().unwrap_or_else(|| {
+                minijinja::Error::new(ErrorKind::InvalidOperation, "cannot compile")
+            })),
+        }
+    }
+
     /// A minijinja error with the variables the failing text uses but the host lacks.
     pub(super) fn explain(
         &self,
         err: &minijinja::Error,
-        used: std::collections::HashSet<String>,
+        used: &std::collections::HashSet<String>,
         ctx: &Value,
     ) -> String {
         if err.kind() == ErrorKind::UndefinedError {

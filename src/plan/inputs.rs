@@ -22,6 +22,21 @@ pub trait Variables {
     /// `hostvars` (from [`Variables::hostvars`]) when they are missing.
     fn vars_for(&self, host: &str, role_defaults: &Vars) -> Result<Vars, String>;
 
+    /// The whole template context of `host` for role `role` (whose defaults are
+    /// `role_defaults`): every variable, `inventory_hostname`, `groups`, `group_names` and
+    /// `hostvars` (every host's variables over `run_defaults`, every role's defaults), made
+    /// lazily from values resolved once per run (`Inventory::role_context`). None: the planner
+    /// makes it from [`Variables::vars_for`] and [`Variables::hostvars`].
+    fn role_context(
+        &self,
+        _host: &str,
+        _role: &str,
+        _role_defaults: &Vars,
+        _run_defaults: &Vars,
+    ) -> Option<Result<minijinja::Value, String>> {
+        None
+    }
+
     /// `hostvars` (host → that host's variables) for templates. Given here, it is converted
     /// once per step and shared by every host's context; included in every `vars_for` answer
     /// instead, it is converted per host and role — quadratic in the number of hosts.

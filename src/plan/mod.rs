@@ -11,11 +11,13 @@
 //! `load_checks` (what a task can be checked for at load), `catalog` (all of it, validated),
 //! `dag` (role order), `planner` (a step for every host), `host_render` + `modules` +
 //! `convert` (one role's tasks for one host, each module's arguments typed into an action),
+//! `compiled` (task texts parsed once per step, not once per host),
 //! `inputs` (the traits above), `kube` (every choice that depends on the Kubernetes version),
 //! `output` (what `ezk render` writes), `action` (the result).
 
 pub mod action;
 mod catalog;
+mod compiled;
 mod convert;
 pub mod dag;
 mod error;
@@ -32,6 +34,7 @@ mod role;
 mod task;
 
 pub use catalog::Catalog;
+pub use compiled::compile_count;
 pub use error::PlanError;
 pub use inputs::{CertPem, DeployFiles, ImageBlobs, ImageName, StoredBinary, StoredImage, Variables};
 pub use library::{Entry, Library};

@@ -8,7 +8,7 @@ use super::convert::{parse_tcp, scalar, unit_state};
 use super::host_render::{HostRender, RenderFailure};
 use super::task::{self, Arg, Module, TaskDef};
 
-impl HostRender<'_> {
+impl HostRender<'_, '_> {
     fn file(
         &self,
         path: String,
@@ -62,7 +62,7 @@ impl HostRender<'_> {
                     },
                     msg: format!(
                         "{} (template task {})",
-                        self.explain(&err, tmpl.undeclared_variables(false), ctx),
+                        self.explain(&err, &tmpl.undeclared_variables(false), ctx),
                         t.origin
                     ),
                 })?;

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::action::{HostRolePlan, StepPlan, Wave};
 use super::catalog::Catalog;
+use super::compiled::Compiled;
 use super::dag;
 use super::error::PlanError;
 use super::playbook::{Body, Playbook};
@@ -73,8 +74,8 @@ impl Planner<'_> {
         let all_hosts = self.vars.hosts();
         let groups = self.vars.groups();
         let shared = Shared {
-            groups: Value::from_serialize(groups),
-            hostvars: self.vars.hostvars().map(|h| Value::from_serialize(&h)),
+            groups: std::cell::OnceCell::new(),
+            hostvars: std::cell::OnceCell::new(),
             kube: self
                 .vars
                 .kube_version()
@@ -84,6 +85,7 @@ impl Planner<'_> {
             nodes: self.nodes.clone().unwrap_or_else(|| Value::from(std::collections::BTreeMap::<String, Value>::new())),
         };
         let mut cache: HashMap<(String, String), Result<Value, String>> = HashMap::new();
+        let compiled = Compiled::new(self.catalog.env());
         let mut errors: Failures = Failures::default();
 
         // Hosts of each role named by a play.
@@ -113,7 +115,7 @@ impl Planner<'_> {
                         else {
                             continue;
                         };
-                        match self.render_for(role, h, &base).when(w, &base) {
+                        match self.render_for(&compiled, role, h, &base).when(w, &base) {
                             Ok(true) => {}
                             Ok(false) => continue,
                             Err(msg) => {
@@ -165,7 +167,7 @@ impl Planner<'_> {
                     else {
                         continue;
                     };
-                    match self.render_for(role, h, &base).tasks() {
+                    match self.render_for(&compiled, role, h, &base).tasks() {
                         Ok(tasks) => wave.hosts.push(HostRolePlan {
                             host: h.clone(),
                             role: name.clone(),
@@ -186,13 +188,14 @@ impl Planner<'_> {
     }
 
     /// What renders `role`'s `when`s and tasks for `host` in the context `base`.
-    fn render_for<'b>(
+    fn render_for<'b, 'c>(
         &'b self,
+        compiled: &'b Compiled<'c>,
         role: &'b super::role::Role,
         host: &'b str,
         base: &'b Value,
-    ) -> HostRender<'b> {
-        HostRender { env: self.catalog.env(), role, host, base, files: self.files }
+    ) -> HostRender<'b, 'c> {
+        HostRender { env: self.catalog.env(), compiled, role, host, base, files: self.files }
     }
 
     /// The template context of `host` for `role`: its variables, with `inventory_hostname`,
@@ -208,19 +211,26 @@ impl Planner<'_> {
     ) -> Option<Value> {
         let key = (host.to_string(), role.name.clone());
         let r = cache.entry(key).or_insert_with(|| {
-            self.vars.vars_for(host, &role.defaults).map(|v| {
+            let own = match self.vars.role_context(host, &role.name, &role.defaults, self.catalog.run_defaults()) {
+                Some(ctx) => ctx,
+                None => self.vars.vars_for(host, &role.defaults).map(|v| {
+                    let mut magic: Vec<(&str, Value)> = Vec::new();
+                    if !v.contains_key("inventory_hostname") {
+                        magic.push(("inventory_hostname", Value::from(host)));
+                    }
+                    if !v.contains_key("groups") {
+                        magic.push(("groups", shared.groups(self.vars).clone()));
+                    }
+                    if let Some(hv) = shared.hostvars(self.vars)
+                        && !v.contains_key("hostvars")
+                    {
+                        magic.push(("hostvars", hv.clone()));
+                    }
+                    merge_maps([Value::from_serialize(&v), Value::from_iter(magic)])
+                }),
+            };
+            own.map(|own| {
                 let mut extra: Vec<(&str, Value)> = Vec::new();
-                if !v.contains_key("inventory_hostname") {
-                    extra.push(("inventory_hostname", Value::from(host)));
-                }
-                if !v.contains_key("groups") {
-                    extra.push(("groups", shared.groups.clone()));
-                }
-                if let Some(hv) = &shared.hostvars
-                    && !v.contains_key("hostvars")
-                {
-                    extra.push(("hostvars", hv.clone()));
-                }
                 if let Some(k) = &shared.kube {
                     extra.push(("kube", k.clone()));
                 }
@@ -230,13 +240,8 @@ impl Planner<'_> {
                     extra.push(("images", i.clone()));
                 }
                 extra.push(("k8s_nodes", shared.nodes.clone()));
-                let own = Value::from_serialize(&v);
-                if extra.is_empty() {
-                    own
-                } else {
-                    // Layered, not copied: the shared values are converted once per step.
-                    merge_maps([own, Value::from_iter(extra)])
-                }
+                // Layered, not copied: the shared values are converted once per step.
+                merge_maps([own, Value::from_iter(extra)])
             })
         });
         match r {
@@ -297,8 +302,10 @@ pub fn check_catalog(catalog: &Catalog, vars: &dyn Variables, files: &dyn Deploy
 
 /// Values every host's context shares, converted to template values once per step.
 struct Shared {
-    groups: Value,
-    hostvars: Option<Value>,
+    /// `groups` and `hostvars` for contexts made from `vars_for` (when the variables give no
+    /// `role_context`), converted on first use.
+    groups: std::cell::OnceCell<Value>,
+    hostvars: std::cell::OnceCell<Option<Value>>,
     /// The version-dependent choices (`plan::kube`), when the cluster's version is known.
     kube: Option<Value>,
     /// The artifact set's images by name (`Variables::images`).
@@ -338,5 +345,15 @@ impl Failures {
                 })
                 .collect(),
         )
+    }
+}
+
+impl Shared {
+    fn groups(&self, vars: &dyn Variables) -> &Value {
+        self.groups.get_or_init(|| Value::from_serialize(vars.groups()))
+    }
+
+    fn hostvars(&self, vars: &dyn Variables) -> Option<&Value> {
+        self.hostvars.get_or_init(|| vars.hostvars().map(|h| Value::from_serialize(&h))).as_ref()
     }
 }

@@ -25,11 +25,10 @@ pub struct ClusterFiles {
 }
 
 impl ClusterFiles {
-    /// Issue or reuse the cluster's certificates and open the artifact store: everything a
-    /// plan takes from the deploy machine.
-    pub fn open(home: &Home, inv: &Inventory) -> Result<ClusterFiles, Error> {
-        let spec = crate::pki::from_inventory(inv)?;
-        let pki = Pki::ensure(&inv.dir, &spec)?;
+    /// Issue or reuse the cluster's certificates (for `spec`, `Session::pki_spec`) and open the
+    /// artifact store: everything a plan takes from the deploy machine.
+    pub fn open(home: &Home, inv: &Inventory, spec: &crate::pki::PkiSpec) -> Result<ClusterFiles, Error> {
+        let pki = Pki::ensure(&inv.dir, spec)?;
         let store = Store::open(home)?;
         Ok(ClusterFiles::new(pki, store, super::k8s_ver(inv)))
     }

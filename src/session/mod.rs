@@ -109,10 +109,19 @@ impl Session {
     /// artifact store opened, on first use.
     pub fn files(&self) -> Result<&ClusterFiles, Error> {
         if self.files.get().is_none() {
-            let files = ClusterFiles::open(&self.home, &self.inventory)?;
+            let files = ClusterFiles::open(&self.home, &self.inventory, &self.pki_spec()?)?;
             let _ = self.files.set(files);
         }
         Ok(self.files.get().expect("set above"))
+    }
+
+    /// The PKI's inputs, read from the run's context (`Inventory::run_context`: the inventory
+    /// over every role's defaults), as templates read `hostvars`: node names, service CIDR and
+    /// ports as the roles render them. A problem names the inventory file.
+    pub fn pki_spec(&self) -> Result<crate::pki::PkiSpec, Error> {
+        let defaults = self.catalog()?.run_defaults();
+        let inv = &self.inventory;
+        Ok(crate::pki::from_inventory(inv, defaults).map_err(|e| format!("{}: {e}", inv.hosts_path().display()))?)
     }
 
     /// A planner over this cluster's variables and catalog, with `files` answering
@@ -218,8 +227,9 @@ pub fn k8s_ver(inv: &Inventory) -> Option<String> {
     inv.var_str(first, "K8S_VER")
 }
 
-/// The inventory as the planner reads it: each host's variables resolved lazily with the
-/// role's defaults as the lowest layer, and Ansible's `hostvars` given once for all hosts.
+/// The inventory as the planner reads it: each host's context per role, its variables resolved
+/// lazily (once per run) with the role's defaults as the lowest layer, and Ansible's `hostvars`
+/// shared by every host's context.
 impl Variables for Inventory {
     fn groups(&self) -> &indexmap::IndexMap<String, Vec<String>> {
         &self.groups
@@ -244,6 +254,10 @@ impl Variables for Inventory {
             );
         }
         Some(out)
+    }
+
+    fn role_context(&self, host: &str, role: &str, role_defaults: &Vars, run_defaults: &Vars) -> Option<Result<minijinja::Value, String>> {
+        Some(Inventory::role_context(self, host, role, role_defaults, run_defaults).map_err(|e| e.to_string()))
     }
 
     fn vars_for(&self, host: &str, role_defaults: &Vars) -> Result<Vars, String> {

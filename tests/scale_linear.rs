@@ -1,0 +1,68 @@
+//! Planning is linear in hosts (issue 16), shown without a clock: `ezk check`'s work — the
+//! inventory validated, every step of the shipped roles planned for every host — on the
+//! kubeasz example inventory with 10 and then 40 workers. Per host, the variable values
+//! rendered do not grow with the host count (each host's values are rendered once per run, not
+//! once per host × role with every other host's copied in), and the Jinja texts of the roles'
+//! tasks are compiled the same number of times whatever the host count (once per step, not
+//! once per host), and `hostvars[host]` lookups per host do not grow either (a role text that
+//! walks every host, prepare's node names for /etc/hosts, is rendered once per step: per host
+//! it would be hosts² lookups). Wall-clock figures are in bench/README.md (`bench/scale.sh`).
+
+use std::path::Path;
+
+use ezk::inventory::{Inventory, hostvars_lookups, render_count, validate};
+use ezk::plan::{Catalog, Library, check_catalog, compile_count};
+
+/// `clusters/w<workers>/` under `home`: the example hosts (3 masters = etcd, 2 ex_lb, chrony)
+/// with `workers` workers instead of two, and the example config.yml.
+fn cluster(home: &Path, workers: usize) -> Inventory {
+    let dir = home.join(format!("w{workers}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let example = include_str!("../inventory-examples/hosts.multi-node");
+    let two = "198.51.100.21 k8s_nodename='worker-01'\n198.51.100.22 k8s_nodename='worker-02'\n";
+    assert!(example.contains(two), "the example's workers changed: adapt this test");
+    let many: String = (0..workers)
+        .map(|i| format!("100.64.{}.{} k8s_nodename='worker-{i}'\n", i / 250, i % 250 + 1))
+        .collect();
+    std::fs::write(dir.join("hosts"), example.replace(two, &many)).unwrap();
+    std::fs::write(dir.join("config.yml"), include_str!("../inventory-examples/config.yml")).unwrap();
+    Inventory::from_dir(&dir, &format!("w{workers}"), &[]).unwrap()
+}
+
+/// (variable renders, task-text compilations, hostvars lookups) of `ezk check`'s work on `inv`.
+fn work(catalog: &Catalog, inv: &Inventory) -> (u64, u64, u64) {
+    let (r0, c0, l0) = (render_count(), compile_count(), hostvars_lookups());
+    assert!(validate::validate(inv).is_empty(), "the example inventory validates");
+    let problems = check_catalog(catalog, inv, &ezk::session::CheckFiles);
+    assert!(problems.is_empty(), "{problems:?}");
+    (render_count() - r0, compile_count() - c0, hostvars_lookups() - l0)
+}
+
+#[test]
+fn variable_renders_per_host_and_task_compilations_do_not_grow_with_hosts() {
+    let home = tempfile::tempdir().unwrap();
+    let catalog = Catalog::load(&Library::embedded()).unwrap();
+    let (small, big) = (cluster(home.path(), 10), cluster(home.path(), 40));
+    let ((r_small, c_small, l_small), (r_big, c_big, l_big)) = (work(&catalog, &small), work(&catalog, &big));
+    let per_host = |r: u64, inv: &Inventory| r as f64 / inv.hosts.len() as f64;
+    let (ps, pb) = (per_host(r_small, &small), per_host(r_big, &big));
+    assert!(r_small > 0 && c_small > 0, "nothing counted: renders {r_small}, compilations {c_small}");
+    assert!(
+        pb <= ps,
+        "variable renders per host grew with the host count: {ps:.1} for {} hosts, {pb:.1} for {}",
+        small.hosts.len(),
+        big.hosts.len()
+    );
+    assert_eq!(c_big, c_small, "task texts compiled per host instead of once per step");
+    let (ls, lb) = (per_host(l_small, &small), per_host(l_big, &big));
+    assert!(l_small > 0, "no hostvars lookup counted: prepare's node names read hostvars");
+    // Walks of fixed groups (etcd members, masters) are a constant per host; one walk of every
+    // host per step adds under one per host. Rendered per host, it would add a host count (3×
+    // the hosts here: 3× the lookups per host).
+    assert!(
+        lb < ls * 1.5,
+        "hostvars lookups per host grew with the host count: {ls:.1} for {} hosts, {lb:.1} for {}",
+        small.hosts.len(),
+        big.hosts.len()
+    );
+}
