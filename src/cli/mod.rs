@@ -11,9 +11,11 @@ use clap::{Parser, Subcommand};
 
 use crate::home::Home;
 
+pub mod add_node;
 pub mod backup;
 pub mod certs;
 pub mod check;
+pub mod del_node;
 pub mod checkout;
 pub mod destroy;
 pub mod download;
@@ -80,6 +82,15 @@ pub enum Command {
     /// clusters/<name>/ (inventory, config.yml, ssl/), so `ezk setup <name> all` builds the
     /// cluster again with the same CA. A host that is down is skipped; run destroy again later.
     Destroy(destroy::Args),
+    /// Add a worker node to a running cluster (kubeasz's `ezctl add-node`): the host goes into
+    /// [kube_node] of clusters/<name>/hosts (comments and layout kept), steps 01, 03, 05 and 06
+    /// run on it; the other hosts change only what lists the nodes (/etc/hosts lines, host-gw
+    /// routes, chrony's allow list). Ends with the node Ready; --plan writes nothing.
+    AddNode(add_node::Args),
+    /// Remove a worker node (kubeasz's `ezctl del-node`): cordon, drain (bounded; see --force),
+    /// delete the Node, clean the host as destroy does, take it out of clusters/<name>/hosts,
+    /// and drop its /etc/hosts line and route on the others. Asks first; --plan shows.
+    DelNode(del_node::Args),
     /// Fill the artifact store: pinned, checksummed, resumable; mirror, local dir, offline bundle.
     Download(download::Args),
     /// Table of the cluster's certificates under clusters/<name>/ssl/ (subject, issuer, days
@@ -119,6 +130,8 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Render(a) => render::run(&ctx, a),
         Command::Setup(a) => setup::run(&ctx, a),
         Command::Destroy(a) => destroy::run(&ctx, a),
+        Command::AddNode(a) => add_node::run(&ctx, a),
+        Command::DelNode(a) => del_node::run(&ctx, a),
         Command::Download(a) => download::run(&ctx, a),
         Command::Backup(a) => backup::run(&ctx, a),
         Command::Restore(a) => restore::run(&ctx, a),

@@ -31,6 +31,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use indexmap::IndexMap;
 
+pub mod edit;
 mod error;
 pub mod examples;
 mod ini;
