@@ -20,12 +20,14 @@ pub mod checkout;
 pub mod destroy;
 pub mod download;
 pub mod kca_renew;
+pub mod kcfg_adm;
 pub mod lab;
 pub mod list;
 pub mod new;
 pub mod render;
 pub mod restore;
 pub mod setup;
+pub mod stop_start;
 
 /// Any error that reaches `main`. Module errors carry their own context in `Display`.
 pub type CliError = crate::ops::Error;
@@ -105,6 +107,17 @@ pub enum Command {
     Backup(backup::Args),
     /// Back up ssl/ and reissue every certificate, keeping the CAs unless --new-ca.
     KcaRenew(kca_renew::Args),
+    /// User kubeconfigs (kubeasz's `ezctl kcfg-adm`): -A -u NAME [-e DAYS] [-t admin|view] adds
+    /// one (client certificate from the cluster CA + RBAC binding), -L lists, -D -u NAME revokes
+    /// (deletes the binding: a certificate cannot be revoked without a CRL).
+    KcfgAdm(kcfg_adm::Args),
+    /// Stop every cluster service in dependency order (kubeasz's `ezctl stop`): the control
+    /// plane, etcd, the external LB, then each node's kubelet, kube-proxy and kube-lb (stopped and
+    /// disabled; containerd and the pods' containers keep running). Asks first; --plan shows.
+    Stop(stop_start::StopArgs),
+    /// Start what `ezk stop` stopped, in dependency order (kubeasz's `ezctl start`): etcd
+    /// (healthy), the external LB, the control plane (ready), the nodes (Ready).
+    Start(stop_start::StartArgs),
     /// A local sandbox of real systemd hosts to try ezk on: up, down, status.
     Lab(lab::Args),
 }
@@ -137,6 +150,9 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Restore(a) => restore::run(&ctx, a),
         Command::Certs(a) => certs::run(&ctx, a),
         Command::KcaRenew(a) => kca_renew::run(&ctx, a),
+        Command::KcfgAdm(a) => kcfg_adm::run(&ctx, a),
+        Command::Stop(a) => stop_start::stop(&ctx, a),
+        Command::Start(a) => stop_start::start(&ctx, a),
         Command::Lab(a) => lab::run(&ctx, a),
     }
 }

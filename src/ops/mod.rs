@@ -12,6 +12,8 @@
 //! | `certs` | read the PKI inputs, issue (`--issue`), print the local table, audit the hosts' copies (`certs_audit`) |
 //! | `add_node` | add the host to the inventory (checked, not written), plan 01/03/05/06 each for the hosts that change, write the inventory, run on the hosts |
 //! | `del_node` | take the host out of the inventory (checked, not written), plan 99.clean on it and 01/06 on the others, ask, drain, delete the Node, clean the host, write the inventory, run on the others |
+//! | `kcfg_adm` | check the name, ask (`-D`), lock, then add, list or delete a user (see there) |
+//! | `stop_start` | plan 92.stop or 91.start, ask (stop), run on the hosts |
 //! | `kca_renew`, `render`, `check` | one step each |
 //!
 //! `run_steps` is the shared last phase of every operation that changes hosts; `confirm` asks
@@ -30,12 +32,14 @@ pub mod del_node;
 pub mod destroy;
 pub mod etcd_tools;
 pub mod kca_renew;
+pub mod kcfg_adm;
 mod node_change;
 pub mod phase;
 pub mod render;
 pub mod restore;
 pub mod run_steps;
 pub mod setup;
+pub mod stop_start;
 
 use crate::home::Home;
 use crate::session::Session;

@@ -21,6 +21,8 @@ pub const RESTORE_STEP: &str = "95.restore";
 const OWN_COMMAND: &[(&str, &str, &str)] = &[
     (DESTROY_STEP, "destroy", "removes the cluster"),
     (RESTORE_STEP, "restore", "replaces etcd's data with a snapshot"),
+    (super::stop_start::STOP_STEP, "stop", "stops the cluster"),
+    (super::stop_start::START_STEP, "start", "starts a stopped cluster"),
 ];
 
 /// What to set up.

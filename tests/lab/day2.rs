@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::kube_master::{MASTERS, ensure_control_plane, kubectl, kubectl_ok};
+use crate::kube_master::{MASTERS, WORKERS, ensure_control_plane, kubectl, kubectl_ok};
 use crate::kube_node::{ensure_web, fetch_in, wait_all_ready};
 use crate::steps_support::{Run, ezk_json, text};
 use crate::support::{Host, with_cluster_lab};
@@ -19,6 +19,8 @@ use crate::{Lab, Test};
 pub const TESTS: &[Test] = &[
     Test { name: "day2::add_node_changes_only_what_lists_the_nodes", run: add_node_changes_only_what_lists_the_nodes },
     Test { name: "day2::del_node_drains_deletes_and_cleans_the_host", run: del_node_drains_deletes_and_cleans_the_host },
+    Test { name: "day2::kcfg_adm_view_user_reads_only_and_a_revoked_user_is_refused", run: kcfg_adm_view_user_reads_only_and_a_revoked_user_is_refused },
+    Test { name: "day2::stop_takes_everything_down_and_start_brings_the_workloads_back", run: stop_takes_everything_down_and_start_brings_the_workloads_back },
 ];
 
 /// Services that must not restart on the old hosts when a node comes or goes.
@@ -213,7 +215,8 @@ fn mover_node(lab: &Lab) -> Option<String> {
         .output()
         .unwrap();
     let s = String::from_utf8_lossy(&out.stdout).to_string();
-    let running: Vec<&str> = s.lines().filter(|l| l.split_whitespace().count() == 2 && l.ends_with(" Running")).collect();
+    // A pod being deleted has a third field (its deletionTimestamp).
+    let running: Vec<&str> = s.lines().map(str::trim_end).filter(|l| l.split_whitespace().count() == 2 && l.ends_with(" Running")).collect();
     (running.len() == 1).then(|| running[0].split_whitespace().next().unwrap().to_string())
 }
 
@@ -281,5 +284,143 @@ fn del_node_drains_deletes_and_cleans_the_host(_: &Lab) {
         let out = lab.ezk(&["del-node", &lab.name, &new.ip, "--yes"]);
         assert!(!out.status.success() && text(&out).contains("not in [kube_node]"), "{}", text(&out));
         kubectl_ok(lab, &["delete", "deployment", "ezk-mover"]);
+    });
+}
+
+/// kubectl (the lab's v1.20.2) with kubeconfig `kc`.
+fn kubectl_as(lab: &Lab, kc: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(lab.home.join("down/bin/kubernetes-server/1.20.2/kubectl"))
+        .arg("--kubeconfig")
+        .arg(kc)
+        .arg("--request-timeout=10s")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn kcfg_adm_view_user_reads_only_and_a_revoked_user_is_refused(_: &Lab) {
+    with_cluster_lab(|lab| {
+        ensure_control_plane(lab);
+        let ezk_ok = |args: &[&str]| {
+            let out = lab.ezk(args);
+            assert!(out.status.success(), "ezk {args:?}:\n{}", text(&out));
+            String::from_utf8_lossy(&out.stdout).to_string()
+        };
+        // --plan issues nothing.
+        ezk_ok(&["kcfg-adm", &lab.name, "-A", "-u", "viewer", "-t", "view", "--plan"]);
+        assert!(!lab.cluster_dir().join("ssl/users/viewer.kubeconfig").exists());
+        // A reserved name is refused.
+        let out = lab.ezk(&["kcfg-adm", &lab.name, "-A", "-u", "admin"]);
+        assert!(!out.status.success() && text(&out).contains("reserved"), "{}", text(&out));
+
+        let added: Value = serde_json::from_str(&ezk_ok(&["kcfg-adm", &lab.name, "-A", "-u", "viewer", "-t", "view", "-e", "30", "--json"])).unwrap();
+        let kc = std::path::PathBuf::from(added["kubeconfig"].as_str().unwrap());
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&kc).unwrap().permissions().mode() & 0o777, 0o600);
+        // The certificate: CN = the name, no group, from the cluster CA, 30 days.
+        let cert = lab.cluster_dir().join("ssl/users/viewer.pem");
+        let x = std::process::Command::new("openssl").args(["x509", "-noout", "-subject", "-enddate", "-in"]).arg(&cert).output().unwrap();
+        let x = String::from_utf8_lossy(&x.stdout).to_string();
+        assert!(x.contains("subject=CN = viewer") && !x.contains("O ="), "{x}");
+        let v = std::process::Command::new("openssl").arg("verify").arg("-CAfile").arg(lab.cluster_dir().join("ssl/ca.pem")).arg(&cert).output().unwrap();
+        assert!(v.status.success(), "{}", text(&v));
+
+        // view: lists pods, may not create one.
+        let out = kubectl_as(lab, &kc, &["get", "pods", "-n", "kube-system", "-o", "name"]);
+        assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("pod/coredns"), "{}", text(&out));
+        let out = kubectl_as(lab, &kc, &["run", "ezk-denied", "--image=ezk.local/pause:3.4", "--restart=Never"]);
+        assert!(!out.status.success() && text(&out).contains("Forbidden"), "{}", text(&out));
+        let out = kubectl_as(lab, &kc, &["get", "secrets", "-n", "kube-system"]);
+        assert!(!out.status.success() && text(&out).contains("Forbidden"), "{}", text(&out));
+
+        // An admin user may create.
+        let admin: Value = serde_json::from_str(&ezk_ok(&["kcfg-adm", &lab.name, "-A", "-u", "ops", "-t", "admin", "--json"])).unwrap();
+        let akc = std::path::PathBuf::from(admin["kubeconfig"].as_str().unwrap());
+        let out = kubectl_as(lab, &akc, &["create", "configmap", "ezk-kcfg-test", "--from-literal=a=b"]);
+        assert!(out.status.success(), "{}", text(&out));
+        kubectl_ok(lab, &["delete", "configmap", "ezk-kcfg-test"]);
+
+        // Listed with role and expiry.
+        let listed: Value = serde_json::from_str(&ezk_ok(&["kcfg-adm", &lab.name, "-L", "--json"])).unwrap();
+        let row = |u: &str| listed.as_array().unwrap().iter().find(|r| r["user"] == u).cloned().unwrap_or_else(|| panic!("{u} not listed: {listed}"));
+        assert_eq!(row("viewer")["role"], "view");
+        assert_eq!(row("ops")["role"], "cluster-admin");
+        assert_eq!(row("viewer")["expires"], added["expires"]);
+
+        // Revoked: off a terminal -D needs --yes; then the kept kubeconfig is refused.
+        let copy = lab.home.join("viewer.kubeconfig");
+        std::fs::copy(&kc, &copy).unwrap();
+        let out = lab.ezk(&["kcfg-adm", &lab.name, "-D", "-u", "viewer"]);
+        assert!(!out.status.success() && text(&out).contains("--yes"), "{}", text(&out));
+        ezk_ok(&["kcfg-adm", &lab.name, "-D", "-u", "viewer", "--yes"]);
+        ezk_ok(&["kcfg-adm", &lab.name, "-D", "-u", "ops", "--yes"]);
+        assert!(!kc.exists() && !cert.exists());
+        let out = kubectl_as(lab, &copy, &["get", "pods", "-n", "kube-system"]);
+        assert!(!out.status.success() && text(&out).contains("Forbidden"), "{}", text(&out));
+        let listed = ezk_ok(&["kcfg-adm", &lab.name, "-L", "--json"]);
+        assert_eq!(listed.trim(), "[]");
+    });
+}
+
+/// `systemctl is-active` and `is-enabled` of `units` on host `i`, one word each.
+fn unit_states(lab: &Lab, i: usize, units: &str) -> String {
+    lab.ssh(i, &format!("systemctl is-active {units}; systemctl is-enabled {units}"))
+        .stdout
+        .iter()
+        .map(|&b| b as char)
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn stop_takes_everything_down_and_start_brings_the_workloads_back(_: &Lab) {
+    with_cluster_lab(|lab| {
+        ensure_control_plane(lab);
+        wait_all_ready(lab, 180);
+        ensure_web(lab);
+        let readyz = || kubectl(lab).args(["get", "--raw", "/readyz"]).output().map(|o| o.status.success()).unwrap_or(false);
+
+        // Off a terminal without --yes: refused. --plan: the order, and nothing stops.
+        let out = lab.ezk(&["stop", &lab.name]);
+        assert!(!out.status.success() && text(&out).contains("--yes"), "{}", text(&out));
+        let p = lab.ezk(&["stop", &lab.name, "--plan"]);
+        assert!(p.status.success(), "{}", text(&p));
+        let waves: Vec<String> = String::from_utf8_lossy(&p.stdout).lines().filter(|l| l.starts_with("wave ")).map(String::from).collect();
+        let order: Vec<&str> = waves.iter().map(|w| w.split_whitespace().nth(2).unwrap()).collect();
+        assert_eq!(order, ["stop-kube-master", "stop-etcd", "stop-ex-lb", "stop-kube-node"], "{waves:?}");
+        assert!(readyz(), "--plan stopped the API");
+
+        let r = ezk_json(lab, &["stop", &lab.name, "--yes"]);
+        assert_eq!(r.code, 0, "{}", r.output);
+        assert!(!readyz(), "the API answers after stop");
+        for &i in &MASTERS {
+            assert_eq!(unit_states(lab, i, "kube-apiserver kube-controller-manager kube-scheduler etcd kubelet kube-proxy kube-lb"), ["inactive"; 7].join(" ") + " " + &["disabled"; 7].join(" "), "host {i}");
+        }
+        for &i in &WORKERS {
+            assert_eq!(unit_states(lab, i, "kubelet kube-proxy kube-lb keepalived haproxy"), ["inactive"; 5].join(" ") + " " + &["disabled"; 5].join(" "), "host {i}");
+        }
+        // Stopped again: nothing left to stop.
+        let again = ezk_json(lab, &["stop", &lab.name, "--yes"]);
+        assert_eq!(again.code, 0, "{}", again.output);
+        for h in &lab.hosts {
+            assert_eq!(again.count(&h.ip, "changed"), 0, "{}", again.output);
+        }
+
+        let s = ezk_json(lab, &["start", &lab.name]);
+        assert_eq!(s.code, 0, "{}", s.output);
+        assert!(readyz());
+        wait_all_ready(lab, 180);
+        // The workload: a pod on every node again, each reachable from the first one's pod.
+        let pods = ensure_web(lab);
+        let (from, _, _) = &pods[0];
+        for (pod, node, ip) in &pods[1..] {
+            let got = fetch_in(lab, from, &format!("http://{ip}:8080/")).unwrap_or_else(|e| panic!("{pod} on {node}: {e}"));
+            assert_eq!(&got, pod);
+        }
+        for &i in &MASTERS {
+            assert_eq!(unit_states(lab, i, "kube-apiserver etcd kubelet"), "active active active enabled enabled enabled", "host {i}");
+        }
     });
 }
