@@ -23,6 +23,10 @@ pub enum LabCommand {
         /// Number of hosts: 1 = all-in-one, 3 = etcd + masters, 5+ adds workers and ex_lb + VIP.
         #[arg(long, default_value_t = 3)]
         hosts: usize,
+        /// Hosts booted beyond --hosts and left out of the inventory (in known_hosts, reachable
+        /// with the lab key): to try `ezk add-node` on.
+        #[arg(long, default_value_t = 0)]
+        spare: usize,
         /// Seconds to wait for every host to answer SSH with systemd up.
         #[arg(long, default_value_t = 180)]
         timeout: u64,
@@ -40,6 +44,7 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
         LabCommand::Up {
             name,
             hosts,
+            spare,
             timeout,
         } => {
             on_interrupt_stop(name.clone());
@@ -47,6 +52,7 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
                 cluster_dir: ctx.home.cluster_dir(&name),
                 name,
                 hosts,
+                spare,
                 timeout: Duration::from_secs(timeout),
             };
             let (state, states) = match lab::up(&paths, &opts, &mut progress) {
@@ -60,8 +66,10 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
                 other => other?,
             };
             println!("{:<24} {:<16} STATE", "HOST", "ADDRESS");
-            for (h, s) in state.hosts.iter().zip(&states) {
-                println!("{:<24} {:<16} {}", h.name, h.ip, s);
+            let in_inventory = state.hosts.len() - state.spare;
+            for (i, (h, s)) in state.hosts.iter().zip(&states).enumerate() {
+                let spare = if i >= in_inventory { " (spare: not in the inventory)" } else { "" };
+                println!("{:<24} {:<16} {}{spare}", h.name, h.ip, s);
             }
             println!("\ninventory: {}", state.cluster_dir.join("hosts").display());
             println!(

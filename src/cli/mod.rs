@@ -11,19 +11,23 @@ use clap::{Parser, Subcommand};
 
 use crate::home::Home;
 
+pub mod add_node;
 pub mod backup;
 pub mod certs;
 pub mod check;
+pub mod del_node;
 pub mod checkout;
 pub mod destroy;
 pub mod download;
 pub mod kca_renew;
+pub mod kcfg_adm;
 pub mod lab;
 pub mod list;
 pub mod new;
 pub mod render;
 pub mod restore;
 pub mod setup;
+pub mod stop_start;
 
 /// Any error that reaches `main`. Module errors carry their own context in `Display`.
 pub type CliError = crate::ops::Error;
@@ -80,6 +84,15 @@ pub enum Command {
     /// clusters/<name>/ (inventory, config.yml, ssl/), so `ezk setup <name> all` builds the
     /// cluster again with the same CA. A host that is down is skipped; run destroy again later.
     Destroy(destroy::Args),
+    /// Add a worker node to a running cluster (kubeasz's `ezctl add-node`): the host goes into
+    /// [kube_node] of clusters/<name>/hosts (comments and layout kept), steps 01, 03, 05 and 06
+    /// run on it; the other hosts change only what lists the nodes (/etc/hosts lines, host-gw
+    /// routes, chrony's allow list). Ends with the node Ready; --plan writes nothing.
+    AddNode(add_node::Args),
+    /// Remove a worker node (kubeasz's `ezctl del-node`): cordon, drain (bounded; see --force),
+    /// delete the Node, clean the host as destroy does, take it out of clusters/<name>/hosts,
+    /// and drop its /etc/hosts line and route on the others. Asks first; --plan shows.
+    DelNode(del_node::Args),
     /// Fill the artifact store: pinned, checksummed, resumable; mirror, local dir, offline bundle.
     Download(download::Args),
     /// Table of the cluster's certificates under clusters/<name>/ssl/ (subject, issuer, days
@@ -94,6 +107,17 @@ pub enum Command {
     Backup(backup::Args),
     /// Back up ssl/ and reissue every certificate, keeping the CAs unless --new-ca.
     KcaRenew(kca_renew::Args),
+    /// User kubeconfigs (kubeasz's `ezctl kcfg-adm`): -A -u NAME [-e DAYS] [-t admin|view] adds
+    /// one (client certificate from the cluster CA + RBAC binding), -L lists, -D -u NAME revokes
+    /// (deletes the binding: a certificate cannot be revoked without a CRL).
+    KcfgAdm(kcfg_adm::Args),
+    /// Stop every cluster service in dependency order (kubeasz's `ezctl stop`): the control
+    /// plane, etcd, the external LB, then each node's kubelet, kube-proxy and kube-lb (stopped and
+    /// disabled; containerd and the pods' containers keep running). Asks first; --plan shows.
+    Stop(stop_start::StopArgs),
+    /// Start what `ezk stop` stopped, in dependency order (kubeasz's `ezctl start`): etcd
+    /// (healthy), the external LB, the control plane (ready), the nodes (Ready).
+    Start(stop_start::StartArgs),
     /// A local sandbox of real systemd hosts to try ezk on: up, down, status.
     Lab(lab::Args),
 }
@@ -119,11 +143,16 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Render(a) => render::run(&ctx, a),
         Command::Setup(a) => setup::run(&ctx, a),
         Command::Destroy(a) => destroy::run(&ctx, a),
+        Command::AddNode(a) => add_node::run(&ctx, a),
+        Command::DelNode(a) => del_node::run(&ctx, a),
         Command::Download(a) => download::run(&ctx, a),
         Command::Backup(a) => backup::run(&ctx, a),
         Command::Restore(a) => restore::run(&ctx, a),
         Command::Certs(a) => certs::run(&ctx, a),
         Command::KcaRenew(a) => kca_renew::run(&ctx, a),
+        Command::KcfgAdm(a) => kcfg_adm::run(&ctx, a),
+        Command::Stop(a) => stop_start::stop(&ctx, a),
+        Command::Start(a) => stop_start::start(&ctx, a),
         Command::Lab(a) => lab::run(&ctx, a),
     }
 }

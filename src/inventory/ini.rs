@@ -124,7 +124,7 @@ pub fn parse(text: &str, file: &Path) -> (Source, Vec<InventoryError>) {
 }
 
 /// `[name]`, `[name:kind]`, optionally followed by a comment.
-fn header(line: &str) -> Result<(String, Option<&str>), String> {
+pub(super) fn header(line: &str) -> Result<(String, Option<&str>), String> {
     let close = line
         .find(']')
         .ok_or_else(|| format!("section header {line:?} has no closing ]"))?;

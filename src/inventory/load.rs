@@ -42,12 +42,25 @@ impl Inventory {
         cluster: &str,
         extra_vars: &[(String, String)],
     ) -> Result<Inventory, InventoryErrors> {
+        Inventory::from_dir_with(dir, cluster, extra_vars, None)
+    }
+
+    /// As `from_dir`, with `hosts_text` read as `dir/hosts` when given: an edit of the INI
+    /// inventory checked (and planned) before it is written.
+    pub fn from_dir_with(
+        dir: &Path,
+        cluster: &str,
+        extra_vars: &[(String, String)],
+        hosts_text: Option<&str>,
+    ) -> Result<Inventory, InventoryErrors> {
         let ini_path = dir.join("hosts");
         let yaml_path = dir.join("hosts.yml");
         let config_file = dir.join("config.yml");
         let read = limits::read_text;
         let mut errors = Vec::new();
-        let (hosts_file, (source, errs)) = if ini_path.is_file() {
+        let (hosts_file, (source, errs)) = if let Some(text) = hosts_text {
+            (ini_path.clone(), ini::parse(text, &ini_path))
+        } else if ini_path.is_file() {
             (
                 ini_path.clone(),
                 ini::parse(

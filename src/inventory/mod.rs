@@ -35,6 +35,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use indexmap::IndexMap;
 
+pub mod edit;
 mod error;
 pub mod examples;
 mod ini;

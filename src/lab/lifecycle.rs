@@ -19,6 +19,8 @@ use super::{
 pub struct UpOptions {
     pub name: String,
     pub hosts: usize,
+    /// Hosts booted beyond `hosts`, left out of the inventory (to try `ezk add-node` on).
+    pub spare: usize,
     /// `clusters/<name>/` (made absolute by `up`).
     pub cluster_dir: PathBuf,
     /// How long to wait for all hosts to be ready.
@@ -52,8 +54,8 @@ pub fn up(
     progress: &mut dyn FnMut(&str),
 ) -> Result<(LabState, Vec<String>), LabError> {
     validate_name(&opts.name)?;
-    if opts.hosts == 0 || opts.hosts > net::MAX_HOSTS {
-        return Err(LabError::BadHostCount(opts.hosts));
+    if opts.hosts == 0 || opts.hosts + opts.spare > net::MAX_HOSTS {
+        return Err(LabError::BadHostCount(opts.hosts + opts.spare));
     }
     sys::preflight("up", image::is_cached(paths))?;
     let _lab_lock = sys::lock_file(&lock_path(paths, &opts.name))?;
@@ -80,7 +82,7 @@ pub fn up(
         let _alloc = sys::lock_file(&paths.labs_dir().join(".alloc.lock"))?;
         let index = net::allocate(paths)?;
         let lab_dir = paths.lab_dir(&opts.name);
-        let hosts = (0..opts.hosts)
+        let hosts = (0..opts.hosts + opts.spare)
             .map(|i| {
                 let name = format!("{}-{}", opts.name, i + 1);
                 let machine = format!("ez{index}-{}", i + 1);
@@ -105,6 +107,7 @@ pub fn up(
             cluster_dir,
             vip: (opts.hosts >= 5).then(|| net::vip(index)),
             hosts,
+            spare: opts.spare,
         };
         state.save(paths)?;
         state
@@ -232,8 +235,9 @@ fn raise_inotify_limits(paths: &LabPaths, progress: &mut dyn FnMut(&str)) -> Res
 
 /// Write `clusters/<name>/hosts` and `config.yml`.
 fn write_inventory(state: &LabState) -> Result<(), LabError> {
+    let in_inventory = state.hosts.len() - state.spare;
     let hosts: Vec<(String, Ipv4Addr)> =
-        state.hosts.iter().map(|h| (h.name.clone(), h.ip)).collect();
+        state.hosts[..in_inventory].iter().map(|h| (h.name.clone(), h.ip)).collect();
     let key = state.key_file();
     let text = inventory::hosts_file(&InventoryInput {
         name: &state.name,

@@ -23,6 +23,9 @@ pub struct LabState {
     /// VIP for ex_lb (5+ hosts).
     pub vip: Option<Ipv4Addr>,
     pub hosts: Vec<HostState>,
+    /// The last `spare` hosts are booted but left out of the inventory (for `ezk add-node`).
+    #[serde(default)]
+    pub spare: usize,
 }
 
 /// One host of a lab.

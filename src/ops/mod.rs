@@ -10,6 +10,10 @@
 //! | `backup` | find the etcd members, find etcdctl, take a snapshot |
 //! | `restore` | find the members, find etcdctl, check the snapshot, ask, make each member's data, plan 95.restore, run on the hosts, say what was restored |
 //! | `certs` | read the PKI inputs, issue (`--issue`), print the local table, audit the hosts' copies (`certs_audit`) |
+//! | `add_node` | add the host to the inventory (checked, not written), plan 01/03/05/06 each for the hosts that change, write the inventory, run on the hosts |
+//! | `del_node` | take the host out of the inventory (checked, not written), plan 99.clean on it and 01/06 on the others, ask, drain, delete the Node, clean the host, write the inventory, run on the others |
+//! | `kcfg_adm` | check the name, ask (`-D`), lock, then add, list or delete a user (see there) |
+//! | `stop_start` | plan 92.stop or 91.start, ask (stop), run on the hosts |
 //! | `kca_renew`, `render`, `check` | one step each |
 //!
 //! `run_steps` is the shared last phase of every operation that changes hosts; `confirm` asks
@@ -17,20 +21,25 @@
 //! the file of the same name in `cli/` are one command at two layers: its arguments there, what
 //! it does here.
 
+pub mod add_node;
 pub mod backup;
 pub mod certs;
 pub mod certs_audit;
 pub mod check;
 mod check_summary;
 mod confirm;
+pub mod del_node;
 pub mod destroy;
 pub mod etcd_tools;
 pub mod kca_renew;
+pub mod kcfg_adm;
+mod node_change;
 pub mod phase;
 pub mod render;
 pub mod restore;
 pub mod run_steps;
 pub mod setup;
+pub mod stop_start;
 
 use crate::home::Home;
 use crate::session::Session;

@@ -21,6 +21,8 @@ pub const RESTORE_STEP: &str = "95.restore";
 const OWN_COMMAND: &[(&str, &str, &str)] = &[
     (DESTROY_STEP, "destroy", "removes the cluster"),
     (RESTORE_STEP, "restore", "replaces etcd's data with a snapshot"),
+    (super::stop_start::STOP_STEP, "stop", "stops the cluster"),
+    (super::stop_start::START_STEP, "start", "starts a stopped cluster"),
 ];
 
 /// What to set up.
@@ -116,7 +118,7 @@ fn keep_selected(s: &mut Setup) -> Step {
 }
 
 /// Drop from `plan` the hosts `--limit` left out.
-fn keep_only(plan: &mut StepPlan, only: &[String]) {
+pub(super) fn keep_only(plan: &mut StepPlan, only: &[String]) {
     for wave in &mut plan.waves {
         wave.hosts.retain(|h| only.contains(&h.host));
     }
@@ -124,7 +126,7 @@ fn keep_only(plan: &mut StepPlan, only: &[String]) {
 }
 
 /// How long the network step waits for every node to have registered with a pod subnet.
-const NODE_FACTS_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+pub(super) const NODE_FACTS_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 
 fn connect(s: &mut Setup) -> Result<(), Error> {
     s.ready = Some(run_steps::prepare(&mut s.session)?);

@@ -22,6 +22,7 @@ mod keys;
 pub mod kubeconfig;
 pub mod spec;
 pub mod ssl_dir;
+pub mod user;
 
 use std::path::{Path, PathBuf};
 

@@ -16,6 +16,7 @@
 //!   the roles that lay routes between nodes ([`Session::fetch_node_facts`], see `node_facts`).
 
 mod deploy_files;
+mod kubectl;
 mod node_facts;
 
 use std::cell::OnceCell;
@@ -62,6 +63,11 @@ impl Session {
         extra_vars: &[(String, String)],
     ) -> Result<Session, InventoryErrors> {
         Ok(Session::with(home, Inventory::parse(home, cluster, extra_vars)?))
+    }
+
+    /// A session over an inventory read elsewhere (an edit not yet written: `ezk add-node`).
+    pub fn with_inventory(home: &Home, inventory: Inventory) -> Session {
+        Session::with(home, inventory)
     }
 
     fn with(home: &Home, inventory: Inventory) -> Session {

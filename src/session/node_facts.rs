@@ -87,12 +87,12 @@ impl Session {
     }
 
     /// K8S_NODENAME of inventory host `host`.
-    fn node_name(&self, host: &str) -> String {
+    pub fn node_name(&self, host: &str) -> String {
         self.inventory.var_str(host, "K8S_NODENAME").unwrap_or_else(|| host.to_string())
     }
 
     /// The node list through the artifact set's kubectl and the admin kubeconfig.
-    fn read_nodes(&self) -> Result<BTreeMap<String, NodeFact>, String> {
+    pub(crate) fn read_nodes(&self) -> Result<BTreeMap<String, NodeFact>, String> {
         let files = self.files().map_err(|e| e.to_string())?;
         let kubectl = crate::plan::DeployFiles::binary(files, "kubectl")?;
         let out = Command::new(&kubectl.path)

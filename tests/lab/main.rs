@@ -23,6 +23,7 @@ mod audit;
 mod backup;
 mod basics;
 mod certs;
+mod day2;
 mod destroy;
 mod exec;
 mod kube_dns;
@@ -67,6 +68,8 @@ const SUITES: &[&[Test]] = &[
     kube_network::TESTS,
     kube_dns::TESTS,
     kube_images::TESTS,
+    // adds the spare host as a node and removes it again
+    day2::TESTS,
     // destroy takes the shared lab down to bare hosts (and builds it back): last.
     destroy::TESTS,
 ];

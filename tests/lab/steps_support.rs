@@ -95,8 +95,15 @@ impl Run {
 
 /// `ezk setup <cluster> <step> --json [extra...]`.
 pub fn setup(lab: &Lab, step: &str, extra: &[&str]) -> Run {
-    let mut args = vec!["setup", lab.name.as_str(), step, "--json"];
+    let mut args = vec!["setup", lab.name.as_str(), step];
     args.extend_from_slice(extra);
+    ezk_json(lab, &args)
+}
+
+/// `ezk <args> --json`, whose stdout is one JSON recap.
+pub fn ezk_json(lab: &Lab, args: &[&str]) -> Run {
+    let mut args = args.to_vec();
+    args.push("--json");
     let start = Instant::now();
     let out = lab.ezk(&args);
     let secs = start.elapsed().as_secs_f32();

@@ -24,6 +24,8 @@ pub struct Lab {
     /// The ezk home: `clusters/<name>/` lives here.
     pub home: PathBuf,
     pub hosts: Vec<Host>,
+    /// Hosts booted beyond `hosts` and left out of the inventory (`ezk lab up --spare`).
+    pub spare: Vec<Host>,
     /// N of 198.18.N.0/24.
     pub index: u8,
     /// ifindex of the bridge and of each host veth at `up` time: leftovers are these very
@@ -33,7 +35,8 @@ pub struct Lab {
     downed: std::cell::Cell<bool>,
 }
 
-/// The Kubernetes lab: 5 hosts (etcd + masters on 1-3, workers 4-5, ex_lb + VIP on 4-5), booted
+/// The Kubernetes lab: 5 hosts (etcd + masters on 1-3, workers 4-5, ex_lb + VIP on 4-5) and one
+/// spare host outside the inventory (for `ezk add-node`), booted
 /// by the first test that asks for it and torn down (and checked) at the end of the suite.
 static CLUSTER_LAB: Mutex<Option<Lab>> = Mutex::new(None);
 
@@ -42,8 +45,8 @@ pub fn with_cluster_lab(f: impl FnOnce(&Lab)) {
     let mut guard = CLUSTER_LAB.lock().unwrap_or_else(|e| e.into_inner());
     if guard.is_none() {
         let name = format!("k{}", std::process::id());
-        println!("  booting the Kubernetes lab {name} (5 hosts)");
-        *guard = Some(Lab::up(&name, 5).expect("the 5-host Kubernetes lab comes up"));
+        println!("  booting the Kubernetes lab {name} (5 hosts + 1 spare)");
+        *guard = Some(Lab::up_with_spare(&name, 5, 1).expect("the 5-host Kubernetes lab comes up"));
     }
     f(guard.as_ref().expect("set above"));
 }
@@ -83,6 +86,11 @@ fn text(o: &Output) -> String {
 impl Lab {
     /// `ezk lab up <name> --hosts <n>` in a fresh temporary home.
     pub fn up(name: &str, n: usize) -> Result<Lab, String> {
+        Lab::up_with_spare(name, n, 0)
+    }
+
+    /// `ezk lab up <name> --hosts <n> --spare <spare>`: `spare` more hosts, not in the inventory.
+    pub fn up_with_spare(name: &str, n: usize, spare: usize) -> Result<Lab, String> {
         let tmp = tempfile::Builder::new()
             .prefix("ezk-lab-test")
             .tempdir()
@@ -90,7 +98,7 @@ impl Lab {
         let home = tmp.path().to_path_buf();
         LIVE.lock().unwrap().push((home.clone(), name.to_string()));
         let out = crate::common::ezk::command(&home)
-            .args(["lab", "up", name, "--hosts", &n.to_string()])
+            .args(["lab", "up", name, "--hosts", &n.to_string(), "--spare", &spare.to_string()])
             .stdin(Stdio::null())
             .output()
             .map_err(|e| e.to_string())?;
@@ -99,7 +107,7 @@ impl Lab {
             return Err(format!("ezk lab up {name} failed:\n{}", text(&out)));
         }
         let stdout = String::from_utf8_lossy(&out.stdout);
-        let hosts: Vec<Host> = stdout
+        let mut hosts: Vec<Host> = stdout
             .lines()
             .skip_while(|l| !l.starts_with("HOST"))
             .skip(1)
@@ -112,10 +120,11 @@ impl Lab {
                 }
             })
             .collect();
-        if hosts.len() != n {
+        if hosts.len() != n + spare {
             down(&home, name);
-            return Err(format!("expected {n} hosts in the table, got:\n{stdout}"));
+            return Err(format!("expected {} hosts in the table, got:\n{stdout}", n + spare));
         }
+        let spare_hosts = hosts.split_off(n);
         let index: u8 = hosts[0]
             .ip
             .split('.')
@@ -123,7 +132,7 @@ impl Lab {
             .and_then(|s| s.parse().ok())
             .ok_or("bad ip")?;
         let mut links = vec![format!("ezkbr{index}")];
-        links.extend((1..=n).map(|i| format!("vb-ez{index}-{i}")));
+        links.extend((1..=n + spare).map(|i| format!("vb-ez{index}-{i}")));
         let links = links
             .into_iter()
             .map(|l| {
@@ -138,6 +147,7 @@ impl Lab {
             name: name.to_string(),
             home,
             hosts,
+            spare: spare_hosts,
             index,
             links,
             _tmp: tmp,

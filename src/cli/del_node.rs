@@ -1,0 +1,46 @@
+//! `ezk del-node <cluster> <ip>` (kubeasz's `ezctl del-node`): the command's arguments;
+//! `ops::del_node` does the work.
+
+use std::time::Duration;
+
+use super::setup::{RunArgs, options};
+use super::{CliResult, Context};
+use crate::ops;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Cluster name (clusters/<name>/).
+    pub cluster: String,
+    /// The node's IP address, as in [kube_node].
+    pub ip: String,
+    /// Do not ask for confirmation (required when stdin is not a terminal).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Also delete pods that no controller manages (they are not recreated anywhere), and go on
+    /// when the drain does not finish within --drain-timeout (a PodDisruptionBudget, a pod that
+    /// will not stop): the pods left die with the host. Without it such a drain stops del-node
+    /// with the node cordoned and nothing else changed.
+    #[arg(long)]
+    pub force: bool,
+    /// Seconds the drain may take.
+    #[arg(long, default_value_t = 120, value_name = "SECONDS")]
+    pub drain_timeout: u64,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+pub fn run(ctx: &Context, args: Args) -> CliResult {
+    let run = options(ctx, &args.run);
+    ops::del_node::run(
+        &ctx.home,
+        ops::del_node::Request {
+            cluster: args.cluster,
+            host: args.ip,
+            yes: args.yes,
+            force: args.force,
+            drain_timeout: Duration::from_secs(args.drain_timeout),
+            extra_vars: args.run.extra_vars,
+            run,
+        },
+    )
+}

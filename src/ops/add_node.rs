@@ -1,0 +1,143 @@
+//! `ezk add-node <cluster> <ip> [k=v ...]` as phases (kubeasz's `ezctl add-node`; arguments in
+//! `cli/add_node.rs`): the host goes into `[kube_node]` of `clusters/<name>/hosts` (every other
+//! line kept), and only what must change runs:
+//!
+//! | step | hosts | why |
+//! |---|---|---|
+//! | 01 prepare | every host of the play | the new host's OS base; on the others only the node-name lines of `/etc/hosts` and the chrony server's `allow` list change |
+//! | 03 runtime | the new host | |
+//! | 05 kube-node | the new host, and the first master | kubelet, kube-proxy, kube-lb on the new host; its role label from the first master |
+//! | 06 network | every node | the new host's CNI and routes; on the others one route more |
+//!
+//! No other file on the old hosts changes, so nothing of theirs restarts but the one-shot that
+//! applies the routes (and chrony on its server). The host line is written before the first
+//! host is contacted: a run stopped halfway is finished by running add-node again (a host
+//! already in `[kube_node]` is not added twice). `--plan` writes nothing and shows per host
+//! what would change.
+
+use super::node_change::{self, Target};
+use super::phase::{Flow, Phase, Step, skip};
+use super::Error;
+use crate::exec::Options;
+use crate::home::Home;
+use crate::inventory::edit;
+use crate::plan::action::StepPlan;
+use crate::session::Session;
+
+/// The node to add.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub cluster: String,
+    /// The host's address, as the inventory names hosts.
+    pub host: String,
+    /// Host variables for its line (`k8s_nodename=…`).
+    pub vars: Vec<(String, String)>,
+    pub extra_vars: Vec<(String, String)>,
+    pub run: Options,
+}
+
+struct AddNode {
+    req: Request,
+    home: Home,
+    /// The new hosts file; None: the host is in `[kube_node]` already (a re-run).
+    new_text: Option<String>,
+    session: Option<Session>,
+    targets: Vec<Target>,
+    plans: Vec<StepPlan>,
+}
+
+impl AddNode {
+    fn session(&mut self) -> &mut Session {
+        self.session.as_mut().expect("opened in the first phase")
+    }
+}
+
+const PHASES: &[Phase<AddNode>] = &[
+    Phase::new("add the host to the inventory (checked, not written yet)", edit_inventory),
+    Phase::new("plan the steps for the hosts that change", plan),
+    Phase::new("write the inventory", write).when(|a| a.new_text.is_some()).dry_run(skip),
+    Phase::new("run the steps on the hosts", run_on_hosts),
+    Phase::new("say what was done", say_done).when(|a| !a.req.run.json).dry_run(skip),
+];
+
+/// Run `ezk add-node`; the exit code is 0 or the failing step's.
+pub fn run(home: &Home, req: Request) -> Result<i32, Error> {
+    let plan_only = req.run.plan_only;
+    let mut state = AddNode { req, home: home.clone(), new_text: None, session: None, targets: Vec::new(), plans: Vec::new() };
+    super::phase::run(PHASES, &mut state, plan_only)
+}
+
+/// The host must be an address; a master or a node already is said so. Variables with upper
+/// case K8S_NODENAME are written as kubeasz's `k8s_nodename`, which config.yml's K8S_NODENAME
+/// reads.
+fn edit_inventory(a: &mut AddNode) -> Step {
+    let host = a.req.host.clone();
+    if host.parse::<std::net::IpAddr>().is_err() {
+        return Err(format!("add-node takes the new host's IP address (as ezctl does), got {host:?}; no host was contacted").into());
+    }
+    let current = super::open_or_report(&a.home, &a.req.cluster, &a.req.extra_vars).map_err(|_| "the inventory has problems (above); fix them first")?;
+    let dir = current.dir().to_path_buf();
+    let text = node_change::hosts_text(&dir)?;
+    let in_group = |g: &str| current.inventory.hosts_in(g).contains(&host);
+    let vars: Vec<(String, String)> = a
+        .req
+        .vars
+        .iter()
+        .map(|(k, v)| (if k == "K8S_NODENAME" { "k8s_nodename".to_string() } else { k.clone() }, v.clone()))
+        .collect();
+    if in_group("kube_node") {
+        if !vars.is_empty() {
+            return Err(format!(
+                "{host} is in [kube_node] of {} already: change its variables there, then run `ezk add-node {} {host}` again",
+                dir.join("hosts").display(),
+                a.req.cluster
+            )
+            .into());
+        }
+        eprintln!("{host} is in [kube_node] already: converging it");
+        a.session = Some(current);
+    } else {
+        let line = edit::host_line(&host, &vars).map_err(|e| format!("add-node {host}: {e}; no host was contacted"))?;
+        let new_text = edit::add_host_line(&text, "kube_node", &line);
+        a.session = Some(node_change::session_with(&a.home, &a.req.cluster, &a.req.extra_vars, &new_text, &format!("host line `{line}` in [kube_node]"))?);
+        a.new_text = Some(new_text);
+    }
+    let s = a.session();
+    let every = node_change::hosts_in(s, &["kube_master", "kube_node", "etcd", "ex_lb", "chrony"]);
+    let nodes = node_change::hosts_in(s, &["kube_master", "kube_node"]);
+    let first_master = s.inventory.hosts_in("kube_master").first().cloned();
+    let new_and_first: Vec<String> = std::iter::once(host.clone()).chain(first_master).collect();
+    a.targets = vec![
+        Target { step: "01.prepare", hosts: every },
+        Target { step: "03.runtime", hosts: vec![host.clone()] },
+        Target { step: "05.kube-node", hosts: new_and_first },
+        Target { step: "06.network", hosts: nodes },
+    ];
+    Ok(Flow::Next)
+}
+
+fn plan(a: &mut AddNode) -> Step {
+    let targets = std::mem::take(&mut a.targets);
+    let plans = node_change::plan(a.session(), &targets);
+    a.targets = targets;
+    a.plans = plans?;
+    Ok(Flow::Next)
+}
+
+fn write(a: &mut AddNode) -> Step {
+    let text = a.new_text.clone().expect("when: an edit");
+    node_change::write_hosts(a.session(), &text)?;
+    Ok(Flow::Next)
+}
+
+fn run_on_hosts(a: &mut AddNode) -> Step {
+    let session = a.session.as_mut().expect("opened");
+    let code = node_change::run(session, &a.plans, &a.targets, &a.req.run)?;
+    Ok(if code == 0 { Flow::Next } else { Flow::Stop(code) })
+}
+
+fn say_done(a: &mut AddNode) -> Step {
+    let name = a.session.as_ref().expect("opened").node_name(&a.req.host);
+    println!("node {name} ({}) added to cluster {} and Ready", a.req.host, a.req.cluster);
+    Ok(Flow::Next)
+}

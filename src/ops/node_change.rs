@@ -1,0 +1,107 @@
+//! What `add-node` and `del-node` share: the INI inventory edited as text and checked as a
+//! whole inventory before it is written (so bad input touches no host), each step planned for
+//! the hosts it must reach only, and those plans run.
+
+use std::path::Path;
+
+use super::Error;
+use super::setup::{NODE_FACTS_WAIT, keep_only};
+use crate::exec::Options;
+use crate::home::Home;
+use crate::inventory::{Inventory, validate};
+use crate::plan::action::StepPlan;
+use crate::session::Session;
+
+/// The text of `clusters/<name>/hosts`: the operations edit the INI inventory only.
+pub fn hosts_text(dir: &Path) -> Result<String, Error> {
+    let path = dir.join("hosts");
+    if !path.is_file() {
+        return Err(format!(
+            "{}: no INI inventory; add-node and del-node edit clusters/<name>/hosts (a hosts.yml is edited by hand, then `ezk setup --limit`)",
+            path.display()
+        )
+        .into());
+    }
+    Ok(std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?)
+}
+
+/// A session over the inventory that `text` (an edit of the hosts file, not written yet)
+/// makes, validated as `ezk check` does: `what` names the edit in the error.
+pub fn session_with(home: &Home, cluster: &str, extra: &[(String, String)], text: &str, what: &str) -> Result<Session, Error> {
+    let dir = home.cluster_dir(cluster);
+    let inv = Inventory::from_dir_with(&dir, cluster, extra, Some(text))
+        .map_err(|e| format!("with {what}, {e}nothing was written and no host was contacted"))?;
+    let errors = validate::validate(&inv);
+    if !errors.is_empty() {
+        return Err(format!(
+            "with {what}, {}nothing was written and no host was contacted",
+            crate::inventory::InventoryErrors(errors)
+        )
+        .into());
+    }
+    Ok(Session::with_inventory(home, inv))
+}
+
+/// Write `text` as the session's hosts file, under the cluster lock (taken here), atomically,
+/// keeping the file's mode.
+pub fn write_hosts(session: &mut Session, text: &str) -> Result<(), Error> {
+    session.lock()?;
+    let path = session.dir().join("hosts");
+    let mode = {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(&path).map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o644)
+    };
+    crate::pki::ssl_dir::write_atomic(&path, text.as_bytes(), mode)?;
+    Ok(())
+}
+
+/// One step for a set of hosts: its plans, keeping only `hosts`.
+pub struct Target {
+    pub step: &'static str,
+    pub hosts: Vec<String>,
+}
+
+/// Plan every target in order (a step that reads the nodes is planned with what the API says
+/// now, and again right before it runs: `run`).
+pub fn plan(session: &mut Session, targets: &[Target]) -> Result<Vec<StepPlan>, Error> {
+    let mut plans = Vec::new();
+    let mut fetched = false;
+    for t in targets {
+        let mut ps = session.plan(t.step, session.files()?)?;
+        if ps.iter().any(|p| p.needs_nodes) && !fetched {
+            session.fetch_node_facts(None)?;
+            fetched = true;
+            ps = session.plan(t.step, session.files()?)?;
+        }
+        for mut p in ps {
+            keep_only(&mut p, &t.hosts);
+            plans.push(p);
+        }
+    }
+    Ok(plans)
+}
+
+/// Run `plans` (made by `plan` from `targets`) on their hosts, under the cluster lock; a step
+/// that reads the nodes is planned again first, once every inventory node has registered.
+pub fn run(session: &mut Session, plans: &[StepPlan], targets: &[Target], opts: &Options) -> Result<i32, Error> {
+    let ready = super::run_steps::prepare(session)?;
+    let hosts_of = |step: &str| -> Vec<String> {
+        targets.iter().filter(|t| step.starts_with(t.step) || step.ends_with(t.step)).flat_map(|t| t.hosts.clone()).collect()
+    };
+    let replan = |session: &mut Session, plan: &StepPlan| -> Result<StepPlan, Error> {
+        session.fetch_node_facts(Some(NODE_FACTS_WAIT))?;
+        let mut fresh = session.planner(session.files()?)?.plan_step(&plan.step)?;
+        keep_only(&mut fresh, &hosts_of(&plan.step));
+        Ok(fresh)
+    };
+    match super::run_steps::run(session, &ready, plans, opts, Some(&replan))? {
+        super::phase::Flow::Next => Ok(0),
+        super::phase::Flow::Stop(code) => Ok(code),
+    }
+}
+
+/// The hosts of `groups` in the session's inventory, in inventory order, each once.
+pub fn hosts_in(session: &Session, groups: &[&str]) -> Vec<String> {
+    let inv = &session.inventory;
+    inv.hosts.iter().filter(|h| groups.iter().any(|g| inv.hosts_in(g).contains(h))).cloned().collect()
+}
