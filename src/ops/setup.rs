@@ -95,6 +95,15 @@ fn plan_steps(s: &mut Setup) -> Step {
         s.session.fetch_node_facts(None)?;
         s.plans = s.session.plan(&s.req.step, s.session.files()?)?;
     }
+    let missing = s.session.files()?.needs_ca_key();
+    if !missing.is_empty() {
+        if !s.req.run.plan_only {
+            return Err(missing.join("\n").into());
+        }
+        for m in &missing {
+            eprintln!("note: {m}");
+        }
+    }
     Ok(Flow::Next)
 }
 

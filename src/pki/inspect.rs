@@ -72,10 +72,13 @@ pub fn inspect_pem(pem: &[u8]) -> Result<CertInfo, String> {
 /// Every CA and leaf certificate under ssl/, in catalog order. A file that is missing or
 /// unreadable gets a row with `problem` set instead of failing the whole report.
 pub fn local_report(pki: &Pki) -> Vec<CertRow> {
-    let mut files: Vec<String> = CaKind::ALL
-        .iter()
-        .map(|k| format!("{}.pem", k.stem()))
-        .collect();
+    let mut files: Vec<String> = Vec::new();
+    for k in CaKind::ALL {
+        let f = format!("{}.pem", pki.ca_stem(k));
+        if !files.contains(&f) {
+            files.push(f);
+        }
+    }
     files.extend(pki.leaves.iter().map(|l| format!("{}.pem", l.stem)));
     files
         .into_iter()

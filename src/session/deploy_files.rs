@@ -21,6 +21,9 @@ pub struct ClusterFiles {
     pub store: Store,
     pub k8s_ver: Option<String>,
     binaries: Mutex<HashMap<String, StoredBinary>>,
+    /// Certificates a plan asked for that a CA key kept offline must sign first (the
+    /// message naming the key, once per message): planned with a placeholder, never applied.
+    needs_ca_key: Mutex<Vec<String>>,
 }
 
 impl ClusterFiles {
@@ -34,13 +37,32 @@ impl ClusterFiles {
     }
 
     pub fn new(pki: Pki, store: Store, k8s_ver: Option<String>) -> Self {
-        ClusterFiles { pki, store, k8s_ver, binaries: Mutex::new(HashMap::new()) }
+        ClusterFiles { pki, store, k8s_ver, binaries: Mutex::new(HashMap::new()), needs_ca_key: Mutex::new(Vec::new()) }
+    }
+
+    /// Why the plans made so far cannot be applied: each certificate they install that must be
+    /// issued by a CA whose key is not on this machine (empty: nothing is missing).
+    pub fn needs_ca_key(&self) -> Vec<String> {
+        self.needs_ca_key.lock().unwrap().clone()
     }
 }
 
 impl DeployFiles for ClusterFiles {
     fn cert(&self, host: &str, id: &str) -> Result<CertPem, String> {
-        let f = self.pki.cert_files(id, host).map_err(|e| e.to_string())?;
+        let f = match self.pki.cert_files(id, host) {
+            Ok(f) => f,
+            // A plan still shows everything else; `needs_ca_key` stops the run before it starts.
+            Err(e @ crate::pki::PkiError::NeedsCaKey { .. }) => {
+                let msg = e.to_string();
+                let mut seen = self.needs_ca_key.lock().unwrap();
+                if !seen.contains(&msg) {
+                    seen.push(msg);
+                }
+                let placeholder = format!("# {id}: to be issued once the CA key is present\n");
+                return Ok(CertPem { cert_pem: placeholder.clone(), key_pem: Some(placeholder.clone()), ca_pem: Some(placeholder) });
+            }
+            Err(e) => return Err(e.to_string()),
+        };
         Ok(CertPem {
             cert_pem: f.cert_pem,
             key_pem: f.key_pem.map(|k| k.expose().to_string()),
