@@ -10,7 +10,12 @@
 //! trip to the hosts whose unit the plan writes), then, only when a trusted CA changes, the
 //! CA files the units name and every certificate next to them that has a name this machine's
 //! `ssl/` has too (kubeasz and ezk install certificates under the names they have there).
-//! Nothing is written. The verdict is pure (`findings`) and tested without hosts.
+//! Nothing is written on the hosts. The verdict is pure (`findings`) and tested without hosts.
+//!
+//! A no-op re-run should not pay a connection for this: when a host's unit is found to be what
+//! the plan writes, its sha256 is remembered (`clusters/<name>/cache/client-cutoff.json`), and
+//! while the plan writes that same unit the host is not asked again. (A unit edited by hand
+//! after that is overwritten by the run without this check; `--plan` shows the diff.)
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -56,7 +61,7 @@ pub fn flags(unit: &str) -> BTreeMap<String, String> {
     line.split_whitespace()
         .filter_map(|w| w.trim_matches('"').strip_prefix("--"))
         .map(|w| match w.split_once('=') {
-            Some((k, v)) => (format!("--{k}"), v.to_string()),
+            Some((k, v)) => (format!("--{k}"), v.trim_matches('"').to_string()),
             None => (format!("--{w}"), "true".to_string()),
         })
         .collect()
@@ -205,6 +210,14 @@ fn local_certs(ssl: &Path) -> Vec<(String, Vec<u8>)> {
 /// cannot be reached is left to the run, which reports it.
 pub fn check(session: &Session, plans: &[StepPlan], opts: &Options) -> Result<Vec<Finding>, Error> {
     let (units, files) = planned(plans);
+    let seen_path = session.dir().join("cache").join("client-cutoff.json");
+    let mut seen: BTreeMap<String, String> =
+        std::fs::read(&seen_path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+    let key = |host: &str, door: &Door| format!("{host} {}", door.unit);
+    let units: Vec<_> = units
+        .into_iter()
+        .filter(|(h, d, new)| seen.get(&key(h, d)) != Some(&crate::pki::sha256_hex(new.as_bytes())))
+        .collect();
     if units.is_empty() {
         return Ok(Vec::new());
     }
@@ -232,6 +245,20 @@ pub fn check(session: &Session, plans: &[StepPlan], opts: &Options) -> Result<Ve
         reqs.entry(host.clone()).or_default().push(content(&format!("/etc/systemd/system/{}", door.unit)));
     }
     let old_units = ask(reqs)?;
+    let before = seen.clone();
+    for (host, door, new) in &units {
+        if old_units.get(&(host.clone(), format!("/etc/systemd/system/{}", door.unit))) == Some(&Some(new.as_bytes().to_vec())) {
+            seen.insert(key(host, door), crate::pki::sha256_hex(new.as_bytes()));
+        }
+    }
+    if seen != before {
+        // Only a cache: a failed write means the next run asks the hosts again.
+        let _ = std::fs::create_dir_all(seen_path.parent().expect("in cache/"));
+        let tmp = seen_path.with_extension("json.tmp");
+        if std::fs::write(&tmp, serde_json::to_vec_pretty(&seen).expect("serializes")).is_ok() {
+            let _ = std::fs::rename(&tmp, &seen_path);
+        }
+    }
     let changes: Vec<UnitChange> = units
         .into_iter()
         .filter_map(|(host, door, new)| {

@@ -50,11 +50,12 @@ fn kubeasz_pki_keeps_its_ca_and_every_certificate_that_does_the_job() {
     assert_eq!(etcd.cert_pem.as_bytes(), &file(d.path(), "etcd.pem")[..]);
     assert_eq!(pki.cert_files("etcd-ca", host).unwrap().cert_pem.as_bytes(), &file(d.path(), "ca.pem")[..]);
 
-    // A re-run keeps everything, and the decision sticks.
+    // A re-run keeps everything, byte for byte, and the decision sticks.
+    let first = fingerprints(&ssl);
     let again = Pki::ensure(d.path(), &spec()).unwrap();
     assert!(again.one_ca());
     assert!(again.outcome().issued.is_empty(), "{:?}", again.outcome());
-    assert_eq!(fingerprints(&ssl).len(), fingerprints(&ssl).len());
+    assert_eq!(fingerprints(&ssl), first);
 }
 
 #[test]
@@ -89,4 +90,33 @@ fn with_the_ca_key_offline_what_exists_is_used_and_issuing_names_the_key() {
     assert!(e.contains("ca-key.pem"), "{e}");
     assert!(!ssl.join("apiserver-etcd-client.pem").exists());
     assert!(!ssl.join("ca-key.pem").exists(), "a CA key was made");
+}
+
+/// The outage of issue 21, said before it happens: etcd moved from kubeasz's CA to a separate
+/// etcd CA refuses every client certificate kubeasz issued; the check names each one.
+#[test]
+fn moving_etcd_to_another_ca_names_every_client_it_refuses() {
+    use ezk::ops::client_cutoff::{DOORS, FileMap, UnitChange, findings};
+    let kz = kubeasz_dir();
+    let ezk_made = tempfile::tempdir().unwrap();
+    Pki::ensure(ezk_made.path(), &spec()).unwrap();
+    let unit = |ca: &str| format!("[Service]\nExecStart=/opt/kube/bin/etcd \\\n  --trusted-ca-file=/ssl/{ca} \\\n  --client-cert-auth=true\n");
+    let change = UnitChange { host: "h1".into(), door: &DOORS[0], old: unit("ca.pem"), new: unit("etcd-ca.pem") };
+    let mut planned = FileMap::new();
+    planned.insert(("h1".into(), "/ssl/etcd-ca.pem".into()), Some(file(ezk_made.path(), "etcd-ca.pem")));
+    let mut on_hosts = FileMap::new();
+    for f in ["ca.pem", "kubernetes.pem", "etcd.pem"] {
+        on_hosts.insert(("h1".into(), format!("/ssl/{f}")), Some(file(kz.path(), f)));
+    }
+    let local = vec![("admin.pem".to_string(), file(kz.path(), "admin.pem"))];
+    let found = findings(&[change], &planned, &on_hosts, &local, Path::new("/home/kz/ssl"));
+    assert_eq!(found.len(), 1, "{found:#?}");
+    let text = found[0].to_string();
+    for want in ["on h1: etcd stops trusting the CA", "CN=kubernetes-ca", "(--trusted-ca-file)", "/ssl/kubernetes.pem on h1", "/ssl/etcd.pem on h1", "/home/kz/ssl/admin.pem (this machine)"] {
+        assert!(text.contains(want), "{want:?} not in: {text}");
+    }
+    // The same CA under the new name: nothing to say.
+    planned.insert(("h1".into(), "/ssl/etcd-ca.pem".into()), Some(file(kz.path(), "ca.pem")));
+    let change = UnitChange { host: "h1".into(), door: &DOORS[0], old: unit("ca.pem"), new: unit("etcd-ca.pem") };
+    assert!(findings(&[change], &planned, &on_hosts, &local, Path::new("/home/kz/ssl")).is_empty());
 }
