@@ -387,6 +387,9 @@ impl Checker<'_> {
                     "choose non-overlapping ranges (e.g. SERVICE_CIDR=10.68.0.0/16, CLUSTER_CIDR=172.20.0.0/16)",
                 );
         }
+        if let Some(c) = cluster {
+            self.node_subnets_fit(&h, c);
+        }
         for (name, cidr) in [("SERVICE_CIDR", service), ("CLUSTER_CIDR", cluster)] {
             let Some(cidr) = cidr else { continue };
             for host in self.inv.hosts.clone() {
@@ -602,6 +605,49 @@ impl Checker<'_> {
             (Some(v), _) => format!("{v}, {}", self.var_at(host, v)),
             (None, Some(v)) => format!("{v} by default"),
             (None, None) => "a fixed port".into(),
+        }
+    }
+
+    /// The controller-manager gives every node a NODE_CIDR_LEN subnet of CLUSTER_CIDR: a node
+    /// past the last one gets none, and its pods no network.
+    fn node_subnets_fit(&mut self, h: &str, cluster: Cidr) {
+        let len_text = self.get(h, "NODE_CIDR_LEN").unwrap_or_else(|| "24".into());
+        let Ok(len) = len_text.trim().parse::<u8>() else {
+            let at = self.var_at(h, "NODE_CIDR_LEN");
+            self.invalid(at, format!("NODE_CIDR_LEN {len_text:?} is not a prefix length"), "write a number, e.g. 24");
+            return;
+        };
+        let max = if cluster.addr.is_ipv4() { 32 } else { 128 };
+        let nodes: HashSet<&String> =
+            self.inv.hosts_in("kube_master").iter().chain(self.inv.hosts_in("kube_node")).collect();
+        let nodes = nodes.len();
+        let fits = len >= cluster.prefix && len <= max && {
+            let bits = u32::from(len - cluster.prefix);
+            bits >= 63 || (1u64 << bits) >= nodes as u64
+        };
+        if !fits {
+            let subnets = if len < cluster.prefix || len > max {
+                "no".to_string()
+            } else {
+                (1u64 << u32::from(len - cluster.prefix)).to_string()
+            };
+            let at = self.var_at(h, "NODE_CIDR_LEN");
+            let cat = self.var_at(h, "CLUSTER_CIDR");
+            self.invalid(
+                at,
+                format!(
+                    "NODE_CIDR_LEN {len} gives {subnets} node subnet(s) of CLUSTER_CIDR {cluster} ({cat}), and the cluster has {nodes} node(s)"
+                ),
+                {
+                    // Bits of subnet number the node count needs.
+                    let need = (usize::BITS - nodes.saturating_sub(1).leading_zeros()) as u8;
+                    let wide = len.saturating_sub(need);
+                    format!(
+                        "give every node a pod subnet: widen CLUSTER_CIDR to a /{wide} (or wider), or set NODE_CIDR_LEN to {} (smaller subnets, fewer pods per node)",
+                        cluster.prefix + need
+                    )
+                },
+            );
         }
     }
 

@@ -186,6 +186,8 @@ pub fn hosts_file(input: &InventoryInput) -> String {
     s.push_str("corednsVer=\"1.8.3\"\n");
     s.push_str("# no image for the node-local DNS cache, metrics-server or the dashboard here (their manifests\n# are checked with a server-side dry run in the lab tests): kubelets ask CoreDNS directly\n");
     s.push_str("ENABLE_LOCAL_DNS_CACHE=false\nmetricsserver_install=\"no\"\ndashboard_install=\"no\"\n");
+    s.push_str("# lab hosts share this machine's disk: a percentage would be of the machine's disk, which\n# other work fills; evict only when it is really nearly full\n");
+    s.push_str("EVICTION_NODEFS_AVAILABLE=\"1Gi\"\nEVICTION_IMAGEFS_AVAILABLE=\"1Gi\"\n");
     s.push_str("# the conntrack table size is the machine's (read-only in a host): kube-proxy leaves it\n");
     s.push_str("KUBE_PROXY_CONNTRACK_MAX_PER_CORE=0\n");
     s.push_str("# no default route on a lab host: kube-apiserver reaches Service addresses (webhooks) by this one\n");

@@ -225,6 +225,22 @@ fn remote(
         "{checked} host(s) checked, {} unreachable, {problems} problem(s)",
         unreachable.len()
     );
+    let mut not_yet: Vec<&str> = findings
+        .iter()
+        .filter_map(|f| match &f.verdict {
+            certs_audit::Verdict::NotYet { step } => Some(step.as_str()),
+            _ => None,
+        })
+        .collect();
+    not_yet.sort_unstable();
+    not_yet.dedup();
+    if !not_yet.is_empty() {
+        let _ = writeln!(
+            out,
+            "not yet run on some hosts: step(s) {} (their files are not counted as problems)",
+            not_yet.join(", ")
+        );
+    }
     if problems > 0 {
         let _ = writeln!(
             out,

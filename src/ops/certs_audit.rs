@@ -233,6 +233,9 @@ pub enum Verdict {
     Same(Option<i64>),
     /// Not there; `step` installs it.
     Missing { step: String },
+    /// Not there, nor any other file `step` installs on this host: the step has not run here
+    /// yet (a cluster set up step by step). Not a problem.
+    NotYet { step: String },
     /// A different certificate or key (stale, replaced by hand, another CA).
     Differs(String),
     /// There but not usable (not a file, not a certificate, unreadable).
@@ -244,7 +247,7 @@ pub enum Verdict {
 impl Verdict {
     /// Anything but `Same`: the operator has to act.
     pub fn is_problem(&self) -> bool {
-        !matches!(self, Verdict::Same(_))
+        !matches!(self, Verdict::Same(_) | Verdict::NotYet { .. })
     }
 }
 
@@ -325,6 +328,25 @@ pub fn judge(
         };
         out.push(Finding { host: host.into(), path: e.path.clone(), what, verdict });
     }
+    // A step none of whose files is on this host has not run here: say so, without blame.
+    let mut untouched: Vec<String> = Vec::new();
+    for f in &out {
+        if let Verdict::Missing { step } = &f.verdict {
+            let all_missing = out.iter().filter(|g| in_step(expected, host, &g.path, step)).all(
+                |g| matches!(&g.verdict, Verdict::Missing { .. }),
+            );
+            if all_missing && !untouched.contains(step) {
+                untouched.push(step.clone());
+            }
+        }
+    }
+    for f in &mut out {
+        if let Verdict::Missing { step } = &f.verdict {
+            if untouched.contains(step) {
+                f.verdict = Verdict::NotYet { step: step.clone() };
+            }
+        }
+    }
     for f in forb {
         match answers.next() {
             Some(Found::Missing) => {}
@@ -345,6 +367,11 @@ pub fn judge(
     out
 }
 
+/// Whether `path` on `host` is one of the files `step` installs.
+fn in_step(expected: &[Expected], host: &str, path: &str, step: &str) -> bool {
+    expected.iter().any(|e| e.host == host && e.path == path && e.step == step)
+}
+
 /// The remote table: HOST, PATH, CERT, STATUS; one line per unreachable host.
 pub fn render(findings: &[Finding], unreachable: &[(String, String)]) -> String {
     let status = |v: &Verdict| match v {
@@ -353,6 +380,7 @@ pub fn render(findings: &[Finding], unreachable: &[(String, String)]) -> String 
         Verdict::Missing { step } => {
             format!("MISSING: not installed (step {step} installs it)")
         }
+        Verdict::NotYet { step } => format!("not yet: step {step} has not run on this host"),
         Verdict::Differs(m) => format!("MISMATCH: differs from local ({m})"),
         Verdict::Unreadable(m) => format!("UNREADABLE: {m}"),
         Verdict::Forbidden(m) => format!("FORBIDDEN: holds {m}"),

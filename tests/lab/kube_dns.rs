@@ -98,7 +98,9 @@ fn coredns_runs_at_the_cluster_dns_address(_: &Lab) {
         // Every kubelet points pods at it.
         for (i, h) in lab.hosts.iter().enumerate() {
             let conf = lab.sh(i, "cat /var/lib/kubelet/config.yaml");
-            assert!(conf.contains(&format!("- {dns}")) && conf.contains(&format!("clusterDomain: {DOMAIN}")), "{}: {conf}", h.name);
+            let y: serde_yaml::Value = serde_yaml::from_str(&conf).unwrap_or_else(|e| panic!("{}: {e}: {conf}", h.name));
+            assert_eq!(y["clusterDNS"][0].as_str(), Some(dns.as_str()), "{}: {conf}", h.name);
+            assert_eq!(y["clusterDomain"].as_str(), Some(DOMAIN), "{}: {conf}", h.name);
         }
     });
 }
