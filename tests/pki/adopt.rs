@@ -120,3 +120,25 @@ fn moving_etcd_to_another_ca_names_every_client_it_refuses() {
     let change = UnitChange { host: "h1".into(), door: &DOORS[0], old: unit("ca.pem"), new: unit("etcd-ca.pem") };
     assert!(findings(&[change], &planned, &on_hosts, &local, Path::new("/home/kz/ssl")).is_empty());
 }
+
+/// With the CA key offline, a plan still gets every file (a placeholder for what needs the
+/// key) and the reason is kept, naming the key: `ezk setup` stops there before connecting,
+/// `--plan` notes it.
+#[test]
+fn planning_with_the_ca_key_offline_collects_what_needs_it() {
+    use ezk::plan::DeployFiles;
+    let d = kubeasz_dir();
+    std::fs::remove_file(d.path().join("ssl/ca-key.pem")).unwrap();
+    let pki = Pki::ensure(d.path(), &spec()).unwrap();
+    let store = ezk::artifacts::Store::open(&ezk::home::Home::at(d.path())).unwrap();
+    let files = ezk::session::ClusterFiles::new(pki, store, None);
+    let etcd = files.cert("198.18.9.11", "etcd").unwrap();
+    assert_eq!(etcd.cert_pem.as_bytes(), &file(d.path(), "etcd.pem")[..]);
+    assert!(files.needs_ca_key().is_empty(), "step 02 needs no CA key: {:?}", files.needs_ca_key());
+    let client = files.cert("198.18.9.11", "apiserver-etcd-client").unwrap();
+    assert!(client.cert_pem.starts_with('#'), "{}", client.cert_pem);
+    files.kubeconfig("198.18.9.11", "kube-scheduler").unwrap();
+    let why = files.needs_ca_key();
+    assert!(!why.is_empty() && why.iter().all(|m| m.contains("ca-key.pem")), "{why:?}");
+    assert!(why.iter().any(|m| m.contains("apiserver-etcd-client")), "{why:?}");
+}
