@@ -20,6 +20,12 @@ pub struct Args {
     /// variables feed the others' files); only the selected ones are contacted and changed.
     #[arg(long, value_name = "PATTERN")]
     pub limit: Vec<String>,
+    /// Apply a change that refuses clients that could connect before: a CA that etcd or
+    /// kube-apiserver stops trusting, a client certificate made mandatory, a plaintext listener
+    /// removed. Without it such a run stops before changing anything, after saying which
+    /// clients (certificate files, hosts) would lose access; --plan says it too.
+    #[arg(long)]
+    pub allow_client_cutoff: bool,
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -81,6 +87,7 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
             limit: args.limit,
             extra_vars: args.run.extra_vars,
             run,
+            allow_client_cutoff: args.allow_client_cutoff,
         },
     )
 }

@@ -136,10 +136,15 @@ pub fn run_step_locked(
     conns: &IndexMap<String, Connection>,
     opts: &Options,
 ) -> Result<Recap, ExecError> {
-    let cluster_dir = lock.cluster_dir();
-    let known = cluster_dir.join("known_hosts");
-    let ssh = SshOptions {
-        known_hosts: vec![known],
+    let ssh = ssh_options(lock.cluster_dir(), conns, opts);
+    run_step_with(Arc::new(SshConnector::new(ssh)), lock, plan, conns, opts)
+}
+
+/// How a run connects: the cluster's known_hosts, the run's host-key policy, jump hosts and
+/// key exchange, every host's key offered to jump hosts.
+pub fn ssh_options(cluster_dir: &Path, conns: &IndexMap<String, Connection>, opts: &Options) -> SshOptions {
+    SshOptions {
+        known_hosts: vec![cluster_dir.join("known_hosts")],
         accept_new_host_keys: opts.accept_new_host_keys,
         connect_timeout: opts.connect_timeout,
         connect_attempts: opts.connect_attempts,
@@ -153,8 +158,7 @@ pub fn run_step_locked(
             keys
         },
         ..SshOptions::default()
-    };
-    run_step_with(Arc::new(SshConnector::new(ssh)), lock, plan, conns, opts)
+    }
 }
 
 /// `run_step_locked` with any connector (tests pass a double here).

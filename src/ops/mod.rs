@@ -5,7 +5,7 @@
 //!
 //! | operation | phases |
 //! |---|---|
-//! | `setup` | select hosts (`--limit`), refuse steps with a command of their own, plan, keep the selected hosts, run on the hosts |
+//! | `setup` | select hosts (`--limit`), refuse steps with a command of their own, plan, keep the selected hosts, say which clients lose access (`client_cutoff`), run on the hosts |
 //! | `destroy` | plan 99.clean, ask, run on the hosts, say what was kept |
 //! | `backup` | find the etcd members, find etcdctl, take a snapshot |
 //! | `restore` | find the members, find etcdctl, check the snapshot, ask, make each member's data, plan 95.restore, run on the hosts, say what was restored |
@@ -25,6 +25,7 @@ pub mod add_node;
 pub mod backup;
 pub mod certs;
 pub mod certs_audit;
+pub mod client_cutoff;
 pub mod check;
 mod check_summary;
 mod confirm;

@@ -36,7 +36,11 @@ pub fn run(home: &Home, req: Request) -> Result<i32, Error> {
         return Ok(1);
     }
     let files = session.files()?;
-    render_with(home, &req.step, &req.out, &session.inventory, files)
+    let code = render_with(home, &req.step, &req.out, &session.inventory, files)?;
+    for m in files.needs_ca_key() {
+        eprintln!("note: rendered with a placeholder: {m}");
+    }
+    Ok(code)
 }
 
 /// Render `step` with the given variables and files into `out`, the roles and playbooks

@@ -36,6 +36,8 @@ pub struct Request {
     pub extra_vars: Vec<(String, String)>,
     /// How the steps run (`--plan` is `plan_only`).
     pub run: Options,
+    /// Apply a change that refuses clients that had access (`--allow-client-cutoff`).
+    pub allow_client_cutoff: bool,
 }
 
 struct Setup {
@@ -52,6 +54,7 @@ const PHASES: &[Phase<Setup>] = &[
     Phase::new("refuse steps that have a command of their own", refuse_own_command),
     Phase::new("plan every step", plan_steps),
     Phase::new("keep the selected hosts", keep_selected).when(|s| s.only.is_some()),
+    Phase::new("say which clients lose access", client_cutoff),
     Phase::new("run the steps on the hosts", run_on_hosts).prepare(connect),
 ];
 
@@ -106,6 +109,15 @@ fn plan_steps(s: &mut Setup) -> Step {
         )
         .into());
     }
+    let need_key = s.session.files()?.needs_ca_key();
+    if !need_key.is_empty() {
+        if !s.req.run.plan_only {
+            return Err(need_key.join("\n").into());
+        }
+        for m in &need_key {
+            eprintln!("note: {m}");
+        }
+    }
     Ok(Flow::Next)
 }
 
@@ -115,6 +127,32 @@ fn keep_selected(s: &mut Setup) -> Step {
         keep_only(plan, only);
     }
     Ok(Flow::Next)
+}
+
+/// A change of whom etcd or kube-apiserver lets in (a trusted CA, a required client
+/// certificate, a plaintext listener) is said in words before anything happens, with the
+/// clients it refuses; it is applied only with `--allow-client-cutoff`.
+fn client_cutoff(s: &mut Setup) -> Step {
+    let found = super::client_cutoff::check(&s.session, &s.plans, &s.req.run)?;
+    if found.is_empty() {
+        return Ok(Flow::Next);
+    }
+    let mut text = String::from("this run changes who may connect; clients that had access lose it:\n");
+    for f in &found {
+        text.push_str(&format!("  - {f}\n"));
+    }
+    if s.req.run.plan_only || s.req.allow_client_cutoff {
+        if !s.req.run.plan_only {
+            text.push_str("applied as asked (--allow-client-cutoff)\n");
+        }
+        // On stdout with the plan; with --json, stdout is the JSON document.
+        if s.req.run.json { eprint!("{text}") } else { print!("{text}") }
+        return Ok(Flow::Next);
+    }
+    Err(format!(
+        "{text}not applied: nothing was changed on any host. Move those clients first, or accept the cut-off with --allow-client-cutoff (README: \"Taking over a cluster kubeasz built\")"
+    )
+    .into())
 }
 
 /// Drop from `plan` the hosts `--limit` left out.

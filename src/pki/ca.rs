@@ -1,5 +1,7 @@
 //! The three CAs: kept when present (kubeasz users bring their cfssl-made, usually RSA, CA),
-//! created when absent, replaced only on explicit request (`kca-renew --new-ca`).
+//! created when absent, replaced only on explicit request (`kca-renew --new-ca`). A CA whose
+//! key is kept offline (the certificate without `<stem>-key.pem`) still loads: whatever it
+//! already signed is used, and only issuing something new needs the key.
 
 use std::path::Path;
 
@@ -18,7 +20,10 @@ pub struct Ca {
     pub kind: CaKind,
     /// DER of the CA certificate (its subject must reappear byte-for-byte as leaf issuers).
     pub cert_der: Vec<u8>,
-    pub key: KeyPair,
+    /// `None`: the key is not on this machine (kept offline); nothing new can be signed.
+    pub key: Option<KeyPair>,
+    /// Where the key is (or would be), for the message when it is needed.
+    pub key_path: std::path::PathBuf,
     /// sha256 (hex) of the certificate DER; part of every leaf's inputs.
     pub fingerprint: String,
     /// True when this run created it.
@@ -29,7 +34,11 @@ impl Ca {
     /// An rcgen issuer for this CA, parsed from the certificate so that user CAs keep their
     /// exact subject and key identifier.
     pub fn issuer(&self) -> Result<Issuer<'_, &KeyPair>, PkiError> {
-        Issuer::from_ca_cert_der(&self.cert_der.clone().into(), &self.key).map_err(|source| {
+        let key = self.key.as_ref().ok_or_else(|| PkiError::NeedsCaKey {
+            what: self.kind.stem().into(),
+            key: self.key_path.clone(),
+        })?;
+        Issuer::from_ca_cert_der(&self.cert_der.clone().into(), key).map_err(|source| {
             PkiError::Sign {
                 id: self.kind.stem().into(),
                 source,
@@ -44,7 +53,8 @@ pub fn sha256_hex(b: &[u8]) -> String {
 }
 
 /// Load `<stem>.pem` + `<stem>-key.pem` from `ssl`, or create them when both are absent
-/// (or when `replace` is set). Half a pair is an error: ezk never overwrites a lone CA file.
+/// (or when `replace` is set). A certificate without its key loads keyless (the key kept
+/// offline); a key without its certificate is an error: ezk never overwrites a lone CA file.
 pub fn load_or_create(
     ssl: &Path,
     kind: CaKind,
@@ -55,13 +65,7 @@ pub fn load_or_create(
     let key_path = ssl.join(format!("{}-key.pem", kind.stem()));
     if !replace {
         match (read_opt(&cert_path)?, read_opt(&key_path)?) {
-            (Some(c), Some(k)) => return load(&cert_path, &key_path, kind, c, k),
-            (Some(_), None) => {
-                return Err(PkiError::HalfCa {
-                    present: cert_path,
-                    missing: key_path,
-                });
-            }
+            (Some(c), k) => return load(&cert_path, &key_path, kind, c, k),
             (None, Some(_)) => {
                 return Err(PkiError::HalfCa {
                     present: key_path,
@@ -106,7 +110,8 @@ pub fn load_or_create(
         kind,
         fingerprint: sha256_hex(&der),
         cert_der: der,
-        key,
+        key: Some(key),
+        key_path,
         created: true,
     })
 }
@@ -116,7 +121,7 @@ fn load(
     key_path: &Path,
     kind: CaKind,
     cert_pem: String,
-    key_pem: String,
+    key_pem: Option<String>,
 ) -> Result<Ca, PkiError> {
     let bad = |path: &Path, msg: String| PkiError::BadFile {
         path: path.to_path_buf(),
@@ -133,19 +138,23 @@ fn load(
             "is not a CA certificate (basicConstraints CA:TRUE missing)".into(),
         ));
     }
-    let key = key_from_pem(&key_pem).map_err(|m| bad(key_path, m))?;
-    if x509.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
-        return Err(bad(
-            key_path,
-            format!("does not belong to {}", cert_path.display()),
-        ));
-    }
+    let key = match key_pem {
+        None => None,
+        Some(key_pem) => {
+            let key = key_from_pem(&key_pem).map_err(|m| bad(key_path, m))?;
+            if x509.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
+                return Err(bad(key_path, format!("does not belong to {}", cert_path.display())));
+            }
+            Some(key)
+        }
+    };
     // Re-encode a PKCS#1/SEC1 key? No: the user's file stays as they made it.
     Ok(Ca {
         kind,
         fingerprint: sha256_hex(&der),
         cert_der: der,
         key,
+        key_path: key_path.to_path_buf(),
         created: false,
     })
 }

@@ -24,6 +24,10 @@ pub enum PkiError {
     #[error("{}: exists without {}; restore the missing file, or move both away to let ezk create a new CA", present.display(), missing.display())]
     HalfCa { present: PathBuf, missing: PathBuf },
 
+    /// Something must be signed by a CA whose key is not on this machine.
+    #[error("{what} must be issued, but the CA key {} is not here (kept offline?); put the key there for this run (ezk reads it, and sends it to no host but the masters, for kube-controller-manager), or restore a certificate that is still valid; nothing was changed on any host", key.display())]
+    NeedsCaKey { what: String, key: PathBuf },
+
     /// rcgen refused to build or sign a certificate.
     #[error("issuing {id}: {source}")]
     Sign { id: String, source: rcgen::Error },

@@ -9,6 +9,43 @@ use super::Pki;
 use super::ca::sha256_hex;
 use super::cert_ids::CaKind;
 
+/// Whether the certificate `cert_der` was signed by the CA certificate `ca_der`: its issuer is
+/// the CA's subject and the CA's key verifies its signature.
+pub fn signed_by(cert_der: &[u8], ca_der: &[u8]) -> bool {
+    let (Ok((_, c)), Ok((_, ca))) = (parse_x509_certificate(cert_der), parse_x509_certificate(ca_der)) else {
+        return false;
+    };
+    c.issuer().as_raw() == ca.subject().as_raw() && c.verify_signature(Some(ca.public_key())).is_ok()
+}
+
+/// The DER of every certificate in a PEM document (a CA bundle holds several).
+pub fn pem_certs(pem: &[u8]) -> Vec<Vec<u8>> {
+    x509_parser::pem::Pem::iter_from_buffer(pem)
+        .filter_map(Result::ok)
+        .filter(|p| p.label == "CERTIFICATE")
+        .map(|p| p.contents)
+        .collect()
+}
+
+/// Whether a certificate may authenticate a client: extended key usage clientAuth (or any),
+/// or no extended key usage at all (RFC 5280: then any use), and not a CA.
+pub fn is_client_cert(cert_der: &[u8]) -> bool {
+    let Ok((_, c)) = parse_x509_certificate(cert_der) else { return false };
+    if c.is_ca() {
+        return false;
+    }
+    match c.extended_key_usage() {
+        Ok(Some(e)) => e.value.client_auth || e.value.any,
+        Ok(None) => true,
+        Err(_) => false,
+    }
+}
+
+/// The subject of a certificate, as openssl prints it ("C=CN, …, CN=kubernetes-ca").
+pub fn subject(cert_der: &[u8]) -> String {
+    parse_x509_certificate(cert_der).map(|(_, c)| c.subject().to_string()).unwrap_or_else(|_| "?".into())
+}
+
 /// One certificate as read from its PEM.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertInfo {
@@ -72,10 +109,13 @@ pub fn inspect_pem(pem: &[u8]) -> Result<CertInfo, String> {
 /// Every CA and leaf certificate under ssl/, in catalog order. A file that is missing or
 /// unreadable gets a row with `problem` set instead of failing the whole report.
 pub fn local_report(pki: &Pki) -> Vec<CertRow> {
-    let mut files: Vec<String> = CaKind::ALL
-        .iter()
-        .map(|k| format!("{}.pem", k.stem()))
-        .collect();
+    let mut files: Vec<String> = Vec::new();
+    for k in CaKind::ALL {
+        let f = format!("{}.pem", pki.ca_stem(k));
+        if !files.contains(&f) {
+            files.push(f);
+        }
+    }
     files.extend(pki.leaves.iter().map(|l| format!("{}.pem", l.stem)));
     files
         .into_iter()

@@ -11,6 +11,7 @@ use rcgen::{
 use sha2::{Digest, Sha256};
 use x509_parser::prelude::*;
 
+use super::adopt;
 use super::ca::{self, Ca, sha256_hex};
 use super::cert_ids::{CaKind, LeafDef, San, leaves};
 use super::error::PkiError;
@@ -174,15 +175,22 @@ fn check_chains(def: &LeafDef, ca: &Ca, leaf_der: &[u8]) -> Result<(), PkiError>
 }
 
 /// Issue or reuse every CA and leaf under `cluster_dir/ssl/` (`force`: reissue every leaf;
-/// `new_ca`: the CAs too), and write the deploy machine's admin kubeconfig.
+/// `new_ca`: the CAs too), and write the deploy machine's admin kubeconfig. A certificate ezk
+/// did not issue is kept when it does the job (`adopt`); one that must be issued by a CA whose
+/// key is offline is left pending: handing it out is then the error that names the key.
 pub(super) fn ensure_all(cluster_dir: &Path, spec: &PkiSpec, force: bool, new_ca: bool) -> Result<Pki, PkiError> {
     spec.validate()?;
     let ssl = cluster_dir.join("ssl");
     ensure_private_dir(&ssl)?;
     let mut outcome = Outcome::default();
+    let mut manifest = Manifest::load(&ssl)?;
+    let one_ca = adopt::one_ca(&ssl, &manifest);
     let ca_validity = spec.ca_validity()?;
     let mut cas = Vec::new();
     for kind in CaKind::ALL {
+        if one_ca && kind != CaKind::Cluster {
+            continue;
+        }
         let c = ca::load_or_create(&ssl, kind, ca_validity, new_ca)?;
         if c.created {
             outcome.created_cas.push(kind.stem().to_string());
@@ -193,17 +201,29 @@ pub(super) fn ensure_all(cluster_dir: &Path, spec: &PkiSpec, force: bool, new_ca
     super::encryption::ensure_key(&ssl)?;
 
     let validity = spec.cert_validity()?;
-    let mut manifest = Manifest::load(&ssl)?;
-    let before = manifest.certs.clone();
+    let before = manifest.clone();
     let leaves = leaves(spec)?;
+    let mut pending = Vec::new();
     for def in &leaves {
-        let ca = cas
-            .iter()
-            .find(|c| c.kind == def.ca)
-            .expect("all CAs loaded");
+        let kind = if one_ca { CaKind::Cluster } else { def.ca };
+        let ca = cas.iter().find(|c| c.kind == kind).expect("all CAs loaded");
         let inputs = inputs_hash(def, ca, &spec.cert_expiry);
-        if !force && reusable(&ssl, def, manifest.certs.get(&def.stem), &inputs)? {
+        let recorded = manifest.certs.get(&def.stem);
+        if !force && reusable(&ssl, def, recorded, &inputs)? {
             outcome.reused.push(def.stem.clone());
+            continue;
+        }
+        let kept_inputs = format!("{KEPT}{inputs}");
+        if !force && recorded.is_none_or(|e| e.inputs.starts_with(KEPT)) && adopt::keepable(&ssl, def, ca)?.is_ok() {
+            let (cert_path, _) = leaf_paths(&ssl, &def.stem);
+            let pem = read_opt(&cert_path)?.unwrap_or_default();
+            let sha256 = parse_x509_pem(pem.as_bytes()).map(|(_, p)| sha256_hex(&p.contents)).unwrap_or_default();
+            manifest.certs.insert(def.stem.clone(), Entry { inputs: kept_inputs, sha256 });
+            outcome.kept.push(def.stem.clone());
+            continue;
+        }
+        if ca.key.is_none() {
+            pending.push((def.stem.clone(), ca.key_path.clone()));
             continue;
         }
         let entry = issue(&ssl, def, ca, validity, inputs)?;
@@ -214,7 +234,8 @@ pub(super) fn ensure_all(cluster_dir: &Path, spec: &PkiSpec, force: bool, new_ca
     manifest
         .certs
         .retain(|stem, _| leaves.iter().any(|l| &l.stem == stem));
-    if manifest.certs != before || !Manifest::path(&ssl).exists() {
+    manifest.one_ca = one_ca;
+    if manifest.certs != before.certs || manifest.one_ca != before.one_ca || !Manifest::path(&ssl).exists() {
         manifest.version = 1;
         manifest.save(&ssl)?;
     }
@@ -223,11 +244,19 @@ pub(super) fn ensure_all(cluster_dir: &Path, spec: &PkiSpec, force: bool, new_ca
         spec: spec.clone(),
         leaves,
         outcome,
+        one_ca,
+        pending,
     };
-    let local = cluster_dir.join("kubectl.kubeconfig");
-    let text = pki.local_admin_kubeconfig()?;
-    if read_opt(&local)?.as_deref() != Some(text.as_str()) {
-        write_atomic(&local, text.as_bytes(), KEY_MODE)?;
+    // The deploy machine's kubectl: once its admin certificate exists.
+    if !pki.pending.iter().any(|(stem, _)| stem == "admin") {
+        let local = cluster_dir.join("kubectl.kubeconfig");
+        let text = pki.local_admin_kubeconfig()?;
+        if read_opt(&local)?.as_deref() != Some(text.as_str()) {
+            write_atomic(&local, text.as_bytes(), KEY_MODE)?;
+        }
     }
     Ok(pki)
 }
+
+/// Marks a manifest entry of a certificate ezk found and kept rather than issued.
+const KEPT: &str = "kept:";

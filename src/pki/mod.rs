@@ -11,6 +11,7 @@
 //! service-account key pair instead of the CA key, ECDSA P-256 keys, 0600 keys in a 0700 dir.
 
 mod access;
+mod adopt;
 mod ca;
 pub mod cert_ids;
 pub mod encryption;
@@ -72,6 +73,8 @@ pub struct Outcome {
     pub issued: Vec<String>,
     /// Leaf stems kept from a previous run.
     pub reused: Vec<String>,
+    /// Leaf stems found in place (not issued by ezk, e.g. kubeasz's) and kept as they are.
+    pub kept: Vec<String>,
 }
 
 /// The PKI of one cluster, after `ensure`.
@@ -81,6 +84,10 @@ pub struct Pki {
     spec: PkiSpec,
     leaves: Vec<LeafDef>,
     outcome: Outcome,
+    /// One CA signs everything (a PKI kubeasz made; see `adopt`).
+    one_ca: bool,
+    /// Leaf stems that must be issued by a CA whose key is not here, with that key's path.
+    pending: Vec<(String, PathBuf)>,
 }
 
 impl Pki {
@@ -93,11 +100,15 @@ impl Pki {
     /// Open without issuing or writing anything (for reports such as `ezk certs`).
     pub fn open(cluster_dir: &Path, spec: &PkiSpec) -> Result<Pki, PkiError> {
         spec.validate()?;
+        let ssl = cluster_dir.join("ssl");
+        let one_ca = adopt::one_ca(&ssl, &ssl_dir::Manifest::load(&ssl)?);
         Ok(Pki {
-            ssl: cluster_dir.join("ssl"),
+            ssl,
             spec: spec.clone(),
             leaves: cert_ids::leaves(spec)?,
             outcome: Outcome::default(),
+            one_ca,
+            pending: Vec::new(),
         })
     }
 
@@ -147,6 +158,24 @@ impl Pki {
         &self.ssl
     }
 
+    /// Whether one CA (`ca.pem`) signs everything: a PKI kubeasz made, kept as it is.
+    pub fn one_ca(&self) -> bool {
+        self.one_ca
+    }
+
+    /// The file stem of the CA that signs what `kind` names here (`ca` for all in a one-CA PKI).
+    pub fn ca_stem(&self, kind: CaKind) -> &'static str {
+        if self.one_ca { CaKind::Cluster.stem() } else { kind.stem() }
+    }
+
+    /// The error for a certificate that must be issued by a CA whose key is offline.
+    fn pending_error(&self, stem: &str) -> Option<PkiError> {
+        self.pending.iter().find(|(s, _)| s == stem).map(|(s, key)| PkiError::NeedsCaKey {
+            what: format!("certificate {s}.pem"),
+            key: key.clone(),
+        })
+    }
+
     /// The spec this PKI was ensured for.
     pub fn spec(&self) -> &PkiSpec {
         &self.spec
@@ -179,7 +208,10 @@ impl Pki {
                 .ok_or_else(|| unknown(id))?,
         };
         let (c, k) = issue::leaf_paths(&self.ssl, &def.stem);
-        Ok((c, k, self.ssl.join(format!("{}.pem", def.ca.stem()))))
+        if let Some(e) = self.pending_error(&def.stem) {
+            return Err(e);
+        }
+        Ok((c, k, self.ssl.join(format!("{}.pem", self.ca_stem(def.ca)))))
     }
 
     fn read(&self, file: &str) -> Result<String, PkiError> {
@@ -192,7 +224,7 @@ impl Pki {
 
     fn files_for(&self, id: &str, stem: &str) -> Result<CertFiles, PkiError> {
         let ca_only = |kind: CaKind| -> Result<CertFiles, PkiError> {
-            let pem = self.read(&format!("{}.pem", kind.stem()))?;
+            let pem = self.read(&format!("{}.pem", self.ca_stem(kind)))?;
             Ok(CertFiles {
                 cert_pem: pem.clone(),
                 key_pem: None,
@@ -203,6 +235,10 @@ impl Pki {
             Some(IdKind::Ca(kind)) => ca_only(kind),
             Some(IdKind::CaWithKey) => {
                 let mut f = ca_only(CaKind::Cluster)?;
+                let key = self.ssl.join("ca-key.pem");
+                if !key.exists() {
+                    return Err(PkiError::NeedsCaKey { what: "ca-key (kube-controller-manager signs with it)".into(), key });
+                }
                 f.key_pem = Some(SecretPem(self.read("ca-key.pem")?));
                 Ok(f)
             }
@@ -217,10 +253,13 @@ impl Pki {
                     .iter()
                     .find(|l| l.stem == stem)
                     .ok_or_else(|| unknown(id))?;
+                if let Some(e) = self.pending_error(stem) {
+                    return Err(e);
+                }
                 Ok(CertFiles {
                     cert_pem: self.read(&format!("{stem}.pem"))?,
                     key_pem: Some(SecretPem(self.read(&format!("{stem}-key.pem"))?)),
-                    ca_pem: Some(self.read(&format!("{}.pem", def.ca.stem()))?),
+                    ca_pem: Some(self.read(&format!("{}.pem", self.ca_stem(def.ca)))?),
                 })
             }
             Some(IdKind::Secret) | None => Err(unknown(id)),

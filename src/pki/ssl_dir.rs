@@ -85,6 +85,11 @@ pub struct Entry {
 pub struct Manifest {
     pub version: u32,
     pub certs: BTreeMap<String, Entry>,
+    /// One CA (`ca.pem`) signs everything, etcd and front-proxy certificates too: a PKI that
+    /// kubeasz made, kept so that every client holding one of its certificates keeps working
+    /// (see `adopt`). Decided once, when ezk first meets the directory.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub one_ca: bool,
 }
 
 impl Manifest {
@@ -100,6 +105,7 @@ impl Manifest {
             None => Ok(Manifest {
                 version: 1,
                 certs: BTreeMap::new(),
+                one_ca: false,
             }),
             Some(s) => serde_json::from_str(&s).map_err(|e| PkiError::Manifest {
                 path,

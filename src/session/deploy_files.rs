@@ -22,6 +22,9 @@ pub struct ClusterFiles {
     pub store: Store,
     pub k8s_ver: Option<String>,
     binaries: Mutex<HashMap<String, StoredBinary>>,
+    /// Certificates a plan asked for that a CA key kept offline must sign first (the
+    /// message naming the key, once per message): planned with a placeholder, never applied.
+    needs_ca_key: Mutex<Vec<String>>,
 }
 
 impl ClusterFiles {
@@ -34,7 +37,31 @@ impl ClusterFiles {
     }
 
     pub fn new(pki: Pki, store: Store, k8s_ver: Option<String>) -> Self {
-        ClusterFiles { pki, store, k8s_ver, binaries: Mutex::new(HashMap::new()) }
+        ClusterFiles { pki, store, k8s_ver, binaries: Mutex::new(HashMap::new()), needs_ca_key: Mutex::new(Vec::new()) }
+    }
+
+    /// `r`, or, when it needs a CA key that is not here, `placeholder()` with the reason
+    /// remembered: a plan still shows everything else; `needs_ca_key` stops a run before it
+    /// starts.
+    fn or_pending<T>(&self, r: Result<T, crate::pki::PkiError>, placeholder: impl FnOnce() -> T) -> Result<T, String> {
+        match r {
+            Ok(v) => Ok(v),
+            Err(e @ crate::pki::PkiError::NeedsCaKey { .. }) => {
+                let msg = e.to_string();
+                let mut seen = self.needs_ca_key.lock().unwrap();
+                if !seen.contains(&msg) {
+                    seen.push(msg);
+                }
+                Ok(placeholder())
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Why the plans made so far cannot be applied: each certificate they install that must be
+    /// issued by a CA whose key is not on this machine (empty: nothing is missing).
+    pub fn needs_ca_key(&self) -> Vec<String> {
+        self.needs_ca_key.lock().unwrap().clone()
     }
 
     fn version_set(&self) -> Result<&str, String> {
@@ -64,16 +91,19 @@ impl ClusterFiles {
 
 impl DeployFiles for ClusterFiles {
     fn cert(&self, host: &str, id: &str) -> Result<CertPem, String> {
-        let f = self.pki.cert_files(id, host).map_err(|e| e.to_string())?;
-        Ok(CertPem {
+        let files = self.pki.cert_files(id, host).map(|f| CertPem {
             cert_pem: f.cert_pem,
             key_pem: f.key_pem.map(|k| k.expose().to_string()),
             ca_pem: f.ca_pem,
+        });
+        self.or_pending(files, || {
+            let p = format!("# {id}: to be issued once the CA key is present\n");
+            CertPem { cert_pem: p.clone(), key_pem: Some(p.clone()), ca_pem: Some(p) }
         })
     }
 
     fn kubeconfig(&self, host: &str, name: &str) -> Result<String, String> {
-        self.pki.kubeconfig(name, host).map_err(|e| e.to_string())
+        self.or_pending(self.pki.kubeconfig(name, host), || format!("# {name}: to be made once the CA key is present\n"))
     }
 
     fn secret(&self, host: &str, name: &str) -> Result<String, String> {

@@ -39,6 +39,7 @@ mod steps_lb;
 mod steps_runtime;
 mod steps_support;
 mod support;
+mod takeover;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Instant;
@@ -60,6 +61,8 @@ const SUITES: &[&[Test]] = &[
     certs::TESTS,
     audit::TESTS,
     backup::TESTS,
+    // A kubeasz-built etcd taken over, on a 3-host lab of its own.
+    takeover::TESTS,
     // Kubernetes, on a 5-host lab of its own (booted by the first of these tests).
     kube_master::TESTS,
     kube_node::TESTS,

@@ -352,15 +352,31 @@ fn kca_renew_reissues_all_and_keeps_the_ca_unless_asked() {
 }
 
 #[test]
-fn half_a_ca_pair_is_refused_naming_the_files() {
+fn a_ca_key_without_its_certificate_is_refused_naming_the_files() {
     let d = tempfile::tempdir().unwrap();
     Pki::ensure(d.path(), &spec()).unwrap();
-    std::fs::remove_file(d.path().join("ssl/ca-key.pem")).unwrap();
+    std::fs::remove_file(d.path().join("ssl/ca.pem")).unwrap();
     let e = Pki::ensure(d.path(), &spec()).unwrap_err().to_string();
     assert!(
         e.contains("ca.pem") && e.contains("ca-key.pem") && e.contains("restore"),
         "{e}"
     );
+}
+
+#[test]
+fn a_ca_key_kept_offline_still_serves_what_it_signed_and_new_names_need_it() {
+    let d = tempfile::tempdir().unwrap();
+    Pki::ensure(d.path(), &spec()).unwrap();
+    std::fs::remove_file(d.path().join("ssl/ca-key.pem")).unwrap();
+    let pki = Pki::ensure(d.path(), &spec()).unwrap();
+    assert!(pki.outcome().issued.is_empty());
+    assert!(pki.cert_files("admin", "198.18.9.11").is_ok());
+    let mut more = spec();
+    more.master_cert_hosts.push("198.18.9.201".into());
+    let pki = Pki::ensure(d.path(), &more).unwrap();
+    let e = pki.cert_files("kubernetes", "198.18.9.11").unwrap_err().to_string();
+    assert!(e.contains("ca-key.pem") && e.contains("kubernetes.pem"), "{e}");
+    assert!(!d.path().join("ssl/ca-key.pem").exists());
 }
 
 #[test]

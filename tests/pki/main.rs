@@ -7,6 +7,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod adopt;
 mod audit;
 mod catalog;
 mod certs;

@@ -209,8 +209,16 @@ pub fn fetch_over_ssh(
         identity_files: keys,
         ..SshOptions::default()
     };
+    fetch_with(opts, hosts)
+}
+
+/// `fetch_all` over SSH with these options (a run's: its jump hosts, its host-key policy).
+pub fn fetch_with(
+    opts: SshOptions,
+    hosts: &IndexMap<String, (Connection, Vec<Request>)>,
+) -> Result<Answers, std::io::Error> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let command_timeout = connect_timeout.max(Duration::from_secs(30));
+    let command_timeout = opts.connect_timeout.max(Duration::from_secs(30));
     Ok(rt.block_on(fetch_all(
         Arc::new(SshConnector::new(opts)),
         hosts,
