@@ -124,7 +124,7 @@ fn every_step_renders_for_a_kubeasz_1_31_cluster() {
     let kubelet_unit = file(&files, &step("05"), "198.51.100.4", "kubelet.service");
     assert!(!kubelet_unit.contains("--container-runtime=") && !kubelet_unit.contains("--pod-infra-container-image"), "{kubelet_unit}");
     let kubelet_config = file(&files, &step("05"), "198.51.100.4", "lib/kubelet/config.yaml");
-    assert!(kubelet_config.contains("containerRuntimeEndpoint: unix://") && kubelet_config.contains("seccompDefault: true"), "{kubelet_config}");
+    assert!(kubelet_config.contains("containerRuntimeEndpoint: \"unix://") && kubelet_config.contains("seccompDefault: true"), "{kubelet_config}");
     let sched = file(&files, &step("04"), master, "kube-scheduler-config.yaml");
     assert!(sched.contains("apiVersion: kubescheduler.config.k8s.io/v1\n"), "{sched}");
     // Each binary is named with its 1.31.2 set's version, not written; the render says which.

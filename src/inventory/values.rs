@@ -708,6 +708,7 @@ pub const LISTENERS: &[Listener] = &[
         default: 5000,
         bind: Bind::All,
         follows: None,
+        when: &[],
     },
     Listener {
         service: "kube-scheduler",

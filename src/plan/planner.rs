@@ -234,9 +234,8 @@ impl Planner<'_> {
                 if let Some(k) = &shared.kube {
                     extra.push(("kube", k.clone()));
                 }
-                if let Some(i) = &shared.images
-                    && !v.contains_key("images")
-                {
+                // An inventory variable named `images` wins (the first map does).
+                if let Some(i) = &shared.images {
                     extra.push(("images", i.clone()));
                 }
                 extra.push(("k8s_nodes", shared.nodes.clone()));

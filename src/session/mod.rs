@@ -249,10 +249,12 @@ impl Variables for Inventory {
 
     /// The images of K8S_VER's artifact set, by name, with what their references say.
     fn images(&self) -> Option<indexmap::IndexMap<String, crate::plan::ImageName>> {
-        let manifest = crate::artifacts::Manifest::shipped().ok()?;
-        let (_, set) = manifest.set(&k8s_ver(self)?).ok()?;
+        // Always defined: a release not pinned yet (or one whose set lists no images) has none,
+        // so `PRELOAD_IMAGES | map('extract', images)` renders for it as for any other.
         let mut out = indexmap::IndexMap::new();
-        for i in &set.images {
+        let manifest = crate::artifacts::Manifest::shipped().ok();
+        let set = manifest.as_ref().zip(k8s_ver(self)).and_then(|(m, v)| m.set(&v).ok().map(|(_, s)| s));
+        for i in set.iter().flat_map(|s| &s.images) {
             let Ok(r) = crate::artifacts::registry::ImageRef::parse(&i.reference) else { continue };
             out.insert(
                 i.name.clone(),
