@@ -173,7 +173,8 @@ fn ex_lb_vip_failover_and_chrony(_shared: &Lab) {
             );
         }
     }
-    // A variable change: the plan shows exactly that line of haproxy.cfg and the restart.
+    // A variable change: the plan shows exactly that line of haproxy.cfg and the reload (the
+    // one-shot that reloads haproxy: open connections survive).
     let cfg_before = lab.sh(LB_MASTER, "sha256sum /etc/haproxy/haproxy.cfg");
     let pid_before = lab.sh(LB_MASTER, "systemctl show -p MainPID --value haproxy");
     let p = setup_ok(&lab, "10", &["--plan", "-e", "EX_LB_MAXCONN=3000"]);
@@ -192,7 +193,7 @@ fn ex_lb_vip_failover_and_chrony(_shared: &Lab) {
             actions,
             [
                 "[ex-lb] changed /etc/haproxy/haproxy.cfg",
-                "[ex-lb] restart haproxy (haproxy config)"
+                "[ex-lb] restart ezk-ex-lb-reload (haproxy config)"
             ],
             "{:#?}",
             p.plan(ip)
@@ -206,7 +207,7 @@ fn ex_lb_vip_failover_and_chrony(_shared: &Lab) {
     assert_eq!(
         lab.sh(LB_MASTER, "systemctl show -p MainPID --value haproxy"),
         pid_before,
-        "--plan restarted haproxy"
+        "--plan reloaded haproxy"
     );
 
     // A stand-in apiserver on every master's SECURE_PORT: it answers with the host's name.
