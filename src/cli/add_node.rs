@@ -1,5 +1,5 @@
 //! `ezk add-node <cluster> <ip> [k=v ...]` (kubeasz's `ezctl add-node`): the command's
-//! arguments; `ops::add_node` does the work.
+//! arguments (add-master's too); `ops::add_node` does the work.
 
 use super::setup::{RunArgs, options};
 use super::{CliResult, Context};
@@ -11,8 +11,9 @@ pub struct Args {
     pub cluster: String,
     /// The new host's IP address (it must accept the inventory's SSH user and key).
     pub ip: String,
-    /// Variables for the host's line in [kube_node], e.g. k8s_nodename=worker-4 (K8S_NODENAME=…
-    /// is written as k8s_nodename, which config.yml's K8S_NODENAME reads).
+    /// Variables for the host's line ([kube_node] for add-node, [kube_master] for add-master),
+    /// e.g. k8s_nodename=worker-4 (K8S_NODENAME=… is written as k8s_nodename, which
+    /// config.yml's K8S_NODENAME reads).
     #[arg(value_name = "KEY=VALUE", value_parser = host_var)]
     pub vars: Vec<(String, String)>,
     #[command(flatten)]
@@ -27,9 +28,13 @@ fn host_var(s: &str) -> Result<(String, String), String> {
 }
 
 pub fn run(ctx: &Context, args: Args) -> CliResult {
-    let run = options(ctx, &args.run);
-    ops::add_node::run(
-        &ctx.home,
-        ops::add_node::Request { cluster: args.cluster, host: args.ip, vars: args.vars, extra_vars: args.run.extra_vars, run },
-    )
+    ops::add_node::run(&ctx.home, args.request(ctx))
+}
+
+impl Args {
+    /// The operation's request (add-node's and add-master's).
+    pub(super) fn request(self, ctx: &Context) -> ops::add_node::Request {
+        let run = options(ctx, &self.run);
+        ops::add_node::Request { cluster: self.cluster, host: self.ip, vars: self.vars, extra_vars: self.run.extra_vars, run }
+    }
 }

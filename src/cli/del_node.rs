@@ -1,5 +1,5 @@
-//! `ezk del-node <cluster> <ip>` (kubeasz's `ezctl del-node`): the command's arguments;
-//! `ops::del_node` does the work.
+//! `ezk del-node <cluster> <ip>` (kubeasz's `ezctl del-node`): the command's arguments
+//! (del-master's too); `ops::del_node` does the work.
 
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use crate::ops;
 pub struct Args {
     /// Cluster name (clusters/<name>/).
     pub cluster: String,
-    /// The node's IP address, as in [kube_node].
+    /// The host's IP address, as in [kube_node] (del-node) or [kube_master] (del-master).
     pub ip: String,
     /// Do not ask for confirmation (required when stdin is not a terminal).
     #[arg(long, short = 'y')]
@@ -30,17 +30,21 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Context, args: Args) -> CliResult {
-    let run = options(ctx, &args.run);
-    ops::del_node::run(
-        &ctx.home,
+    ops::del_node::run(&ctx.home, args.request(ctx))
+}
+
+impl Args {
+    /// The operation's request (del-node's and del-master's).
+    pub(super) fn request(self, ctx: &Context) -> ops::del_node::Request {
+        let run = options(ctx, &self.run);
         ops::del_node::Request {
-            cluster: args.cluster,
-            host: args.ip,
-            yes: args.yes,
-            force: args.force,
-            drain_timeout: Duration::from_secs(args.drain_timeout),
-            extra_vars: args.run.extra_vars,
+            cluster: self.cluster,
+            host: self.ip,
+            yes: self.yes,
+            force: self.force,
+            drain_timeout: Duration::from_secs(self.drain_timeout),
+            extra_vars: self.run.extra_vars,
             run,
-        },
-    )
+        }
+    }
 }

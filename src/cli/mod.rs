@@ -11,10 +11,12 @@ use clap::{Parser, Subcommand};
 
 use crate::home::Home;
 
+pub mod add_master;
 pub mod add_node;
 pub mod backup;
 pub mod certs;
 pub mod check;
+pub mod del_master;
 pub mod del_node;
 pub mod checkout;
 pub mod destroy;
@@ -93,6 +95,17 @@ pub enum Command {
     /// delete the Node, clean the host as destroy does, take it out of clusters/<name>/hosts,
     /// and drop its /etc/hosts line and route on the others. Asks first; --plan shows.
     DelNode(del_node::Args),
+    /// Add a master to a running cluster (kubeasz's `ezctl add-master`): the host goes into
+    /// [kube_master] of clusters/<name>/hosts, steps 01, 03, 04, 05 and 06 run on it (a master
+    /// is a node too); the apiserver certificate is issued again with its address; the other
+    /// hosts change only what lists the masters (kube-lb upstreams and ex-lb backends, each
+    /// reloaded, not restarted; /etc/hosts lines, host-gw routes). --plan writes nothing.
+    AddMaster(add_node::Args),
+    /// Remove a master (kubeasz's `ezctl del-master`): drain it, take it out of every kube-lb
+    /// and ex-lb (reloaded), clean it as destroy does, delete its Node, take it out of
+    /// clusters/<name>/hosts and the others' /etc/hosts and routes. Refuses the last master
+    /// and an etcd member. Asks first; --plan shows.
+    DelMaster(del_node::Args),
     /// Fill the artifact store: pinned, checksummed, resumable; mirror, local dir, offline bundle.
     Download(download::Args),
     /// Table of the cluster's certificates under clusters/<name>/ssl/ (subject, issuer, days
@@ -145,6 +158,8 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Destroy(a) => destroy::run(&ctx, a),
         Command::AddNode(a) => add_node::run(&ctx, a),
         Command::DelNode(a) => del_node::run(&ctx, a),
+        Command::AddMaster(a) => add_master::run(&ctx, a),
+        Command::DelMaster(a) => del_master::run(&ctx, a),
         Command::Download(a) => download::run(&ctx, a),
         Command::Backup(a) => backup::run(&ctx, a),
         Command::Restore(a) => restore::run(&ctx, a),

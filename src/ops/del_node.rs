@@ -12,7 +12,8 @@
 //! 5. on the other hosts, what listed it: its `/etc/hosts` line (01 prepare) and the route to
 //!    its pod subnet (06 network, planned with the API's node list after the delete).
 //!
-//! A master, an etcd member or an ex_lb/chrony host is refused (it serves the cluster). Asks
+//! A master (`ezk del-master` removes one), an etcd member or an ex_lb/chrony host is refused
+//! (it serves the cluster). Asks
 //! first (the cluster's name) unless `--yes`; `--plan` says what each phase would do and
 //! changes nothing. A run stopped halfway is finished by running del-node again.
 
@@ -22,12 +23,11 @@ use super::Error;
 use super::confirm::confirmed;
 use super::node_change::{self, Target};
 use super::phase::{Flow, Phase, Step, skip};
-use super::setup::{DESTROY_STEP, keep_only};
 use crate::exec::Options;
 use crate::home::Home;
 use crate::inventory::edit;
 use crate::plan::action::StepPlan;
-use crate::session::{NoFiles, Session};
+use crate::session::Session;
 
 /// The node to remove.
 #[derive(Debug, Clone)]
@@ -93,6 +93,15 @@ fn edit_inventory(d: &mut DelNode) -> Step {
     let before = super::open_or_report(&d.home, &d.req.cluster, &d.req.extra_vars).map_err(|_| "the inventory has problems (above); fix them first")?;
     let hosts_file = before.dir().join("hosts");
     let groups = before.inventory.groups_of(&host);
+    // A master is a node too without a [kube_node] line: say what it is before "not a node".
+    if groups.iter().any(|g| g == "kube_master") {
+        return Err(format!(
+            "{host} is in [kube_master] of {}: del-node removes workers only; a master leaves with `ezk del-master {} {host}` (no host was contacted)",
+            hosts_file.display(),
+            d.req.cluster
+        )
+        .into());
+    }
     if !groups.iter().any(|g| g == "kube_node") {
         return Err(format!(
             "{host} is not in [kube_node] of {}: nothing to remove (a run that stopped after writing the inventory is finished by `ezk setup {} 06`)",
@@ -101,7 +110,7 @@ fn edit_inventory(d: &mut DelNode) -> Step {
         )
         .into());
     }
-    if let Some(g) = groups.iter().find(|g| ["kube_master", "etcd", "ex_lb", "chrony"].contains(&g.as_str())) {
+    if let Some(g) = groups.iter().find(|g| ["etcd", "ex_lb", "chrony"].contains(&g.as_str())) {
         return Err(format!(
             "{host} is also in [{g}] of {}: del-node removes workers only; a host that serves the cluster as {g} stays (no host was contacted)",
             hosts_file.display()
@@ -126,12 +135,7 @@ fn edit_inventory(d: &mut DelNode) -> Step {
 }
 
 fn plan(d: &mut DelNode) -> Step {
-    let before = d.before.as_mut().expect("opened");
-    let mut clean = before.plan(DESTROY_STEP, &NoFiles)?;
-    for p in &mut clean {
-        keep_only(p, std::slice::from_ref(&d.req.host));
-    }
-    d.clean = clean;
+    d.clean = node_change::clean_plans(d.before.as_ref().expect("opened"), &d.req.host)?;
     let after = d.after.as_mut().expect("opened");
     d.others = node_change::plan(after, &d.targets)?;
     Ok(Flow::Next)
@@ -149,56 +153,17 @@ fn ask(d: &mut DelNode) -> Step {
     Ok(Flow::Stop(1))
 }
 
-/// Is the Node still registered? (A re-run after the delete finds it gone.)
-fn registered(s: &Session, node: &str) -> Result<bool, Error> {
-    let out = s.kubectl(&["--request-timeout=10s", "get", "node", node, "--ignore-not-found", "-o", "name"])?;
-    Ok(!out.trim().is_empty())
-}
-
 fn say_drain(d: &mut DelNode) -> Step {
-    let s = d.before.as_ref().expect("opened");
-    if registered(s, &d.node)? {
-        println!("would cordon, drain (at most {}s) and delete node {}", d.req.drain_timeout.as_secs(), d.node);
-    } else {
-        println!("node {} is not registered: nothing to drain", d.node);
-    }
-    Ok(Flow::Next)
+    node_change::say_drain(d.before.as_ref().expect("opened"), &d.node, d.req.drain_timeout)
 }
 
 fn drain(d: &mut DelNode) -> Step {
     let s = d.before.as_mut().expect("opened");
-    s.lock()?;
-    if !registered(s, &d.node)? {
-        eprintln!("node {} is not registered: nothing to drain", d.node);
-        return Ok(Flow::Next);
-    }
-    s.kubectl(&["--request-timeout=10s", "cordon", &d.node])?;
-    let timeout = format!("--timeout={}s", d.req.drain_timeout.as_secs());
-    let mut args = vec!["drain", d.node.as_str(), "--ignore-daemonsets", "--delete-emptydir-data", timeout.as_str()];
-    if d.req.force {
-        args.push("--force");
-    }
-    eprintln!("draining node {} (at most {}s)", d.node, d.req.drain_timeout.as_secs());
-    match s.kubectl(&args) {
-        Ok(_) => Ok(Flow::Next),
-        Err(e) if d.req.force => {
-            eprintln!("drain did not finish ({e}); --force: going on, the pods left go with the host");
-            Ok(Flow::Next)
-        }
-        Err(e) => {
-            eprintln!(
-                "{e}\ndel-node stopped: node {0} is cordoned and nothing else changed. Fix what the drain names and run del-node again, pass --force to delete the pods left, or `kubectl uncordon {0}` to keep the node",
-                d.node
-            );
-            Ok(Flow::Stop(1))
-        }
-    }
+    node_change::drain(s, "del-node", &d.node, d.req.force, d.req.drain_timeout)
 }
 
 fn delete_node(d: &mut DelNode) -> Step {
-    let s = d.before.as_ref().expect("opened");
-    s.kubectl(&["--request-timeout=30s", "delete", "node", &d.node, "--ignore-not-found"])?;
-    Ok(Flow::Next)
+    node_change::delete_node(d.before.as_ref().expect("opened"), &d.node)
 }
 
 fn clean_host(d: &mut DelNode) -> Step {

@@ -12,6 +12,8 @@
 //! | `certs` | read the PKI inputs, issue (`--issue`), print the local table, audit the hosts' copies (`certs_audit`) |
 //! | `add_node` | add the host to the inventory (checked, not written), plan 01/03/05/06 each for the hosts that change, write the inventory, run on the hosts |
 //! | `del_node` | take the host out of the inventory (checked, not written), plan 99.clean on it and 01/06 on the others, ask, drain, delete the Node, clean the host, write the inventory, run on the others |
+//! | `add_master` | add the host to [kube_master] (checked, not written), plan 01/03/04/05/10/06 each for the hosts that change, write the inventory, run on the hosts |
+//! | `del_master` | take the host out of [kube_master] (checked, not written), plan 99.clean on it, 05/10 and 01/06 on the others, ask, drain, take it out of the LBs, clean the host, delete the Node, write the inventory, run 01/06 on the others |
 //! | `kcfg_adm` | check the name, ask (`-D`), lock, then add, list or delete a user (see there) |
 //! | `stop_start` | plan 92.stop or 91.start, ask (stop), run on the hosts |
 //! | `kca_renew`, `render`, `check` | one step each |
@@ -21,6 +23,7 @@
 //! the file of the same name in `cli/` are one command at two layers: its arguments there, what
 //! it does here.
 
+pub mod add_master;
 pub mod add_node;
 pub mod backup;
 pub mod certs;
@@ -29,6 +32,7 @@ pub mod client_cutoff;
 pub mod check;
 mod check_summary;
 mod confirm;
+pub mod del_master;
 pub mod del_node;
 pub mod destroy;
 pub mod etcd_tools;

@@ -105,3 +105,74 @@ pub fn hosts_in(session: &Session, groups: &[&str]) -> Vec<String> {
     let inv = &session.inventory;
     inv.hosts.iter().filter(|h| groups.iter().any(|g| inv.hosts_in(g).contains(h))).cloned().collect()
 }
+
+/// Is Node `node` registered? (A re-run after the delete finds it gone.)
+pub fn registered(s: &Session, node: &str) -> Result<bool, Error> {
+    let out = s.kubectl(&["--request-timeout=10s", "get", "node", node, "--ignore-not-found", "-o", "name"])?;
+    Ok(!out.trim().is_empty())
+}
+
+/// Cordon and drain `node` (`kubectl drain --ignore-daemonsets --delete-emptydir-data`, at most
+/// `timeout`; `force`: pods no controller manages go too, and a drain that does not finish is
+/// given up). A drain that does not finish without `force` stops the operation (`command`
+/// names it) with the node cordoned and nothing else changed.
+pub fn drain(s: &mut Session, command: &str, node: &str, force: bool, timeout: std::time::Duration) -> super::phase::Step {
+    use super::phase::Flow;
+    s.lock()?;
+    if !registered(s, node)? {
+        eprintln!("node {node} is not registered: nothing to drain");
+        return Ok(Flow::Next);
+    }
+    s.kubectl(&["--request-timeout=10s", "cordon", node])?;
+    let timeout_arg = format!("--timeout={}s", timeout.as_secs());
+    let mut args = vec!["drain", node, "--ignore-daemonsets", "--delete-emptydir-data", timeout_arg.as_str()];
+    if force {
+        args.push("--force");
+    }
+    eprintln!("draining node {node} (at most {}s)", timeout.as_secs());
+    match s.kubectl(&args) {
+        Ok(_) => Ok(Flow::Next),
+        Err(e) if force => {
+            eprintln!("drain did not finish ({e}); --force: going on, the pods left go with the host");
+            Ok(Flow::Next)
+        }
+        Err(e) => {
+            eprintln!(
+                "{e}\n{command} stopped: node {node} is cordoned and nothing else changed. Fix what the drain names and run {command} again, pass --force to delete the pods left, or `kubectl uncordon {node}` to keep the node"
+            );
+            Ok(Flow::Stop(1))
+        }
+    }
+}
+
+/// Plans that reach no host (a step whose hosts were all left out, an empty `[ex_lb]`) are not
+/// run.
+pub fn drop_empty(plans: &mut Vec<StepPlan>) {
+    plans.retain(|p| !p.waves.is_empty());
+}
+
+/// 99.clean for `host` alone, as `ezk destroy` cleans it (planned with the host still in the
+/// inventory: `before`).
+pub fn clean_plans(before: &Session, host: &str) -> Result<Vec<StepPlan>, Error> {
+    let mut clean = before.plan(super::setup::DESTROY_STEP, &crate::session::NoFiles)?;
+    for p in &mut clean {
+        keep_only(p, &[host.to_string()]);
+    }
+    Ok(clean)
+}
+
+/// `--plan` of a drain: what it would do.
+pub fn say_drain(s: &Session, node: &str, timeout: std::time::Duration) -> super::phase::Step {
+    if registered(s, node)? {
+        println!("would cordon, drain (at most {}s) and delete node {node}", timeout.as_secs());
+    } else {
+        println!("node {node} is not registered: nothing to drain");
+    }
+    Ok(super::phase::Flow::Next)
+}
+
+/// Delete Node `node` (gone already: nothing to do).
+pub fn delete_node(s: &Session, node: &str) -> super::phase::Step {
+    s.kubectl(&["--request-timeout=30s", "delete", "node", node, "--ignore-not-found"])?;
+    Ok(super::phase::Flow::Next)
+}

@@ -161,6 +161,12 @@ impl Session {
         Ok(self.lock.as_ref().expect("set above"))
     }
 
+    /// Give the cluster lock up before the session ends, for an operation that goes on with
+    /// another session over the same cluster (an inventory with a host more or less).
+    pub fn unlock(&mut self) {
+        self.lock = None;
+    }
+
     /// The cluster's artifact version set (K8S_VER).
     pub fn k8s_ver(&self) -> Option<String> {
         k8s_ver(&self.inventory)

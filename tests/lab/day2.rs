@@ -33,12 +33,12 @@ fn invocations(lab: &Lab) -> Vec<String> {
         .collect()
 }
 
-fn spare(lab: &Lab) -> Host {
+pub(crate) fn spare(lab: &Lab) -> Host {
     lab.spare.first().cloned().expect("the Kubernetes lab has a spare host")
 }
 
 /// Run `cmd` on the spare host.
-fn spare_sh(lab: &Lab, cmd: &str) -> String {
+pub(crate) fn spare_sh(lab: &Lab, cmd: &str) -> String {
     let h = spare(lab);
     let out = crate::support::ssh_with(&lab.key(), &lab.known_hosts(), &h.ip).arg(cmd).stdin(Stdio::null()).output().unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_string()
@@ -56,22 +56,22 @@ fn kube_node_lines(inv: &str) -> Vec<String> {
 }
 
 /// The step recap `step` of a multi-step run.
-fn step<'a>(r: &'a Run, step: &str) -> &'a Value {
+pub(crate) fn step<'a>(r: &'a Run, step: &str) -> &'a Value {
     r.recap["steps"]
         .as_array()
         .and_then(|s| s.iter().find(|x| x["step"] == step))
         .unwrap_or_else(|| panic!("no step {step} in the recap:\n{}", r.output))
 }
 
-fn changed(step: &Value, ip: &str) -> u64 {
+pub(crate) fn changed(step: &Value, ip: &str) -> u64 {
     step["hosts"][ip]["changed"].as_u64().unwrap_or_else(|| panic!("no {ip} in {step}"))
 }
 
-fn hosts_of(step: &Value) -> Vec<String> {
+pub(crate) fn hosts_of(step: &Value) -> Vec<String> {
     step["hosts"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default()
 }
 
-fn node_registered(lab: &Lab, name: &str) -> bool {
+pub(crate) fn node_registered(lab: &Lab, name: &str) -> bool {
     kubectl_ok(lab, &["get", "nodes", "-o", "name"]).lines().any(|l| l == format!("node/{name}"))
 }
 
@@ -83,7 +83,7 @@ fn add_spare(lab: &Lab) -> Run {
 }
 
 /// Until `f` gives Some (at most `secs`).
-fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
     loop {
         if let Some(v) = f() {
@@ -221,7 +221,7 @@ fn mover_node(lab: &Lab) -> Option<String> {
 }
 
 /// Every JSON document printed (del-node: the host's clean, then the others' steps).
-fn json_docs(stdout: &str) -> Vec<Value> {
+pub(crate) fn json_docs(stdout: &str) -> Vec<Value> {
     serde_json::Deserializer::from_str(stdout).into_iter::<Value>().map(|d| d.expect("JSON")).collect()
 }
 

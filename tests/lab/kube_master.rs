@@ -290,7 +290,7 @@ fn leases_move_when_their_holder_stops(_: &Lab) {
 /// Real API reads through the VIP (the kube-system namespace, as admin) until `stop`:
 /// (requests, failures, last failure). Not /readyz: a draining apiserver answers that with an
 /// error on purpose (so load balancers take it out) while it still serves requests.
-fn poll_vip(lab: &Lab, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<(usize, usize, String)> {
+pub(crate) fn poll_vip(lab: &Lab, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<(usize, usize, String)> {
     let kubectl_path = lab.home.join("down/bin/kubernetes-server/1.20.2/kubectl");
     let kc = lab.cluster_dir().join("kubectl.kubeconfig");
     std::thread::spawn(move || {

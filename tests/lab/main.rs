@@ -24,6 +24,7 @@ mod backup;
 mod basics;
 mod certs;
 mod day2;
+mod day2_master;
 mod destroy;
 mod exec;
 mod kube_dns;
@@ -73,6 +74,8 @@ const SUITES: &[&[Test]] = &[
     kube_images::TESTS,
     // adds the spare host as a node and removes it again
     day2::TESTS,
+    // adds the spare host as a master and removes it again (day2 left it as it found it)
+    day2_master::TESTS,
     // destroy takes the shared lab down to bare hosts (and builds it back): last.
     destroy::TESTS,
 ];
