@@ -93,18 +93,18 @@ fn edit_inventory(d: &mut DelNode) -> Step {
     let before = super::open_or_report(&d.home, &d.req.cluster, &d.req.extra_vars).map_err(|_| "the inventory has problems (above); fix them first")?;
     let hosts_file = before.dir().join("hosts");
     let groups = before.inventory.groups_of(&host);
+    if let Some(g) = ["kube_master", "etcd", "ex_lb", "chrony"].into_iter().find(|g| groups.iter().any(|h| h == g)) {
+        return Err(format!(
+            "{host} is in [{g}] of {}: del-node removes workers only; a host that serves the cluster as {g} stays (no host was contacted)",
+            hosts_file.display()
+        )
+        .into());
+    }
     if !groups.iter().any(|g| g == "kube_node") {
         return Err(format!(
             "{host} is not in [kube_node] of {}: nothing to remove (a run that stopped after writing the inventory is finished by `ezk setup {} 06`)",
             hosts_file.display(),
             d.req.cluster
-        )
-        .into());
-    }
-    if let Some(g) = groups.iter().find(|g| ["kube_master", "etcd", "ex_lb", "chrony"].contains(&g.as_str())) {
-        return Err(format!(
-            "{host} is also in [{g}] of {}: del-node removes workers only; a host that serves the cluster as {g} stays (no host was contacted)",
-            hosts_file.display()
         )
         .into());
     }
