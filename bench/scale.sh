@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/scale.sh [WORKERS...]: planning cost against the host count, no host contacted.
 #
-# For each count (default 10 100 1000 3000) it writes a cluster from the multi-node example
+# For each count (default 10 100 1000 3000 4995: 5000 hosts, the most one cluster may have) it writes a cluster from the multi-node example
 # (3 masters = etcd, 2 ex_lb, chrony, ...) with that many workers in [kube_node] (addresses in
 # 100.64.0.0/10, never contacted), then times `ezk check` with /usr/bin/time -v (wall, max
 # RSS): the inventory validated and every step of the shipped roles planned for every host.
@@ -13,7 +13,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 counts=("$@")
-[ ${#counts[@]} -gt 0 ] || counts=(10 100 1000 3000)
+[ ${#counts[@]} -gt 0 ] || counts=(10 100 1000 3000 4995)
 if [ -z "${EZK:-}" ]; then
     (cd "$here" && cargo build --release --quiet)
     EZK="$here/target/release/ezk"
@@ -56,6 +56,11 @@ for n in "${counts[@]}"; do
         }
         { print }' "$hosts" >"$hosts.new"
     mv "$hosts.new" "$hosts"
+    # A pod subnet for every node (ezk check refuses a CLUSTER_CIDR too small for the node
+    # count): 172.16.0.0/12 in /25s holds 8192 nodes.
+    sed -i 's|^CLUSTER_CIDR=.*|CLUSTER_CIDR="172.16.0.0/12"|' "$hosts"
+    sed -i 's|^NODE_CIDR_LEN:.*|NODE_CIDR_LEN: 25|' "$home/clusters/$c/config.yml"
+    grep -q '^NODE_CIDR_LEN: 25$' "$home/clusters/$c/config.yml" || { echo "the example's NODE_CIDR_LEN changed: adapt bench/scale.sh" >&2; exit 1; }
     total=$(awk '/^\[/ { g = $0 } g != "" && /^[0-9]/ { print $1 }' "$hosts" | sort -u | wc -l)
     read -r cw cc cr < <(measure check "$EZK" --home "$home" check "$c")
     printf '| %s | %s | %s | %s | %s |\n' "$total" "$n" "$cw" "$cc" "$cr"

@@ -93,12 +93,11 @@ fn edit_inventory(d: &mut DelNode) -> Step {
     let before = super::open_or_report(&d.home, &d.req.cluster, &d.req.extra_vars).map_err(|_| "the inventory has problems (above); fix them first")?;
     let hosts_file = before.dir().join("hosts");
     let groups = before.inventory.groups_of(&host);
-    // A master is a node too without a [kube_node] line: say what it is before "not a node".
-    if groups.iter().any(|g| g == "kube_master") {
+    if let Some(g) = ["kube_master", "etcd", "ex_lb", "chrony"].into_iter().find(|g| groups.iter().any(|h| h == g)) {
+        let master = if g == "kube_master" { format!("; a master leaves with `ezk del-master {} {host}`", d.req.cluster) } else { String::new() };
         return Err(format!(
-            "{host} is in [kube_master] of {}: del-node removes workers only; a master leaves with `ezk del-master {} {host}` (no host was contacted)",
-            hosts_file.display(),
-            d.req.cluster
+            "{host} is in [{g}] of {}: del-node removes workers only; a host that serves the cluster as {g} stays{master} (no host was contacted)",
+            hosts_file.display()
         )
         .into());
     }
@@ -107,13 +106,6 @@ fn edit_inventory(d: &mut DelNode) -> Step {
             "{host} is not in [kube_node] of {}: nothing to remove (a run that stopped after writing the inventory is finished by `ezk setup {} 06`)",
             hosts_file.display(),
             d.req.cluster
-        )
-        .into());
-    }
-    if let Some(g) = groups.iter().find(|g| ["etcd", "ex_lb", "chrony"].contains(&g.as_str())) {
-        return Err(format!(
-            "{host} is also in [{g}] of {}: del-node removes workers only; a host that serves the cluster as {g} stays (no host was contacted)",
-            hosts_file.display()
         )
         .into());
     }
