@@ -3,7 +3,7 @@
 //! output is marker lines that the pure parser of each kind reads back; the result is one
 //! `TaskFacts` per task index. No decision is made here (that is `decide`).
 //!
-//! Fact kinds, one file each: `paths` (find + sha256sum, with `checksums` sparing unchanged
+//! Fact kinds, one file each: `paths` (find + one hash of the files, with `checksums` sparing unchanged
 //! files), `content` (plan mode: a differing text file's current bytes), `kernel` (sysctl,
 //! modules), `packages`, `units`, `probes` (command guards, wait_for targets), `markers`
 //! (restarts an interrupted run owes). `host_files` is the same idea for reports: files read
@@ -56,14 +56,21 @@ pub struct TaskFacts {
 /// Facts of a whole role on one host, by task index.
 pub type Facts = BTreeMap<usize, TaskFacts>;
 
-// Few processes per gather: one `find` for every path, one `sha256sum` for every file, one
+// Few processes per gather: one `find` for every path, one hash (`ezk_shas`) for every file, one
 // `sysctl`, one `dpkg-query`, one `systemctl show`; per-item work uses shell builtins. On a
 // loaded deploy machine with hundreds of hosts, forks are what a no-op run costs. The helpers:
 // `ezk_c` for `content`, `ezk_m` for `kernel` modules.
 const GATHER_PRELUDE: &str = r#"export LC_ALL=C
+# SHA-256 of stdin (`ezk_sha`) or of files (`ezk_shas PATH...`, lines "HEX *PATH" or "HEX  PATH"):
+# OpenSSL's where the host has it (the CPU's SHA instructions, ~8x coreutils'), else coreutils'.
+if command -v openssl >/dev/null 2>&1; then
+  ezk_sha() { openssl dgst -sha256 -r; }; ezk_shas() { openssl dgst -sha256 -r "$@"; }
+else
+  ezk_sha() { sha256sum; }; ezk_shas() { sha256sum -- "$@"; }
+fi
 ezk_c() { # idx path want_sha : plan mode, current content of a differing text file
   [ -f "$2" ] && [ ! -L "$2" ] || return 0
-  s=$(sha256sum < "$2" | cut -d' ' -f1)
+  s=$(ezk_sha < "$2" | cut -d' ' -f1)
   if [ "$s" != "$3" ]; then printf '@@c %s ' "$1"; base64 -w0 < "$2"; echo; fi
 }
 ezk_m() { # module

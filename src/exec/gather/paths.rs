@@ -1,5 +1,5 @@
 //! Fact kind: paths. One `find` for every path a role manages (kind, mode, owner, group, link
-//! target, and for files the signature `checksums` keys on), then one `sha256sum` for every
+//! target, and for files the signature `checksums` keys on), then one hash (`ezk_shas`) for every
 //! file whose content is wanted, skipping files whose signature is the one recorded.
 
 use std::collections::HashMap;
@@ -41,7 +41,7 @@ impl PathFact {
     }
 }
 
-/// The script part: the host's clock, one `find` for every path, one `sha256sum` for the files.
+/// The script part: the host's clock, one `find` for every path, one hash (`ezk_shas`) for the files.
 pub(super) fn script(s: &mut String, tasks: &[Task], desired: &[Desired], checksums: &Checksums) {
     let mut paths: Vec<&str> = tasks.iter().filter_map(task_path).collect();
     paths.sort();
@@ -62,7 +62,7 @@ pub(super) fn script(s: &mut String, tasks: &[Task], desired: &[Desired], checks
     files.sort();
     files.dedup();
     if !files.is_empty() {
-        // Files go into "$@" for one sha256sum; a file whose signature is the recorded one
+        // Files go into "$@" for one `ezk_shas`; a file whose signature is the recorded one
         // gets its recorded sum echoed instead.
         s.push_str("set --\n");
         for f in &files {
@@ -76,7 +76,7 @@ pub(super) fn script(s: &mut String, tasks: &[Task], desired: &[Desired], checks
                 None => s.push_str(&format!("set -- \"$@\" {}\n", sh_quote(f))),
             }
         }
-        s.push_str("[ $# -eq 0 ] || sha256sum -- \"$@\" 2>/dev/null | sed 's/^/@@h /'\n");
+        s.push_str("[ $# -eq 0 ] || ezk_shas \"$@\" 2>/dev/null | sed 's/^/@@h /'\n");
     }
 }
 
@@ -127,9 +127,11 @@ impl ReadLine for Raw {
                 self.sigs.insert(p.to_string(), sig.to_string());
             }
         } else if let Some(rest) = line.strip_prefix("@@h ") {
-            // `sha256sum` escapes odd names with a leading backslash: leave those unknown.
-            if let Some((h, p)) = rest.split_once("  ")
+            // "HEX  PATH" (sha256sum, or a recorded sum) or "HEX *PATH" (openssl -r). sha256sum
+            // escapes odd names with a leading backslash: leave those unknown.
+            if let Some((h, p)) = rest.split_once("  ").or_else(|| rest.split_once(" *"))
                 && !h.starts_with('\\')
+                && h.len() == 64
             {
                 self.hashes.insert(p.to_string(), h.to_string());
             }
@@ -149,5 +151,31 @@ impl Raw {
             pf.sig = self.sigs.get(path).cloned();
         }
         pf
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both hash tools' line formats read back (sha256sum's "HEX  PATH", openssl's "HEX *PATH"),
+    /// and a line that is neither leaves the file's content unknown.
+    #[test]
+    fn hash_lines_of_either_tool_parse() {
+        let hex = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        let mut raw = Raw::default();
+        for l in [
+            "@@f\tf\t644\troot\troot\t\t/a b".to_string(),
+            "@@f\tf\t644\troot\troot\t\t/c".to_string(),
+            "@@f\tf\t644\troot\troot\t\t/d".to_string(),
+            format!("@@h {hex}  /a b"),
+            format!("@@h {hex} */c"),
+            "@@h abc */d".to_string(),
+        ] {
+            assert!(matches!(raw.line(&l), Parsed::Ok), "{l}");
+        }
+        assert_eq!(raw.fact("/a b").sha256.as_deref(), Some(hex));
+        assert_eq!(raw.fact("/c").sha256.as_deref(), Some(hex));
+        assert_eq!(raw.fact("/d").sha256, None);
     }
 }
