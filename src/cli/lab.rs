@@ -82,6 +82,8 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
             Ok(0)
         }
         LabCommand::Down { name } => {
+            // SSH masters that runs kept for this cluster lead to hosts about to vanish.
+            crate::exec::mux::end_all(&ctx.home.cluster_dir(&name));
             if lab::down(&paths, &name, &mut progress)? {
                 println!("lab {name} removed");
             } else {

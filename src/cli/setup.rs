@@ -60,6 +60,12 @@ pub struct RunArgs {
     /// but not post-quantum). Default: OpenSSH's own choice.
     #[arg(long, value_name = "ALGOS")]
     pub kex: Option<String>,
+    /// Keep each host's SSH master this many seconds after its last use, so the next run
+    /// skips the handshake (as Ansible's ControlPersist=60s); control sockets in
+    /// clusters/<name>/mux/ (0700). A kept master is reused only while known_hosts and the
+    /// host's keys are unchanged. 0: close every master when the run ends.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub ssh_persist: u64,
 }
 
 /// Executor options from the command line.
@@ -73,6 +79,7 @@ pub fn options(ctx: &Context, args: &RunArgs) -> Options {
         connect_timeout: Duration::from_secs(args.connect_timeout),
         jump_hosts: args.jump.iter().cloned().collect(),
         kex_algorithms: args.kex.clone(),
+        persist: (args.ssh_persist > 0).then(|| Duration::from_secs(args.ssh_persist)),
         ..Options::default()
     }
 }

@@ -19,7 +19,10 @@
 //! `hostkey` messages), `lock` (one run per cluster), `pending` (restarts owed by an
 //! interrupted apply, kept as markers on the host).
 //!
-//! Entry point: [`run_step`] (or [`run_step_locked`] under a held cluster lock).
+//! `mux` keeps masters between runs (ControlPersist) and says when a kept one may be trusted.
+//!
+//! Entry points: [`run_step`] (or [`run_step_locked`] under a held cluster lock) for one step,
+//! [`Run`] for several steps on one connection per host.
 
 pub mod apply;
 pub mod connection;
@@ -29,6 +32,7 @@ pub mod gather;
 pub mod hostkey;
 pub mod limits;
 pub mod lock;
+pub mod mux;
 pub mod pending;
 pub mod pipeline;
 pub mod report;
@@ -77,6 +81,9 @@ pub struct Options {
     /// Where each host's known checksums live (`gather::checksums`); `run_step` uses
     /// `clusters/<name>/cache/`. None: hash every file on every gather.
     pub checksums_dir: Option<PathBuf>,
+    /// Keep each host's SSH master this long after its last use, for the next run (`mux`;
+    /// the command line's `--ssh-persist`, 60 s); None: close every master at the end.
+    pub persist: Option<Duration>,
 }
 
 impl Default for Options {
@@ -94,6 +101,7 @@ impl Default for Options {
             jump_hosts: Vec::new(),
             kex_algorithms: None,
             checksums_dir: None,
+            persist: None,
         }
     }
 }
@@ -114,6 +122,8 @@ pub enum ExecError {
     Log { path: PathBuf, source: std::io::Error },
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("cannot make the directory of kept SSH masters {path}: {source}")]
+    Mux { path: PathBuf, source: std::io::Error },
 }
 
 /// Run one step on a cluster over SSH: lock `clusters/<name>/`, write the run log under its
@@ -136,12 +146,14 @@ pub fn run_step_locked(
     conns: &IndexMap<String, Connection>,
     opts: &Options,
 ) -> Result<Recap, ExecError> {
-    let ssh = ssh_options(lock.cluster_dir(), conns, opts);
-    run_step_with(Arc::new(SshConnector::new(ssh)), lock, plan, conns, opts)
+    let run = Run::new(lock, conns, opts)?;
+    let r = run.step(lock, plan, conns, opts, &[]);
+    run.finish();
+    r
 }
 
 /// How a run connects: the cluster's known_hosts, the run's host-key policy, jump hosts and
-/// key exchange, every host's key offered to jump hosts.
+/// key exchange, every host's key offered to jump hosts. Masters are not kept (see `Run`).
 pub fn ssh_options(cluster_dir: &Path, conns: &IndexMap<String, Connection>, opts: &Options) -> SshOptions {
     SshOptions {
         known_hosts: vec![cluster_dir.join("known_hosts")],
@@ -161,6 +173,51 @@ pub fn ssh_options(cluster_dir: &Path, conns: &IndexMap<String, Connection>, opt
     }
 }
 
+/// One run of one or more steps on a cluster over SSH: each host's connection is opened once,
+/// by the first step (with the hosts of the later steps, so an unknown or changed host key
+/// anywhere refuses the run before its first change), and kept for every step; `finish` closes
+/// them, or, with `Options::persist`, leaves each master for the next run (`mux`).
+pub struct Run {
+    rt: tokio::runtime::Runtime,
+    connector: Arc<SshConnector>,
+    pool: runner::Pool<ssh::SshTransport>,
+}
+
+impl Run {
+    /// The connector of a run on the cluster `lock` holds, for hosts `conns`.
+    pub fn new(lock: &ClusterLock, conns: &IndexMap<String, Connection>, opts: &Options) -> Result<Run, ExecError> {
+        let cluster_dir = lock.cluster_dir();
+        let mut ssh = ssh_options(cluster_dir, conns, opts);
+        ssh.persist = match opts.persist {
+            Some(idle) => {
+                let dir = mux::dir_for(cluster_dir).map_err(|source| ExecError::Mux { path: cluster_dir.join("mux"), source })?;
+                Some(mux::Persist { dir, idle })
+            }
+            None => None,
+        };
+        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(ExecError::Runtime)?;
+        Ok(Run { rt, connector: Arc::new(SshConnector::new(ssh)), pool: runner::Pool::default() })
+    }
+
+    /// Run one step (see `run_step`) on the run's connections; `later`: the hosts of the
+    /// run's later steps, connected now too.
+    pub fn step(
+        &self,
+        lock: &ClusterLock,
+        plan: &StepPlan,
+        conns: &IndexMap<String, Connection>,
+        opts: &Options,
+        later: &[String],
+    ) -> Result<Recap, ExecError> {
+        step_in(&self.rt, &self.pool, self.connector.clone(), lock, plan, conns, opts, later)
+    }
+
+    /// End the run: close every connection, except masters kept for the next run.
+    pub fn finish(self) {
+        self.rt.block_on(self.pool.close_all());
+    }
+}
+
 /// `run_step_locked` with any connector (tests pass a double here).
 pub fn run_step_with<C: Connector>(
     connector: Arc<C>,
@@ -168,6 +225,25 @@ pub fn run_step_with<C: Connector>(
     plan: &StepPlan,
     conns: &IndexMap<String, Connection>,
     opts: &Options,
+) -> Result<Recap, ExecError> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(ExecError::Runtime)?;
+    let pool = runner::Pool::default();
+    let r = step_in(&rt, &pool, connector, lock, plan, conns, opts, &[]);
+    rt.block_on(pool.close_all());
+    r
+}
+
+/// One step on the connections of `pool`: the run log under `logs/`, progress, the recap.
+#[allow(clippy::too_many_arguments)]
+fn step_in<C: Connector>(
+    rt: &tokio::runtime::Runtime,
+    pool: &runner::Pool<C::T>,
+    connector: Arc<C>,
+    lock: &ClusterLock,
+    plan: &StepPlan,
+    conns: &IndexMap<String, Connection>,
+    opts: &Options,
+    later: &[String],
 ) -> Result<Recap, ExecError> {
     let cluster_dir = lock.cluster_dir();
     let logs = cluster_dir.join("logs");
@@ -183,10 +259,9 @@ pub fn run_step_with<C: Connector>(
         to_stderr,
         log: Some(log.try_clone().map_err(log_err)?),
     });
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(ExecError::Runtime)?;
     let mut opts = opts.clone();
     opts.checksums_dir.get_or_insert_with(|| cluster_dir.join("cache"));
-    let result = rt.block_on(runner::run_plan(connector, plan, conns, &opts, tx));
+    let result = rt.block_on(runner::run_plan_in(pool, connector, plan, conns, &opts, tx, later));
     monitor.finish();
     let mut recap = result?;
     let _ = write!(log, "{}", recap.table());

@@ -23,9 +23,46 @@ use crate::plan::action::{HostRolePlan, StepPlan};
 use crate::ui::events::Event;
 use crate::ui::recap::{HostRecap, Recap};
 
+/// The connections of one run, each host's opened once and kept for every step of the run;
+/// [`Pool::close_all`] ends them (a master kept for the next run only lets go of it).
+pub struct Pool<T> {
+    open: Arc<std::sync::Mutex<HashMap<String, Arc<T>>>>,
+}
+
+impl<T: Transport> Default for Pool<T> {
+    fn default() -> Self {
+        Pool { open: Arc::default() }
+    }
+}
+
+impl<T> Clone for Pool<T> {
+    fn clone(&self) -> Self {
+        Pool { open: self.open.clone() }
+    }
+}
+
+impl<T: Transport> Pool<T> {
+    fn take(&self, host: &str) -> Option<Arc<T>> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner()).remove(host)
+    }
+
+    fn put(&self, host: &str, t: Arc<T>) {
+        self.open.lock().unwrap_or_else(|p| p.into_inner()).insert(host.to_string(), t);
+    }
+
+    /// Close every connection (at the end of the run).
+    pub async fn close_all(&self) {
+        let all: Vec<Arc<T>> = self.open.lock().unwrap_or_else(|p| p.into_inner()).drain().map(|(_, t)| t).collect();
+        let closing = all.into_iter().filter_map(|t| Arc::try_unwrap(t).ok()).map(|t| t.close());
+        futures_util::future::join_all(closing).await;
+    }
+}
+
 /// Per-host state across waves.
 struct Slot<T> {
     transport: Option<Arc<T>>,
+    /// The connection's round trips when this step took it (it may serve earlier steps too).
+    trips_before: u64,
     /// Failed or unreachable: do nothing more.
     dead: bool,
     recap: HostRecap,
@@ -35,13 +72,33 @@ struct Slot<T> {
     checksums: Checksums,
 }
 
-/// Run a validated step plan with the given connector (SSH in production, a double in tests).
+/// Run a validated step plan with the given connector (SSH in production, a double in tests),
+/// its connections opened for it and closed after it.
 pub async fn run_plan<C: Connector>(
     connector: Arc<C>,
     plan: &StepPlan,
     conns: &IndexMap<String, Connection>,
     opts: &Options,
     events: Sender<Event>,
+) -> Result<Recap, ExecError> {
+    let pool = Pool::default();
+    let r = run_plan_in(&pool, connector, plan, conns, opts, events, &[]).await;
+    pool.close_all().await;
+    r
+}
+
+/// Run one step of a run whose connections are in `pool`: a host already connected by an
+/// earlier step keeps its connection (when it still answers); the others are connected now,
+/// and so are the hosts of the run's later steps (`later`), so that an unknown or changed
+/// host key anywhere refuses the run before its first change. Connections stay in `pool`.
+pub async fn run_plan_in<C: Connector>(
+    pool: &Pool<C::T>,
+    connector: Arc<C>,
+    plan: &StepPlan,
+    conns: &IndexMap<String, Connection>,
+    opts: &Options,
+    events: Sender<Event>,
+    later: &[String],
 ) -> Result<Recap, ExecError> {
     let started = Instant::now();
     // Validate before the first connection: every host has connection data, every local file
@@ -66,14 +123,19 @@ pub async fn run_plan<C: Connector>(
         all_desired.push(ws);
     }
     let limits = Arc::new(Limits::new(opts.forks));
+    for h in later {
+        if !conns.contains_key(h) {
+            return Err(ExecError::NoConnection { host: h.clone() });
+        }
+    }
     let slots: IndexMap<String, Arc<Mutex<Slot<C::T>>>> = host_order
         .iter()
-        .map(|h| (h.clone(), Arc::new(Mutex::new(Slot { transport: None, dead: false, recap: HostRecap::default(), plan: Vec::new(), checksums: Checksums::default() }))))
+        .map(|h| (h.clone(), Arc::new(Mutex::new(Slot { transport: None, trips_before: 0, dead: false, recap: HostRecap::default(), plan: Vec::new(), checksums: Checksums::default() }))))
         .collect();
 
     // Every connection is opened before the first change, so a host-key refusal anywhere stops
     // the run while no host has been touched.
-    let refused = connect_all(&slots, conns, &connector, &limits, &events, opts).await;
+    let refused = connect_all(pool, &slots, later, conns, &connector, &limits, &events, opts).await;
     if let Some(why) = &refused {
         let _ = events.send(Event::Note(why.clone()));
         for slot in slots.values() {
@@ -121,10 +183,10 @@ pub async fn run_plan<C: Connector>(
     for (host, slot) in slots {
         let mut s = slot.lock().await;
         if let Some(t) = s.transport.take() {
-            s.recap.round_trips = t.round_trips();
-            if let Ok(t) = Arc::try_unwrap(t) {
-                t.close().await;
-            }
+            s.recap.round_trips = t.round_trips() - s.trips_before;
+            // Kept for the run's later steps, also when this host failed: a failed step ends
+            // the run, and the pool closes it then.
+            pool.put(&host, t);
         }
         if let Some(dir) = &opts.checksums_dir
             && s.recap.round_trips > 0
@@ -152,8 +214,11 @@ pub fn fetch_list(missing: &[(String, String)]) -> String {
 /// is unknown or changed refuses the whole run: the returned reason names the host(s), and no
 /// host gets any change — a possibly intercepted host is a problem for the operator to settle
 /// before anything is deployed, not something to work around.
+#[allow(clippy::too_many_arguments)]
 async fn connect_all<C: Connector>(
+    pool: &Pool<C::T>,
     slots: &IndexMap<String, Arc<Mutex<Slot<C::T>>>>,
+    later: &[String],
     conns: &IndexMap<String, Connection>,
     connector: &Arc<C>,
     limits: &Arc<Limits>,
@@ -165,17 +230,29 @@ async fn connect_all<C: Connector>(
         let (host, slot, conn) = (host.clone(), slot.clone(), conns[host].clone());
         let (connector, limits, events) = (connector.clone(), limits.clone(), events.clone());
         let checksums_dir = opts.checksums_dir.clone();
+        let kept = pool.take(&host);
         jobs.spawn(async move {
-            let _hs = limits.handshakes.acquire().await.expect("never closed");
             let tc = Instant::now();
-            let res = connector.connect(&host, &conn).await;
+            let res = match kept {
+                // Connected by an earlier step of this run and still answering: no handshake.
+                Some(t) if t.alive().await => Ok((t, false)),
+                _ => {
+                    let _hs = limits.handshakes.acquire().await.expect("never closed");
+                    connector.connect(&host, &conn).await.map(|t| {
+                        let fresh = !t.reused();
+                        (Arc::new(t), fresh)
+                    })
+                }
+            };
             let mut slot = slot.lock().await;
             slot.recap.connect_seconds = tc.elapsed().as_secs_f64();
             slot.recap.seconds += slot.recap.connect_seconds;
             let _ = events.send(Event::Phase { host: host.clone(), role: None, phase: "connect".into(), seconds: slot.recap.connect_seconds });
             match res {
-                Ok(t) => {
-                    slot.transport = Some(Arc::new(t));
+                Ok((t, fresh)) => {
+                    slot.recap.handshakes = u32::from(fresh);
+                    slot.trips_before = t.round_trips();
+                    slot.transport = Some(t);
                     if let Some(dir) = &checksums_dir {
                         slot.checksums = Checksums::load(&checksums_path(dir, &host));
                     }
@@ -191,6 +268,26 @@ async fn connect_all<C: Connector>(
                     let _ = events.send(Event::HostFailed { host: host.clone(), error: e.to_string(), unreachable: true });
                     e.is_host_key().then_some(host)
                 }
+            }
+        });
+    }
+    // The hosts of later steps: connected now into the pool; only a refused key matters here
+    // (a host that is down is that step's to report).
+    for host in later.iter().filter(|h| !slots.contains_key(*h)) {
+        if let Some(t) = pool.take(host) {
+            pool.put(host, t);
+            continue;
+        }
+        let (host, conn) = (host.clone(), conns[host].clone());
+        let (connector, limits, pool) = (connector.clone(), limits.clone(), pool.clone());
+        jobs.spawn(async move {
+            let _hs = limits.handshakes.acquire().await.expect("never closed");
+            match connector.connect(&host, &conn).await {
+                Ok(t) => {
+                    pool.put(&host, Arc::new(t));
+                    None
+                }
+                Err(e) => e.is_host_key().then_some(host),
             }
         });
     }
@@ -269,6 +366,6 @@ async fn host_wave<T: Transport>(
     for (role, n) in rt {
         *slot.recap.round_trips_by_role.entry(role).or_default() += n;
     }
-    slot.recap.round_trips = t.round_trips();
+    slot.recap.round_trips = t.round_trips() - slot.trips_before;
     slot.recap.seconds += t0.elapsed().as_secs_f64();
 }

@@ -15,6 +15,7 @@ use tokio::sync::Semaphore;
 
 use super::transport::{CmdOutput, Connector, StdinPart, Transport, TransportError};
 use super::connection::Connection;
+use super::mux::Persist;
 
 /// Default channel cap: sshd's default `MaxSessions` is 10; stay below it so an 11th channel
 /// never gets refused.
@@ -49,6 +50,8 @@ pub struct SshOptions {
     pub channels_per_host: usize,
     /// Keys offered to jump hosts (each host's own key is passed to its connection anyway).
     pub identity_files: Vec<PathBuf>,
+    /// Keep each master after the run for the next one (`mux`); None: close it at the end.
+    pub persist: Option<Persist>,
 }
 
 impl Default for SshOptions {
@@ -63,6 +66,7 @@ impl Default for SshOptions {
             kex_algorithms: None,
             channels_per_host: MAX_CHANNELS_PER_HOST,
             identity_files: Vec::new(),
+            persist: None,
         }
     }
 }
@@ -94,12 +98,28 @@ pub struct SshTransport {
     become_root: bool,
     channels: Arc<Semaphore>,
     round_trips: AtomicU64,
+    /// Kept after the run (`SshOptions::persist`): closing leaves it to its idle timeout.
+    kept: bool,
+    /// Taken over from an earlier run: no handshake was made.
+    reused: bool,
 }
 
 impl SshTransport {
     /// The master's control socket (tests use it to find and kill the master).
     pub fn control_socket(&self) -> PathBuf {
         self.session.control_socket().to_path_buf()
+    }
+
+    fn new(host: &str, session: Session, conn: &Connection, channels: usize) -> SshTransport {
+        SshTransport {
+            host: host.to_string(),
+            session,
+            become_root: conn.become_root && conn.user != "root",
+            channels: Arc::new(Semaphore::new(channels.max(1))),
+            round_trips: AtomicU64::new(0),
+            kept: false,
+            reused: false,
+        }
     }
 }
 
@@ -196,6 +216,48 @@ impl Connector for SshConnector {
     type T = SshTransport;
 
     async fn connect(&self, host: &str, conn: &Connection) -> Result<SshTransport, TransportError> {
+        let Some(p) = &self.opts.persist else {
+            let session = self.handshake(host, conn, None).await?;
+            return Ok(SshTransport::new(host, session, conn, self.opts.channels_per_host));
+        };
+        let (ctl, trust) = super::mux::paths(&p.dir, conn, &self.opts.jump_hosts, self.opts.kex_algorithms.as_deref());
+        if let Some(session) = self.reuse(&ctl, &trust).await {
+            let mut t = SshTransport::new(host, session, conn, self.opts.channels_per_host);
+            (t.kept, t.reused) = (true, true);
+            return Ok(t);
+        }
+        let session = self.handshake(host, conn, Some(p)).await?;
+        // The crate made the master in a temporary directory: move its socket to the host's
+        // name (a bound socket keeps working under a new name), so the next run finds it.
+        let (tmp_ctl, log) = session.detach();
+        let kept = std::fs::rename(&tmp_ctl, &ctl).is_ok();
+        if let Some(log) = &log {
+            let _ = std::fs::remove_file(log);
+        }
+        if kept && let Some(tmp) = tmp_ctl.parent() {
+            let _ = std::fs::remove_dir(tmp);
+        }
+        let session = Session::resume_mux(if kept { ctl.clone().into_boxed_path() } else { tmp_ctl }, None);
+        let mut t = SshTransport::new(host, session, conn, self.opts.channels_per_host);
+        t.kept = kept;
+        if kept {
+            // Vouched for by the handshake just made: record what to check next time.
+            match self.host_keys(&t.session).await {
+                Some(host_keys) => {
+                    let known_hosts = super::mux::known_hosts_fingerprint(&self.known_hosts_files());
+                    let _ = super::mux::Trust { known_hosts, host_keys }.write(&trust);
+                }
+                None => super::mux::forget(&ctl, &trust),
+            }
+        }
+        Ok(t)
+    }
+}
+
+impl SshConnector {
+    /// A new master (the handshake: host key checked strictly), retried for transient failures;
+    /// with `persist`, one that stays `persist.idle` after its last use.
+    async fn handshake(&self, host: &str, conn: &Connection, persist: Option<&Persist>) -> Result<Session, TransportError> {
         let mut b = SessionBuilder::default();
         b.user(conn.user.clone())
             .port(conn.port)
@@ -208,6 +270,10 @@ impl Connector for SshConnector {
             .connect_timeout(self.opts.connect_timeout)
             .server_alive_interval(Duration::from_secs(15))
             .control_directory(&self.opts.control_dir);
+        if let Some(p) = persist {
+            let secs = std::num::NonZeroUsize::new(p.idle.as_secs().max(1) as usize).expect("at least 1");
+            b.control_persist(openssh::ControlPersist::IdleFor(secs)).control_directory(&p.dir);
+        }
         if let Some(k) = &conn.key_file {
             b.keyfile(k);
         }
@@ -225,15 +291,7 @@ impl Connector for SshConnector {
                 tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
             }
             match b.connect_mux(&conn.address).await {
-                Ok(session) => {
-                    return Ok(SshTransport {
-                        host: host.to_string(),
-                        session,
-                        become_root: conn.become_root && conn.user != "root",
-                        channels: Arc::new(Semaphore::new(self.opts.channels_per_host.max(1))),
-                        round_trips: AtomicU64::new(0),
-                    });
-                }
+                Ok(session) => return Ok(session),
                 Err(e) => {
                     let e = classify_connect_error(host, conn, &self.opts.known_hosts, &e);
                     if !retryable(&e) {
@@ -244,6 +302,49 @@ impl Connector for SshConnector {
             }
         }
         Err(last.expect("at least one attempt"))
+    }
+
+    /// The kept master at `ctl`, when it may be trusted as a fresh handshake would be (see
+    /// `mux`): known_hosts unchanged, the master answering, the host's keys the same. Any
+    /// other master there is stopped and forgotten.
+    async fn reuse(&self, ctl: &std::path::Path, trust: &std::path::Path) -> Option<Session> {
+        if !ctl.exists() {
+            return None;
+        }
+        let session = Session::resume_mux(ctl.to_path_buf().into_boxed_path(), None);
+        let record = super::mux::Trust::read(trust);
+        let known_hosts = super::mux::known_hosts_fingerprint(&self.known_hosts_files());
+        let answers = tokio::time::timeout(self.opts.connect_timeout, session.check()).await.is_ok_and(|r| r.is_ok());
+        let trusted = match &record {
+            Some(r) if answers && r.known_hosts == known_hosts => self.host_keys(&session).await.as_ref() == Some(&r.host_keys),
+            _ => false,
+        };
+        if trusted {
+            return Some(session);
+        }
+        if answers {
+            let _ = tokio::time::timeout(Duration::from_secs(2), session.close()).await;
+        }
+        super::mux::forget(ctl, trust);
+        None
+    }
+
+    /// Fingerprint of the host's public host keys, read over `session` (not a round trip of
+    /// the run); None when it does not answer within the connect timeout.
+    async fn host_keys(&self, session: &Session) -> Option<String> {
+        let mut cmd = session.command("sh");
+        cmd.args(["-c", super::mux::HOST_KEYS]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
+        let out = tokio::time::timeout(self.opts.connect_timeout, cmd.output()).await.ok()?.ok()?;
+        out.status.success().then(|| super::mux::host_keys_fingerprint(&out.stdout))
+    }
+
+    /// The known_hosts files a handshake checks: the cluster's, then the user's.
+    fn known_hosts_files(&self) -> Vec<PathBuf> {
+        let mut files = self.opts.known_hosts.clone();
+        if let Some(home) = std::env::var_os("HOME") {
+            files.push(PathBuf::from(home).join(".ssh/known_hosts"));
+        }
+        files
     }
 }
 
@@ -341,6 +442,17 @@ impl Transport for SshTransport {
     }
 
     async fn close(self) {
-        let _ = self.session.close().await;
+        // A kept master outlives the run (its idle timeout ends it).
+        if !self.kept {
+            let _ = self.session.close().await;
+        }
+    }
+
+    fn reused(&self) -> bool {
+        self.reused
+    }
+
+    async fn alive(&self) -> bool {
+        self.session.check().await.is_ok()
     }
 }

@@ -83,8 +83,18 @@ pub trait Transport: Send + Sync + 'static {
     ) -> impl Future<Output = Result<CmdOutput, TransportError>> + Send;
     /// Round trips made so far on this connection.
     fn round_trips(&self) -> u64;
-    /// Close the connection (end the master).
+    /// Close the connection (end the master, unless it is kept for the next run).
     fn close(self) -> impl Future<Output = ()> + Send;
+
+    /// True when the connection was taken over from an earlier run (no handshake made).
+    fn reused(&self) -> bool {
+        false
+    }
+
+    /// Whether the connection still answers (checked before a later step of the run uses it).
+    fn alive(&self) -> impl Future<Output = bool> + Send {
+        async { true }
+    }
 
     /// Put whole files (path, bytes, octal mode) atomically: one round trip for all of them.
     /// Each lands as the apply script's files do: a temp file in the target's directory (named

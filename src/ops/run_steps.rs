@@ -1,7 +1,8 @@
 //! The last phase of every operation that changes hosts (setup, destroy, restore): run the
-//! planned steps in order on every host over SSH (`exec`), under the session's cluster lock,
-//! and print each step's recap (a table per step, or JSON: one document for the run, with the
-//! steps inside when there are several). A step that fails on a host stops the run.
+//! planned steps in order on every host over SSH (`exec::Run`: one connection per host for the
+//! whole run, opened before the first step), under the session's cluster lock, and print each
+//! step's recap (a table per step, or JSON: one document for the run, with the steps inside
+//! when there are several). A step that fails on a host stops the run.
 
 use indexmap::IndexMap;
 
@@ -34,7 +35,17 @@ pub fn run(session: &mut Session, ready: &Ready, plans: &[StepPlan], opts: &Opti
     // `Recap::combine`), also when a step stops it.
     let mut recaps = Vec::new();
     let mut flow = Flow::Next;
-    for plan in plans {
+    let run = exec::Run::new(session.lock()?, &ready.conns, opts)?;
+    // Every host of the run, for the first step to connect (a step planned again keeps the
+    // hosts it was planned for).
+    let all_hosts: Vec<String> = plans
+        .iter()
+        .flat_map(|p| p.waves.iter().flat_map(|w| &w.hosts))
+        .map(|h| h.host.clone())
+        .collect::<indexmap::IndexSet<String>>()
+        .into_iter()
+        .collect();
+    for (i, plan) in plans.iter().enumerate() {
         if plans.len() > 1 && !opts.json {
             println!("== step {}", plan.step);
         }
@@ -47,7 +58,8 @@ pub fn run(session: &mut Session, ready: &Ready, plans: &[StepPlan], opts: &Opti
             _ => plan,
         };
         let lock = session.lock()?;
-        let recap = exec::run_step_locked(lock, plan, &ready.conns, opts)?;
+        let later: &[String] = if i == 0 { &all_hosts } else { &[] };
+        let recap = run.step(lock, plan, &ready.conns, opts, later)?;
         let code = recap.exit_code();
         if opts.json && plans.len() > 1 {
             recaps.push(recap);
@@ -63,6 +75,7 @@ pub fn run(session: &mut Session, ready: &Ready, plans: &[StepPlan], opts: &Opti
             break;
         }
     }
+    run.finish();
     if !recaps.is_empty() {
         let name = recaps.iter().map(|r| r.step.as_str()).collect::<Vec<_>>().join(",");
         println!("{}", crate::ui::recap::Recap::combine(&name, recaps).to_json());

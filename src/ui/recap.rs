@@ -17,6 +17,9 @@ pub struct HostRecap {
     pub seconds: f64,
     /// Of which: opening the SSH connection (handshake + auth).
     pub connect_seconds: f64,
+    /// SSH handshakes made for this host: 0 when its connection was kept from an earlier step
+    /// of the run or from an earlier run (a kept master).
+    pub handshakes: u32,
     /// Remote commands run on this host (each is one round trip).
     pub round_trips: u64,
     /// Round trips per role (role → count), for the ≤3-per-role budget.
@@ -48,9 +51,9 @@ pub struct Recap {
 }
 
 impl Recap {
-    /// True when no host failed or was unreachable.
+    /// True when the run was not refused and no host failed or was unreachable.
     pub fn success(&self) -> bool {
-        self.hosts.values().all(|h| h.failed == 0 && h.unreachable == 0)
+        self.refused.is_none() && self.hosts.values().all(|h| h.failed == 0 && h.unreachable == 0)
     }
     /// 0 on success, 2 when some host failed or was unreachable.
     pub fn exit_code(&self) -> i32 {
@@ -82,6 +85,7 @@ impl Recap {
                 a.warnings += x.warnings;
                 a.seconds += x.seconds;
                 a.connect_seconds += x.connect_seconds;
+                a.handshakes += x.handshakes;
                 a.round_trips += x.round_trips;
                 for (role, n) in &x.round_trips_by_role {
                     *a.round_trips_by_role.entry(role.clone()).or_default() += n;

@@ -82,6 +82,12 @@ fn control_plane_behind_the_vip(_: &Lab) {
         for ip in &masters {
             assert!(first.count(ip, "changed") > 20, "04 did little on {ip}:\n{}", first.output);
         }
+        // One SSH connection per host for the whole run of eight steps: one handshake each.
+        let hosts = first.recap["hosts"].as_object().expect("hosts in the recap");
+        assert_eq!(hosts.len(), 5, "{}", first.output);
+        for (ip, h) in hosts {
+            assert_eq!(h["handshakes"], 1, "{ip}: {h}");
+        }
         // Through the VIP (the deploy machine's kubeconfig points there) and on each master.
         let kc = std::fs::read_to_string(lab.cluster_dir().join("kubectl.kubeconfig")).unwrap();
         assert!(kc.contains(&format!("server: https://{}:8443", lab.vip())), "{kc}");

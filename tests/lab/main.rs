@@ -33,6 +33,7 @@ mod kube_master;
 mod kube_network;
 mod kube_node;
 mod lifecycle;
+mod mux;
 mod packages;
 mod steps;
 mod steps_fail;
@@ -57,6 +58,8 @@ const SUITES: &[&[Test]] = &[
     steps::TESTS,
     steps_runtime::TESTS,
     steps_fail::TESTS,
+    // SSH masters kept between runs, and not trusted once known_hosts changed.
+    mux::TESTS,
     steps_lb::TESTS,
     packages::TESTS,
     certs::TESTS,
