@@ -306,10 +306,10 @@ fn ezk_killed_mid_run_lock_stale_next_run_finishes(lab: &Lab) {
     let unit = "/etc/systemd/system/etcd.service";
     let clean = sha_on(lab, 0, unit);
     lab.sh(0, &format!("echo '# drift' >> {unit}"));
-    // On the host: the moment the restart marker appears, say so (the apply has begun).
+    // On the host: the moment a restart-owed marker appears, say so (the apply has begun).
     let mut watcher = lab
         .ssh_cmd(0)
-        .arg("for n in $(seq 1 6000); do [ -e /var/lib/ezk/pending-restart/etcd.service ] && exit 0; sleep 0.01; done; exit 1")
+        .arg("for n in $(seq 1 6000); do [ -n \"$(ls -A /var/lib/ezk/pending-restart 2>/dev/null)\" ] && exit 0; sleep 0.01; done; exit 1")
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
@@ -324,7 +324,8 @@ fn ezk_killed_mid_run_lock_stale_next_run_finishes(lab: &Lab) {
     let machine = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string();
     assert!(record.starts_with(&format!("{pid} {machine} ")) && record.contains(&format!("setup {} 02", lab.name)), "lock record: {record:?}");
     let left = masters_of(pid);
-    println!("  ssh masters the killed run left: {}", left.len());
+    let owed = lab.sh(0, "ls -A /var/lib/ezk/pending-restart 2>/dev/null | tr '\\n' ' '");
+    println!("  the killed run left {} ssh master(s) and, on the host, owed: [{owed}]", left.len());
     // The file on the host is one or the other, never a part.
     let now = sha_on(lab, 0, unit);
     let drifted = lab.sh(0, &format!("tail -n1 {unit}")) == "# drift";
