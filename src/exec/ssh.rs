@@ -215,6 +215,18 @@ fn classify_connect_error(host: &str, conn: &Connection, known_hosts: &[PathBuf]
     TransportError::Unreachable { host: host.into(), reason: text }
 }
 
+/// Why a running command's connection was lost, for people: the crate says only that the
+/// remote process "has terminated" when its session ends without an exit status.
+fn lost_reason(e: &openssh::Error) -> String {
+    let chain = error_chain(e);
+    let text = if chain.is_empty() { e.to_string() } else { format!("{e}: {chain}") };
+    if matches!(e, openssh::Error::RemoteProcessTerminated) {
+        format!("{text} without an exit status: its SSH session was cut (sshd killed, the host shutting down or rebooting, or the network down); files are whole (old or new): run again to finish")
+    } else {
+        text
+    }
+}
+
 fn error_chain(err: &dyn std::error::Error) -> String {
     let mut parts = Vec::new();
     let mut cur = err.source();
@@ -344,7 +356,7 @@ impl SshTransport {
         };
         let (w, out) = tokio::join!(write, child.wait_with_output());
         w?;
-        let out = out.map_err(|e| TransportError::Lost { host: host.into(), reason: format!("{e}: {}", error_chain(&e)) })?;
+        let out = out.map_err(|e| TransportError::Lost { host: host.into(), reason: lost_reason(&e) })?;
         Ok(CmdOutput {
             code: out.status.code().unwrap_or(-1),
             stdout: out.stdout,
