@@ -4,14 +4,14 @@
 # cores the first time, about a second after that).
 # Services that packages would start (nginx, haproxy, etcd, docker-registry, ...) are kept from starting here:
 # the deploy machine only needs their binaries (config checks, etcd for TLS tests, the mirror,
-# docker-registry for the image download tests).
+# docker-registry for the image download tests). libfaketime: the lab fault suite shows one host a skewed clock.
 set -euo pipefail
 if [ "$(id -u)" != 0 ]; then echo "tests/deps.sh: run as root (sudo tests/deps.sh)" >&2; exit 1; fi
 export DEBIAN_FRONTEND=noninteractive
 pkgs=(systemd-container debootstrap iproute2 openssh-client openssh-server openssl ca-certificates
       etcd-server etcd-client containerd runc containernetworking-plugins
       nginx libnginx-mod-stream haproxy keepalived chrony util-linux procps curl kmod
-      gcc libc6-dev binutils docker-registry)
+      gcc libc6-dev binutils docker-registry libfaketime)
 # kubectl: Debian's kubernetes-client unless some kubectl is already installed.
 command -v kubectl >/dev/null 2>&1 || pkgs+=(kubernetes-client)
 missing=()

@@ -1,4 +1,4 @@
-//! `ezk lab up|down|status`: the local sandbox of real systemd hosts (see `crate::lab`).
+//! `ezk lab up|down|status|reboot`: the local sandbox of real systemd hosts (see `crate::lab`).
 
 use std::time::Duration;
 
@@ -35,6 +35,17 @@ pub enum LabCommand {
     Down { name: String },
     /// Show labs and their hosts (all labs without a name).
     Status { name: Option<String> },
+    /// Reboot one host: its systemd shuts down cleanly, it boots again with its disk as it
+    /// was, and this waits until it answers SSH (for trying what a reboot does to a run).
+    Reboot {
+        /// The lab.
+        name: String,
+        /// The host, as `ezk lab status` names it (e.g. demo-2).
+        host: String,
+        /// Seconds to wait for the host to answer SSH again.
+        #[arg(long, default_value_t = 180)]
+        timeout: u64,
+    },
 }
 
 pub fn run(ctx: &Context, args: Args) -> CliResult {
@@ -89,6 +100,11 @@ pub fn run(ctx: &Context, args: Args) -> CliResult {
             } else {
                 println!("no lab named {name}; nothing to do");
             }
+            Ok(0)
+        }
+        LabCommand::Reboot { name, host, timeout } => {
+            let state = lab::reboot(&paths, &name, &host, Duration::from_secs(30), Duration::from_secs(timeout), &mut progress)?;
+            println!("{host} rebooted ({state})");
             Ok(0)
         }
         LabCommand::Status { name } => {

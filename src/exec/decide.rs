@@ -116,6 +116,58 @@ fn file_changes(fact: &PathFact, want: &Desired, mode: u32, owner: &str, group: 
     Ok(ch)
 }
 
+/// A certificate file must be valid by the clock of the host it goes to: one whose clock is
+/// hours behind would refuse it as "not yet valid" (its not-before is backdated one hour only,
+/// see `pki`), one far ahead as expired, and each service using it would fail with a TLS error
+/// far from the cause. Refused here, before anything changes, naming both times and the fix.
+fn cert_valid_on_host(want: &Desired, host_clock: Option<i64>) -> Result<(), String> {
+    let (Some(bytes), Some(now)) = (want.inline_bytes(), host_clock) else { return Ok(()) };
+    if !bytes.starts_with(b"-----BEGIN CERTIFICATE-----") {
+        return Ok(());
+    }
+    for pem in x509_parser::pem::Pem::iter_from_buffer(bytes).flatten() {
+        let Ok(cert) = pem.parse_x509() else { continue };
+        let (from, until) = (cert.validity().not_before.timestamp(), cert.validity().not_after.timestamp());
+        let subject = cert.subject().to_string();
+        if now < from {
+            return Err(format!(
+                "certificate {subject} is valid from {} but this host's clock reads {} ({} behind): it would be refused here as not yet valid. Set the host's clock (NTP, chrony) and run again",
+                utc(from),
+                utc(now),
+                span(from - now)
+            ));
+        }
+        if now > until {
+            return Err(format!(
+                "certificate {subject} expires {} but this host's clock reads {} ({} past it): it would be refused here as expired. Set the host's clock (NTP, chrony) and run again",
+                utc(until),
+                utc(now),
+                span(now - until)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `2026-12-06 14:03:10 UTC`.
+fn utc(t: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .map(|d| format!("{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC", d.year(), u8::from(d.month()), d.day(), d.hour(), d.minute(), d.second()))
+        .unwrap_or_else(|_| format!("@{t}"))
+}
+
+/// `2h 58m`, `12m 5s`, `3d 4h`.
+fn span(secs: i64) -> String {
+    let (d, h, m, s) = (secs / 86400, secs % 86400 / 3600, secs % 3600 / 60, secs % 60);
+    if d > 0 {
+        format!("{d}d {h}h")
+    } else if h > 0 {
+        format!("{h}h {m}m")
+    } else {
+        format!("{m}m {s}s")
+    }
+}
+
 fn norm(v: &str) -> String {
     v.split_whitespace().collect::<Vec<_>>().join(" ")
 }
@@ -157,7 +209,9 @@ pub fn decide_role(tasks: &[Task], desired: &[Desired], facts: &Facts) -> Vec<De
         let mut changes = Vec::new();
         let mut fail = None;
         match &task.action {
-            Action::File(f) => match file_changes(path, &desired[i], f.mode, &f.owner, &f.group, tf) {
+            Action::File(f) => match file_changes(path, &desired[i], f.mode, &f.owner, &f.group, tf)
+                .and_then(|c| cert_valid_on_host(&desired[i], tf.host_clock).map(|()| c))
+            {
                 Ok(c) => {
                     if !c.is_empty() && touches_unit(&task.action) {
                         unit_file_changed = true;
@@ -369,4 +423,34 @@ pub fn decide(tasks: &[Task], desired: &[Desired], facts: &Facts) -> Decided {
     let decisions = decide_role(tasks, desired, facts);
     let handlers = pending_handlers(tasks, &decisions, facts);
     Decided { decisions, handlers }
+}
+
+#[cfg(test)]
+mod clock_tests {
+    use super::*;
+    use crate::exec::desired::FileSource;
+
+    fn cert_from(not_before: i64) -> Desired {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::new(vec!["etcd".to_string()]).unwrap();
+        p.not_before = time::OffsetDateTime::from_unix_timestamp(not_before).unwrap();
+        p.not_after = time::OffsetDateTime::from_unix_timestamp(not_before + 86400).unwrap();
+        let pem = p.self_signed(&key).unwrap().pem().into_bytes();
+        Desired::File { sha256: String::new(), size: pem.len() as u64, source: FileSource::Inline(pem), diffable: true }
+    }
+
+    #[test]
+    fn a_certificate_not_yet_valid_by_the_hosts_clock_is_refused_naming_both_times() {
+        let t = 1_780_000_000;
+        let want = cert_from(t);
+        let err = cert_valid_on_host(&want, Some(t - 3 * 3600 - 120)).unwrap_err();
+        assert!(err.contains("3h 2m behind") && err.contains("not yet valid") && err.contains("Set the host's clock"), "{err}");
+        assert!(cert_valid_on_host(&want, Some(t + 60)).is_ok());
+        let err = cert_valid_on_host(&want, Some(t + 2 * 86400)).unwrap_err();
+        assert!(err.contains("expired") && err.contains("1d 0h past it"), "{err}");
+        // No clock gathered (a date without %N), or not a certificate: nothing to say.
+        assert!(cert_valid_on_host(&want, None).is_ok());
+        let plain = Desired::File { sha256: String::new(), size: 1, source: FileSource::Inline(b"x".to_vec()), diffable: true };
+        assert!(cert_valid_on_host(&plain, Some(0)).is_ok());
+    }
 }

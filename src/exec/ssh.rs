@@ -182,6 +182,49 @@ fn write_run_config(opts: &SshOptions) -> std::io::Result<RunConfig> {
     Ok(RunConfig { path })
 }
 
+/// End the SSH masters a killed ezk (pid `pid`, on this machine) left running, and remove its
+/// run config and the masters' control dirs; returns how many masters were ended. The masters
+/// are daemons (`ssh -M -f`), so they outlive the run that started them; they are known by the
+/// run config they were given (`-F <tmp>/ezk-ssh-<pid>-<n>.conf`). Nothing is done while a
+/// process with that pid still runs ezk.
+pub fn end_masters_of(pid: u32) -> usize {
+    let exe_is_ezk = std::fs::read_link(format!("/proc/{pid}/exe"))
+        .map(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("ezk")))
+        .unwrap_or(false);
+    if exe_is_ezk {
+        return 0;
+    }
+    let prefix = std::env::temp_dir().join(format!("ezk-ssh-{pid}-"));
+    let prefix = prefix.to_string_lossy().into_owned();
+    let mut ended = 0;
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(p) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else { continue };
+        let args: Vec<String> = cmd.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+        let is_ssh = args.first().is_some_and(|a| a == "ssh" || a.ends_with("/ssh"));
+        let ours = args.windows(2).any(|w| w[0] == "-F" && w[1].starts_with(&prefix));
+        if !(is_ssh && ours && args.iter().any(|a| a == "-M")) {
+            continue;
+        }
+        if std::process::Command::new("kill").arg(p.to_string()).output().is_ok_and(|o| o.status.success()) {
+            ended += 1;
+        }
+        // The control dir (`.ssh-connectionXXXX/master`): its socket goes with the master.
+        if let Some(sock) = args.windows(2).find(|w| w[0] == "-S").map(|w| PathBuf::from(&w[1]))
+            && let Some(dir) = sock.parent()
+            && dir.file_name().is_some_and(|n| n.to_string_lossy().starts_with(".ssh-connection"))
+        {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+    for e in std::fs::read_dir(std::env::temp_dir()).into_iter().flatten().flatten() {
+        if e.path().to_string_lossy().starts_with(&prefix) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    ended
+}
+
 fn classify_connect_error(host: &str, conn: &Connection, known_hosts: &[PathBuf], err: &openssh::Error) -> TransportError {
     let text = format!("{err}: {}", error_chain(err));
     if super::hostkey::is_host_key_error(&text) {
@@ -190,6 +233,18 @@ fn classify_connect_error(host: &str, conn: &Connection, known_hosts: &[PathBuf]
         return TransportError::HostKey { host: host.into(), reason: super::hostkey::message(&addr, known_hosts, &text) };
     }
     TransportError::Unreachable { host: host.into(), reason: text }
+}
+
+/// Why a running command's connection was lost, for people: the crate says only that the
+/// remote process "has terminated" when its session ends without an exit status.
+fn lost_reason(e: &openssh::Error) -> String {
+    let chain = error_chain(e);
+    let text = if chain.is_empty() { e.to_string() } else { format!("{e}: {chain}") };
+    if matches!(e, openssh::Error::RemoteProcessTerminated) {
+        format!("{text} without an exit status: its SSH session was cut (sshd killed, the host shutting down or rebooting, or the network down); files are whole (old or new): run again to finish")
+    } else {
+        text
+    }
 }
 
 fn error_chain(err: &dyn std::error::Error) -> String {
@@ -402,7 +457,7 @@ impl SshTransport {
         };
         let (w, out) = tokio::join!(write, child.wait_with_output());
         w?;
-        let out = out.map_err(|e| TransportError::Lost { host: host.into(), reason: format!("{e}: {}", error_chain(&e)) })?;
+        let out = out.map_err(|e| TransportError::Lost { host: host.into(), reason: lost_reason(&e) })?;
         Ok(CmdOutput {
             code: out.status.code().unwrap_or(-1),
             stdout: out.stdout,

@@ -295,6 +295,43 @@ pub fn down(
     Ok(true)
 }
 
+/// Reboot host `host` of lab `name`: its systemd shuts down cleanly (SIGTERM to its nspawn, as
+/// `down` does; killed after `grace`), then it boots again on the same overlay, address and
+/// host key, and this waits (up to `timeout`) until it answers SSH with systemd up. What the
+/// host wrote to disk stays; what ran on it (services, sessions) went down with it: a reboot.
+/// Returns the host's `is-system-running` answer.
+pub fn reboot(
+    paths: &LabPaths,
+    name: &str,
+    host: &str,
+    grace: Duration,
+    timeout: Duration,
+    progress: &mut dyn FnMut(&str),
+) -> Result<String, LabError> {
+    validate_name(name)?;
+    sys::preflight("reboot", true)?;
+    let _lab_lock = sys::lock_file(&lock_path(paths, name))?;
+    let mut state = LabState::load(paths, name)?.ok_or_else(|| LabError::NoSuchLab(name.to_string()))?;
+    let Some(i) = state.hosts.iter().position(|h| h.name == host) else {
+        return Err(LabError::NoSuchHost {
+            lab: name.to_string(),
+            host: host.to_string(),
+            hosts: state.hosts.iter().map(|h| h.name.as_str()).collect::<Vec<_>>().join(", "),
+        });
+    };
+    progress(&format!("stopping {host}"));
+    host::stop_all(&state.hosts[i..=i], grace);
+    // nspawn removes its veth when it exits; one killed outright may leave it.
+    net::delete_link(&state.hosts[i].veth)?;
+    progress(&format!("booting {host}"));
+    let child = host::boot(&state.hosts[i], &state.bridge)?;
+    state.hosts[i].pid = Some(child.id());
+    state.save(paths)?;
+    let mut children = [child];
+    let states = wait::wait_all(&state.hosts[i..=i], &mut children, &state.key_file(), &state.known_hosts(), timeout)?;
+    Ok(states.into_iter().next().unwrap_or_default())
+}
+
 /// Remove everything a (possibly half-made) lab has: processes, mounts, veths, bridge, the
 /// lab's files in its cluster dir, the state dir. Every step tolerates a missing piece.
 fn teardown(paths: &LabPaths, state: &LabState) -> Result<(), LabError> {

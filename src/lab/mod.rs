@@ -13,7 +13,7 @@
 //! (the kubeasz hosts file), `sys` (root/tool checks, commands, mounts, pids), `inotify` (the
 //! machine's inotify limits, raised by `up` to fit every lab host: all hosts' systemd share
 //! root's limit, and the default 128 instances runs out at ~16 hosts), `lifecycle`
-//! (up/down/status).
+//! (up/down/status, and rebooting one host).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,7 +29,7 @@ pub mod state;
 pub mod sys;
 pub mod wait;
 
-pub use lifecycle::{HostStatus, LabStatus, UpOptions, down, status, up};
+pub use lifecycle::{HostStatus, LabStatus, UpOptions, down, reboot, status, up};
 pub use state::{HostState, LabState};
 
 /// Everything that can go wrong in `ezk lab`; each message names what failed and the fix.
@@ -92,6 +92,10 @@ pub enum LabError {
         "{path} is still mounted (or has mounts below it); not deleting it. Check `findmnt -R {path}`, unmount, then rerun `ezk lab down`"
     )]
     StillMounted { path: PathBuf },
+    #[error("no lab named {0:?} (see `ezk lab status`)")]
+    NoSuchLab(String),
+    #[error("lab {lab:?} has no host {host:?}; its hosts: {hosts}")]
+    NoSuchHost { lab: String, host: String, hosts: String },
     #[error("base image: {0}")]
     Image(String),
     #[error("interrupted")]

@@ -178,10 +178,22 @@ fn check_chains(def: &LeafDef, ca: &Ca, leaf_der: &[u8]) -> Result<(), PkiError>
 /// `new_ca`: the CAs too), and write the deploy machine's admin kubeconfig. A certificate ezk
 /// did not issue is kept when it does the job (`adopt`); one that must be issued by a CA whose
 /// key is offline is left pending: handing it out is then the error that names the key.
+/// `clusters/<name>/.pki.lock`, held (waiting for it if need be) while ssl/ is written.
+fn issue_lock(cluster_dir: &Path) -> Result<std::fs::File, PkiError> {
+    let path = cluster_dir.join(".pki.lock");
+    let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(PkiError::io(&path))?;
+    f.lock().map_err(PkiError::io(&path))?;
+    Ok(f)
+}
+
 pub(super) fn ensure_all(cluster_dir: &Path, spec: &PkiSpec, force: bool, new_ca: bool) -> Result<Pki, PkiError> {
     spec.validate()?;
     let ssl = cluster_dir.join("ssl");
     ensure_private_dir(&ssl)?;
+    // One issuer at a time: two runs planning at once (two `ezk setup` of one cluster: they
+    // plan before the cluster lock refuses the second) would each make a CA and mix their key
+    // and certificate files. The second waits, then finds and reuses what the first wrote.
+    let _issuing = issue_lock(cluster_dir)?;
     let mut outcome = Outcome::default();
     let mut manifest = Manifest::load(&ssl)?;
     let one_ca = adopt::one_ca(&ssl, &manifest);

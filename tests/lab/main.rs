@@ -27,6 +27,8 @@ mod day2;
 mod day2_master;
 mod destroy;
 mod exec;
+mod faults;
+mod faults_kube;
 mod kube_dns;
 mod kube_images;
 mod kube_master;
@@ -65,10 +67,15 @@ const SUITES: &[&[Test]] = &[
     certs::TESTS,
     audit::TESTS,
     backup::TESTS,
+    // Faults injected into runs on the shared lab (a killed session, a reboot, a full disk, ezk
+    // killed, two runs at once, a skewed clock); each leaves the lab converged as it found it.
+    faults::TESTS,
     // A kubeasz-built etcd taken over, on a 3-host lab of its own.
     takeover::TESTS,
     // Kubernetes, on a 5-host lab of its own (booted by the first of these tests).
     kube_master::TESTS,
+    // An apiserver killed and an etcd member lost during runs; the control plane converged after.
+    faults_kube::TESTS,
     kube_node::TESTS,
     // The image-based network plugins: their manifests against the real API server (dry run),
     // network-apply for real (pods that cannot pull), the clean roles on a shared-lab host.

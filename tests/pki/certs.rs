@@ -408,3 +408,32 @@ fn bad_spec_values_name_the_variable() {
     );
     assert!(!d.path().join("ssl").exists(), "a bad spec wrote files");
 }
+
+/// Two runs issuing into one empty cluster dir at once (two `ezk setup` planning before the
+/// cluster lock decides between them): one CA results, and every certificate verifies against
+/// the CA file that is on disk; the key file is the CA certificate's key.
+#[test]
+fn runs_issuing_at_once_make_one_ca_and_matching_files() {
+    for _ in 0..3 {
+        let d = tempfile::tempdir().unwrap();
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let dir = d.path().to_path_buf();
+                std::thread::spawn(move || Pki::ensure(&dir, &spec()).map(|p| p.outcome().created_cas.len()))
+            })
+            .collect();
+        let created: Vec<usize> = threads.into_iter().map(|t| t.join().unwrap().unwrap()).collect();
+        assert_eq!(created.iter().filter(|n| **n > 0).count(), 1, "CAs made by more than one run: {created:?}");
+        let ssl = d.path().join("ssl");
+        for (stem, ca, _, _) in leaves() {
+            let (ok, out) = verify(&ssl.join(format!("{ca}.pem")), &ssl.join(format!("{stem}.pem")), None);
+            assert!(ok, "{stem}: {out}");
+        }
+        let pubkey = |args: &[&str], f: &str| run(Command::new("openssl").args(args).arg(ssl.join(f)));
+        for ca in ["ca", "etcd-ca", "front-proxy-ca"] {
+            let from_cert = pubkey(&["x509", "-noout", "-pubkey", "-in"], &format!("{ca}.pem"));
+            let from_key = pubkey(&["pkey", "-pubout", "-in"], &format!("{ca}-key.pem"));
+            assert!(from_cert.0 && from_key.0 && from_cert.1 == from_key.1, "{ca}: key and certificate do not match");
+        }
+    }
+}

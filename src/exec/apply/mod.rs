@@ -50,11 +50,12 @@ ezk_put() { # idx path size sha mode owner group
   t="$d/.ezk-tmp.$b.$$"
   echo "$t" >> "$W/tmps"
   ezk_t "$1" upload
-  # Hashed as it arrives (no second read of the file); the size check below catches a short write.
-  s=$(head -c "$3" | tee -- "$t" | ezk_sha)
+  # Hashed as it arrives (no second read of the file); the size check below catches a short
+  # write. tee goes on reading after a write error (a full disk), so later files stay in step.
+  s=$(head -c "$3" | tee -- "$t" 2>"$W/e" | ezk_sha)
   [ -f "$t" ] || ezk_fail "$1" "cannot write $t"
   ezk_t "$1" check
-  n=$(wc -c < "$t"); [ "$n" -eq "$3" ] || ezk_fail "$1" "upload of $2 truncated ($n of $3 bytes)"
+  n=$(wc -c < "$t"); [ "$n" -eq "$3" ] || ezk_short "$1" "$2" "$n" "$3" "$d"
   [ "${s%% *}" = "$4" ] || ezk_fail "$1" "checksum mismatch after upload of $2"
   ezk_t "$1" fsync
   chown "$6:$7" "$t" && chmod "$5" "$t" || ezk_fail "$1" "cannot set owner/mode on $2"
@@ -62,6 +63,13 @@ ezk_put() { # idx path size sha mode owner group
   ezk_t "$1" rename
   mv -f -- "$t" "$2" || ezk_fail "$1" "cannot rename into $2"
   sync -- "$d" 2>/dev/null || true
+}
+ezk_short() { # idx path got size dir : a short upload, with its cause
+  if [ -s "$W/e" ]; then
+    e=$(sed -n '1s/.*: //p' "$W/e"); a=$(df -Ph -- "$5" 2>/dev/null | awk 'NR==2 {print $4 " free of " $2 " on " $6}')
+    ezk_fail "$1" "cannot write $2 ($3 of $4 bytes written): $e${a:+ ($a)}; the old file is unchanged"
+  fi
+  ezk_fail "$1" "upload of $2 truncated ($3 of $4 bytes): the connection ended early; the old file is unchanged"
 }
 ezk_pend() { # idx marker... : "restart owed" markers, on disk before the change that owes them
   i=$1; shift

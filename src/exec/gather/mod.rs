@@ -51,6 +51,9 @@ pub struct TaskFacts {
     pub pending_restarts: Vec<String>,
     /// A `daemon_reload` task: a unit file landed but no daemon-reload followed (marker).
     pub pending_reload: bool,
+    /// The host's clock (unix seconds) when gathered, for tasks with a path (a certificate
+    /// must be valid by the clock of the host it goes to).
+    pub host_clock: Option<i64>,
 }
 
 /// Facts of a whole role on one host, by task index.
@@ -212,6 +215,7 @@ pub fn parse_facts(stdout: &str, stderr: &str, tasks: &[Task]) -> Result<Facts, 
         let tf = facts.entry(i).or_default();
         if let Some(p) = task_path(task) {
             tf.path = Some(paths.fact(p));
+            tf.host_clock = paths.now();
         }
         tf.pending_restarts = markers.owed(task);
         match &task.action {

@@ -143,6 +143,11 @@ impl ReadLine for Raw {
 }
 
 impl Raw {
+    /// The host's clock as gathered (whole seconds).
+    pub(super) fn now(&self) -> Option<i64> {
+        self.now.map(|n| n.floor() as i64)
+    }
+
     /// The state of `path`: not listed by `find` means it does not exist.
     pub(super) fn fact(&self, path: &str) -> PathFact {
         let mut pf = self.paths.get(path).cloned().unwrap_or_else(PathFact::none);

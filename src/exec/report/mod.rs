@@ -140,6 +140,17 @@ pub fn refused(hr: &HostRolePlan, decided: &Decided, ev: &RoleEvents) -> Option<
     })
 }
 
+/// Why an apply script ends without its end marker, from its exit code (the script's traps
+/// exit 129 on a hang-up, interrupt, terminate or broken pipe).
+fn early_stop_cause(code: i32) -> &'static str {
+    match code {
+        129 => ": interrupted on the host by a signal: the host shutting down or rebooting, or its SSH session cut",
+        -1 => ": the SSH session ended without an exit status: the connection was cut or the remote shell killed",
+        137 => ": killed on the host (SIGKILL: by hand or by the out-of-memory killer)",
+        _ => "",
+    }
+}
+
 /// Nothing to apply: every task ok, skipped by its guard, or ok with warnings.
 pub fn unchanged(decided: &Decided, ev: &RoleEvents) -> RoleOutcome {
     let mut o = RoleOutcome::default();
@@ -209,11 +220,13 @@ pub fn applied(hr: &HostRolePlan, decided: &Decided, handlers: &[(usize, String)
     }
     if !res.done && o.error.is_none() {
         o.failed += 1;
+        let stderr: String = out.stderr_text().trim().chars().take(500).collect();
         o.error = Some(format!(
-            "[{}] apply stopped early (exit code {}): {}",
+            "[{}] apply stopped early (exit code {}{}){}; every file is the old or the new one (never a part), what ran later did not: run again to finish",
             hr.role,
             out.code,
-            out.stderr_text().trim().chars().take(500).collect::<String>()
+            early_stop_cause(out.code),
+            if stderr.is_empty() { String::new() } else { format!(": {stderr}") }
         ));
     }
     o
