@@ -173,8 +173,7 @@ fn write(a: &mut AddNode) -> Step {
 
 fn run_on_hosts(a: &mut AddNode) -> Step {
     let session = a.session.as_mut().expect("opened");
-    let code = node_change::run(session, &a.plans, &a.targets, &a.req.run)?;
-    Ok(if code == 0 { Flow::Next } else { Flow::Stop(code) })
+    node_change::run_flow(session, &a.plans, &a.targets, &a.req.run)
 }
 
 fn say_done(a: &mut AddNode) -> Step {
