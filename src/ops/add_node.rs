@@ -157,11 +157,7 @@ fn node_targets(s: &Session, host: &str) -> Vec<Target> {
 }
 
 fn plan(a: &mut AddNode) -> Step {
-    let targets = std::mem::take(&mut a.targets);
-    let plans = node_change::plan(a.session(), &targets);
-    a.targets = targets;
-    a.plans = plans?;
-    node_change::drop_empty(&mut a.plans);
+    a.plans = node_change::plan_reaching(a.session.as_mut().expect("opened"), &a.targets)?;
     Ok(Flow::Next)
 }
 

@@ -131,15 +131,9 @@ fn edit_inventory(d: &mut DelMaster) -> Step {
 
 fn plan(d: &mut DelMaster) -> Step {
     d.clean = node_change::clean_plans(d.before.as_ref().expect("opened"), &d.req.host)?;
-    let (lb_targets, list_targets) = (std::mem::take(&mut d.lb_targets), std::mem::take(&mut d.list_targets));
-    let lbs = node_change::plan(d.after(), &lb_targets);
-    let lists = node_change::plan(d.after(), &list_targets);
-    d.lb_targets = lb_targets;
-    d.list_targets = list_targets;
-    d.lbs = lbs?;
-    d.lists = lists?;
-    node_change::drop_empty(&mut d.lbs);
-    node_change::drop_empty(&mut d.lists);
+    let after = d.after.as_mut().expect("opened");
+    d.lbs = node_change::plan_reaching(after, &d.lb_targets)?;
+    d.lists = node_change::plan_reaching(after, &d.list_targets)?;
     Ok(Flow::Next)
 }
 

@@ -84,6 +84,14 @@ pub fn plan(session: &mut Session, targets: &[Target]) -> Result<Vec<StepPlan>, 
     Ok(plans)
 }
 
+/// `plan`, without the plans that reach no host (a step whose hosts were all left out, an
+/// empty `[ex_lb]`): those are not run.
+pub fn plan_reaching(session: &mut Session, targets: &[Target]) -> Result<Vec<StepPlan>, Error> {
+    let mut plans = plan(session, targets)?;
+    drop_empty(&mut plans);
+    Ok(plans)
+}
+
 /// Run `plans` (made by `plan` from `targets`) on their hosts, under the cluster lock; a step
 /// that reads the nodes is planned again first, once every inventory node has registered. A
 /// step that fails on a host stops the operation with its exit code.
@@ -201,7 +209,7 @@ impl Removal {
 
 /// Plans that reach no host (a step whose hosts were all left out, an empty `[ex_lb]`) are not
 /// run.
-pub fn drop_empty(plans: &mut Vec<StepPlan>) {
+fn drop_empty(plans: &mut Vec<StepPlan>) {
     plans.retain(|p| !p.waves.is_empty());
 }
 
