@@ -110,8 +110,8 @@ fn edit_inventory(a: &mut AddEtcd) -> Step {
     if host.parse::<std::net::IpAddr>().is_err() {
         return Err(format!("add-etcd takes the new member's IP address (as ezctl does), got {host:?}; no host was contacted").into());
     }
-    let current = super::open_or_report(&a.home, &a.req.cluster, &a.req.extra_vars).map_err(|_| "the inventory has problems (above); fix them first")?;
-    let text = node_change::hosts_text(current.dir())?;
+    let text = node_change::hosts_text(&a.home.cluster_dir(&a.req.cluster))?;
+    let current = node_change::etcd_session_with(&a.home, &a.req.cluster, &a.req.extra_vars, &text, "the inventory as it is")?;
     let join_vars: Vec<(String, String)> =
         a.req.extra_vars.iter().cloned().chain([("CLUSTER_STATE".to_string(), "existing".to_string())]).collect();
     // etcdctl and its client certificate, from the cluster as it is (the new address goes into
@@ -123,11 +123,11 @@ fn edit_inventory(a: &mut AddEtcd) -> Step {
         text
     } else {
         let new_text = edit::add_host_line(&text, "etcd", &host);
-        a.session = Some(node_change::session_with(&a.home, &a.req.cluster, &a.req.extra_vars, &new_text, &format!("host line `{host}` in [etcd]"))?);
+        a.session = Some(node_change::etcd_session_with(&a.home, &a.req.cluster, &a.req.extra_vars, &new_text, &format!("host line `{host}` in [etcd]"))?);
         a.new_text = Some(new_text.clone());
         new_text
     };
-    a.join = Some(node_change::session_with(&a.home, &a.req.cluster, &join_vars, &text, &format!("{host} joining [etcd]"))?);
+    a.join = Some(node_change::etcd_session_with(&a.home, &a.req.cluster, &join_vars, &text, &format!("{host} joining [etcd]"))?);
     let s = a.session.as_ref().expect("opened above");
     let old = s.inventory.hosts_in("etcd").iter().filter(|h| **h != host).cloned().collect();
     let every = node_change::hosts_in(s, &["kube_master", "kube_node", "etcd", "ex_lb", "chrony"]);
@@ -190,7 +190,7 @@ fn run_prepare(a: &mut AddEtcd) -> Step {
 fn say_member_add(a: &mut AddEtcd) -> Step {
     if a.add {
         let peer = etcd_change::peer_url(a.session.as_ref().expect("opened"), &a.req.host);
-        println!("would add member etcd-{} ({peer}) to the {} members", a.req.host, a.members.len());
+        eprintln!("would add member etcd-{} ({peer}) to the {} members", a.req.host, a.members.len());
     }
     Ok(Flow::Next)
 }

@@ -117,12 +117,12 @@ pub fn run(home: &Home, req: Request) -> Result<i32, Error> {
 
 fn edit_inventory(d: &mut DelEtcd) -> Step {
     let host = d.req.host.clone();
-    let before = super::open_or_report(&d.home, &d.req.cluster, &d.req.extra_vars).map_err(|_| "the inventory has problems (above); fix them first")?;
+    let text = node_change::hosts_text(&d.home.cluster_dir(&d.req.cluster))?;
+    let before = node_change::etcd_session_with(&d.home, &d.req.cluster, &d.req.extra_vars, &text, "the inventory as it is")?;
     ETCD.check(&before, &host)?;
     let hosts_file = before.dir().join("hosts");
-    let text = node_change::hosts_text(before.dir())?;
     let (new_text, removed) = edit::remove_host(&text, "etcd", &host);
-    let after = node_change::session_with(&d.home, &d.req.cluster, &d.req.extra_vars, &new_text, &format!("{host} removed from [etcd]"))?;
+    let after = node_change::etcd_session_with(&d.home, &d.req.cluster, &d.req.extra_vars, &new_text, &format!("{host} removed from [etcd]"))?;
     if removed == 0 || after.inventory.groups_of(&host).iter().any(|g| g == "etcd") {
         return Err(format!("{host} is in [etcd] through a host range or a child group of {}: remove it there by hand", hosts_file.display()).into());
     }
@@ -179,7 +179,7 @@ fn run_masters(d: &mut DelEtcd) -> Step {
 
 fn say_member_remove(d: &mut DelEtcd) -> Step {
     if let Some(m) = &d.member {
-        println!("would remove member {} ({}, ID {}) from the {} members", m.name, d.req.host, m.hex_id(), d.members.len());
+        eprintln!("would remove member {} ({}, ID {}) from the {} members", m.name, d.req.host, m.hex_id(), d.members.len());
     }
     Ok(Flow::Next)
 }

@@ -31,10 +31,27 @@ pub fn hosts_text(dir: &Path) -> Result<String, Error> {
 /// A session over the inventory that `text` (an edit of the hosts file, not written yet)
 /// makes, validated as `ezk check` does: `what` names the edit in the error.
 pub fn session_with(home: &Home, cluster: &str, extra: &[(String, String)], text: &str, what: &str) -> Result<Session, Error> {
+    checked_session(home, cluster, extra, text, what, validate::validate)
+}
+
+/// As [`session_with`] for add-etcd and del-etcd: an even `[etcd]` count is theirs to judge
+/// (`validate::validate_etcd_change`).
+pub fn etcd_session_with(home: &Home, cluster: &str, extra: &[(String, String)], text: &str, what: &str) -> Result<Session, Error> {
+    checked_session(home, cluster, extra, text, what, validate::validate_etcd_change)
+}
+
+fn checked_session(
+    home: &Home,
+    cluster: &str,
+    extra: &[(String, String)],
+    text: &str,
+    what: &str,
+    check: fn(&Inventory) -> Vec<crate::inventory::InventoryError>,
+) -> Result<Session, Error> {
     let dir = home.cluster_dir(cluster);
     let inv = Inventory::from_dir_with(&dir, cluster, extra, Some(text))
         .map_err(|e| format!("with {what}, {e}nothing was written and no host was contacted"))?;
-    let errors = validate::validate(&inv);
+    let errors = check(&inv);
     if !errors.is_empty() {
         return Err(format!(
             "with {what}, {}nothing was written and no host was contacted",
