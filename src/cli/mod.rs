@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 
 use crate::home::Home;
 
+pub mod add_etcd;
 pub mod add_master;
 pub mod add_node;
 pub mod backup;
@@ -19,6 +20,7 @@ pub mod check;
 pub mod del_master;
 pub mod del_node;
 pub mod checkout;
+pub mod del_etcd;
 pub mod destroy;
 pub mod download;
 pub mod kca_renew;
@@ -106,6 +108,18 @@ pub enum Command {
     /// clusters/<name>/hosts and the others' /etc/hosts and routes. Refuses the last master
     /// and an etcd member. Asks first; --plan shows.
     DelMaster(del_node::Args),
+    /// Add an etcd member to a running cluster (kubeasz's `ezctl add-etcd`): every member must
+    /// be healthy; the host goes into [etcd] of clusters/<name>/hosts, `etcdctl member add` over
+    /// TLS, step 02 on it alone (--initial-cluster-state=existing), then every apiserver's
+    /// --etcd-servers, one master at a time, each ready before the next. The old members are not
+    /// restarted. An even member count needs --allow-even; --plan writes nothing.
+    AddEtcd(add_etcd::Args),
+    /// Remove an etcd member (kubeasz's `ezctl del-etcd`): every apiserver's --etcd-servers
+    /// without it (one master at a time), `etcdctl member remove`, the host cleaned as destroy
+    /// does, taken out of clusters/<name>/hosts. Refuses the last member, one whose removal
+    /// leaves no healthy majority, and a host that is also a master or node. Asks first; --plan
+    /// shows.
+    DelEtcd(del_etcd::Args),
     /// Fill the artifact store: pinned, checksummed, resumable; mirror, local dir, offline bundle.
     Download(download::Args),
     /// Table of the cluster's certificates under clusters/<name>/ssl/ (subject, issuer, days
@@ -160,6 +174,8 @@ pub fn run(cli: Cli) -> CliResult {
         Command::DelNode(a) => del_node::run(&ctx, a),
         Command::AddMaster(a) => add_master::run(&ctx, a),
         Command::DelMaster(a) => del_master::run(&ctx, a),
+        Command::AddEtcd(a) => add_etcd::run(&ctx, a),
+        Command::DelEtcd(a) => del_etcd::run(&ctx, a),
         Command::Download(a) => download::run(&ctx, a),
         Command::Backup(a) => backup::run(&ctx, a),
         Command::Restore(a) => restore::run(&ctx, a),

@@ -51,10 +51,22 @@ pub const SHOWN_VARS: &[&str] = &[
 
 /// Every problem in the inventory, in file order where there is one.
 pub fn validate(inv: &Inventory) -> Vec<InventoryError> {
+    check(inv, false)
+}
+
+/// As [`validate`], but an even number of `[etcd]` hosts is no problem: `add-etcd` and
+/// `del-etcd` judge the count themselves, from the live membership, and accept an even one
+/// only when asked (`--allow-even`); every other command still refuses it.
+pub fn validate_etcd_change(inv: &Inventory) -> Vec<InventoryError> {
+    check(inv, true)
+}
+
+fn check(inv: &Inventory, even_etcd_ok: bool) -> Vec<InventoryError> {
     let mut c = Checker {
         inv,
         errors: Vec::new(),
         seen: HashSet::new(),
+        even_etcd_ok,
     };
     c.templates();
     c.host_names();
@@ -119,6 +131,8 @@ struct Checker<'a> {
     inv: &'a Inventory,
     errors: Vec<InventoryError>,
     seen: HashSet<String>,
+    /// An even `[etcd]` count is not an error (`validate_etcd_change`).
+    even_etcd_ok: bool,
 }
 
 impl Checker<'_> {
@@ -314,11 +328,11 @@ impl Checker<'_> {
                 "the etcd group is empty".into(),
                 "list 1, 3 or 5 hosts under [etcd]",
             );
-        } else if etcd.is_multiple_of(2) {
+        } else if etcd.is_multiple_of(2) && !self.even_etcd_ok {
             self.invalid(
                 at,
                 format!("the etcd group has {etcd} members; etcd needs an odd number for quorum"),
-                "list an odd number of hosts under [etcd] (1, 3, 5...)",
+                "list an odd number of hosts under [etcd] (1, 3, 5...); a running cluster's count changes with `ezk add-etcd` / `ezk del-etcd` (after `add-etcd --allow-even`, the next add-etcd or a del-etcd makes it odd again)",
             );
         }
         if self.inv.hosts_in("kube_master").is_empty() {

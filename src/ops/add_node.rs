@@ -157,11 +157,7 @@ fn node_targets(s: &Session, host: &str) -> Vec<Target> {
 }
 
 fn plan(a: &mut AddNode) -> Step {
-    let targets = std::mem::take(&mut a.targets);
-    let plans = node_change::plan(a.session(), &targets);
-    a.targets = targets;
-    a.plans = plans?;
-    node_change::drop_empty(&mut a.plans);
+    a.plans = node_change::plan_reaching(a.session.as_mut().expect("opened"), &a.targets)?;
     Ok(Flow::Next)
 }
 
@@ -173,8 +169,7 @@ fn write(a: &mut AddNode) -> Step {
 
 fn run_on_hosts(a: &mut AddNode) -> Step {
     let session = a.session.as_mut().expect("opened");
-    let code = node_change::run(session, &a.plans, &a.targets, &a.req.run)?;
-    Ok(if code == 0 { Flow::Next } else { Flow::Stop(code) })
+    node_change::run_flow(session, &a.plans, &a.targets, &a.req.run)
 }
 
 fn say_done(a: &mut AddNode) -> Step {

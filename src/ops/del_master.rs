@@ -21,8 +21,7 @@
 //! is finished by running del-master again (the inventory changes last).
 
 use super::Error;
-use super::confirm::confirmed;
-use super::node_change::{self, Target};
+use super::node_change::{self, Removal, Target};
 use super::phase::{Flow, Phase, Step, skip};
 use super::del_node::Request;
 use crate::home::Home;
@@ -54,6 +53,15 @@ impl DelMaster {
         self.after.as_mut().expect("opened")
     }
 }
+
+const MASTER: Removal = Removal {
+    command: "del-master",
+    group: "kube_master",
+    what: "a master",
+    last: "the last master",
+    why_last: "a cluster without one has no API; add another with `ezk add-master` first",
+    refuse: &["etcd", "ex_lb", "chrony"],
+};
 
 const PHASES: &[Phase<DelMaster>] = &[
     Phase::new("take the host out of [kube_master] (checked, not written yet)", edit_inventory),
@@ -91,26 +99,8 @@ pub fn run(home: &Home, req: Request) -> Result<i32, Error> {
 fn edit_inventory(d: &mut DelMaster) -> Step {
     let host = d.req.host.clone();
     let before = super::open_or_report(&d.home, &d.req.cluster, &d.req.extra_vars).map_err(|_| "the inventory has problems (above); fix them first")?;
+    MASTER.check(&before, &host)?;
     let hosts_file = before.dir().join("hosts");
-    let groups = before.inventory.groups_of(&host);
-    if !groups.iter().any(|g| g == "kube_master") {
-        return Err(format!("{host} is not in [kube_master] of {}: nothing to remove (no host was contacted)", hosts_file.display()).into());
-    }
-    if before.inventory.hosts_in("kube_master").len() == 1 {
-        return Err(format!(
-            "{host} is the last master of cluster {} ([kube_master] of {}): a cluster without one has no API; add another with `ezk add-master` first, or take the whole cluster down with `ezk destroy` (no host was contacted)",
-            d.req.cluster,
-            hosts_file.display()
-        )
-        .into());
-    }
-    if let Some(g) = ["etcd", "ex_lb", "chrony"].into_iter().find(|g| groups.iter().any(|h| h == g)) {
-        return Err(format!(
-            "{host} is also in [{g}] of {}: del-master removes a host that serves the cluster as a master only (its clean would reach what it serves as {g}); it stays (no host was contacted)",
-            hosts_file.display()
-        )
-        .into());
-    }
     let text = node_change::hosts_text(before.dir())?;
     let (text, removed) = edit::remove_host(&text, "kube_master", &host);
     let (new_text, _) = edit::remove_host(&text, "kube_node", &host);
@@ -141,15 +131,9 @@ fn edit_inventory(d: &mut DelMaster) -> Step {
 
 fn plan(d: &mut DelMaster) -> Step {
     d.clean = node_change::clean_plans(d.before.as_ref().expect("opened"), &d.req.host)?;
-    let (lb_targets, list_targets) = (std::mem::take(&mut d.lb_targets), std::mem::take(&mut d.list_targets));
-    let lbs = node_change::plan(d.after(), &lb_targets);
-    let lists = node_change::plan(d.after(), &list_targets);
-    d.lb_targets = lb_targets;
-    d.list_targets = list_targets;
-    d.lbs = lbs?;
-    d.lists = lists?;
-    node_change::drop_empty(&mut d.lbs);
-    node_change::drop_empty(&mut d.lists);
+    let after = d.after.as_mut().expect("opened");
+    d.lbs = node_change::plan_reaching(after, &d.lb_targets)?;
+    d.lists = node_change::plan_reaching(after, &d.list_targets)?;
     Ok(Flow::Next)
 }
 
@@ -158,11 +142,7 @@ fn ask(d: &mut DelMaster) -> Step {
         "This drains master {} ({}) of cluster {}, takes it out of the load balancers, stops and removes everything ezk set up on it, deletes its Node and takes it out of the inventory.",
         d.node, d.req.host, d.req.cluster
     );
-    if confirmed("del-master", &d.req.cluster, &what)? {
-        return Ok(Flow::Next);
-    }
-    eprintln!("del-master cancelled: nothing was changed");
-    Ok(Flow::Stop(1))
+    node_change::confirm("del-master", &d.req.cluster, &what)
 }
 
 fn say_drain(d: &mut DelMaster) -> Step {
@@ -179,9 +159,9 @@ fn drain(d: &mut DelMaster) -> Step {
 fn run_lbs(d: &mut DelMaster) -> Step {
     d.before().unlock();
     let (plans, targets, opts) = (std::mem::take(&mut d.lbs), std::mem::take(&mut d.lb_targets), d.req.run.clone());
-    let code = node_change::run(d.after(), &plans, &targets, &opts)?;
+    let flow = node_change::run_flow(d.after(), &plans, &targets, &opts)?;
     d.after().unlock();
-    Ok(if code == 0 { Flow::Next } else { Flow::Stop(code) })
+    Ok(flow)
 }
 
 fn clean_host(d: &mut DelMaster) -> Step {
@@ -207,8 +187,7 @@ fn write(d: &mut DelMaster) -> Step {
 fn run_lists(d: &mut DelMaster) -> Step {
     d.before = None;
     let (plans, targets, opts) = (std::mem::take(&mut d.lists), std::mem::take(&mut d.list_targets), d.req.run.clone());
-    let code = node_change::run(d.after(), &plans, &targets, &opts)?;
-    Ok(if code == 0 { Flow::Next } else { Flow::Stop(code) })
+    node_change::run_flow(d.after(), &plans, &targets, &opts)
 }
 
 fn say_done(d: &mut DelMaster) -> Step {

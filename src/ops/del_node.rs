@@ -20,7 +20,6 @@
 use std::time::Duration;
 
 use super::Error;
-use super::confirm::confirmed;
 use super::node_change::{self, Target};
 use super::phase::{Flow, Phase, Step, skip};
 use crate::exec::Options;
@@ -138,11 +137,7 @@ fn ask(d: &mut DelNode) -> Step {
         "This drains node {} ({}) of cluster {}, deletes it, stops and removes everything ezk set up on it, and takes it out of the inventory.",
         d.node, d.req.host, d.req.cluster
     );
-    if confirmed("del-node", &d.req.cluster, &what)? {
-        return Ok(Flow::Next);
-    }
-    eprintln!("del-node cancelled: nothing was changed");
-    Ok(Flow::Stop(1))
+    node_change::confirm("del-node", &d.req.cluster, &what)
 }
 
 fn say_drain(d: &mut DelNode) -> Step {
@@ -174,8 +169,7 @@ fn write(d: &mut DelNode) -> Step {
 }
 
 fn run_on_others(d: &mut DelNode) -> Step {
-    let code = node_change::run(d.after.as_mut().expect("opened"), &d.others, &d.targets, &d.req.run)?;
-    Ok(if code == 0 { Flow::Next } else { Flow::Stop(code) })
+    node_change::run_flow(d.after.as_mut().expect("opened"), &d.others, &d.targets, &d.req.run)
 }
 
 /// Under `--plan` the others are shown as the inventory without the host makes them (the

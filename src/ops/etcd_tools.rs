@@ -1,6 +1,7 @@
-//! The etcd client tools `ezk backup` and `ezk restore` run on the deploy machine: etcdctl
-//! (and etcdutl, where the artifact set has it) from the artifact store, with the cluster's
-//! etcd client certificate, against each member over TLS.
+//! The etcd client tools `ezk backup`, `restore`, `add-etcd` and `del-etcd` run on the deploy
+//! machine: etcdctl (and etcdutl, where the artifact set has it) from the artifact store, with
+//! the cluster's etcd client certificate, against each member over TLS; and the membership
+//! they read (`member list`, each member's health, the quorum).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -81,6 +82,75 @@ impl EtcdTools {
     }
 }
 
+/// One member as `etcdctl member list -w json` gives it (a member added but not started yet
+/// has no name and no client URL).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Member {
+    #[serde(rename = "ID")]
+    pub id: u64,
+    #[serde(default)]
+    pub name: String,
+    #[serde(rename = "peerURLs", default)]
+    pub peer_urls: Vec<String>,
+}
+
+impl Member {
+    /// The host of its first peer URL (as the inventory names it: ezk's members advertise
+    /// `https://<inventory_hostname>:<ETCD_PEER_PORT>`).
+    pub fn host(&self) -> String {
+        self.peer_urls.first().map(|u| url_host(u)).unwrap_or_default()
+    }
+    /// The ID as `member remove` takes it.
+    pub fn hex_id(&self) -> String {
+        format!("{:x}", self.id)
+    }
+}
+
+/// `https://10.0.0.1:2380` → `10.0.0.1` (`[fd00::1]` → `fd00::1`).
+fn url_host(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    if let Some(v6) = authority.strip_prefix('[') {
+        return v6.split(']').next().unwrap_or(v6).to_string();
+    }
+    authority.rsplit_once(':').map_or(authority, |(h, _)| h).to_string()
+}
+
+#[derive(serde::Deserialize)]
+struct MemberList {
+    #[serde(default)]
+    members: Vec<Member>,
+}
+
+impl EtcdTools {
+    /// The cluster's members, from the first of `endpoints` that answers `member list`.
+    pub fn members(&self, endpoints: &[String]) -> Result<Vec<Member>, Error> {
+        let mut tried = Vec::new();
+        for ep in endpoints {
+            let out = self.etcdctl(ep, &["--command-timeout=5s", "member", "list", "-w", "json"])?;
+            if out.status.success() {
+                let list: MemberList = serde_json::from_slice(&out.stdout)
+                    .map_err(|e| format!("{ep}: member list said {:?}: {e}", text(&out)))?;
+                return Ok(list.members);
+            }
+            tried.push(format!("{ep}: {}", text(&out)));
+        }
+        Err(format!("no etcd member answered `member list`:\n  {}", tried.join("\n  ")).into())
+    }
+
+    /// Is the member at `endpoint` healthy (`endpoint health`: a linearizable read, so it
+    /// answers only inside a cluster that has a leader)? Err: what etcdctl said.
+    pub fn health(&self, endpoint: &str) -> Result<(), String> {
+        let out = self.etcdctl(endpoint, &["--command-timeout=5s", "endpoint", "health"]).map_err(|e| e.to_string())?;
+        if out.status.success() { Ok(()) } else { Err(text(&out)) }
+    }
+}
+
+/// How many members must be up for a cluster of `n` to answer: a majority.
+pub fn quorum(n: usize) -> usize {
+    n / 2 + 1
+}
+
 /// `https://<member>:<ETCD_CLIENT_PORT>` of every etcd member, in inventory order.
 pub fn endpoints(inv: &Inventory) -> Vec<String> {
     let members = inv.groups.get("etcd").cloned().unwrap_or_default();
@@ -106,4 +176,26 @@ pub fn backup_dir(cluster_dir: &Path) -> Result<PathBuf, Error> {
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
         .map_err(|e| format!("{}: {e}", dir.display()))?;
     Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_members_host_is_its_peer_urls_and_its_id_is_hex_for_member_remove() {
+        let list: MemberList = serde_json::from_str(
+            r#"{"header":{"cluster_id":1},"members":[{"ID":10501334649042878790,"name":"etcd-10.0.0.1","peerURLs":["https://10.0.0.1:2380"],"clientURLs":["https://10.0.0.1:2379"]},{"ID":17,"peerURLs":["https://[fd00::2]:2380"]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(list.members[0].host(), "10.0.0.1");
+        assert_eq!(list.members[0].hex_id(), "91bc3c398fb3c146");
+        assert_eq!(list.members[1].host(), "fd00::2");
+        assert_eq!(list.members[1].name, "", "an unstarted member has no name");
+    }
+
+    #[test]
+    fn quorum_is_a_majority() {
+        assert_eq!([1, 2, 3, 4, 5].map(quorum), [1, 2, 2, 3, 3]);
+    }
 }

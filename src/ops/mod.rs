@@ -14,6 +14,8 @@
 //! | `del_node` | take the host out of the inventory (checked, not written), plan 99.clean on it and 01/06 on the others, ask, drain, delete the Node, clean the host, write the inventory, run on the others |
 //! | `add_master` | add the host to [kube_master] (checked, not written), plan 01/03/04/05/10/06 each for the hosts that change, write the inventory, run on the hosts |
 //! | `del_master` | take the host out of [kube_master] (checked, not written), plan 99.clean on it, 05/10 and 01/06 on the others, ask, drain, take it out of the LBs, clean the host, delete the Node, write the inventory, run 01/06 on the others |
+//! | `add_etcd` | add the host to [etcd] (checked, not written), read the members and check the quorum (`etcd_change`), plan 01/02/04, write the inventory, run 01, `member add`, run 02 on the new member, roll 04 on the masters, read the members again |
+//! | `del_etcd` | take the host out of [etcd] (checked, not written), read the members and check the quorum, plan 04, 99.clean on it and 01 on the others, ask, roll 04 on the masters, `member remove`, clean the host, write the inventory, run 01 on the others, read the members again |
 //! | `kcfg_adm` | check the name, ask (`-D`), lock, then add, list or delete a user (see there) |
 //! | `stop_start` | plan 92.stop or 91.start, ask (stop), run on the hosts |
 //! | `kca_renew`, `render`, `check` | one step each |
@@ -23,6 +25,7 @@
 //! the file of the same name in `cli/` are one command at two layers: its arguments there, what
 //! it does here.
 
+pub mod add_etcd;
 pub mod add_master;
 pub mod add_node;
 pub mod backup;
@@ -32,9 +35,11 @@ pub mod client_cutoff;
 pub mod check;
 mod check_summary;
 mod confirm;
+pub mod del_etcd;
 pub mod del_master;
 pub mod del_node;
 pub mod destroy;
+mod etcd_change;
 pub mod etcd_tools;
 pub mod kca_renew;
 pub mod kcfg_adm;

@@ -24,6 +24,7 @@ mod backup;
 mod basics;
 mod certs;
 mod day2;
+mod day2_etcd;
 mod day2_master;
 mod destroy;
 mod exec;
@@ -86,6 +87,9 @@ const SUITES: &[&[Test]] = &[
     day2::TESTS,
     // adds the spare host as a master and removes it again (day2 left it as it found it)
     day2_master::TESTS,
+    // adds the spare host as a 4th etcd member and removes it again (day2_master left it as
+    // it found it)
+    day2_etcd::TESTS,
     // destroy takes the shared lab down to bare hosts (and builds it back): last.
     destroy::TESTS,
 ];

@@ -1,0 +1,237 @@
+//! add-etcd and del-etcd on the Kubernetes lab (3 etcd members on the masters; after
+//! day2_master, which leaves the spare host as it found it): a 4th member is refused without
+//! --allow-even, the spare host joins with it (member list, health over TLS, every apiserver's
+//! --etcd-servers naming it, data written before readable through it) and leaves again — with
+//! an etcd client and the API through the VIP read all along, no request failing, and no old
+//! member restarted. The inventory ends as it began.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::day2::{json_docs, spare, spare_sh};
+use crate::kube_master::{MASTERS, ensure_control_plane, kubectl_ok, poll_vip};
+use crate::kube_node::wait_all_ready;
+use crate::steps_support::{assert_cluster_healthy, etcdctl, text};
+use crate::support::{hosts_of, ini_sections, section, with_cluster_lab};
+use crate::{Lab, Test};
+
+pub const TESTS: &[Test] = &[Test {
+    name: "day2_etcd::add_etcd_then_del_etcd_keep_the_quorum_and_the_data",
+    run: add_etcd_then_del_etcd_keep_the_quorum_and_the_data,
+}];
+
+const KEY: &str = "/ezk-test/day2-etcd";
+
+/// The `[etcd]` section's hosts.
+fn etcd_hosts(inv: &str) -> Vec<String> {
+    hosts_of(section(&ini_sections(inv), "etcd"))
+}
+
+/// Each old member's etcd InvocationID (changes on every start).
+fn etcd_invocations(lab: &Lab, members: &[usize]) -> Vec<String> {
+    members.iter().map(|&i| lab.sh(i, "systemctl show -p InvocationID --value etcd")).collect()
+}
+
+/// `name peer-host` of every member, sorted.
+fn member_list(lab: &Lab, via: &str) -> Vec<String> {
+    let out = etcdctl(lab, via, &["member", "list", "-w", "json"]);
+    assert!(out.status.success(), "member list: {}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut names: Vec<String> = v["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| format!("{} {}", m["name"].as_str().unwrap_or(""), m["peerURLs"][0].as_str().unwrap_or("")))
+        .collect();
+    names.sort();
+    names
+}
+
+/// The --etcd-servers of every running kube-apiserver.
+fn etcd_servers(lab: &Lab) -> Vec<String> {
+    MASTERS
+        .iter()
+        .map(|&i| {
+            let cmd = lab.sh(i, "tr '\\0' '\\n' < /proc/$(systemctl show -p MainPID --value kube-apiserver)/cmdline");
+            cmd.lines().find_map(|l| l.strip_prefix("--etcd-servers=")).unwrap_or_else(|| panic!("host {i}: {cmd}")).to_string()
+        })
+        .collect()
+}
+
+/// Reads of KEY through the old members (etcdctl balances over them) until `stop`: (reads,
+/// failures, last failure).
+fn poll_etcd(lab: &Lab, members: Vec<String>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<(usize, usize, String)> {
+    let ssl = lab.cluster_dir().join("ssl");
+    std::thread::spawn(move || {
+        let endpoints = members.iter().map(|m| format!("https://{m}:2379")).collect::<Vec<_>>().join(",");
+        let (mut n, mut fails, mut last) = (0, 0, String::new());
+        while !stop.load(Ordering::SeqCst) {
+            let out = Command::new("/usr/bin/etcdctl")
+                .env("ETCDCTL_API", "3")
+                .arg(format!("--endpoints={endpoints}"))
+                .arg(format!("--cacert={}", ssl.join("etcd-ca.pem").display()))
+                .arg(format!("--cert={}", ssl.join("etcd-client.pem").display()))
+                .arg(format!("--key={}", ssl.join("etcd-client-key.pem").display()))
+                .args(["--dial-timeout=3s", "--command-timeout=5s", "get", KEY, "--print-value-only"])
+                .output()
+                .unwrap();
+            n += 1;
+            if !out.status.success() || String::from_utf8_lossy(&out.stdout).trim() != "before" {
+                fails += 1;
+                last = text(&out);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        (n, fails, last)
+    })
+}
+
+/// Run `args` with an etcd reader and a VIP reader going; both must see no failure.
+fn with_readers(lab: &Lab, old: &[String], what: &str, args: &[&str]) -> std::process::Output {
+    let stop = Arc::new(AtomicBool::new(false));
+    let vip = poll_vip(lab, stop.clone());
+    let etcd = poll_etcd(lab, old.to_vec(), stop.clone());
+    let start = std::time::Instant::now();
+    let out = lab.ezk(args);
+    let secs = start.elapsed().as_secs_f32();
+    stop.store(true, Ordering::SeqCst);
+    let (n, fails, last) = vip.join().unwrap();
+    let (en, efails, elast) = etcd.join().unwrap();
+    assert!(out.status.success(), "{what} failed:\n{}", text(&out));
+    assert!(n >= 20 && en >= 20, "only {n} API and {en} etcd reads during {what}");
+    assert_eq!(fails, 0, "{fails} of {n} requests through the VIP failed during {what}; last: {last}");
+    assert_eq!(efails, 0, "{efails} of {en} etcd reads failed during {what}; last: {elast}");
+    println!("  {what}: {secs:.1}s, {n} reads through the VIP and {en} etcd reads, none failed");
+    out
+}
+
+fn add_etcd_then_del_etcd_keep_the_quorum_and_the_data(_: &Lab) {
+    with_cluster_lab(|lab| {
+        ensure_control_plane(lab);
+        wait_all_ready(lab, 180);
+        let new = spare(lab);
+        let inv_before = lab.inventory();
+        let old = etcd_hosts(&inv_before);
+        let old_idx: Vec<usize> = old.iter().map(|ip| lab.hosts.iter().position(|h| &h.ip == ip).unwrap()).collect();
+        assert_eq!(old.len(), 3, "{inv_before}");
+        let via = old[0].clone();
+        let members_before = member_list(lab, &via);
+        assert_eq!(members_before.len(), 3, "{members_before:?}");
+        let ids_before = etcd_invocations(lab, &old_idx);
+
+        // Data written before: a key in etcd, a ConfigMap through the API.
+        let out = etcdctl(lab, &via, &["put", KEY, "before"]);
+        assert!(out.status.success(), "{}", text(&out));
+        kubectl_ok(lab, &["delete", "configmap", "ezk-day2-etcd", "--ignore-not-found"]);
+        kubectl_ok(lab, &["create", "configmap", "ezk-day2-etcd", "--from-literal=written=before"]);
+
+        // Bad input: refused, nothing written.
+        let out = lab.ezk(&["add-etcd", &lab.name, "not-an-ip"]);
+        assert!(!out.status.success() && text(&out).contains("IP address"), "{}", text(&out));
+        let out = lab.ezk(&["del-etcd", &lab.name, &new.ip, "--yes"]);
+        assert!(!out.status.success() && text(&out).contains("not in [etcd]"), "{}", text(&out));
+        let out = lab.ezk(&["del-etcd", &lab.name, &via, "--yes"]);
+        assert!(!out.status.success() && text(&out).contains("[kube_master]"), "{}", text(&out));
+        // A 4th member without --allow-even: refused with the risk stated, after reading the
+        // members (every one healthy), before anything changes.
+        let out = lab.ezk(&["add-etcd", &lab.name, &new.ip]);
+        let said = text(&out);
+        assert!(!out.status.success() && said.contains("4 members is an even count") && said.contains("--allow-even"), "{said}");
+        assert!(said.contains("Nothing was changed"), "{said}");
+        assert_eq!(lab.inventory(), inv_before);
+        assert_eq!(member_list(lab, &via), members_before);
+
+        // --plan: the member add, the new member's unit, each apiserver's new --etcd-servers
+        // shown; nothing written, no member added.
+        let out = lab.ezk(&["add-etcd", &lab.name, &new.ip, "--allow-even", "--plan"]);
+        let said = text(&out);
+        assert!(out.status.success(), "{said}");
+        assert!(said.contains("would add member") && said.contains("/etc/systemd/system/etcd.service"), "{said}");
+        let diff_line = said.lines().filter(|l| l.trim_start().starts_with("+") && l.contains("--etcd-servers=") && l.contains(&format!("https://{}:2379", new.ip))).count();
+        assert!(diff_line >= MASTERS.len(), "{said}");
+        assert_eq!(lab.inventory(), inv_before, "--plan wrote the inventory");
+        assert_eq!(member_list(lab, &via), members_before, "--plan added a member");
+        assert_eq!(spare_sh(lab, "systemctl is-active etcd || true"), "inactive");
+
+        // add-etcd, etcd and the API read all along.
+        let out = with_readers(lab, &old, "add-etcd", &["add-etcd", &lab.name, &new.ip, "--allow-even", "--json"]);
+        // Three runs: 01 on every host, 02 on the new member only, 04 on the masters.
+        let docs = json_docs(&String::from_utf8_lossy(&out.stdout));
+        assert_eq!(docs.len(), 3, "{}", text(&out));
+        assert_eq!(docs[1]["hosts"].as_object().unwrap().keys().collect::<Vec<_>>(), vec![&new.ip], "{}", docs[1]);
+        assert_eq!(docs[2]["hosts"].as_object().unwrap().len(), MASTERS.len(), "{}", docs[2]);
+
+        // The members: four, every one healthy over TLS; every apiserver uses it; no old
+        // member restarted; the new one joined an existing cluster.
+        let members = member_list(lab, &via);
+        assert_eq!(members.len(), 4, "{members:?}");
+        assert!(members.contains(&format!("etcd-{0} https://{0}:2380", new.ip)), "{members:?}");
+        let all: Vec<String> = old.iter().cloned().chain([new.ip.clone()]).collect();
+        assert_cluster_healthy(lab, &new.ip, &all, 30);
+        for servers in etcd_servers(lab) {
+            assert!(servers.contains(&format!("https://{}:2379", new.ip)), "{servers}");
+        }
+        assert_eq!(etcd_invocations(lab, &old_idx), ids_before, "an old etcd member restarted");
+        let unit = spare_sh(lab, "cat /etc/systemd/system/etcd.service");
+        assert!(unit.contains("--initial-cluster-state=existing"), "{unit}");
+        // Data written before, read through the new member and the API.
+        let out = etcdctl(lab, &new.ip, &["get", KEY, "--print-value-only"]);
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "before", "{}", text(&out));
+        assert_eq!(kubectl_ok(lab, &["get", "configmap", "ezk-day2-etcd", "-o", "jsonpath={.data.written}"]), "before");
+
+        // The inventory: one line more, at the end of [etcd], the rest as it was.
+        let inv = lab.inventory();
+        assert_eq!(etcd_hosts(&inv).last(), Some(&new.ip), "{inv}");
+        assert_eq!(inv.replacen(&format!("{}\n", new.ip), "", 1), inv_before);
+
+        // Again: converges, changes nothing anywhere.
+        let out = lab.ezk(&["add-etcd", &lab.name, &new.ip, "--allow-even", "--json"]);
+        assert!(out.status.success(), "{}", text(&out));
+        for d in json_docs(&String::from_utf8_lossy(&out.stdout)) {
+            for (ip, h) in d["hosts"].as_object().unwrap() {
+                assert_eq!(h["changed"], 0, "re-run changed {ip}:\n{}", text(&out));
+            }
+        }
+        assert_eq!(member_list(lab, &via).len(), 4);
+
+        // del-etcd: off a terminal it needs --yes; --plan changes nothing; back to 3 is odd.
+        let out = lab.ezk(&["del-etcd", &lab.name, &new.ip]);
+        assert!(!out.status.success() && text(&out).contains("--yes"), "{}", text(&out));
+        let out = lab.ezk(&["del-etcd", &lab.name, &new.ip, "--plan"]);
+        assert!(out.status.success() && text(&out).contains("would remove member"), "{}", text(&out));
+        assert_eq!(lab.inventory(), inv, "--plan wrote the inventory");
+        assert_eq!(member_list(lab, &via).len(), 4, "--plan removed a member");
+
+        let out = with_readers(lab, &old, "del-etcd", &["del-etcd", &lab.name, &new.ip, "--yes", "--json"]);
+        // Three runs: 04 on the masters, the clean of the host, 01 on the others.
+        let docs = json_docs(&String::from_utf8_lossy(&out.stdout));
+        assert_eq!(docs.len(), 3, "{}", text(&out));
+        assert_eq!(docs[1]["hosts"].as_object().unwrap().keys().collect::<Vec<_>>(), vec![&new.ip]);
+        for d in [&docs[0], &docs[2]] {
+            assert!(d["hosts"].get(&new.ip).is_none(), "{d}");
+        }
+
+        // Gone: from the members, the apiservers, the inventory (as it began); its etcd stopped
+        // and its data deleted; the others healthy, none restarted; the data still there.
+        assert_eq!(member_list(lab, &via), members_before);
+        assert_cluster_healthy(lab, &via, &old, 30);
+        for servers in etcd_servers(lab) {
+            assert!(!servers.contains(&new.ip), "{servers}");
+        }
+        assert_eq!(lab.inventory(), inv_before);
+        assert_eq!(spare_sh(lab, "pgrep -x etcd; for p in /var/lib/etcd /etc/kubernetes/ssl/etcd.pem /etc/systemd/system/etcd.service; do test -e $p && echo $p; done"), "");
+        assert_eq!(etcd_invocations(lab, &old_idx), ids_before, "an old etcd member restarted");
+        let out = etcdctl(lab, &via, &["get", KEY, "--print-value-only"]);
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "before", "{}", text(&out));
+        assert_eq!(kubectl_ok(lab, &["get", "configmap", "ezk-day2-etcd", "-o", "jsonpath={.data.written}"]), "before");
+        kubectl_ok(lab, &["delete", "configmap", "ezk-day2-etcd"]);
+        etcdctl(lab, &via, &["del", KEY]);
+        wait_all_ready(lab, 60);
+
+        // Again: nothing to remove, said so.
+        let out = lab.ezk(&["del-etcd", &lab.name, &new.ip, "--yes"]);
+        assert!(!out.status.success() && text(&out).contains("not in [etcd]"), "{}", text(&out));
+    });
+}
