@@ -16,6 +16,7 @@
 //! | `del_master` | take the host out of [kube_master] (checked, not written), plan 99.clean on it, 05/10 and 01/06 on the others, ask, drain, take it out of the LBs, clean the host, delete the Node, write the inventory, run 01/06 on the others |
 //! | `kcfg_adm` | check the name, ask (`-D`), lock, then add, list or delete a user (see there) |
 //! | `stop_start` | plan 92.stop or 91.start, ask (stop), run on the hosts |
+//! | `upgrade` | choose the target (`--to`, else K8S_VER), read the running versions (refuse a skipped or lowered minor), plan 04/05 with the target's binaries, order the hosts, ask, record K8S_VER, then per batch (masters alone, then nodes): cordon, drain, 04/05, uncordon, wait Ready |
 //! | `kca_renew`, `render`, `check` | one step each |
 //!
 //! `run_steps` is the shared last phase of every operation that changes hosts; `confirm` asks
@@ -45,6 +46,7 @@ pub mod restore;
 pub mod run_steps;
 pub mod setup;
 pub mod stop_start;
+pub mod upgrade;
 
 use crate::home::Home;
 use crate::session::Session;
