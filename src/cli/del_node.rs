@@ -27,7 +27,8 @@ pub struct Args {
 pub struct DrainArgs {
     /// Also delete pods that no controller manages (they are not recreated anywhere), and go on
     /// when a drain does not finish within --drain-timeout (a PodDisruptionBudget, a pod that
-    /// will not stop): del-node's pods left die with the host, upgrade's with the restart.
+    /// will not stop): the pods left die with the host (del-node) or stay on it through the
+    /// restart (upgrade).
     /// Without it such a drain stops the command with the node cordoned (del-node: nothing
     /// else changed; upgrade: a re-run goes on from that node).
     #[arg(long)]

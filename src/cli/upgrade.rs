@@ -12,7 +12,7 @@ use crate::ops;
 pub struct Args {
     /// Cluster name (clusters/<name>/).
     pub cluster: String,
-    /// The version to upgrade to, as K8S_VER names it (v1.36.3, v1.35, lab-debian-next);
+    /// The version to upgrade to, as K8S_VER names it (v1.36.3, lab-debian-next);
     /// written as K8S_VER where the inventory sets it before the first host is touched.
     /// Default: the inventory's K8S_VER.
     #[arg(long, value_name = "VER")]

@@ -18,7 +18,7 @@
 //! stopped it are skipped, a node still marked as cordoned by the upgrade is finished, and an
 //! apply that died before its restarts owes them (`exec::pending`).
 //!
-//! The target is `--to` (a K8S_VER value: `v1.36.3`, `1.35`, `lab-debian-next`), else the
+//! The target is `--to` (a K8S_VER value: `v1.36.3`, `lab-debian-next`), else the
 //! inventory's K8S_VER. A `--to` that differs from K8S_VER is written where K8S_VER is defined
 //! (`config.yml` or the hosts file's line; added to config.yml when nowhere), before the first
 //! host is touched, so a re-run without `--to` goes on to the same version and a later `setup`
