@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what ezk's lab and test suite need on a Debian 12 deploy machine (run as root), and
 # build the lab's Kubernetes once (cached machine-wide in /var/lib/ezk/builds/; ~6 min on 2
-# cores the first time, about a second after that).
+# cores the first time, about a second after that), and its second stamp for the upgrade tests.
 # Services that packages would start (nginx, haproxy, etcd, docker-registry, ...) are kept from starting here:
 # the deploy machine only needs their binaries (config checks, etcd for TLS tests, the mirror,
 # docker-registry for the image download tests). libfaketime: the lab fault suite shows one host a skewed clock.
@@ -27,9 +27,13 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 echo "deps: ok (${#missing[@]} package(s) installed)"
 # The lab's Kubernetes v1.20.2, built from Debian's source package (see docs/lab.md). Any home
-# will do: the build lands in the machine's cache, which every later home and lab uses.
+# will do: the build lands in the machine's cache, which every later home and lab uses. Then the
+# same tree stamped v1.20.2+lab.1 (set lab-debian-next: what the upgrade tests upgrade to); with
+# Go's build cache warm from the first, it only links.
 cd "$(dirname "$0")/.."
 cargo build --quiet
 home=$(mktemp -d)
 trap 'rm -rf "$home"' EXIT
-target/debug/ezk --home "$home" download --k8s-ver lab-debian --from-apt --only kubernetes-server | tail -n 1
+for set in lab-debian lab-debian-next; do
+  target/debug/ezk --home "$home" download --k8s-ver "$set" --from-apt --only kubernetes-server | tail -n 1
+done

@@ -16,17 +16,26 @@ pub struct Args {
     /// Do not ask for confirmation (required when stdin is not a terminal).
     #[arg(long, short = 'y')]
     pub yes: bool,
-    /// Also delete pods that no controller manages (they are not recreated anywhere), and go on
-    /// when the drain does not finish within --drain-timeout (a PodDisruptionBudget, a pod that
-    /// will not stop): the pods left die with the host. Without it such a drain stops del-node
-    /// with the node cordoned and nothing else changed.
-    #[arg(long)]
-    pub force: bool,
-    /// Seconds the drain may take.
-    #[arg(long, default_value_t = 120, value_name = "SECONDS")]
-    pub drain_timeout: u64,
+    #[command(flatten)]
+    pub drain: DrainArgs,
     #[command(flatten)]
     pub run: RunArgs,
+}
+
+/// How a node is drained (del-node, del-master, upgrade).
+#[derive(Debug, clap::Args)]
+pub struct DrainArgs {
+    /// Also delete pods that no controller manages (they are not recreated anywhere), and go on
+    /// when a drain does not finish within --drain-timeout (a PodDisruptionBudget, a pod that
+    /// will not stop): the pods left die with the host (del-node) or stay on it through the
+    /// restart (upgrade).
+    /// Without it such a drain stops the command with the node cordoned (del-node: nothing
+    /// else changed; upgrade: a re-run goes on from that node).
+    #[arg(long)]
+    pub force: bool,
+    /// Seconds a drain may take.
+    #[arg(long, default_value_t = 120, value_name = "SECONDS")]
+    pub drain_timeout: u64,
 }
 
 pub fn run(ctx: &Context, args: Args) -> CliResult {
@@ -41,8 +50,8 @@ impl Args {
             cluster: self.cluster,
             host: self.ip,
             yes: self.yes,
-            force: self.force,
-            drain_timeout: Duration::from_secs(self.drain_timeout),
+            force: self.drain.force,
+            drain_timeout: Duration::from_secs(self.drain.drain_timeout),
             extra_vars: self.run.extra_vars,
             run,
         }

@@ -32,6 +32,7 @@ pub mod render;
 pub mod restore;
 pub mod setup;
 pub mod stop_start;
+pub mod upgrade;
 
 /// Any error that reaches `main`. Module errors carry their own context in `Display`.
 pub type CliError = crate::ops::Error;
@@ -145,6 +146,11 @@ pub enum Command {
     /// Start what `ezk stop` stopped, in dependency order (kubeasz's `ezctl start`): etcd
     /// (healthy), the external LB, the control plane (ready), the nodes (Ready).
     Start(stop_start::StartArgs),
+    /// Upgrade the Kubernetes binaries (kubeasz's `ezctl upgrade`) to --to or K8S_VER: masters
+    /// one at a time, then nodes in batches, each cordoned, drained, given the new binaries and
+    /// restarted, uncordoned and Ready before the next. Refuses a skip or a downgrade of a
+    /// minor; a re-run goes on where a stopped one left off. Asks first; --plan shows.
+    Upgrade(upgrade::Args),
     /// A local sandbox of real systemd hosts to try ezk on: up, down, status.
     Lab(lab::Args),
 }
@@ -184,6 +190,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::KcfgAdm(a) => kcfg_adm::run(&ctx, a),
         Command::Stop(a) => stop_start::stop(&ctx, a),
         Command::Start(a) => stop_start::start(&ctx, a),
+        Command::Upgrade(a) => upgrade::run(&ctx, a),
         Command::Lab(a) => lab::run(&ctx, a),
     }
 }

@@ -1,6 +1,8 @@
 //! Editing `clusters/<name>/hosts` (the INI inventory) as text, for the operations that add or
 //! remove a host (`ezk add-node`, `del-node`): one host line goes in or out of one group's
 //! section, and every other line — comments, blank lines, order, spacing — stays as written.
+//! `set_value` changes one variable's value where it is defined (an INI or a YAML line), for
+//! `ezk upgrade`, which records its `--to`.
 
 use super::ini::{header, valid_var_name};
 
@@ -77,6 +79,55 @@ pub fn remove_host(text: &str, group: &str, host: &str) -> (String, usize) {
     (out, removed)
 }
 
+/// `text` with the value of variable `name` on line `line` (1-based: `NAME=value` in an INI
+/// file, on a `:vars` line or a host line, or `NAME: value` in a YAML file) set to `value`,
+/// quoted as the old value was (double, single or no quotes); the rest of the line (spacing, a
+/// comment) stays. None when that line does not define `name`, or `value` cannot be written
+/// plainly (a quote, a newline, a `#`, leading or trailing space).
+pub fn set_value(text: &str, line: usize, name: &str, value: &str) -> Option<String> {
+    if value.is_empty() || value.trim() != value || value.contains(['"', '\'', '\n', '#']) {
+        return None;
+    }
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let l = *lines.get(line.checked_sub(1)?)?;
+    // `name` as a whole word followed by `=` or `:` (spaces allowed around them).
+    let at = l.match_indices(name).map(|(i, _)| i).find(|&i| {
+        let before_ok = i == 0 || l[..i].ends_with(char::is_whitespace);
+        let rest = l[i + name.len()..].trim_start_matches([' ', '\t']);
+        before_ok && (rest.starts_with('=') || rest.starts_with(':'))
+    })?;
+    let after_name = &l[at + name.len()..];
+    let sep = after_name.find(['=', ':'])?;
+    let value_from = at + name.len() + sep + 1;
+    let rest = &l[value_from..];
+    let start = value_from + (rest.len() - rest.trim_start_matches([' ', '\t']).len());
+    let old = &l[start..];
+    let (from, to, quote) = match old.chars().next() {
+        Some(q @ ('"' | '\'')) => {
+            let close = old[1..].find(q)? + 1;
+            (start + 1, start + close, Some(q))
+        }
+        _ => {
+            let end = old.find(|c: char| c.is_whitespace()).unwrap_or(old.len());
+            (start, start + end, None)
+        }
+    };
+    if quote.is_none() && from == to {
+        return None;
+    }
+    let mut out = String::with_capacity(text.len() + value.len());
+    for (i, x) in lines.iter().enumerate() {
+        if i + 1 == line {
+            out.push_str(&x[..from]);
+            out.push_str(value);
+            out.push_str(&x[to..]);
+        } else {
+            out.push_str(x);
+        }
+    }
+    Some(out)
+}
+
 /// Is `line` the header `[group]` (a host section, not `:vars` or `:children`)?
 fn is_header_of(line: &str, group: &str) -> bool {
     let t = line.trim();
@@ -117,6 +168,22 @@ mod tests {
         assert_eq!(host_line("10.0.0.3", &[v("k8s_nodename", "n3"), v("x", "a b")]).unwrap(), "10.0.0.3 k8s_nodename=n3 x='a b'");
         assert!(host_line("h", &[v("9x", "1")]).unwrap_err().contains("\"9x\""));
         assert!(host_line("h", &[v("x", "it's")]).is_err());
+    }
+
+    #[test]
+    fn a_value_changes_where_it_is_defined_keeping_quotes_and_comments() {
+        let ini = "[all:vars]\nK8S_VER=\"lab-debian\"  # the set\nX=1\n";
+        assert_eq!(set_value(ini, 2, "K8S_VER", "lab-debian-next").unwrap(), ini.replace("\"lab-debian\"", "\"lab-debian-next\""));
+        let yaml = "# versions\nK8S_VER: v1.35.4\nK8S_VER_X: 'a'\n";
+        assert_eq!(set_value(yaml, 2, "K8S_VER", "v1.36.3").unwrap(), "# versions\nK8S_VER: v1.36.3\nK8S_VER_X: 'a'\n");
+        assert_eq!(set_value("K8S_VER_X: 'a'\nK8S_VER : 'b'\n", 2, "K8S_VER", "c").unwrap(), "K8S_VER_X: 'a'\nK8S_VER : 'c'\n");
+        // On a host line, among other variables.
+        assert_eq!(set_value("[kube_node]\n10.0.0.1 K8S_VER=a k=b\n", 2, "K8S_VER", "z").unwrap(), "[kube_node]\n10.0.0.1 K8S_VER=z k=b\n");
+        // Not on that line, another variable of a longer name, a value that cannot be written.
+        assert_eq!(set_value(yaml, 1, "K8S_VER", "x"), None);
+        assert_eq!(set_value("K8S_VER_X: a\n", 1, "K8S_VER", "x"), None);
+        assert_eq!(set_value(yaml, 2, "K8S_VER", "a#b"), None);
+        assert_eq!(set_value(yaml, 9, "K8S_VER", "x"), None);
     }
 
     #[test]

@@ -18,6 +18,7 @@
 //! | `del_etcd` | take the host out of [etcd] (checked, not written), read the members and check the quorum, plan 04, 99.clean on it and 01 on the others, ask, roll 04 on the masters, `member remove`, clean the host, write the inventory, run 01 on the others, read the members again |
 //! | `kcfg_adm` | check the name, ask (`-D`), lock, then add, list or delete a user (see there) |
 //! | `stop_start` | plan 92.stop or 91.start, ask (stop), run on the hosts |
+//! | `upgrade` | choose the target (`--to`, else K8S_VER), read the running versions (refuse a skipped or lowered minor), plan 04/05 with the target's binaries, order the hosts, ask, record K8S_VER, then per batch (masters alone, then nodes): cordon, drain, 04/05, uncordon, wait Ready |
 //! | `kca_renew`, `render`, `check` | one step each |
 //!
 //! `run_steps` is the shared last phase of every operation that changes hosts; `confirm` asks
@@ -50,6 +51,7 @@ pub mod restore;
 pub mod run_steps;
 pub mod setup;
 pub mod stop_start;
+pub mod upgrade;
 
 use crate::home::Home;
 use crate::session::Session;

@@ -25,6 +25,11 @@ fn every_shipped_entry_has_an_https_url_and_a_pinned_sha256() {
                 .version
                 .split_once(':')
                 .map_or(a.version.as_str(), |(_, v)| v);
+            // A build's own stamp (`1.20.2+lab.1`, semver build metadata) names no source.
+            let version = match a.kind {
+                ezk::artifacts::Kind::DebianSource => version.split('+').next().unwrap_or(version),
+                _ => version,
+            };
             assert!(
                 a.url.contains(version) || a.url.contains(&version.replace('~', "%7E")),
                 "{what}: URL lacks version"
@@ -73,7 +78,8 @@ fn each_kubernetes_set_provides_every_role_binary() {
     let m = Manifest::shipped().unwrap();
     let mut n = 0;
     for (ver, set) in &m.sets {
-        if ver == "lab-debian" {
+        // The lab's sets pin Debian's builds, not a release.
+        if ver.starts_with("lab-debian") {
             continue;
         }
         n += 1;
@@ -101,6 +107,38 @@ fn each_kubernetes_set_provides_every_role_binary() {
     ] {
         assert!(lab.provides(b), "lab-debian lacks {b}");
     }
+}
+
+/// The lab's second version (what `ezk upgrade` is tested with) is lab-debian with only the
+/// Kubernetes build's version stamp changed: the same source, recipe and toolchain, the same
+/// other artifacts and images; each Kubernetes binary pinned apart from lab-debian's.
+#[test]
+fn lab_debian_next_is_lab_debian_restamped() {
+    let m = Manifest::shipped().unwrap();
+    let (_, lab) = m.set("lab-debian").unwrap();
+    let (_, next) = m.set("lab-debian-next").unwrap();
+    assert_eq!(m.kube_version("lab-debian-next").as_deref(), Some("1.20.2+lab.1"));
+    let names = |s: &ezk::artifacts::manifest::VersionSet| s.artifacts.iter().map(|a| a.name.clone()).collect::<Vec<_>>();
+    assert_eq!(names(lab), names(next));
+    for (a, b) in lab.artifacts.iter().zip(&next.artifacts) {
+        if a.build.is_none() {
+            assert_eq!((&a.version, &a.sha256, &a.member_sha256), (&b.version, &b.sha256, &b.member_sha256), "{}", a.name);
+            continue;
+        }
+        let (ba, bb) = (a.build.as_ref().unwrap(), b.build.as_ref().unwrap());
+        assert_eq!((&a.url, &a.sha256, &ba.source, &ba.recipe), (&b.url, &b.sha256, &bb.source, &bb.recipe));
+        assert_eq!(serde_json::to_string(&ba.toolchain).unwrap(), serde_json::to_string(&bb.toolchain).unwrap());
+        let mut env = ba.env.clone();
+        env.insert("VERSION".into(), "v1.20.2+lab.1".into());
+        assert_eq!(env, bb.env, "only the stamp differs");
+        assert_eq!(a.members, b.members);
+        for (bin, sum) in &a.member_sha256 {
+            assert_ne!(Some(sum), b.member_sha256.get(bin), "{bin} pinned as lab-debian's");
+        }
+        assert_eq!(ba.output_sha256, bb.output_sha256, "CoreDNS does not carry the Kubernetes stamp");
+    }
+    let refs = |s: &ezk::artifacts::manifest::VersionSet| s.images.iter().map(|i| i.reference.clone()).collect::<Vec<_>>();
+    assert_eq!(refs(lab), refs(next));
 }
 
 /// Every patch release of every minor 1.28 .. 1.36 is known, from .0 to the newest: pinned, or

@@ -6,14 +6,13 @@
 
 use std::io::Write;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::kube_master::{MASTERS, WORKERS, ensure_control_plane, kubectl, kubectl_ok};
+use crate::kube_master::{MASTERS, WORKERS, ensure_control_plane};
 use crate::kube_node::{ensure_web, fetch_in, wait_all_ready};
 use crate::steps_support::{Run, ezk_json, text};
-use crate::support::{Host, with_cluster_lab};
+use crate::support::{Host, json_docs, kubectl, kubectl_ok, node_registered, wait_for, with_cluster_lab};
 use crate::{Lab, Test};
 
 pub const TESTS: &[Test] = &[
@@ -71,27 +70,11 @@ pub(crate) fn hosts_of(step: &Value) -> Vec<String> {
     step["hosts"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default()
 }
 
-pub(crate) fn node_registered(lab: &Lab, name: &str) -> bool {
-    kubectl_ok(lab, &["get", "nodes", "-o", "name"]).lines().any(|l| l == format!("node/{name}"))
-}
-
 fn add_spare(lab: &Lab) -> Run {
     let h = spare(lab);
     let r = ezk_json(lab, &["add-node", &lab.name, &h.ip, &format!("k8s_nodename={}", h.name)]);
     assert_eq!(r.code, 0, "add-node failed:\n{}", r.output);
     r
-}
-
-/// Until `f` gives Some (at most `secs`).
-pub(crate) fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(start.elapsed() < Duration::from_secs(secs), "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_secs(1));
-    }
 }
 
 fn add_node_changes_only_what_lists_the_nodes(_: &Lab) {
@@ -218,11 +201,6 @@ fn mover_node(lab: &Lab) -> Option<String> {
     // A pod being deleted has a third field (its deletionTimestamp).
     let running: Vec<&str> = s.lines().map(str::trim_end).filter(|l| l.split_whitespace().count() == 2 && l.ends_with(" Running")).collect();
     (running.len() == 1).then(|| running[0].split_whitespace().next().unwrap().to_string())
-}
-
-/// Every JSON document printed (del-node: the host's clean, then the others' steps).
-pub(crate) fn json_docs(stdout: &str) -> Vec<Value> {
-    serde_json::Deserializer::from_str(stdout).into_iter::<Value>().map(|d| d.expect("JSON")).collect()
 }
 
 fn del_node_drains_deletes_and_cleans_the_host(_: &Lab) {

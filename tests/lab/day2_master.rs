@@ -7,11 +7,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::day2::{changed, hosts_of, json_docs, node_registered, spare, spare_sh, step};
-use crate::kube_master::{MASTERS, WORKERS, ensure_control_plane, kubectl_ok, poll_vip};
+use crate::day2::{changed, hosts_of, spare, spare_sh, step};
+use crate::kube_master::{MASTERS, WORKERS, ensure_control_plane};
 use crate::kube_node::wait_all_ready;
 use crate::steps_support::{ezk_json, text};
-use crate::support::with_cluster_lab;
+use crate::support::{json_docs, kubectl_ok, node_registered, poll_vip, with_cluster_lab};
 use crate::{Lab, Test};
 
 pub const TESTS: &[Test] = &[Test {

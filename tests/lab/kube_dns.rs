@@ -12,10 +12,10 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use crate::kube_master::{MASTERS, ensure_control_plane, kubectl, kubectl_ok};
+use crate::kube_master::{MASTERS, ensure_control_plane};
 use crate::kube_node::{ensure_web, fetch_in};
 use crate::steps_support::{assert_nothing_changed, setup_ok, text};
-use crate::support::with_cluster_lab;
+use crate::support::{kubectl, kubectl_ok, with_cluster_lab};
 use crate::{Lab, Test};
 
 pub const TESTS: &[Test] = &[

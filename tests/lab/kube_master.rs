@@ -6,11 +6,11 @@
 
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::steps_support::{assert_nothing_changed, etcdctl, fill_store, setup_ok, text};
-use crate::support::with_cluster_lab;
+use crate::support::{kubectl, kubectl_ok, poll_vip, with_cluster_lab};
 use crate::{Lab, Test};
 
 pub const TESTS: &[Test] = &[
@@ -25,24 +25,6 @@ pub const TESTS: &[Test] = &[
 /// Hosts (indices) of the masters and the workers in the 5-host layout.
 pub const MASTERS: [usize; 3] = [0, 1, 2];
 pub const WORKERS: [usize; 2] = [3, 4];
-
-/// The lab's kubectl (v1.20.2, from the store) with the deploy machine's admin kubeconfig
-/// (`clusters/<name>/kubectl.kubeconfig`, server: the VIP).
-pub fn kubectl(lab: &Lab) -> Command {
-    let mut c = Command::new(lab.home.join("down/bin/kubernetes-server/1.20.2/kubectl"));
-    c.arg("--kubeconfig")
-        .arg(lab.cluster_dir().join("kubectl.kubeconfig"))
-        .arg("--request-timeout=5s")
-        .stdin(Stdio::null());
-    c
-}
-
-/// `kubectl <args>`, which must succeed; its stdout.
-pub fn kubectl_ok(lab: &Lab, args: &[&str]) -> String {
-    let out = kubectl(lab).args(args).output().expect("kubectl runs");
-    assert!(out.status.success(), "kubectl {args:?}: {}", text(&out));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 /// Steps 01-04 done on the Kubernetes lab (the first caller runs `setup all`, later ones find
 /// it done). Returns the first run's recap when this call made it.
@@ -293,32 +275,6 @@ fn leases_move_when_their_holder_stops(_: &Lab) {
     });
 }
 
-/// Real API reads through the VIP (the kube-system namespace, as admin) until `stop`:
-/// (requests, failures, last failure). Not /readyz: a draining apiserver answers that with an
-/// error on purpose (so load balancers take it out) while it still serves requests.
-pub(crate) fn poll_vip(lab: &Lab, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<(usize, usize, String)> {
-    let kubectl_path = lab.home.join("down/bin/kubernetes-server/1.20.2/kubectl");
-    let kc = lab.cluster_dir().join("kubectl.kubeconfig");
-    std::thread::spawn(move || {
-        let (mut n, fails, mut last) = (0, AtomicUsize::new(0), String::new());
-        while !stop.load(Ordering::SeqCst) {
-            let out = Command::new(&kubectl_path)
-                .arg("--kubeconfig")
-                .arg(&kc)
-                .args(["--request-timeout=5s", "get", "--raw", "/api/v1/namespaces/kube-system"])
-                .output()
-                .unwrap();
-            n += 1;
-            if !out.status.success() || !out.stdout.starts_with(b"{\"kind\":\"Namespace\"") {
-                fails.fetch_add(1, Ordering::SeqCst);
-                last = text(&out);
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        (n, fails.into_inner(), last)
-    })
-}
-
 fn the_api_survives_a_stopped_apiserver(_: &Lab) {
     with_cluster_lab(|lab| {
         ensure_control_plane(lab);
@@ -344,7 +300,7 @@ fn the_api_survives_a_stopped_apiserver(_: &Lab) {
 
 /// systemd's monotonic timestamps of a unit (microseconds; one clock for every lab host: they
 /// share this machine's kernel): (last stop began, last became active).
-fn stop_and_ready(lab: &Lab, i: usize, unit: &str) -> (u64, u64) {
+pub(crate) fn stop_and_ready(lab: &Lab, i: usize, unit: &str) -> (u64, u64) {
     let out = lab.sh(i, &format!("systemctl show -p InactiveEnterTimestampMonotonic -p ActiveEnterTimestampMonotonic {unit}"));
     let get = |k: &str| -> u64 {
         out.lines()

@@ -14,9 +14,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::kube_master::{ensure_control_plane, kubectl, kubectl_ok};
+use crate::kube_master::ensure_control_plane;
 use crate::steps_support::{assert_nothing_changed, setup, setup_ok, text};
-use crate::support::with_cluster_lab;
+use crate::support::{kubectl, kubectl_ok, with_cluster_lab};
 use crate::{Lab, Test};
 
 pub const TESTS: &[Test] = &[

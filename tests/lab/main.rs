@@ -45,6 +45,7 @@ mod steps_runtime;
 mod steps_support;
 mod support;
 mod takeover;
+mod upgrade;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Instant;
@@ -90,6 +91,9 @@ const SUITES: &[&[Test]] = &[
     // adds the spare host as a 4th etcd member and removes it again (day2_master left it as
     // it found it)
     day2_etcd::TESTS,
+    // upgrades to the lab's second build (v1.20.2+lab.1) and back (the cluster ends at
+    // lab-debian, the inventory as it began)
+    upgrade::TESTS,
     // destroy takes the shared lab down to bare hosts (and builds it back): last.
     destroy::TESTS,
 ];

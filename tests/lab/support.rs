@@ -3,7 +3,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
 
 /// A registered lab test: `run` panics on failure.
 pub struct Test {
@@ -502,4 +506,71 @@ pub fn hosts_of(lines: &[String]) -> Vec<String> {
         .iter()
         .map(|l| l.split_whitespace().next().unwrap_or("").to_string())
         .collect()
+}
+
+// --- The Kubernetes lab's API, from this machine (shared by the kube_*, day2* and upgrade tests).
+
+/// The lab's kubectl (v1.20.2, from the store) with the deploy machine's admin kubeconfig
+/// (`clusters/<name>/kubectl.kubeconfig`, server: the VIP).
+pub fn kubectl(lab: &Lab) -> Command {
+    let mut c = Command::new(lab.home.join("down/bin/kubernetes-server/1.20.2/kubectl"));
+    c.arg("--kubeconfig")
+        .arg(lab.cluster_dir().join("kubectl.kubeconfig"))
+        .arg("--request-timeout=5s")
+        .stdin(Stdio::null());
+    c
+}
+
+/// `kubectl <args>`, which must succeed; its stdout.
+pub fn kubectl_ok(lab: &Lab, args: &[&str]) -> String {
+    let out = kubectl(lab).args(args).output().expect("kubectl runs");
+    assert!(out.status.success(), "kubectl {args:?}: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Real API reads through the VIP (the kube-system namespace, as admin) until `stop`:
+/// (requests, failures, last failure). Not /readyz: a draining apiserver answers that with an
+/// error on purpose (so load balancers take it out) while it still serves requests.
+pub fn poll_vip(lab: &Lab, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<(usize, usize, String)> {
+    let kubectl_path = lab.home.join("down/bin/kubernetes-server/1.20.2/kubectl");
+    let kc = lab.cluster_dir().join("kubectl.kubeconfig");
+    std::thread::spawn(move || {
+        let (mut n, fails, mut last) = (0, AtomicUsize::new(0), String::new());
+        while !stop.load(Ordering::SeqCst) {
+            let out = Command::new(&kubectl_path)
+                .arg("--kubeconfig")
+                .arg(&kc)
+                .args(["--request-timeout=5s", "get", "--raw", "/api/v1/namespaces/kube-system"])
+                .output()
+                .unwrap();
+            n += 1;
+            if !out.status.success() || !out.stdout.starts_with(b"{\"kind\":\"Namespace\"") {
+                fails.fetch_add(1, Ordering::SeqCst);
+                last = text(&out);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        (n, fails.into_inner(), last)
+    })
+}
+
+pub fn node_registered(lab: &Lab, name: &str) -> bool {
+    kubectl_ok(lab, &["get", "nodes", "-o", "name"]).lines().any(|l| l == format!("node/{name}"))
+}
+
+/// Until `f` gives Some (at most `secs`).
+pub fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < Duration::from_secs(secs), "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// Every JSON document printed (del-node: the host's clean, then the others' steps).
+pub fn json_docs(stdout: &str) -> Vec<Value> {
+    serde_json::Deserializer::from_str(stdout).into_iter::<Value>().map(|d| d.expect("JSON")).collect()
 }
