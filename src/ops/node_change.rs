@@ -226,7 +226,7 @@ impl Removal {
 
 /// Plans that reach no host (a step whose hosts were all left out, an empty `[ex_lb]`) are not
 /// run.
-fn drop_empty(plans: &mut Vec<StepPlan>) {
+pub fn drop_empty(plans: &mut Vec<StepPlan>) {
     plans.retain(|p| !p.waves.is_empty());
 }
 
