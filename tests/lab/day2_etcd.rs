@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::day2::{json_docs, spare, spare_sh};
-use crate::kube_master::{MASTERS, ensure_control_plane, kubectl_ok, poll_vip};
+use crate::day2::{spare, spare_sh};
+use crate::support::{json_docs, kubectl_ok, poll_vip};
+use crate::kube_master::{MASTERS, ensure_control_plane};
 use crate::kube_node::wait_all_ready;
 use crate::steps_support::{assert_cluster_healthy, etcdctl, text};
 use crate::support::{hosts_of, ini_sections, section, with_cluster_lab};

@@ -6,7 +6,8 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::kube_master::{MASTERS, ensure_control_plane, kubectl};
+use crate::kube_master::{MASTERS, ensure_control_plane};
+use crate::support::kubectl;
 use crate::steps_support::{Run, assert_cluster_healthy, setup_ok, text};
 use crate::support::with_cluster_lab;
 use crate::{Lab, Test};
