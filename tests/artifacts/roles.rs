@@ -1,5 +1,5 @@
 //! The shipped roles against the shipped manifest: every binary a `binary:` task installs is
-//! pinned in every Kubernetes version set, and the lab-debian set provides every binary of the
+//! pinned in every Kubernetes version set, and the lab sets (lab-debian, lab-debian-next) provide every binary of the
 //! steps the lab runs (01 prepare, 02 etcd, 03 runtime, 10 ex-lb). A role set that is empty fails here: an
 //! absent role must not make this check pass by having nothing to check.
 
@@ -11,8 +11,9 @@ use ezk::plan::{Body, Catalog, Library, Module};
 /// The steps of the lab slice (issue 7), whose binaries the lab-debian set must provide.
 const LAB_STEPS: &[&str] = &["01", "02", "03", "10"];
 
-/// The set that pins Debian packages for the lab rather than a Kubernetes release.
-const LAB_SET: &str = "lab-debian";
+/// The sets that pin Debian packages for the lab rather than a Kubernetes release (the second
+/// is the same build stamped for `ezk upgrade`'s tests).
+const LAB_SETS: &[&str] = &["lab-debian", "lab-debian-next"];
 
 /// Binaries of the lab's steps that Debian does not ship, each with the lab inventory setting
 /// that turns its install off (checked against the inventory `ezk lab up` writes).
@@ -102,7 +103,7 @@ fn every_binary_a_shipped_role_installs_is_in_every_version_set() {
     let manifest = Manifest::shipped().unwrap();
     let mut missing = Vec::new();
     for (set_name, set) in &manifest.sets {
-        if set_name == LAB_SET {
+        if LAB_SETS.contains(&set_name.as_str()) {
             continue;
         }
         for (bin, origins) in &all {
@@ -115,26 +116,28 @@ fn every_binary_a_shipped_role_installs_is_in_every_version_set() {
         }
     }
 
-    // The lab set: the binaries of the lab's steps.
-    let (_, lab) = manifest.set(LAB_SET).unwrap();
+    // The lab sets: the binaries of the lab's steps.
     let mut lab_bins = BTreeSet::new();
-    for step in LAB_STEPS {
-        for role in step_roles(&catalog, step) {
-            for (bin, origins) in &by_role[&role] {
-                lab_bins.insert(bin.clone());
-                if let Some((_, setting)) = LAB_OFF.iter().find(|(b, _)| b == bin) {
-                    let lab_hosts = include_str!("../fixtures/lab-inventory/5-hosts/hosts");
-                    assert!(
-                        lab_hosts.lines().any(|l| l == *setting),
-                        "the lab inventory must set {setting}: set {LAB_SET} has no {bin}"
-                    );
-                    continue;
-                }
-                if !lab.provides(bin) {
-                    missing.push(format!(
-                        "set {LAB_SET} lacks {bin} (step {step}, installed by {})",
-                        origins.join(", ")
-                    ));
+    for lab_set in LAB_SETS {
+        let (_, lab) = manifest.set(lab_set).unwrap();
+        for step in LAB_STEPS {
+            for role in step_roles(&catalog, step) {
+                for (bin, origins) in &by_role[&role] {
+                    lab_bins.insert(bin.clone());
+                    if let Some((_, setting)) = LAB_OFF.iter().find(|(b, _)| b == bin) {
+                        let lab_hosts = include_str!("../fixtures/lab-inventory/5-hosts/hosts");
+                        assert!(
+                            lab_hosts.lines().any(|l| l == *setting),
+                            "the lab inventory must set {setting}: set {lab_set} has no {bin}"
+                        );
+                        continue;
+                    }
+                    if !lab.provides(bin) {
+                        missing.push(format!(
+                            "set {lab_set} lacks {bin} (step {step}, installed by {})",
+                            origins.join(", ")
+                        ));
+                    }
                 }
             }
         }
