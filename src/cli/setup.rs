@@ -63,8 +63,8 @@ pub struct RunArgs {
     /// Keep each host's SSH master this many seconds after its last use, so the next run
     /// skips the handshake (as Ansible's ControlPersist=60s); control sockets in
     /// clusters/<name>/mux/ (0700). A kept master is reused only while known_hosts and the
-    /// host's keys are unchanged. 0: close every master when the run ends.
-    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    /// host's keys are unchanged. Default 0: every master is closed when the run ends.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
     pub ssh_persist: u64,
 }
 

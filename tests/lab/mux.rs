@@ -1,4 +1,4 @@
-//! SSH masters kept between runs (`--ssh-persist`, default 60 s): a later run reuses each
+//! SSH masters kept between runs (`--ssh-persist 60`; off by default): a later run reuses each
 //! host's master without a handshake; a master is not trusted once known_hosts changed (a
 //! wrong key for a host is refused as a fresh handshake would refuse it); `--ssh-persist 0`
 //! keeps nothing; `ezk lab down` ends the kept masters (checked in `lifecycle`'s own lab: here,
@@ -15,6 +15,9 @@ pub const TESTS: &[Test] = &[Test {
     run: kept_masters_reused_and_rechecked,
 }];
 
+/// Keep masters 60 s (the feature is off by default).
+const KEEP: &[&str] = &["--ssh-persist", "60"];
+
 fn handshakes(r: &crate::steps_support::Run, ip: &str) -> u64 {
     r.count(ip, "handshakes")
 }
@@ -24,8 +27,8 @@ fn kept_masters_reused_and_rechecked(lab: &Lab) {
     // Converge 01 (earlier tests may have left a kept master or none): then a second run
     // within the idle time reuses every master: no handshake, the usual round trips.
     fill_store(lab);
-    setup_ok(lab, "01", &[]);
-    let r = setup_ok(lab, "01", &[]);
+    setup_ok(lab, "01", KEEP);
+    let r = setup_ok(lab, "01", KEEP);
     assert_nothing_changed(&r, &ips);
     for ip in &ips {
         assert_eq!(handshakes(&r, ip), 0, "{ip}: a kept master was not reused:\n{}", r.output);
@@ -54,7 +57,7 @@ fn kept_masters_reused_and_rechecked(lab: &Lab) {
         .chain(std::iter::once(key1.replacen(&ips[1], &ips[0], 1) + "\n"))
         .collect();
     std::fs::write(&known, &wrong).unwrap();
-    let r = setup(lab, "01", &[]);
+    let r = setup(lab, "01", KEEP);
     std::fs::write(&known, &before).unwrap();
     assert_ne!(r.code, 0, "a run with a wrong key for {} succeeded:\n{}", ips[0], r.output);
     assert!(
@@ -68,11 +71,11 @@ fn kept_masters_reused_and_rechecked(lab: &Lab) {
 
     // known_hosts back as it was: every host connects again, fresh (the records no longer
     // match the file), and nothing changes.
-    let r = setup_ok(lab, "01", &[]);
+    let r = setup_ok(lab, "01", KEEP);
     assert_nothing_changed(&r, &ips);
 
-    // --ssh-persist 0: no kept master is used; every host is connected afresh.
-    let r = setup_ok(lab, "01", &["--ssh-persist", "0"]);
+    // The default (no --ssh-persist): no kept master is used; every host is connected afresh.
+    let r = setup_ok(lab, "01", &[]);
     for ip in &ips {
         assert_eq!(handshakes(&r, ip), 1, "{ip}:\n{}", r.output);
     }
