@@ -151,7 +151,7 @@ pub enum Command {
     /// restarted, uncordoned and Ready before the next. Refuses a skip or a downgrade of a
     /// minor; a re-run goes on where a stopped one left off. Asks first; --plan shows.
     Upgrade(upgrade::Args),
-    /// A local sandbox of real systemd hosts to try ezk on: up, down, status.
+    /// A local sandbox of real systemd hosts to try ezk on: up, down, reboot, status.
     Lab(lab::Args),
 }
 
