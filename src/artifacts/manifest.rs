@@ -6,6 +6,9 @@
 //! where it came from. The one exception is asked for by name: `ezk download --sha256sums`
 //! pins a release the catalog lists as unpinned from the checksum file the operator names
 //! (`pin_release`), kept in the store (`Store::open` reads it back).
+//!
+//! One file because it is one data model: the manifest's types, their loading and checks, and the
+//! queries the store and the planner make on them (the upstream catalog is apart, in `catalog.rs`).
 
 use std::path::Path;
 use std::sync::{Arc, OnceLock};

@@ -18,6 +18,9 @@
 //! so the chain pinned digest → manifest → config and layers can be checked again from the
 //! layout alone (`check_layout`: after a fetch, on a bundle's import). An archive that no
 //! longer matches its record is refused when it is used.
+//!
+//! One file because both kinds end in the same OCI layout and import archive, written and read by
+//! the same code (a tenth of the file is its tests).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

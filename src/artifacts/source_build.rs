@@ -19,6 +19,10 @@
 //! sources list, lists and cache under the builds dir; the machine's apt setup is not touched):
 //! `apt-get source --download-only` and `apt-get download`; each file is checked against its
 //! pin before use. Toolchain .debs are unpacked into the scratch dir, never installed.
+//!
+//! One file because it is one pipeline with one invariant: inputs fetched and verified, the recipe
+//! run in a private directory, every output checked against its pin, and the cache entry committed
+//! only whole.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};

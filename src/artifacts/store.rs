@@ -15,6 +15,9 @@
 //!
 //! A file reaches `files/` only by rename after its digest matched; binaries are extracted
 //! into a temporary directory that is renamed into `bin/` once every member is there.
+//!
+//! One file because it is the store's one type and its on-disk layout: reading, ingesting and
+//! verifying keep the same invariant (nothing unverified under `files/` or `bin/`).
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -3,6 +3,9 @@
 //! changes", or "cannot → fail". Apply mode turns the changes into script steps (`apply`); plan
 //! mode describes the very same changes (`report::plan_lines`), so `--plan` cannot claim
 //! something the run would not do, or hide what it would.
+//!
+//! One file by design: it is the one place that decides, so plan and apply cannot disagree (its
+//! tests close the file).
 
 use super::desired::Desired;
 use super::gather::{Facts, ModuleState, PathFact, PathKind, TaskFacts};

@@ -3,6 +3,9 @@
 //! ~/.ssh/config, the agent, ProxyJump and the user's keys all apply as they do for `ssh`.
 //! Host keys are checked strictly against the user's known_hosts plus the cluster's own
 //! `clusters/<name>/known_hosts`; a new key is accepted only when the operator asked for it.
+//!
+//! One file because it is one transport: connecting (host keys, kept masters), running a command
+//! and streaming its stdin all work on the same session type.
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -6,6 +6,10 @@
 //!
 //! The SSH settings that need the deploy machine (key files, jump hosts) are checked where the
 //! connection is built, `session::check_connections`.
+//!
+//! One file because it is one table: each known variable's use next to its pure check, read side by
+//! side (a quarter of the file is their tests); split by kind, the table `validate` walks would be
+//! scattered.
 
 use std::net::IpAddr;
 

@@ -1,6 +1,9 @@
 //! `up`, `down` and `status` of a lab. `up` records each resource in the state file before
 //! creating it and, on any failure, tears down what it made before returning the error; `down`
 //! works from the state file alone and tolerates every piece being already gone.
+//!
+//! One file because `up` and `down` are each other's inverse over the same state file: every
+//! resource `up` records sits next to the code that removes it.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};

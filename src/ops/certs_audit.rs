@@ -10,6 +10,9 @@
 //! (which embed one) are compared by sha256 only, so they never leave the host. Besides, each host is probed for keys it must not
 //! hold: the CA and service-account keys in the directories its certificates live in, and any
 //! key path another host receives for a certificate this host may not have.
+//!
+//! One file because the three layers are joined in one pass per host; split, each half would need
+//! the other's types.
 
 use std::collections::{BTreeSet, HashMap};
 

@@ -26,6 +26,10 @@
 //! the API's) must be within one minor below the target and not above its minor: a skip of a
 //! minor, or a downgrade of one, is refused before any host is touched. Asks first (the
 //! cluster's name) unless `--yes`; `--plan` shows the order and, per host, what would change.
+//!
+//! One file because it is one operation read top to bottom in the order it runs: the version
+//! checks, the order of hosts, and the per-node loop (cordon, drain, steps, uncordon, wait) its
+//! phases share.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
