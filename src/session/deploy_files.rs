@@ -16,12 +16,14 @@ use crate::plan::action::Content;
 use crate::plan::{CertPem, DeployFiles, ImageBlobs, StoredBinary, StoredImage};
 
 /// Certificates, kubeconfigs and binaries from the cluster's PKI and the artifact store. A
-/// binary is hashed once per run, however many hosts receive it.
+/// binary or an image archive is hashed once per run, however many hosts receive it and however
+/// often the run plans again.
 pub struct ClusterFiles {
     pub pki: Pki,
     pub store: Store,
     pub k8s_ver: Option<String>,
     binaries: Mutex<HashMap<String, StoredBinary>>,
+    images: Mutex<HashMap<String, StoredImage>>,
     /// Certificates a plan asked for that a CA key kept offline must sign first (the
     /// message naming the key, once per message): planned with a placeholder, never applied.
     needs_ca_key: Mutex<Vec<String>>,
@@ -37,7 +39,7 @@ impl ClusterFiles {
     }
 
     pub fn new(pki: Pki, store: Store, k8s_ver: Option<String>) -> Self {
-        ClusterFiles { pki, store, k8s_ver, binaries: Mutex::new(HashMap::new()), needs_ca_key: Mutex::new(Vec::new()) }
+        ClusterFiles { pki, store, k8s_ver, binaries: Mutex::new(HashMap::new()), images: Mutex::new(HashMap::new()), needs_ca_key: Mutex::new(Vec::new()) }
     }
 
     /// `r`, or, when it needs a CA key that is not here, `placeholder()` with the reason
@@ -152,8 +154,13 @@ impl DeployFiles for ClusterFiles {
 
     fn image(&self, name: &str) -> Result<StoredImage, String> {
         let ver = self.k8s_ver.as_deref().ok_or("K8S_VER is not set in config.yml; it picks the artifact version set")?;
+        if let Some(i) = self.images.lock().unwrap().get(name) {
+            return Ok(i.clone());
+        }
         let i = crate::artifacts::oci::image(&self.store, ver, name).map_err(|e| e.to_string())?;
-        Ok(StoredImage { path: i.archive, sha256: i.record.archive_sha256, reference: i.record.reference, digest: i.record.digest })
+        let i = StoredImage { path: i.archive, sha256: i.record.archive_sha256, reference: i.record.reference, digest: i.record.digest };
+        self.images.lock().unwrap().insert(name.to_string(), i.clone());
+        Ok(i)
     }
 
     fn image_blobs(&self, name: &str) -> Result<ImageBlobs, String> {

@@ -23,7 +23,8 @@ pub struct NodeFact {
     pub address: String,
 }
 
-/// `kubectl get nodes -o json` → node name → fact.
+/// The API's node list (`GET /api/v1/nodes`, as `kubectl get nodes -o json` prints it) → node
+/// name → fact.
 pub fn parse_nodes(json: &[u8]) -> Result<BTreeMap<String, NodeFact>, String> {
     let v: serde_json::Value = serde_json::from_slice(json).map_err(|e| format!("kubectl's node list: {e}"))?;
     let mut out = BTreeMap::new();
@@ -91,14 +92,23 @@ impl Session {
         self.inventory.var_str(host, "K8S_NODENAME").unwrap_or_else(|| host.to_string())
     }
 
-    /// The node list through the artifact set's kubectl and the admin kubeconfig.
+    /// The node list through the artifact set's kubectl and the admin kubeconfig. The API's
+    /// address is tried first with a short TCP connect: on a cluster being set up from bare
+    /// hosts it does not exist yet, and kubectl would spend its whole request timeout (several
+    /// times over, with its discovery) finding that out. `get --raw` skips the discovery.
     pub(crate) fn read_nodes(&self) -> Result<BTreeMap<String, NodeFact>, String> {
+        let kubeconfig = self.dir().join("kubectl.kubeconfig");
+        if let Some(server) = kubeconfig_server(&kubeconfig)
+            && !answers(&server, API_CONNECT_TIMEOUT)
+        {
+            return Err(format!("the API at {server} does not answer"));
+        }
         let files = self.files().map_err(|e| e.to_string())?;
         let kubectl = crate::plan::DeployFiles::binary(files, "kubectl")?;
         let out = Command::new(&kubectl.path)
             .arg("--kubeconfig")
-            .arg(self.dir().join("kubectl.kubeconfig"))
-            .args(["--request-timeout=5s", "get", "nodes", "-o", "json"])
+            .arg(&kubeconfig)
+            .args(["--request-timeout=5s", "get", "--raw", "/api/v1/nodes"])
             .stdin(Stdio::null())
             .output()
             .map_err(|e| format!("{}: {e}", kubectl.path.display()))?;
@@ -107,6 +117,31 @@ impl Session {
         }
         parse_nodes(&out.stdout)
     }
+}
+
+/// How long the API's address gets to accept a TCP connection before it is taken as not up.
+const API_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The `server:` of the kubeconfig's first cluster (`https://host:port`), if it can be read.
+fn kubeconfig_server(path: &std::path::Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let v: serde_yaml::Value = serde_yaml::from_str(&text).ok()?;
+    v["clusters"][0]["cluster"]["server"].as_str().map(str::to_string)
+}
+
+/// Whether `https://host:port` (port 443 when absent) accepts a TCP connection within `timeout`.
+/// A URL this cannot read counts as answering: kubectl then says what is wrong with it.
+fn answers(server: &str, timeout: Duration) -> bool {
+    use std::net::{TcpStream, ToSocketAddrs};
+    let Some(rest) = server.strip_prefix("https://").or_else(|| server.strip_prefix("http://")) else { return true };
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let with_port = if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) && !authority.ends_with(']') {
+        authority.to_string()
+    } else {
+        format!("{authority}:443")
+    };
+    let Ok(addrs) = with_port.to_socket_addrs() else { return true };
+    addrs.into_iter().any(|a| TcpStream::connect_timeout(&a, timeout).is_ok())
 }
 
 #[cfg(test)]
@@ -121,5 +156,16 @@ mod tests {
         let n = parse_nodes(json).unwrap();
         assert_eq!(n["a"], NodeFact { pod_cidr: "10.1.0.0/24".into(), address: "198.18.1.11".into() });
         assert_eq!(n["b"].pod_cidr, "");
+    }
+
+    #[test]
+    fn an_api_address_that_accepts_answers_and_a_closed_port_does_not() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        assert!(answers(&format!("https://127.0.0.1:{port}"), Duration::from_secs(2)));
+        drop(l);
+        assert!(!answers(&format!("https://127.0.0.1:{port}/"), Duration::from_secs(2)));
+        // Not a URL this reads: left to kubectl to report.
+        assert!(answers("unix:///x", Duration::from_secs(1)));
     }
 }
