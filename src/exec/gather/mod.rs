@@ -107,8 +107,22 @@ fn quoted_list<'a>(items: impl Iterator<Item = &'a str>) -> String {
 pub fn gather_script(tasks: &[Task], desired: &[Desired], with_content: bool, checksums: &Checksums) -> String {
     let mut s = String::from(GATHER_PRELUDE);
     paths::script(&mut s, tasks, desired, checksums);
+    // Guards that run a command and wait probes each start a process that may take a while
+    // (kubectl asking the API: 0.3–0.6 s each on a loaded host, eight of them in one role).
+    // Two or more run at once, as background jobs after every other fact is out (so their
+    // one-line, atomic writes cannot land inside another fact's output), then `wait`. A lone
+    // one stays in its place; `creates` alone is a test, not a process.
+    let slow = |t: &Task| match &t.action {
+        Action::Command { unless, .. } => unless.is_some(),
+        Action::WaitFor { .. } => true,
+        _ => false,
+    };
+    let together = tasks.iter().filter(|t| slow(t)).count() >= 2;
+    let mut background: Vec<String> = Vec::new();
     // Per task, in task order: content (plan mode), guards, wait probes.
     for (i, (task, want)) in tasks.iter().zip(desired).enumerate() {
+        let mut own = String::new();
+        let probes_out = if together && slow(task) { &mut own } else { &mut s };
         match &task.action {
             Action::File(f) => {
                 if let Desired::File { sha256, diffable: true, .. } = want
@@ -124,10 +138,10 @@ pub fn gather_script(tasks: &[Task], desired: &[Desired], with_content: bool, ch
             }
             Action::Command { creates, unless, .. } => {
                 if let Some(cond) = probes::guard_cond(creates.as_deref(), unless.as_deref()) {
-                    s.push_str(&probes::guard_line(i, &cond));
+                    probes_out.push_str(&probes::guard_line(i, &cond));
                 }
             }
-            Action::WaitFor { target, .. } => s.push_str(&probes::wait_line(i, target)),
+            Action::WaitFor { target, .. } => probes_out.push_str(&probes::wait_line(i, target)),
             Action::Directory { .. }
             | Action::Link { .. }
             | Action::Absent { .. }
@@ -135,11 +149,22 @@ pub fn gather_script(tasks: &[Task], desired: &[Desired], with_content: bool, ch
             | Action::Service { .. }
             | Action::DaemonReload => {}
         }
+        if !own.is_empty() {
+            background.push(own);
+        }
     }
     kernel::script(&mut s, tasks);
     packages::script(&mut s, tasks);
     units::script(&mut s, tasks);
     markers::script(&mut s, tasks);
+    if !background.is_empty() {
+        // Each probe is one `if …; fi` (a quoted command in it may span lines).
+        for probe in &background {
+            s.push_str(probe.trim_end_matches('\n'));
+            s.push_str(" &\n");
+        }
+        s.push_str("wait\n");
+    }
     s.push_str("echo @@end\n");
     s
 }
