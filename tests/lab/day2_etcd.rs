@@ -115,25 +115,49 @@ fn with_readers(lab: &Lab, old: &[String], what: &str, args: &[&str]) -> std::pr
     out
 }
 
+/// The Kubernetes lab up with every node Ready: its inventory, and its 3 `[etcd]` hosts.
+fn three_members(lab: &Lab) -> (String, Vec<String>) {
+    ensure_control_plane(lab);
+    wait_all_ready(lab, 180);
+    let inv = lab.inventory();
+    let old = etcd_hosts(&inv);
+    assert_eq!(old.len(), 3, "{inv}");
+    (inv, old)
+}
+
+/// Data written before: a key in etcd (through `via`), a ConfigMap through the API.
+fn write_before(lab: &Lab, via: &str) {
+    let out = etcdctl(lab, via, &["put", KEY, "before"]);
+    assert!(out.status.success(), "{}", text(&out));
+    kubectl_ok(lab, &["delete", "configmap", "ezk-day2-etcd", "--ignore-not-found"]);
+    kubectl_ok(lab, &["create", "configmap", "ezk-day2-etcd", "--from-literal=written=before"]);
+}
+
+/// The data written before, read through member `via` and the API.
+fn assert_before(lab: &Lab, via: &str) {
+    let out = etcdctl(lab, via, &["get", KEY, "--print-value-only"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "before", "{}", text(&out));
+    assert_eq!(kubectl_ok(lab, &["get", "configmap", "ezk-day2-etcd", "-o", "jsonpath={.data.written}"]), "before");
+}
+
+/// The data written before, read once more and deleted.
+fn delete_before(lab: &Lab, via: &str) {
+    assert_before(lab, via);
+    kubectl_ok(lab, &["delete", "configmap", "ezk-day2-etcd"]);
+    etcdctl(lab, via, &["del", KEY]);
+}
+
 fn add_etcd_then_del_etcd_keep_the_quorum_and_the_data(_: &Lab) {
     with_cluster_lab(|lab| {
-        ensure_control_plane(lab);
-        wait_all_ready(lab, 180);
+        let (inv_before, old) = three_members(lab);
         let new = spare(lab);
-        let inv_before = lab.inventory();
-        let old = etcd_hosts(&inv_before);
         let old_idx: Vec<usize> = old.iter().map(|ip| lab.hosts.iter().position(|h| &h.ip == ip).unwrap()).collect();
-        assert_eq!(old.len(), 3, "{inv_before}");
         let via = old[0].clone();
         let members_before = member_list(lab, &via);
         assert_eq!(members_before.len(), 3, "{members_before:?}");
         let ids_before = etcd_invocations(lab, &old_idx);
 
-        // Data written before: a key in etcd, a ConfigMap through the API.
-        let out = etcdctl(lab, &via, &["put", KEY, "before"]);
-        assert!(out.status.success(), "{}", text(&out));
-        kubectl_ok(lab, &["delete", "configmap", "ezk-day2-etcd", "--ignore-not-found"]);
-        kubectl_ok(lab, &["create", "configmap", "ezk-day2-etcd", "--from-literal=written=before"]);
+        write_before(lab, &via);
 
         // Bad input: refused, nothing written.
         let out = lab.ezk(&["add-etcd", &lab.name, "not-an-ip"]);
@@ -183,9 +207,7 @@ fn add_etcd_then_del_etcd_keep_the_quorum_and_the_data(_: &Lab) {
         let unit = spare_sh(lab, "cat /etc/systemd/system/etcd.service");
         assert!(unit.contains("--initial-cluster-state=existing"), "{unit}");
         // Data written before, read through the new member and the API.
-        let out = etcdctl(lab, &new.ip, &["get", KEY, "--print-value-only"]);
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "before", "{}", text(&out));
-        assert_eq!(kubectl_ok(lab, &["get", "configmap", "ezk-day2-etcd", "-o", "jsonpath={.data.written}"]), "before");
+        assert_before(lab, &new.ip);
 
         // The inventory: one line more, at the end of [etcd], the rest as it was.
         let inv = lab.inventory();
@@ -229,11 +251,7 @@ fn add_etcd_then_del_etcd_keep_the_quorum_and_the_data(_: &Lab) {
         assert_eq!(lab.inventory(), inv_before);
         assert_eq!(spare_sh(lab, "pgrep -x etcd; for p in /var/lib/etcd /etc/kubernetes/ssl/etcd.pem /etc/systemd/system/etcd.service; do test -e $p && echo $p; done"), "");
         assert_eq!(etcd_invocations(lab, &old_idx), ids_before, "an old etcd member restarted");
-        let out = etcdctl(lab, &via, &["get", KEY, "--print-value-only"]);
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "before", "{}", text(&out));
-        assert_eq!(kubectl_ok(lab, &["get", "configmap", "ezk-day2-etcd", "-o", "jsonpath={.data.written}"]), "before");
-        kubectl_ok(lab, &["delete", "configmap", "ezk-day2-etcd"]);
-        etcdctl(lab, &via, &["del", KEY]);
+        delete_before(lab, &via);
         wait_all_ready(lab, 60);
 
         // Again: nothing to remove, said so.
@@ -266,12 +284,8 @@ fn assert_master_without_member(lab: &Lab, i: usize) {
 
 fn del_etcd_of_a_master_and_of_a_dead_member(_: &Lab) {
     with_cluster_lab(|lab| {
-        ensure_control_plane(lab);
-        wait_all_ready(lab, 180);
+        let (inv_before, old) = three_members(lab);
         let new = spare_ip(lab);
-        let inv_before = lab.inventory();
-        let old = etcd_hosts(&inv_before);
-        assert_eq!(old.len(), 3, "{inv_before}");
         // The master whose member leaves: the last of [etcd], so that its add-etcd puts the line
         // back where it was.
         let gone = old[2].clone();
@@ -281,10 +295,7 @@ fn del_etcd_of_a_master_and_of_a_dead_member(_: &Lab) {
         let via = stay[0].clone();
         let members_before = member_list(lab, &via);
 
-        let out = etcdctl(lab, &via, &["put", KEY, "before"]);
-        assert!(out.status.success(), "{}", text(&out));
-        kubectl_ok(lab, &["delete", "configmap", "ezk-day2-etcd", "--ignore-not-found"]);
-        kubectl_ok(lab, &["create", "configmap", "ezk-day2-etcd", "--from-literal=written=before"]);
+        write_before(lab, &via);
 
         // 4 members: the spare host joins (add-etcd under readers is the test above).
         let out = lab.ezk(&["add-etcd", &lab.name, &new, "--allow-even"]);
@@ -297,6 +308,7 @@ fn del_etcd_of_a_master_and_of_a_dead_member(_: &Lab) {
         assert!(out.status.success(), "{said}");
         assert!(said.contains("stays a master") && said.contains("/etc/kubernetes/ssl/etcd-ca.pem") && said.contains("--etcd-cafile"), "{said}");
         assert!(said.contains("would remove member"), "{said}");
+        println!("  --plan said: {}", said.lines().find(|l| l.contains("stays a master")).unwrap_or(""));
         assert_eq!(member_list(lab, &via).len(), 4, "--plan removed a member");
         assert_eq!(lab.sh(gone_i, "systemctl is-active etcd"), "active");
 
@@ -341,6 +353,7 @@ fn del_etcd_of_a_master_and_of_a_dead_member(_: &Lab) {
         // Back, it is cleaned as the message said (its etcd may be restarting, refused).
         let out = lab.ezk(&["lab", "reboot", &lab.name, &spare(lab).name]);
         assert!(out.status.success(), "{}", text(&out));
+        println!("  del-etcd said: {}", said.lines().find(|l| l.contains("not cleaned")).unwrap_or(""));
         let clean = said.lines().find_map(|l| l.split('`').find(|c| c.starts_with("systemctl disable --now etcd"))).expect("the clean command").to_string();
         let out = crate::support::ssh_with(&lab.key(), &lab.known_hosts(), &new).arg(&clean).stdin(std::process::Stdio::null()).output().unwrap();
         assert!(out.status.success(), "{clean}: {}", text(&out));
@@ -355,11 +368,8 @@ fn del_etcd_of_a_master_and_of_a_dead_member(_: &Lab) {
         for servers in etcd_servers(lab) {
             assert!(servers.contains(&format!("https://{gone}:2379")), "{servers}");
         }
-        let out = etcdctl(lab, &gone, &["get", KEY, "--print-value-only"]);
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "before", "{}", text(&out));
-        assert_eq!(kubectl_ok(lab, &["get", "configmap", "ezk-day2-etcd", "-o", "jsonpath={.data.written}"]), "before");
-        kubectl_ok(lab, &["delete", "configmap", "ezk-day2-etcd"]);
-        etcdctl(lab, &via, &["del", KEY]);
+        assert_before(lab, &gone);
+        delete_before(lab, &via);
         wait_all_ready(lab, 120);
     });
 }
