@@ -14,9 +14,9 @@ pub struct Args {
     /// Do not ask for confirmation (required when stdin is not a terminal).
     #[arg(long, short = 'y')]
     pub yes: bool,
-    /// Accept an even member count after the removal (3 → 2): 2 members need both to answer,
-    /// no better than 1. Meant for replacing a member that failed: del-etcd it, then add-etcd
-    /// the new host.
+    /// Accept an even member count after removing a healthy member (3 → 2): 2 members need
+    /// both to answer, no better than 1. Not needed to remove a member that is not healthy
+    /// (that costs no fault tolerance): del-etcd the failed one, then add-etcd the new host.
     #[arg(long)]
     pub allow_even: bool,
     #[command(flatten)]

@@ -116,10 +116,11 @@ pub enum Command {
     /// restarted. An even member count needs --allow-even; --plan writes nothing.
     AddEtcd(add_etcd::Args),
     /// Remove an etcd member (kubeasz's `ezctl del-etcd`): every apiserver's --etcd-servers
-    /// without it (one master at a time), `etcdctl member remove`, the host cleaned as destroy
-    /// does, taken out of clusters/<name>/hosts. Refuses the last member, one whose removal
-    /// leaves no healthy majority, and a host that is also a master or node. Asks first; --plan
-    /// shows.
+    /// without it (one master at a time), `etcdctl member remove`, the host's etcd cleaned as
+    /// destroy does (on a master the etcd CA its apiserver reads stays), taken out of
+    /// clusters/<name>/hosts. A dead member is removed through the others; its host, when it
+    /// does not answer, is left as it is and the command that cleans it is printed. Refuses the
+    /// last member and one whose removal leaves no healthy majority. Asks first; --plan shows.
     DelEtcd(del_etcd::Args),
     /// Fill the artifact store: pinned, checksummed, resumable; mirror, local dir, offline bundle.
     Download(download::Args),

@@ -5,22 +5,29 @@
 //! 1. the host comes out of `[etcd]` (checked, not written yet);
 //! 2. the members are read over TLS from this machine and checked (`etcd_change`): never the
 //!    last, a majority healthy now and a majority of those that stay healthy, an even count
-//!    after only with `--allow-even`;
+//!    after only with `--allow-even` (not needed when the member removed is not healthy);
 //! 3. 04 kube-master on every master with the inventory without the host: `--etcd-servers`
 //!    loses it, each apiserver restarted and ready before the next;
 //! 4. `etcdctl member remove` (through a member that stays): the cluster shrinks to the others;
-//! 5. the host is cleaned as `ezk destroy` cleans it (99.clean on that host only): etcd stops,
-//!    its data, unit and certificates go;
+//! 5. the host's etcd is cleaned: clean-etcd of 99.clean (what `ezk destroy` runs) on that host
+//!    only, and only that role: etcd stops, its data, unit and server/peer certificate go;
 //! 6. its line goes from `[etcd]` of `clusters/<name>/hosts`;
 //! 7. 01 on the other hosts (the chrony server's `allow` list);
 //! 8. the members read again: every one healthy.
 //!
-//! A host that serves the cluster otherwise too (a master, a node, an ex_lb or chrony host) is
-//! refused: its clean would reach what it serves (the etcd CA an apiserver reads among them).
-//! The members that stay are not restarted (their copy of `etcd.pem` still names them; a later
-//! `ezk setup <c> 02` brings it up to date, rolling). Asks first (the cluster's name) unless
-//! `--yes`; `--plan` says what each phase would do and changes nothing. A run stopped halfway
-//! is finished by running del-etcd again (the inventory changes last).
+//! A host that serves the cluster otherwise too (kubeasz's default puts etcd on the masters)
+//! keeps what it serves: only clean-etcd runs there, and on a master with `ETCD_CLEAN=server`,
+//! so the etcd CA its kube-apiserver reads (`--etcd-cafile`) stays, as does the apiserver's etcd
+//! client certificate (the kube-master role's); the plan names what stays and why.
+//!
+//! A dead member (its etcd not answering) is removed through the others all the same. When its
+//! host does not answer on SSH either, its clean is skipped and said so, with what is left there
+//! and how to clean it once it is back; such a host that is also a master is refused (its
+//! apiserver could not be rolled). The members that stay are not restarted (their copy of
+//! `etcd.pem` still names them; a later `ezk setup <c> 02` brings it up to date, rolling). Asks
+//! first (the cluster's name) unless `--yes`; `--plan` says what each phase would do and changes
+//! nothing. A run stopped halfway is finished by running del-etcd again (the inventory changes
+//! last).
 
 use super::Error;
 use super::etcd_change::{self, MemberState};
@@ -30,7 +37,7 @@ use super::phase::{Flow, Phase, Step, skip};
 use crate::exec::Options;
 use crate::home::Home;
 use crate::inventory::edit;
-use crate::plan::action::StepPlan;
+use crate::plan::action::{Action, StepPlan};
 use crate::session::Session;
 
 /// The member to remove.
@@ -63,6 +70,12 @@ struct DelEtcd {
     clean: Vec<StepPlan>,
     list_targets: Vec<Target>,
     lists: Vec<StepPlan>,
+    /// The host is in `[kube_master]` too: its apiserver keeps the etcd CA.
+    master: bool,
+    /// Why the host's clean is skipped (its member is dead and SSH does not answer); None: cleaned.
+    unreachable: Option<String>,
+    /// What the full clean would remove and the clean of a master keeps.
+    kept: Vec<String>,
 }
 
 impl DelEtcd {
@@ -77,13 +90,18 @@ const ETCD: Removal = Removal {
     what: "an etcd member",
     last: "the last etcd member",
     why_last: "without it there is no cluster data (`ezk backup` keeps a snapshot)",
-    refuse: &["kube_master", "kube_node", "ex_lb", "chrony"],
+    // Only the clean-etcd role runs on the host: what else it serves stays.
+    refuse: &[],
 };
+
+/// The role of 99.clean that undoes the etcd role.
+const CLEAN_ROLE: &str = "clean-etcd";
 
 const PHASES: &[Phase<DelEtcd>] = &[
     Phase::new("take the host out of [etcd] (checked, not written yet)", edit_inventory),
     Phase::new("read the members over TLS and check the quorum", check_members),
-    Phase::new("plan 04 on the masters, 99.clean on the host, 01 on the others", plan),
+    Phase::new("plan 04 on the masters, clean-etcd on the host, 01 on the others", plan),
+    Phase::new("say what stays on the host", say_kept),
     Phase::new("ask for the cluster's name", ask).when(|d| !d.req.yes).dry_run(skip),
     Phase::new("roll --etcd-servers of every apiserver without it (04, one master at a time)", run_masters),
     Phase::new("remove the member (etcdctl member remove)", member_remove).dry_run(say_member_remove),
@@ -111,6 +129,9 @@ pub fn run(home: &Home, req: Request) -> Result<i32, Error> {
         clean: Vec::new(),
         list_targets: Vec::new(),
         lists: Vec::new(),
+        master: false,
+        unreachable: None,
+        kept: Vec::new(),
     };
     super::phase::run(PHASES, &mut state, plan_only)
 }
@@ -118,8 +139,14 @@ pub fn run(home: &Home, req: Request) -> Result<i32, Error> {
 fn edit_inventory(d: &mut DelEtcd) -> Step {
     let host = d.req.host.clone();
     let text = node_change::hosts_text(&d.home.cluster_dir(&d.req.cluster))?;
-    let before = node_change::etcd_session_with(&d.home, &d.req.cluster, &d.req.extra_vars, &text, "the inventory as it is")?;
+    let mut before = node_change::etcd_session_with(&d.home, &d.req.cluster, &d.req.extra_vars, &text, "the inventory as it is")?;
     ETCD.check(&before, &host)?;
+    d.master = before.inventory.groups_of(&host).iter().any(|g| g == "kube_master");
+    if d.master {
+        // The clean of a host that stays a master leaves the etcd CA (roles/clean-etcd).
+        let vars: Vec<(String, String)> = d.req.extra_vars.iter().cloned().chain([("ETCD_CLEAN".to_string(), "server".to_string())]).collect();
+        before = node_change::etcd_session_with(&d.home, &d.req.cluster, &vars, &text, "the inventory as it is")?;
+    }
     let hosts_file = before.dir().join("hosts");
     let (new_text, removed) = edit::remove_host(&text, "etcd", &host);
     let after = node_change::etcd_session_with(&d.home, &d.req.cluster, &d.req.extra_vars, &new_text, &format!("{host} removed from [etcd]"))?;
@@ -149,21 +176,133 @@ fn check_members(d: &mut DelEtcd) -> Step {
     if d.member.is_none() {
         eprintln!("{} is no etcd member any more: finishing what a stopped del-etcd left", d.req.host);
     }
+    // A member that does not answer: is its host there at all (its clean needs SSH)?
+    let dead = d.members.iter().find(|m| m.host == d.req.host).is_none_or(|m| m.health.is_err());
+    if dead && let Err(why) = ssh_answers(before, &d.req.host, &d.req.run) {
+        let others = other_groups(before, &d.req.host);
+        if !others.is_empty() {
+            return Err(format!(
+                "{host}'s etcd member is not healthy and {why}; it is also in [{}] of {hosts_file}, where del-etcd would have to change it too (its kube-apiserver rolled, its lists). Bring the host back and run del-etcd again, or take it out of those groups first. Nothing was changed",
+                others.join("], ["),
+                host = d.req.host
+            )
+            .into());
+        }
+        d.unreachable = Some(why);
+    }
     d.tools = Some(tools);
     Ok(Flow::Next)
 }
 
+/// Whether `host` answers on its SSH port from here (a TCP connect, at most 5 s): Err says
+/// why not. A host reached through a jump host is taken as answering (the run says otherwise).
+fn ssh_answers(s: &Session, host: &str, opts: &Options) -> Result<(), String> {
+    use std::net::ToSocketAddrs;
+    let conn = crate::session::connection(&s.inventory, host);
+    if conn.jump.is_some() || !opts.jump_hosts.is_empty() {
+        return Ok(());
+    }
+    let target = format!("{}:{}", conn.address, conn.port);
+    let bracketed = if conn.address.contains(':') { format!("[{}]:{}", conn.address, conn.port) } else { target.clone() };
+    let addrs = bracketed.to_socket_addrs().map_err(|e| format!("its SSH address {target} does not resolve ({e})"))?;
+    let mut last = String::from("no address");
+    for a in addrs {
+        match std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_secs(5)) {
+            Ok(_) => return Ok(()),
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err(format!("its SSH port {target} does not answer ({last})"))
+}
+
+/// The cluster groups `host` is in besides `[etcd]`.
+fn other_groups(s: &Session, host: &str) -> Vec<String> {
+    let groups = s.inventory.groups_of(host);
+    ["kube_master", "kube_node", "ex_lb", "chrony"].iter().filter(|g| groups.iter().any(|h| h == *g)).map(|g| g.to_string()).collect()
+}
+
+/// clean-etcd of 99.clean for `host` alone (the other roles of the step left out: a host
+/// that serves the cluster otherwise keeps it).
+fn etcd_clean(s: &Session, host: &str) -> Result<Vec<StepPlan>, Error> {
+    let mut plans = node_change::clean_plans(s, host)?;
+    for p in &mut plans {
+        for w in &mut p.waves {
+            w.hosts.retain(|h| h.role == CLEAN_ROLE);
+            w.roles.retain(|r| r == CLEAN_ROLE);
+        }
+        p.waves.retain(|w| !w.hosts.is_empty());
+    }
+    node_change::drop_empty(&mut plans);
+    Ok(plans)
+}
+
+/// The paths `plans` remove, in order.
+fn removed_paths(plans: &[StepPlan]) -> Vec<String> {
+    plans
+        .iter()
+        .flat_map(|p| &p.waves)
+        .flat_map(|w| &w.hosts)
+        .flat_map(|h| &h.tasks)
+        .filter_map(|t| match &t.action {
+            Action::Absent { path } => Some(path.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 fn plan(d: &mut DelEtcd) -> Step {
-    d.clean = node_change::clean_plans(d.before.as_ref().expect("opened"), &d.req.host)?;
+    let before = d.before.as_ref().expect("opened");
+    let clean = etcd_clean(before, &d.req.host)?;
+    if d.master {
+        // What destroy's clean-etcd would remove and this one keeps: the dry run says it, not a
+        // list kept beside the role.
+        let text = node_change::hosts_text(before.dir())?;
+        let full = node_change::etcd_session_with(&d.home, &d.req.cluster, &d.req.extra_vars, &text, "the inventory as it is")?;
+        let gone = removed_paths(&clean);
+        d.kept = removed_paths(&etcd_clean(&full, &d.req.host)?).into_iter().filter(|p| !gone.contains(p)).collect();
+    }
+    if d.unreachable.is_some() {
+        d.kept = removed_paths(&clean);
+    } else {
+        d.clean = clean;
+    }
     let after = d.after.as_mut().expect("opened");
     d.masters = node_change::plan_reaching(after, &d.master_targets)?;
     d.lists = node_change::plan_reaching(after, &d.list_targets)?;
     Ok(Flow::Next)
 }
 
+/// What stays on the host, and why: said in the plan and before the run.
+fn say_kept(d: &mut DelEtcd) -> Step {
+    let host = &d.req.host;
+    if let Some(why) = &d.unreachable {
+        eprintln!(
+            "{host}: its etcd member is not healthy and {why}: it is removed through the other members, and its clean is skipped (what stays there is said at the end)"
+        );
+    } else if d.master {
+        eprintln!(
+            "{host} stays a master: only its etcd member is cleaned (clean-etcd with ETCD_CLEAN=server: the etcd unit, data and server/peer certificate); kept for its kube-apiserver: {} (the etcd CA it checks the other members with, --etcd-cafile) and its etcd client certificate apiserver-etcd-client.pem (the kube-master role's); the etcd and etcdctl binaries stay as destroy leaves them",
+            if d.kept.is_empty() { "nothing more".to_string() } else { d.kept.join(", ") }
+        );
+    } else {
+        let others = other_groups(d.before.as_ref().expect("opened"), host);
+        if !others.is_empty() {
+            eprintln!("{host} stays in [{}]: only its etcd member is cleaned (clean-etcd), nothing it serves there", others.join("], ["));
+        }
+    }
+    Ok(Flow::Next)
+}
+
 fn ask(d: &mut DelEtcd) -> Step {
+    let clean = if d.unreachable.is_some() {
+        "leaves the host as it is (it does not answer)"
+    } else if d.master {
+        "stops it and deletes its data (the host's kube-apiserver keeps running, on the other members)"
+    } else {
+        "stops it and deletes its data"
+    };
     let what = format!(
-        "This takes etcd member {} of cluster {} out of every apiserver's --etcd-servers (restarting them one at a time), removes it from the etcd cluster, stops it and deletes its data, and takes it out of the inventory.",
+        "This takes etcd member {} of cluster {} out of every apiserver's --etcd-servers (restarting them one at a time), removes it from the etcd cluster, {clean}, and takes it out of the inventory.",
         d.req.host, d.req.cluster
     );
     node_change::confirm("del-etcd", &d.req.cluster, &what)
@@ -207,6 +346,10 @@ fn member_remove(d: &mut DelEtcd) -> Step {
 }
 
 fn clean_host(d: &mut DelEtcd) -> Step {
+    if let Some(why) = &d.unreachable {
+        say_left(d, why);
+        return Ok(Flow::Next);
+    }
     d.after().unlock();
     let (plans, opts) = (std::mem::take(&mut d.clean), d.req.run.clone());
     let s = d.before.as_mut().expect("opened");
@@ -214,6 +357,18 @@ fn clean_host(d: &mut DelEtcd) -> Step {
     let flow = super::run_steps::run(s, &ready, &plans, &opts, None)?;
     s.unlock();
     Ok(flow)
+}
+
+/// The clean skipped (the host does not answer): what stays on it, and how to clean it later.
+fn say_left(d: &DelEtcd, why: &str) {
+    let host = &d.req.host;
+    let left = d.kept.join(" ");
+    let verb = if d.req.run.plan_only { "would be" } else { "is" };
+    eprintln!(
+        "{host}: not cleaned ({why}). Its member {verb} out of the cluster, but the host keeps the etcd unit (enabled: if it boots again, etcd starts, is refused by the cluster as a removed member, and keeps restarting; harmless to the cluster) and {left}. Once it is back, clean it on the host: \
+         `systemctl disable --now etcd; rm -rf {left}; systemctl daemon-reload` — its old data must be gone before it joins again with `ezk add-etcd {cluster} {host}`",
+        cluster = d.req.cluster
+    );
 }
 
 fn write(d: &mut DelEtcd) -> Step {
@@ -243,6 +398,7 @@ fn verify(d: &mut DelEtcd) -> Step {
 }
 
 fn say_done(d: &mut DelEtcd) -> Step {
-    println!("etcd member {} removed from cluster {}: {} members, every one healthy", d.req.host, d.req.cluster, d.members.len());
+    let host_note = if d.unreachable.is_some() { " (the host was not cleaned: see above)" } else { "" };
+    println!("etcd member {} removed from cluster {}: {} members, every one healthy{host_note}", d.req.host, d.req.cluster, d.members.len());
     Ok(Flow::Next)
 }

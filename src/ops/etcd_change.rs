@@ -9,7 +9,9 @@
 //!   count after the add only with `--allow-even`.
 //! - del-etcd: never the last member; a majority of the members healthy now, and a majority of
 //!   those that stay healthy after (the member removed may be the unhealthy one); an even count
-//!   after the removal only with `--allow-even`.
+//!   after the removal only with `--allow-even`, unless the member removed is not healthy:
+//!   removing a dead member never lowers how many more members may fail (3 with one dead: 2 of
+//!   2 must answer before and after), so it needs no flag.
 
 use super::Error;
 use super::etcd_tools::{EtcdTools, Member, quorum};
@@ -176,7 +178,7 @@ pub fn may_remove(members: &[MemberState], group: &[String], host: &str, allow_e
             describe(members)
         ));
     }
-    if (n - 1) % 2 == 0 && !allow_even {
+    if (n - 1) % 2 == 0 && !allow_even && me.health.is_ok() {
         return Err(format!(
             "removing {host} leaves {}. Pass --allow-even to accept that (replacing a member that failed: del-etcd it, then add-etcd the new host), or remove none. Nothing was changed",
             even_risk(n - 1)
@@ -244,10 +246,20 @@ mod tests {
         let g3 = hosts(&["a", "b", "c"]);
         let e = may_remove(&down, &g3, "a", true, F).unwrap_err();
         assert!(e.contains("1 of the 2 members left"), "{e}");
-        // Removing the one that is down: 2 healthy of 2, an even count.
-        let e = may_remove(&down, &g3, "c", false, F).unwrap_err();
-        assert!(e.contains("2 members is an even count") && e.contains("replacing"), "{e}");
+        // Removing the one that is down: 2 healthy of 2, an even count, but no fewer failures
+        // tolerated than before (none): no --allow-even needed.
+        assert_eq!(may_remove(&down, &g3, "c", false, F).unwrap().unwrap().name, "etcd-c");
         assert!(may_remove(&down, &g3, "c", true, F).unwrap().is_some());
+        // A healthy one of 3 all healthy: 2 left is an even count, refused without the flag.
+        let three = [m("a", true), m("b", true), m("c", true)];
+        let e = may_remove(&three, &g3, "c", false, F).unwrap_err();
+        assert!(e.contains("2 members is an even count") && e.contains("replacing"), "{e}");
+        // 5 members, 2 down: removing a dead one leaves 3 of 4 healthy, 3 needed.
+        let five = [m("a", true), m("b", true), m("c", true), m("d", false), m("e", false)];
+        let g5 = hosts(&["a", "b", "c", "d", "e"]);
+        assert!(may_remove(&five, &g5, "e", false, F).unwrap().is_some());
+        // … but removing a healthy one leaves 2 of 4: refused.
+        assert!(may_remove(&five, &g5, "a", true, F).unwrap_err().contains("2 of the 4 members left"));
         // No quorum now: nothing.
         let lost = [m("a", true), m("b", false), m("c", false)];
         assert!(may_remove(&lost, &g3, "c", true, F).unwrap_err().contains("no quorum"));

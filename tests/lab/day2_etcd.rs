@@ -4,6 +4,13 @@
 //! --etcd-servers naming it, data written before readable through it) and leaves again — with
 //! an etcd client and the API through the VIP read all along, no request failing, and no old
 //! member restarted. The inventory ends as it began.
+//!
+//! Then del-etcd of members that are not etcd-only (kubeasz's default: etcd on the masters) and
+//! of one that is dead: with the spare host a 4th member again, a master's member is removed
+//! (its kube-apiserver keeps the etcd CA and its client certificate and stays Ready, now on the
+//! other members), then the spare host is powered off and its dead member removed through the
+//! others (its clean skipped, said so with how to clean it; cleaned so once it is back), and the
+//! master joins again: 3 members, the inventory and the data as they were.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -18,10 +25,10 @@ use crate::steps_support::{assert_cluster_healthy, etcdctl, text};
 use crate::support::{hosts_of, ini_sections, section, with_cluster_lab};
 use crate::{Lab, Test};
 
-pub const TESTS: &[Test] = &[Test {
-    name: "day2_etcd::add_etcd_then_del_etcd_keep_the_quorum_and_the_data",
-    run: add_etcd_then_del_etcd_keep_the_quorum_and_the_data,
-}];
+pub const TESTS: &[Test] = &[
+    Test { name: "day2_etcd::add_etcd_then_del_etcd_keep_the_quorum_and_the_data", run: add_etcd_then_del_etcd_keep_the_quorum_and_the_data },
+    Test { name: "day2_etcd::del_etcd_of_a_master_and_of_a_dead_member", run: del_etcd_of_a_master_and_of_a_dead_member },
+];
 
 const KEY: &str = "/ezk-test/day2-etcd";
 
@@ -108,33 +115,55 @@ fn with_readers(lab: &Lab, old: &[String], what: &str, args: &[&str]) -> std::pr
     out
 }
 
+/// The Kubernetes lab up with every node Ready: its inventory, and its 3 `[etcd]` hosts.
+fn three_members(lab: &Lab) -> (String, Vec<String>) {
+    ensure_control_plane(lab);
+    wait_all_ready(lab, 180);
+    let inv = lab.inventory();
+    let old = etcd_hosts(&inv);
+    assert_eq!(old.len(), 3, "{inv}");
+    (inv, old)
+}
+
+/// Data written before: a key in etcd (through `via`), a ConfigMap through the API.
+fn write_before(lab: &Lab, via: &str) {
+    let out = etcdctl(lab, via, &["put", KEY, "before"]);
+    assert!(out.status.success(), "{}", text(&out));
+    kubectl_ok(lab, &["delete", "configmap", "ezk-day2-etcd", "--ignore-not-found"]);
+    kubectl_ok(lab, &["create", "configmap", "ezk-day2-etcd", "--from-literal=written=before"]);
+}
+
+/// The data written before, read through member `via` and the API.
+fn assert_before(lab: &Lab, via: &str) {
+    let out = etcdctl(lab, via, &["get", KEY, "--print-value-only"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "before", "{}", text(&out));
+    assert_eq!(kubectl_ok(lab, &["get", "configmap", "ezk-day2-etcd", "-o", "jsonpath={.data.written}"]), "before");
+}
+
+/// The data written before, read once more and deleted.
+fn delete_before(lab: &Lab, via: &str) {
+    assert_before(lab, via);
+    kubectl_ok(lab, &["delete", "configmap", "ezk-day2-etcd"]);
+    etcdctl(lab, via, &["del", KEY]);
+}
+
 fn add_etcd_then_del_etcd_keep_the_quorum_and_the_data(_: &Lab) {
     with_cluster_lab(|lab| {
-        ensure_control_plane(lab);
-        wait_all_ready(lab, 180);
+        let (inv_before, old) = three_members(lab);
         let new = spare(lab);
-        let inv_before = lab.inventory();
-        let old = etcd_hosts(&inv_before);
         let old_idx: Vec<usize> = old.iter().map(|ip| lab.hosts.iter().position(|h| &h.ip == ip).unwrap()).collect();
-        assert_eq!(old.len(), 3, "{inv_before}");
         let via = old[0].clone();
         let members_before = member_list(lab, &via);
         assert_eq!(members_before.len(), 3, "{members_before:?}");
         let ids_before = etcd_invocations(lab, &old_idx);
 
-        // Data written before: a key in etcd, a ConfigMap through the API.
-        let out = etcdctl(lab, &via, &["put", KEY, "before"]);
-        assert!(out.status.success(), "{}", text(&out));
-        kubectl_ok(lab, &["delete", "configmap", "ezk-day2-etcd", "--ignore-not-found"]);
-        kubectl_ok(lab, &["create", "configmap", "ezk-day2-etcd", "--from-literal=written=before"]);
+        write_before(lab, &via);
 
         // Bad input: refused, nothing written.
         let out = lab.ezk(&["add-etcd", &lab.name, "not-an-ip"]);
         assert!(!out.status.success() && text(&out).contains("IP address"), "{}", text(&out));
         let out = lab.ezk(&["del-etcd", &lab.name, &new.ip, "--yes"]);
         assert!(!out.status.success() && text(&out).contains("not in [etcd]"), "{}", text(&out));
-        let out = lab.ezk(&["del-etcd", &lab.name, &via, "--yes"]);
-        assert!(!out.status.success() && text(&out).contains("[kube_master]"), "{}", text(&out));
         // A 4th member without --allow-even: refused with the risk stated, after reading the
         // members (every one healthy), before anything changes.
         let out = lab.ezk(&["add-etcd", &lab.name, &new.ip]);
@@ -178,9 +207,7 @@ fn add_etcd_then_del_etcd_keep_the_quorum_and_the_data(_: &Lab) {
         let unit = spare_sh(lab, "cat /etc/systemd/system/etcd.service");
         assert!(unit.contains("--initial-cluster-state=existing"), "{unit}");
         // Data written before, read through the new member and the API.
-        let out = etcdctl(lab, &new.ip, &["get", KEY, "--print-value-only"]);
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "before", "{}", text(&out));
-        assert_eq!(kubectl_ok(lab, &["get", "configmap", "ezk-day2-etcd", "-o", "jsonpath={.data.written}"]), "before");
+        assert_before(lab, &new.ip);
 
         // The inventory: one line more, at the end of [etcd], the rest as it was.
         let inv = lab.inventory();
@@ -224,15 +251,125 @@ fn add_etcd_then_del_etcd_keep_the_quorum_and_the_data(_: &Lab) {
         assert_eq!(lab.inventory(), inv_before);
         assert_eq!(spare_sh(lab, "pgrep -x etcd; for p in /var/lib/etcd /etc/kubernetes/ssl/etcd.pem /etc/systemd/system/etcd.service; do test -e $p && echo $p; done"), "");
         assert_eq!(etcd_invocations(lab, &old_idx), ids_before, "an old etcd member restarted");
-        let out = etcdctl(lab, &via, &["get", KEY, "--print-value-only"]);
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "before", "{}", text(&out));
-        assert_eq!(kubectl_ok(lab, &["get", "configmap", "ezk-day2-etcd", "-o", "jsonpath={.data.written}"]), "before");
-        kubectl_ok(lab, &["delete", "configmap", "ezk-day2-etcd"]);
-        etcdctl(lab, &via, &["del", KEY]);
+        delete_before(lab, &via);
         wait_all_ready(lab, 60);
 
         // Again: nothing to remove, said so.
         let out = lab.ezk(&["del-etcd", &lab.name, &new.ip, "--yes"]);
         assert!(!out.status.success() && text(&out).contains("not in [etcd]"), "{}", text(&out));
+    });
+}
+
+/// The spare host's name and IP.
+fn spare_ip(lab: &Lab) -> String {
+    spare(lab).ip
+}
+
+/// What a master still serving after its etcd member left must show: no etcd there, the etcd
+/// CA and the apiserver's etcd client certificate kept, its apiserver ready and answering on
+/// its own address, its --etcd-servers without itself.
+fn assert_master_without_member(lab: &Lab, i: usize) {
+    let ip = lab.hosts[i].ip.clone();
+    let left = lab.sh(i, "pgrep -x etcd; for p in /var/lib/etcd /etc/kubernetes/ssl/etcd.pem /etc/kubernetes/ssl/etcd-key.pem /etc/systemd/system/etcd.service; do test -e $p && echo $p; done; true");
+    assert_eq!(left, "", "etcd left on the master {ip}");
+    let kept = lab.sh(i, "for p in /etc/kubernetes/ssl/etcd-ca.pem /etc/kubernetes/ssl/apiserver-etcd-client.pem /etc/kubernetes/ssl/apiserver-etcd-client-key.pem; do test -s $p && echo $p; done");
+    assert_eq!(kept.lines().count(), 3, "the master {ip} lost what its apiserver reads: {kept}");
+    let api = format!("/opt/kube/bin/kubectl --kubeconfig /root/.kube/config --server https://{ip}:6443 --request-timeout 5s");
+    assert_eq!(lab.sh(i, "systemctl is-active kube-apiserver"), "active");
+    assert_eq!(lab.sh(i, &format!("{api} get --raw /readyz")), "ok");
+    assert!(lab.sh(i, &format!("{api} get --raw /api/v1/namespaces/kube-system")).starts_with("{\"kind\":\"Namespace\""));
+    let servers = etcd_servers(lab);
+    assert!(servers.iter().all(|s| !s.contains(&format!("https://{ip}:2379"))), "{servers:?}");
+}
+
+fn del_etcd_of_a_master_and_of_a_dead_member(_: &Lab) {
+    with_cluster_lab(|lab| {
+        let (inv_before, old) = three_members(lab);
+        let new = spare_ip(lab);
+        // The master whose member leaves: the last of [etcd], so that its add-etcd puts the line
+        // back where it was.
+        let gone = old[2].clone();
+        let gone_i = lab.hosts.iter().position(|h| h.ip == gone).unwrap();
+        assert!(MASTERS.contains(&gone_i));
+        let stay: Vec<String> = old[..2].to_vec();
+        let via = stay[0].clone();
+        let members_before = member_list(lab, &via);
+
+        write_before(lab, &via);
+
+        // 4 members: the spare host joins (add-etcd under readers is the test above).
+        let out = lab.ezk(&["add-etcd", &lab.name, &new, "--allow-even"]);
+        assert!(out.status.success(), "{}", text(&out));
+        assert_eq!(member_list(lab, &via).len(), 4);
+
+        // A master's member: --plan names what stays on the host and why, changes nothing.
+        let out = lab.ezk(&["del-etcd", &lab.name, &gone, "--plan"]);
+        let said = text(&out);
+        assert!(out.status.success(), "{said}");
+        assert!(said.contains("stays a master") && said.contains("/etc/kubernetes/ssl/etcd-ca.pem") && said.contains("--etcd-cafile"), "{said}");
+        assert!(said.contains("would remove member"), "{said}");
+        println!("  --plan said: {}", said.lines().find(|l| l.contains("stays a master")).unwrap_or(""));
+        assert_eq!(member_list(lab, &via).len(), 4, "--plan removed a member");
+        assert_eq!(lab.sh(gone_i, "systemctl is-active etcd"), "active");
+
+        // del-etcd of the master's member (4 → 3), etcd (through the members that stay) and the
+        // API through the VIP read all along.
+        let readers: Vec<String> = stay.iter().cloned().chain([new.clone()]).collect();
+        let out = with_readers(lab, &readers, "del-etcd of a master's member", &["del-etcd", &lab.name, &gone, "--yes", "--json"]);
+        // 04 on the masters, clean-etcd on the host (that role only), 01 on the others.
+        let docs = json_docs(&String::from_utf8_lossy(&out.stdout));
+        assert_eq!(docs.len(), 3, "{}", text(&out));
+        assert_eq!(docs[1]["hosts"].as_object().unwrap().keys().collect::<Vec<_>>(), vec![&gone], "{}", docs[1]);
+        let members = member_list(lab, &via);
+        assert_eq!(members.len(), 3, "{members:?}");
+        assert!(!members.iter().any(|m| m.contains(&format!("https://{gone}:2380"))), "{members:?}");
+        assert_cluster_healthy(lab, &via, &readers, 30);
+        assert_master_without_member(lab, gone_i);
+        let inv = lab.inventory();
+        assert!(!etcd_hosts(&inv).contains(&gone), "{inv}");
+        assert!(hosts_of(section(&ini_sections(&inv), "kube_master")).contains(&gone), "{inv}");
+        wait_all_ready(lab, 120);
+
+        // The spare host dies: its member no longer answers, its host no more on SSH.
+        lab.stop_host_named(&spare(lab).name);
+        // --plan: the clean skipped, said so; nothing changed.
+        let out = lab.ezk(&["del-etcd", &lab.name, &new, "--plan"]);
+        let said = text(&out);
+        assert!(out.status.success(), "{said}");
+        assert!(said.contains("NOT healthy") && said.contains("clean is skipped") && said.contains("would remove member"), "{said}");
+        assert_eq!(member_list(lab, &via).len(), 3, "--plan removed a member");
+        // 3 → 2 with the removed one dead: 2 of 2 answer before and after, no --allow-even.
+        let out = with_readers(lab, &stay, "del-etcd of a dead member", &["del-etcd", &lab.name, &new, "--yes"]);
+        let said = text(&out);
+        assert!(said.contains("not cleaned") && said.contains("systemctl disable --now etcd; rm -rf") && said.contains("/var/lib/etcd"), "{said}");
+        let members = member_list(lab, &via);
+        assert_eq!(members.len(), 2, "{members:?}");
+        assert_cluster_healthy(lab, &via, &stay, 30);
+        for servers in etcd_servers(lab) {
+            assert!(!servers.contains(&new) && !servers.contains(&gone), "{servers}");
+        }
+        assert_eq!(etcd_hosts(&lab.inventory()), stay);
+
+        // Back, it is cleaned as the message said (its etcd may be restarting, refused).
+        let out = lab.ezk(&["lab", "reboot", &lab.name, &spare(lab).name]);
+        assert!(out.status.success(), "{}", text(&out));
+        println!("  del-etcd said: {}", said.lines().find(|l| l.contains("not cleaned")).unwrap_or(""));
+        let clean = said.lines().find_map(|l| l.split('`').find(|c| c.starts_with("systemctl disable --now etcd"))).expect("the clean command").to_string();
+        let out = crate::support::ssh_with(&lab.key(), &lab.known_hosts(), &new).arg(&clean).stdin(std::process::Stdio::null()).output().unwrap();
+        assert!(out.status.success(), "{clean}: {}", text(&out));
+        assert_eq!(spare_sh(lab, "pgrep -x etcd; for p in /var/lib/etcd /etc/kubernetes/ssl/etcd.pem /etc/kubernetes/ssl/etcd-ca.pem /etc/systemd/system/etcd.service; do test -e $p && echo $p; done"), "");
+
+        // The master joins again (2 → 3): the inventory as it began, the data still there.
+        let out = lab.ezk(&["add-etcd", &lab.name, &gone]);
+        assert!(out.status.success(), "{}", text(&out));
+        assert_eq!(lab.inventory(), inv_before);
+        assert_eq!(member_list(lab, &via).len(), members_before.len());
+        assert_cluster_healthy(lab, &via, &old, 30);
+        for servers in etcd_servers(lab) {
+            assert!(servers.contains(&format!("https://{gone}:2379")), "{servers}");
+        }
+        assert_before(lab, &gone);
+        delete_before(lab, &via);
+        wait_all_ready(lab, 120);
     });
 }

@@ -210,17 +210,18 @@ impl Lab {
     /// Power host `i` off (SIGTERM to its systemd-nspawn, as `down` does; SIGKILL after 20 s)
     /// and wait until it is gone: for tests of unreachable hosts. `down` still cleans it up.
     pub fn stop_host(&self, i: usize) {
+        self.stop_host_named(&self.hosts[i].name);
+    }
+
+    /// `stop_host` by the host's name (a spare host too).
+    pub fn stop_host_named(&self, name: &str) {
         let dir = lab_root()
             .join("labs")
             .join(&self.name)
             .join("hosts")
-            .join(&self.hosts[i].name);
+            .join(name);
         let pids = nspawn_pids_under(&dir);
-        assert!(
-            !pids.is_empty(),
-            "host {} is not running",
-            self.hosts[i].name
-        );
+        assert!(!pids.is_empty(), "host {name} is not running");
         let kill = |sig: &str, pid: u32| {
             let _ = Command::new("kill")
                 .arg(format!("-{sig}"))
