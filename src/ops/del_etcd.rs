@@ -328,6 +328,9 @@ fn member_remove(d: &mut DelEtcd) -> Step {
         return Ok(Flow::Next);
     };
     let host = d.req.host.clone();
+    if d.unreachable.is_none() {
+        hand_over_leadership(d, &m);
+    }
     let s = d.after.as_mut().expect("opened");
     s.lock()?;
     let tools = d.tools.as_ref().expect("found");
@@ -343,6 +346,27 @@ fn member_remove(d: &mut DelEtcd) -> Step {
         tried.push(format!("{ep}: {said}"));
     }
     Err(format!("etcdctl member remove {} failed on every member that stays:\n  {}", m.hex_id(), tried.join("\n  ")).into())
+}
+
+/// A leader that is removed leaves the cluster without one until the others elect a new
+/// leader, and a request in flight then fails (kube-apiserver passes etcd's "leader changed" on
+/// to its client). So, as etcd's own guide advises, a leaving member that leads hands the
+/// leadership to a healthy member that stays first: a planned transfer, over as soon as the new
+/// leader takes it. When that cannot be done, the removal goes on (the others elect one).
+fn hand_over_leadership(d: &DelEtcd, leaving: &Member) {
+    let (Some(tools), Some(before)) = (d.tools.as_ref(), d.before.as_ref()) else { return };
+    let ep = etcd_change::client_url(before, &d.req.host);
+    let Ok(leader) = tools.leader(&ep) else { return };
+    if leader != leaving.id {
+        return;
+    }
+    let Some(to) = d.members.iter().find(|m| m.member.id != leaving.id && m.health.is_ok() && !m.member.name.is_empty()) else {
+        return;
+    };
+    match tools.move_leader(&ep, to.member.id) {
+        Ok(()) => eprintln!("member {} led the cluster: leadership handed to {} ({}) before its removal", leaving.name, to.member.name, to.host),
+        Err(e) => eprintln!("note: member {} leads the cluster and could not hand the leadership over ({e}); the others elect a new leader once it is removed", leaving.name),
+    }
 }
 
 fn clean_host(d: &mut DelEtcd) -> Step {

@@ -146,6 +146,32 @@ impl EtcdTools {
     }
 }
 
+impl EtcdTools {
+    /// The member ID of the cluster's leader, as the member at `endpoint` sees it
+    /// (`endpoint status`). Err: what etcdctl said.
+    pub fn leader(&self, endpoint: &str) -> Result<u64, String> {
+        let out = self.etcdctl(endpoint, &["--command-timeout=5s", "endpoint", "status", "-w", "json"]).map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(text(&out));
+        }
+        parse_leader(&out.stdout).ok_or_else(|| format!("{endpoint}: endpoint status said {:?}", text(&out)))
+    }
+
+    /// Hand the leadership from the member at `endpoint` (the leader) to member `to`.
+    pub fn move_leader(&self, endpoint: &str, to: u64) -> Result<(), String> {
+        let out = self
+            .etcdctl(endpoint, &["--command-timeout=15s", "move-leader", &format!("{to:x}")])
+            .map_err(|e| e.to_string())?;
+        if out.status.success() { Ok(()) } else { Err(text(&out)) }
+    }
+}
+
+/// The leader's ID in `endpoint status -w json` output (`[{"Status": {"leader": N, …}}]`).
+fn parse_leader(json: &[u8]) -> Option<u64> {
+    let v: serde_json::Value = serde_json::from_slice(json).ok()?;
+    v.get(0)?.get("Status")?.get("leader")?.as_u64()
+}
+
 /// How many members must be up for a cluster of `n` to answer: a majority.
 pub fn quorum(n: usize) -> usize {
     n / 2 + 1
@@ -181,6 +207,14 @@ pub fn backup_dir(cluster_dir: &Path) -> Result<PathBuf, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_leader_from_endpoint_status() {
+        // etcd 3.4's etcdctl, `endpoint status -w json` (trimmed).
+        let json = br#"[{"Endpoint":"https://198.18.5.13:2379","Status":{"header":{"cluster_id":17237436991929493444,"member_id":9372538179322589801,"revision":9,"raft_term":2},"version":"3.4.23","dbSize":20480,"leader":10501334649042878790,"raftIndex":16,"raftTerm":2}}]"#;
+        assert_eq!(parse_leader(json), Some(10501334649042878790));
+        assert_eq!(parse_leader(b"[]"), None);
+    }
 
     #[test]
     fn a_members_host_is_its_peer_urls_and_its_id_is_hex_for_member_remove() {

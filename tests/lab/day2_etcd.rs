@@ -57,6 +57,39 @@ fn member_list(lab: &Lab, via: &str) -> Vec<String> {
     names
 }
 
+/// The member ID of the cluster's leader, as `via` sees it.
+fn leader_of(lab: &Lab, via: &str) -> u64 {
+    let out = etcdctl(lab, via, &["endpoint", "status", "-w", "json"]);
+    assert!(out.status.success(), "endpoint status: {}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v[0]["Status"]["leader"].as_u64().expect("a leader")
+}
+
+/// The member ID of the member on `host`.
+fn member_id(lab: &Lab, via: &str, host: &str) -> u64 {
+    let out = etcdctl(lab, via, &["member", "list", "-w", "json"]);
+    assert!(out.status.success(), "member list: {}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let url = format!("https://{host}:2380");
+    v["members"].as_array().unwrap().iter().find(|m| m["peerURLs"][0] == url.as_str()).and_then(|m| m["ID"].as_u64()).expect("member on host")
+}
+
+/// Move the leadership to the member on `host` (etcdctl move-leader, sent to the leader).
+fn make_leader(lab: &Lab, via: &str, host: &str) {
+    let want = member_id(lab, via, host);
+    let leader = leader_of(lab, via);
+    if leader == want {
+        return;
+    }
+    let out = etcdctl(lab, via, &["member", "list", "-w", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let leader_host = v["members"].as_array().unwrap().iter().find(|m| m["ID"].as_u64() == Some(leader)).and_then(|m| m["clientURLs"][0].as_str()).expect("the leader's URL");
+    let leader_ip = leader_host.trim_start_matches("https://").rsplit_once(':').unwrap().0.to_string();
+    let out = etcdctl(lab, &leader_ip, &["move-leader", &format!("{want:x}")]);
+    assert!(out.status.success(), "move-leader: {}", text(&out));
+    assert_eq!(leader_of(lab, via), want);
+}
+
 /// The --etcd-servers of every running kube-apiserver.
 fn etcd_servers(lab: &Lab) -> Vec<String> {
     MASTERS
@@ -312,10 +345,16 @@ fn del_etcd_of_a_master_and_of_a_dead_member(_: &Lab) {
         assert_eq!(member_list(lab, &via).len(), 4, "--plan removed a member");
         assert_eq!(lab.sh(gone_i, "systemctl is-active etcd"), "active");
 
+        // The leaving member leads (moved there now, so every run takes this path): del-etcd
+        // hands the leadership to a member that stays before removing it, and no read fails.
+        make_leader(lab, &via, &gone);
+
         // del-etcd of the master's member (4 → 3), etcd (through the members that stay) and the
         // API through the VIP read all along.
         let readers: Vec<String> = stay.iter().cloned().chain([new.clone()]).collect();
         let out = with_readers(lab, &readers, "del-etcd of a master's member", &["del-etcd", &lab.name, &gone, "--yes", "--json"]);
+        assert!(text(&out).contains("leadership handed to"), "{}", text(&out));
+        assert_ne!(leader_of(lab, &via), member_id(lab, &via, &gone));
         // 04 on the masters, clean-etcd on the host (that role only), 01 on the others.
         let docs = json_docs(&String::from_utf8_lossy(&out.stdout));
         assert_eq!(docs.len(), 3, "{}", text(&out));
