@@ -19,6 +19,7 @@
 //! | `kcfg_adm` | check the name, ask (`-D`), lock, then add, list or delete a user (see there) |
 //! | `stop_start` | plan 92.stop or 91.start, ask (stop), run on the hosts |
 //! | `upgrade` | choose the target (`--to`, else K8S_VER), read the running versions (refuse a skipped or lowered minor), plan 04/05 with the target's binaries, order the hosts, ask, record K8S_VER, then per batch (masters alone, then nodes): cordon, drain, 04/05, uncordon, wait Ready |
+//! | `rotate_ca` | find the apiservers, say the phases per host, ask, lock, refuse a unit not taken over, back up ssl/ and make the new CA, then per phase (trust both, re-issue, drop the old): 02 on the members and 04 on the apiservers one at a time, the members read healthy, the phase recorded |
 //! | `kca_renew`, `render`, `check` | one step each |
 //!
 //! `run_steps` is the shared last phase of every operation that changes hosts; `confirm` asks
@@ -48,6 +49,7 @@ mod node_change;
 pub mod phase;
 pub mod render;
 pub mod restore;
+pub mod rotate_ca;
 pub mod run_steps;
 pub mod setup;
 pub mod stop_start;
