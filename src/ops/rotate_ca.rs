@@ -51,6 +51,15 @@ pub struct Request {
 
 const KUBE_APISERVER_UNIT: &str = "/etc/systemd/system/kube-apiserver.service";
 
+/// Say `text` on stdout, or on stderr under `--json` (stdout is then the steps' JSON).
+fn say(opts: &Options, text: &str) {
+    if opts.json {
+        eprintln!("{text}");
+    } else {
+        println!("{text}");
+    }
+}
+
 /// Run `ezk rotate-ca`; the exit code is 0, 1 (cancelled) or the failing step's.
 pub fn run(home: &Home, req: Request) -> Result<i32, Error> {
     if req.ca != "etcd" {
@@ -71,19 +80,19 @@ pub fn run(home: &Home, req: Request) -> Result<i32, Error> {
     let status = rotate::status(&dir)?;
     if let Some(r) = status.as_ref().filter(|r| r.finished.is_some()) {
         if !req.again {
-            println!(
+            say(&req.run, &format!(
                 "the etcd CA of cluster {} was rotated (finished {}, new CA sha256 {}): nothing to do; `--again` starts another rotation",
                 req.cluster,
                 when(r.finished.unwrap_or_default()),
                 &r.new_sha256[..16]
-            );
+            ));
             return Ok(0);
         }
     }
     let starting = status.as_ref().is_none_or(|r| r.finished.is_some());
     let etcd_hosts = node_change::hosts_in(&session, &["etcd"]);
     let masters = apiserver_hosts(&session, &req.run)?;
-    print_plan(&session, status.as_ref().filter(|_| !starting), &etcd_hosts, &masters, req.until);
+    print_plan(&session, status.as_ref().filter(|_| !starting), &etcd_hosts, &masters, req.until, &req.run);
     if req.run.plan_only {
         return Ok(0);
     }
@@ -105,6 +114,13 @@ pub fn run(home: &Home, req: Request) -> Result<i32, Error> {
         }
         t
     };
+    // A phase recorded as rolled goes on to the next before the PKI is read: an advance that
+    // was cut short (the new CA half in place) is finished first.
+    if let Some(r) = status.as_ref().filter(|r| r.finished.is_none() && r.rolled && req.until.is_none_or(|u| r.phase < u)) {
+        if r.phase < 3 {
+            rotate::advance(&dir)?;
+        }
+    }
     refuse_unit_changes(&mut session, &targets(), &req.run)?;
     if starting {
         if req.again {
@@ -112,7 +128,7 @@ pub fn run(home: &Home, req: Request) -> Result<i32, Error> {
         }
         let spec = session.pki_spec()?;
         let (r, backup) = rotate::begin(&dir, spec.ca_validity()?)?;
-        println!("new etcd CA made (sha256 {}); the previous ssl/ is backed up in {}", &r.new_sha256[..16], backup.display());
+        say(&req.run, &format!("new etcd CA made (sha256 {}); the previous ssl/ is backed up in {}", &r.new_sha256[..16], backup.display()));
     }
     loop {
         let r = rotate::status(&dir)?.ok_or("the rotation's state is gone from ssl/manifest.json")?;
@@ -121,18 +137,18 @@ pub fn run(home: &Home, req: Request) -> Result<i32, Error> {
         }
         if r.rolled {
             if req.until.is_some_and(|u| r.phase >= u) {
-                println!(
+                say(&req.run, &format!(
                     "stopped after phase {} as asked (--until); `ezk rotate-ca {} etcd` continues with phase {}",
                     r.phase,
                     req.cluster,
                     r.phase + 1
-                );
+                ));
                 return Ok(0);
             }
             rotate::advance(&dir)?;
             continue;
         }
-        println!("== phase {}/3: {}", r.phase, PHASES[usize::from(r.phase) - 1]);
+        say(&req.run, &format!("== phase {}/3: {}", r.phase, PHASES[usize::from(r.phase) - 1]));
         if let Flow::Stop(code) = roll(&mut session, &targets(), &req.run)? {
             eprintln!(
                 "phase {} did not reach every host; nothing else was started. Fix what the step names and run `ezk rotate-ca {} etcd` again: it continues with this phase",
@@ -142,10 +158,10 @@ pub fn run(home: &Home, req: Request) -> Result<i32, Error> {
         }
         rotate::mark_rolled(&dir)?;
     }
-    println!(
+    say(&req.run, &format!(
         "the etcd CA of cluster {} is rotated: every member, apiserver and this machine's etcdctl trust and use the new CA only",
         req.cluster
-    );
+    ));
     Ok(0)
 }
 
@@ -159,7 +175,7 @@ fn roll(session: &mut Session, targets: &[Target], opts: &Options) -> Step {
     }
     let tools = EtcdTools::for_cluster(session)?;
     let members = etcd_change::read(session, &tools, &targets[0].hosts)?;
-    println!("etcd members:\n{}", etcd_change::describe(&members));
+    say(opts, &format!("etcd members:\n{}", etcd_change::describe(&members)));
     if members.iter().any(|m| m.health.is_err()) {
         return Err("a member is not healthy after the phase (above); run rotate-ca again once it is".into());
     }
@@ -216,13 +232,20 @@ fn when(unix: i64) -> String {
 }
 
 /// The phases, each with its state and per host what changes.
-fn print_plan(session: &Session, current: Option<&Rotation>, etcd: &[String], masters: &[String], until: Option<u8>) {
+fn print_plan(session: &Session, current: Option<&Rotation>, etcd: &[String], masters: &[String], until: Option<u8>, opts: &Options) {
+    let mut out = String::new();
+    macro_rules! w {
+        ($($t:tt)*) => {{
+            out.push_str(&format!($($t)*));
+            out.push('\n');
+        }};
+    }
     let name = &session.inventory.cluster;
     let ssl = session.dir().join("ssl");
     let one_ca = current.map(|r| r.old_stem == "ca").unwrap_or_else(|| !ssl.join("etcd-ca.pem").exists() && ssl.join("ca.pem").exists());
-    println!("etcd CA rotation of cluster {name}");
+    w!("etcd CA rotation of cluster {name}");
     if one_ca {
-        println!("  the etcd certificates are signed by the cluster CA (ca.pem, one CA as kubeasz makes it): the rotation gives etcd a CA of its own (etcd-ca.pem); ca.pem stays and keeps signing the rest");
+        w!("  the etcd certificates are signed by the cluster CA (ca.pem, one CA as kubeasz makes it): the rotation gives etcd a CA of its own (etcd-ca.pem); ca.pem stays and keeps signing the rest");
     }
     let state = |n: u8| -> &'static str {
         match current {
@@ -243,7 +266,7 @@ fn print_plan(session: &Session, current: Option<&Rotation>, etcd: &[String], ma
     let per_phase: [(&str, &str, &str); 3] = [
         (
             "etcd-ca.pem: the old CA → the old + the new CA; etcd restarts",
-            "etcd-ca.pem: the old CA → the old + the new CA; kube-apiserver restarts",
+            "apiserver-etcd-ca.pem: the old CA → the old + the new CA; kube-apiserver restarts",
             "ssl/etcd-trust.pem (etcdctl of backup, restore, add-etcd, del-etcd) → the old + the new CA",
         ),
         (
@@ -253,28 +276,29 @@ fn print_plan(session: &Session, current: Option<&Rotation>, etcd: &[String], ma
         ),
         (
             "etcd-ca.pem: the new CA only; etcd restarts",
-            "etcd-ca.pem: the new CA only; kube-apiserver restarts",
+            "apiserver-etcd-ca.pem: the new CA only; kube-apiserver restarts",
             "ssl/etcd-trust.pem → the new CA only",
         ),
     ];
     for (i, (on_etcd, on_master, here)) in per_phase.iter().enumerate() {
         let n = i as u8 + 1;
         let stop = if until.is_some_and(|u| n > u) { " [not in this run: --until]" } else { "" };
-        println!("phase {n}/3 ({}){stop}: {}", state(n), PHASES[i]);
-        println!("  etcd members, one at a time, each healthy with a leader before the next: {etcd_list}");
+        w!("phase {n}/3 ({}){stop}: {}", state(n), PHASES[i]);
+        w!("  etcd members, one at a time, each healthy with a leader before the next: {etcd_list}");
         for h in etcd {
-            println!("    {h}: {on_etcd}");
+            w!("    {h}: {on_etcd}");
         }
-        println!("  apiservers, one master at a time, each /readyz before the next: {master_list}");
+        w!("  apiservers, one master at a time, each /readyz before the next: {master_list}");
         for h in masters {
-            println!("    {h}: {on_master}");
+            w!("    {h}: {on_master}");
         }
-        println!("  this machine: {here}");
+        w!("  this machine: {here}");
         if n == 3 {
-            println!(
+            w!(
                 "  who loses access: etcd then refuses every client certificate of the old CA{} — clients that ezk does not hand certificates to (scripts with their own etcdctl certificates) must have moved to one from the new CA (run with --until 2 first, move them, then run again)",
                 if one_ca { " (ca.pem: kubeasz's kubernetes.pem, etcd.pem copies, admin.pem …)" } else { "" }
             );
         }
     }
+    say(opts, out.trim_end());
 }

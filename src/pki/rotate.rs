@@ -3,7 +3,8 @@
 //!
 //! 1. **trust both**: a new CA is made beside the old one (`etcd-ca-new.pem`, key beside it);
 //!    the old CA certificate is copied to `etcd-ca-old.pem`. Every etcd trust file handed out
-//!    (the members' and the apiservers' `etcd-ca.pem`, this machine's `etcd-trust.pem`) is
+//!    (the members' `etcd-ca.pem`, the apiservers' `apiserver-etcd-ca.pem`, this machine's
+//!    `etcd-trust.pem`) is
 //!    old + new; every certificate is still the old CA's.
 //! 2. **re-issue**: the new CA takes the etcd CA's place (`etcd-ca.pem` + key; in a one-CA PKI
 //!    that kubeasz made, etcd gets this CA of its own: `own_etcd_ca`), so the etcd server/peer

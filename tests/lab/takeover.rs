@@ -106,7 +106,12 @@ fn old_client(certs: &Path, ips: &[String], args: &[&str]) -> std::process::Outp
 /// (left active, entered active) of etcd on host `i`, microseconds of the machine's monotonic
 /// clock (one kernel for every lab host, so comparable across hosts).
 fn etcd_times(lab: &Lab, i: usize) -> (u64, u64) {
-    let out = lab.sh(i, "systemctl show -p ActiveExitTimestampMonotonic -p ActiveEnterTimestampMonotonic etcd");
+    unit_times(lab, i, "etcd")
+}
+
+/// As `etcd_times`, for any unit.
+pub fn unit_times(lab: &Lab, i: usize, unit: &str) -> (u64, u64) {
+    let out = lab.sh(i, &format!("systemctl show -p ActiveExitTimestampMonotonic -p ActiveEnterTimestampMonotonic {unit}"));
     let get = |k: &str| -> u64 {
         out.lines().find_map(|l| l.strip_prefix(&format!("{k}="))).and_then(|v| v.parse().ok()).unwrap_or(0)
     };
@@ -249,10 +254,10 @@ fn kubeasz_etcd_is_taken_over_without_an_outage(_shared: &Lab) {
 }
 
 /// The files a probing etcd client uses: (CA bundle, certificate, key).
-type ClientFiles = Arc<Mutex<(PathBuf, PathBuf, PathBuf)>>;
+pub type ClientFiles = Arc<Mutex<(PathBuf, PathBuf, PathBuf)>>;
 
 /// etcdctl on this machine with `files`, against every member.
-fn client(files: &(PathBuf, PathBuf, PathBuf), ips: &[String], args: &[&str]) -> std::process::Output {
+pub fn client(files: &(PathBuf, PathBuf, PathBuf), ips: &[String], args: &[&str]) -> std::process::Output {
     let endpoints: Vec<String> = ips.iter().map(|ip| format!("https://{ip}:2379")).collect();
     Command::new("/usr/bin/etcdctl")
         .env("ETCDCTL_API", "3")
@@ -269,7 +274,7 @@ fn client(files: &(PathBuf, PathBuf, PathBuf), ips: &[String], args: &[&str]) ->
 
 /// A client writing and reading every 0.2 s with whatever files `files` names at that moment;
 /// joined: (probes, failures).
-fn prober(files: ClientFiles, ips: Vec<String>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<(u32, Vec<String>)> {
+pub fn prober(files: ClientFiles, ips: Vec<String>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<(u32, Vec<String>)> {
     std::thread::spawn(move || {
         let (mut probes, mut failures) = (0u32, Vec::new());
         while !stop.load(Ordering::Relaxed) {
@@ -291,19 +296,26 @@ fn prober(files: ClientFiles, ips: Vec<String>, stop: Arc<AtomicBool>) -> std::t
 /// Each member left active only after the previous one was back, and every one restarted
 /// since `before`.
 fn restarted_one_at_a_time(lab: &Lab, before: &[(u64, u64)], what: &str) -> Vec<(u64, u64)> {
-    let now: Vec<(u64, u64)> = (0..before.len()).map(|i| etcd_times(lab, i)).collect();
+    let hosts: Vec<usize> = (0..before.len()).collect();
+    unit_restarted_one_at_a_time(lab, &hosts, "etcd", before, what)
+}
+
+/// `unit` on each of `hosts` restarted since `before` (times as `unit_times` gives them), and
+/// none left active before the previous one was back.
+pub fn unit_restarted_one_at_a_time(lab: &Lab, hosts: &[usize], unit: &str, before: &[(u64, u64)], what: &str) -> Vec<(u64, u64)> {
+    let now: Vec<(u64, u64)> = hosts.iter().map(|&i| unit_times(lab, i, unit)).collect();
     for (i, (t, b)) in now.iter().zip(before).enumerate() {
-        assert!(t.1 > b.1, "{what}: etcd on host {i} was not restarted: {t:?}");
+        assert!(t.1 > b.1, "{what}: {unit} on host {} was not restarted: {t:?}", hosts[i]);
     }
     let mut sorted = now.clone();
     sorted.sort();
     for w in sorted.windows(2) {
-        assert!(w[1].0 > w[0].1, "{what}: two members down at once (left active, back active): {sorted:?}");
+        assert!(w[1].0 > w[0].1, "{what}: {unit} down on two hosts at once (left active, back active): {sorted:?}");
     }
     now
 }
 
-fn certs_in(pem: &str) -> usize {
+pub fn certs_in(pem: &str) -> usize {
     pem.matches("BEGIN CERTIFICATE").count()
 }
 
