@@ -30,6 +30,7 @@ pub mod list;
 pub mod new;
 pub mod render;
 pub mod restore;
+pub mod rotate_ca;
 pub mod setup;
 pub mod stop_start;
 pub mod upgrade;
@@ -117,7 +118,7 @@ pub enum Command {
     AddEtcd(add_etcd::Args),
     /// Remove an etcd member (kubeasz's `ezctl del-etcd`): every apiserver's --etcd-servers
     /// without it (one master at a time), `etcdctl member remove`, the host's etcd cleaned as
-    /// destroy does (on a master the etcd CA its apiserver reads stays), taken out of
+    /// destroy does (on a master, its kube-apiserver keeps its own etcd CA file and client certificate), taken out of
     /// clusters/<name>/hosts. A dead member is removed through the others; its host, when it
     /// does not answer, is left as it is and the command that cleans it is printed. Refuses the
     /// last member and one whose removal leaves no healthy majority. Asks first; --plan shows.
@@ -136,6 +137,13 @@ pub enum Command {
     Backup(backup::Args),
     /// Back up ssl/ and reissue every certificate, keeping the CAs unless --new-ca.
     KcaRenew(kca_renew::Args),
+    /// Rotate the etcd CA with no client refused at any moment: 1 every etcd trust file
+    /// (members, apiservers, this machine) becomes old + new CA, 2 every etcd certificate is
+    /// issued from the new CA, 3 the old CA is dropped; each phase rolled one member, then one
+    /// apiserver, at a time, each healthy before the next. Resumable (a re-run continues);
+    /// --until N stops after phase N; a kubeasz one-CA PKI gets an etcd CA of its own. Asks
+    /// first; --plan shows the phases per host.
+    RotateCa(rotate_ca::Args),
     /// User kubeconfigs (kubeasz's `ezctl kcfg-adm`): -A -u NAME [-e DAYS] [-t admin|view] adds
     /// one (client certificate from the cluster CA + RBAC binding), -L lists, -D -u NAME revokes
     /// (deletes the binding: a certificate cannot be revoked without a CRL).
@@ -188,6 +196,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Restore(a) => restore::run(&ctx, a),
         Command::Certs(a) => certs::run(&ctx, a),
         Command::KcaRenew(a) => kca_renew::run(&ctx, a),
+        Command::RotateCa(a) => rotate_ca::run(&ctx, a),
         Command::KcfgAdm(a) => kcfg_adm::run(&ctx, a),
         Command::Stop(a) => stop_start::stop(&ctx, a),
         Command::Start(a) => stop_start::start(&ctx, a),

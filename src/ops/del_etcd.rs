@@ -16,9 +16,11 @@
 //! 8. the members read again: every one healthy.
 //!
 //! A host that serves the cluster otherwise too (kubeasz's default puts etcd on the masters)
-//! keeps what it serves: only clean-etcd runs there, and on a master with `ETCD_CLEAN=server`,
-//! so the etcd CA its kube-apiserver reads (`--etcd-cafile`) stays, as does the apiserver's etcd
-//! client certificate (the kube-master role's); the plan names what stays and why.
+//! keeps what it serves: only clean-etcd runs there. On a master, its kube-apiserver talks to
+//! the other members with files of its own, which clean-etcd never touches (the kube-master
+//! role's `apiserver-etcd-ca.pem`, `--etcd-cafile`, and `apiserver-etcd-client*.pem`; step 04
+//! on the masters, before the removal, moves an apiserver set up before that file existed onto
+//! it); the plan says so.
 //!
 //! A dead member (its etcd not answering) is removed through the others all the same. When its
 //! host does not answer on SSH either, its clean is skipped and said so, with what is left there
@@ -139,14 +141,9 @@ pub fn run(home: &Home, req: Request) -> Result<i32, Error> {
 fn edit_inventory(d: &mut DelEtcd) -> Step {
     let host = d.req.host.clone();
     let text = node_change::hosts_text(&d.home.cluster_dir(&d.req.cluster))?;
-    let mut before = node_change::etcd_session_with(&d.home, &d.req.cluster, &d.req.extra_vars, &text, "the inventory as it is")?;
+    let before = node_change::etcd_session_with(&d.home, &d.req.cluster, &d.req.extra_vars, &text, "the inventory as it is")?;
     ETCD.check(&before, &host)?;
     d.master = before.inventory.groups_of(&host).iter().any(|g| g == "kube_master");
-    if d.master {
-        // The clean of a host that stays a master leaves the etcd CA (roles/clean-etcd).
-        let vars: Vec<(String, String)> = d.req.extra_vars.iter().cloned().chain([("ETCD_CLEAN".to_string(), "server".to_string())]).collect();
-        before = node_change::etcd_session_with(&d.home, &d.req.cluster, &vars, &text, "the inventory as it is")?;
-    }
     let hosts_file = before.dir().join("hosts");
     let (new_text, removed) = edit::remove_host(&text, "etcd", &host);
     let after = node_change::etcd_session_with(&d.home, &d.req.cluster, &d.req.extra_vars, &new_text, &format!("{host} removed from [etcd]"))?;
@@ -253,14 +250,6 @@ fn removed_paths(plans: &[StepPlan]) -> Vec<String> {
 fn plan(d: &mut DelEtcd) -> Step {
     let before = d.before.as_ref().expect("opened");
     let clean = etcd_clean(before, &d.req.host)?;
-    if d.master {
-        // What destroy's clean-etcd would remove and this one keeps: the dry run says it, not a
-        // list kept beside the role.
-        let text = node_change::hosts_text(before.dir())?;
-        let full = node_change::etcd_session_with(&d.home, &d.req.cluster, &d.req.extra_vars, &text, "the inventory as it is")?;
-        let gone = removed_paths(&clean);
-        d.kept = removed_paths(&etcd_clean(&full, &d.req.host)?).into_iter().filter(|p| !gone.contains(p)).collect();
-    }
     if d.unreachable.is_some() {
         d.kept = removed_paths(&clean);
     } else {
@@ -281,8 +270,7 @@ fn say_kept(d: &mut DelEtcd) -> Step {
         );
     } else if d.master {
         eprintln!(
-            "{host} stays a master: only its etcd member is cleaned (clean-etcd with ETCD_CLEAN=server: the etcd unit, data and server/peer certificate); kept for its kube-apiserver: {} (the etcd CA it checks the other members with, --etcd-cafile) and its etcd client certificate apiserver-etcd-client.pem (the kube-master role's); the etcd and etcdctl binaries stay as destroy leaves them",
-            if d.kept.is_empty() { "nothing more".to_string() } else { d.kept.join(", ") }
+            "{host} stays a master: only its etcd member is cleaned (clean-etcd: the etcd unit, data, the member's certificates and its copy of the etcd CA); its kube-apiserver keeps talking to the other members with its own files, which stay: apiserver-etcd-ca.pem (--etcd-cafile) and apiserver-etcd-client.pem (the kube-master role's); the etcd and etcdctl binaries stay as destroy leaves them"
         );
     } else {
         let others = other_groups(d.before.as_ref().expect("opened"), host);

@@ -29,6 +29,8 @@ pub struct EtcdTools {
     /// does both itself.
     pub etcdutl: Option<PathBuf>,
     ssl: PathBuf,
+    /// The CA file the members are verified with (`Pki::etcd_trust_path`).
+    trust: PathBuf,
 }
 
 impl EtcdTools {
@@ -42,7 +44,7 @@ impl EtcdTools {
             .and_then(|v| files.store.manifest().set(v).ok())
             .is_some_and(|(_, set)| set.provides("etcdutl"));
         let etcdutl = if provides_etcdutl { Some(files.binary("etcdutl")?.path) } else { None };
-        Ok(EtcdTools { etcdctl, etcdutl, ssl: session.dir().join("ssl") })
+        Ok(EtcdTools { etcdctl, etcdutl, ssl: session.dir().join("ssl"), trust: files.pki.etcd_trust_path() })
     }
 
     /// etcdctl against one member, over TLS with the cluster's etcd client certificate.
@@ -50,7 +52,7 @@ impl EtcdTools {
         Command::new(&self.etcdctl)
             .env("ETCDCTL_API", "3")
             .arg(format!("--endpoints={endpoint}"))
-            .arg(format!("--cacert={}", self.ssl.join("etcd-ca.pem").display()))
+            .arg(format!("--cacert={}", self.trust.display()))
             .arg(format!("--cert={}", self.ssl.join("etcd-client.pem").display()))
             .arg(format!("--key={}", self.ssl.join("etcd-client-key.pem").display()))
             .arg("--dial-timeout=3s")

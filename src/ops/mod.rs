@@ -15,10 +15,11 @@
 //! | `add_master` | add the host to [kube_master] (checked, not written), plan 01/03/04/05/10/06 each for the hosts that change, write the inventory, run on the hosts |
 //! | `del_master` | take the host out of [kube_master] (checked, not written), plan 99.clean on it, 05/10 and 01/06 on the others, ask, drain, take it out of the LBs, clean the host, delete the Node, write the inventory, run 01/06 on the others |
 //! | `add_etcd` | add the host to [etcd] (checked, not written), read the members and check the quorum (`etcd_change`), plan 01/02/04, write the inventory, run 01, `member add`, run 02 on the new member, roll 04 on the masters, read the members again |
-//! | `del_etcd` | take the host out of [etcd] (checked, not written), read the members and check the quorum, plan 04, clean-etcd on it (the etcd CA kept on a master; skipped, and said so, when a dead member's host does not answer) and 01 on the others, say what stays, ask, roll 04 on the masters, `member remove`, clean the host, write the inventory, run 01 on the others, read the members again |
+//! | `del_etcd` | take the host out of [etcd] (checked, not written), read the members and check the quorum, plan 04, clean-etcd on it (a master's apiserver keeps its own etcd files; skipped, and said so, when a dead member's host does not answer) and 01 on the others, say what stays, ask, roll 04 on the masters, `member remove`, clean the host, write the inventory, run 01 on the others, read the members again |
 //! | `kcfg_adm` | check the name, ask (`-D`), lock, then add, list or delete a user (see there) |
 //! | `stop_start` | plan 92.stop or 91.start, ask (stop), run on the hosts |
 //! | `upgrade` | choose the target (`--to`, else K8S_VER), read the running versions (refuse a skipped or lowered minor), plan 04/05 with the target's binaries, order the hosts, ask, record K8S_VER, then per batch (masters alone, then nodes): cordon, drain, 04/05, uncordon, wait Ready |
+//! | `rotate_ca` | find the apiservers, say the phases per host, ask, lock, refuse a unit not taken over, back up ssl/ and make the new CA, then per phase (trust both, re-issue, drop the old): 02 on the members and 04 on the apiservers one at a time, the members read healthy, the phase recorded |
 //! | `kca_renew`, `render`, `check` | one step each |
 //!
 //! `run_steps` is the shared last phase of every operation that changes hosts; `confirm` asks
@@ -48,6 +49,7 @@ mod node_change;
 pub mod phase;
 pub mod render;
 pub mod restore;
+pub mod rotate_ca;
 pub mod run_steps;
 pub mod setup;
 pub mod stop_start;

@@ -61,8 +61,21 @@ pub fn load_or_create(
     validity: Duration,
     replace: bool,
 ) -> Result<Ca, PkiError> {
-    let cert_path = ssl.join(format!("{}.pem", kind.stem()));
-    let key_path = ssl.join(format!("{}-key.pem", kind.stem()));
+    load_or_create_at(ssl, kind, kind.stem(), kind.common_name(), validity, replace)
+}
+
+/// As [`load_or_create`], under file stem `stem`, a CA created with common name `cn` (the new
+/// CA of a rotation lives beside the old one until it takes its place).
+pub fn load_or_create_at(
+    ssl: &Path,
+    kind: CaKind,
+    stem: &str,
+    cn: &str,
+    validity: Duration,
+    replace: bool,
+) -> Result<Ca, PkiError> {
+    let cert_path = ssl.join(format!("{stem}.pem"));
+    let key_path = ssl.join(format!("{stem}-key.pem"));
     if !replace {
         match (read_opt(&cert_path)?, read_opt(&key_path)?) {
             (Some(c), k) => return load(&cert_path, &key_path, kind, c, k),
@@ -83,7 +96,7 @@ pub fn load_or_create(
     params.distinguished_name = rcgen::DistinguishedName::new();
     params
         .distinguished_name
-        .push(DnType::CommonName, kind.common_name());
+        .push(DnType::CommonName, cn);
     params
         .distinguished_name
         .push(DnType::OrganizationName, "ezk");

@@ -179,7 +179,7 @@ fn check_chains(def: &LeafDef, ca: &Ca, leaf_der: &[u8]) -> Result<(), PkiError>
 /// did not issue is kept when it does the job (`adopt`); one that must be issued by a CA whose
 /// key is offline is left pending: handing it out is then the error that names the key.
 /// `clusters/<name>/.pki.lock`, held (waiting for it if need be) while ssl/ is written.
-fn issue_lock(cluster_dir: &Path) -> Result<std::fs::File, PkiError> {
+pub(super) fn issue_lock(cluster_dir: &Path) -> Result<std::fs::File, PkiError> {
     let path = cluster_dir.join(".pki.lock");
     let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(PkiError::io(&path))?;
     f.lock().map_err(PkiError::io(&path))?;
@@ -197,10 +197,12 @@ pub(super) fn ensure_all(cluster_dir: &Path, spec: &PkiSpec, force: bool, new_ca
     let mut outcome = Outcome::default();
     let mut manifest = Manifest::load(&ssl)?;
     let one_ca = adopt::one_ca(&ssl, &manifest);
+    let own_etcd_ca = manifest.own_etcd_ca;
+    let signer = |kind: CaKind| if one_ca && !(kind == CaKind::Etcd && own_etcd_ca) { CaKind::Cluster } else { kind };
     let ca_validity = spec.ca_validity()?;
     let mut cas = Vec::new();
     for kind in CaKind::ALL {
-        if one_ca && kind != CaKind::Cluster {
+        if signer(kind) != kind {
             continue;
         }
         let c = ca::load_or_create(&ssl, kind, ca_validity, new_ca)?;
@@ -217,7 +219,7 @@ pub(super) fn ensure_all(cluster_dir: &Path, spec: &PkiSpec, force: bool, new_ca
     let leaves = leaves(spec)?;
     let mut pending = Vec::new();
     for def in &leaves {
-        let kind = if one_ca { CaKind::Cluster } else { def.ca };
+        let kind = signer(def.ca);
         let ca = cas.iter().find(|c| c.kind == kind).expect("all CAs loaded");
         let inputs = inputs_hash(def, ca, &spec.cert_expiry);
         let recorded = manifest.certs.get(&def.stem);
@@ -257,8 +259,11 @@ pub(super) fn ensure_all(cluster_dir: &Path, spec: &PkiSpec, force: bool, new_ca
         leaves,
         outcome,
         one_ca,
+        own_etcd_ca,
+        rotation: manifest.rotation.clone(),
         pending,
     };
+    pki.write_etcd_trust()?;
     // The deploy machine's kubectl: once its admin certificate exists.
     if !pki.pending.iter().any(|(stem, _)| stem == "admin") {
         let local = cluster_dir.join("kubectl.kubeconfig");

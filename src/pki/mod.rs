@@ -21,6 +21,7 @@ pub mod inspect;
 mod issue;
 mod keys;
 pub mod kubeconfig;
+pub mod rotate;
 pub mod spec;
 pub mod ssl_dir;
 pub mod user;
@@ -86,6 +87,10 @@ pub struct Pki {
     outcome: Outcome,
     /// One CA signs everything (a PKI kubeasz made; see `adopt`).
     one_ca: bool,
+    /// In a one-CA PKI, etcd has its own CA all the same (moved there by a rotation).
+    own_etcd_ca: bool,
+    /// A CA rotation under way or finished (`rotate`): what the etcd trust files hold.
+    rotation: Option<rotate::Rotation>,
     /// Leaf stems that must be issued by a CA whose key is not here, with that key's path.
     pending: Vec<(String, PathBuf)>,
 }
@@ -101,13 +106,16 @@ impl Pki {
     pub fn open(cluster_dir: &Path, spec: &PkiSpec) -> Result<Pki, PkiError> {
         spec.validate()?;
         let ssl = cluster_dir.join("ssl");
-        let one_ca = adopt::one_ca(&ssl, &ssl_dir::Manifest::load(&ssl)?);
+        let manifest = ssl_dir::Manifest::load(&ssl)?;
+        let one_ca = adopt::one_ca(&ssl, &manifest);
         Ok(Pki {
             ssl,
             spec: spec.clone(),
             leaves: cert_ids::leaves(spec)?,
             outcome: Outcome::default(),
             one_ca,
+            own_etcd_ca: manifest.own_etcd_ca,
+            rotation: manifest.rotation,
             pending: Vec::new(),
         })
     }
@@ -122,29 +130,13 @@ impl Pki {
     ) -> Result<(Pki, PathBuf), PkiError> {
         // A bad spec must fail before the backup is made: nothing written on bad input.
         spec.validate()?;
-        let ssl = cluster_dir.join("ssl");
-        let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
-        // Two renewals within one second must not share (and overwrite) one backup.
-        let backup = (0..)
-            .map(|n| {
-                cluster_dir.join(if n == 0 {
-                    format!("ssl.bak-{stamp}")
-                } else {
-                    format!("ssl.bak-{stamp}-{n}")
-                })
-            })
-            .find(|p| !p.exists())
-            .expect("some backup name is free");
-        if ssl.is_dir() {
-            ensure_private_dir(&backup)?;
-            for e in std::fs::read_dir(&ssl).map_err(PkiError::io(&ssl))? {
-                let e = e.map_err(PkiError::io(&ssl))?;
-                if e.file_type().map_err(PkiError::io(e.path()))?.is_file() {
-                    let data = std::fs::read(e.path()).map_err(PkiError::io(e.path()))?;
-                    write_atomic(&backup.join(e.file_name()), &data, KEY_MODE)?;
-                }
-            }
+        if rotate::in_progress(cluster_dir)? {
+            return Err(PkiError::BadFile {
+                path: ssl_dir::Manifest::path(&cluster_dir.join("ssl")),
+                msg: "records an etcd CA rotation under way; finish it first (`ezk rotate-ca <cluster> etcd`)".into(),
+            });
         }
+        let backup = backup_ssl(cluster_dir)?;
         Ok((issue::ensure_all(cluster_dir, spec, true, new_ca)?, backup))
     }
 
@@ -163,9 +155,43 @@ impl Pki {
         self.one_ca
     }
 
-    /// The file stem of the CA that signs what `kind` names here (`ca` for all in a one-CA PKI).
+    /// The file stem of the CA that signs what `kind` names here (`ca` for all in a one-CA PKI,
+    /// but for etcd once a rotation gave it a CA of its own).
     pub fn ca_stem(&self, kind: CaKind) -> &'static str {
-        if self.one_ca { CaKind::Cluster.stem() } else { kind.stem() }
+        if self.one_ca && !(kind == CaKind::Etcd && self.own_etcd_ca) { CaKind::Cluster.stem() } else { kind.stem() }
+    }
+
+    /// The CA certificates a holder of `kind`'s certificates trusts: the signing CA, and during
+    /// phases 1 and 2 of a rotation of that CA the old and the new one (`rotate`).
+    fn trust_pem(&self, kind: CaKind) -> Result<String, PkiError> {
+        if kind == CaKind::Etcd {
+            if let Some(files) = self.rotation.as_ref().and_then(|r| r.bundle_files()) {
+                let mut out = String::new();
+                for f in files {
+                    let pem = self.read(f)?;
+                    out.push_str(pem.trim_end());
+                    out.push('\n');
+                }
+                return Ok(out);
+            }
+        }
+        self.read(&format!("{}.pem", self.ca_stem(kind)))
+    }
+
+    /// `ssl/etcd-trust.pem`: what the etcd client tools on this machine verify the members
+    /// with (the etcd CA; both CAs while a rotation hands out certificates of either).
+    pub fn etcd_trust_path(&self) -> PathBuf {
+        self.ssl.join(rotate::TRUST_FILE)
+    }
+
+    /// Write `etcd-trust.pem` when its content changed (see `etcd_trust_path`).
+    fn write_etcd_trust(&self) -> Result<(), PkiError> {
+        let Ok(pem) = self.trust_pem(CaKind::Etcd) else { return Ok(()) };
+        let path = self.etcd_trust_path();
+        if read_opt(&path)?.as_deref() != Some(pem.as_str()) {
+            write_atomic(&path, pem.as_bytes(), ssl_dir::CERT_MODE)?;
+        }
+        Ok(())
     }
 
     /// The error for a certificate that must be issued by a CA whose key is offline.
@@ -224,7 +250,7 @@ impl Pki {
 
     fn files_for(&self, id: &str, stem: &str) -> Result<CertFiles, PkiError> {
         let ca_only = |kind: CaKind| -> Result<CertFiles, PkiError> {
-            let pem = self.read(&format!("{}.pem", self.ca_stem(kind)))?;
+            let pem = self.trust_pem(kind)?;
             Ok(CertFiles {
                 cert_pem: pem.clone(),
                 key_pem: None,
@@ -259,12 +285,35 @@ impl Pki {
                 Ok(CertFiles {
                     cert_pem: self.read(&format!("{stem}.pem"))?,
                     key_pem: Some(SecretPem(self.read(&format!("{stem}-key.pem"))?)),
-                    ca_pem: Some(self.read(&format!("{}.pem", self.ca_stem(def.ca)))?),
+                    ca_pem: Some(self.trust_pem(def.ca)?),
                 })
             }
             Some(IdKind::Secret) | None => Err(unknown(id)),
         }
     }
+}
+
+/// Copy every file of `cluster_dir/ssl/` to a new `ssl.bak-<unix time>[-n]/` (0700, files 0600)
+/// and return its path; nothing to copy when there is no ssl/ yet.
+pub(crate) fn backup_ssl(cluster_dir: &Path) -> Result<PathBuf, PkiError> {
+    let ssl = cluster_dir.join("ssl");
+    let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
+    // Two backups within one second must not share (and overwrite) one directory.
+    let backup = (0..)
+        .map(|n| cluster_dir.join(if n == 0 { format!("ssl.bak-{stamp}") } else { format!("ssl.bak-{stamp}-{n}") }))
+        .find(|p| !p.exists())
+        .expect("some backup name is free");
+    if ssl.is_dir() {
+        ensure_private_dir(&backup)?;
+        for e in std::fs::read_dir(&ssl).map_err(PkiError::io(&ssl))? {
+            let e = e.map_err(PkiError::io(&ssl))?;
+            if e.file_type().map_err(PkiError::io(e.path()))?.is_file() {
+                let data = std::fs::read(e.path()).map_err(PkiError::io(e.path()))?;
+                write_atomic(&backup.join(e.file_name()), &data, KEY_MODE)?;
+            }
+        }
+    }
+    Ok(backup)
 }
 
 /// An id that is not in the catalog.

@@ -90,6 +90,13 @@ pub struct Manifest {
     /// (see `adopt`). Decided once, when ezk first meets the directory.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub one_ca: bool,
+    /// In a one-CA PKI: etcd has a CA of its own since a rotation moved it there
+    /// (`etcd-ca.pem` signs the etcd certificates; `ca.pem` the rest).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub own_etcd_ca: bool,
+    /// A CA rotation under way (see `rotate`), or the last one finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<super::rotate::Rotation>,
 }
 
 impl Manifest {
@@ -106,6 +113,8 @@ impl Manifest {
                 version: 1,
                 certs: BTreeMap::new(),
                 one_ca: false,
+                own_etcd_ca: false,
+                rotation: None,
             }),
             Some(s) => serde_json::from_str(&s).map_err(|e| PkiError::Manifest {
                 path,

@@ -121,6 +121,12 @@ impl Session {
         Ok(self.files.get().expect("set above"))
     }
 
+    /// Drop the files opened by `files`, so that the next call ensures the PKI again (after
+    /// an operation changed what it hands out: a CA rotation's next phase).
+    pub fn forget_files(&mut self) {
+        self.files = OnceCell::new();
+    }
+
     /// The PKI's inputs, read from the run's context (`Inventory::run_context`: the inventory
     /// over every role's defaults), as templates read `hostvars`: node names, service CIDR and
     /// ports as the roles render them. A problem names the inventory file.

@@ -37,6 +37,7 @@ mod kube_network;
 mod kube_node;
 mod lifecycle;
 mod mux;
+mod rotate_ca;
 mod packages;
 mod steps;
 mod steps_fail;
@@ -91,6 +92,8 @@ const SUITES: &[&[Test]] = &[
     // adds the spare host as a 4th etcd member and removes it again (day2_master left it as
     // it found it)
     day2_etcd::TESTS,
+    // rotates the etcd CA under the API and an etcd client (ezk-built: a separate etcd CA)
+    rotate_ca::TESTS,
     // upgrades to the lab's second build (v1.20.2+lab.1) and back (the cluster ends at
     // lab-debian, the inventory as it began)
     upgrade::TESTS,

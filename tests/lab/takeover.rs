@@ -9,11 +9,12 @@
 //! `http://127.0.0.1:2379` listener. Then `ezk setup <c> 02` must keep every client that holds
 //! a kubeasz certificate served — probed every 0.2 s, writes and reads, through the whole run —
 //! restart the members one at a time, keep the data and the members, and a re-run changes
-//! nothing.
+//! nothing. Then `ezk rotate-ca <c> etcd` moves etcd to a CA of its own under a probing
+//! client, phase by phase, killed once and run again (`etcd_ca_is_rotated_without_an_outage`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -105,7 +106,12 @@ fn old_client(certs: &Path, ips: &[String], args: &[&str]) -> std::process::Outp
 /// (left active, entered active) of etcd on host `i`, microseconds of the machine's monotonic
 /// clock (one kernel for every lab host, so comparable across hosts).
 fn etcd_times(lab: &Lab, i: usize) -> (u64, u64) {
-    let out = lab.sh(i, "systemctl show -p ActiveExitTimestampMonotonic -p ActiveEnterTimestampMonotonic etcd");
+    unit_times(lab, i, "etcd")
+}
+
+/// As `etcd_times`, for any unit.
+pub fn unit_times(lab: &Lab, i: usize, unit: &str) -> (u64, u64) {
+    let out = lab.sh(i, &format!("systemctl show -p ActiveExitTimestampMonotonic -p ActiveEnterTimestampMonotonic {unit}"));
     let get = |k: &str| -> u64 {
         out.lines().find_map(|l| l.strip_prefix(&format!("{k}="))).and_then(|v| v.parse().ok()).unwrap_or(0)
     };
@@ -243,4 +249,201 @@ fn kubeasz_etcd_is_taken_over_without_an_outage(_shared: &Lab) {
     let again = setup_ok(&lab, "02", &[]);
     assert_nothing_changed(&again, &ips);
     println!("  timing: setup 02 re-run on the adopted cluster {:.2}s", again.secs);
+
+    etcd_ca_is_rotated_without_an_outage(&lab, &ips, certs.path(), &ssl);
+}
+
+/// The files a probing etcd client uses: (CA bundle, certificate, key).
+pub type ClientFiles = Arc<Mutex<(PathBuf, PathBuf, PathBuf)>>;
+
+/// etcdctl on this machine with `files`, against every member.
+pub fn client(files: &(PathBuf, PathBuf, PathBuf), ips: &[String], args: &[&str]) -> std::process::Output {
+    let endpoints: Vec<String> = ips.iter().map(|ip| format!("https://{ip}:2379")).collect();
+    Command::new("/usr/bin/etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={}", endpoints.join(",")))
+        .arg(format!("--cacert={}", files.0.display()))
+        .arg(format!("--cert={}", files.1.display()))
+        .arg(format!("--key={}", files.2.display()))
+        .args(["--dial-timeout=2s", "--command-timeout=3s"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("etcdctl runs")
+}
+
+/// A client writing and reading every 0.2 s with whatever files `files` names at that moment;
+/// joined: (probes, failures).
+pub fn prober(files: ClientFiles, ips: Vec<String>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<(u32, Vec<String>)> {
+    std::thread::spawn(move || {
+        let (mut probes, mut failures) = (0u32, Vec::new());
+        while !stop.load(Ordering::Relaxed) {
+            let t = Instant::now();
+            let f = files.lock().unwrap().clone();
+            let v = format!("r{probes}");
+            let put = client(&f, &ips, &["put", "/kubeasz/rotation-probe", &v]);
+            let get = client(&f, &ips, &["get", "/kubeasz/rotation-probe", "--print-value-only"]);
+            if !put.status.success() || String::from_utf8_lossy(&get.stdout).trim() != v {
+                failures.push(format!("probe {probes} with {}: put: {} get: {}", f.1.display(), text(&put), text(&get)));
+            }
+            probes += 1;
+            std::thread::sleep(Duration::from_millis(200).saturating_sub(t.elapsed()));
+        }
+        (probes, failures)
+    })
+}
+
+/// Each member left active only after the previous one was back, and every one restarted
+/// since `before`.
+fn restarted_one_at_a_time(lab: &Lab, before: &[(u64, u64)], what: &str) -> Vec<(u64, u64)> {
+    let hosts: Vec<usize> = (0..before.len()).collect();
+    unit_restarted_one_at_a_time(lab, &hosts, "etcd", before, what)
+}
+
+/// `unit` on each of `hosts` restarted since `before` (times as `unit_times` gives them), and
+/// none left active before the previous one was back.
+pub fn unit_restarted_one_at_a_time(lab: &Lab, hosts: &[usize], unit: &str, before: &[(u64, u64)], what: &str) -> Vec<(u64, u64)> {
+    let now: Vec<(u64, u64)> = hosts.iter().map(|&i| unit_times(lab, i, unit)).collect();
+    for (i, (t, b)) in now.iter().zip(before).enumerate() {
+        assert!(t.1 > b.1, "{what}: {unit} on host {} was not restarted: {t:?}", hosts[i]);
+    }
+    let mut sorted = now.clone();
+    sorted.sort();
+    for w in sorted.windows(2) {
+        assert!(w[1].0 > w[0].1, "{what}: {unit} down on two hosts at once (left active, back active): {sorted:?}");
+    }
+    now
+}
+
+pub fn certs_in(pem: &str) -> usize {
+    pem.matches("BEGIN CERTIFICATE").count()
+}
+
+/// Issue 21: `ezk rotate-ca <c> etcd` on the cluster just taken over (kubeasz's one CA): etcd
+/// gets a CA of its own in three phases while a client probes every 0.2 s — with kubeasz's
+/// certificates through phase 1, with the trust bundle an apiserver gets after it, with the
+/// new client certificate once phase 2 handed it out — and no probe fails; each phase restarts
+/// the members one at a time; phase 2 is killed once it began on a host and a re-run finishes
+/// it; a re-run after the end changes nothing; kubeasz's old client certificates are refused.
+fn etcd_ca_is_rotated_without_an_outage(lab: &Lab, ips: &[String], old: &Path, ssl: &Path) {
+    let manifest = || std::fs::read_to_string(ssl.join("manifest.json")).unwrap();
+    // --plan: the phases, per host; nothing written.
+    let before = manifest();
+    let out = lab.ezk(&["rotate-ca", &lab.name, "etcd", "--plan"]);
+    let plan = text(&out);
+    assert!(out.status.success(), "{plan}");
+    for want in ["phase 1/3 (next)", "phase 2/3 (to do)", "phase 3/3 (to do)", "gives etcd a CA of its own", "who loses access"] {
+        assert!(plan.contains(want), "the plan does not say {want:?}:\n{plan}");
+    }
+    for ip in ips {
+        assert!(plan.contains(&format!("    {ip}: etcd-ca.pem: the old CA → the old + the new CA; etcd restarts")), "{plan}");
+    }
+    assert_eq!(manifest(), before, "--plan wrote the manifest");
+    assert!(!ssl.join("etcd-ca-new.pem").exists(), "--plan made a CA");
+    // Off a terminal without --yes: refused, nothing written.
+    let out = lab.ezk(&["rotate-ca", &lab.name, "etcd"]);
+    assert!(!out.status.success() && text(&out).contains("--yes"), "{}", text(&out));
+    assert_eq!(manifest(), before);
+
+    let files: ClientFiles = Arc::new(Mutex::new((old.join("ca.pem"), old.join("kubernetes.pem"), old.join("kubernetes-key.pem"))));
+    let stop = Arc::new(AtomicBool::new(false));
+    let probing = prober(files.clone(), ips.to_vec(), stop.clone());
+    let started = Instant::now();
+
+    // Phase 1: every member trusts both CAs; certificates unchanged.
+    let t0: Vec<(u64, u64)> = (0..3).map(|i| etcd_times(lab, i)).collect();
+    let out = lab.ezk(&["rotate-ca", &lab.name, "etcd", "--yes", "--until", "1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("stopped after phase 1"), "{}", text(&out));
+    let t1 = restarted_one_at_a_time(lab, &t0, "phase 1");
+    let work = tempfile::tempdir().unwrap();
+    let bundle = work.path().join("etcd-ca-bundle.pem");
+    for i in 0..3 {
+        let ca = lab.sh(i, &format!("cat {SSL}/etcd-ca.pem"));
+        assert_eq!(certs_in(&ca), 2, "host {i} does not trust both CAs:\n{ca}");
+        if i == 0 {
+            std::fs::write(&bundle, format!("{ca}\n")).unwrap();
+        }
+    }
+    // The client now trusts what an apiserver is given (both CAs), still with kubeasz's certificate.
+    files.lock().unwrap().0 = bundle.clone();
+
+    // Phase 2, killed once it began applying on a host, then run again.
+    let mut watcher = lab
+        .ssh_cmd(0)
+        .arg("for n in $(seq 1 9000); do [ -n \"$(ls -A /var/lib/ezk/pending-restart 2>/dev/null)\" ] && exit 0; sleep 0.01; done; exit 1")
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = crate::common::ezk::command(&lab.home)
+        .args(["rotate-ca", &lab.name, "etcd", "--yes", "--until", "2"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let seen = watcher.wait().unwrap().success();
+    let _ = Command::new("kill").arg("-KILL").arg(child.id().to_string()).status();
+    let killed = child.wait().unwrap();
+    assert!(seen, "phase 2 never began applying on host 0");
+    assert_eq!(killed.code(), None, "rotate-ca ended before the kill");
+    assert!(manifest().contains("\"phase\": 2"), "{}", manifest());
+    let out = lab.ezk(&["rotate-ca", &lab.name, "etcd", "--yes", "--until", "2"]);
+    assert!(out.status.success(), "the re-run after the kill: {}", text(&out));
+    assert!(text(&out).contains("stopped after phase 2"), "{}", text(&out));
+    let etcd_pem = std::fs::read(ssl.join("etcd.pem")).unwrap();
+    let new_ca = std::fs::read_to_string(ssl.join("etcd-ca.pem")).unwrap();
+    assert_eq!(certs_in(&new_ca), 1);
+    assert!(!bundle_has_only_old(&new_ca, old), "etcd-ca.pem is kubeasz's CA");
+    for i in 0..3 {
+        assert_eq!(lab.sh(i, &format!("sha256sum {SSL}/etcd.pem | cut -d' ' -f1")), ezk::pki::sha256_hex(&etcd_pem), "host {i}: etcd.pem not re-issued");
+        assert_eq!(certs_in(&lab.sh(i, &format!("cat {SSL}/etcd-ca.pem"))), 2, "host {i}");
+        let (_, entered) = etcd_times(lab, i);
+        assert!(entered > t1[i].1, "host {i}: etcd not restarted in phase 2");
+    }
+    // The client moves to the certificate this machine's etcdctl was given from the new CA.
+    {
+        let mut f = files.lock().unwrap();
+        f.1 = ssl.join("etcd-client.pem");
+        f.2 = ssl.join("etcd-client-key.pem");
+    }
+    std::thread::sleep(Duration::from_millis(600));
+
+    // Phase 3: the old CA dropped.
+    let t2: Vec<(u64, u64)> = (0..3).map(|i| etcd_times(lab, i)).collect();
+    let out = lab.ezk(&["rotate-ca", &lab.name, "etcd", "--yes"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("is rotated"), "{}", text(&out));
+    restarted_one_at_a_time(lab, &t2, "phase 3");
+    files.lock().unwrap().0 = ssl.join("etcd-ca.pem");
+    std::thread::sleep(Duration::from_millis(1000));
+    stop.store(true, Ordering::Relaxed);
+    let (probes, failures) = probing.join().unwrap();
+    println!("  {probes} probes during the etcd CA rotation ({:.0}s), none failed", started.elapsed().as_secs_f64());
+    assert!(probes >= 20, "too few probes ({probes})");
+    assert!(failures.is_empty(), "{} of {probes} probes failed:\n{}", failures.len(), failures.join("\n"));
+    for i in 0..3 {
+        let ca = lab.sh(i, &format!("cat {SSL}/etcd-ca.pem"));
+        assert_eq!(ca.trim(), new_ca.trim(), "host {i} still trusts the old CA");
+    }
+    // kubeasz's old client certificate is refused now; the data is there for the new one.
+    let out = old_client(old, ips, &["get", "/kubeasz/k7", "--print-value-only"]);
+    assert!(!out.status.success(), "a certificate of the old CA is still accepted: {}", text(&out));
+    let f = files.lock().unwrap().clone();
+    let out = client(&f, ips, &["get", "/kubeasz/k7", "--print-value-only"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "v7", "{}", text(&out));
+    assert!(!ssl.join("etcd-ca-old.pem").exists() && !ssl.join("etcd-ca-new.pem").exists());
+
+    // A re-run changes nothing: no restart, no file; setup 02 neither.
+    let t3: Vec<(u64, u64)> = (0..3).map(|i| etcd_times(lab, i)).collect();
+    let out = lab.ezk(&["rotate-ca", &lab.name, "etcd", "--yes"]);
+    assert!(out.status.success() && text(&out).contains("nothing to do"), "{}", text(&out));
+    let again = setup_ok(lab, "02", &[]);
+    assert_nothing_changed(&again, ips);
+    assert_eq!((0..3).map(|i| etcd_times(lab, i)).collect::<Vec<_>>(), t3, "a re-run restarted etcd");
+}
+
+/// Whether `pem` is kubeasz's CA (the `ca.pem` in `old`).
+fn bundle_has_only_old(pem: &str, old: &Path) -> bool {
+    pem.trim() == std::fs::read_to_string(old.join("ca.pem")).unwrap().trim()
 }

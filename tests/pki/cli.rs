@@ -210,6 +210,7 @@ fn kca_renew_changes_every_leaf_and_keeps_the_ca_unless_asked() {
                 | "ca-key.pem"
                 | "etcd-ca.pem"
                 | "etcd-ca-key.pem"
+                | "etcd-trust.pem"
                 | "front-proxy-ca.pem"
                 | "front-proxy-ca-key.pem"
                 | "sa.key"
