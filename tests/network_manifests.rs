@@ -46,6 +46,18 @@ const PLUGINS: &[Plugin] = &[
         upstream: "docker.io/cloudnativelabs",
         images: &[("kube-router", "kube_router_ver")],
     },
+    Plugin {
+        net: "cilium",
+        prefix_var: "CILIUM_IMAGE_PREFIX",
+        upstream: "quay.io/cilium",
+        images: &[("cilium", "cilium_ver"), ("operator-generic", "cilium_ver")],
+    },
+    Plugin {
+        net: "kube-ovn",
+        prefix_var: "KUBE_OVN_IMAGE_PREFIX",
+        upstream: "docker.io/kubeovn",
+        images: &[("kube-ovn", "kube_ovn_ver")],
+    },
 ];
 
 const FIRST_MASTER: &str = "198.18.9.11";
@@ -137,7 +149,9 @@ fn images(docs: &[serde_yaml::Value]) -> Vec<String> {
 fn images_come_from_the_prefix_variable_with_the_pinned_versions() {
     for p in PLUGINS {
         let want = |prefix: &str| -> Vec<String> {
-            let mut v: Vec<String> = p.images.iter().map(|(name, var)| format!("{prefix}/{name}:{}", tag(var))).collect();
+            // cilium_ver is written without the "v" of cilium's tags (kubeasz's form).
+            let version = |var: &str| if var == "cilium_ver" { format!("v{}", tag(var)) } else { tag(var) };
+            let mut v: Vec<String> = p.images.iter().map(|(name, var)| format!("{prefix}/{name}:{}", version(var))).collect();
             v.sort();
             v
         };
@@ -178,6 +192,10 @@ fn every_object_is_served_by_each_pinned_kubernetes_version() {
                 let (v, kind) = (d["apiVersion"].as_str().unwrap(), d["kind"].as_str().unwrap());
                 assert!(served(minor, v), "{}: {kind} {v} is not served by Kubernetes 1.{minor} ({set})", p.net);
                 assert!(d["metadata"]["name"].as_str().is_some_and(|n| !n.is_empty()), "{}: {kind} without a name", p.net);
+                // A field 1.20 refuses: a DaemonSet's surge (on by default from 1.22).
+                if kind == "DaemonSet" && minor < 22 {
+                    assert!(d["spec"]["updateStrategy"]["rollingUpdate"]["maxSurge"].is_null(), "{}: DaemonSet maxSurge on 1.{minor}", p.net);
+                }
                 checked += 1;
             }
         }

@@ -398,8 +398,11 @@ impl Checker<'_> {
             }
         };
         choice(self, "CLUSTER_NETWORK", NETWORKS);
-        if self.get(&h, "CLUSTER_NETWORK").as_deref() == Some("calico") {
-            self.calico_options(&h);
+        match self.get(&h, "CLUSTER_NETWORK").as_deref() {
+            Some("calico") => self.calico_options(&h),
+            Some("cilium") => self.cilium_options(&h),
+            Some("kube-ovn") => self.one_of(&h, "KUBE_OVN_TUNNEL_TYPE", &["geneve", "vxlan"]),
+            _ => {}
         }
         choice(self, "CONTAINER_RUNTIME", RUNTIMES);
         if let Some(v) = self.get(&h, "IMAGE_DELIVERY")
@@ -479,26 +482,22 @@ impl Checker<'_> {
     /// calico's routing backend (unset: the role's default, bird), and no route reflectors
     /// (kubeasz's calico-rr: ezk's calico role does not make them).
     fn calico_options(&mut self, h: &str) {
-        const BACKENDS: &[&str] = &["bird", "vxlan", "none"];
-        if let Some(v) = self.get(h, "CALICO_NETWORKING_BACKEND")
-            && !BACKENDS.contains(&v.as_str())
-        {
-            let at = self.var_at(h, "CALICO_NETWORKING_BACKEND");
-            self.invalid(
-                at,
-                format!("CALICO_NETWORKING_BACKEND {v:?} is not supported"),
-                format!("use one of: {}", BACKENDS.join(", ")),
-            );
-        }
-        if let Some(v) = self.get(h, "CALICO_RR_ENABLED")
+        self.one_of(h, "CALICO_NETWORKING_BACKEND", &["bird", "vxlan", "none"]);
+        self.not_offered(
+            h,
+            "CALICO_RR_ENABLED",
+            "calico route reflectors are not offered by ezk",
+            "set CALICO_RR_ENABLED: false (every calico node then peers with every other, calico's default)",
+        );
+    }
+
+    /// A kubeasz switch for something ezk does not make: refused when it is on.
+    fn not_offered(&mut self, h: &str, var: &str, what: &str, fix: &str) {
+        if let Some(v) = self.get(h, var)
             && matches!(v.to_ascii_lowercase().as_str(), "true" | "yes" | "1" | "on")
         {
-            let at = self.var_at(h, "CALICO_RR_ENABLED");
-            self.invalid(
-                at,
-                "CALICO_RR_ENABLED: calico route reflectors are not offered by ezk".to_string(),
-                "set CALICO_RR_ENABLED: false (every calico node then peers with every other, calico's default)",
-            );
+            let at = self.var_at(h, var);
+            self.invalid(at, format!("{var}: {what}"), fix.to_string());
         }
     }
 
@@ -736,6 +735,29 @@ impl Checker<'_> {
                 },
             );
         }
+    }
+
+    /// `var`, when set, is one of `allowed` (unset: the role's default, which is).
+    fn one_of(&mut self, h: &str, var: &str, allowed: &[&str]) {
+        if let Some(v) = self.get(h, var)
+            && !allowed.contains(&v.as_str())
+        {
+            let at = self.var_at(h, var);
+            self.invalid(at, format!("{var} {v:?} is not supported"), format!("use one of: {}", allowed.join(", ")));
+        }
+    }
+
+    /// cilium's routing mode and tunnel protocol, and no hubble-relay/UI (ezk's cilium role
+    /// runs Hubble only inside each agent).
+    fn cilium_options(&mut self, h: &str) {
+        self.one_of(h, "CILIUM_ROUTING_MODE", &["tunnel", "native"]);
+        self.one_of(h, "CILIUM_TUNNEL_PROTOCOL", &["vxlan", "geneve"]);
+        self.not_offered(
+            h,
+            "cilium_hubble_ui_enabled",
+            "hubble-relay and the Hubble UI are not offered by ezk",
+            "set cilium_hubble_ui_enabled: false (cilium_hubble_enabled: true still runs Hubble in each agent, read with `hubble observe` in the agent's pod)",
+        );
     }
 
     fn cidr(&mut self, h: &str, var: &str, example: &str) -> Option<Cidr> {
