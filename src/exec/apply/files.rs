@@ -32,11 +32,12 @@ fn put(cx: &mut Ctx, i: usize, path: &str, want: &Desired, mode: u32, owner: &st
     let Desired::File { sha256, size, .. } = want else { return String::new() };
     cx.stdin.push(want.stdin_part().expect("file want has bytes"));
     format!(
-        "ezk_put {i} {} {size} {sha256} {} {} {}\n",
+        "ezk_put {i} {} {size} {sha256} {} {} {}{}\n",
         sh_quote(path),
         mode_s(mode),
         sh_quote(owner),
-        sh_quote(group)
+        sh_quote(group),
+        if cx.stage { " 1" } else { "" }
     )
 }
 

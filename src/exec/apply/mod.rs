@@ -31,7 +31,7 @@ const PRELUDE: &str = r#"set -u
 umask 077
 export LC_ALL=C DEBIAN_FRONTEND=noninteractive
 W=$(mktemp -d /tmp/.ezk-run.XXXXXX) || { echo "@@r 0 failed cannot create a work dir in /tmp"; exit 1; }
-: > "$W/tmps"; : > "$W/o"
+: > "$W/tmps"; : > "$W/o"; : > "$W/staged"
 ezk_cleanup() { while IFS= read -r t; do rm -f -- "$t"; done < "$W/tmps"; rm -rf -- "$W"; }
 trap ezk_cleanup EXIT
 trap 'exit 129' HUP INT TERM PIPE
@@ -44,7 +44,19 @@ ezk_t() { if [ "$EZK_T" = 1 ]; then echo "@@t $(date +%s%N) $*"; fi; }
 if command -v openssl >/dev/null 2>&1; then ezk_sha() { openssl dgst -sha256 -r; }; else ezk_sha() { sha256sum; }; fi
 ezk_fail() { echo "@@r $1 failed $2"; tail -n 40 "$W/o" | sed "s/^/@@o $1 /"; exit 1; }
 ezk_warn() { echo "@@x $1 $2"; }
-ezk_put() { # idx path size sha mode owner group
+# Files that belong together (a certificate and its key, consecutive puts of one role) are put
+# as a set: each is staged (uploaded, checked, fsynced; `ezk_put ... 1`), and `ezk_commit`
+# renames them all once the last has arrived. A session cut mid-set leaves every target old: a
+# running daemon that re-reads its files (etcd reloads its certificate at each TLS handshake)
+# never sees a new certificate beside an old key.
+ezk_commit() { # idx
+  while IFS= read -r t && IFS= read -r p; do
+    mv -f -- "$t" "$p" || ezk_fail "$1" "cannot rename into $p"
+    sync -- "${p%/*}" 2>/dev/null || true
+  done < "$W/staged"
+  : > "$W/staged"
+}
+ezk_put() { # idx path size sha mode owner group [stage]
   case $2 in */*) d=${2%/*}; b=${2##*/};; *) d=.; b=$2;; esac; [ -n "$d" ] || d=/
   [ -d "$d" ] || mkdir -p -- "$d" || ezk_fail "$1" "cannot create directory $d"
   t="$d/.ezk-tmp.$b.$$"
@@ -60,6 +72,7 @@ ezk_put() { # idx path size sha mode owner group
   ezk_t "$1" fsync
   chown "$6:$7" "$t" && chmod "$5" "$t" || ezk_fail "$1" "cannot set owner/mode on $2"
   sync -- "$t" 2>/dev/null || sync
+  if [ "${8:-0}" = 1 ]; then printf '%s\n%s\n' "$t" "$2" >> "$W/staged"; return 0; fi
   ezk_t "$1" rename
   mv -f -- "$t" "$2" || ezk_fail "$1" "cannot rename into $2"
   sync -- "$d" 2>/dev/null || true
@@ -112,6 +125,14 @@ struct Ctx<'a> {
     stdin: Vec<StdinPart>,
     /// The command removing the daemon-reload marker.
     rm_reload: String,
+    /// The current task's put is staged, part of a set renamed together (`ezk_commit`).
+    stage: bool,
+}
+
+/// Whether task `t` puts a file's content (new or changed) under decision `d`.
+fn puts_content(t: &Task, d: &Decision) -> bool {
+    matches!(t.action, Action::File(_))
+        && matches!(&d.verdict, Verdict::Change(cs) if cs.iter().any(|c| matches!(c, super::decide::Change::NewFile { .. } | super::decide::Change::Content { .. })))
 }
 
 /// One task's own steps, and how its result line is written.
@@ -160,13 +181,18 @@ pub fn apply_script(tasks: &[Task], desired: &[Desired], decisions: &[Decision],
         marked: owed_units(tasks, decisions, handlers),
         stdin: Vec::new(),
         rm_reload: clear_cmd(RELOAD_MARKER),
+        stage: false,
     };
     s.push_str(&format!("EZK_P={}\n", sh_quote(PENDING_DIR)));
     for u in &cx.marked {
         s.push_str(&format!("N{}=1\n", flags[u]));
     }
     s.push_str(&files::sweep_stale_temps(tasks));
+    // Consecutive content puts form a set, staged then renamed together (`ezk_commit`).
+    let puts: Vec<bool> = tasks.iter().zip(decisions).map(|(t, d)| puts_content(t, d)).collect();
+    let in_set = |i: usize| puts[i] && (puts.get(i + 1) == Some(&true) || (i > 0 && puts[i - 1]));
     for (i, (task, d)) in tasks.iter().zip(decisions).enumerate() {
+        cx.stage = in_set(i);
         let changes = d.changes();
         // Markers for what this task's change will owe, written before it (once per unit
         // until its restart point; a unit file owes a daemon-reload every time).
@@ -179,6 +205,9 @@ pub fn apply_script(tasks: &[Task], desired: &[Desired], decisions: &[Decision],
         s.push_str(&steps.body);
         if unit_file {
             s.push_str("EZK_UNITS=1\n");
+        }
+        if cx.stage && puts.get(i + 1) != Some(&true) {
+            s.push_str(&format!("ezk_commit {i}\n"));
         }
         match steps.outcome {
             Outcome::Changed => s.push_str(&mark_changed(i, task, &flags)),
