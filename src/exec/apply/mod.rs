@@ -50,8 +50,9 @@ ezk_warn() { echo "@@x $1 $2"; }
 # running daemon that re-reads its files (etcd reloads its certificate at each TLS handshake)
 # never sees a new certificate beside an old key.
 ezk_commit() { # idx
-  while IFS= read -r t && IFS= read -r p; do
-    mv -f -- "$t" "$p" || ezk_fail "$1" "cannot rename into $p"
+  while IFS= read -r i && IFS= read -r t && IFS= read -r p; do
+    ezk_t "$i" rename
+    mv -f -- "$t" "$p" || ezk_fail "$i" "cannot rename into $p"
     sync -- "${p%/*}" 2>/dev/null || true
   done < "$W/staged"
   : > "$W/staged"
@@ -72,7 +73,7 @@ ezk_put() { # idx path size sha mode owner group [stage]
   ezk_t "$1" fsync
   chown "$6:$7" "$t" && chmod "$5" "$t" || ezk_fail "$1" "cannot set owner/mode on $2"
   sync -- "$t" 2>/dev/null || sync
-  if [ "${8:-0}" = 1 ]; then printf '%s\n%s\n' "$t" "$2" >> "$W/staged"; return 0; fi
+  if [ "${8:-0}" = 1 ]; then printf '%s\n%s\n%s\n' "$1" "$t" "$2" >> "$W/staged"; return 0; fi
   ezk_t "$1" rename
   mv -f -- "$t" "$2" || ezk_fail "$1" "cannot rename into $2"
   sync -- "$d" 2>/dev/null || true
