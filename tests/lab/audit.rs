@@ -431,8 +431,10 @@ fn failed_write_leaves_no_temp_file_and_others_finish(lab: &Lab) {
     let h0 = &r.hosts[&lab.hosts[0].name];
     assert_eq!(h0.failed, 1, "{}", r.to_json());
     assert!(h0.errors.iter().any(|e| e.contains(&format!("cannot set owner/mode on {DIR}/b.conf"))), "{:?}", h0.errors);
-    // Host 0: no temp file, no work dir, b.conf still the old one, c never written.
-    assert_eq!(lab.sh(0, &format!("ls -A {DIR}")), "a.conf\nb.conf");
+    // Host 0: the three files are one set (consecutive puts, renamed together once the last has
+    // arrived), so none landed: no temp file, no work dir, b.conf still the old one, a and c
+    // never written.
+    assert_eq!(lab.sh(0, &format!("ls -A {DIR}")), "b.conf");
     assert_eq!(lab.sh(0, &format!("cat {DIR}/b.conf")), "old");
     assert_eq!(lab.sh(0, "ls -d /tmp/.ezk-run.* 2>/dev/null || true"), runs_before, "work dir left in /tmp");
     // The others finished the whole role.
