@@ -41,12 +41,16 @@ fn put(cx: &mut Ctx, i: usize, path: &str, want: &Desired, mode: u32, owner: &st
     )
 }
 
+/// Whether the changes put new bytes in place (a new file, or new content).
+pub(super) fn changes_content(changes: &[Change]) -> bool {
+    changes.iter().any(|c| matches!(c, Change::NewFile { .. } | Change::Content { .. }))
+}
+
 /// A file task (and the file of a sysctl or modprobe task): new or changed content is put
 /// whole; otherwise only its mode and owner are fixed in place.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn file(cx: &mut Ctx, i: usize, path: &str, changes: &[Change], want: &Desired, mode: u32, owner: &str, group: &str) -> String {
-    let content = changes.iter().any(|c| matches!(c, Change::NewFile { .. } | Change::Content { .. }));
-    if content {
+    if changes_content(changes) {
         return put(cx, i, path, want, mode, owner, group);
     }
     let mut s = String::new();

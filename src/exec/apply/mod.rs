@@ -132,8 +132,7 @@ struct Ctx<'a> {
 
 /// Whether task `t` puts a file's content (new or changed) under decision `d`.
 fn puts_content(t: &Task, d: &Decision) -> bool {
-    matches!(t.action, Action::File(_))
-        && matches!(&d.verdict, Verdict::Change(cs) if cs.iter().any(|c| matches!(c, super::decide::Change::NewFile { .. } | super::decide::Change::Content { .. })))
+    matches!(t.action, Action::File(_)) && matches!(&d.verdict, Verdict::Change(cs) if files::changes_content(cs))
 }
 
 /// One task's own steps, and how its result line is written.
