@@ -171,6 +171,23 @@ pub fn etcdctl(lab: &Lab, ip: &str, args: &[&str]) -> Output {
         .expect("etcdctl runs")
 }
 
+/// etcd's raft term as the member on `ip` sees it. Every leader change (an election, a
+/// planned hand-over) raises it by at least one, so the difference over an operation bounds the
+/// leader changes it caused.
+pub fn raft_term(lab: &Lab, ip: &str) -> u64 {
+    raft_term_in(&etcdctl(lab, ip, &["endpoint", "status", "-w", "json"]))
+}
+
+/// The highest raft term in the output of `etcdctl endpoint status -w json`.
+pub fn raft_term_in(out: &Output) -> u64 {
+    assert!(out.status.success(), "endpoint status: {}", text(out));
+    let v: Vec<Value> = serde_json::from_slice(&out.stdout).expect("endpoint status JSON");
+    v.iter()
+        .filter_map(|e| e["Status"]["raftTerm"].as_u64().or_else(|| e["Status"]["header"]["raft_term"].as_u64()))
+        .max()
+        .expect("a raft term")
+}
+
 /// `endpoint health --cluster` through `via`: every member listed and healthy. Retried for up
 /// to `secs` (members just restarted by a step may still be electing).
 pub fn assert_cluster_healthy(lab: &Lab, via: &str, members: &[String], secs: u64) {

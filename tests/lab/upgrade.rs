@@ -240,7 +240,7 @@ fn masters_then_nodes_and_a_killed_run_goes_on(_: &Lab) {
         // The re-run, with no --to: the recorded K8S_VER; it goes on from the second master.
         let out = lab.ezk(&["upgrade", &lab.name, "--yes", "--json"]);
         stop.store(true, Ordering::SeqCst);
-        let (n, fails, last) = poller.join().unwrap();
+        let api = poller.join().unwrap();
         let (order, most) = watcher.join().unwrap();
         assert!(out.status.success(), "re-run failed:\n{}", text(&out));
         let doc = &json_docs(&String::from_utf8_lossy(&out.stdout))[0];
@@ -255,8 +255,8 @@ fn masters_then_nodes_and_a_killed_run_goes_on(_: &Lab) {
         }
 
         // The API through the VIP answered every request, the whole time.
-        assert!(n >= 50, "only {n} requests");
-        assert_eq!(fails, 0, "{fails} of {n} requests through the VIP failed during the upgrade; last: {last}");
+        assert!(api.n >= 50, "only {} requests", api.n);
+        api.assert_served("the upgrade", 0);
         // Cordoned one at a time, masters first, in order; all uncordoned at the end.
         let names: Vec<String> = expect.iter().map(|&i| lab.hosts[i].name.clone()).collect();
         assert_eq!(order, names, "first cordon of each node, in order");
@@ -307,11 +307,11 @@ fn a_rerun_changes_nothing_and_back_two_nodes_at_a_time(_: &Lab) {
         let watcher = watch_cordons(lab, stop.clone());
         let out = lab.ezk(&["upgrade", &lab.name, "--to", "lab-debian", "--batch", "2", "--yes"]);
         stop.store(true, Ordering::SeqCst);
-        let (n, fails, last) = poller.join().unwrap();
+        let api = poller.join().unwrap();
         let (order, most) = watcher.join().unwrap();
         assert!(out.status.success(), "{}", text(&out));
         assert!(text(&out).contains(&format!("cluster {} is at {OLD}: 5 host(s) upgraded", lab.name)), "{}", text(&out));
-        assert_eq!(fails, 0, "{fails} of {n} requests through the VIP failed; last: {last}");
+        api.assert_served("the upgrade", 0);
         let masters: Vec<String> = MASTERS.iter().map(|&i| lab.hosts[i].name.clone()).collect();
         assert_eq!(order[..3], masters[..], "{order:?}");
         assert_eq!(most, 2, "the two workers are one batch");
