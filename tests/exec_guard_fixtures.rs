@@ -60,7 +60,7 @@ fn action(t: &Value) -> Action {
             Some("restarted") => UnitState::Restarted,
             _ => UnitState::Started,
         };
-        return Action::Service { unit: s(u, "unit").unwrap(), enabled: u.get("enabled").and_then(|x| x.as_bool()).unwrap_or(true), state };
+        return Action::Service { unit: s(u, "unit").unwrap(), enabled: u.get("enabled").and_then(|x| x.as_bool()).unwrap_or(true), state, last_if: s(u, "restart_last_if") };
     }
     if t.get("daemon_reload").is_some() {
         return Action::DaemonReload;

@@ -296,7 +296,7 @@ pub fn decide_role(tasks: &[Task], desired: &[Desired], facts: &Facts) -> Vec<De
                     }
                 }
             }
-            Action::Service { unit, enabled, state } => {
+            Action::Service { unit, enabled, state, .. } => {
                 let (en, act) = tf.unit.clone().unwrap_or_default();
                 if *enabled && !unit_enabled(&en) {
                     changes.push(Change::Enable);

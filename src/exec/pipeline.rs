@@ -4,6 +4,8 @@
 //! after deciding and reports what would change: this is the one place `--plan` differs from a
 //! run, so what it shows is what the run would do.
 
+use std::collections::HashSet;
+use std::sync::Mutex;
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
@@ -14,7 +16,7 @@ use super::gather::checksums::Checksums;
 use super::gather::{Facts, gather_body, gather_script, parse_facts};
 use super::report::{self, RoleEvents, RoleOutcome};
 use super::transport::{CmdOutput, Transport};
-use crate::plan::action::{Action, HostRolePlan};
+use crate::plan::action::{Action, HostRolePlan, Task};
 use crate::ui::events::Event;
 
 /// How a role runs on a host.
@@ -28,16 +30,63 @@ pub struct RoleRun {
     pub timeout: Duration,
 }
 
-/// Run one role on one host. `serial`: the role's places for restarts (`meta.yml` `serial`),
-/// shared by its hosts in this wave; an apply that restarts a running service holds one until
-/// it is done, waits included, so the next host restarts only once this one is healthy.
+/// A `serial` role's restarts in one wave (`meta.yml` `serial`): its places, shared by its
+/// hosts, and which of them are settled, for a host that restarts last.
+pub struct Serial {
+    places: tokio::sync::Semaphore,
+    /// How many hosts of the wave run the role.
+    hosts: usize,
+    settled: Mutex<HashSet<String>>,
+    changed: tokio::sync::Notify,
+}
+
+impl Serial {
+    pub fn new(places: u32, hosts: usize) -> Serial {
+        Serial { places: tokio::sync::Semaphore::new(places as usize), hosts, settled: Mutex::default(), changed: Default::default() }
+    }
+
+    /// `host` is done with the role (or will not run it), or waits to restart last.
+    pub fn settle(&self, host: &str) {
+        if self.settled.lock().expect("not poisoned").insert(host.to_string()) {
+            self.changed.notify_waiters();
+        }
+    }
+
+    /// Until every other host of the role is settled: done, skipped, or itself waiting to go
+    /// last (two hosts that both claim it then go one after the other, not wait for each other).
+    async fn after_the_others(&self, host: &str) {
+        self.settle(host);
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.settled.lock().expect("not poisoned").len() >= self.hosts {
+                return;
+            }
+            changed.await;
+        }
+    }
+}
+
+/// Whether a service of the role restarts last on this host: its `restart_last_if` succeeded
+/// at gather (the etcd leader).
+fn restarts_last(tasks: &[Task], facts: &Facts) -> bool {
+    tasks.iter().enumerate().any(|(i, t)| {
+        matches!(t.action, Action::Service { last_if: Some(_), .. }) && facts.get(&i).and_then(|f| f.guard_met) == Some(true)
+    })
+}
+
+/// Run one role on one host. `serial`: the role's places for restarts, shared by its hosts in
+/// this wave; an apply that restarts a running service holds one until it is done, waits
+/// included, so the next host restarts only once this one is healthy. A host whose
+/// `restart_last_if` holds first lets every other host of the wave be done.
 pub async fn run_role<T: Transport>(
     t: &T,
     host_role: &HostRolePlan,
     desired: &[Desired],
     checksums: &mut Checksums,
     how: RoleRun,
-    serial: Option<&tokio::sync::Semaphore>,
+    serial: Option<&Serial>,
     events: &Sender<Event>,
 ) -> RoleOutcome {
     let ev = RoleEvents { events, host_role };
@@ -56,7 +105,12 @@ pub async fn run_role<T: Transport>(
         return report::unchanged(&decided, &ev);
     }
     let _place = match serial {
-        Some(s) if decided.restarts() => Some(s.acquire().await.expect("never closed")),
+        Some(s) if decided.restarts() => {
+            if restarts_last(&host_role.tasks, &facts) {
+                s.after_the_others(&host_role.host).await;
+            }
+            Some(s.places.acquire().await.expect("never closed"))
+        }
         _ => None,
     };
     apply(t, host_role, desired, &decided, how, &ev).await
@@ -130,5 +184,49 @@ fn trace_phases(host_role: &HostRolePlan, out: &CmdOutput, ev: &RoleEvents) {
             (None, _) => format!("  {mark}"),
         };
         ev.phase(phase, secs);
+    }
+}
+
+#[cfg(test)]
+mod serial_tests {
+    use super::*;
+    use std::sync::Arc;
+
+    /// The host that goes last starts only once the others are settled, in whatever order
+    /// they finish; two that both claim last go on instead of waiting for each other.
+    #[tokio::test]
+    async fn last_waits_for_the_others_and_two_claimants_do_not_deadlock() {
+        let s = Arc::new(Serial::new(1, 3));
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let last = {
+            let (s, order) = (s.clone(), order.clone());
+            tokio::spawn(async move {
+                s.after_the_others("a").await;
+                order.lock().unwrap().push("a");
+            })
+        };
+        for h in ["b", "c"] {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            assert!(!last.is_finished(), "a went before {h} was done");
+            order.lock().unwrap().push(h);
+            s.settle(h);
+        }
+        tokio::time::timeout(Duration::from_secs(5), last).await.expect("a goes once b and c are done").unwrap();
+        assert_eq!(*order.lock().unwrap(), ["b", "c", "a"]);
+
+        let s = Arc::new(Serial::new(1, 3));
+        let both: Vec<_> = ["a", "b"]
+            .into_iter()
+            .map(|h| {
+                let s = s.clone();
+                tokio::spawn(async move { s.after_the_others(h).await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(both.iter().all(|j| !j.is_finished()), "went before c was done");
+        s.settle("c");
+        for j in both {
+            tokio::time::timeout(Duration::from_secs(5), j).await.expect("no deadlock").unwrap();
+        }
     }
 }

@@ -16,7 +16,7 @@ use super::connection::Connection;
 use super::desired::{Desired, desired_state};
 use super::gather::checksums::{Checksums, checksums_path};
 use super::limits::Limits;
-use super::pipeline::{RoleRun, run_role};
+use super::pipeline::{RoleRun, Serial, run_role};
 use super::transport::{Connector, Transport};
 use super::{ExecError, Options};
 use crate::plan::action::{HostRolePlan, StepPlan};
@@ -155,8 +155,11 @@ pub async fn run_plan_in<C: Connector>(
             by_host.entry(host_role.host.clone()).or_default().push((host_role.clone(), w.clone()));
         }
         // One set of places per role with a `serial` limit, shared by its hosts in this wave.
-        let serial: Arc<HashMap<String, tokio::sync::Semaphore>> = Arc::new(
-            wave.serial.iter().map(|(r, n)| (r.clone(), tokio::sync::Semaphore::new(*n as usize))).collect(),
+        let serial: Arc<HashMap<String, Serial>> = Arc::new(
+            wave.serial
+                .iter()
+                .map(|(r, n)| (r.clone(), Serial::new(*n, wave.hosts.iter().filter(|h| &h.role == r).count())))
+                .collect(),
         );
         let mut jobs = tokio::task::JoinSet::new();
         for (host, roles) in by_host {
@@ -311,9 +314,17 @@ async fn host_wave<T: Transport>(
     host: &str,
     roles: Vec<(HostRolePlan, Vec<Desired>)>,
     opts: &Options,
-    serial: &HashMap<String, tokio::sync::Semaphore>,
+    serial: &HashMap<String, Serial>,
     events: &Sender<Event>,
 ) {
+    // Done with a role (or skipping it): the UI hears it, and so does a `serial` role's host
+    // that waits to restart last.
+    let role_done = |role: &str| {
+        if let Some(s) = serial.get(role) {
+            s.settle(host);
+        }
+        let _ = events.send(Event::HostRoleDone { host: host.into(), role: role.to_string() });
+    };
     let t0 = Instant::now();
     let ntasks: u32 = roles.iter().map(|(h, _)| h.tasks.len() as u32).sum();
     // Dead (failed, unreachable, or the run was refused) hosts skip; `connect_all` connected
@@ -324,7 +335,7 @@ async fn host_wave<T: Transport>(
             slot.dead = true;
             slot.recap.skipped += ntasks;
             for (host_role, _) in &roles {
-                let _ = events.send(Event::HostRoleDone { host: host.into(), role: host_role.role.clone() });
+                role_done(&host_role.role);
             }
             return;
         }
@@ -333,7 +344,7 @@ async fn host_wave<T: Transport>(
     for (host_role, desired) in &roles {
         if slot.dead {
             slot.recap.skipped += host_role.tasks.len() as u32;
-            let _ = events.send(Event::HostRoleDone { host: host.into(), role: host_role.role.clone() });
+            role_done(&host_role.role);
             continue;
         }
         let before = t.round_trips();
@@ -361,7 +372,7 @@ async fn host_wave<T: Transport>(
         if opts.plan_only {
             slot.plan.extend(o.plan.iter().map(|l| format!("[{}] {l}", host_role.role)));
         }
-        let _ = events.send(Event::HostRoleDone { host: host.into(), role: host_role.role.clone() });
+        role_done(&host_role.role);
     }
     for (role, n) in rt {
         *slot.recap.round_trips_by_role.entry(role).or_default() += n;

@@ -75,7 +75,9 @@ pub enum Action {
     /// OS packages present (apt/yum), or only verified when `offline`.
     Package { names: Vec<String>, offline: bool },
     /// A systemd unit enabled/started; restarted when a task that notifies it changed.
-    Service { unit: String, enabled: bool, state: UnitState },
+    /// `last_if`: a command run at gather; where it succeeds, a `serial` role's restart of this
+    /// host waits for the other hosts of the wave to be done first.
+    Service { unit: String, enabled: bool, state: UnitState, last_if: Option<String> },
     /// `systemctl daemon-reload` when a unit file of this role changed.
     DaemonReload,
     /// Shell command, skipped when `creates` exists or `unless` exits 0.

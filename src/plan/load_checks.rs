@@ -118,7 +118,7 @@ pub fn validate(t: &TaskDef, env: &Environment<'static>, role: &RoleFiles) -> Re
         Module::Modprobe(a) => collect_all(&[&a.file, &a.modules], &[], &mut strings),
         Module::Package(a) => collect_all(&[&a.names], &[], &mut strings),
         Module::Systemd(a) => {
-            collect_all(&[&a.unit], &[&a.enabled, &a.state], &mut strings);
+            collect_all(&[&a.unit], &[&a.enabled, &a.state, &a.restart_last_if], &mut strings);
             if let Some(s) = a.state.as_ref().and_then(lit) {
                 super::convert::unit_state(&s)?;
             }

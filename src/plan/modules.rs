@@ -291,6 +291,7 @@ impl HostRender<'_, '_> {
                     unit: self.string(&a.unit, ctx, "unit").map_err(fail)?,
                     enabled: self.bool(&a.enabled, ctx, "enabled", true).map_err(fail)?,
                     state,
+                    last_if: self.opt_string(&a.restart_last_if, ctx, "restart_last_if").map_err(fail)?,
                 }]
             }
             Module::Command(a) => vec![Action::Command {

@@ -188,6 +188,7 @@ pub fn describe(a: &Action) -> String {
             unit,
             enabled,
             state,
+            last_if,
         } => {
             let st = match state {
                 UnitState::Started => "started",
@@ -195,11 +196,15 @@ pub fn describe(a: &Action) -> String {
                 UnitState::Restarted => "restarted",
             };
             format!(
-                "service {unit} {st}{}",
+                "service {unit} {st}{}{}",
                 if *enabled {
                     ", enabled"
                 } else {
                     ", not enabled"
+                },
+                match last_if {
+                    Some(c) => format!("; a restart waits for the other hosts where {c:?} succeeds"),
+                    None => String::new(),
                 }
             )
         }

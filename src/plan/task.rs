@@ -54,8 +54,10 @@ args!(/// `modprobe: {file, modules: [...]}`
     ModprobeArgs { file, modules; });
 args!(/// `package: {names: [...]}`
     PackageArgs { names; });
-args!(/// `systemd: {unit, enabled, state}`
-    SystemdArgs { unit; enabled, state });
+args!(/// `systemd: {unit, enabled, state, restart_last_if}` — `restart_last_if`: a command; in a
+    /// `serial` role's rolling restart, the host where it succeeds restarts after the others
+    /// (etcd: the leader, so that the leadership moves once, not once per member).
+    SystemdArgs { unit; enabled, state, restart_last_if });
 args!(/// `command: {cmd, creates, unless}`
     CommandArgs { cmd; creates, unless });
 args!(/// `wait_for: {tcp | command, timeout, diagnose}`

@@ -66,7 +66,7 @@ pub fn demo_role(host: &str, greeting: &str) -> HostRolePlan {
         ),
         t("modules", Action::Modprobe { file: "/etc/modules-load.d/ezk-demo.conf".into(), modules: vec!["br_netfilter".into()] }, &[]),
         t("reload", Action::DaemonReload, &[]),
-        t("service", Action::Service { unit: UNIT.into(), enabled: true, state: UnitState::Started }, &[]),
+        t("service", Action::Service { unit: UNIT.into(), enabled: true, state: UnitState::Started, last_if: None }, &[]),
         t("active", Action::WaitFor { target: WaitTarget::Command { cmd: format!("systemctl is-active -q {UNIT}") }, timeout_secs: 20, diagnose: Some(format!("journalctl -u {UNIT} -n 20 --no-pager")) }, &[]),
         t("init once", Action::Command { cmd: format!("date > {DIR}/initialized"), creates: Some(format!("{DIR}/initialized")), unless: None }, &[]),
         t("motd", Action::Command { cmd: "echo ezk-demo >> /etc/motd".into(), creates: None, unless: Some("grep -q ezk-demo /etc/motd".into()) }, &[]),
@@ -313,7 +313,7 @@ fn pend_role(host: &str, greeting: &str, kill: bool) -> HostRolePlan {
         tasks.push(t("die", Action::Command { cmd, creates: Some(format!("{PEND_DIR}/killed")), unless: None }, &[]));
     }
     tasks.push(t("reload", Action::DaemonReload, &[]));
-    tasks.push(t("service", Action::Service { unit: PEND_UNIT.into(), enabled: true, state: UnitState::Started }, &[]));
+    tasks.push(t("service", Action::Service { unit: PEND_UNIT.into(), enabled: true, state: UnitState::Started, last_if: None }, &[]));
     HostRolePlan { host: host.into(), role: "pend".into(), tasks }
 }
 

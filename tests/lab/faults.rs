@@ -204,7 +204,7 @@ fn reboot_role(host: &str) -> HostRolePlan {
         task("unit", inline(&format!("/etc/systemd/system/{RB_UNIT}"), &unit), &[RB_UNIT]),
         task("slow", Action::Command { cmd: slow, creates: Some(format!("{RB_DIR}/done")), unless: None }, &[]),
         task("reload", Action::DaemonReload, &[]),
-        task("service", Action::Service { unit: RB_UNIT.into(), enabled: true, state: UnitState::Started }, &[]),
+        task("service", Action::Service { unit: RB_UNIT.into(), enabled: true, state: UnitState::Started, last_if: None }, &[]),
     ];
     HostRolePlan { host: host.into(), role: "reboot".into(), tasks }
 }

@@ -114,6 +114,7 @@ pub fn gather_script(tasks: &[Task], desired: &[Desired], with_content: bool, ch
     // one stays in its place; `creates` alone is a test, not a process.
     let slow = |t: &Task| match &t.action {
         Action::Command { unless, .. } => unless.is_some(),
+        Action::Service { last_if, .. } => last_if.is_some(),
         Action::WaitFor { .. } => true,
         _ => false,
     };
@@ -142,6 +143,9 @@ pub fn gather_script(tasks: &[Task], desired: &[Desired], with_content: bool, ch
                 }
             }
             Action::WaitFor { target, .. } => probes_out.push_str(&probes::wait_line(i, target)),
+            Action::Service { last_if: Some(cmd), .. } => {
+                probes_out.push_str(&probes::guard_line(i, &probes::guard_cond(None, Some(cmd)).expect("a command")));
+            }
             Action::Directory { .. }
             | Action::Link { .. }
             | Action::Absent { .. }
