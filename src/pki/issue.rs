@@ -211,7 +211,7 @@ pub(super) fn ensure_all(cluster_dir: &Path, spec: &PkiSpec, force: bool, new_ca
         }
         cas.push(c);
     }
-    ensure_sa(&ssl)?;
+    ensure_sa(&ssl, one_ca)?;
     super::encryption::ensure_key(&ssl)?;
 
     let validity = spec.cert_validity()?;

@@ -118,8 +118,13 @@ fn seq(body: &[u8]) -> Vec<u8> {
     tlv(0x30, body)
 }
 
-/// The service-account key pair: created once, kept across runs and renewals.
-pub fn ensure_sa(ssl: &Path) -> Result<(), PkiError> {
+/// The service-account key pair: created once, kept across runs and renewals. On a PKI taken
+/// over from kubeasz (`one_ca`) it is kubeasz's CA key: kubeasz's apiservers sign ServiceAccount
+/// tokens with `ca-key.pem` and check them with `ca.pem`, so any other key would refuse every
+/// token the pods hold (and a token a new apiserver signs would be refused by an old one during
+/// the rolling restart). When that key is offline nothing is made: handing `sa` out then names
+/// the key.
+pub fn ensure_sa(ssl: &Path, one_ca: bool) -> Result<(), PkiError> {
     let (key_path, pub_path) = (ssl.join("sa.key"), ssl.join("sa.pub"));
     match (read_opt(&key_path)?, read_opt(&pub_path)?) {
         (Some(k), Some(p)) => {
@@ -146,6 +151,13 @@ pub fn ensure_sa(ssl: &Path) -> Result<(), PkiError> {
             present: pub_path,
             missing: key_path,
         }),
+        (None, None) if one_ca => {
+            let ca_key = ssl.join("ca-key.pem");
+            let Some(k) = read_opt(&ca_key)? else { return Ok(()) };
+            let key = key_from_pem(&k).map_err(|msg| PkiError::BadFile { path: ca_key, msg })?;
+            write_atomic(&key_path, key.serialize_pem().as_bytes(), KEY_MODE)?;
+            write_atomic(&pub_path, key.public_key_pem().as_bytes(), CERT_MODE)
+        }
         (None, None) => {
             let key = rcgen::KeyPair::generate().map_err(|source| PkiError::Sign {
                 id: "sa".into(),

@@ -268,6 +268,10 @@ impl Pki {
                 f.key_pem = Some(SecretPem(self.read("ca-key.pem")?));
                 Ok(f)
             }
+            Some(IdKind::SaKeyPair) if self.one_ca && !self.ssl.join("sa.key").exists() => Err(PkiError::NeedsCaKey {
+                what: "sa.key (kubeasz signs ServiceAccount tokens with its CA key; ezk signs with the same key so that the tokens pods hold stay valid)".into(),
+                key: self.ssl.join("ca-key.pem"),
+            }),
             Some(IdKind::SaKeyPair) => Ok(CertFiles {
                 cert_pem: self.read("sa.pub")?,
                 key_pem: Some(SecretPem(self.read("sa.key")?)),

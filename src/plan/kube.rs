@@ -14,6 +14,7 @@
 //! | `kubelet_endpoint_in_config` | false | true | `containerRuntimeEndpoint` in KubeletConfiguration exists since 1.27; 1.20 silently ignores it, so it gets `--container-runtime-endpoint` |
 //! | `kubelet_seccomp_default` | false | true | `seccompDefault` (RuntimeDefault for every pod) is GA since 1.27; 1.20 refuses the flag |
 //! | `daemonset_max_surge` | false | true | a DaemonSet's `rollingUpdate.maxSurge` (kube-ovn's ovs-ovn starts a node's new Open vSwitch pod before the old one stops) is a field since 1.21 behind a gate that is on by default from 1.22 (GA in 1.25); the 1.20 API refuses it, so there the old pod stops first |
+//! | `sa_issuers_many` | false | true | `--service-account-issuer` given more than once: the first names new tokens, every one is accepted (since 1.22); 1.20 keeps only the last one given, so it gets one |
 //! | `kubelet_pod_infra_flag` | true | false | `--pod-infra-container-image` keeps 1.20's image GC from deleting the sandbox image (the lab's containerd 1.6.20 does not pin it); from 1.27 kubelet takes the pin from the runtime, and containerd pins the sandbox image from 1.6.22 and 1.7.3 (every upstream set has 1.7.22 or later); the flag is deprecated from 1.27 and gone in 1.35 |
 //!
 //! Each rendered unit's flags are checked against the real flag list of every pinned minor
@@ -35,6 +36,7 @@ pub struct KubeRelease {
     pub kubelet_seccomp_default: bool,
     pub kubelet_pod_infra_flag: bool,
     pub daemonset_max_surge: bool,
+    pub sa_issuers_many: bool,
 }
 
 impl KubeRelease {
@@ -61,6 +63,7 @@ impl KubeRelease {
             kubelet_seccomp_default: minor >= 27,
             kubelet_pod_infra_flag: minor < 27,
             daemonset_max_surge: minor >= 22,
+            sa_issuers_many: minor >= 22,
         })
     }
 
@@ -79,13 +82,13 @@ mod tests {
         let lab = KubeRelease::for_version("1.20.2").unwrap();
         assert_eq!(lab.minor, 20);
         assert!(lab.insecure_port_flags && lab.kubelet_remote_runtime_flag);
-        assert!(!lab.kubelet_endpoint_in_config && !lab.kubelet_seccomp_default && !lab.daemonset_max_surge);
+        assert!(!lab.kubelet_endpoint_in_config && !lab.kubelet_seccomp_default && !lab.daemonset_max_surge && !lab.sa_issuers_many);
         assert_eq!(lab.scheduler_config_api, "kubescheduler.config.k8s.io/v1beta1");
         for v in ["1.28.0", "1.31.2", "v1.33.13", "v1.36.3"] {
             let up = KubeRelease::for_version(v).unwrap();
             assert_eq!(up.version, v.trim_start_matches('v'));
             assert!(!up.insecure_port_flags && !up.kubelet_remote_runtime_flag && !up.kubelet_pod_infra_flag, "{v}");
-            assert!(up.kubelet_endpoint_in_config && up.kubelet_seccomp_default && up.daemonset_max_surge, "{v}");
+            assert!(up.kubelet_endpoint_in_config && up.kubelet_seccomp_default && up.daemonset_max_surge && up.sa_issuers_many, "{v}");
             assert_eq!(up.scheduler_config_api, "kubescheduler.config.k8s.io/v1", "{v}");
         }
         assert_eq!(KubeRelease::for_version("1.31.2").unwrap().minor, 31);

@@ -50,6 +50,21 @@ fn kubeasz_pki_keeps_its_ca_and_every_certificate_that_does_the_job() {
     assert_eq!(etcd.cert_pem.as_bytes(), &file(d.path(), "etcd.pem")[..]);
     assert_eq!(pki.cert_files("etcd-ca", host).unwrap().cert_pem.as_bytes(), &file(d.path(), "ca.pem")[..]);
 
+    // ServiceAccount tokens: kubeasz's apiservers sign them with ca-key.pem; what ezk's sign
+    // and check with is that key, so a token signed by either is good at both (openssl signs
+    // with kubeasz's key file and checks with ezk's sa.pub).
+    let sa = pki.cert_files("sa", host).unwrap();
+    assert_eq!(sa.cert_pem.as_bytes(), &file(d.path(), "sa.pub")[..]);
+    let work = tempfile::tempdir().unwrap();
+    let (blob, sig) = (work.path().join("token"), work.path().join("token.sig"));
+    std::fs::write(&blob, "header.claims").unwrap();
+    let signed = std::process::Command::new("openssl").args(["dgst", "-sha256", "-sign"]).arg(ssl.join("ca-key.pem")).arg("-out").arg(&sig).arg(&blob).status().unwrap();
+    assert!(signed.success());
+    let out = std::process::Command::new("openssl").args(["dgst", "-sha256", "-verify"]).arg(ssl.join("sa.pub")).arg("-signature").arg(&sig).arg(&blob).output().unwrap();
+    assert!(out.status.success(), "a token kubeasz's apiserver signed is refused by sa.pub: {}", String::from_utf8_lossy(&out.stdout));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(ssl.join("sa.key")).unwrap().permissions().mode() & 0o777, 0o600);
+
     // A re-run keeps everything, byte for byte, and the decision sticks.
     let first = fingerprints(&ssl);
     let again = Pki::ensure(d.path(), &spec()).unwrap();
@@ -90,6 +105,11 @@ fn with_the_ca_key_offline_what_exists_is_used_and_issuing_names_the_key() {
     assert!(e.contains("ca-key.pem"), "{e}");
     assert!(!ssl.join("apiserver-etcd-client.pem").exists());
     assert!(!ssl.join("ca-key.pem").exists(), "a CA key was made");
+    // No key of its own for ServiceAccount tokens either: it would refuse every token kubeasz's
+    // CA key signed.
+    let e = pki.cert_files("sa", "198.18.9.11").unwrap_err().to_string();
+    assert!(e.contains("ca-key.pem") && e.contains("ServiceAccount"), "{e}");
+    assert!(!ssl.join("sa.key").exists(), "a service-account key was made");
 }
 
 /// The outage of issue 21, said before it happens: etcd moved from kubeasz's CA to a separate
