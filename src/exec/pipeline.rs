@@ -96,7 +96,8 @@ pub async fn run_role<T: Transport>(
     };
     let decided = decide(&host_role.tasks, desired, &facts);
     if how.plan_only {
-        return report::planned(host_role, desired, &decided, &ev);
+        let last = serial.is_some() && decided.restarts() && restarts_last(&host_role.tasks, &facts);
+        return report::planned(host_role, desired, &decided, last, &ev);
     }
     if let Some(outcome) = report::refused(host_role, &decided, &ev) {
         return outcome;

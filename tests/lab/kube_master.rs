@@ -209,26 +209,45 @@ fn es256_der(sig: &[u8]) -> Vec<u8> {
     out
 }
 
+/// `kubectl create --raw PATH -f -` with `body` on stdin: the JSON answer.
+fn create_raw(lab: &Lab, path: &str, body: &str) -> serde_json::Value {
+    let mut c = kubectl(lab);
+    c.args(["create", "--raw", path, "-f", "-"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    let out: Output = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{path}: {}", text(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A ServiceAccount token for `audiences` (the API's own when empty).
+fn sa_token(lab: &Lab, audiences: &[&str]) -> String {
+    let req = serde_json::json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 600, "audiences": audiences}});
+    let v = create_raw(lab, "/api/v1/namespaces/default/serviceaccounts/ezk-probe/token", &req.to_string());
+    v["status"]["token"].as_str().unwrap().to_string()
+}
+
 fn service_account_tokens_are_signed_with_sa_key(_: &Lab) {
     with_cluster_lab(|lab| {
         ensure_control_plane(lab);
         let _ = kubectl(lab).args(["create", "serviceaccount", "ezk-probe"]).output();
-        let req = r#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenRequest","spec":{"expirationSeconds":600}}"#;
-        let mut c = kubectl(lab);
-        c.args(["create", "--raw", "/api/v1/namespaces/default/serviceaccounts/ezk-probe/token", "-f", "-"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = c.spawn().unwrap();
-        use std::io::Write;
-        child.stdin.take().unwrap().write_all(req.as_bytes()).unwrap();
-        let out: Output = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", text(&out));
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let token = v["status"]["token"].as_str().unwrap().to_string();
+        // A token for the audience ezk's apiservers named before (their issuer) still
+        // authenticates, as one for kubeasz's "api" does: tokens pods hold stay good.
+        for aud in ["https://kubernetes.default.svc.cluster.local", "api"] {
+            let review = serde_json::json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": sa_token(lab, &[aud])}});
+            let v = create_raw(lab, "/apis/authentication.k8s.io/v1/tokenreviews", &review.to_string());
+            assert_eq!(v["status"]["authenticated"], true, "a token for {aud}: {v}");
+        }
+        let token = sa_token(lab, &[]);
         let parts: Vec<&str> = token.split('.').collect();
         assert_eq!(parts.len(), 3);
         let header: serde_json::Value = serde_json::from_slice(&b64url(parts[0])).unwrap();
         assert_eq!(header["alg"], "ES256", "{header}");
         let claims: serde_json::Value = serde_json::from_slice(&b64url(parts[1])).unwrap();
-        assert_eq!(claims["iss"], "https://kubernetes.default.svc.cluster.local", "{claims}");
+        // kubeasz's issuer and audiences (and ezk's former issuer among the audiences).
+        assert_eq!(claims["iss"], "https://kubernetes.default.svc", "{claims}");
+        assert_eq!(claims["aud"], serde_json::json!(["api", "istio-ca", "https://kubernetes.default.svc.cluster.local"]), "{claims}");
         // The signature verifies with the deploy machine's sa.pub, and not with the CA's key.
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("signed"), format!("{}.{}", parts[0], parts[1])).unwrap();

@@ -178,6 +178,18 @@ pub fn raft_term(lab: &Lab, ip: &str) -> u64 {
     raft_term_in(&etcdctl(lab, ip, &["endpoint", "status", "-w", "json"]))
 }
 
+/// The address among `ips` whose member leads etcd (each asked about itself).
+pub fn etcd_leader(lab: &Lab, ips: &[String]) -> String {
+    ips.iter()
+        .find(|ip| {
+            let out = etcdctl(lab, ip, &["endpoint", "status", "-w", "json"]);
+            let v: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            v.first().is_some_and(|e| e["Status"]["leader"].as_u64().is_some() && e["Status"]["leader"] == e["Status"]["header"]["member_id"])
+        })
+        .cloned()
+        .expect("one member leads")
+}
+
 /// The highest raft term in the output of `etcdctl endpoint status -w json`.
 pub fn raft_term_in(out: &Output) -> u64 {
     assert!(out.status.success(), "endpoint status: {}", text(out));

@@ -256,7 +256,10 @@ fn kubeasz_etcd_is_taken_over_without_an_outage(_shared: &Lab) {
 /// The files a probing etcd client uses: (CA bundle, certificate, key).
 pub type ClientFiles = Arc<Mutex<(PathBuf, PathBuf, PathBuf)>>;
 
-/// etcdctl on this machine with `files`, against every member.
+/// etcdctl on this machine with `files`, against every member, with etcdctl's default timeouts
+/// (2 s to dial, 5 s per command): a write that meets the one planned leader hand-over of a
+/// rolling restart waits for the new leader; under a loaded lab that took longer than 3 s once
+/// ("etcdserver: request timed out" at a 3 s deadline).
 pub fn client(files: &(PathBuf, PathBuf, PathBuf), ips: &[String], args: &[&str]) -> std::process::Output {
     let endpoints: Vec<String> = ips.iter().map(|ip| format!("https://{ip}:2379")).collect();
     Command::new("/usr/bin/etcdctl")
@@ -265,7 +268,7 @@ pub fn client(files: &(PathBuf, PathBuf, PathBuf), ips: &[String], args: &[&str]
         .arg(format!("--cacert={}", files.0.display()))
         .arg(format!("--cert={}", files.1.display()))
         .arg(format!("--key={}", files.2.display()))
-        .args(["--dial-timeout=2s", "--command-timeout=3s"])
+        .args(["--dial-timeout=2s", "--command-timeout=5s"])
         .args(args)
         .stdin(Stdio::null())
         .output()

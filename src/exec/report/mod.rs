@@ -93,7 +93,8 @@ impl RoleEvents<'_> {
 
 /// Plan mode: what would change, as lines per task (then the handler restarts), counted as the
 /// run would count them.
-pub fn planned(hr: &HostRolePlan, desired: &[Desired], decided: &Decided, ev: &RoleEvents) -> RoleOutcome {
+/// `last`: the host's restart waits for the other hosts of the wave (`restart_last_if` holds).
+pub fn planned(hr: &HostRolePlan, desired: &[Desired], decided: &Decided, last: bool, ev: &RoleEvents) -> RoleOutcome {
     let mut o = RoleOutcome::default();
     for (i, (task, d)) in hr.tasks.iter().zip(&decided.decisions).enumerate() {
         o.plan.extend(describe(task, &desired[i], d));
@@ -107,6 +108,9 @@ pub fn planned(hr: &HostRolePlan, desired: &[Desired], decided: &Decided, ev: &R
     }
     for (unit, by) in &decided.handlers {
         o.plan.push(format!("restart {unit} ({by})"));
+    }
+    if last {
+        o.plan.push("restarts after the other hosts of this role (its restart_last_if holds: for etcd, it leads)".into());
     }
     ev.send(Event::Plan { host: hr.host.clone(), role: hr.role.clone(), lines: o.plan.clone() });
     o
