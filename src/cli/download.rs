@@ -313,6 +313,15 @@ fn list(store: &Store) -> CliResult {
             d => println!("{}: {d}", line.minor),
         }
         println!("      {}", companions.join(", "));
+        if let Some(minor) = m.minors.get(&line.minor) {
+            let images: Vec<&str> = minor.images.iter().map(|i| i.reference.as_str()).collect();
+            if !images.is_empty() {
+                println!("      images, pinned by digest: {}", images.join(", "));
+            }
+            for (name, why) in &minor.images_unpinned {
+                println!("      image {name}, no digest: {why}");
+            }
+        }
         let complete: Vec<&str> = m
             .sets
             .iter()
@@ -355,6 +364,9 @@ fn list_set(store: &Store, k8s_ver: &str) -> CliResult {
             None => format!("{} (made here from binaries)", i.reference),
         };
         println!("  {:<28} {:<22} {:<9} {how}", format!("image {}", i.name), "", state);
+    }
+    for (name, why) in store.manifest().unpinned_images(set).into_iter().flatten() {
+        println!("  {:<28} {:<22} {:<9} no digest: {why}", format!("image {name}"), "", "unpinned");
     }
     Ok(0)
 }
