@@ -3,7 +3,9 @@
 //!
 //! - `versions-upstream.yml`: per minor version the artifacts each of its releases installs
 //!   besides Kubernetes (etcd, containerd, runc, CNI plugins, crictl, helm, calicoctl) with the
-//!   source of their digests, where the Kubernetes binaries are fetched, and every source cited.
+//!   source of their digests, the container images its releases name (pinned by digest, or
+//!   listed unpinned with the reason), where the Kubernetes binaries are fetched, and every
+//!   source cited.
 //! - `versions-kubernetes.sha256`: `<sha256> <release> <binary> <source>`, six lines a release.
 //! - `versions-unpinned.txt`: `<release>: <what is missing>` for releases ezk knows but could
 //!   not pin; `ezk download --sha256sums` pins one from the release's own checksum file.
@@ -17,7 +19,7 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 
 use super::ArtifactError;
-use super::manifest::{Artifact, Kind, Manifest, VersionSet};
+use super::manifest::{Artifact, ImageSpec, Kind, Manifest, VersionSet};
 
 pub const UPSTREAM: &str = include_str!("versions-upstream.yml");
 pub const UPSTREAM_PATH: &str = "src/artifacts/versions-upstream.yml";
@@ -42,6 +44,9 @@ pub struct KubeFiles {
     pub url: String,
     /// The binaries each release pins.
     pub binaries: Vec<String>,
+    /// The images every release's set names (its minor's `images`, or `images_unpinned` with
+    /// the reason), each with the key of `sources` its digests were read from.
+    pub images: IndexMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -55,6 +60,13 @@ struct MinorSpec {
     source: Option<String>,
     #[serde(default)]
     companions: Vec<Artifact>,
+    /// The minor's images, each pinned by digest (with `source`; with `companions_of` they
+    /// are that set's).
+    #[serde(default)]
+    images: Vec<ImageSpec>,
+    /// Image name -> why it has no digest (which tag, and where none was found).
+    #[serde(default)]
+    images_unpinned: IndexMap<String, String>,
 }
 
 /// What every release of one minor version installs besides Kubernetes.
@@ -63,6 +75,10 @@ pub struct Minor {
     pub companions: Vec<Artifact>,
     /// Where the companions' digests come from.
     pub source: String,
+    /// The images each release's set names, pinned by digest.
+    pub images: Vec<ImageSpec>,
+    /// Images of `kubernetes.images` this minor has no digest for -> why.
+    pub images_unpinned: IndexMap<String, String>,
 }
 
 /// `1.31.2` of `v1.31.2` / `1.31.2` / ` v1.31.2 `.
@@ -107,7 +123,7 @@ impl KubeFiles {
         let mut artifacts: Vec<Artifact> =
             self.binaries.iter().map(|b| self.artifact(release, b, &digests[b])).collect();
         artifacts.extend(minor.companions.iter().cloned());
-        VersionSet { artifacts, images: Vec::new(), pinned_from: None }
+        VersionSet { artifacts, images: minor.images.clone(), pinned_from: None }
     }
 }
 
@@ -121,6 +137,37 @@ fn bad(path: &str, line: usize, msg: String) -> ArtifactError {
     ArtifactError::Manifest { path, msg }
 }
 
+/// Each image of `kubernetes.images` is, for minor `name`, either pinned by digest or listed in
+/// `images_unpinned` with the reason, never both; no other image.
+fn check_images(name: &str, minor: &Minor, kube: &KubeFiles) -> Result<(), ArtifactError> {
+    let refuse = |msg: String| Err(bad(UPSTREAM_PATH, 0, format!("minor {name}: {msg}")));
+    for img in &minor.images {
+        if !kube.images.contains_key(&img.name) {
+            return refuse(format!("image {} is not one of kubernetes.images", img.name));
+        }
+        if img.digest.is_none() {
+            return refuse(format!("image {} has no digest (list it in images_unpinned with the reason instead)", img.name));
+        }
+    }
+    for (img, why) in &minor.images_unpinned {
+        if !kube.images.contains_key(img) {
+            return refuse(format!("images_unpinned: {img} is not one of kubernetes.images"));
+        }
+        if why.trim().is_empty() {
+            return refuse(format!("images_unpinned: {img}: say which tag and where no digest was found"));
+        }
+    }
+    for img in kube.images.keys() {
+        match (minor.images.iter().filter(|i| &i.name == img).count(), minor.images_unpinned.contains_key(img)) {
+            (1, false) | (0, true) => {}
+            (0, false) => return refuse(format!("image {img} is neither pinned (images) nor listed in images_unpinned with the reason")),
+            (_, true) => return refuse(format!("image {img} is pinned and listed in images_unpinned")),
+            _ => return refuse(format!("image {img} is named twice")),
+        }
+    }
+    Ok(())
+}
+
 /// `expand` over given texts (tests feed broken ones).
 pub fn expand_from(m: &mut Manifest, upstream: &str, kubernetes: &str, unpinned: &str) -> Result<(), ArtifactError> {
     let up: Upstream = serde_yaml::from_str(upstream).map_err(|e| bad(UPSTREAM_PATH, 0, e.to_string()))?;
@@ -130,12 +177,15 @@ pub fn expand_from(m: &mut Manifest, upstream: &str, kubernetes: &str, unpinned:
             .map(|c| format!("{id}: {c}"))
             .ok_or_else(|| bad(UPSTREAM_PATH, 0, format!("source {id:?} is not in `sources`")))
     };
+    for source in up.kubernetes.images.values() {
+        cite(source)?;
+    }
     for (name, spec) in &up.minors {
         if minor_of(&format!("{name}.0")).is_none() {
             return Err(bad(UPSTREAM_PATH, 0, format!("minor {name:?} is not <major>.<minor>")));
         }
-        let minor = match (&spec.companions_of, &spec.source) {
-            (Some(set), None) if spec.companions.is_empty() => {
+        let mut minor = match (&spec.companions_of, &spec.source) {
+            (Some(set), None) if spec.companions.is_empty() && spec.images.is_empty() => {
                 let (_, vs) = m.set(set).map_err(|e| bad(UPSTREAM_PATH, 0, format!("minor {name}: companions_of: {e}")))?;
                 if minor_of(set) != Some(name.as_str()) {
                     return Err(bad(UPSTREAM_PATH, 0, format!("minor {name}: companions_of {set} is another minor")));
@@ -143,17 +193,26 @@ pub fn expand_from(m: &mut Manifest, upstream: &str, kubernetes: &str, unpinned:
                 Minor {
                     companions: vs.artifacts.iter().filter(|a| !up.kubernetes.binaries.contains(&a.name)).cloned().collect(),
                     source: format!("those of versions.yml's set {set}"),
+                    images: vs.images.clone(),
+                    images_unpinned: IndexMap::new(),
                 }
             }
-            (None, Some(src)) if !spec.companions.is_empty() => Minor { companions: spec.companions.clone(), source: cite(src)? },
+            (None, Some(src)) if !spec.companions.is_empty() => Minor {
+                companions: spec.companions.clone(),
+                source: cite(src)?,
+                images: spec.images.clone(),
+                images_unpinned: IndexMap::new(),
+            },
             _ => {
                 return Err(bad(
                     UPSTREAM_PATH,
                     0,
-                    format!("minor {name}: needs either companions_of (a versions.yml set) or source + companions"),
+                    format!("minor {name}: needs either companions_of (a versions.yml set, whose images it takes) or source + companions (+ images)"),
                 ));
             }
         };
+        minor.images_unpinned = spec.images_unpinned.clone();
+        check_images(name, &minor, &up.kubernetes)?;
         m.minors.insert(name.clone(), minor);
     }
 
@@ -243,6 +302,9 @@ mod tests {
         assert!(m.unpinned.len() >= 2);
     }
 
+    /// 1.33's pause in versions-upstream.yml (the first minor that pins pause 3.10).
+    const PAUSE_3_10: &str = "      - name: pause\n        ref: registry.k8s.io/pause:3.10\n        digest: sha256:ee6521f290b2168b6e0935a181d4cff9be1ac3f505666ef0e3c98fae8199917a\n";
+
     #[test]
     fn a_broken_catalog_is_refused_naming_file_and_line() {
         let line1 = KUBERNETES.lines().find(|l| !l.starts_with('#') && !l.is_empty()).unwrap();
@@ -256,6 +318,13 @@ mod tests {
             (1, format!("{sha}  {rest}"), format!("{sha}  1.27.3 kube-apiserver kops@268927e2"), "minor 1.27 has no entry"),
             (2, "1.35.8:".to_string(), "1.35.7:".to_string(), "1.35.7 is pinned, yet listed as unpinned"),
             (0, "companions_of: \"1.36.3\"".to_string(), "companions_of: \"1.35.4\"".to_string(), "is another minor"),
+            // Every minor names each of kubernetes.images by digest, or says why it cannot.
+            (0, PAUSE_3_10.to_string(), String::new(), "minor 1.33: image pause is neither pinned (images) nor listed in images_unpinned"),
+            (0, PAUSE_3_10.to_string(), PAUSE_3_10.replace("        digest: sha256:ee6521f290b2168b6e0935a181d4cff9be1ac3f505666ef0e3c98fae8199917a\n", ""), "minor 1.33: image pause has no digest"),
+            (0, PAUSE_3_10.to_string(), PAUSE_3_10.replace("name: pause", "name: pauze"), "minor 1.33: image pauze is not one of kubernetes.images"),
+            (0, PAUSE_3_10.to_string(), format!("{PAUSE_3_10}{PAUSE_3_10}"), "minor 1.33: image pause is named twice"),
+            (0, "      pause: \"3.10.2:".to_string(), "      pause: \"\"\n      x: \"3.10.2:".to_string(), "images_unpinned: pause: say which tag"),
+            (0, "    pause: k8s.io@ecf019a8".to_string(), "    pause: nobody@1".to_string(), "source \"nobody@1\" is not in `sources`"),
         ];
         for (part, from, to, want) in cases {
             let err = broken(part, &from, &to);

@@ -577,6 +577,12 @@ impl Manifest {
         })
     }
 
+    /// The images `release`'s set names no digest for (its minor's `images_unpinned`: image ->
+    /// which tag, and why), so a listing can say so instead of leaving them out silently.
+    pub fn unpinned_images(&self, release: &str) -> Option<&IndexMap<String, String>> {
+        minor_of(normalize(release)).and_then(|m| self.minors.get(m)).map(|m| &m.images_unpinned).filter(|u| !u.is_empty())
+    }
+
     /// Every release in one line, per minor (for messages).
     pub fn summary(&self) -> String {
         self.by_minor().iter().map(MinorLine::describe).collect::<Vec<_>>().join("; ")

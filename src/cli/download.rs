@@ -29,7 +29,9 @@ IMAGES
   tokens, the linux/amd64 manifest of a multi-platform index, every blob sha256-checked as it
   arrives (a mismatch is quarantined), resumed with Range after a cut. --only takes image names
   too. Images made from binaries (the lab's) are made by --from-apt. --bundle/--import carry
-  fetched images (each re-checked against its pin on import) and make the others again.
+  fetched images (each re-checked against its pin on import) and make the others again. An
+  image a release has no published digest for (1.36's pause and CoreDNS today) is not fetched
+  by tag instead: --list names it and says why.
 
 EXAMPLES
   ezk download --k8s-ver v1.36.3                 all artifacts of that set
@@ -313,6 +315,15 @@ fn list(store: &Store) -> CliResult {
             d => println!("{}: {d}", line.minor),
         }
         println!("      {}", companions.join(", "));
+        if let Some(minor) = m.minors.get(&line.minor) {
+            let images: Vec<&str> = minor.images.iter().map(|i| i.reference.as_str()).collect();
+            if !images.is_empty() {
+                println!("      images, pinned by digest: {}", images.join(", "));
+            }
+            for (name, why) in &minor.images_unpinned {
+                println!("      image {name}, no digest: {why}");
+            }
+        }
         let complete: Vec<&str> = m
             .sets
             .iter()
@@ -355,6 +366,9 @@ fn list_set(store: &Store, k8s_ver: &str) -> CliResult {
             None => format!("{} (made here from binaries)", i.reference),
         };
         println!("  {:<28} {:<22} {:<9} {how}", format!("image {}", i.name), "", state);
+    }
+    for (name, why) in store.manifest().unpinned_images(set).into_iter().flatten() {
+        println!("  {:<28} {:<22} {:<9} no digest: {why}", format!("image {name}"), "", "unpinned");
     }
     Ok(0)
 }

@@ -185,6 +185,50 @@ fn the_catalog_covers_every_release_of_each_minor() {
     }
 }
 
+/// Every release of 1.28 .. 1.36 names each image of the catalog's `kubernetes.images`
+/// (pause, coredns) by the digest its minor pins, or its minor says why it has none; one tag is
+/// pinned to one digest wherever it appears (a copy that differs is a typo). Today 1.28 .. 1.35
+/// pin both (the promoter manifests of registry.k8s.io); 1.36's tags are not in them yet.
+#[test]
+fn every_release_pins_its_images_or_says_why_not() {
+    let m = Manifest::shipped().unwrap();
+    let names: Vec<String> = m.kubernetes.as_ref().unwrap().images.keys().cloned().collect();
+    assert_eq!(names, ["pause", "coredns"]);
+    let mut by_ref: std::collections::BTreeMap<&str, &str> = Default::default();
+    for minor in 28..=36 {
+        let name = format!("1.{minor}");
+        let mi = &m.minors[&name];
+        for img in &names {
+            let pinned: Vec<_> = mi.images.iter().filter(|i| &i.name == img).collect();
+            match (pinned.as_slice(), mi.images_unpinned.get(img)) {
+                ([i], None) => {
+                    let d = i.digest.as_deref().unwrap_or("");
+                    assert!(d.strip_prefix("sha256:").is_some_and(|h| is_hex(h, 64)), "{name} {img}: {d}");
+                    assert!(i.reference.starts_with("registry.k8s.io/"), "{name} {img}: {}", i.reference);
+                }
+                ([], Some(why)) => assert!(why.len() > 20, "{name} {img}: say which tag and where none was found: {why:?}"),
+                other => panic!("{name} {img}: pinned or unpinned, once: {other:?}"),
+            }
+        }
+        assert_eq!(mi.images_unpinned.is_empty(), minor <= 35, "{name}: {:?}", mi.images_unpinned);
+        let line = m.by_minor().into_iter().find(|l| l.minor == name).unwrap();
+        for r in &line.pinned {
+            let set = &m.sets[r];
+            let got: Vec<_> = set.images.iter().map(|i| (&i.name, &i.reference, &i.digest)).collect();
+            let want: Vec<_> = mi.images.iter().map(|i| (&i.name, &i.reference, &i.digest)).collect();
+            assert_eq!(got, want, "{r}: its minor's images");
+            for i in &set.images {
+                let d = i.digest.as_deref().unwrap();
+                let prev = *by_ref.entry(i.reference.as_str()).or_insert(d);
+                assert_eq!(prev, d, "{} is pinned to two digests", i.reference);
+            }
+        }
+        assert_eq!(m.unpinned_images(&format!("{name}.0")).is_some(), minor > 35);
+    }
+    // versions.yml's own pins, read from the same promoter manifests, agree with the catalog's.
+    assert_eq!(by_ref["registry.k8s.io/pause:3.10.1"], "sha256:278fb9dbcca9518083ad1e11276933a2e96f23de604a3a08cc3c80002767d24c");
+}
+
 /// `Manifest::provides` answers for installable binaries, not for artifact or file names (the
 /// roles' `binary:` names are checked against each set in `roles.rs`).
 #[test]
