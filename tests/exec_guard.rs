@@ -17,7 +17,7 @@ fn task(name: &str, action: Action, notify: &[&str]) -> Task {
 }
 
 fn file(path: &str, content: &str, mode: u32, secret: bool) -> Action {
-    Action::File(FileSpec { path: path.into(), content: Content::Inline(content.as_bytes().to_vec()), mode, owner: "root".into(), group: "root".into(), secret })
+    Action::File(FileSpec { path: path.into(), content: Content::Inline(content.as_bytes().into()), mode, owner: "root".into(), group: "root".into(), secret })
 }
 
 /// Gather lines for a path: `find -printf` (kind, mode, owner, group, link target, path).
@@ -128,7 +128,7 @@ fn a_guard_naming_a_file_changed_before_it_is_checked_again_in_the_apply() {
     let m = "/etc/kubernetes/rbac.yaml";
     let tasks = vec![
         task("manifest", file(m, "kind: ClusterRole # v2\n", 0o644, false), &[]),
-        task("applied", Action::Command { cmd: format!("kubectl apply -f {m}"), creates: None, unless: Some(format!("kubectl diff -f {m}")) }, &[]),
+        task("applied", Action::Command { cmd: format!("kubectl apply -f {m}").into(), creates: None, unless: Some(format!("kubectl diff -f {m}").into()) }, &[]),
         task("other", Action::Command { cmd: "init".into(), creates: Some("/var/lib/x".into()), unless: None }, &[]),
     ];
     let w = desired_state(&tasks).unwrap();

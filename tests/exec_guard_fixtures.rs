@@ -38,7 +38,7 @@ fn action(t: &Value) -> Action {
     if let Some(f) = t.get("file") {
         return Action::File(FileSpec {
             path: s(f, "path").unwrap(),
-            content: Content::Inline(s(f, "content").unwrap().into_bytes()),
+            content: Content::Inline(s(f, "content").unwrap().into_bytes().into()),
             mode: mode(f, 0o644),
             owner: s(f, "owner").unwrap_or("root".into()),
             group: s(f, "group").unwrap_or("root".into()),
@@ -66,7 +66,7 @@ fn action(t: &Value) -> Action {
         return Action::DaemonReload;
     }
     if let Some(c) = t.get("command") {
-        return Action::Command { cmd: s(c, "cmd").unwrap(), creates: s(c, "creates"), unless: s(c, "unless") };
+        return Action::Command { cmd: s(c, "cmd").unwrap().into(), creates: s(c, "creates"), unless: s(c, "unless").map(Into::into) };
     }
     if let Some(w) = t.get("wait_for") {
         let (host, port) = s(w, "tcp").unwrap().rsplit_once(':').map(|(h, p)| (h.to_string(), p.parse().unwrap())).unwrap();

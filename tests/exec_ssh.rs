@@ -38,14 +38,14 @@ fn app_role(base: &Path, host: &str, port: u16, local_bin: &Path, sshd_port: u16
         task("etc dir", Action::Directory { path: h.join("etc").display().to_string(), mode: 0o755, owner: "root".into(), group: "root".into() }),
         task("bin dir", Action::Directory { path: h.join("bin").display().to_string(), mode: 0o755, owner: "root".into(), group: "root".into() }),
         task("data dir", Action::Directory { path: h.join("data").display().to_string(), mode: 0o700, owner: "root".into(), group: "root".into() }),
-        task("app.conf", file(&h.join("etc/app.conf"), Content::Inline(conf.into_bytes()), 0o644, false)),
-        task("app.env", file(&h.join("etc/app.env"), Content::Inline(format!("TOKEN=s3cret-{port}\n").into_bytes()), 0o600, true)),
-        task("extra.conf", file(&h.join("etc/extra.conf"), Content::Inline(b"a = 1\nb = 2\n".to_vec()), 0o640, false)),
+        task("app.conf", file(&h.join("etc/app.conf"), Content::Inline(conf.into_bytes().into()), 0o644, false)),
+        task("app.env", file(&h.join("etc/app.env"), Content::Inline(format!("TOKEN=s3cret-{port}\n").into_bytes().into()), 0o600, true)),
+        task("extra.conf", file(&h.join("etc/extra.conf"), Content::Inline(b"a = 1\nb = 2\n".as_slice().into()), 0o640, false)),
         task("binary", file(&h.join("bin/app"), Content::Local { path: local_bin.to_path_buf(), sha256: bin_sha }, 0o755, false)),
         task("link", Action::Link { path: h.join("bin/app-current").display().to_string(), target: h.join("bin/app").display().to_string() }),
         task("old gone", Action::Absent { path: h.join("old.txt").display().to_string() }),
-        task("init once", Action::Command { cmd: format!("echo init > {}", h.join("data/marker").display()), creates: Some(h.join("data/marker").display().to_string()), unless: None }),
-        task("flag", Action::Command { cmd: format!("touch {}", h.join("data/flag").display()), creates: None, unless: Some(format!("test -f {}", h.join("data/flag").display())) }),
+        task("init once", Action::Command { cmd: format!("echo init > {}", h.join("data/marker").display()).into(), creates: Some(h.join("data/marker").display().to_string()), unless: None }),
+        task("flag", Action::Command { cmd: format!("touch {}", h.join("data/flag").display()).into(), creates: None, unless: Some(format!("test -f {}", h.join("data/flag").display()).into()) }),
         task("sshd answers", Action::WaitFor { target: WaitTarget::Tcp { host: "127.0.0.1".into(), port: sshd_port }, timeout_secs: 5, diagnose: None }),
     ];
     HostRolePlan { host: host.into(), role: "app".into(), tasks }
@@ -317,13 +317,13 @@ fn failed_host_stops_and_does_nothing_in_later_waves() {
         tasks: vec![
             task("dir", Action::Directory { path: s.base.join(h).display().to_string(), mode: 0o755, owner: "root".into(), group: "root".into() }),
             task("maybe fail", Action::Command { cmd: if h == "bad" { "echo broken >&2; exit 3".into() } else { "true".into() }, creates: None, unless: None }),
-            task("after", file(&s.base.join(h).join("after"), Content::Inline(b"x".to_vec()), 0o644, false)),
+            task("after", file(&s.base.join(h).join("after"), Content::Inline(b"x".as_slice().into()), 0o644, false)),
         ],
     };
     let w2 = |h: &str| HostRolePlan {
         host: h.into(),
         role: "second".into(),
-        tasks: vec![task("second", file(&s.base.join(h).join("second"), Content::Inline(b"y".to_vec()), 0o644, false))],
+        tasks: vec![task("second", file(&s.base.join(h).join("second"), Content::Inline(b"y".as_slice().into()), 0o644, false))],
     };
     let plan = StepPlan {
         needs_nodes: false,
@@ -382,7 +382,7 @@ fn wait_for_timeout_fails_the_host_with_diagnose_output() {
         role: "app".into(),
         tasks: vec![
             task("wait", Action::WaitFor { target: WaitTarget::Tcp { host: "127.0.0.1".into(), port: closed }, timeout_secs: 2, diagnose: Some("echo why-it-failed".into()) }),
-            task("after", file(&s.base.join("after"), Content::Inline(b"x".to_vec()), 0o644, false)),
+            task("after", file(&s.base.join("after"), Content::Inline(b"x".as_slice().into()), 0o644, false)),
         ],
     }]);
     let t0 = std::time::Instant::now();
@@ -434,7 +434,7 @@ fn jump_host_is_used_and_its_key_checked_strictly() {
     let plan = step(vec![HostRolePlan {
         host: "h".into(),
         role: "app".into(),
-        tasks: vec![task("via jump", file(&s.base.join("via-jump"), Content::Inline(b"j\n".to_vec()), 0o644, false))],
+        tasks: vec![task("via jump", file(&s.base.join("via-jump"), Content::Inline(b"j\n".as_slice().into()), 0o644, false))],
     }]);
     let o = Options { jump_hosts: vec![format!("root@127.0.0.1:{}", jump.port)], ..opts(false) };
     let r = run_step(&s.cluster, &plan, &conns, &o).unwrap();

@@ -46,7 +46,7 @@ fn node_names_come_from_the_same_variables_as_the_prepare_role() {
     let commands = |host: &str| -> Vec<String> {
         let tasks = plan.waves.iter().flat_map(|w| &w.hosts).filter(|hr| hr.host == host).flat_map(|hr| &hr.tasks);
         tasks.filter_map(|t| match &t.action {
-            Action::Command { cmd, .. } => Some(cmd.clone()),
+            Action::Command { cmd, .. } => Some(cmd.to_string()),
             _ => None,
         })
         .collect()
@@ -66,7 +66,7 @@ fn node_names_come_from_the_same_variables_as_the_prepare_role() {
         .flat_map(|hr| &hr.tasks)
         .find(|t| t.name == "node names in /etc/hosts")
         .and_then(|t| match &t.action {
-            Action::Command { cmd, unless, .. } => Some((cmd.clone(), unless.clone().expect("an unless"))),
+            Action::Command { cmd, unless, .. } => Some((cmd.to_string(), unless.as_deref().expect("an unless").to_string())),
             _ => None,
         })
         .expect("prepare writes the node names");

@@ -439,7 +439,7 @@ mod clock_tests {
         p.not_before = time::OffsetDateTime::from_unix_timestamp(not_before).unwrap();
         p.not_after = time::OffsetDateTime::from_unix_timestamp(not_before + 86400).unwrap();
         let pem = p.self_signed(&key).unwrap().pem().into_bytes();
-        Desired::File { sha256: String::new(), size: pem.len() as u64, source: FileSource::Inline(pem), diffable: true }
+        Desired::File { sha256: String::new(), size: pem.len() as u64, source: FileSource::Inline(pem.into()), diffable: true }
     }
 
     #[test]
@@ -453,7 +453,7 @@ mod clock_tests {
         assert!(err.contains("expired") && err.contains("1d 0h past it"), "{err}");
         // No clock gathered (a date without %N), or not a certificate: nothing to say.
         assert!(cert_valid_on_host(&want, None).is_ok());
-        let plain = Desired::File { sha256: String::new(), size: 1, source: FileSource::Inline(b"x".to_vec()), diffable: true };
+        let plain = Desired::File { sha256: String::new(), size: 1, source: FileSource::Inline(b"x".as_slice().into()), diffable: true };
         assert!(cert_valid_on_host(&plain, Some(0)).is_ok());
     }
 }

@@ -3,6 +3,7 @@
 //! modules-load.d files), so gather can compare hashes and apply can stream exactly those bytes.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
@@ -30,7 +31,8 @@ pub enum Desired {
 /// Where the bytes of a wanted file come from.
 #[derive(Debug, Clone)]
 pub enum FileSource {
-    Inline(Vec<u8>),
+    /// The plan's own allocation (shared by every host that gets the same bytes), not a copy.
+    Inline(Arc<[u8]>),
     Local(PathBuf),
     /// A binary the store does not hold yet (`will install …`): plan mode only, a run refuses
     /// the plan before connecting (`runner`).
@@ -48,7 +50,7 @@ impl Desired {
     /// The bytes to stream for this file.
     pub fn stdin_part(&self) -> Option<StdinPart> {
         match self {
-            Desired::File { source: FileSource::Inline(b), .. } => Some(StdinPart::Bytes(b.clone())),
+            Desired::File { source: FileSource::Inline(b), .. } => Some(StdinPart::Bytes(b.to_vec())),
             Desired::File { source: FileSource::Local(p), .. } => Some(StdinPart::File(p.clone())),
             Desired::File { source: FileSource::NotDownloaded(_), .. } | Desired::Nothing => None,
         }
@@ -109,7 +111,7 @@ pub fn looks_secret(bytes: &[u8]) -> bool {
     SECRET_MARKERS.iter().any(|m| bytes.windows(m.len()).any(|w| w == *m))
 }
 
-fn inline(bytes: Vec<u8>, secret: bool) -> Desired {
+fn inline(bytes: Arc<[u8]>, secret: bool) -> Desired {
     let sha256 = hex::encode(Sha256::digest(&bytes));
     // Not diffable means plan mode neither fetches the host's copy nor shows a diff.
     let diffable = !secret
@@ -150,8 +152,8 @@ pub fn desired_state(tasks: &[Task]) -> Result<Vec<Desired>, DesiredError> {
                     diffable: false,
                 }),
             },
-            Action::Sysctl { entries, .. } => Ok(inline(sysctl_file(entries), false)),
-            Action::Modprobe { modules, .. } => Ok(inline(modules_file(modules), false)),
+            Action::Sysctl { entries, .. } => Ok(inline(sysctl_file(entries).into(), false)),
+            Action::Modprobe { modules, .. } => Ok(inline(modules_file(modules).into(), false)),
             _ => Ok(Desired::Nothing),
         })
         .collect()
@@ -166,11 +168,11 @@ mod tests {
         let key = b"-----BEGIN PRIVATE KEY-----\nMIGH\n-----END PRIVATE KEY-----\n".to_vec();
         let kubeconfig = b"users:\n- name: admin\n  user:\n    client-key-data: TUlHSA==\n".to_vec();
         let plain = b"[Service]\nExecStart=/bin/true\n".to_vec();
-        let diffable = |b: Vec<u8>| matches!(inline(b, false), Desired::File { diffable: true, .. });
+        let diffable = |b: Vec<u8>| matches!(inline(b.into(), false), Desired::File { diffable: true, .. });
         assert!(!diffable(key.clone()));
         assert!(!diffable(kubeconfig));
         assert!(diffable(plain.clone()));
-        assert!(!matches!(inline(plain, true), Desired::File { diffable: true, .. }));
+        assert!(!matches!(inline(plain.into(), true), Desired::File { diffable: true, .. }));
         assert!(looks_secret(&key) && !looks_secret(b"key file: /etc/kubernetes/ssl/etcd-key.pem"));
     }
 }

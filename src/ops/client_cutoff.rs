@@ -76,7 +76,7 @@ pub struct UnitChange<'a> {
 }
 
 /// Files as this check knows them: (host, path) → bytes, `None` when missing there.
-pub type FileMap = BTreeMap<(String, String), Option<Vec<u8>>>;
+pub type FileMap = BTreeMap<(String, String), Option<std::sync::Arc<[u8]>>>;
 
 /// One way a client loses access, with the hosts where it happens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -231,7 +231,7 @@ pub fn check(session: &Session, plans: &[StepPlan], opts: &Options) -> Result<Ve
             let Ok(found) = answer else { continue };
             for (r, f) in hosts[&host].1.iter().zip(found) {
                 let bytes = match f {
-                    Found::Content(b) => Some(b),
+                    Found::Content(b) => Some(b.into()),
                     _ => None,
                 };
                 out.insert((host.clone(), r.path.clone()), bytes);
@@ -247,7 +247,7 @@ pub fn check(session: &Session, plans: &[StepPlan], opts: &Options) -> Result<Ve
     let old_units = ask(reqs)?;
     let before = seen.clone();
     for (host, door, new) in &units {
-        if old_units.get(&(host.clone(), format!("/etc/systemd/system/{}", door.unit))) == Some(&Some(new.as_bytes().to_vec())) {
+        if matches!(old_units.get(&(host.clone(), format!("/etc/systemd/system/{}", door.unit))), Some(Some(b)) if **b == *new.as_bytes()) {
             seen.insert(key(host, door), crate::pki::sha256_hex(new.as_bytes()));
         }
     }
@@ -323,8 +323,8 @@ mod tests {
         let mut planned = FileMap::new();
         let mut hosts = FileMap::new();
         for h in ["h1", "h2"] {
-            planned.insert((h.into(), "/etc/kubernetes/ssl/etcd-ca.pem".into()), Some(ca.clone()));
-            hosts.insert((h.into(), "/etc/kubernetes/ssl/ca.pem".into()), Some(ca.clone()));
+            planned.insert((h.into(), "/etc/kubernetes/ssl/etcd-ca.pem".into()), Some(ca.clone().into()));
+            hosts.insert((h.into(), "/etc/kubernetes/ssl/ca.pem".into()), Some(ca.clone().into()));
         }
         let f = findings(&changes, &planned, &hosts, &[], Path::new("/ssl"));
         let text: Vec<String> = f.iter().map(|f| f.to_string()).collect();

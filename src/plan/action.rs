@@ -3,14 +3,17 @@
 //! a role's tasks in one round trip, diffs locally, and applies only what differs.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::Serialize;
 
 /// Content of a file to install.
 #[derive(Debug, Clone, Serialize)]
 pub enum Content {
-    /// Rendered in memory (templates, copies, certificates, kubeconfigs).
-    Inline(#[serde(skip)] Vec<u8>),
+    /// Rendered in memory (templates, copies, certificates, kubeconfigs). Shared: every task of
+    /// a step whose file has the same bytes holds the same allocation (a unit file rendered the
+    /// same for 5000 hosts is held once, not 5000 times).
+    Inline(#[serde(skip)] Arc<[u8]>),
     /// A file on the deploy machine (artifact store), with its known sha256 (hex).
     Local { path: PathBuf, sha256: String },
     /// A binary of the cluster's version set that the artifact store does not hold yet: a plan
@@ -80,8 +83,10 @@ pub enum Action {
     Service { unit: String, enabled: bool, state: UnitState, last_if: Option<String> },
     /// `systemctl daemon-reload` when a unit file of this role changed.
     DaemonReload,
-    /// Shell command, skipped when `creates` exists or `unless` exits 0.
-    Command { cmd: String, creates: Option<String>, unless: Option<String> },
+    /// Shell command, skipped when `creates` exists or `unless` exits 0. `cmd` and `unless` are
+    /// shared like file contents: a command that lists every node (prepare's /etc/hosts) is the
+    /// same text on every host, held once per step instead of hosts × nodes bytes.
+    Command { cmd: Arc<str>, creates: Option<String>, unless: Option<Arc<str>> },
     /// Block until the target answers or the timeout passes (then fail with `diagnose` output).
     WaitFor { target: WaitTarget, timeout_secs: u64, diagnose: Option<String> },
 }

@@ -5,11 +5,15 @@
 //! to report the error as before). A template text that reads only what every host of the
 //! step shares (`groups`, `hostvars`: e.g. every node's name for /etc/hosts) renders the same
 //! for every host: it is rendered once per step, so a text that walks every host costs hosts,
-//! not hosts².
+//! not hosts². The plan holds such a render, and every command text and file content, once per
+//! step (interned, one allocation shared by the hosts whose text is the same): copied into each
+//! host's plan, a text that lists every node made the plan's memory hosts × nodes (2 GB at
+//! 5000 hosts).
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use minijinja::{Environment, Expression, Value};
 
@@ -44,7 +48,27 @@ pub struct Compiled<'env> {
     texts: RefCell<Environment<'static>>,
     text_names: RefCell<HashMap<String, Names>>,
     /// Renders of texts that read only `SHARED` names, by text.
-    shared_renders: RefCell<HashMap<String, String>>,
+    shared_renders: RefCell<HashMap<String, Arc<str>>>,
+    /// Command texts and file contents the step's plan holds, each once.
+    strs: RefCell<HashSet<Arc<str>>>,
+    bytes: RefCell<HashSet<Arc<[u8]>>>,
+}
+
+/// A rendered template text.
+pub enum Rendered {
+    /// The same for every host of the step (it reads only `SHARED` names): rendered once.
+    Shared(Arc<str>),
+    /// This host's.
+    Own(String),
+}
+
+impl Rendered {
+    pub fn into_string(self) -> String {
+        match self {
+            Rendered::Shared(s) => s.to_string(),
+            Rendered::Own(s) => s,
+        }
+    }
 }
 
 /// The names whose value is the same in every host's context during one step.
@@ -58,7 +82,31 @@ impl<'env> Compiled<'env> {
             texts: RefCell::new(crate::template::environment()),
             text_names: RefCell::default(),
             shared_renders: RefCell::default(),
+            strs: RefCell::default(),
+            bytes: RefCell::default(),
         }
+    }
+
+    /// `s` as the step's one allocation of that text.
+    pub fn intern_str(&self, s: String) -> Arc<str> {
+        let mut set = self.strs.borrow_mut();
+        if let Some(a) = set.get(s.as_str()) {
+            return a.clone();
+        }
+        let a: Arc<str> = s.into();
+        set.insert(a.clone());
+        a
+    }
+
+    /// `b` as the step's one allocation of those bytes.
+    pub fn intern_bytes(&self, b: Vec<u8>) -> Arc<[u8]> {
+        let mut set = self.bytes.borrow_mut();
+        if let Some(a) = set.get(b.as_slice()) {
+            return a.clone();
+        }
+        let a: Arc<[u8]> = b.into();
+        set.insert(a.clone());
+        a
     }
 
     /// The expression `expr` compiled, and the names it uses (`src`: the text it came from,
@@ -77,7 +125,7 @@ impl<'env> Compiled<'env> {
 
     /// Render template text `s` with `ctx`, and the names it uses; None when it does not
     /// compile.
-    pub fn render(&self, s: &str, ctx: &Value) -> Option<(Result<String, minijinja::Error>, Names)> {
+    pub fn render(&self, s: &str, ctx: &Value) -> Option<(Result<Rendered, minijinja::Error>, Names)> {
         let known = self.text_names.borrow().get(s).cloned();
         let names = match known {
             Some(n) => n,
@@ -92,14 +140,19 @@ impl<'env> Compiled<'env> {
         };
         let host_independent = names.names.iter().all(|n| SHARED.contains(&n.as_str()));
         if host_independent && let Some(out) = self.shared_renders.borrow().get(s) {
-            return Some((Ok(out.clone()), names));
+            return Some((Ok(Rendered::Shared(out.clone())), names));
         }
         let texts = self.texts.borrow();
         let t = texts.get_template(s).ok()?;
-        let out = t.render(ctx);
-        if host_independent && let Ok(r) = &out {
-            self.shared_renders.borrow_mut().insert(s.to_string(), r.clone());
-        }
+        let out = match t.render(ctx) {
+            Ok(r) if host_independent => {
+                let r = self.intern_str(r);
+                self.shared_renders.borrow_mut().insert(s.to_string(), r.clone());
+                Ok(Rendered::Shared(r))
+            }
+            Ok(r) => Ok(Rendered::Own(r)),
+            Err(e) => Err(e),
+        };
         Some((out, names))
     }
 }

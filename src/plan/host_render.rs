@@ -2,11 +2,12 @@
 //! typed into `action::Task`s, `notify`, and the `DaemonReload` a unit-file change calls for.
 
 use std::rc::Rc;
+use std::sync::Arc;
 
 use minijinja::{Environment, ErrorKind, Expression, Value, context};
 
 use super::action::{Action, FileSpec, Task};
-use super::compiled::{Compiled, Names};
+use super::compiled::{Compiled, Names, Rendered};
 use super::convert::{
     clip, missing, parse_mode, scalar, short, strip_braces, unguarded, whole_expr,
 };
@@ -186,22 +187,7 @@ impl<'c> HostRender<'_, 'c> {
                     unguarded(&used, ctx, self.env).map_err(|m| format!("{}: {m}", clip(s)))?;
                     serde_yaml::to_value(&val).map_err(|e| format!("{}: {e}", clip(s)))?
                 }
-                None => {
-                    let Some((r, used)) = self.compiled.render(s, ctx) else {
-                        // Does not compile: the same error as ever.
-                        let e = self.env.template_from_str(s).err();
-                        return Err(format!(
-                            "{}: {}",
-                            clip(s),
-                            e.map_or_else(|| "cannot compile".to_string(), |e| task::detail(&e))
-                        ));
-                    };
-                    let r = r.map_err(|err| {
-                        format!("{}: {}", clip(s), self.explain(&err, &used.names, ctx))
-                    })?;
-                    unguarded(&used, ctx, self.env).map_err(|m| format!("{}: {m}", clip(s)))?;
-                    Arg::String(r)
-                }
+                None => Arg::String(self.render_text(s, ctx)?.into_string()),
             },
             Arg::Sequence(v) => Arg::Sequence(
                 v.iter()
@@ -217,6 +203,43 @@ impl<'c> HostRender<'_, 'c> {
             }
             other => other.clone(),
         })
+    }
+
+    /// Render template text `s` (not a whole `{{ expr }}`): shared by every host when it reads
+    /// only what every host shares.
+    fn render_text(&self, s: &str, ctx: &Value) -> Result<Rendered, String> {
+        let Some((r, used)) = self.compiled.render(s, ctx) else {
+            // Does not compile: the same error as ever.
+            let e = self.env.template_from_str(s).err();
+            return Err(format!(
+                "{}: {}",
+                clip(s),
+                e.map_or_else(|| "cannot compile".to_string(), |e| task::detail(&e))
+            ));
+        };
+        let r = r.map_err(|err| format!("{}: {}", clip(s), self.explain(&err, &used.names, ctx)))?;
+        unguarded(&used, ctx, self.env).map_err(|m| format!("{}: {m}", clip(s)))?;
+        Ok(r)
+    }
+
+    /// A string argument as the step's one allocation of that text (see `Compiled`), for the
+    /// texts a plan holds: the same as `string`, without a per-host copy of a text every host
+    /// shares.
+    pub(super) fn text(&self, v: &Arg, ctx: &Value, field: &str) -> Result<Arc<str>, String> {
+        if let Arg::String(s) = v
+            && is_template(s)
+            && whole_expr(s).is_none()
+        {
+            return Ok(match self.render_text(s, ctx)? {
+                Rendered::Shared(r) => r,
+                Rendered::Own(r) => self.compiled.intern_str(r),
+            });
+        }
+        Ok(self.compiled.intern_str(self.string(v, ctx, field)?))
+    }
+
+    pub(super) fn opt_text(&self, v: &Option<Arg>, ctx: &Value, field: &str) -> Result<Option<Arc<str>>, String> {
+        v.as_ref().map(|v| self.text(v, ctx, field)).transpose()
     }
 
     pub(super) fn string(&self, v: &Arg, ctx: &Value, field: &str) -> Result<String, String> {

@@ -22,7 +22,7 @@ impl HostRender<'_, '_> {
     ) -> Action {
         Action::File(FileSpec {
             path,
-            content: Content::Inline(content),
+            content: Content::Inline(self.compiled.intern_bytes(content)),
             mode,
             owner,
             group,
@@ -201,12 +201,12 @@ impl HostRender<'_, '_> {
                     // Imported into the namespace kubelet's pods come from, unless containerd
                     // already has this reference at this digest.
                     Action::Command {
-                        cmd: format!("{ctr} -n k8s.io images import {tar}"),
+                        cmd: self.compiled.intern_str(format!("{ctr} -n k8s.io images import {tar}")),
                         creates: None,
-                        unless: Some(format!(
+                        unless: Some(self.compiled.intern_str(format!(
                             "{ctr} -n k8s.io images ls 'name=={}' | grep -q '{}'",
                             img.reference, img.digest
-                        )),
+                        ))),
                     },
                 ]
             }
@@ -295,9 +295,9 @@ impl HostRender<'_, '_> {
                 }]
             }
             Module::Command(a) => vec![Action::Command {
-                cmd: self.string(&a.cmd, ctx, "cmd").map_err(fail)?,
+                cmd: self.text(&a.cmd, ctx, "cmd").map_err(fail)?,
                 creates: self.opt_string(&a.creates, ctx, "creates").map_err(fail)?,
-                unless: self.opt_string(&a.unless, ctx, "unless").map_err(fail)?,
+                unless: self.opt_text(&a.unless, ctx, "unless").map_err(fail)?,
             }],
             Module::WaitFor(a) => {
                 let target = match (&a.tcp, &a.command) {
@@ -400,7 +400,7 @@ fn registry_storage(root: &str, img: &super::inputs::ImageBlobs) -> Vec<Action> 
             Content::Local { path: path.clone(), sha256: h.clone() },
         )
     };
-    let link = |path: String, digest: &str| file(path, Content::Inline(format!("sha256:{}", hex(digest)).into_bytes()));
+    let link = |path: String, digest: &str| file(path, Content::Inline(format!("sha256:{}", hex(digest)).into_bytes().into()));
     let mut out = Vec::new();
     for b in &img.blobs {
         out.push(blob(b));
@@ -466,6 +466,6 @@ mod registry_storage_tests {
         assert!(actions.iter().any(|a| matches!(a, Action::File(f) if f.path == data)));
         let current = "/srv/reg/docker/registry/v2/repositories/ezk.local/busybox/_manifests/tags/1.35.0/current/link";
         assert!(actions.iter().any(|a| matches!(a, Action::File(f) if f.path == current
-            && matches!(&f.content, Content::Inline(b) if *b == sha('a').into_bytes()))));
+            && matches!(&f.content, Content::Inline(b) if &b[..] == sha('a').as_bytes()))));
     }
 }

@@ -397,7 +397,7 @@ fn file_task(name: &str, path: &str, content: &str, owner: &str) -> Task {
     Task {
         name: name.into(),
         origin: format!("roles/audit/tasks.yml ({name})"),
-        action: Action::File(FileSpec { path: path.into(), content: Content::Inline(content.as_bytes().to_vec()), mode: 0o644, owner: owner.into(), group: "root".into(), secret: false }),
+        action: Action::File(FileSpec { path: path.into(), content: Content::Inline(content.as_bytes().into()), mode: 0o644, owner: owner.into(), group: "root".into(), secret: false }),
         notify: vec![],
     }
 }

@@ -40,7 +40,7 @@ fn t(name: &str, action: Action, notify: &[&str]) -> Task {
 }
 
 fn f(path: &str, content: &str, mode: u32, secret: bool) -> Action {
-    Action::File(FileSpec { path: path.into(), content: Content::Inline(content.as_bytes().to_vec()), mode, owner: "root".into(), group: "root".into(), secret })
+    Action::File(FileSpec { path: path.into(), content: Content::Inline(content.as_bytes().into()), mode, owner: "root".into(), group: "root".into(), secret })
 }
 
 /// The demo role: 14 tasks (files, a secret, a unit, sysctl, modprobe, service, guards, waits).
@@ -68,7 +68,7 @@ pub fn demo_role(host: &str, greeting: &str) -> HostRolePlan {
         t("reload", Action::DaemonReload, &[]),
         t("service", Action::Service { unit: UNIT.into(), enabled: true, state: UnitState::Started, last_if: None }, &[]),
         t("active", Action::WaitFor { target: WaitTarget::Command { cmd: format!("systemctl is-active -q {UNIT}") }, timeout_secs: 20, diagnose: Some(format!("journalctl -u {UNIT} -n 20 --no-pager")) }, &[]),
-        t("init once", Action::Command { cmd: format!("date > {DIR}/initialized"), creates: Some(format!("{DIR}/initialized")), unless: None }, &[]),
+        t("init once", Action::Command { cmd: format!("date > {DIR}/initialized").into(), creates: Some(format!("{DIR}/initialized")), unless: None }, &[]),
         t("motd", Action::Command { cmd: "echo ezk-demo >> /etc/motd".into(), creates: None, unless: Some("grep -q ezk-demo /etc/motd".into()) }, &[]),
         t("sshd up", Action::WaitFor { target: WaitTarget::Tcp { host: "127.0.0.1".into(), port: 22 }, timeout_secs: 5, diagnose: None }, &[]),
     ];
@@ -310,7 +310,7 @@ fn pend_role(host: &str, greeting: &str, kill: bool) -> HostRolePlan {
     ];
     if kill {
         let cmd = format!("touch {PEND_DIR}/killed; kill -9 $PPID");
-        tasks.push(t("die", Action::Command { cmd, creates: Some(format!("{PEND_DIR}/killed")), unless: None }, &[]));
+        tasks.push(t("die", Action::Command { cmd: cmd.into(), creates: Some(format!("{PEND_DIR}/killed")), unless: None }, &[]));
     }
     tasks.push(t("reload", Action::DaemonReload, &[]));
     tasks.push(t("service", Action::Service { unit: PEND_UNIT.into(), enabled: true, state: UnitState::Started, last_if: None }, &[]));

@@ -34,7 +34,7 @@ fn task(name: &str, action: Action, notify: &[&str]) -> Task {
 }
 
 fn inline(path: &str, content: &str) -> Action {
-    Action::File(FileSpec { path: path.into(), content: Content::Inline(content.as_bytes().to_vec()), mode: 0o644, owner: "root".into(), group: "root".into(), secret: false })
+    Action::File(FileSpec { path: path.into(), content: Content::Inline(content.as_bytes().into()), mode: 0o644, owner: "root".into(), group: "root".into(), secret: false })
 }
 
 fn one_host(step: &str, host: &str, tasks: Vec<Task>) -> StepPlan {
@@ -202,7 +202,7 @@ fn reboot_role(host: &str) -> HostRolePlan {
         task("dir", Action::Directory { path: RB_DIR.into(), mode: 0o755, owner: "root".into(), group: "root".into() }, &[]),
         task("config", inline(&format!("{RB_DIR}/svc.conf"), "GREETING=rebooted\n"), &[RB_UNIT]),
         task("unit", inline(&format!("/etc/systemd/system/{RB_UNIT}"), &unit), &[RB_UNIT]),
-        task("slow", Action::Command { cmd: slow, creates: Some(format!("{RB_DIR}/done")), unless: None }, &[]),
+        task("slow", Action::Command { cmd: slow.into(), creates: Some(format!("{RB_DIR}/done")), unless: None }, &[]),
         task("reload", Action::DaemonReload, &[]),
         task("service", Action::Service { unit: RB_UNIT.into(), enabled: true, state: UnitState::Started, last_if: None }, &[]),
     ];

@@ -123,10 +123,10 @@ fn moving_etcd_to_another_ca_names_every_client_it_refuses() {
     let unit = |ca: &str| format!("[Service]\nExecStart=/opt/kube/bin/etcd \\\n  --trusted-ca-file=/ssl/{ca} \\\n  --client-cert-auth=true\n");
     let change = UnitChange { host: "h1".into(), door: &DOORS[0], old: unit("ca.pem"), new: unit("etcd-ca.pem") };
     let mut planned = FileMap::new();
-    planned.insert(("h1".into(), "/ssl/etcd-ca.pem".into()), Some(file(ezk_made.path(), "etcd-ca.pem")));
+    planned.insert(("h1".into(), "/ssl/etcd-ca.pem".into()), Some(file(ezk_made.path(), "etcd-ca.pem").into()));
     let mut on_hosts = FileMap::new();
     for f in ["ca.pem", "kubernetes.pem", "etcd.pem"] {
-        on_hosts.insert(("h1".into(), format!("/ssl/{f}")), Some(file(kz.path(), f)));
+        on_hosts.insert(("h1".into(), format!("/ssl/{f}")), Some(file(kz.path(), f).into()));
     }
     let local = vec![("admin.pem".to_string(), file(kz.path(), "admin.pem"))];
     let found = findings(&[change], &planned, &on_hosts, &local, Path::new("/home/kz/ssl"));
@@ -136,7 +136,7 @@ fn moving_etcd_to_another_ca_names_every_client_it_refuses() {
         assert!(text.contains(want), "{want:?} not in: {text}");
     }
     // The same CA under the new name: nothing to say.
-    planned.insert(("h1".into(), "/ssl/etcd-ca.pem".into()), Some(file(kz.path(), "ca.pem")));
+    planned.insert(("h1".into(), "/ssl/etcd-ca.pem".into()), Some(file(kz.path(), "ca.pem").into()));
     let change = UnitChange { host: "h1".into(), door: &DOORS[0], old: unit("ca.pem"), new: unit("etcd-ca.pem") };
     assert!(findings(&[change], &planned, &on_hosts, &local, Path::new("/home/kz/ssl")).is_empty());
 }

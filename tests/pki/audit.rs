@@ -22,7 +22,7 @@ fn file(path: &str, bytes: &[u8]) -> Task {
         origin: "roles/x/tasks.yml:1".into(),
         action: Action::File(FileSpec {
             path: path.into(),
-            content: Content::Inline(bytes.to_vec()),
+            content: Content::Inline(bytes.into()),
             mode: 0o644,
             owner: "root".into(),
             group: "root".into(),

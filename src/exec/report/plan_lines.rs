@@ -14,7 +14,7 @@ fn target(task: &Task) -> String {
         Action::Package { names, .. } => names.join(" "),
         Action::Service { unit, .. } => unit.clone(),
         Action::DaemonReload => "systemd".into(),
-        Action::Command { cmd, .. } => cmd.clone(),
+        Action::Command { cmd, .. } => cmd.to_string(),
         Action::WaitFor { target, .. } => format!("{target:?}"),
     }
 }
@@ -89,7 +89,7 @@ mod tests {
             origin: "roles/x/tasks.yml:1".into(),
             action: Action::File(FileSpec {
                 path: "/etc/x.conf".into(),
-                content: Content::Inline(content.as_bytes().to_vec()),
+                content: Content::Inline(content.as_bytes().into()),
                 mode: 0o644,
                 owner: "root".into(),
                 group: "root".into(),
