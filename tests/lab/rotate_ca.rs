@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::kube_master::{MASTERS, ensure_control_plane};
-use crate::steps_support::{raft_term_in, text};
+use crate::steps_support::{leader_endpoint, raft_term_in, text};
 use crate::support::{poll_vip, with_cluster_lab};
 use crate::takeover::{ClientFiles, assert_no_outage, certs_in, client, prober, unit_restarted_one_at_a_time, unit_times};
 use crate::{Lab, Test};
@@ -30,9 +30,7 @@ fn times(lab: &Lab, unit: &str) -> Vec<(u64, u64)> {
 fn leader(files: &ClientFiles, ips: &[String]) -> usize {
     let out = client(&files.lock().unwrap(), ips, &["endpoint", "status", "-w", "json"]);
     assert!(out.status.success(), "endpoint status: {}", text(&out));
-    let v: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
-    let e = v.iter().find(|e| e["Status"]["leader"].as_u64().is_some() && e["Status"]["leader"] == e["Status"]["header"]["member_id"]).expect("a member that leads");
-    let ep = e["Endpoint"].as_str().unwrap();
+    let ep = leader_endpoint(&out).expect("a member that leads");
     ips.iter().position(|ip| ep == format!("https://{ip}:2379")).expect("the leader is one of the masters")
 }
 

@@ -181,13 +181,17 @@ pub fn raft_term(lab: &Lab, ip: &str) -> u64 {
 /// The address among `ips` whose member leads etcd (each asked about itself).
 pub fn etcd_leader(lab: &Lab, ips: &[String]) -> String {
     ips.iter()
-        .find(|ip| {
-            let out = etcdctl(lab, ip, &["endpoint", "status", "-w", "json"]);
-            let v: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
-            v.first().is_some_and(|e| e["Status"]["leader"].as_u64().is_some() && e["Status"]["leader"] == e["Status"]["header"]["member_id"])
-        })
+        .find(|ip| leader_endpoint(&etcdctl(lab, ip, &["endpoint", "status", "-w", "json"])).is_some())
         .cloned()
         .expect("one member leads")
+}
+
+/// The endpoint, in the output of `etcdctl endpoint status -w json`, whose member leads.
+pub fn leader_endpoint(out: &Output) -> Option<String> {
+    let v: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v.iter()
+        .find(|e| e["Status"]["leader"].as_u64().is_some() && e["Status"]["leader"] == e["Status"]["header"]["member_id"])
+        .and_then(|e| e["Endpoint"].as_str().map(String::from))
 }
 
 /// The highest raft term in the output of `etcdctl endpoint status -w json`.

@@ -42,7 +42,7 @@ pub struct TaskFacts {
     pub packages: Vec<(String, bool)>,
     /// `systemctl is-enabled` / `is-active` words.
     pub unit: Option<(String, String)>,
-    /// `creates`/`unless` guard already satisfied.
+    /// `creates`/`unless` guard already satisfied; for a service, its `restart_last_if` holds.
     pub guard_met: Option<bool>,
     /// One-shot probe of a wait_for target succeeded.
     pub probe_ok: Option<bool>,
