@@ -215,22 +215,81 @@ fn pods_reach_each_other_across_nodes(_: &Lab) {
     });
 }
 
+/// Until the Endpoints of service `svc` list exactly the addresses of `pods` (the endpoints
+/// controller has seen them ready; at most 60 s).
+pub fn wait_endpoints(lab: &Lab, svc: &str, pods: &[(String, String, String)]) {
+    let want: std::collections::BTreeSet<&str> = pods.iter().map(|p| p.2.as_str()).collect();
+    let start = Instant::now();
+    loop {
+        let got = kubectl_ok(lab, &["get", "endpoints", svc, "-o", "jsonpath={.subsets[*].addresses[*].ip}"]);
+        if got.split_whitespace().collect::<std::collections::BTreeSet<_>>() == want {
+            return;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "endpoints of {svc}: {got:?}, want {want:?}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// What kube-proxy on host `i` has programmed for service address `ip` (nat rules naming it),
+/// and its last log lines: printed when a service address did not answer at once.
+fn proxy_state(lab: &Lab, i: usize, ip: &str) -> String {
+    let out = lab.ssh(i, &format!("iptables-save -t nat | grep -F -- '-d {ip}/32'; journalctl -u kube-proxy -n 8 --no-pager -o cat"));
+    text(&out)
+}
+
+/// `get` until it answers (at most 30 s). Each node's kube-proxy programs a service once it
+/// has seen its Endpoints, on its own schedule (a sync at least 1 s after the last); a first
+/// miss is printed with that node's rules and log, so a slow node shows in the output and a
+/// node that never programs the service fails the test.
+fn answered(what: &str, lab: &Lab, host: usize, ip: &str, mut get: impl FnMut() -> Result<String, String>) -> String {
+    let first = match get() {
+        Ok(v) => return v,
+        Err(e) => e,
+    };
+    let state = proxy_state(lab, host, ip);
+    let start = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+        match get() {
+            Ok(v) => {
+                println!("  {what}: answered after {:.1}s more; first try: {}\n  kube-proxy on {}: {state}", start.elapsed().as_secs_f64(), first.trim(), lab.hosts[host].name);
+                return v;
+            }
+            Err(e) if start.elapsed() > Duration::from_secs(30) => {
+                panic!("{what}: {e}\nfirst try: {first}\nkube-proxy on {} then: {state}\nnow: {}", lab.hosts[host].name, proxy_state(lab, host, ip))
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+fn host_of(lab: &Lab, node: &str) -> usize {
+    lab.hosts.iter().position(|h| h.name == node).unwrap_or_else(|| panic!("no lab host named {node}"))
+}
+
 fn services_answer_from_every_node(_: &Lab) {
     with_cluster_lab(|lab| {
         ensure_control_plane(lab);
         let pods = ensure_web(lab);
         let names: Vec<&str> = pods.iter().map(|p| p.0.as_str()).collect();
         let svc = kubectl_ok(lab, &["get", "svc", "ezk-web", "-o", "jsonpath={.spec.clusterIP}"]);
+        wait_endpoints(lab, "ezk-web", &pods);
+        wait_endpoints(lab, "ezk-web-np", &pods);
         // ClusterIP from a pod on every node and from every host; NodePort on every node's
         // address from this machine. Each answer comes from one of the pods.
         for (pod, node, _) in &pods {
-            let got = fetch_in(lab, pod, &format!("http://{svc}/")).unwrap_or_else(|e| panic!("{pod} on {node}: {e}"));
-            assert!(names.contains(&got.as_str()), "{got}");
+            let at = format!("ClusterIP from {pod} on {node}");
+            let got = answered(&at, lab, host_of(lab, node), &svc, || fetch_in(lab, pod, &format!("http://{svc}/")));
+            assert!(names.contains(&got.as_str()), "{at}: {got}");
         }
         let mut served = std::collections::BTreeSet::new();
         for (i, h) in lab.hosts.iter().enumerate() {
-            let got = lab.sh(i, &format!("curl -s -m 5 http://{svc}/"));
-            assert!(names.contains(&got.as_str()), "ClusterIP from host {}: {got:?}", h.name);
+            let at = format!("ClusterIP from host {}", h.name);
+            let got = answered(&at, lab, i, &svc, || {
+                let out = lab.ssh(i, &format!("curl -sS -m 5 http://{svc}/"));
+                if out.status.success() { Ok(String::from_utf8_lossy(&out.stdout).trim().to_string()) } else { Err(text(&out)) }
+            });
+            assert!(names.contains(&got.as_str()), "{at}: {got:?}");
             for _ in 0..3 {
                 let out = Command::new("curl").args(["-s", "-m", "5"]).arg(format!("http://{}:30080/", h.ip)).output().unwrap();
                 let got = String::from_utf8_lossy(&out.stdout).trim().to_string();
