@@ -60,7 +60,9 @@ pub struct TaskFacts {
 pub type Facts = BTreeMap<usize, TaskFacts>;
 
 // Few processes per gather: one `find` for every path, one hash (`ezk_shas`) for every file, one
-// `sysctl`, one `dpkg-query`, one `systemctl show`; per-item work uses shell builtins. On a
+// `sysctl`, one `dpkg-query`, one `systemctl show`; per-item work uses shell builtins (not
+// `read` of /proc/sys files: dash reads a byte at a time, and a sysctl file read at an offset
+// past 0 is empty, so dash would see "2" of "2466255"). On a
 // loaded deploy machine with hundreds of hosts, forks are what a no-op run costs. The helpers:
 // `ezk_c` for `content`, `ezk_m` for `kernel` modules.
 const GATHER_PRELUDE: &str = r#"export LC_ALL=C
@@ -76,8 +78,12 @@ ezk_c() { # idx path want_sha : plan mode, current content of a differing text f
   s=$(ezk_sha < "$2" | cut -d' ' -f1)
   if [ "$s" != "$3" ]; then printf '@@c %s ' "$1"; base64 -w0 < "$2"; echo; fi
 }
+# A module not loaded can only come from /lib/modules (modprobe reads nothing else): on a host
+# without it (a container, as lab hosts are) no `modprobe` process is started to learn so.
 ezk_m() { # module
-  if [ -d "/sys/module/$1" ]; then s=loaded; elif modprobe -n -q "$1" 2>/dev/null; then s=available; else s=unavailable; fi
+  if [ -d "/sys/module/$1" ]; then s=loaded
+  elif [ -d /lib/modules ] && modprobe -n -q "$1" 2>/dev/null; then s=available
+  else s=unavailable; fi
   echo "@@m $1 $s"
 }
 "#;
