@@ -185,3 +185,62 @@ fn result_markers_parse() {
     assert!(!r.done);
 }
 
+
+/// A no-op gather of installed packages starts no `dpkg-query` once dpkg's database has the
+/// signature recorded while they were all installed; any other signature asks dpkg again.
+/// Runs the real gather script with `sh` against this machine's own dpkg database, with a
+/// `dpkg-query` first on PATH that logs each call and runs the real one (a test double that
+/// only counts).
+#[test]
+fn installed_packages_are_not_queried_again_while_dpkg_is_unchanged() {
+    use ezk::exec::gather::checksums::Checksums;
+    use ezk::exec::gather::gather_script;
+    if !std::path::Path::new("/var/lib/dpkg/status").exists() {
+        eprintln!("no dpkg database on this machine: nothing to check");
+        return;
+    }
+    let tasks = vec![task("pkgs", Action::Package { names: vec!["dpkg".into(), "coreutils".into()], offline: true }, &[])];
+    let w = desired_state(&tasks).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("calls");
+    let shim = dir.path().join("dpkg-query");
+    std::fs::write(&shim, format!("#!/bin/sh\necho call >> {}\nexec /usr/bin/dpkg-query \"$@\"\n", log.display())).unwrap();
+    std::fs::set_permissions(&shim, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", dir.path().display(), std::env::var("PATH").unwrap_or_default());
+    let run = |sums: &Checksums| {
+        let out = std::process::Command::new("sh").arg("-c").arg(gather_script(&tasks, &w, false, sums)).env("PATH", &path).output().unwrap();
+        let facts = parse_facts(&String::from_utf8_lossy(&out.stdout), &String::from_utf8_lossy(&out.stderr), &tasks).unwrap();
+        let calls = std::fs::read_to_string(&log).unwrap_or_default().lines().count();
+        (facts, calls)
+    };
+    let mut sums = Checksums::default();
+    let (first, calls) = run(&sums);
+    assert_eq!(first[&0].packages, vec![("dpkg".to_string(), true), ("coreutils".to_string(), true)]);
+    assert_eq!(calls, 1, "the first gather asks dpkg");
+    assert!(first[&0].packages_sig.is_some(), "dpkg's database signature: {:?}", first[&0]);
+    sums.learn(&tasks, &w, &first);
+    let (second, calls) = run(&sums);
+    assert_eq!(second[&0].packages, first[&0].packages);
+    assert_eq!(calls, 1, "the second gather asked dpkg again");
+    // The same record under another signature (dpkg's database changed since): asked again.
+    let file = dir.path().join("sums");
+    sums.save(&file).unwrap();
+    let text = std::fs::read_to_string(&file).unwrap();
+    // The record's first field is the signature (device:inode:...): another inode.
+    std::fs::write(&file, text.replacen(':', ":9", 1)).unwrap();
+    let changed = Checksums::load(&file);
+    assert_ne!(changed, sums);
+    let (third, calls) = run(&changed);
+    assert_eq!(third[&0].packages, first[&0].packages);
+    assert_eq!(calls, 2, "a changed database was not asked");
+    // Recorded only while every package is installed.
+    let tasks2 = vec![task("pkgs", Action::Package { names: vec!["dpkg".into(), "ipset".into()], offline: true }, &[])];
+    let w2 = desired_state(&tasks2).unwrap();
+    let db = "@@now 2000.5\n@@f\tf\t644\troot\troot\t\t/var/lib/dpkg/status\n@@i\t1:2:3:4:5\t/var/lib/dpkg/status\n\
+              @@f\td\t755\troot\troot\t\t/var/lib/dpkg/updates\n@@i\t1:7:3:4:5\t/var/lib/dpkg/updates\n";
+    let mut rec = Checksums::default();
+    rec.learn(&tasks2, &w2, &parse_facts(&format!("{db}@@k dpkg ii \n@@k ipset ii \n@@end\n"), "", &tasks2).unwrap());
+    assert_ne!(rec, Checksums::default(), "both installed, a signature: recorded");
+    rec.learn(&tasks2, &w2, &parse_facts(&format!("{db}@@k dpkg ii \n@@k ipset rc \n@@end\n"), "", &tasks2).unwrap());
+    assert_eq!(rec, Checksums::default(), "one removed: the record is forgotten");
+}

@@ -15,6 +15,8 @@
 //! The file is only a cache: missing, unreadable or garbled means "hash everything".
 
 use std::collections::BTreeMap;
+
+use sha2::Digest;
 use std::path::{Path, PathBuf};
 
 use super::{Facts, PathKind, task_path};
@@ -74,8 +76,32 @@ impl Checksums {
     }
 
     /// Learn from a gather: record every hashed file that came with a (non-racy) signature,
-    /// forget files that are gone or were not hashed.
+    /// forget files that are gone or were not hashed; record the role's packages as installed
+    /// under dpkg's database signature when every one was (`packages`), else forget that.
     pub fn learn(&mut self, tasks: &[Task], desired: &[Desired], facts: &Facts) {
+        let packages = super::packages::role_packages(tasks);
+        if !packages.is_empty() {
+            let key = super::packages::cache_key(&packages);
+            let mut sig = None;
+            let mut all = true;
+            for (i, task) in tasks.iter().enumerate() {
+                if let crate::plan::action::Action::Package { .. } = task.action {
+                    let tf = facts.get(&i);
+                    all &= tf.is_some_and(|f| f.packages.iter().all(|(_, ok)| *ok));
+                    sig = tf.and_then(|f| f.packages_sig.clone());
+                }
+            }
+            match sig {
+                Some(sig) if all && cacheable(&key) => {
+                    // The value must look like a sum; that of the key stands for "all installed".
+                    let mark: String = sha2::Sha256::digest(key.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+                    self.entries.insert(key, (sig, mark));
+                }
+                _ => {
+                    self.entries.remove(&key);
+                }
+            }
+        }
         for (i, (task, want)) in tasks.iter().zip(desired).enumerate() {
             let (Desired::File { .. }, Some(path)) = (want, task_path(task)) else { continue };
             let pf = facts.get(&i).and_then(|f| f.path.as_ref());

@@ -40,6 +40,9 @@ pub struct TaskFacts {
     pub modules: Vec<(String, ModuleState)>,
     /// Package → installed?
     pub packages: Vec<(String, bool)>,
+    /// Package tasks: the signature of dpkg's database ("status|updates"), when both were
+    /// found and are not racy (what `checksums` records the packages' answer under).
+    pub packages_sig: Option<String>,
     /// `systemctl is-enabled` / `is-active` words.
     pub unit: Option<(String, String)>,
     /// `creates`/`unless` guard already satisfied; for a service, its `restart_last_if` holds.
@@ -164,7 +167,7 @@ pub fn gather_script(tasks: &[Task], desired: &[Desired], with_content: bool, ch
         }
     }
     kernel::script(&mut s, tasks);
-    packages::script(&mut s, tasks);
+    packages::script(&mut s, tasks, checksums);
     units::script(&mut s, tasks);
     markers::script(&mut s, tasks);
     if !background.is_empty() {
@@ -256,7 +259,13 @@ pub fn parse_facts(stdout: &str, stderr: &str, tasks: &[Task]) -> Result<Facts, 
         match &task.action {
             Action::Sysctl { entries, .. } => tf.sysctl = kernel.sysctl(entries),
             Action::Modprobe { modules, .. } => tf.modules = kernel.modules(modules),
-            Action::Package { names, .. } => tf.packages = packages.packages(names),
+            Action::Package { names, .. } => {
+                tf.packages = packages.packages(names);
+                tf.packages_sig = match (paths.sig(packages::DPKG_DB[0]), paths.sig(packages::DPKG_DB[1])) {
+                    (Some(a), Some(b)) => Some(format!("{a}|{b}")),
+                    _ => None,
+                };
+            }
             Action::Service { .. } => tf.unit = unit_states.next(),
             Action::DaemonReload => tf.pending_reload = markers.reload_owed(),
             _ => {}

@@ -44,6 +44,9 @@ impl PathFact {
 /// The script part: the host's clock, one `find` for every path, one hash (`ezk_shas`) for the files.
 pub(super) fn script(s: &mut String, tasks: &[Task], desired: &[Desired], checksums: &Checksums) {
     let mut paths: Vec<&str> = tasks.iter().filter_map(task_path).collect();
+    if !super::packages::role_packages(tasks).is_empty() {
+        paths.extend(super::packages::DPKG_DB);
+    }
     paths.sort();
     paths.dedup();
     if !paths.is_empty() {
@@ -146,6 +149,11 @@ impl Raw {
     /// The host's clock as gathered (whole seconds).
     pub(super) fn now(&self) -> Option<i64> {
         self.now.map(|n| n.floor() as i64)
+    }
+
+    /// The signature of any path `find` listed (file or directory), when not racy.
+    pub(super) fn sig(&self, path: &str) -> Option<&str> {
+        self.sigs.get(path).map(String::as_str)
     }
 
     /// The state of `path`: not listed by `find` means it does not exist.
