@@ -45,8 +45,8 @@ pub struct KubeFiles {
     /// The binaries each release pins.
     pub binaries: Vec<String>,
     /// The images every release's set names (its minor's `images`, or `images_unpinned` with
-    /// the reason), each with the key of `sources` its digests were read from.
-    pub images: IndexMap<String, String>,
+    /// the reason), each with the keys of `sources` its digests were read from.
+    pub images: IndexMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -177,8 +177,13 @@ pub fn expand_from(m: &mut Manifest, upstream: &str, kubernetes: &str, unpinned:
             .map(|c| format!("{id}: {c}"))
             .ok_or_else(|| bad(UPSTREAM_PATH, 0, format!("source {id:?} is not in `sources`")))
     };
-    for source in up.kubernetes.images.values() {
-        cite(source)?;
+    for sources in up.kubernetes.images.values() {
+        if sources.is_empty() {
+            return Err(bad(UPSTREAM_PATH, 0, "kubernetes.images: name the sources of each image's digests".into()));
+        }
+        for source in sources {
+            cite(source)?;
+        }
     }
     for (name, spec) in &up.minors {
         if minor_of(&format!("{name}.0")).is_none() {
@@ -323,8 +328,9 @@ mod tests {
             (0, PAUSE_3_10.to_string(), PAUSE_3_10.replace("        digest: sha256:ee6521f290b2168b6e0935a181d4cff9be1ac3f505666ef0e3c98fae8199917a\n", ""), "minor 1.33: image pause has no digest"),
             (0, PAUSE_3_10.to_string(), PAUSE_3_10.replace("name: pause", "name: pauze"), "minor 1.33: image pauze is not one of kubernetes.images"),
             (0, PAUSE_3_10.to_string(), format!("{PAUSE_3_10}{PAUSE_3_10}"), "minor 1.33: image pause is named twice"),
-            (0, "      pause: \"3.10.2:".to_string(), "      pause: \"\"\n      x: \"3.10.2:".to_string(), "images_unpinned: pause: say which tag"),
-            (0, "    pause: k8s.io@ecf019a8".to_string(), "    pause: nobody@1".to_string(), "source \"nobody@1\" is not in `sources`"),
+            (0, "companions_of: \"1.36.3\"\n".to_string(), "companions_of: \"1.36.3\"\n    images_unpinned:\n      pause: \" \"\n".to_string(), "images_unpinned: pause: say which tag"),
+            (0, "    pause: [k8s.io@ecf019a8, ".to_string(), "    pause: [nobody@1, ".to_string(), "source \"nobody@1\" is not in `sources`"),
+            (0, "    pause: [k8s.io@ecf019a8, Skarlso/k8s.io@45457b5d]".to_string(), "    pause: []".to_string(), "name the sources of each image's digests"),
         ];
         for (part, from, to, want) in cases {
             let err = broken(part, &from, &to);

@@ -30,8 +30,8 @@ IMAGES
   arrives (a mismatch is quarantined), resumed with Range after a cut. --only takes image names
   too. Images made from binaries (the lab's) are made by --from-apt. --bundle/--import carry
   fetched images (each re-checked against its pin on import) and make the others again. An
-  image a release has no published digest for (1.36's pause and CoreDNS today) is not fetched
-  by tag instead: --list names it and says why.
+  image a release has no published digest for (none today) is not fetched by tag instead:
+  --list names it and says why.
 
 EXAMPLES
   ezk download --k8s-ver v1.36.3                 all artifacts of that set
