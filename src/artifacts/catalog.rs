@@ -45,8 +45,42 @@ pub struct KubeFiles {
     /// The binaries each release pins.
     pub binaries: Vec<String>,
     /// The images every release's set names (its minor's `images`, or `images_unpinned` with
-    /// the reason), each with the key of `sources` its digests were read from.
-    pub images: IndexMap<String, String>,
+    /// the reason), each with the keys of `sources` its digests were read from.
+    pub images: IndexMap<String, Vec<String>>,
+    /// The cluster add-ons' images (step 07), the same in every release's set, each pinned.
+    #[serde(default)]
+    pub addon_images: Vec<AddonImage>,
+}
+
+/// A cluster add-on's image: the same for every release, at the version the cluster-addon
+/// role defaults to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddonImage {
+    /// Store name (and `PRELOAD_IMAGES` entry).
+    pub name: String,
+    #[serde(rename = "ref")]
+    pub reference: String,
+    pub digest: String,
+    /// The cluster-addon variable whose default names this reference (`METRICS_SERVER_IMAGE`).
+    pub var: String,
+    /// The key of `sources` the digest was read from.
+    pub source: String,
+}
+
+impl AddonImage {
+    pub fn spec(&self) -> ImageSpec {
+        ImageSpec {
+            name: self.name.clone(),
+            reference: self.reference.clone(),
+            digest: Some(self.digest.clone()),
+            files: IndexMap::new(),
+            links: IndexMap::new(),
+            entrypoint: Vec::new(),
+            cmd: Vec::new(),
+            user: None,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -118,12 +152,14 @@ impl KubeFiles {
     }
 
     /// A release's version set: its Kubernetes binaries (`digests`: binary -> sha256, every one
-    /// of `binaries`), then its minor's companions.
+    /// of `binaries`), then its minor's companions; its minor's images, then the add-ons'.
     pub fn release_set(&self, release: &str, digests: &IndexMap<String, String>, minor: &Minor) -> VersionSet {
         let mut artifacts: Vec<Artifact> =
             self.binaries.iter().map(|b| self.artifact(release, b, &digests[b])).collect();
         artifacts.extend(minor.companions.iter().cloned());
-        VersionSet { artifacts, images: minor.images.clone(), pinned_from: None }
+        let mut images = minor.images.clone();
+        images.extend(self.addon_images.iter().map(AddonImage::spec));
+        VersionSet { artifacts, images, pinned_from: None }
     }
 }
 
@@ -177,8 +213,26 @@ pub fn expand_from(m: &mut Manifest, upstream: &str, kubernetes: &str, unpinned:
             .map(|c| format!("{id}: {c}"))
             .ok_or_else(|| bad(UPSTREAM_PATH, 0, format!("source {id:?} is not in `sources`")))
     };
-    for source in up.kubernetes.images.values() {
-        cite(source)?;
+    for sources in up.kubernetes.images.values() {
+        if sources.is_empty() {
+            return Err(bad(UPSTREAM_PATH, 0, "kubernetes.images: name the sources of each image's digests".into()));
+        }
+        for source in sources {
+            cite(source)?;
+        }
+    }
+    for a in &up.kubernetes.addon_images {
+        let refuse = |msg: &str| Err(bad(UPSTREAM_PATH, 0, format!("addon_images: {}: {msg}", a.name)));
+        cite(&a.source)?;
+        if !a.digest.strip_prefix("sha256:").is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit())) {
+            return refuse("digest is not sha256:<64 hex digits>");
+        }
+        if crate::artifacts::registry::ImageRef::parse(&a.reference).is_err() {
+            return refuse("ref is not an image reference");
+        }
+        if up.kubernetes.images.contains_key(&a.name) || up.kubernetes.addon_images.iter().filter(|b| b.name == a.name).count() > 1 {
+            return refuse("named twice");
+        }
     }
     for (name, spec) in &up.minors {
         if minor_of(&format!("{name}.0")).is_none() {
@@ -214,6 +268,12 @@ pub fn expand_from(m: &mut Manifest, upstream: &str, kubernetes: &str, unpinned:
         minor.images_unpinned = spec.images_unpinned.clone();
         check_images(name, &minor, &up.kubernetes)?;
         m.minors.insert(name.clone(), minor);
+    }
+    // versions.yml's releases name the add-ons' images too, as the sets built below do.
+    for (name, set) in m.sets.iter_mut() {
+        if minor_of(name).is_some_and(|mi| m.minors.contains_key(mi)) {
+            set.images.extend(up.kubernetes.addon_images.iter().map(AddonImage::spec));
+        }
     }
 
     // release -> binary -> sha256, in file order.
@@ -323,8 +383,14 @@ mod tests {
             (0, PAUSE_3_10.to_string(), PAUSE_3_10.replace("        digest: sha256:ee6521f290b2168b6e0935a181d4cff9be1ac3f505666ef0e3c98fae8199917a\n", ""), "minor 1.33: image pause has no digest"),
             (0, PAUSE_3_10.to_string(), PAUSE_3_10.replace("name: pause", "name: pauze"), "minor 1.33: image pauze is not one of kubernetes.images"),
             (0, PAUSE_3_10.to_string(), format!("{PAUSE_3_10}{PAUSE_3_10}"), "minor 1.33: image pause is named twice"),
-            (0, "      pause: \"3.10.2:".to_string(), "      pause: \"\"\n      x: \"3.10.2:".to_string(), "images_unpinned: pause: say which tag"),
-            (0, "    pause: k8s.io@ecf019a8".to_string(), "    pause: nobody@1".to_string(), "source \"nobody@1\" is not in `sources`"),
+            (0, "companions_of: \"1.36.3\"\n".to_string(), "companions_of: \"1.36.3\"\n    images_unpinned:\n      pause: \" \"\n".to_string(), "images_unpinned: pause: say which tag"),
+            (0, "    pause: [k8s.io@ecf019a8, ".to_string(), "    pause: [nobody@1, ".to_string(), "source \"nobody@1\" is not in `sources`"),
+            (0, "    pause: [k8s.io@ecf019a8, Skarlso/k8s.io@45457b5d]".to_string(), "    pause: []".to_string(), "name the sources of each image's digests"),
+            // Every add-on image is pinned, by a digest from a source cited, once.
+            (0, "      source: k8s.io@bc1017d8".to_string(), "      source: nobody@2".to_string(), "source \"nobody@2\" is not in `sources`"),
+            (0, "      digest: sha256:db38".to_string(), "      digest: db38".to_string(), "addon_images: metrics-server: digest is not sha256:"),
+            (0, "    - name: nodelocaldns".to_string(), "    - name: metrics-server".to_string(), "addon_images: metrics-server: named twice"),
+            (0, "    - name: nodelocaldns".to_string(), "    - name: pause".to_string(), "addon_images: pause: named twice"),
         ];
         for (part, from, to, want) in cases {
             let err = broken(part, &from, &to);

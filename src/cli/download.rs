@@ -29,9 +29,11 @@ IMAGES
   tokens, the linux/amd64 manifest of a multi-platform index, every blob sha256-checked as it
   arrives (a mismatch is quarantined), resumed with Range after a cut. --only takes image names
   too. Images made from binaries (the lab's) are made by --from-apt. --bundle/--import carry
-  fetched images (each re-checked against its pin on import) and make the others again. An
-  image a release has no published digest for (1.36's pause and CoreDNS today) is not fetched
-  by tag instead: --list names it and says why.
+  fetched images (each re-checked against its pin on import) and make the others again. Every
+  release's set names pause and CoreDNS at its minor's tags, and the step 07 add-ons' images
+  (metrics-server, nodelocaldns, dashboard, dashboard-scraper) at the cluster-addon
+  role's default versions; --list shows them. An image a minor has no published digest for
+  (none today) is not fetched by tag instead: --list names it and says why.
 
 EXAMPLES
   ezk download --k8s-ver v1.36.3                 all artifacts of that set
@@ -338,6 +340,12 @@ fn list(store: &Store) -> CliResult {
             if let Some(from) = m.sets[r].pinned_from.as_deref() {
                 println!("      {r}: Kubernetes binaries pinned by you from {from}");
             }
+        }
+    }
+    if let Some(addons) = m.kubernetes.as_ref().map(|k| &k.addon_images).filter(|a| !a.is_empty()) {
+        println!("add-on images (step 07), pinned by digest, in every release's set:");
+        for a in addons {
+            println!("      {:<26} {} ({}'s default)", a.name, a.reference, a.var);
         }
     }
     if !m.unpinned.is_empty() {

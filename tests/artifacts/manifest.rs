@@ -187,13 +187,16 @@ fn the_catalog_covers_every_release_of_each_minor() {
 
 /// Every release of 1.28 .. 1.36 names each image of the catalog's `kubernetes.images`
 /// (pause, coredns) by the digest its minor pins, or its minor says why it has none; one tag is
-/// pinned to one digest wherever it appears (a copy that differs is a typo). Today 1.28 .. 1.35
-/// pin both (the promoter manifests of registry.k8s.io); 1.36's tags are not in them yet.
+/// pinned to one digest wherever it appears (a copy that differs is a typo). Today every minor
+/// pins both (the promoter manifests of registry.k8s.io; 1.36's from later copies of them).
+/// Every release's set then names the add-ons' images, the same everywhere.
 #[test]
 fn every_release_pins_its_images_or_says_why_not() {
     let m = Manifest::shipped().unwrap();
-    let names: Vec<String> = m.kubernetes.as_ref().unwrap().images.keys().cloned().collect();
+    let kube = m.kubernetes.as_ref().unwrap();
+    let names: Vec<String> = kube.images.keys().cloned().collect();
     assert_eq!(names, ["pause", "coredns"]);
+    let addons: Vec<_> = kube.addon_images.iter().map(|a| (&a.name, &a.reference, Some(&a.digest))).collect();
     let mut by_ref: std::collections::BTreeMap<&str, &str> = Default::default();
     for minor in 28..=36 {
         let name = format!("1.{minor}");
@@ -210,23 +213,55 @@ fn every_release_pins_its_images_or_says_why_not() {
                 other => panic!("{name} {img}: pinned or unpinned, once: {other:?}"),
             }
         }
-        assert_eq!(mi.images_unpinned.is_empty(), minor <= 35, "{name}: {:?}", mi.images_unpinned);
+        assert!(mi.images_unpinned.is_empty(), "{name}: every minor pins both today: {:?}", mi.images_unpinned);
         let line = m.by_minor().into_iter().find(|l| l.minor == name).unwrap();
         for r in &line.pinned {
             let set = &m.sets[r];
-            let got: Vec<_> = set.images.iter().map(|i| (&i.name, &i.reference, &i.digest)).collect();
-            let want: Vec<_> = mi.images.iter().map(|i| (&i.name, &i.reference, &i.digest)).collect();
-            assert_eq!(got, want, "{r}: its minor's images");
+            let got: Vec<_> = set.images.iter().map(|i| (&i.name, &i.reference, i.digest.as_ref())).collect();
+            let mut want: Vec<_> = mi.images.iter().map(|i| (&i.name, &i.reference, i.digest.as_ref())).collect();
+            want.extend(addons.iter().cloned());
+            assert_eq!(got, want, "{r}: its minor's images, then the add-ons'");
             for i in &set.images {
                 let d = i.digest.as_deref().unwrap();
                 let prev = *by_ref.entry(i.reference.as_str()).or_insert(d);
                 assert_eq!(prev, d, "{} is pinned to two digests", i.reference);
             }
         }
-        assert_eq!(m.unpinned_images(&format!("{name}.0")).is_some(), minor > 35);
+        assert_eq!(m.unpinned_images(&format!("{name}.0")), None);
     }
     // versions.yml's own pins, read from the same promoter manifests, agree with the catalog's.
     assert_eq!(by_ref["registry.k8s.io/pause:3.10.1"], "sha256:278fb9dbcca9518083ad1e11276933a2e96f23de604a3a08cc3c80002767d24c");
+    assert_eq!(by_ref["registry.k8s.io/pause:3.10.2"], "sha256:f548e0e8e3dc1896ca956272154dde3314e8cc4fde0a57577ee9fa1c63f5baf4");
+    assert_eq!(by_ref["registry.k8s.io/coredns/coredns:v1.14.2"], "sha256:e7e6440cfd1e919280958f5b5a6ab2b184d385bba774c12ad2a9e1e4183f90d9");
+    // The lab's sets make their images; they name no add-on image (nothing is pulled there).
+    for (set, vs) in m.sets.iter().filter(|(k, _)| minor_of(k).is_none()) {
+        assert!(vs.images.iter().all(|i| i.digest.is_none()), "{set}");
+    }
+}
+
+/// Each add-on image pinned is the one the cluster-addon role names by default: its `var` in
+/// roles/cluster-addon/defaults.yml, with the kubeasz version variable it is made of filled in
+/// (`METRICS_SERVER_IMAGE` of `metricsVer`), so a default config.yml's pods find the image the
+/// store holds. A role default moved without its pin (or the reverse) fails here.
+#[test]
+fn every_addon_image_pinned_is_the_cluster_addon_roles_default() {
+    let m = Manifest::shipped().unwrap();
+    let addons = &m.kubernetes.as_ref().unwrap().addon_images;
+    let names: Vec<&str> = addons.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(names, ["metrics-server", "nodelocaldns", "dashboard", "dashboard-scraper"]);
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/roles/cluster-addon/defaults.yml")).unwrap();
+    let defaults: serde_yaml::Mapping = serde_yaml::from_str(&text).unwrap();
+    let var = |k: &str| defaults.get(k).and_then(|v| v.as_str()).unwrap_or_else(|| panic!("{k} is not a string default")).to_string();
+    for a in addons {
+        assert!(a.digest.strip_prefix("sha256:").is_some_and(|h| is_hex(h, 64)), "{}: {}", a.name, a.digest);
+        let mut want = var(&a.var);
+        while let Some(start) = want.find("{{") {
+            let end = want[start..].find("}}").map(|e| start + e + 2).unwrap();
+            let inner = want[start + 2..end - 2].trim().to_string();
+            want.replace_range(start..end, &var(&inner));
+        }
+        assert_eq!(a.reference, want, "{}: {} defaults to {want}", a.name, a.var);
+    }
 }
 
 /// `Manifest::provides` answers for installable binaries, not for artifact or file names (the

@@ -99,10 +99,15 @@ async fn sha256sums_pins_the_release_from_that_file_and_later_runs_keep_it() {
     assert!(list.contains("1.35: 1.35.0 … 1.35.8 (1.35.9 unpinned)"), "{list}");
     // Each minor's images: pinned by digest, or named with the reason there is none.
     assert!(list.contains("      images, pinned by digest: registry.k8s.io/pause:3.9, registry.k8s.io/coredns/coredns:v1.10.1\n"), "{list}");
-    assert!(list.contains("      image pause, no digest: 3.10.2: not in the promoter manifest"), "{list}");
+    assert!(list.contains("      images, pinned by digest: registry.k8s.io/pause:3.10.2, registry.k8s.io/coredns/coredns:v1.14.2\n"), "{list}");
+    assert!(!list.contains("no digest"), "{list}");
+    // The add-ons' images, once for every release, with the role variable that names each.
+    assert!(list.contains("add-on images (step 07), pinned by digest, in every release's set:\n"), "{list}");
+    assert!(list.contains(" registry.k8s.io/metrics-server/metrics-server:v0.7.1 (METRICS_SERVER_IMAGE's default)\n"), "{list}");
     let out = ezk(h, &["--list", "--k8s-ver", RELEASE]).await;
     let set = text(&out.stdout);
     assert!(set.contains("registry.k8s.io/coredns/coredns:v1.12.4@sha256:986f04c2e15e147d00bdd51e8c51bcef3644b13ff806be7d2ff1b261d6dfbae1"), "{set}");
+    assert!(set.contains("docker.io/kubernetesui/dashboard:v2.7.0@sha256:2e500d29e9d5f4a086b908eb8dfe7ecac57d2ab09d65b24f588b1d449841ef93"), "{set}");
 
     // A bundle carries the pins: another home imports the release, every binary re-verified
     // against them, and keeps them.
