@@ -68,12 +68,31 @@ impl Serial {
     }
 }
 
-/// Whether a service of the role restarts last on this host: its `restart_last_if` succeeded
-/// at gather (the etcd leader).
-fn restarts_last(tasks: &[Task], facts: &Facts) -> bool {
-    tasks.iter().enumerate().any(|(i, t)| {
-        matches!(t.action, Action::Service { last_if: Some(_), .. }) && facts.get(&i).and_then(|f| f.guard_met) == Some(true)
-    })
+/// Whether a service of the role restarts last on this host: its `restart_last_if` holds now
+/// (the etcd leader). Asked only of a host of a `serial` role that is about to restart
+/// something, in a round trip of its own: a run that restarts nothing (every no-op) starts no
+/// probe (for etcd, an `etcdctl` per member per run). A probe that cannot be run counts as
+/// "not last": the restart keeps its place in the rolling order, as before this existed.
+async fn restarts_last<T: Transport>(t: &T, host_role: &HostRolePlan, how: RoleRun) -> bool {
+    let script = last_if_script(&host_role.tasks);
+    if script.is_empty() {
+        return false;
+    }
+    let Ok(out) = t.run(&script, Vec::new(), how.timeout).await else { return false };
+    out.stdout_text().lines().any(|l| l.strip_prefix("@@g ").and_then(|r| r.split_once(' ')).is_some_and(|(_, v)| v == "1"))
+}
+
+/// The probe of every `restart_last_if` of the role's services, one `@@g <task> 0|1` line each
+/// (empty when the role has none).
+fn last_if_script(tasks: &[Task]) -> String {
+    let mut s = String::new();
+    for (i, t) in tasks.iter().enumerate() {
+        if let Action::Service { last_if: Some(cmd), .. } = &t.action {
+            let cond = super::gather::probes::guard_cond(None, Some(cmd)).expect("a command");
+            s.push_str(&format!("if {cond}; then echo '@@g {i} 1'; else echo '@@g {i} 0'; fi\n"));
+        }
+    }
+    s
 }
 
 /// Run one role on one host. `serial`: the role's places for restarts, shared by its hosts in
@@ -96,7 +115,7 @@ pub async fn run_role<T: Transport>(
     };
     let decided = decide(&host_role.tasks, desired, &facts);
     if how.plan_only {
-        let last = serial.is_some() && decided.restarts() && restarts_last(&host_role.tasks, &facts);
+        let last = serial.is_some() && decided.restarts() && restarts_last(t, host_role, how).await;
         return report::planned(host_role, desired, &decided, last, &ev);
     }
     if let Some(outcome) = report::refused(host_role, &decided, &ev) {
@@ -107,7 +126,7 @@ pub async fn run_role<T: Transport>(
     }
     let _place = match serial {
         Some(s) if decided.restarts() => {
-            if restarts_last(&host_role.tasks, &facts) {
+            if restarts_last(t, host_role, how).await {
                 s.after_the_others(&host_role.host).await;
             }
             Some(s.places.acquire().await.expect("never closed"))

@@ -78,8 +78,9 @@ pub enum Action {
     /// OS packages present (apt/yum), or only verified when `offline`.
     Package { names: Vec<String>, offline: bool },
     /// A systemd unit enabled/started; restarted when a task that notifies it changed.
-    /// `last_if`: a command run at gather; where it succeeds, a `serial` role's restart of this
-    /// host waits for the other hosts of the wave to be done first.
+    /// `last_if`: a command run on a host of a `serial` role that is about to restart something
+    /// (never on a run that restarts nothing); where it succeeds, the restart waits for the
+    /// other hosts of the wave to be done first.
     Service { unit: String, enabled: bool, state: UnitState, last_if: Option<String> },
     /// `systemctl daemon-reload` when a unit file of this role changed.
     DaemonReload,

@@ -45,7 +45,7 @@ pub struct TaskFacts {
     pub packages_sig: Option<String>,
     /// `systemctl is-enabled` / `is-active` words.
     pub unit: Option<(String, String)>,
-    /// `creates`/`unless` guard already satisfied; for a service, its `restart_last_if` holds.
+    /// `creates`/`unless` guard already satisfied.
     pub guard_met: Option<bool>,
     /// One-shot probe of a wait_for target succeeded.
     pub probe_ok: Option<bool>,
@@ -123,7 +123,6 @@ pub fn gather_script(tasks: &[Task], desired: &[Desired], with_content: bool, ch
     // one stays in its place; `creates` alone is a test, not a process.
     let slow = |t: &Task| match &t.action {
         Action::Command { unless, .. } => unless.is_some(),
-        Action::Service { last_if, .. } => last_if.is_some(),
         Action::WaitFor { .. } => true,
         _ => false,
     };
@@ -152,9 +151,6 @@ pub fn gather_script(tasks: &[Task], desired: &[Desired], with_content: bool, ch
                 }
             }
             Action::WaitFor { target, .. } => probes_out.push_str(&probes::wait_line(i, target)),
-            Action::Service { last_if: Some(cmd), .. } => {
-                probes_out.push_str(&probes::guard_line(i, &probes::guard_cond(None, Some(cmd)).expect("a command")));
-            }
             Action::Directory { .. }
             | Action::Link { .. }
             | Action::Absent { .. }
