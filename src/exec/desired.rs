@@ -50,7 +50,7 @@ impl Desired {
     /// The bytes to stream for this file.
     pub fn stdin_part(&self) -> Option<StdinPart> {
         match self {
-            Desired::File { source: FileSource::Inline(b), .. } => Some(StdinPart::Bytes(b.to_vec())),
+            Desired::File { source: FileSource::Inline(b), .. } => Some(StdinPart::Bytes(Arc::clone(b))),
             Desired::File { source: FileSource::Local(p), .. } => Some(StdinPart::File(p.clone())),
             Desired::File { source: FileSource::NotDownloaded(_), .. } | Desired::Nothing => None,
         }

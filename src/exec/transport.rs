@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::connection::Connection;
@@ -12,7 +13,8 @@ use super::connection::Connection;
 /// One piece of a command's stdin: bytes in memory, or a local file streamed as is.
 #[derive(Debug, Clone)]
 pub enum StdinPart {
-    Bytes(Vec<u8>),
+    /// Bytes held in memory: the plan's own allocation, shared by every host that gets them.
+    Bytes(Arc<[u8]>),
     File(PathBuf),
 }
 
@@ -168,7 +170,7 @@ pub fn put_files_script(files: Vec<(String, Vec<u8>, u32)>) -> (String, Vec<Stdi
             p = sh_quote(&path),
             t = sh_quote(&format!("{dir}/.ezk-tmp.{base}.")),
         ));
-        stdin.push(StdinPart::Bytes(bytes));
+        stdin.push(StdinPart::Bytes(bytes.into()));
     }
     (script, stdin)
 }

@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use crate::kube_master::{MASTERS, ensure_control_plane};
-use crate::kube_node::{ensure_web, fetch_in};
+use crate::kube_node::{answered, ensure_web, fetch_in, host_of, wait_endpoints};
 use crate::steps_support::{assert_nothing_changed, setup_ok, text};
 use crate::support::{kubectl, kubectl_ok, with_cluster_lab};
 use crate::{Lab, Test};
@@ -109,6 +109,8 @@ fn names_resolve_from_a_pod_on_every_node(_: &Lab) {
     with_cluster_lab(|lab| {
         ensure_control_plane(lab);
         let pods = ensure_web(lab);
+        wait_endpoints(lab, "ezk-web", &pods);
+        wait_endpoints(lab, "ezk-web-headless", &pods);
         let (api, dns) = service_ips(lab);
         let web = kubectl_ok(lab, &["get", "svc", "ezk-web", "-o", "jsonpath={.spec.clusterIP}"]);
         let pod_ips: BTreeSet<String> = pods.iter().map(|p| p.2.clone()).collect();
@@ -133,7 +135,7 @@ fn names_resolve_from_a_pod_on_every_node(_: &Lab) {
                 assert!(out.starts_with(&format!("PING {name} ({web})")), "{at}: {name}: {out}");
             }
             // ... and HTTP through that name.
-            let got = fetch_in(lab, pod, "http://ezk-web/").unwrap_or_else(|e| panic!("{at}: {e}"));
+            let got = answered(&at, lab, host_of(lab, node), &web, || fetch_in(lab, pod, "http://ezk-web/"));
             assert!(names.contains(&got.as_str()), "{at}: {got}");
             // A headless Service: every ready pod's address.
             let (ok, out) = in_pod(lab, pod, &format!("nslookup ezk-web-headless.default.svc.{DOMAIN}"));

@@ -241,7 +241,7 @@ fn proxy_state(lab: &Lab, i: usize, ip: &str) -> String {
 /// has seen its Endpoints, on its own schedule (a sync at least 1 s after the last); a first
 /// miss is printed with that node's rules and log, so a slow node shows in the output and a
 /// node that never programs the service fails the test.
-fn answered(what: &str, lab: &Lab, host: usize, ip: &str, mut get: impl FnMut() -> Result<String, String>) -> String {
+pub fn answered(what: &str, lab: &Lab, host: usize, ip: &str, mut get: impl FnMut() -> Result<String, String>) -> String {
     let first = match get() {
         Ok(v) => return v,
         Err(e) => e,
@@ -263,7 +263,7 @@ fn answered(what: &str, lab: &Lab, host: usize, ip: &str, mut get: impl FnMut() 
     }
 }
 
-fn host_of(lab: &Lab, node: &str) -> usize {
+pub fn host_of(lab: &Lab, node: &str) -> usize {
     lab.hosts.iter().position(|h| h.name == node).unwrap_or_else(|| panic!("no lab host named {node}"))
 }
 
