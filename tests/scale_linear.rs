@@ -139,3 +139,54 @@ fn plan_texts_per_host_do_not_grow_with_hosts() {
         hosts[1]
     );
 }
+
+/// host-gw's routes file lists every node's pod subnet: rendered per node with the node itself
+/// left out, 1000 nodes would hold 1000 different texts of 1000 lines (hosts × nodes bytes).
+/// It is one text for the whole cluster (the applier on each node skips its own subnet), so
+/// the plan of step 06 holds it once, whatever the node count.
+#[test]
+fn host_gw_routes_are_one_text_for_every_node() {
+    let home = tempfile::tempdir().unwrap();
+    let catalog = Catalog::load(&Library::embedded()).unwrap();
+    let mut held = Vec::new();
+    for workers in [10, 40] {
+        let dir = home.path().join(format!("hg{workers}"));
+        let base = cluster(home.path(), workers);
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in ["hosts", "config.yml"] {
+            std::fs::copy(base.dir.join(f), dir.join(f)).unwrap();
+        }
+        let inv = Inventory::from_dir(&dir, "hg", &[("CLUSTER_NETWORK".into(), "host-gw".into())]).unwrap();
+        let nodes: std::collections::BTreeMap<String, std::collections::BTreeMap<&str, String>> = inv
+            .hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                let name = inv.var_str(h, "K8S_NODENAME").unwrap_or_else(|| h.clone());
+                (name, [("pod_cidr", format!("172.20.{i}.0/24")), ("address", h.clone())].into_iter().collect())
+            })
+            .collect();
+        let planner = Planner { catalog: &catalog, vars: &inv, files: &ezk::session::CheckFiles, nodes: Some(minijinja::Value::from_serialize(&nodes)) };
+        let plan = planner.plan_step("06").unwrap();
+        let mut texts: HashSet<*const u8> = HashSet::new();
+        let mut hosts = 0;
+        let mut bytes = 0;
+        for h in plan.waves.iter().flat_map(|w| &w.hosts) {
+            for t in &h.tasks {
+                if let Action::File(f) = &t.action
+                    && f.path.ends_with("/host-gw.routes")
+                    && let Content::Inline(b) = &f.content
+                {
+                    hosts += 1;
+                    bytes = b.len();
+                    assert_eq!(String::from_utf8_lossy(b).lines().filter(|l| !l.starts_with('#') && l.contains(" via ")).count(), nodes.len(), "every node's subnet is listed");
+                    texts.insert(b.as_ptr());
+                }
+            }
+        }
+        assert!(hosts >= workers, "{hosts} hosts got the routes file");
+        assert_eq!(texts.len(), 1, "{hosts} hosts' routes files are {} allocations, not one", texts.len());
+        held.push(bytes);
+    }
+    assert!(held[1] > held[0]);
+}
