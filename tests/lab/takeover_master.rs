@@ -1,14 +1,15 @@
-//! Taking over the control plane kubeasz built (issue 21), on a 3-host lab of its own: etcd and
-//! a master on every host, laid out by this file's own code from what kubeasz 3.x's deploy and
-//! kube-master roles do — kube-apiserver, kube-controller-manager and kube-scheduler in
-//! /opt/kube/bin with kubeasz's flags (those v1.20.2 accepts); one CA for everything
-//! (`ca.pem`, `kubernetes.pem` serving, etcd client and kubelet client, `aggregator-proxy.pem`,
-//! the service-account key being the CA's own key `ca-key.pem`), all in /etc/kubernetes/ssl;
-//! the controller-manager's and scheduler's kubeconfigs with embedded certificates of their
-//! own; kubeasz's admin kubeconfig as /root/.kube/config on the masters and
-//! `clusters/<c>/kubectl.kubeconfig` on the deploy machine. One departure: kubeasz points the
-//! masters' kubeconfigs at its kube-lb on 127.0.0.1, which is not laid out here; they point at
-//! the host's own apiserver.
+//! Taking over the control plane and nodes kubeasz built (issue 21), on a 3-host lab of its own
+//! and a spare host for add-node: etcd, a master and a node on every host, laid out by this
+//! file's own code from what kubeasz 3.x's deploy, kube-master and kube-node roles do —
+//! kube-apiserver, kube-controller-manager and kube-scheduler in /opt/kube/bin with kubeasz's
+//! flags (those v1.20.2 accepts); one CA for everything (`ca.pem`, `kubernetes.pem` serving,
+//! etcd client and kubelet client, `aggregator-proxy.pem`, the service-account key being the
+//! CA's own key `ca-key.pem`), all in /etc/kubernetes/ssl; kubeconfigs with embedded
+//! certificates of their own; kubeasz's admin kubeconfig as /root/.kube/config on the masters
+//! and `clusters/<c>/kubectl.kubeconfig` on the deploy machine. Departures, each said where it
+//! is made: kubeasz's kubeconfigs on the hosts point at its kube-lb on 127.0.0.1, which is not
+//! laid out here (they point at the host's own apiserver); the kubelet's and kube-proxy's
+//! settings a lab host cannot take (eviction thresholds, conntrack, a cgroup remount).
 //!
 //! Then `ezk setup <c> 02` and `04` must keep serving every client kubeasz handed out: a client
 //! with kubeasz's admin certificate and a ServiceAccount token issued before the takeover (signed
@@ -19,7 +20,9 @@
 //! Then the nodes (`nodes_are_taken_over`): kubeasz's kubelet and kube-proxy on every host
 //! (each is a node too), on containerd from `ezk setup 03`, a pod running; `ezk setup 05` under
 //! the same clients keeps the Node objects, the pod's container and kubeasz's kubelet
-//! certificates, and the API still serves the pod's logs through the kubelet.
+//! certificates, and the API still serves the pod's logs through the kubelet. Last, day 2:
+//! `ezk setup 01` and `ezk add-node` of the lab's spare host under the same clients: the new
+//! node gets ready, the old Node objects, kubelets and the pod are left alone.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -28,7 +31,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::common::kubeasz;
-use crate::steps_support::{assert_nothing_changed, fill_store, setup_ok, text};
+use crate::steps_support::{assert_nothing_changed, ezk_json, fill_store, setup_ok, text};
 use crate::takeover::{SSL, kubeasz_etcd, put, stored, unit_restarted_one_at_a_time, unit_times};
 use crate::{Lab, Test};
 
@@ -249,7 +252,7 @@ fn sa_token(kubectl: &dyn Fn(&[&str]) -> String, sa: &str) -> String {
 }
 
 fn kubeasz_control_plane_is_taken_over_without_an_outage(_shared: &Lab) {
-    let lab = Lab::up(&format!("kc{}", std::process::id()), 3).expect("3-host lab");
+    let lab = Lab::up_with_spare(&format!("kc{}", std::process::id()), 3, 1).expect("3-host lab and a spare host");
     fill_store(&lab);
     let ips: Vec<String> = lab.hosts.iter().map(|h| h.ip.clone()).collect();
     let ip_refs: Vec<&str> = ips.iter().map(String::as_str).collect();
@@ -429,7 +432,8 @@ const KUBE_PROXY_UNIT: &str = "[Unit]\nDescription=Kubernetes Kube-Proxy Server\
 /// too), with containerd from `ezk setup 03` (kubeasz's containerd is step 03's business):
 /// the nodes keep their Node objects, a pod running before keeps running (same container, no
 /// restart), the API serves its logs after (apiserver → kubelet on kubeasz's kubelet
-/// certificate, kept), and the API clients are never refused.
+/// certificate, kept), and the API clients are never refused. Then 01 and add-node of the
+/// spare host, likewise.
 #[allow(clippy::too_many_arguments)]
 fn nodes_are_taken_over(lab: &Lab, ssl: &Path, dir: &Path, ips: &[String], creds: [Cred; 2], kubectl: &dyn Fn(&[&str]) -> String, pod_cidr: &str, dns: &str) {
     let run = setup_ok(lab, "03", &[]);
@@ -481,6 +485,7 @@ fn nodes_are_taken_over(lab: &Lab, ssl: &Path, dir: &Path, ips: &[String], creds
 
     let before: Vec<(u64, u64)> = (0..3).map(|i| unit_times(lab, i, "kubelet")).collect();
     let stop = Arc::new(AtomicBool::new(false));
+    let creds_again = creds.clone();
     let prober = probe(stop.clone(), ips.to_vec(), dir.to_path_buf(), creds);
     let run = setup_ok(lab, "05", &[]);
     finish(&stop, prober, "setup 05");
@@ -510,4 +515,36 @@ fn nodes_are_taken_over(lab: &Lab, ssl: &Path, dir: &Path, ips: &[String], creds
     let again = setup_ok(lab, "05", &[]);
     assert_nothing_changed(&again, ips);
     println!("  timing: setup 05 re-run {:.2}s", again.secs);
+
+    // Day 2: ezk's 01 on kubeasz's hosts, then `ezk add-node` of the spare host, under the same
+    // clients: the new node registers and gets ready; the old nodes, their kubelets and the pod
+    // are left alone.
+    let new = lab.spare.first().cloned().expect("a spare host");
+    let stop = Arc::new(AtomicBool::new(false));
+    let prober = probe(stop.clone(), ips.to_vec(), dir.to_path_buf(), creds_again);
+    let run = setup_ok(lab, "01", &[]);
+    println!("  timing: setup 01 on kubeasz's hosts {:.2}s", run.secs);
+    let kubelets: Vec<(u64, u64)> = (0..3).map(|i| unit_times(lab, i, "kubelet")).collect();
+    let r = ezk_json(lab, &["add-node", &lab.name, &new.ip, &format!("k8s_nodename={}", new.name)]);
+    assert_eq!(r.code, 0, "add-node failed:\n{}", r.output);
+    finish(&stop, prober, "setup 01 and add-node");
+    println!("  timing: add-node {:.2}s", r.secs);
+    let start = Instant::now();
+    loop {
+        let ready = kubectl(&["get", "nodes", "-o", r#"jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}"#]);
+        if ready.lines().any(|l| l == format!("{}=True", new.name)) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(180), "{} not ready: {ready}", new.name);
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let now = nodes();
+    assert_eq!(now.lines().count(), 4, "{now}");
+    for line in nodes_before.lines() {
+        assert!(now.lines().any(|l| l == line), "a Node object was replaced: {line} not in\n{now}");
+    }
+    assert_eq!(state(), pod_before, "the pod's container was replaced or restarted");
+    for (i, k) in kubelets.iter().enumerate() {
+        assert_eq!(&unit_times(lab, i, "kubelet"), k, "add-node restarted the kubelet on host {i}");
+    }
 }
