@@ -277,7 +277,7 @@ fn kubeasz_control_plane_is_taken_over_without_an_outage(_shared: &Lab) {
     std::fs::write(lab.cluster_dir().join("kubectl.kubeconfig"), &admin_kc).unwrap();
     // The clients keep their own copies (kubeasz's admin kubeconfig's files).
     let certs = tempfile::tempdir().unwrap();
-    for f in ["ca.pem", "kubernetes.pem", "kubernetes-key.pem", "admin.pem", "admin-key.pem"] {
+    for f in ["ca.pem", "kubernetes.pem", "kubernetes-key.pem", "admin.pem", "admin-key.pem", "kube-proxy.pem"] {
         std::fs::copy(ssl.join(f), certs.path().join(f)).unwrap();
     }
     let dir = certs.path();
@@ -498,7 +498,12 @@ fn nodes_are_taken_over(lab: &Lab, ssl: &Path, dir: &Path, ips: &[String], creds
         // Through the node's kube-lb now, as ezk's nodes reach the apiservers.
         let server = lab.sh(i, "grep server: /etc/kubernetes/kubelet.kubeconfig /etc/kubernetes/kube-proxy.kubeconfig");
         assert_eq!(server.matches("server: https://127.0.0.1:").count(), 2, "host {i}: {server}");
+        // kubeasz's kube-proxy certificate too (kubeasz's copy as it was made is in `dir`).
+        let kc = lab.sh(i, "cat /etc/kubernetes/kube-proxy.kubeconfig");
+        let orig = std::fs::read(dir.join("kube-proxy.pem")).unwrap();
+        assert!(kc.contains(&ezk::pki::kubeconfig::base64(&orig)), "host {i}: kube-proxy's certificate issued anew:\n{kc}");
     }
+    assert_eq!(file("kube-proxy.pem"), std::fs::read(dir.join("kube-proxy.pem")).unwrap(), "ssl/kube-proxy.pem issued anew");
     assert_eq!(nodes(), nodes_before, "a Node object was replaced");
     let start = Instant::now();
     loop {
