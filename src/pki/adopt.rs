@@ -24,7 +24,7 @@ use super::cert_ids::{LeafDef, San};
 use super::error::PkiError;
 use super::issue::leaf_paths;
 use super::keys::key_from_pem;
-use super::ssl_dir::{Manifest, read_opt};
+use super::ssl_dir::{CERT_MODE, KEY_MODE, Manifest, read_opt, write_atomic};
 
 /// Certificates kubeasz leaves in `clusters/<name>/ssl/` (its file names), any of which says
 /// that its `ca.pem` already signed something a client holds.
@@ -37,6 +37,38 @@ const KUBEASZ_CERTS: &[&str] = &[
     "kube-scheduler.pem",
     "aggregator-proxy.pem",
 ];
+
+/// kubeasz's names in `ssl/` for the per-node certificate `def` (a kubelet's): its 3.5+ name
+/// `<node name>-kubelet.pem`, then its earlier `<inventory host>-kubelet.pem`. ezk names it
+/// `kubelet-<node name>.pem`; both install it on the node as `kubelet.pem`.
+fn kubeasz_stems(def: &LeafDef) -> Vec<String> {
+    let (Some(name), Some(host)) = (def.stem.strip_prefix("kubelet-"), def.host.as_deref()) else {
+        return Vec::new();
+    };
+    if def.id != "kubelet" {
+        return Vec::new();
+    }
+    vec![format!("{name}-kubelet"), format!("{host}-kubelet")]
+}
+
+/// Before ezk first judges a kubelet's certificate: when ezk's files for `def` are not there
+/// yet and kubeasz's are (see `kubeasz_stems`), copy them to ezk's names, so that a certificate
+/// kubeasz issued is kept like any other ([`keepable`]) rather than issued anew. kubeasz's
+/// files stay as they are. Whether anything was copied.
+pub fn take_kubeasz_name(ssl: &Path, def: &LeafDef) -> Result<bool, PkiError> {
+    let (cert, key) = leaf_paths(ssl, &def.stem);
+    if cert.exists() || key.exists() {
+        return Ok(false);
+    }
+    for stem in kubeasz_stems(def) {
+        let (kc, kk) = leaf_paths(ssl, &stem);
+        let (Some(c), Some(k)) = (read_opt(&kc)?, read_opt(&kk)?) else { continue };
+        write_atomic(&key, k.as_bytes(), KEY_MODE)?;
+        write_atomic(&cert, c.as_bytes(), CERT_MODE)?;
+        return Ok(true);
+    }
+    Ok(false)
+}
 
 /// Whether `ssl` holds a one-CA PKI: recorded so, or (first meeting: no manifest) a `ca.pem`,
 /// no `etcd-ca.pem`, and a certificate kubeasz issued from that CA.

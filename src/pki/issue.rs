@@ -228,6 +228,9 @@ pub(super) fn ensure_all(cluster_dir: &Path, spec: &PkiSpec, force: bool, new_ca
             continue;
         }
         let kept_inputs = format!("{KEPT}{inputs}");
+        if !force && recorded.is_none() {
+            adopt::take_kubeasz_name(&ssl, def)?;
+        }
         if !force && recorded.is_none_or(|e| e.inputs.starts_with(KEPT)) && adopt::keepable(&ssl, def, ca)?.is_ok() {
             let (cert_path, _) = leaf_paths(&ssl, &def.stem);
             let pem = read_opt(&cert_path)?.unwrap_or_default();

@@ -65,6 +65,13 @@ fn rand_serial() -> u128 {
 /// service IP 10.68.0.1, kubernetes.default.svc.cluster.local and its short forms); `admin.pem`
 /// (CN admin, O system:masters).
 pub fn ssl(dir: &Path, etcd: &[&str], masters: &[&str]) {
+    ssl_for(dir, etcd, masters, "10.68.0.1", &[])
+}
+
+/// As `ssl`, with `kubernetes.pem` naming `svc_ip` (the first address of SERVICE_CIDR, as
+/// kubeasz derives it) instead of the example config's 10.68.0.1, and `cert_hosts`
+/// (config.yml's MASTER_CERT_HOSTS: addresses or names).
+pub fn ssl_for(dir: &Path, etcd: &[&str], masters: &[&str], svc_ip: &str, cert_hosts: &[&str]) {
     ca(dir);
     let ips = |list: &[&str]| list.iter().map(|i| format!("IP:{i}")).collect::<Vec<_>>();
     let mut etcd_sans = ips(etcd);
@@ -72,10 +79,26 @@ pub fn ssl(dir: &Path, etcd: &[&str], masters: &[&str]) {
     leaf(dir, "etcd", "etcd", None, &etcd_sans, 36500);
     let mut api = vec!["IP:127.0.0.1".to_string()];
     api.extend(ips(masters));
-    api.push("IP:10.68.0.1".into());
+    api.push(format!("IP:{svc_ip}"));
+    for h in cert_hosts {
+        let kind = if h.parse::<std::net::IpAddr>().is_ok() { "IP" } else { "DNS" };
+        api.push(format!("{kind}:{h}"));
+    }
     for d in ["kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster", "kubernetes.default.svc.cluster.local"] {
         api.push(format!("DNS:{d}"));
     }
     leaf(dir, "kubernetes", "kubernetes", None, &api, 36500);
     leaf(dir, "admin", "admin", Some("system:masters"), &[], 36500);
+}
+
+/// What kubeasz's 01 (deploy) and 04 (kube-master) add in ssl/ for the control plane: the
+/// controller-manager's and the scheduler's client certificates (CN and O both
+/// `system:kube-controller-manager` / `system:kube-scheduler`) and the aggregator's
+/// (`aggregator-proxy.pem`, CN aggregator).
+pub fn control_plane(dir: &Path) {
+    for who in ["kube-controller-manager", "kube-scheduler"] {
+        let id = format!("system:{who}");
+        leaf(dir, who, &id, Some(&id), &[], 36500);
+    }
+    leaf(dir, "aggregator-proxy", "aggregator", None, &[], 36500);
 }

@@ -46,6 +46,7 @@ mod steps_runtime;
 mod steps_support;
 mod support;
 mod takeover;
+mod takeover_master;
 mod upgrade;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -75,6 +76,8 @@ const SUITES: &[&[Test]] = &[
     faults::TESTS,
     // A kubeasz-built etcd taken over, on a 3-host lab of its own.
     takeover::TESTS,
+    // A kubeasz-built control plane (etcd and three masters) taken over, on a 3-host lab of its own.
+    takeover_master::TESTS,
     // Kubernetes, on a 5-host lab of its own (booted by the first of these tests).
     kube_master::TESTS,
     // An apiserver killed and an etcd member lost during runs; the control plane converged after.

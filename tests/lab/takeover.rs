@@ -28,7 +28,7 @@ pub const TESTS: &[Test] = &[Test {
     run: kubeasz_etcd_is_taken_over_without_an_outage,
 }];
 
-const SSL: &str = "/etc/kubernetes/ssl";
+pub const SSL: &str = "/etc/kubernetes/ssl";
 const UNIT: &str = "/etc/systemd/system/etcd.service";
 
 /// kubeasz 3.x's etcd unit for member `ip` (its flags; `--wal-dir` empty as its default
@@ -65,7 +65,7 @@ fn kubeasz_unit(ip: &str, members: &[String]) -> String {
 }
 
 /// Write `bytes` to `path` on host `i` with `mode` (as Ansible's copy/template leave them).
-fn put(lab: &Lab, i: usize, path: &str, bytes: &[u8], mode: &str) {
+pub fn put(lab: &Lab, i: usize, path: &str, bytes: &[u8], mode: &str) {
     let mut child = lab
         .ssh_cmd(i)
         .arg(format!("mkdir -p \"$(dirname {path})\" && cat > {path}.new && chmod {mode} {path}.new && mv {path}.new {path}"))
@@ -81,7 +81,7 @@ fn put(lab: &Lab, i: usize, path: &str, bytes: &[u8], mode: &str) {
 }
 
 /// A binary of the lab's artifact set in the store (`<home>/down`).
-fn stored(lab: &Lab, name: &str) -> PathBuf {
+pub fn stored(lab: &Lab, name: &str) -> PathBuf {
     let out = Command::new("find").arg(lab.home.join("down")).args(["-type", "f", "-name", name]).output().unwrap();
     let found = String::from_utf8_lossy(&out.stdout);
     PathBuf::from(found.lines().next().unwrap_or_else(|| panic!("no {name} in the store")))
@@ -127,6 +127,33 @@ fn member_ids(certs: &Path, ips: &[String]) -> Vec<String> {
     ids
 }
 
+/// kubeasz's etcd on every host of `lab` (binaries, the one CA's certificates from `ssl`, its
+/// unit), started; returns once a client with the certificates in `certs` finds it healthy, with
+/// 20 keys `/kubeasz/k<n>` written.
+pub fn kubeasz_etcd(lab: &Lab, ssl: &Path, certs: &Path, ips: &[String]) {
+    let file = |name: &str| std::fs::read(ssl.join(name)).unwrap();
+    // kubeasz's hosts.
+    let (etcd, etcdctl) = (std::fs::read(stored(lab, "etcd")).unwrap(), std::fs::read(stored(lab, "etcdctl")).unwrap());
+    for i in 0..3 {
+        put(lab, i, "/opt/kube/bin/etcd", &etcd, "0755");
+        put(lab, i, "/opt/kube/bin/etcdctl", &etcdctl, "0755");
+        for (f, mode) in [("ca.pem", "0644"), ("etcd.pem", "0644"), ("etcd-key.pem", "0644"), ("kubernetes.pem", "0644"), ("kubernetes-key.pem", "0644")] {
+            put(lab, i, &format!("{SSL}/{f}"), &file(f), mode);
+        }
+        put(lab, i, UNIT, kubeasz_unit(&ips[i], ips).as_bytes(), "0644");
+        lab.sh(i, "mkdir -p /var/lib/etcd && chmod 0700 /var/lib/etcd && systemctl daemon-reload && systemctl enable -q etcd && systemctl start --no-block etcd");
+    }
+    let start = Instant::now();
+    while !old_client(certs, ips, &["endpoint", "health", "--cluster"]).status.success() {
+        assert!(start.elapsed() < Duration::from_secs(90), "kubeasz's etcd did not come up");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    for n in 0..20 {
+        let out = old_client(certs, &ips, &["put", &format!("/kubeasz/k{n}"), &format!("v{n}")]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+}
+
 fn kubeasz_etcd_is_taken_over_without_an_outage(_shared: &Lab) {
     let lab = Lab::up(&format!("kz{}", std::process::id()), 3).expect("3-host lab");
     fill_store(&lab);
@@ -143,26 +170,7 @@ fn kubeasz_etcd_is_taken_over_without_an_outage(_shared: &Lab) {
     }
     let file = |name: &str| std::fs::read(ssl.join(name)).unwrap();
 
-    // kubeasz's hosts.
-    let (etcd, etcdctl) = (std::fs::read(stored(&lab, "etcd")).unwrap(), std::fs::read(stored(&lab, "etcdctl")).unwrap());
-    for i in 0..3 {
-        put(&lab, i, "/opt/kube/bin/etcd", &etcd, "0755");
-        put(&lab, i, "/opt/kube/bin/etcdctl", &etcdctl, "0755");
-        for (f, mode) in [("ca.pem", "0644"), ("etcd.pem", "0644"), ("etcd-key.pem", "0644"), ("kubernetes.pem", "0644"), ("kubernetes-key.pem", "0644")] {
-            put(&lab, i, &format!("{SSL}/{f}"), &file(f), mode);
-        }
-        put(&lab, i, UNIT, kubeasz_unit(&ips[i], &ips).as_bytes(), "0644");
-        lab.sh(i, "mkdir -p /var/lib/etcd && chmod 0700 /var/lib/etcd && systemctl daemon-reload && systemctl enable -q etcd && systemctl start --no-block etcd");
-    }
-    let start = Instant::now();
-    while !old_client(certs.path(), &ips, &["endpoint", "health", "--cluster"]).status.success() {
-        assert!(start.elapsed() < Duration::from_secs(90), "kubeasz's etcd did not come up");
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    for n in 0..20 {
-        let out = old_client(certs.path(), &ips, &["put", &format!("/kubeasz/k{n}"), &format!("v{n}")]);
-        assert!(out.status.success(), "{}", text(&out));
-    }
+    kubeasz_etcd(&lab, &ssl, certs.path(), &ips);
     let members = member_ids(certs.path(), &ips);
     let unit_sha = |i: usize| lab.sh(i, &format!("sha256sum {UNIT}"));
     let units_before: Vec<String> = (0..3).map(|i| unit_sha(i)).collect();

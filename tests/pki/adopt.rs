@@ -162,3 +162,33 @@ fn planning_with_the_ca_key_offline_collects_what_needs_it() {
     assert!(!why.is_empty() && why.iter().all(|m| m.contains("ca-key.pem")), "{why:?}");
     assert!(why.iter().any(|m| m.contains("apiserver-etcd-client")), "{why:?}");
 }
+
+/// kubeasz names a kubelet's certificate `<node name>-kubelet.pem` (3.5 on) or
+/// `<inventory host>-kubelet.pem` (before); ezk `kubelet-<node name>.pem`. One that does the
+/// job is kept under ezk's name, byte for byte, and kubeasz's file stays; one that does not
+/// (another node's name) is issued anew.
+#[test]
+fn a_kubelet_certificate_under_kubeasz_s_name_is_kept() {
+    let d = kubeasz_dir();
+    let ssl = d.path().join("ssl");
+    let node = |name: &str, ip: &str| -> Vec<String> { vec!["IP:127.0.0.1".into(), format!("IP:{ip}"), format!("DNS:{name}")] };
+    kubeasz::leaf(&ssl, "master-1-kubelet", "system:node:master-1", Some("system:nodes"), &node("master-1", "198.18.9.11"), 36500);
+    kubeasz::leaf(&ssl, "198.18.9.12-kubelet", "system:node:master-2", Some("system:nodes"), &node("master-2", "198.18.9.12"), 36500);
+    // Issued for another name: not master-3's.
+    kubeasz::leaf(&ssl, "master-3-kubelet", "system:node:master-9", Some("system:nodes"), &node("master-3", "198.18.9.13"), 36500);
+    let before = fingerprints(&ssl);
+    let pki = Pki::ensure(d.path(), &spec()).unwrap();
+    let o = pki.outcome();
+    for (ezk_name, kubeasz_name) in [("kubelet-master-1", "master-1-kubelet"), ("kubelet-master-2", "198.18.9.12-kubelet")] {
+        assert!(o.kept.contains(&ezk_name.to_string()), "{ezk_name}: {o:?}");
+        for suffix in [".pem", "-key.pem"] {
+            assert_eq!(file(d.path(), &format!("{ezk_name}{suffix}")), before[&format!("{kubeasz_name}{suffix}")], "{ezk_name}{suffix}");
+            assert_eq!(file(d.path(), &format!("{kubeasz_name}{suffix}")), before[&format!("{kubeasz_name}{suffix}")], "kubeasz's {kubeasz_name}{suffix} changed");
+        }
+    }
+    assert!(o.issued.contains(&"kubelet-master-3".to_string()), "{o:?}");
+    assert_ne!(file(d.path(), "kubelet-master-3.pem"), before["master-3-kubelet.pem"]);
+    assert!(verify(&ssl.join("ca.pem"), &ssl.join("kubelet-master-3.pem"), None).0);
+    let again = Pki::ensure(d.path(), &spec()).unwrap();
+    assert!(again.outcome().issued.is_empty(), "{:?}", again.outcome());
+}
