@@ -13,10 +13,10 @@ use super::apply::{ApplyScript, apply_script, body, parse_trace, traced};
 use super::decide::{Decided, decide};
 use super::desired::Desired;
 use super::gather::checksums::Checksums;
-use super::gather::{Facts, gather_body, gather_script, parse_facts};
+use super::gather::{Facts, gather_body, gather_script, parse_facts, probes};
 use super::report::{self, RoleEvents, RoleOutcome};
 use super::transport::{CmdOutput, Transport};
-use crate::plan::action::{Action, HostRolePlan, Task};
+use crate::plan::action::{Action, HostRolePlan};
 use crate::ui::events::Event;
 
 /// How a role runs on a host.
@@ -74,25 +74,22 @@ impl Serial {
 /// probe (for etcd, an `etcdctl` per member per run). A probe that cannot be run counts as
 /// "not last": the restart keeps its place in the rolling order, as before this existed.
 async fn restarts_last<T: Transport>(t: &T, host_role: &HostRolePlan, how: RoleRun) -> bool {
-    let script = last_if_script(&host_role.tasks);
+    let tasks = &host_role.tasks;
+    let mut script = String::new();
+    for (i, task) in tasks.iter().enumerate() {
+        if let Action::Service { last_if: Some(cmd), .. } = &task.action {
+            script.push_str(&probes::guard_line(i, &probes::guard_cond(None, Some(cmd)).expect("a command")));
+        }
+    }
     if script.is_empty() {
         return false;
     }
+    script.push_str("echo @@end\n");
     let Ok(out) = t.run(&script, Vec::new(), how.timeout).await else { return false };
-    out.stdout_text().lines().any(|l| l.strip_prefix("@@g ").and_then(|r| r.split_once(' ')).is_some_and(|(_, v)| v == "1"))
-}
-
-/// The probe of every `restart_last_if` of the role's services, one `@@g <task> 0|1` line each
-/// (empty when the role has none).
-fn last_if_script(tasks: &[Task]) -> String {
-    let mut s = String::new();
-    for (i, t) in tasks.iter().enumerate() {
-        if let Action::Service { last_if: Some(cmd), .. } = &t.action {
-            let cond = super::gather::probes::guard_cond(None, Some(cmd)).expect("a command");
-            s.push_str(&format!("if {cond}; then echo '@@g {i} 1'; else echo '@@g {i} 0'; fi\n"));
-        }
-    }
-    s
+    let Ok(facts) = parse_facts(&out.stdout_text(), &out.stderr_text(), tasks) else { return false };
+    tasks.iter().enumerate().any(|(i, task)| {
+        matches!(task.action, Action::Service { last_if: Some(_), .. }) && facts.get(&i).and_then(|f| f.guard_met) == Some(true)
+    })
 }
 
 /// Run one role on one host. `serial`: the role's places for restarts, shared by its hosts in

@@ -15,13 +15,13 @@
 //! The file is only a cache: missing, unreadable or garbled means "hash everything".
 
 use std::collections::BTreeMap;
-
-use sha2::Digest;
 use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
 
 use super::{Facts, PathKind, task_path};
 use crate::exec::desired::Desired;
-use crate::plan::action::Task;
+use crate::plan::action::{Action, Task};
 
 /// Recorded (signature, sha256) per host path.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -85,7 +85,7 @@ impl Checksums {
             let mut sig = None;
             let mut all = true;
             for (i, task) in tasks.iter().enumerate() {
-                if let crate::plan::action::Action::Package { .. } = task.action {
+                if let Action::Package { .. } = task.action {
                     let tf = facts.get(&i);
                     all &= tf.is_some_and(|f| f.packages.iter().all(|(_, ok)| *ok));
                     sig = tf.and_then(|f| f.packages_sig.clone());
@@ -94,7 +94,7 @@ impl Checksums {
             match sig {
                 Some(sig) if all && cacheable(&key) => {
                     // The value must look like a sum; that of the key stands for "all installed".
-                    let mark: String = sha2::Sha256::digest(key.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+                    let mark = hex::encode(Sha256::digest(key.as_bytes()));
                     self.entries.insert(key, (sig, mark));
                 }
                 _ => {

@@ -45,7 +45,8 @@ pub struct TaskFacts {
     pub packages_sig: Option<String>,
     /// `systemctl is-enabled` / `is-active` words.
     pub unit: Option<(String, String)>,
-    /// `creates`/`unless` guard already satisfied.
+    /// `creates`/`unless` guard already satisfied (and, in the probe a host about to restart
+    /// runs, a service's `restart_last_if`).
     pub guard_met: Option<bool>,
     /// One-shot probe of a wait_for target succeeded.
     pub probe_ok: Option<bool>,

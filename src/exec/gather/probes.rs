@@ -41,7 +41,7 @@ pub fn guard_cond(creates: Option<&str>, unless: Option<&str>) -> Option<String>
 }
 
 /// The script line reporting whether task `i`'s guard is met.
-pub(super) fn guard_line(i: usize, cond: &str) -> String {
+pub(crate) fn guard_line(i: usize, cond: &str) -> String {
     format!("if {cond}; then echo '@@g {i} 1'; else echo '@@g {i} 0'; fi\n")
 }
 
