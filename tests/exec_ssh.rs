@@ -344,6 +344,101 @@ fn failed_host_stops_and_does_nothing_in_later_waves() {
     assert_eq!(r.hosts["good"].failed, 0);
 }
 
+/// A step's roles share one gather per host: a no-op step is one round trip per host, later
+/// waves included, unless a later role asks a command or waits for something (those gather in
+/// their own wave). Facts gathered ahead are dropped once anything was applied anywhere: a
+/// later wave then sees what the earlier one changed, on its own host and on another.
+#[test]
+fn a_no_op_step_is_one_gather_per_host_and_an_apply_makes_later_waves_look_again() {
+    let server = Sshd::start(None);
+    let s = setup(&[&server]);
+    let conns: IndexMap<String, Connection> = ["h1", "h2"].iter().map(|h| (h.to_string(), server.connection())).collect();
+    let p = |rel: &str| s.base.join(rel).display().to_string();
+    let role = |h: &str, role: &str, tasks: Vec<Task>| HostRolePlan { host: h.into(), role: role.into(), tasks };
+    let dir = |path: String| task("dir", Action::Directory { path, mode: 0o755, owner: "root".into(), group: "root".into() });
+    // Wave 1: h1 writes its `ready`; h2 only has a directory, made before the run (no change).
+    // Wave 2: each host appends to its log unless h1's `ready` exists (a `creates` guard: read
+    // ahead). Wave 3, h1 only: a wait probe (not read ahead).
+    std::fs::create_dir_all(s.base.join("h2/d")).unwrap();
+    let plan = StepPlan {
+        needs_nodes: false,
+        step: "ahead".into(),
+        waves: vec![
+            Wave {
+                roles: vec!["first".into(), "second".into()],
+                hosts: vec![
+                    role("h1", "first", vec![dir(p("h1")), task("ready", file(&s.base.join("h1/ready"), Content::Inline(b"1".as_slice().into()), 0o644, false))]),
+                    role("h1", "second", vec![dir(p("h1/d"))]),
+                    role("h2", "second", vec![dir(p("h2/d"))]),
+                ],
+                serial: Default::default(),
+            },
+            Wave {
+                roles: vec!["later".into()],
+                hosts: ["h1", "h2"]
+                    .iter()
+                    .map(|h| role(h, "later", vec![task("log", Action::Command { cmd: format!("echo ran >> {}", p(&format!("{h}/log"))).into(), creates: Some(p("h1/ready")), unless: None })]))
+                    .collect(),
+                serial: Default::default(),
+            },
+            Wave {
+                roles: vec!["probe".into()],
+                hosts: vec![role("h1", "probe", vec![task("sshd answers", Action::WaitFor { target: WaitTarget::Tcp { host: "127.0.0.1".into(), port: server.port }, timeout_secs: 5, diagnose: None })])],
+                serial: Default::default(),
+            },
+        ],
+    };
+    let r1 = run_step(&s.cluster, &plan, &conns, &opts(false)).unwrap();
+    assert_eq!(r1.exit_code(), 0, "{}", r1.to_json());
+    assert!(s.base.join("h1/ready").exists());
+    for h in ["h1", "h2"] {
+        assert!(!s.base.join(h).join("log").exists(), "{h}: wave 2 used facts from before wave 1 made h1/ready: {}", r1.to_json());
+    }
+
+    let r2 = run_step(&s.cluster, &plan, &conns, &opts(false)).unwrap();
+    let j2 = json(&r2);
+    assert_eq!(r2.exit_code(), 0, "{}", r2.to_json());
+    for h in ["h1", "h2"] {
+        assert_eq!(j2["hosts"][h]["changed"], 0, "{}", r2.to_json());
+    }
+    // h1: one gather for first, second and later, one for the wait probe; h2: one in all.
+    assert_eq!(j2["hosts"]["h1"]["round_trips"], 2, "{}", r2.to_json());
+    assert_eq!(j2["hosts"]["h2"]["round_trips"], 1, "{}", r2.to_json());
+    assert!(!s.base.join("h1/log").exists() && !s.base.join("h2/log").exists());
+
+    // Plan mode reads ahead too, and shows the same nothing.
+    let rp = run_step(&s.cluster, &plan, &conns, &opts(true)).unwrap();
+    assert_eq!(rp.hosts["h2"].round_trips, 1, "{}", rp.to_json());
+    assert_eq!(rp.hosts["h1"].changed + rp.hosts["h2"].changed, 0, "{}", rp.to_json());
+
+    // Stale facts would miss a change: h1's first role removes `own` and `shared`, which
+    // h1's second role (same wave, after it) and h2's later role (next wave) write. Both were
+    // gathered before the removal, and both must write again.
+    let put = |rel: &str, body: &'static [u8]| task(rel, file(&s.base.join(rel), Content::Inline(body.into()), 0o644, false));
+    let flip = StepPlan {
+        needs_nodes: false,
+        step: "flip".into(),
+        waves: vec![
+            Wave {
+                roles: vec!["first".into(), "second".into()],
+                hosts: vec![
+                    role("h1", "first", vec![task("own", Action::Absent { path: p("h1/own") }), task("shared", Action::Absent { path: p("h1/shared") })]),
+                    role("h1", "second", vec![put("h1/own", b"o")]),
+                    role("h2", "second", vec![dir(p("h2/d"))]),
+                ],
+                serial: Default::default(),
+            },
+            Wave { roles: vec!["later".into()], hosts: vec![role("h2", "later", vec![put("h1/shared", b"s")])], serial: Default::default() },
+        ],
+    };
+    std::fs::write(s.base.join("h1/own"), "o").unwrap();
+    std::fs::write(s.base.join("h1/shared"), "s").unwrap();
+    let r3 = run_step(&s.cluster, &flip, &conns, &opts(false)).unwrap();
+    assert_eq!(r3.exit_code(), 0, "{}", r3.to_json());
+    assert_eq!(std::fs::read_to_string(s.base.join("h1/own")).ok().as_deref(), Some("o"), "same host, same wave: {}", r3.to_json());
+    assert_eq!(std::fs::read_to_string(s.base.join("h1/shared")).ok().as_deref(), Some("s"), "another host, later wave: {}", r3.to_json());
+}
+
 #[test]
 fn concurrent_commands_on_one_host_stay_below_max_sessions() {
     use ezk::exec::ssh::{SshConnector, SshOptions};

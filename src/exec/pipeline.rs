@@ -13,7 +13,7 @@ use super::apply::{ApplyScript, apply_script, body, parse_trace, traced};
 use super::decide::{Decided, decide};
 use super::desired::Desired;
 use super::gather::checksums::Checksums;
-use super::gather::{Facts, gather_body, gather_script, parse_facts, probes};
+use super::gather::{Facts, gather_body, gather_script, gather_script_many, parse_facts, probes, split_sections};
 use super::report::{self, RoleEvents, RoleOutcome};
 use super::transport::{CmdOutput, Transport};
 use crate::plan::action::{Action, HostRolePlan};
@@ -95,7 +95,10 @@ async fn restarts_last<T: Transport>(t: &T, host_role: &HostRolePlan, how: RoleR
 /// Run one role on one host. `serial`: the role's places for restarts, shared by its hosts in
 /// this wave; an apply that restarts a running service holds one until it is done, waits
 /// included, so the next host restarts only once this one is healthy. A host whose
-/// `restart_last_if` holds first lets every other host of the wave be done.
+/// `restart_last_if` holds first lets every other host of the wave be done. `gathered`: the
+/// role's facts from a gather shared with other roles ([`gather_together`]), still true of the
+/// host (the caller's to know); None: the role gathers on its own.
+#[allow(clippy::too_many_arguments)]
 pub async fn run_role<T: Transport>(
     t: &T,
     host_role: &HostRolePlan,
@@ -104,11 +107,15 @@ pub async fn run_role<T: Transport>(
     how: RoleRun,
     serial: Option<&Serial>,
     events: &Sender<Event>,
+    gathered: Option<Facts>,
 ) -> RoleOutcome {
     let ev = RoleEvents { events, host_role };
-    let facts = match gather(t, host_role, desired, checksums, how, &ev).await {
-        Ok(facts) => facts,
-        Err(outcome) => return outcome,
+    let facts = match gathered {
+        Some(facts) => facts,
+        None => match gather(t, host_role, desired, checksums, how, &ev).await {
+            Ok(facts) => facts,
+            Err(outcome) => return outcome,
+        },
     };
     let decided = decide(&host_role.tasks, desired, &facts);
     if how.plan_only {
@@ -130,7 +137,45 @@ pub async fn run_role<T: Transport>(
         }
         _ => None,
     };
-    apply(t, host_role, desired, &decided, how, &ev).await
+    RoleOutcome { applied: true, ..apply(t, host_role, desired, &decided, how, &ev).await }
+}
+
+/// Round trip 1 for several roles of one host at once ([`gather_script_many`]): the facts of
+/// each role whose part came back whole, by its place in `roles`. A role missing from the
+/// answer (the round trip broke, or its part cannot be read) gathers again on its own in
+/// [`run_role`], which then reports what is wrong as it always does: sharing the round trip
+/// never changes an outcome, only how many there are.
+pub async fn gather_together<T: Transport>(
+    t: &T,
+    roles: &[(&HostRolePlan, &[Desired])],
+    checksums: &mut Checksums,
+    how: RoleRun,
+    events: &Sender<Event>,
+) -> Vec<Option<Facts>> {
+    let scripts: Vec<String> = roles.iter().map(|(hr, d)| gather_script(&hr.tasks, d, how.plan_only, checksums)).collect();
+    for ((hr, _), one) in roles.iter().zip(&scripts) {
+        RoleEvents { events, host_role: hr }.command("gather", gather_body(one));
+    }
+    let script = gather_script_many(&scripts);
+    let started = Instant::now();
+    // Each role's part may take what one role's gather may.
+    let timeout = how.timeout * u32::try_from(roles.len()).unwrap_or(u32::MAX).max(1);
+    let Ok(out) = t.run(&script, Vec::new(), timeout).await else {
+        return vec![None; roles.len()];
+    };
+    if let Some((hr, _)) = roles.first() {
+        RoleEvents { events, host_role: hr }.phase("gather".into(), started.elapsed().as_secs_f64());
+    }
+    let stderr = out.stderr_text();
+    split_sections(&out.stdout_text(), roles.len())
+        .iter()
+        .zip(roles)
+        .map(|(part, (hr, d))| {
+            let facts = parse_facts(part, &stderr, &hr.tasks).ok()?;
+            checksums.learn(&hr.tasks, d, &facts);
+            Some(facts)
+        })
+        .collect()
 }
 
 /// Round trip 1: the facts of every task (and, in plan mode, the content of differing text

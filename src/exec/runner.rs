@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::time::Instant;
 
@@ -14,12 +15,13 @@ use tokio::sync::Mutex;
 
 use super::connection::Connection;
 use super::desired::{Desired, desired_state};
+use super::gather::Facts;
 use super::gather::checksums::{Checksums, checksums_path};
 use super::limits::Limits;
-use super::pipeline::{RoleRun, Serial, run_role};
+use super::pipeline::{RoleRun, Serial, gather_together, run_role};
 use super::transport::{Connector, Transport};
 use super::{ExecError, Options};
-use crate::plan::action::{HostRolePlan, StepPlan};
+use crate::plan::action::{Action, HostRolePlan, StepPlan};
 use crate::ui::events::Event;
 use crate::ui::recap::{HostRecap, Recap};
 
@@ -70,7 +72,21 @@ struct Slot<T> {
     plan: Vec<String>,
     /// Known checksums of this host's files (loaded at connect, saved at the end).
     checksums: Checksums,
+    /// Facts gathered ahead with another role's gather, by (wave, role): used while nothing
+    /// could have changed them since (see `host_wave`).
+    gathered: HashMap<(usize, String), Facts>,
 }
+
+/// A role of a later wave that a host's earlier gather may take along: one whose gather only
+/// reads (paths, packages, units, kernel state, `creates`). A role with a command guard or a
+/// wait probe is left to its own wave: those may ask a service an earlier wave starts (the
+/// API of step 04), and on a first run they would only cost time to learn nothing.
+fn gathers_ahead(host_role: &HostRolePlan) -> bool {
+    !host_role.tasks.iter().any(|t| matches!(t.action, Action::WaitFor { .. } | Action::Command { unless: Some(_), .. }))
+}
+
+/// A host's roles of one wave, and of later waves that its gather takes along.
+type HostRoles = Vec<(usize, HostRolePlan, Vec<Desired>)>;
 
 /// Run a validated step plan with the given connector (SSH in production, a double in tests),
 /// its connections opened for it and closed after it.
@@ -130,7 +146,15 @@ pub async fn run_plan_in<C: Connector>(
     }
     let slots: IndexMap<String, Arc<Mutex<Slot<C::T>>>> = host_order
         .iter()
-        .map(|h| (h.clone(), Arc::new(Mutex::new(Slot { transport: None, trips_before: 0, dead: false, recap: HostRecap::default(), plan: Vec::new(), checksums: Checksums::default() }))))
+        .map(|h| (h.clone(), Arc::new(Mutex::new(Slot {
+                        transport: None,
+                        trips_before: 0,
+                        dead: false,
+                        recap: HostRecap::default(),
+                        plan: Vec::new(),
+                        checksums: Checksums::default(),
+                        gathered: HashMap::new(),
+                    }))))
         .collect();
 
     // Every connection is opened before the first change, so a host-key refusal anywhere stops
@@ -147,13 +171,31 @@ pub async fn run_plan_in<C: Connector>(
         }
     }
 
+    // Whether any host was sent an apply in this step so far: until then, what a host's
+    // gather found for a later wave's role is still what that wave would find.
+    let applied = Arc::new(AtomicBool::new(false));
+    let mut looked_ahead: std::collections::HashSet<String> = std::collections::HashSet::new();
     for (wi, wave) in plan.waves.iter().enumerate() {
         let _ = events.send(Event::WaveStart { index: wi, roles: wave.roles.clone(), units: wave.hosts.len() });
         // Group this wave's host-roles by host, keeping plan order.
-        let mut by_host: IndexMap<String, Vec<(HostRolePlan, Vec<Desired>)>> = IndexMap::new();
+        let mut by_host: IndexMap<String, (HostRoles, HostRoles)> = IndexMap::new();
         for (host_role, w) in wave.hosts.iter().zip(&all_desired[wi]) {
-            by_host.entry(host_role.host.clone()).or_default().push((host_role.clone(), w.clone()));
+            by_host.entry(host_role.host.clone()).or_default().0.push((wi, host_role.clone(), w.clone()));
         }
+        // The later waves' roles a host's gather takes along: in the first wave the host is in.
+        if !applied.load(Ordering::SeqCst) {
+            for (lwi, later) in plan.waves.iter().enumerate().skip(wi + 1) {
+                for (host_role, w) in later.hosts.iter().zip(&all_desired[lwi]) {
+                    if let Some((_, ahead)) = by_host.get_mut(&host_role.host)
+                        && !looked_ahead.contains(&host_role.host)
+                        && gathers_ahead(host_role)
+                    {
+                        ahead.push((lwi, host_role.clone(), w.clone()));
+                    }
+                }
+            }
+        }
+        looked_ahead.extend(by_host.keys().cloned());
         // One set of places per role with a `serial` limit, shared by its hosts in this wave.
         let serial: Arc<HashMap<String, Serial>> = Arc::new(
             wave.serial
@@ -162,16 +204,17 @@ pub async fn run_plan_in<C: Connector>(
                 .collect(),
         );
         let mut jobs = tokio::task::JoinSet::new();
-        for (host, roles) in by_host {
+        for (host, (roles, ahead)) in by_host {
             let slot = slots[&host].clone();
             let limits = limits.clone();
             let events = events.clone();
             let opts = opts.clone();
             let serial = serial.clone();
+            let applied = applied.clone();
             jobs.spawn(async move {
                 let _permit = limits.hosts.acquire().await.expect("never closed");
                 let mut slot = slot.lock().await;
-                host_wave(&mut slot, &host, roles, &opts, &serial, &events).await;
+                host_wave(&mut slot, &host, roles, ahead, &opts, &serial, &applied, &events).await;
             });
         }
         while let Some(r) = jobs.join_next().await {
@@ -309,12 +352,23 @@ async fn connect_all<C: Connector>(
     ))
 }
 
+/// One host's roles of one wave, one after another. Their gathers are one round trip
+/// (`gather_together`), which also takes along the host's roles of later waves that only read
+/// (`gathers_ahead`): a step that changes nothing anywhere costs each host one round trip.
+/// Facts gathered together are used only while they are still what the role's own gather
+/// would find: a role's are dropped once an earlier role of the wave applied something on this
+/// host, and a later wave's once any host of the step was sent an apply (roles of one wave are
+/// independent, so only an apply on the same host in the same wave can touch another's
+/// targets, but a later wave may read what an earlier one changed anywhere).
+#[allow(clippy::too_many_arguments)]
 async fn host_wave<T: Transport>(
     slot: &mut Slot<T>,
     host: &str,
-    roles: Vec<(HostRolePlan, Vec<Desired>)>,
+    roles: HostRoles,
+    ahead: HostRoles,
     opts: &Options,
     serial: &HashMap<String, Serial>,
+    applied: &AtomicBool,
     events: &Sender<Event>,
 ) {
     // Done with a role (or skipping it): the UI hears it, and so does a `serial` role's host
@@ -326,7 +380,7 @@ async fn host_wave<T: Transport>(
         let _ = events.send(Event::HostRoleDone { host: host.into(), role: role.to_string() });
     };
     let t0 = Instant::now();
-    let ntasks: u32 = roles.iter().map(|(h, _)| h.tasks.len() as u32).sum();
+    let ntasks: u32 = roles.iter().map(|(_, h, _)| h.tasks.len() as u32).sum();
     // Dead (failed, unreachable, or the run was refused) hosts skip; `connect_all` connected
     // every other one.
     let t = match (&slot.transport, slot.dead) {
@@ -334,23 +388,47 @@ async fn host_wave<T: Transport>(
         _ => {
             slot.dead = true;
             slot.recap.skipped += ntasks;
-            for (host_role, _) in &roles {
+            for (_, host_role, _) in &roles {
                 role_done(&host_role.role);
             }
             return;
         }
     };
     let mut rt: HashMap<String, u64> = HashMap::new();
-    for (host_role, desired) in &roles {
+    let how = RoleRun { plan_only: opts.plan_only, trace: opts.verbose >= 2, timeout: opts.command_timeout };
+    if applied.load(Ordering::SeqCst) {
+        slot.gathered.clear();
+    }
+    let mut together: Vec<&(usize, HostRolePlan, Vec<Desired>)> =
+        roles.iter().chain(&ahead).filter(|(wi, hr, _)| !slot.gathered.contains_key(&(*wi, hr.role.clone()))).collect();
+    together.dedup_by(|a, b| a.0 == b.0 && a.1.role == b.1.role);
+    if together.len() >= 2 {
+        let before = t.round_trips();
+        let list: Vec<(&HostRolePlan, &[Desired])> = together.iter().map(|(_, hr, d)| (hr, d.as_slice())).collect();
+        let found = gather_together(&*t, &list, &mut slot.checksums, how, events).await;
+        for ((wi, hr, _), facts) in together.iter().zip(found) {
+            if let Some(facts) = facts {
+                slot.gathered.insert((*wi, hr.role.clone()), facts);
+            }
+        }
+        *rt.entry(together[0].1.role.clone()).or_default() += t.round_trips() - before;
+    }
+    // Something of this wave applied on this host: the rest of the wave gathers again.
+    let mut changed_here = false;
+    for (wi, host_role, desired) in &roles {
+        let gathered = slot.gathered.remove(&(*wi, host_role.role.clone())).filter(|_| !changed_here);
         if slot.dead {
             slot.recap.skipped += host_role.tasks.len() as u32;
             role_done(&host_role.role);
             continue;
         }
         let before = t.round_trips();
-        let how = RoleRun { plan_only: opts.plan_only, trace: opts.verbose >= 2, timeout: opts.command_timeout };
         let places = serial.get(&host_role.role);
-        let o = run_role(&*t, host_role, desired, &mut slot.checksums, how, places, events).await;
+        let o = run_role(&*t, host_role, desired, &mut slot.checksums, how, places, events, gathered).await;
+        if o.applied {
+            changed_here = true;
+            applied.store(true, Ordering::SeqCst);
+        }
         *rt.entry(host_role.role.clone()).or_default() += t.round_trips() - before;
         let r = &mut slot.recap;
         r.ok += o.ok;

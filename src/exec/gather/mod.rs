@@ -179,6 +179,37 @@ pub fn gather_script(tasks: &[Task], desired: &[Desired], with_content: bool, ch
     s
 }
 
+/// One gather for several roles of a host (one round trip instead of one per role): the
+/// helper functions once, then the part of each role's `gather_script` after them, each ending
+/// with its own `@@end`. [`split_sections`] hands each role its part of the output back. The
+/// parts run one after another in one shell; each sets what it reads (`F`, `"$@"`) itself and
+/// waits for its own background probes.
+pub fn gather_script_many(scripts: &[String]) -> String {
+    let mut s = String::from(GATHER_PRELUDE);
+    for one in scripts {
+        s.push_str(gather_body(one));
+    }
+    s
+}
+
+/// The output of [`gather_script_many`] cut into `n` parts, each up to and including its
+/// `@@end` line. A part whose end marker never came has none, and [`parse_facts`] says so.
+pub fn split_sections(stdout: &str, n: usize) -> Vec<String> {
+    let mut parts = vec![String::new(); n];
+    let mut k = 0;
+    for line in stdout.lines() {
+        if k >= n {
+            break;
+        }
+        parts[k].push_str(line);
+        parts[k].push('\n');
+        if line == "@@end" {
+            k += 1;
+        }
+    }
+    parts
+}
+
 /// Why gather output could not be read.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FactError {

@@ -31,6 +31,8 @@ pub struct RoleOutcome {
     pub error: Option<String>,
     /// The transport error, when the connection itself broke.
     pub transport: Option<TransportError>,
+    /// An apply was sent (something on the host may have changed, whatever its outcome).
+    pub applied: bool,
 }
 
 impl RoleOutcome {
