@@ -78,6 +78,20 @@ fn opts(plan_only: bool) -> Options {
     Options { plan_only, progress: Some(false), json: true, connect_attempts: 1, ..Options::default() }
 }
 
+/// A port on 127.0.0.1 that accepts every connection and drops it, for wait probes. Probing
+/// the test's sshd instead makes it fork a pre-auth child per probe, and under load sshd's
+/// MaxStartups refuses some of them: the probe then fails for a reason the role is not about.
+fn answering_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            drop(c);
+        }
+    });
+    port
+}
+
 fn sha_of(p: &Path) -> String {
     hex::encode(Sha256::digest(std::fs::read(p).unwrap()))
 }
@@ -92,7 +106,8 @@ fn converges_on_three_hosts_in_few_round_trips_and_plan_shows_exact_diff() {
     let s = setup(&[&server]);
     let hosts = ["h1", "h2", "h3"];
     let conns: IndexMap<String, Connection> = hosts.iter().map(|h| (h.to_string(), server.connection())).collect();
-    let plan = |port| step(hosts.iter().map(|h| app_role(&s.base, h, port, &s.bin, server.port)).collect());
+    let answers = answering_port();
+    let plan = |port| step(hosts.iter().map(|h| app_role(&s.base, h, port, &s.bin, answers)).collect());
     std::fs::create_dir_all(s.base.join("h1")).unwrap();
     std::fs::write(s.base.join("h1/old.txt"), "stale").unwrap();
 
@@ -155,7 +170,7 @@ fn unreachable_host_is_reported_others_complete_lock_released() {
     conns.insert("up1".into(), server.connection());
     conns.insert("down".into(), Connection { port: sshd::free_port(), ..server.connection() });
     conns.insert("up2".into(), server.connection());
-    let plan = step(conns.keys().map(|h| app_role(&s.base, h, 1, &s.bin, server.port)).collect());
+    let plan = step(conns.keys().map(|h| app_role(&s.base, h, 1, &s.bin, answering_port())).collect());
     let r = run_step(&s.cluster, &plan, &conns, &opts(false)).unwrap();
     let j = json(&r);
     assert_eq!(j["hosts"]["down"]["unreachable"], 1, "{}", r.to_json());
@@ -172,7 +187,7 @@ fn second_concurrent_run_is_refused_by_the_lock() {
     let s = setup(&[&server]);
     let conns: IndexMap<String, Connection> = [("h".to_string(), server.connection())].into_iter().collect();
     let _held = ezk::exec::lock::lock_cluster(&s.cluster).unwrap();
-    let err = run_step(&s.cluster, &step(vec![app_role(&s.base, "h", 1, &s.bin, server.port)]), &conns, &opts(false)).unwrap_err();
+    let err = run_step(&s.cluster, &step(vec![app_role(&s.base, "h", 1, &s.bin, answering_port())]), &conns, &opts(false)).unwrap_err();
     assert!(err.to_string().contains("another ezk run is in progress"), "{err}");
     assert!(!s.base.join("h").exists(), "a refused run touched the host");
 }
@@ -204,7 +219,7 @@ fn unknown_host_key_is_refused_unless_accepted_explicitly() {
     let s = setup(&[&server]);
     std::fs::remove_file(s.cluster.join("known_hosts")).unwrap();
     let conns: IndexMap<String, Connection> = [("h".to_string(), server.connection())].into_iter().collect();
-    let plan = step(vec![app_role(&s.base, "h", 1, &s.bin, server.port)]);
+    let plan = step(vec![app_role(&s.base, "h", 1, &s.bin, answering_port())]);
     let r = run_step(&s.cluster, &plan, &conns, &opts(false)).unwrap();
     assert_eq!(r.hosts["h"].unreachable, 1, "{}", r.to_json());
     let kh = s.cluster.join("known_hosts");
@@ -383,7 +398,7 @@ fn a_no_op_step_is_one_gather_per_host_and_an_apply_makes_later_waves_look_again
             },
             Wave {
                 roles: vec!["probe".into()],
-                hosts: vec![role("h1", "probe", vec![task("sshd answers", Action::WaitFor { target: WaitTarget::Tcp { host: "127.0.0.1".into(), port: server.port }, timeout_secs: 5, diagnose: None })])],
+                hosts: vec![role("h1", "probe", vec![task("sshd answers", Action::WaitFor { target: WaitTarget::Tcp { host: "127.0.0.1".into(), port: answering_port() }, timeout_secs: 5, diagnose: None })])],
                 serial: Default::default(),
             },
         ],
@@ -562,7 +577,7 @@ fn run_log_is_a_timeline_and_vv_times_each_upload_stage() {
     let server = Sshd::start(None);
     let s = setup(&[&server]);
     let conns: IndexMap<String, Connection> = [("h1".to_string(), server.connection())].into_iter().collect();
-    let plan = step(vec![app_role(&s.base, "h1", 8080, &s.bin, server.port)]);
+    let plan = step(vec![app_role(&s.base, "h1", 8080, &s.bin, answering_port())]);
     let r = run_step(&s.cluster, &plan, &conns, &Options { verbose: 2, ..opts(false) }).unwrap();
     assert_eq!(r.exit_code(), 0, "{}", r.to_json());
     let log = std::fs::read_to_string(r.log.as_ref().unwrap()).unwrap();
@@ -577,7 +592,7 @@ fn run_log_is_a_timeline_and_vv_times_each_upload_stage() {
         assert!(log.lines().any(|l| l.contains(&want) && l.ends_with(" ms")), "no {want:?} in:\n{log}");
     }
     // Without -vv the script carries no marks (no `date` per task).
-    let r2 = run_step(&s.cluster, &step(vec![app_role(&s.base, "h1", 9090, &s.bin, server.port)]), &conns, &opts(false)).unwrap();
+    let r2 = run_step(&s.cluster, &step(vec![app_role(&s.base, "h1", 9090, &s.bin, answering_port())]), &conns, &opts(false)).unwrap();
     let log2 = std::fs::read_to_string(r2.log.as_ref().unwrap()).unwrap();
     assert!(!log2.contains(": upload "), "{log2}");
 }
@@ -609,7 +624,7 @@ fn known_checksums_spare_rehashing_yet_any_write_is_seen() {
     let server = Sshd::start(None);
     let s = setup(&[&server]);
     let conns: IndexMap<String, Connection> = [("h1".to_string(), server.connection())].into_iter().collect();
-    let plan = step(vec![app_role(&s.base, "h1", 8080, &s.bin, server.port)]);
+    let plan = step(vec![app_role(&s.base, "h1", 8080, &s.bin, answering_port())]);
     let bin = s.base.join("h1/bin/app");
     let r1 = run_step(&s.cluster, &plan, &conns, &opts(false)).unwrap();
     assert_eq!(r1.exit_code(), 0, "{}", r1.to_json());

@@ -43,7 +43,7 @@ pub(super) fn script(s: &mut String, tasks: &[Task]) {
     keys.sort();
     keys.dedup();
     if !keys.is_empty() {
-        s.push_str(&format!("sysctl {} 2>/dev/null | sed 's/^/@@s /'\n", quoted_list(keys.iter().copied())));
+        s.push_str(&format!("ezk_p @@s \"$(sysctl {} 2>/dev/null)\"\n", quoted_list(keys.iter().copied())));
         for k in &keys {
             let f = format!("/proc/sys/{}", k.replace('.', "/"));
             s.push_str(&format!("[ -w {} ] && echo {}\n", sh_quote(&f), sh_quote(&format!("@@sw {k}"))));

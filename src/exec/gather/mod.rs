@@ -70,6 +70,7 @@ pub type Facts = BTreeMap<usize, TaskFacts>;
 // loaded deploy machine with hundreds of hosts, forks are what a no-op run costs. The helpers:
 // `ezk_c` for `content`, `ezk_m` for `kernel` modules.
 const GATHER_PRELUDE: &str = r#"export LC_ALL=C
+ezk_now=
 # SHA-256 of stdin (`ezk_sha`) or of files (`ezk_shas PATH...`, lines "HEX *PATH" or "HEX  PATH"):
 # OpenSSL's where the host has it (the CPU's SHA instructions, ~8x coreutils'), else coreutils'.
 if command -v openssl >/dev/null 2>&1; then
@@ -84,6 +85,13 @@ ezk_c() { # idx path want_sha : plan mode, current content of a differing text f
 }
 # A module not loaded can only come from /lib/modules (modprobe reads nothing else): on a host
 # without it (a container, as lab hosts are) no `modprobe` process is started to learn so.
+# Each line of $2 with the prefix $1 (a command's output taken with $(...): no `| sed` process).
+ezk_p() {
+  [ -n "$2" ] || return 0
+  while IFS= read -r ezk_l; do printf '%s %s\n' "$1" "$ezk_l"; done <<EZK_EOF
+$2
+EZK_EOF
+}
 ezk_m() { # module
   if [ -d "/sys/module/$1" ]; then s=loaded
   elif [ -d /lib/modules ] && modprobe -n -q "$1" 2>/dev/null; then s=available

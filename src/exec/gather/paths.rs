@@ -52,7 +52,7 @@ pub(super) fn script(s: &mut String, tasks: &[Task], desired: &[Desired], checks
     if !paths.is_empty() {
         // The host's clock first: signatures from the last second are not cached (see `checksums`).
         s.push_str(&format!(
-            "echo \"@@now $(date +%s.%N)\"\nF=\"\n$(find {} -maxdepth 0 -printf '@@f\\t%y\\t%m\\t%u\\t%g\\t%l\\t%p\\n@@i\\t%D:%i:%s:%T@:%C@\\t%p\\n' 2>/dev/null)\n\"\nprintf '%s' \"$F\"\n",
+            "[ -n \"$ezk_now\" ] || ezk_now=$(date +%s.%N)\necho \"@@now $ezk_now\"\nF=\"\n$(find {} -maxdepth 0 -printf '@@f\\t%y\\t%m\\t%u\\t%g\\t%l\\t%p\\n@@i\\t%D:%i:%s:%T@:%C@\\t%p\\n' 2>/dev/null)\n\"\nprintf '%s' \"$F\"\n",
             quoted_list(paths.iter().copied())
         ));
     }
@@ -79,7 +79,7 @@ pub(super) fn script(s: &mut String, tasks: &[Task], desired: &[Desired], checks
                 None => s.push_str(&format!("set -- \"$@\" {}\n", sh_quote(f))),
             }
         }
-        s.push_str("[ $# -eq 0 ] || ezk_shas \"$@\" 2>/dev/null | sed 's/^/@@h /'\n");
+        s.push_str("[ $# -eq 0 ] || ezk_p @@h \"$(ezk_shas \"$@\" 2>/dev/null)\"\n");
     }
 }
 

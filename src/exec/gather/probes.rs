@@ -10,11 +10,14 @@ use crate::plan::action::WaitTarget;
 /// and the wait loop paid again right when the address appeared; a live LAN peer answers in
 /// milliseconds, and the loop simply probes again. (0.3 s was tried for the gather: on a
 /// loaded machine bash alone can take that long to start, and a missed probe costs a round
-/// trip.)
+/// trip.) The probe's bash reads no rc file (`--noprofile --norc`): Debian's bash sources
+/// `~/.bashrc` when it finds itself under sshd, and a slow one there (root's `pyenv init`
+/// waiting on its rehash lock, met on a test machine) ate the whole second, so no probe could
+/// ever succeed and the wait timed out against a port that answered.
 pub fn probe_cmd(target: &WaitTarget) -> String {
     match target {
         WaitTarget::Tcp { host, port } => format!(
-            "timeout 1 bash -c {} </dev/null >/dev/null 2>&1",
+            "timeout 1 bash --noprofile --norc -c {} </dev/null >/dev/null 2>&1",
             sh_quote(&format!("</dev/tcp/{host}/{port}"))
         ),
         WaitTarget::Command { cmd } => format!("sh -c {} >/dev/null 2>&1 </dev/null", sh_quote(cmd)),

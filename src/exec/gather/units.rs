@@ -18,7 +18,7 @@ pub(super) fn script(s: &mut String, tasks: &[Task]) {
     if !units.is_empty() {
         // One block per unit, in argument order, separated by empty lines.
         s.push_str(&format!(
-            "systemctl show -p UnitFileState -p ActiveState -- {} 2>/dev/null | sed 's/^/@@u /'\n",
+            "ezk_p @@u \"$(systemctl show -p UnitFileState -p ActiveState -- {} 2>/dev/null)\"\n",
             quoted_list(units.iter().copied())
         ));
     }
