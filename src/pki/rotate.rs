@@ -384,4 +384,20 @@ mod tests {
         let pki = Pki::ensure(d.path(), &spec).unwrap();
         assert!(pki.outcome().issued.is_empty(), "{:?}", pki.outcome());
     }
+
+    #[test]
+    fn cluster_ca_of_a_one_ca_pki_with_etcd_on_it_is_refused_untouched() {
+        let d = tempfile::tempdir().unwrap();
+        let spec = spec();
+        let ssl = d.path().join("ssl");
+        Pki::ensure(d.path(), &spec).unwrap();
+        let mut m = Manifest::load(&ssl).unwrap();
+        m.one_ca = true;
+        m.save(&ssl).unwrap();
+        let before = std::fs::read_to_string(Manifest::path(&ssl)).unwrap();
+        let e = begin(d.path(), CaKind::Cluster, spec.ca_validity().unwrap()).unwrap_err().to_string();
+        assert!(e.contains("rotate the etcd CA first") && e.contains("ezk rotate-ca <cluster> etcd"), "{e}");
+        assert_eq!(std::fs::read_to_string(Manifest::path(&ssl)).unwrap(), before);
+        assert!(!ssl.join("ca-new.pem").exists() && !ssl.join("ca-old.pem").exists());
+    }
 }
