@@ -12,10 +12,10 @@
 //! members are read over TLS from this machine, every one healthy. A one-CA PKI that kubeasz
 //! made comes out with an etcd CA of its own; the cluster CA stays as it is.
 //!
-//! The cluster (Kubernetes) CA: each phase is rolled out as step 01 on the masters (their
-//! `/root/.kube/config`, which step 04's `/readyz` check uses), 04 on the masters (one at a
-//! time, each `/readyz` before the next) and 05 on every node (kubelet, kube-proxy), then every
-//! node must be Ready. After phase 1 the run waits until the controller-manager has published
+//! The cluster (Kubernetes) CA: each phase is rolled out as step 04 on the masters (one at a
+//! time, each `/readyz` before the next), 01 on the masters (their `/root/.kube/config`, which
+//! 04's `/readyz` check uses: a step behind the apiservers) and 05 on every node (kubelet,
+//! kube-proxy), then every node must be Ready. After phase 1 the run waits until the controller-manager has published
 //! both CAs to every namespace's `kube-root-ca.crt` and every ServiceAccount token's `ca.crt`,
 //! and then a kubelet sync period, so that pods verify the new serving certificate of phase 2.
 //! The ServiceAccount key (`sa.key`) is not the CA and stays: the tokens pods hold stay valid.
@@ -148,9 +148,15 @@ pub fn run(home: &Home, req: Request) -> Result<i32, Error> {
     session.lock()?;
     // Step 04 only where an apiserver runs: an etcd-only cluster plans no control plane.
     let targets = || match kind {
+        // 04 before 01: step 01 writes the masters' ca.pem too, and were it first, 04's
+        // serving certificate task would find ca.pem as it wants it and not restart the
+        // apiserver (which reads its kubelet CA at start only). 01 moves the masters'
+        // /root/.kube/config, which 04's /readyz check uses, one step behind the apiservers:
+        // it trusts both before any apiserver serves a certificate of the new CA (phase 2) and
+        // holds an admin certificate of the new CA before the old CA is dropped (phase 3).
         CaKind::Cluster => vec![
-            Target { step: "01.prepare", hosts: masters.clone() },
             Target { step: "04.kube-master", hosts: masters.clone() },
+            Target { step: "01.prepare", hosts: masters.clone() },
             Target { step: "05.kube-node", hosts: nodes.clone() },
         ],
         _ => {
@@ -239,8 +245,8 @@ fn roll(session: &mut Session, targets: &[Target], opts: &Options) -> Step {
     Ok(Flow::Next)
 }
 
-/// One phase of the cluster CA on the hosts: 01 (the masters' admin kubeconfig), 04 on the
-/// masters and 05 on the nodes, planned from the PKI as the phase hands it out; then every node
+/// One phase of the cluster CA on the hosts: 04 on the masters, 01 on them (their admin
+/// kubeconfig) and 05 on the nodes, planned from the PKI as the phase hands it out; then every node
 /// Ready and, after phase 1, both CAs published to the pods.
 fn roll_cluster(session: &mut Session, targets: &[Target], phase: u8, opts: &Options) -> Step {
     session.forget_files();
@@ -251,7 +257,7 @@ fn roll_cluster(session: &mut Session, targets: &[Target], phase: u8, opts: &Opt
     let nodes = &targets[2].hosts;
     wait_for(session, opts, "every node Ready", std::time::Duration::from_secs(180), |s| nodes_ready(s, nodes.len()))?;
     if phase == 1 {
-        let master = targets[1].hosts.first().ok_or("no master")?;
+        let master = targets[0].hosts.first().ok_or("no master")?;
         let bundle = crate::plan::DeployFiles::cert(session.files()?, master, "ca")?.cert_pem;
         wait_for(
             session,

@@ -151,7 +151,7 @@ spec:
   - name: probe
     image: ezk.local/busybox:1.35.0
     imagePullPolicy: Never
-    command: ["sh", "-c", "mkdir -p /tmp; while true; do if /k/kubectl --request-timeout=5s get --raw /api >/dev/null 2>/tmp/e; then echo ok; else echo \"FAIL $(date +%T) $(head -c 300 /tmp/e | tr '\\n' ' ')\"; fi; sleep 0.2; done"]
+    command: ["sh", "-c", "mkdir -p /tmp; while true; do sa=/var/run/secrets/kubernetes.io/serviceaccount; if /k/kubectl --kubeconfig=/dev/null --server=https://kubernetes.default --certificate-authority=$sa/ca.crt --token=$(cat $sa/token) --request-timeout=5s get --raw /api >/dev/null 2>/tmp/e; then echo ok; else echo \"FAIL $(date +%T) $(head -c 300 /tmp/e | tr '\\n' ' ')\"; fi; sleep 0.2; done"]
     volumeMounts: [{name: kubectl, mountPath: /k/kubectl, readOnly: true}]
   volumes:
   - name: kubectl
