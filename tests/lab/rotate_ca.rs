@@ -158,9 +158,18 @@ spec:
     hostPath: {path: /opt/kube/bin/kubectl, type: File}
 "#;
 
-/// The probe pod's lines so far: (reads, failures).
+/// The probe pod's lines so far: (reads, failures). Its kubelet may have just restarted (the
+/// last phase's step 05): asked again for up to a minute.
 fn probe_lines(lab: &Lab) -> (usize, Vec<String>) {
-    let out = kubectl_ok(lab, &["logs", "ezk-ca-probe"]);
+    let start = Instant::now();
+    let out = loop {
+        let o = kubectl(lab).args(["logs", "ezk-ca-probe"]).output().unwrap();
+        if o.status.success() {
+            break String::from_utf8_lossy(&o.stdout).to_string();
+        }
+        assert!(start.elapsed().as_secs() < 60, "the probe's logs: {}", text(&o));
+        std::thread::sleep(std::time::Duration::from_secs(2));
+    };
     let fails: Vec<String> = out.lines().filter(|l| l.starts_with("FAIL")).map(String::from).collect();
     (out.lines().filter(|l| *l == "ok").count(), fails)
 }
