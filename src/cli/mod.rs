@@ -137,12 +137,14 @@ pub enum Command {
     Backup(backup::Args),
     /// Back up ssl/ and reissue every certificate, keeping the CAs unless --new-ca.
     KcaRenew(kca_renew::Args),
-    /// Rotate the etcd CA with no client refused at any moment: 1 every etcd trust file
-    /// (members, apiservers, this machine) becomes old + new CA, 2 every etcd certificate is
-    /// issued from the new CA, 3 the old CA is dropped; each phase rolled one member, then one
-    /// apiserver, at a time, each healthy before the next. Resumable (a re-run continues);
-    /// --until N stops after phase N; a kubeasz one-CA PKI gets an etcd CA of its own. Asks
-    /// first; --plan shows the phases per host.
+    /// Rotate the etcd CA (`etcd`) or the cluster CA (`kubernetes`) with no client refused at
+    /// any moment: 1 every trust file of that CA (etcd: members, apiservers, this machine;
+    /// kubernetes: ca.pem, every kubeconfig, the pods' kube-root-ca.crt) becomes old + new CA,
+    /// 2 every certificate it signs is issued from the new CA, 3 the old CA is dropped; each
+    /// phase rolled one member or master at a time, each healthy before the next (kubernetes:
+    /// then every node). Resumable (a re-run continues); --until N stops after phase N; a
+    /// kubeasz one-CA PKI gets an etcd CA of its own (rotate etcd before kubernetes there).
+    /// Asks first; --plan shows the phases per host.
     RotateCa(rotate_ca::Args),
     /// User kubeconfigs (kubeasz's `ezctl kcfg-adm`): -A -u NAME [-e DAYS] [-t admin|view] adds
     /// one (client certificate from the cluster CA + RBAC binding), -L lists, -D -u NAME revokes

@@ -67,6 +67,9 @@ impl DeployFiles for AuditFiles<'_> {
             ca_pem: f.ca_pem,
         })
     }
+    fn cluster_signing_file(&self) -> &'static str {
+        self.0.cluster_signing_file()
+    }
     fn kubeconfig(&self, host: &str, name: &str) -> Result<String, String> {
         self.0.kubeconfig(name, host).map_err(|e| e.to_string())
     }

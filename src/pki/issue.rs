@@ -263,7 +263,7 @@ pub(super) fn ensure_all(cluster_dir: &Path, spec: &PkiSpec, force: bool, new_ca
         outcome,
         one_ca,
         own_etcd_ca,
-        rotation: manifest.rotation.clone(),
+        rotations: manifest.rotation.iter().chain(manifest.cluster_rotation.iter()).cloned().collect(),
         pending,
     };
     pki.write_etcd_trust()?;

@@ -89,8 +89,9 @@ pub struct Pki {
     one_ca: bool,
     /// In a one-CA PKI, etcd has its own CA all the same (moved there by a rotation).
     own_etcd_ca: bool,
-    /// A CA rotation under way or finished (`rotate`): what the etcd trust files hold.
-    rotation: Option<rotate::Rotation>,
+    /// The CA rotations under way or finished (`rotate`: etcd's, the cluster CA's): what the
+    /// trust files hold.
+    rotations: Vec<rotate::Rotation>,
     /// Leaf stems that must be issued by a CA whose key is not here, with that key's path.
     pending: Vec<(String, PathBuf)>,
 }
@@ -115,7 +116,7 @@ impl Pki {
             outcome: Outcome::default(),
             one_ca,
             own_etcd_ca: manifest.own_etcd_ca,
-            rotation: manifest.rotation,
+            rotations: manifest.rotation.into_iter().chain(manifest.cluster_rotation).collect(),
             pending: Vec::new(),
         })
     }
@@ -130,10 +131,10 @@ impl Pki {
     ) -> Result<(Pki, PathBuf), PkiError> {
         // A bad spec must fail before the backup is made: nothing written on bad input.
         spec.validate()?;
-        if rotate::in_progress(cluster_dir)? {
+        if let Some(ca) = rotate::in_progress(cluster_dir)? {
             return Err(PkiError::BadFile {
                 path: ssl_dir::Manifest::path(&cluster_dir.join("ssl")),
-                msg: "records an etcd CA rotation under way; finish it first (`ezk rotate-ca <cluster> etcd`)".into(),
+                msg: format!("records a rotation of the {ca} CA under way; finish it first (`ezk rotate-ca <cluster> {ca}`)"),
             });
         }
         let backup = backup_ssl(cluster_dir)?;
@@ -161,21 +162,36 @@ impl Pki {
         if self.one_ca && !(kind == CaKind::Etcd && self.own_etcd_ca) { CaKind::Cluster.stem() } else { kind.stem() }
     }
 
+    /// The rotation that bundles what holders of `kind`'s certificates trust: etcd's for the
+    /// etcd CA; the cluster CA's for every kind that CA signs (in a one-CA PKI, front-proxy too).
+    fn bundling_rotation(&self, kind: CaKind) -> Option<&rotate::Rotation> {
+        self.rotations.iter().filter(|r| r.bundling()).find(|r| match r.kind() {
+            CaKind::Etcd => kind == CaKind::Etcd,
+            rotated => self.ca_stem(kind) == rotated.stem(),
+        })
+    }
+
     /// The CA certificates a holder of `kind`'s certificates trusts: the signing CA, and during
     /// phases 1 and 2 of a rotation of that CA the old and the new one (`rotate`).
     fn trust_pem(&self, kind: CaKind) -> Result<String, PkiError> {
-        if kind == CaKind::Etcd {
-            if let Some(files) = self.rotation.as_ref().and_then(|r| r.bundle_files()) {
-                let mut out = String::new();
-                for f in files {
-                    let pem = self.read(f)?;
-                    out.push_str(pem.trim_end());
-                    out.push('\n');
-                }
-                return Ok(out);
+        if let Some(files) = self.bundling_rotation(kind).and_then(|r| r.bundle_files()) {
+            let mut out = String::new();
+            for f in files {
+                let pem = self.read(&f)?;
+                out.push_str(pem.trim_end());
+                out.push('\n');
             }
+            return Ok(out);
         }
         self.read(&format!("{}.pem", self.ca_stem(kind)))
+    }
+
+    /// The file on the masters that holds the certificate kube-controller-manager signs with
+    /// (`--cluster-signing-cert-file`, beside `ca-key.pem`): `ca.pem`, but while `ca.pem` holds
+    /// two CAs (phases 1 and 2 of a cluster CA rotation) `ca-signing.pem`, the signing CA
+    /// alone — the controller-manager refuses a signing file with more than one certificate.
+    pub fn cluster_signing_file(&self) -> &'static str {
+        if self.bundling_rotation(CaKind::Cluster).is_some() { "ca-signing.pem" } else { "ca.pem" }
     }
 
     /// `ssl/etcd-trust.pem`: what the etcd client tools on this machine verify the members
@@ -259,8 +275,10 @@ impl Pki {
         };
         match cert_ids::id_def(id).map(|d| d.kind) {
             Some(IdKind::Ca(kind)) => ca_only(kind),
+            // The signing CA alone (trust bundles are for `ca`), with its key.
             Some(IdKind::CaWithKey) => {
-                let mut f = ca_only(CaKind::Cluster)?;
+                let pem = self.read(&format!("{}.pem", self.ca_stem(CaKind::Cluster)))?;
+                let mut f = CertFiles { cert_pem: pem.clone(), key_pem: None, ca_pem: Some(pem) };
                 let key = self.ssl.join("ca-key.pem");
                 if !key.exists() {
                     return Err(PkiError::NeedsCaKey { what: "ca-key (kube-controller-manager signs with it)".into(), key });

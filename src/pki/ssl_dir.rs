@@ -94,9 +94,12 @@ pub struct Manifest {
     /// (`etcd-ca.pem` signs the etcd certificates; `ca.pem` the rest).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub own_etcd_ca: bool,
-    /// A CA rotation under way (see `rotate`), or the last one finished.
+    /// An etcd CA rotation under way (see `rotate`), or the last one finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotation: Option<super::rotate::Rotation>,
+    /// A cluster (Kubernetes) CA rotation under way, or the last one finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_rotation: Option<super::rotate::Rotation>,
 }
 
 impl Manifest {
@@ -115,6 +118,7 @@ impl Manifest {
                 one_ca: false,
                 own_etcd_ca: false,
                 rotation: None,
+                cluster_rotation: None,
             }),
             Some(s) => serde_json::from_str(&s).map_err(|e| PkiError::Manifest {
                 path,

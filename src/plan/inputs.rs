@@ -153,4 +153,10 @@ pub trait DeployFiles {
     /// path (as in Ansible): the file is streamed from disk at apply time, never held in the
     /// plan. The error names the path.
     fn local_file(&self, path: &Path) -> Result<String, String>;
+    /// The file name (under `ca_dir`) of the certificate kube-controller-manager signs with,
+    /// as templates see it (`cluster_ca_signing_file`): `ca.pem` unless the PKI says otherwise
+    /// (while a cluster CA rotation has `ca.pem` hold two CAs).
+    fn cluster_signing_file(&self) -> &'static str {
+        "ca.pem"
+    }
 }

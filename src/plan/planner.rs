@@ -83,6 +83,7 @@ impl Planner<'_> {
                 .map(|k| k.value()),
             images: self.vars.images().map(|i| Value::from_serialize(&i)),
             nodes: self.nodes.clone().unwrap_or_else(|| Value::from(std::collections::BTreeMap::<String, Value>::new())),
+            signing: Value::from(self.files.cluster_signing_file()),
         };
         let mut cache: HashMap<(String, String), Result<Value, String>> = HashMap::new();
         let compiled = Compiled::new(self.catalog.env());
@@ -239,6 +240,7 @@ impl Planner<'_> {
                     extra.push(("images", i.clone()));
                 }
                 extra.push(("k8s_nodes", shared.nodes.clone()));
+                extra.push(("cluster_ca_signing_file", shared.signing.clone()));
                 // Layered, not copied: the shared values are converted once per step.
                 merge_maps([own, Value::from_iter(extra)])
             })
@@ -311,6 +313,8 @@ struct Shared {
     images: Option<Value>,
     /// `k8s_nodes`.
     nodes: Value,
+    /// `cluster_ca_signing_file` (`DeployFiles::cluster_signing_file`).
+    signing: Value,
 }
 
 /// Failures keyed by (origin, message), each with the hosts it happened on, in first-seen order:

@@ -104,6 +104,10 @@ impl DeployFiles for ClusterFiles {
         })
     }
 
+    fn cluster_signing_file(&self) -> &'static str {
+        self.pki.cluster_signing_file()
+    }
+
     fn kubeconfig(&self, host: &str, name: &str) -> Result<String, String> {
         self.or_pending(self.pki.kubeconfig(name, host), || format!("# {name}: to be made once the CA key is present\n"))
     }

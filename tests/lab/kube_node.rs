@@ -10,12 +10,12 @@
 //! set), so the ipvs mode cannot run here; its rendered configuration is checked by the flag and
 //! template tests only.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::kube_master::{MASTERS, WORKERS, ensure_control_plane};
 use crate::steps_support::{assert_nothing_changed, setup_ok, text};
-use crate::support::{kubectl, kubectl_ok, with_cluster_lab};
+use crate::support::{kubectl, kubectl_apply, kubectl_ok, with_cluster_lab};
 use crate::{Lab, Test};
 
 pub const TESTS: &[Test] = &[
@@ -98,13 +98,7 @@ pub fn wait_all_ready(lab: &Lab, secs: u64) {
 
 /// The DaemonSet runs on every node; pod name → (node, pod IP).
 pub fn ensure_web(lab: &Lab) -> Vec<(String, String, String)> {
-    let mut apply = kubectl(lab);
-    apply.args(["apply", "-f", "-"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = apply.spawn().unwrap();
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(WEB.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", text(&out));
+    kubectl_apply(lab, WEB);
     let start = Instant::now();
     loop {
         let out = kubectl(lab)

@@ -96,7 +96,7 @@ const SUITES: &[&[Test]] = &[
     // it found it)
     day2_etcd::TESTS,
     // the etcd CA rotated under the API and an etcd client, three rolling restarts, the leader
-    // last in each
+    // last in each; then the cluster (Kubernetes) CA under the API and an in-cluster client
     rotate_ca::TESTS,
     // upgrades to the lab's second build (v1.20.2+lab.1) and back (the cluster ends at
     // lab-debian, the inventory as it began)

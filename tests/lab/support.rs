@@ -529,6 +529,17 @@ pub fn kubectl_ok(lab: &Lab, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// `kubectl apply -f -` of `manifest`; fails the test when kubectl does.
+pub fn kubectl_apply(lab: &Lab, manifest: &str) {
+    use std::io::Write;
+    let mut apply = kubectl(lab);
+    apply.args(["apply", "-f", "-"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = apply.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(manifest.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+}
+
 /// What the API reads through the VIP saw: how many, and each failure's output.
 pub struct VipReads {
     pub n: usize,
