@@ -77,6 +77,12 @@ struct Slot<T> {
     gathered: HashMap<(usize, String), Facts>,
 }
 
+impl<T> Default for Slot<T> {
+    fn default() -> Self {
+        Slot { transport: None, trips_before: 0, dead: false, recap: HostRecap::default(), plan: Vec::new(), checksums: Checksums::default(), gathered: HashMap::new() }
+    }
+}
+
 /// A role of a later wave that a host's earlier gather may take along: one whose gather only
 /// reads (paths, packages, units, kernel state, `creates`). A role with a command guard or a
 /// wait probe is left to its own wave: those may ask a service an earlier wave starts (the
@@ -146,15 +152,7 @@ pub async fn run_plan_in<C: Connector>(
     }
     let slots: IndexMap<String, Arc<Mutex<Slot<C::T>>>> = host_order
         .iter()
-        .map(|h| (h.clone(), Arc::new(Mutex::new(Slot {
-                        transport: None,
-                        trips_before: 0,
-                        dead: false,
-                        recap: HostRecap::default(),
-                        plan: Vec::new(),
-                        checksums: Checksums::default(),
-                        gathered: HashMap::new(),
-                    }))))
+        .map(|h| (h.clone(), Arc::new(Mutex::new(Slot::default()))))
         .collect();
 
     // Every connection is opened before the first change, so a host-key refusal anywhere stops
@@ -399,9 +397,8 @@ async fn host_wave<T: Transport>(
     if applied.load(Ordering::SeqCst) {
         slot.gathered.clear();
     }
-    let mut together: Vec<&(usize, HostRolePlan, Vec<Desired>)> =
+    let together: Vec<&(usize, HostRolePlan, Vec<Desired>)> =
         roles.iter().chain(&ahead).filter(|(wi, hr, _)| !slot.gathered.contains_key(&(*wi, hr.role.clone()))).collect();
-    together.dedup_by(|a, b| a.0 == b.0 && a.1.role == b.1.role);
     if together.len() >= 2 {
         let before = t.round_trips();
         let list: Vec<(&HostRolePlan, &[Desired])> = together.iter().map(|(_, hr, d)| (hr, d.as_slice())).collect();
