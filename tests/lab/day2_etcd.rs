@@ -145,7 +145,7 @@ fn with_readers(lab: &Lab, old: &[String], what: &str, args: &[&str]) -> std::pr
     let n = api.n;
     assert!(n >= 20 && en >= 20, "only {n} API and {en} etcd reads during {what}");
     // etcdctl's own client retries a read that met a leader change; kube-apiserver does not.
-    api.assert_served(what, raft_term(lab, &old[0]) - term);
+    api.assert_served(what, raft_term(lab, &old[0]) - term, 0);
     assert_eq!(efails, 0, "{efails} of {en} etcd reads failed during {what}; last: {elast}");
     println!("  {what}: {secs:.1}s, {n} reads through the VIP ({}) and {en} etcd reads, none failed", api.summary());
     out

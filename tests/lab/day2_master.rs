@@ -111,7 +111,7 @@ fn add_master_then_del_master_keep_the_vip_answering(_: &Lab) {
         let n = api.n;
         assert_eq!(r.code, 0, "add-master failed:\n{}", r.output);
         assert!(n >= 20, "only {n} requests through the VIP during add-master");
-        api.assert_served("add-master", 0);
+        api.assert_served("add-master", 0, 0);
         println!("  add-master: {:.1}s, {n} reads through the VIP, none failed", r.secs);
 
         // The inventory: one line more, at the end of [kube_master], the rest as it was.
@@ -174,7 +174,7 @@ fn add_master_then_del_master_keep_the_vip_answering(_: &Lab) {
         let n = api.n;
         assert!(out.status.success(), "del-master failed:\n{}", text(&out));
         assert!(n >= 20, "only {n} requests through the VIP during del-master");
-        api.assert_served("del-master", 0);
+        api.assert_served("del-master", 0, 0);
         println!("  del-master: {n} reads through the VIP, none failed");
         // Three runs: the others' LBs, the host's clean, the others' lists.
         let docs = json_docs(&String::from_utf8_lossy(&out.stdout));

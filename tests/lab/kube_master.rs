@@ -308,7 +308,7 @@ fn the_api_survives_a_stopped_apiserver(_: &Lab) {
         let n = api.n;
         lab.sh(0, "systemctl start kube-apiserver");
         assert!(n >= 10, "only {n} requests");
-        api.assert_served("one apiserver down", 0);
+        api.assert_served("one apiserver down", 0, 0);
         // It comes back and is served again.
         let start = Instant::now();
         while readyz(lab, Some(&format!("https://{}:6443", lab.hosts[0].ip))).is_err() {
@@ -351,7 +351,7 @@ fn a_flag_change_restarts_apiservers_one_at_a_time(_: &Lab) {
             assert_eq!(r.count(ip, "changed"), 3, "{ip}:\n{}", r.output);
         }
         assert!(n >= 5, "only {n} requests");
-        api.assert_served("the rolling restart", 0);
+        api.assert_served("the rolling restart", 0, 0);
         for &i in &MASTERS {
             assert!(lab.sh(i, "systemctl cat kube-apiserver").contains("--service-node-port-range=30000-32000"));
         }

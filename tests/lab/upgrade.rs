@@ -256,7 +256,7 @@ fn masters_then_nodes_and_a_killed_run_goes_on(_: &Lab) {
 
         // The API through the VIP answered every request, the whole time.
         assert!(api.n >= 50, "only {} requests", api.n);
-        api.assert_served("the upgrade", 0);
+        api.assert_served("the upgrade", 0, 0);
         // Cordoned one at a time, masters first, in order; all uncordoned at the end.
         let names: Vec<String> = expect.iter().map(|&i| lab.hosts[i].name.clone()).collect();
         assert_eq!(order, names, "first cordon of each node, in order");
@@ -311,7 +311,7 @@ fn a_rerun_changes_nothing_and_back_two_nodes_at_a_time(_: &Lab) {
         let (order, most) = watcher.join().unwrap();
         assert!(out.status.success(), "{}", text(&out));
         assert!(text(&out).contains(&format!("cluster {} is at {OLD}: 5 host(s) upgraded", lab.name)), "{}", text(&out));
-        api.assert_served("the upgrade", 0);
+        api.assert_served("the upgrade", 0, 0);
         let masters: Vec<String> = MASTERS.iter().map(|&i| lab.hosts[i].name.clone()).collect();
         assert_eq!(order[..3], masters[..], "{order:?}");
         assert_eq!(most, 2, "the two workers are one batch");
