@@ -334,3 +334,24 @@ fn only_slow_guards_run_as_background_jobs() {
     let script = gather_script(cheap, &w[..3], false, &Default::default());
     assert!(!gather_body(&script).contains(" &\n") && !gather_body(&script).contains("wait\n"), "{script}");
 }
+
+/// The roles' guards that ask the Kubernetes API (kubectl) are the ones marked `unless_slow`,
+/// so they still run at the same time; no other guard of the roles is (each would cost every
+/// gather a background job).
+#[test]
+fn the_roles_mark_exactly_their_kubectl_guards_slow() {
+    let roles = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("roles");
+    let mut slow = 0;
+    for e in std::fs::read_dir(&roles).unwrap().flatten() {
+        let Ok(text) = std::fs::read_to_string(e.path().join("tasks.yml")) else { continue };
+        let tasks: Vec<serde_yaml::Value> = serde_yaml::from_str(&text).unwrap_or_default();
+        for t in &tasks {
+            let Some(c) = t.get("command") else { continue };
+            let Some(unless) = c.get("unless").and_then(|u| u.as_str()) else { continue };
+            let marked = c.get("unless_slow").and_then(|s| s.as_bool()) == Some(true);
+            assert_eq!(marked, unless.contains("kubectl"), "{}: {unless}", e.path().display());
+            slow += marked as usize;
+        }
+    }
+    assert!(slow >= 7, "{slow}");
+}

@@ -157,7 +157,8 @@ pub async fn gather_together<T: Transport>(
     // One command for all of them: shown once, under the first role.
     if let Some((hr, _)) = roles.first() {
         let others: Vec<&str> = roles[1..].iter().map(|(o, _)| o.role.as_str()).collect();
-        RoleEvents { events, host_role: hr }.command(&format!("gather (with {})", others.join(", ")), gather_body(&script));
+        let what = if others.is_empty() { "gather".to_string() } else { format!("gather (with {})", others.join(", ")) };
+        RoleEvents { events, host_role: hr }.command(&what, gather_body(&script));
     }
     let started = Instant::now();
     // Each role's part may take what one role's gather may.

@@ -1,6 +1,7 @@
-//! Fact kind: paths. One `find` for every path the roles of a gather manage (kind, mode, owner, group, link
-//! target, and for files the signature `checksums` keys on), then one hash (`ezk_shas`) for every
-//! file whose content is wanted, skipping files whose signature is the one recorded.
+//! Fact kind: paths. One `find` for every path the roles of a gather manage (kind, mode, owner,
+//! group, link target, and for files the signature `checksums` keys on), then one hash
+//! (`ezk_shas`) for every file whose content is wanted, skipping files whose signature is the
+//! one recorded.
 
 use std::collections::HashMap;
 
