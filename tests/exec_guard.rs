@@ -105,8 +105,8 @@ fn sysctl_unknown_or_read_only_keys_are_warnings_not_changes() {
 #[test]
 fn command_guards_and_wait_probes() {
     let tasks = vec![
-        task("init", Action::Command { cmd: "init".into(), creates: Some("/var/lib/x".into()), unless: None }, &[]),
-        task("always", Action::Command { cmd: "echo".into(), creates: None, unless: None }, &[]),
+        task("init", Action::Command { cmd: "init".into(), creates: Some("/var/lib/x".into()), unless: None, unless_slow: false }, &[]),
+        task("always", Action::Command { cmd: "echo".into(), creates: None, unless: None, unless_slow: false }, &[]),
         task("wait", Action::WaitFor { target: WaitTarget::Tcp { host: "127.0.0.1".into(), port: 2379 }, timeout_secs: 30, diagnose: None }, &[]),
     ];
     let w = desired_state(&tasks).unwrap();
@@ -128,8 +128,8 @@ fn a_guard_naming_a_file_changed_before_it_is_checked_again_in_the_apply() {
     let m = "/etc/kubernetes/rbac.yaml";
     let tasks = vec![
         task("manifest", file(m, "kind: ClusterRole # v2\n", 0o644, false), &[]),
-        task("applied", Action::Command { cmd: format!("kubectl apply -f {m}").into(), creates: None, unless: Some(format!("kubectl diff -f {m}").into()) }, &[]),
-        task("other", Action::Command { cmd: "init".into(), creates: Some("/var/lib/x".into()), unless: None }, &[]),
+        task("applied", Action::Command { cmd: format!("kubectl apply -f {m}").into(), creates: None, unless: Some(format!("kubectl diff -f {m}").into()), unless_slow: false }, &[]),
+        task("other", Action::Command { cmd: "init".into(), creates: Some("/var/lib/x".into()), unless: None, unless_slow: false }, &[]),
     ];
     let w = desired_state(&tasks).unwrap();
     let gathered = |content: &str| format!("{}{}@@g 1 1\n@@g 2 1\n@@end\n", f_line("f", "644", m), h_line(content, m));
@@ -243,4 +243,115 @@ fn installed_packages_are_not_queried_again_while_dpkg_is_unchanged() {
     assert_ne!(rec, Checksums::default(), "both installed, a signature: recorded");
     rec.learn(&tasks2, &w2, &parse_facts(&format!("{db}@@k dpkg ii \n@@k ipset rc \n@@end\n"), "", &tasks2).unwrap());
     assert_eq!(rec, Checksums::default(), "one removed: the record is forgotten");
+}
+
+/// A host's roles gathered together (a step's shared round trip) start one `find` between
+/// them, whatever the number of roles, and each role reads back exactly the facts its own
+/// gather would have given. Runs the real scripts with `sh` against files in a temp dir, with
+/// a `find` first on PATH that logs each call and runs the real one.
+#[test]
+fn a_shared_gather_finds_every_path_at_once_and_each_role_gets_its_own_facts() {
+    use ezk::exec::gather::checksums::Checksums;
+    use ezk::exec::gather::{gather_script, gather_script_many, parse_facts_many};
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).display().to_string();
+    std::fs::write(p("a.conf"), "a\n").unwrap();
+    std::fs::write(p("b.conf"), "old\n").unwrap();
+    std::fs::create_dir(p("d")).unwrap();
+    let log = dir.path().join("calls");
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let real = ["/usr/bin/find", "/bin/find"].into_iter().find(|f| std::path::Path::new(f).exists()).expect("find");
+    std::fs::write(bin.join("find"), format!("#!/bin/sh\necho call >> {}\nexec {real} \"$@\"\n", log.display())).unwrap();
+    std::fs::set_permissions(bin.join("find"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let roles = [
+        vec![
+            task("a", file(&p("a.conf"), "a\n", 0o644, false), &[]),
+            task("d", Action::Directory { path: p("d"), mode: 0o755, owner: "root".into(), group: "root".into() }, &[]),
+            task("guard", Action::Command { cmd: "x".into(), creates: None, unless: Some(format!("grep -q a {}", p("a.conf")).into()), unless_slow: false }, &[]),
+        ],
+        vec![task("pkgs", Action::Package { names: vec!["dpkg".into()], offline: true }, &[])],
+        vec![
+            task("b", file(&p("b.conf"), "new\n", 0o644, false), &[]),
+            task("gone", Action::Absent { path: p("gone") }, &[]),
+            task("a again", file(&p("a.conf"), "a\n", 0o644, false), &[]),
+        ],
+    ];
+    let wants: Vec<_> = roles.iter().map(|t| desired_state(t).unwrap()).collect();
+    let run = |script: &str| {
+        let _ = std::fs::remove_file(&log);
+        let out = std::process::Command::new("sh").arg("-c").arg(script).env("PATH", &path).output().unwrap();
+        let calls = std::fs::read_to_string(&log).unwrap_or_default().lines().count();
+        (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned(), calls)
+    };
+    let sums = Checksums::default();
+    let list: Vec<_> = roles.iter().zip(&wants).map(|(t, w)| (t.as_slice(), w.as_slice())).collect();
+    let (stdout, stderr, calls) = run(&gather_script_many(&list, false, &sums));
+    assert_eq!(calls, 1, "one find for {} roles", roles.len());
+    let tasks: Vec<&[Task]> = roles.iter().map(Vec::as_slice).collect();
+    let shared = parse_facts_many(&stdout, &stderr, &tasks);
+    for ((t, w), got) in roles.iter().zip(&wants).zip(shared) {
+        let (out, err, calls) = run(&gather_script(t, w, false, &sums));
+        assert!(calls <= 1);
+        let mut alone = parse_facts(&out, &err, t).unwrap();
+        let mut got = got.unwrap();
+        // The clock is the gather's own.
+        for f in alone.values_mut().chain(got.values_mut()) {
+            f.host_clock = None;
+        }
+        assert_eq!(got, alone, "{stdout}");
+    }
+    // A section cut short fails that role and those after it, not those before.
+    let cut = stdout.rsplit_once("@@end").unwrap().0;
+    let r = parse_facts_many(cut, "gone", &tasks);
+    assert!(r[0].is_ok() && r[1].is_ok() && matches!(&r[2], Err(FactError::Truncated(e)) if e == "gone"), "{r:?}");
+}
+
+/// Only guards marked `unless_slow` (and wait probes) go to the background, and only when
+/// there are two or more of them: a cheap guard (a read of a file) runs in its place, not as
+/// a background job that would cost a fork of its own on every gather.
+#[test]
+fn only_slow_guards_run_as_background_jobs() {
+    use ezk::exec::gather::{gather_body, gather_script};
+    let cmd = |unless: &str, slow: bool| Action::Command { cmd: "x".into(), creates: None, unless: Some(unless.into()), unless_slow: slow };
+    let tasks = vec![
+        task("swap", cmd("! { read -r _ && read -r _; } < /proc/swaps", false), &[]),
+        task("fstab", cmd("! grep -q swap /etc/fstab", false), &[]),
+        task("hostname", cmd("test \"$(hostname)\" = a", false), &[]),
+        task("label", cmd("kubectl get node a", true), &[]),
+        task("api", Action::WaitFor { target: WaitTarget::Tcp { host: "127.0.0.1".into(), port: 6443 }, timeout_secs: 5, diagnose: None }, &[]),
+    ];
+    let w = desired_state(&tasks).unwrap();
+    let script = gather_script(&tasks, &w, false, &Default::default());
+    let body = gather_body(&script);
+    let background: Vec<&str> = body.lines().filter(|l| l.ends_with(" &")).collect();
+    assert_eq!(background.len(), 2, "{body}");
+    assert!(background[0].contains("'@@g 3 1'") && background[1].contains("'@@w 4 1'"), "{body}");
+    assert_eq!(body.lines().filter(|l| l.starts_with("if ") && !l.ends_with(" &")).count(), 3, "{body}");
+    // Cheap guards alone: none in the background.
+    let cheap = &tasks[..3];
+    let script = gather_script(cheap, &w[..3], false, &Default::default());
+    assert!(!gather_body(&script).contains(" &\n") && !gather_body(&script).contains("wait\n"), "{script}");
+}
+
+/// The roles' guards that ask the Kubernetes API (kubectl) are the ones marked `unless_slow`,
+/// so they still run at the same time; no other guard of the roles is (each would cost every
+/// gather a background job).
+#[test]
+fn the_roles_mark_exactly_their_kubectl_guards_slow() {
+    let roles = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("roles");
+    let mut slow = 0;
+    for e in std::fs::read_dir(&roles).unwrap().flatten() {
+        let Ok(text) = std::fs::read_to_string(e.path().join("tasks.yml")) else { continue };
+        let tasks: Vec<serde_yaml::Value> = serde_yaml::from_str(&text).unwrap_or_default();
+        for t in &tasks {
+            let Some(c) = t.get("command") else { continue };
+            let Some(unless) = c.get("unless").and_then(|u| u.as_str()) else { continue };
+            let marked = c.get("unless_slow").and_then(|s| s.as_bool()) == Some(true);
+            assert_eq!(marked, unless.contains("kubectl"), "{}: {unless}", e.path().display());
+            slow += marked as usize;
+        }
+    }
+    assert!(slow >= 7, "{slow}");
 }

@@ -66,7 +66,7 @@ fn action(t: &Value) -> Action {
         return Action::DaemonReload;
     }
     if let Some(c) = t.get("command") {
-        return Action::Command { cmd: s(c, "cmd").unwrap().into(), creates: s(c, "creates"), unless: s(c, "unless").map(Into::into) };
+        return Action::Command { cmd: s(c, "cmd").unwrap().into(), creates: s(c, "creates"), unless: s(c, "unless").map(Into::into), unless_slow: c.get("unless_slow").and_then(|x| x.as_bool()).unwrap_or(false) };
     }
     if let Some(w) = t.get("wait_for") {
         let (host, port) = s(w, "tcp").unwrap().rsplit_once(':').map(|(h, p)| (h.to_string(), p.parse().unwrap())).unwrap();

@@ -44,8 +44,8 @@ fn app_role(base: &Path, host: &str, port: u16, local_bin: &Path, sshd_port: u16
         task("binary", file(&h.join("bin/app"), Content::Local { path: local_bin.to_path_buf(), sha256: bin_sha }, 0o755, false)),
         task("link", Action::Link { path: h.join("bin/app-current").display().to_string(), target: h.join("bin/app").display().to_string() }),
         task("old gone", Action::Absent { path: h.join("old.txt").display().to_string() }),
-        task("init once", Action::Command { cmd: format!("echo init > {}", h.join("data/marker").display()).into(), creates: Some(h.join("data/marker").display().to_string()), unless: None }),
-        task("flag", Action::Command { cmd: format!("touch {}", h.join("data/flag").display()).into(), creates: None, unless: Some(format!("test -f {}", h.join("data/flag").display()).into()) }),
+        task("init once", Action::Command { cmd: format!("echo init > {}", h.join("data/marker").display()).into(), creates: Some(h.join("data/marker").display().to_string()), unless: None, unless_slow: false }),
+        task("flag", Action::Command { cmd: format!("touch {}", h.join("data/flag").display()).into(), creates: None, unless: Some(format!("test -f {}", h.join("data/flag").display()).into()), unless_slow: false }),
         task("sshd answers", Action::WaitFor { target: WaitTarget::Tcp { host: "127.0.0.1".into(), port: sshd_port }, timeout_secs: 5, diagnose: None }),
     ];
     HostRolePlan { host: host.into(), role: "app".into(), tasks }
@@ -331,7 +331,7 @@ fn failed_host_stops_and_does_nothing_in_later_waves() {
         role: "first".into(),
         tasks: vec![
             task("dir", Action::Directory { path: s.base.join(h).display().to_string(), mode: 0o755, owner: "root".into(), group: "root".into() }),
-            task("maybe fail", Action::Command { cmd: if h == "bad" { "echo broken >&2; exit 3".into() } else { "true".into() }, creates: None, unless: None }),
+            task("maybe fail", Action::Command { cmd: if h == "bad" { "echo broken >&2; exit 3".into() } else { "true".into() }, creates: None, unless: None, unless_slow: false }),
             task("after", file(&s.base.join(h).join("after"), Content::Inline(b"x".as_slice().into()), 0o644, false)),
         ],
     };
@@ -392,7 +392,7 @@ fn a_no_op_step_is_one_gather_per_host_and_an_apply_makes_later_waves_look_again
                 roles: vec!["later".into()],
                 hosts: ["h1", "h2"]
                     .iter()
-                    .map(|h| role(h, "later", vec![task("log", Action::Command { cmd: format!("echo ran >> {}", p(&format!("{h}/log"))).into(), creates: Some(p("h1/ready")), unless: None })]))
+                    .map(|h| role(h, "later", vec![task("log", Action::Command { cmd: format!("echo ran >> {}", p(&format!("{h}/log"))).into(), creates: Some(p("h1/ready")), unless: None, unless_slow: false })]))
                     .collect(),
                 serial: Default::default(),
             },

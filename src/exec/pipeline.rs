@@ -13,10 +13,10 @@ use super::apply::{ApplyScript, apply_script, body, parse_trace, traced};
 use super::decide::{Decided, decide};
 use super::desired::Desired;
 use super::gather::checksums::Checksums;
-use super::gather::{Facts, gather_body, gather_script, gather_script_many, parse_facts, probes, split_sections};
+use super::gather::{Facts, gather_body, gather_script, gather_script_many, parse_facts, parse_facts_many, probes};
 use super::report::{self, RoleEvents, RoleOutcome};
 use super::transport::{CmdOutput, Transport};
-use crate::plan::action::{Action, HostRolePlan};
+use crate::plan::action::{Action, HostRolePlan, Task};
 use crate::ui::events::Event;
 
 /// How a role runs on a host.
@@ -152,11 +152,14 @@ pub async fn gather_together<T: Transport>(
     how: RoleRun,
     events: &Sender<Event>,
 ) -> Vec<Option<Facts>> {
-    let scripts: Vec<String> = roles.iter().map(|(hr, d)| gather_script(&hr.tasks, d, how.plan_only, checksums)).collect();
-    for ((hr, _), one) in roles.iter().zip(&scripts) {
-        RoleEvents { events, host_role: hr }.command("gather", gather_body(one));
+    let list: Vec<(&[Task], &[Desired])> = roles.iter().map(|(hr, d)| (hr.tasks.as_slice(), *d)).collect();
+    let script = gather_script_many(&list, how.plan_only, checksums);
+    // One command for all of them: shown once, under the first role.
+    if let Some((hr, _)) = roles.first() {
+        let others: Vec<&str> = roles[1..].iter().map(|(o, _)| o.role.as_str()).collect();
+        let what = if others.is_empty() { "gather".to_string() } else { format!("gather (with {})", others.join(", ")) };
+        RoleEvents { events, host_role: hr }.command(&what, gather_body(&script));
     }
-    let script = gather_script_many(&scripts);
     let started = Instant::now();
     // Each role's part may take what one role's gather may.
     let timeout = how.timeout * u32::try_from(roles.len()).unwrap_or(u32::MAX).max(1);
@@ -166,12 +169,12 @@ pub async fn gather_together<T: Transport>(
     if let Some((hr, _)) = roles.first() {
         RoleEvents { events, host_role: hr }.phase("gather".into(), started.elapsed().as_secs_f64());
     }
-    let stderr = out.stderr_text();
-    split_sections(&out.stdout_text(), roles.len())
-        .iter()
+    let tasks: Vec<&[Task]> = list.iter().map(|(t, _)| *t).collect();
+    parse_facts_many(&out.stdout_text(), &out.stderr_text(), &tasks)
+        .into_iter()
         .zip(roles)
-        .map(|(part, (hr, d))| {
-            let facts = parse_facts(part, &stderr, &hr.tasks).ok()?;
+        .map(|(facts, (hr, d))| {
+            let facts = facts.ok()?;
             checksums.learn(&hr.tasks, d, &facts);
             Some(facts)
         })

@@ -87,7 +87,10 @@ pub enum Action {
     /// Shell command, skipped when `creates` exists or `unless` exits 0. `cmd` and `unless` are
     /// shared like file contents: a command that lists every node (prepare's /etc/hosts) is the
     /// same text on every host, held once per step instead of hosts × nodes bytes.
-    Command { cmd: Arc<str>, creates: Option<String>, unless: Option<Arc<str>> },
+    /// `unless_slow`: the guard waits on a service (kubectl asking the API, ctr asking
+    /// containerd), so the gather runs it at the same time as the role's other slow probes;
+    /// any other guard runs in its place (see `gather::section`).
+    Command { cmd: Arc<str>, creates: Option<String>, unless: Option<Arc<str>>, unless_slow: bool },
     /// Block until the target answers or the timeout passes (then fail with `diagnose` output).
     WaitFor { target: WaitTarget, timeout_secs: u64, diagnose: Option<String> },
 }

@@ -123,7 +123,12 @@ pub fn validate(t: &TaskDef, env: &Environment<'static>, role: &RoleFiles) -> Re
                 super::convert::unit_state(&s)?;
             }
         }
-        Module::Command(a) => collect_all(&[&a.cmd], &[&a.creates, &a.unless], &mut strings),
+        Module::Command(a) => {
+            collect_all(&[&a.cmd], &[&a.creates, &a.unless, &a.unless_slow], &mut strings);
+            if a.unless_slow.is_some() && a.unless.is_none() {
+                return Err("command: `unless_slow` says how the `unless` guard runs; there is no `unless`".into());
+            }
+        }
         Module::WaitFor(a) => {
             collect_all(
                 &[],

@@ -207,6 +207,8 @@ impl HostRender<'_, '_> {
                             "{ctr} -n k8s.io images ls 'name=={}' | grep -q '{}'",
                             img.reference, img.digest
                         ))),
+                        // ctr asks containerd (a Go binary's start, then the socket).
+                        unless_slow: true,
                     },
                 ]
             }
@@ -298,6 +300,7 @@ impl HostRender<'_, '_> {
                 cmd: self.text(&a.cmd, ctx, "cmd").map_err(fail)?,
                 creates: self.opt_string(&a.creates, ctx, "creates").map_err(fail)?,
                 unless: self.opt_text(&a.unless, ctx, "unless").map_err(fail)?,
+                unless_slow: self.bool(&a.unless_slow, ctx, "unless_slow", false).map_err(fail)?,
             }],
             Module::WaitFor(a) => {
                 let target = match (&a.tcp, &a.command) {

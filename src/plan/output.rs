@@ -213,6 +213,7 @@ pub fn describe(a: &Action) -> String {
             cmd,
             creates,
             unless,
+            ..
         } => {
             let mut s = format!("command {cmd:?}");
             if let Some(c) = creates {

@@ -58,8 +58,10 @@ args!(/// `systemd: {unit, enabled, state, restart_last_if}` — `restart_last_i
     /// `serial` role's rolling restart, the host where it succeeds restarts after the others
     /// (etcd: the leader, so that the leadership moves once, not once per member).
     SystemdArgs { unit; enabled, state, restart_last_if });
-args!(/// `command: {cmd, creates, unless}`
-    CommandArgs { cmd; creates, unless });
+args!(/// `command: {cmd, creates, unless, unless_slow}` — `unless_slow: true`: the guard waits on
+    /// a service (asks the Kubernetes API): gathered at the same time as the role's other slow
+    /// guards and wait probes instead of one after another. Any other guard runs in its place.
+    CommandArgs { cmd; creates, unless, unless_slow });
 args!(/// `wait_for: {tcp | command, timeout, diagnose}`
     WaitForArgs { ; tcp, command, timeout, diagnose });
 

@@ -68,8 +68,8 @@ pub fn demo_role(host: &str, greeting: &str) -> HostRolePlan {
         t("reload", Action::DaemonReload, &[]),
         t("service", Action::Service { unit: UNIT.into(), enabled: true, state: UnitState::Started, last_if: None }, &[]),
         t("active", Action::WaitFor { target: WaitTarget::Command { cmd: format!("systemctl is-active -q {UNIT}") }, timeout_secs: 20, diagnose: Some(format!("journalctl -u {UNIT} -n 20 --no-pager")) }, &[]),
-        t("init once", Action::Command { cmd: format!("date > {DIR}/initialized").into(), creates: Some(format!("{DIR}/initialized")), unless: None }, &[]),
-        t("motd", Action::Command { cmd: "echo ezk-demo >> /etc/motd".into(), creates: None, unless: Some("grep -q ezk-demo /etc/motd".into()) }, &[]),
+        t("init once", Action::Command { cmd: format!("date > {DIR}/initialized").into(), creates: Some(format!("{DIR}/initialized")), unless: None, unless_slow: false }, &[]),
+        t("motd", Action::Command { cmd: "echo ezk-demo >> /etc/motd".into(), creates: None, unless: Some("grep -q ezk-demo /etc/motd".into()), unless_slow: false }, &[]),
         t("sshd up", Action::WaitFor { target: WaitTarget::Tcp { host: "127.0.0.1".into(), port: 22 }, timeout_secs: 5, diagnose: None }, &[]),
     ];
     HostRolePlan { host: host.into(), role: "demo".into(), tasks }
@@ -310,7 +310,7 @@ fn pend_role(host: &str, greeting: &str, kill: bool) -> HostRolePlan {
     ];
     if kill {
         let cmd = format!("touch {PEND_DIR}/killed; kill -9 $PPID");
-        tasks.push(t("die", Action::Command { cmd: cmd.into(), creates: Some(format!("{PEND_DIR}/killed")), unless: None }, &[]));
+        tasks.push(t("die", Action::Command { cmd: cmd.into(), creates: Some(format!("{PEND_DIR}/killed")), unless: None, unless_slow: false }, &[]));
     }
     tasks.push(t("reload", Action::DaemonReload, &[]));
     tasks.push(t("service", Action::Service { unit: PEND_UNIT.into(), enabled: true, state: UnitState::Started, last_if: None }, &[]));

@@ -202,7 +202,7 @@ fn reboot_role(host: &str) -> HostRolePlan {
         task("dir", Action::Directory { path: RB_DIR.into(), mode: 0o755, owner: "root".into(), group: "root".into() }, &[]),
         task("config", inline(&format!("{RB_DIR}/svc.conf"), "GREETING=rebooted\n"), &[RB_UNIT]),
         task("unit", inline(&format!("/etc/systemd/system/{RB_UNIT}"), &unit), &[RB_UNIT]),
-        task("slow", Action::Command { cmd: slow.into(), creates: Some(format!("{RB_DIR}/done")), unless: None }, &[]),
+        task("slow", Action::Command { cmd: slow.into(), creates: Some(format!("{RB_DIR}/done")), unless: None, unless_slow: false }, &[]),
         task("reload", Action::DaemonReload, &[]),
         task("service", Action::Service { unit: RB_UNIT.into(), enabled: true, state: UnitState::Started, last_if: None }, &[]),
     ];

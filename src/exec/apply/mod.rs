@@ -245,7 +245,7 @@ fn emit(cx: &mut Ctx, i: usize, task: &Task, d: &Decision, want: &Desired, next:
         (Action::Package { .. }, _) => Steps::changed(packages::install(i, changes)),
         (Action::Service { unit, .. }, _) => units::service(cx, i, unit, changes),
         (Action::DaemonReload, _) => Steps::changed(units::daemon_reload(cx, i, changes, next)),
-        (Action::Command { cmd, creates, unless }, _) => commands::command(cx, i, task, cmd, creates.as_deref(), unless.as_deref()),
+        (Action::Command { cmd, creates, unless, .. }, _) => commands::command(cx, i, task, cmd, creates.as_deref(), unless.as_deref()),
     })
 }
 

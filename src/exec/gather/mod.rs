@@ -1,5 +1,5 @@
-//! Gather, round trip 1 of the pipeline: what a host has now, for every target of one role,
-//! read in ONE command. The gather script is assembled from one part per fact kind, and its
+//! Gather, round trip 1 of the pipeline: what a host has now, for every target of one role (or
+//! of several roles of a host at once, [`gather_script_many`]), read in ONE command. The gather script is assembled from one part per fact kind, and its
 //! output is marker lines that the pure parser of each kind reads back; the result is one
 //! `TaskFacts` per task index. No decision is made here (that is `decide`).
 //!
@@ -63,14 +63,13 @@ pub struct TaskFacts {
 /// Facts of a whole role on one host, by task index.
 pub type Facts = BTreeMap<usize, TaskFacts>;
 
-// Few processes per gather: one `find` for every path, one hash (`ezk_shas`) for every file, one
+// Few processes per gather: one `find` for every path (of every role it serves), one hash (`ezk_shas`) for every file, one
 // `sysctl`, one `dpkg-query`, one `systemctl show`; per-item work uses shell builtins (not
 // `read` of /proc/sys files: dash reads a byte at a time, and a sysctl file read at an offset
 // past 0 is empty, so dash would see "2" of "2466255"). On a
 // loaded deploy machine with hundreds of hosts, forks are what a no-op run costs. The helpers:
 // `ezk_c` for `content`, `ezk_m` for `kernel` modules.
 const GATHER_PRELUDE: &str = r#"export LC_ALL=C
-ezk_now=
 # SHA-256 of stdin (`ezk_sha`) or of files (`ezk_shas PATH...`, lines "HEX *PATH" or "HEX  PATH"):
 # OpenSSL's where the host has it (the CPU's SHA instructions, ~8x coreutils'), else coreutils'.
 if command -v openssl >/dev/null 2>&1; then
@@ -123,15 +122,36 @@ fn quoted_list<'a>(items: impl Iterator<Item = &'a str>) -> String {
 /// text files that differ (plan mode, for diffs; never for secrets). `checksums`: sums known
 /// from earlier runs; a file whose signature is unchanged is not hashed again.
 pub fn gather_script(tasks: &[Task], desired: &[Desired], with_content: bool, checksums: &Checksums) -> String {
+    gather_script_many(&[(tasks, desired)], with_content, checksums)
+}
+
+/// One gather for several roles of a host (one round trip instead of one per role): the
+/// helper functions, then the paths of every role at once (one `find`, one hash: `paths`),
+/// then one section per role with the rest of its facts, each ending with its own `@@end`.
+/// [`parse_facts_many`] reads the paths part for every role and hands each role its section.
+/// The sections run one after another in one shell; each reads the shared `$F` and waits for
+/// its own background probes. Nothing a gather runs changes the host, so a path found before
+/// an earlier role's section ran is what the role's own gather would have found.
+pub fn gather_script_many(roles: &[(&[Task], &[Desired])], with_content: bool, checksums: &Checksums) -> String {
     let mut s = String::from(GATHER_PRELUDE);
-    paths::script(&mut s, tasks, desired, checksums);
-    // Guards that run a command and wait probes each start a process that may take a while
-    // (kubectl asking the API: 0.3–0.6 s each on a loaded host, eight of them in one role).
-    // Two or more run at once, as background jobs after every other fact is out (so their
-    // one-line, atomic writes cannot land inside another fact's output), then `wait`. A lone
-    // one stays in its place; `creates` alone is a test, not a process.
+    paths::script(&mut s, roles.iter().flat_map(|(t, d)| t.iter().zip(d.iter())), checksums);
+    for (tasks, desired) in roles {
+        section(&mut s, tasks, desired, with_content, checksums);
+    }
+    s
+}
+
+/// A role's section of the gather script: every fact but its paths, then `@@end`.
+fn section(s: &mut String, tasks: &[Task], desired: &[Desired], with_content: bool, checksums: &Checksums) {
+    // Guards that ask a service (`unless_slow`: kubectl asking the API, 0.3–0.6 s each on a
+    // loaded host, eight of them in one role) and wait probes (up to their 1 s timeout) may
+    // take a while. Two or more run at once, as background jobs after every other fact is out
+    // (so their one-line, atomic writes cannot land inside another fact's output), then
+    // `wait`. A lone one stays in its place. Every other guard (a file test, a read of
+    // /proc/swaps or /etc/hosts) stays in the foreground: it takes a millisecond, and a
+    // background job would cost it a fork of its own on every gather of every host.
     let slow = |t: &Task| match &t.action {
-        Action::Command { unless, .. } => unless.is_some(),
+        Action::Command { unless: Some(_), unless_slow, .. } => *unless_slow,
         Action::WaitFor { .. } => true,
         _ => false,
     };
@@ -140,7 +160,7 @@ pub fn gather_script(tasks: &[Task], desired: &[Desired], with_content: bool, ch
     // Per task, in task order: content (plan mode), guards, wait probes.
     for (i, (task, want)) in tasks.iter().zip(desired).enumerate() {
         let mut own = String::new();
-        let probes_out = if together && slow(task) { &mut own } else { &mut s };
+        let probes_out = if together && slow(task) { &mut own } else { &mut *s };
         match &task.action {
             Action::File(f) => {
                 if let Desired::File { sha256, diffable: true, .. } = want
@@ -171,10 +191,10 @@ pub fn gather_script(tasks: &[Task], desired: &[Desired], with_content: bool, ch
             background.push(own);
         }
     }
-    kernel::script(&mut s, tasks);
-    packages::script(&mut s, tasks, checksums);
-    units::script(&mut s, tasks);
-    markers::script(&mut s, tasks);
+    kernel::script(s, tasks);
+    packages::script(s, tasks, checksums);
+    units::script(s, tasks);
+    markers::script(s, tasks);
     if !background.is_empty() {
         // Each probe is one `if …; fi` (a quoted command in it may span lines).
         for probe in &background {
@@ -184,42 +204,10 @@ pub fn gather_script(tasks: &[Task], desired: &[Desired], with_content: bool, ch
         s.push_str("wait\n");
     }
     s.push_str("echo @@end\n");
-    s
-}
-
-/// One gather for several roles of a host (one round trip instead of one per role): the
-/// helper functions once, then the part of each role's `gather_script` after them, each ending
-/// with its own `@@end`. [`split_sections`] hands each role its part of the output back. The
-/// parts run one after another in one shell; each sets what it reads (`F`, `"$@"`) itself and
-/// waits for its own background probes.
-pub fn gather_script_many(scripts: &[String]) -> String {
-    let mut s = String::from(GATHER_PRELUDE);
-    for one in scripts {
-        s.push_str(gather_body(one));
-    }
-    s
-}
-
-/// The output of [`gather_script_many`] cut into `n` parts, each up to and including its
-/// `@@end` line. A part whose end marker never came has none, and [`parse_facts`] says so.
-pub fn split_sections(stdout: &str, n: usize) -> Vec<String> {
-    let mut parts = vec![String::new(); n];
-    let mut k = 0;
-    for line in stdout.lines() {
-        if k >= n {
-            break;
-        }
-        parts[k].push_str(line);
-        parts[k].push('\n');
-        if line == "@@end" {
-            k += 1;
-        }
-    }
-    parts
 }
 
 /// Why gather output could not be read.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum FactError {
     #[error("gather output ended early (no end marker); stderr: {0}")]
     Truncated(String),
@@ -246,26 +234,72 @@ trait ReadLine {
 /// ignored (noise from login scripts), but a missing `@@end` is an error: facts must be
 /// complete to decide.
 pub fn parse_facts(stdout: &str, stderr: &str, tasks: &[Task]) -> Result<Facts, FactError> {
+    parse_facts_many(stdout, stderr, &[tasks]).pop().expect("one role")
+}
+
+/// [`parse_facts`] for the output of [`gather_script_many`], one result per role: the paths
+/// lines (printed once, before every section) serve each role; every other line belongs to the
+/// section it is in, sections ending with `@@end`. A section whose end marker never came is
+/// `Truncated`, as is every one after it; a bad line fails its own section only.
+pub fn parse_facts_many(stdout: &str, stderr: &str, roles: &[&[Task]]) -> Vec<Result<Facts, FactError>> {
     let mut paths = paths::Raw::default();
-    let mut kernel = kernel::Raw::default();
-    let mut packages = packages::Raw::default();
-    let mut units = units::Raw::default();
-    let mut markers = markers::Raw::default();
-    let mut facts = Facts::new();
-    let mut ended = false;
+    let mut sections: Vec<Section> = roles.iter().map(|_| Section::default()).collect();
+    let mut k = 0;
     for (n, line) in stdout.lines().enumerate() {
         if !line.starts_with("@@") {
             continue;
         }
-        let bad = || FactError::BadLine { line: n + 1, text: line.chars().take(200).collect() };
-        if line == "@@end" {
-            ended = true;
-            continue;
+        match paths.line(line) {
+            Parsed::NotMine => {}
+            Parsed::Ok => continue,
+            // Malformed: every role reads the paths, so every role fails on it.
+            Parsed::Bad => {
+                let e = FactError::BadLine { line: n + 1, text: line.chars().take(200).collect() };
+                return roles.iter().map(|_| Err(e.clone())).collect();
+            }
         }
-        let kinds: [&mut dyn ReadLine; 5] = [&mut paths, &mut markers, &mut kernel, &mut packages, &mut units];
+        let Some(sec) = sections.get_mut(k) else { break };
+        if line == "@@end" {
+            sec.ended = true;
+            k += 1;
+        } else if sec.bad.is_none()
+            && let Err(e) = sec.line(n, line)
+        {
+            sec.bad = Some(e);
+        }
+    }
+    let truncated = || FactError::Truncated(stderr.trim().chars().take(500).collect());
+    sections
+        .into_iter()
+        .zip(roles)
+        .map(|(mut sec, tasks)| match (sec.ended, sec.bad.take()) {
+            (_, Some(e)) => Err(e),
+            (false, None) => Err(truncated()),
+            (true, None) => Ok(sec.facts(&paths, tasks)),
+        })
+        .collect()
+}
+
+/// One role's section of gather output, as read so far.
+#[derive(Default)]
+struct Section {
+    kernel: kernel::Raw,
+    packages: packages::Raw,
+    units: units::Raw,
+    markers: markers::Raw,
+    facts: Facts,
+    ended: bool,
+    bad: Option<FactError>,
+}
+
+impl Section {
+    /// Line `n` (0-based) of the output, a marker that is not the paths kind's nor `@@end`.
+    fn line(&mut self, n: usize, line: &str) -> Result<(), FactError> {
+        let bad = || FactError::BadLine { line: n + 1, text: line.chars().take(200).collect() };
+        let kinds: [&mut dyn ReadLine; 4] = [&mut self.markers, &mut self.kernel, &mut self.packages, &mut self.units];
         match kinds.into_iter().map(|k| k.line(line)).find(|p| !matches!(p, Parsed::NotMine)) {
             Some(Parsed::Bad) => return Err(bad()),
-            Some(_) => continue,
+            Some(_) => return Ok(()),
             None => {}
         }
         // Per-task markers: `@@<tag> <task index> <value>`.
@@ -273,39 +307,42 @@ pub fn parse_facts(stdout: &str, stderr: &str, tasks: &[Task]) -> Result<Facts, 
         let tag = it.next().ok_or_else(bad)?;
         let idx: usize = it.next().and_then(|x| x.parse().ok()).ok_or_else(bad)?;
         let rest = it.next().unwrap_or("");
-        let tf = facts.entry(idx).or_default();
+        let tf = self.facts.entry(idx).or_default();
         match tag {
             "@@c" => tf.content = Some(content::parse(rest).ok_or_else(bad)?),
             "@@g" => tf.guard_met = Some(rest == "1"),
             "@@w" => tf.probe_ok = Some(rest == "1"),
             _ => return Err(bad()),
         }
+        Ok(())
     }
-    if !ended {
-        return Err(FactError::Truncated(stderr.trim().chars().take(500).collect()));
-    }
-    let mut unit_states = units.into_states();
-    for (i, task) in tasks.iter().enumerate() {
-        let tf = facts.entry(i).or_default();
-        if let Some(p) = task_path(task) {
-            tf.path = Some(paths.fact(p));
-            tf.host_clock = paths.now();
-        }
-        tf.pending_restarts = markers.owed(task);
-        match &task.action {
-            Action::Sysctl { entries, .. } => tf.sysctl = kernel.sysctl(entries),
-            Action::Modprobe { modules, .. } => tf.modules = kernel.modules(modules),
-            Action::Package { names, .. } => {
-                tf.packages = packages.packages(names);
-                tf.packages_sig = match (paths.sig(packages::DPKG_DB[0]), paths.sig(packages::DPKG_DB[1])) {
-                    (Some(a), Some(b)) => Some(format!("{a}|{b}")),
-                    _ => None,
-                };
+
+    /// The facts of every task of the role, its paths from `paths`.
+    fn facts(self, paths: &paths::Raw, tasks: &[Task]) -> Facts {
+        let Section { kernel, packages, units, markers, mut facts, .. } = self;
+        let mut unit_states = units.into_states();
+        for (i, task) in tasks.iter().enumerate() {
+            let tf = facts.entry(i).or_default();
+            if let Some(p) = task_path(task) {
+                tf.path = Some(paths.fact(p));
+                tf.host_clock = paths.now();
             }
-            Action::Service { .. } => tf.unit = unit_states.next(),
-            Action::DaemonReload => tf.pending_reload = markers.reload_owed(),
-            _ => {}
+            tf.pending_restarts = markers.owed(task);
+            match &task.action {
+                Action::Sysctl { entries, .. } => tf.sysctl = kernel.sysctl(entries),
+                Action::Modprobe { modules, .. } => tf.modules = kernel.modules(modules),
+                Action::Package { names, .. } => {
+                    tf.packages = packages.packages(names);
+                    tf.packages_sig = match (paths.sig(packages::DPKG_DB[0]), paths.sig(packages::DPKG_DB[1])) {
+                        (Some(a), Some(b)) => Some(format!("{a}|{b}")),
+                        _ => None,
+                    };
+                }
+                Action::Service { .. } => tf.unit = unit_states.next(),
+                Action::DaemonReload => tf.pending_reload = markers.reload_owed(),
+                _ => {}
+            }
         }
+        facts
     }
-    Ok(facts)
 }

@@ -1,6 +1,7 @@
-//! Fact kind: paths. One `find` for every path a role manages (kind, mode, owner, group, link
-//! target, and for files the signature `checksums` keys on), then one hash (`ezk_shas`) for every
-//! file whose content is wanted, skipping files whose signature is the one recorded.
+//! Fact kind: paths. One `find` for every path the roles of a gather manage (kind, mode, owner,
+//! group, link target, and for files the signature `checksums` keys on), then one hash
+//! (`ezk_shas`) for every file whose content is wanted, skipping files whose signature is the
+//! one recorded.
 
 use std::collections::HashMap;
 
@@ -8,7 +9,7 @@ use super::checksums::Checksums;
 use super::{Parsed, ReadLine, quoted_list, task_path};
 use crate::exec::desired::Desired;
 use crate::exec::transport::sh_quote;
-use crate::plan::action::Task;
+use crate::plan::action::{Action, Task};
 
 /// Kind of a filesystem path as found on the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,10 +42,13 @@ impl PathFact {
     }
 }
 
-/// The script part: the host's clock, one `find` for every path, one hash (`ezk_shas`) for the files.
-pub(super) fn script(s: &mut String, tasks: &[Task], desired: &[Desired], checksums: &Checksums) {
-    let mut paths: Vec<&str> = tasks.iter().filter_map(task_path).collect();
-    if !super::packages::role_packages(tasks).is_empty() {
+/// The script part, once per gather however many roles share it: the host's clock, one `find`
+/// for every path of every role in `tasks` (task, what is wanted), one hash (`ezk_shas`) for
+/// their files. What it prints serves every role's section (`parse_facts_many`), and `$F` (what
+/// `find` printed) stays set for the sections that look up a signature in it (`packages`).
+pub(super) fn script<'a>(s: &mut String, tasks: impl Iterator<Item = (&'a Task, &'a Desired)> + Clone, checksums: &Checksums) {
+    let mut paths: Vec<&str> = tasks.clone().filter_map(|(t, _)| task_path(t)).collect();
+    if tasks.clone().any(|(t, _)| matches!(t.action, Action::Package { .. })) {
         paths.extend(super::packages::DPKG_DB);
     }
     paths.sort();
@@ -52,16 +56,11 @@ pub(super) fn script(s: &mut String, tasks: &[Task], desired: &[Desired], checks
     if !paths.is_empty() {
         // The host's clock first: signatures from the last second are not cached (see `checksums`).
         s.push_str(&format!(
-            "[ -n \"$ezk_now\" ] || ezk_now=$(date +%s.%N)\necho \"@@now $ezk_now\"\nF=\"\n$(find {} -maxdepth 0 -printf '@@f\\t%y\\t%m\\t%u\\t%g\\t%l\\t%p\\n@@i\\t%D:%i:%s:%T@:%C@\\t%p\\n' 2>/dev/null)\n\"\nprintf '%s' \"$F\"\n",
+            "ezk_now=$(date +%s.%N)\necho \"@@now $ezk_now\"\nF=\"\n$(find {} -maxdepth 0 -printf '@@f\\t%y\\t%m\\t%u\\t%g\\t%l\\t%p\\n@@i\\t%D:%i:%s:%T@:%C@\\t%p\\n' 2>/dev/null)\n\"\nprintf '%s' \"$F\"\n",
             quoted_list(paths.iter().copied())
         ));
     }
-    let mut files: Vec<&str> = tasks
-        .iter()
-        .zip(desired)
-        .filter(|(_, w)| matches!(w, Desired::File { .. }))
-        .filter_map(|(t, _)| task_path(t))
-        .collect();
+    let mut files: Vec<&str> = tasks.filter(|(_, w)| matches!(w, Desired::File { .. })).filter_map(|(t, _)| task_path(t)).collect();
     files.sort();
     files.dedup();
     if !files.is_empty() {
