@@ -77,6 +77,12 @@ fn wait_active(lab: &Lab, i: usize, units: &[&str], secs: u64) {
 fn apiserver_killed_during_setup_04_converges(_: &Lab) {
     with_cluster_lab(|lab| {
         ensure_control_plane(lab);
+        // The shared lab as the inventory says (a test that failed before it may have left the
+        // flag on): the run below must have a restart to make.
+        if MASTERS.iter().any(|&i| lab.sh(i, "systemctl cat kube-apiserver").contains("--service-node-port-range=30000-32000")) {
+            setup_ok(lab, "04", &[]);
+        }
+        flag_everywhere(lab, false);
         let masters = master_ips(lab);
         let first_pid = main_pid(lab, MASTERS[0], "kube-apiserver");
         let victim = MASTERS[2];
