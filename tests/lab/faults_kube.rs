@@ -43,9 +43,13 @@ fn wait_api_ready(lab: &Lab, secs: u64) {
 /// Every master's apiserver unit carries `--service-node-port-range=<range>` (or not).
 fn flag_everywhere(lab: &Lab, on: bool) {
     for &i in &MASTERS {
-        let unit = lab.sh(i, "systemctl cat kube-apiserver");
-        assert_eq!(unit.contains("--service-node-port-range=30000-32000"), on, "master {i}: {unit}");
+        assert_eq!(has_flag(lab, i), on, "master {i}: {}", lab.sh(i, "systemctl cat kube-apiserver"));
     }
+}
+
+/// Whether master `i`'s apiserver unit carries the flag.
+fn has_flag(lab: &Lab, i: usize) -> bool {
+    lab.sh(i, "systemctl cat kube-apiserver").contains("--service-node-port-range=30000-32000")
 }
 
 fn assert_converged(r: &Run, ips: &[String]) {
@@ -79,7 +83,7 @@ fn apiserver_killed_during_setup_04_converges(_: &Lab) {
         ensure_control_plane(lab);
         // The shared lab as the inventory says (a test that failed before it may have left the
         // flag on): the run below must have a restart to make.
-        if MASTERS.iter().any(|&i| lab.sh(i, "systemctl cat kube-apiserver").contains("--service-node-port-range=30000-32000")) {
+        if MASTERS.iter().any(|&i| has_flag(lab, i)) {
             setup_ok(lab, "04", &[]);
         }
         flag_everywhere(lab, false);

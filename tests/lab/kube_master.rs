@@ -354,11 +354,10 @@ fn a_flag_change_restarts_apiservers_one_at_a_time(_: &Lab) {
             // or controller-manager that led and exited as its own apiserver restarted (see
             // below): the same run then finds it stopped, systemd about to start it again, and
             // starts it.
-            let lost = |unit: &str| lost_lease(i, unit);
             let restarted_after_lease_lost = ["kube-scheduler", "kube-controller-manager"]
                 .iter()
                 .filter(|u| r.output.contains(&format!("{ip} [kube-master] {u} running and enabled: changed")))
-                .inspect(|u| assert!(lost(u), "{ip}: {u} started by the run though it did not lose its lease:\n{}", r.output))
+                .inspect(|u| assert!(lost_lease(i, u), "{ip}: {u} started by the run though it did not lose its lease:\n{}", r.output))
                 .count() as u64;
             assert_eq!(r.count(ip, "changed"), 3 + restarted_after_lease_lost, "{ip}:\n{}", r.output);
         }

@@ -19,7 +19,7 @@ use std::time::Instant;
 use crate::kube_master::{MASTERS, WORKERS, ensure_control_plane};
 use crate::kube_node::wait_all_ready;
 use crate::steps_support::{leader_endpoint, raft_term_in, text};
-use crate::support::{kubectl, kubectl_apply, kubectl_ok, poll_vip, with_cluster_lab};
+use crate::support::{kubectl, kubectl_apply, kubectl_ok, poll_vip, wait_for, with_cluster_lab};
 use crate::takeover::{ClientFiles, assert_no_outage, certs_in, client, prober, unit_restarted_one_at_a_time, unit_times};
 use crate::{Lab, Test};
 
@@ -289,11 +289,7 @@ fn kubernetes_ca_is_rotated_under_the_api_and_pods(_: &Lab) {
         // The controller-manager that leads after phase 3's restarts publishes the new CA alone;
         // taking the lease over can take its 15 s duration, so wait for it.
         let root = || kubectl_ok(lab, &["-n", "kube-system", "get", "configmap", "kube-root-ca.crt", "-o", "jsonpath={.data.ca\\.crt}"]);
-        let start = Instant::now();
-        while root().trim() != new_ca.trim() {
-            assert!(start.elapsed().as_secs() < 90, "kube-root-ca.crt after phase 3 is not the new CA alone after 90 s:\n{}", root());
-            std::thread::sleep(std::time::Duration::from_secs(1));
-        }
+        wait_for(90, "kube-root-ca.crt after phase 3 to hold the new CA alone", || (root().trim() == new_ca.trim()).then_some(()));
         // Unchanged: the ServiceAccount key, the etcd CA.
         assert_eq!(read("sa.key"), sa, "the ServiceAccount key changed");
         assert_eq!(read("etcd-ca.pem"), etcd_ca, "the etcd CA changed");
